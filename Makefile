@@ -1,0 +1,46 @@
+# The README's two commands are `make demo` (the main job) and `make test` (everything).
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PYTEST := $(VENV)/bin/pytest
+
+.PHONY: setup bins test test-unit lint typecheck generate demo dev-up dev-down clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -U pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed  ## Python virtualenv with the project and its dev tools
+
+bins:  ## build (once) the local control plane, kwok, and fetch helm/kubectl
+	hack/build-control-plane.sh
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+test: setup bins lint typecheck  ## everything: lint, types, unit and integration tests
+	$(PYTEST)
+
+test-unit: setup  ## the fast tests only (no cluster, Redis or Prometheus)
+	$(PYTEST) -m "not integration"
+
+generate: setup  ## regenerate CRDs, install manifests, dashboards and alert rules
+	$(PY) -m jobqueue_operator.crdgen
+
+demo: setup bins  ## the main job: a local cluster running the seed's queues
+	hack/demo.sh
+
+dev-up: setup bins
+	$(PY) hack/devenv.py up
+
+dev-down: setup
+	$(PY) hack/devenv.py down
+
+clean:
+	-$(PY) hack/devenv.py down
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,131 @@
+"""Shared fixtures: real components only.
+
+* ``cluster`` — one real control plane per test session (hack/devenv.py), started lazily
+  the first time a test asks for it. ``JOBQUEUE_TEST_KUBECONFIG`` points the suite at an
+  existing cluster instead (kind, a cloud cluster), which is then never deleted.
+* ``namespace`` — a fresh namespace per test, deleted afterwards.
+* ``redis_server`` — one redis-server per session; ``redis_url`` / ``redis_conn`` give each
+  test its own, flushed, logical database, so tests never see each other's keys.
+* ``prometheus`` — one Prometheus per session; tests add scrape targets at run time.
+
+A component that cannot start makes the test *fail*, never skip: a skipped integration
+test would hide exactly the breakage these tests exist to catch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+import devenv
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Everything under tests/integration talks to real servers; mark it so `-m "not
+    # integration"` gives the fast unit run.
+    for item in items:
+        if "/integration/" in str(item.path):
+            item.add_marker(pytest.mark.integration)
+
+
+# --------------------------------------------------------------------------------------
+# Kubernetes
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[devenv.Cluster]:
+    existing = os.environ.get("JOBQUEUE_TEST_KUBECONFIG")
+    if existing:
+        yield ExistingCluster(Path(existing))
+        return
+    with devenv.session_cluster(nodes=2) as c:
+        yield c
+
+
+class ExistingCluster(devenv.Cluster):
+    """A cluster someone else runs (JOBQUEUE_TEST_KUBECONFIG): used as is, never deleted."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        super().__init__("external", devenv.Binaries.locate().ensure())
+        self._kubeconfig = kubeconfig
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self._kubeconfig
+
+    def delete(self) -> None:  # never delete a cluster we did not create
+        pass
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(cluster: devenv.Cluster) -> str:
+    return str(cluster.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def binaries(cluster: devenv.Cluster) -> devenv.Binaries:
+    return cluster.binaries
+
+
+@pytest.fixture
+def namespace(cluster: devenv.Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    base = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
+    name = f"t-{base}-{uuid.uuid4().hex[:5]}"
+    cluster.kubectl("create", "namespace", name)
+    # Pods can be refused until the namespace's default ServiceAccount exists.
+    devenv.wait_until(f"default ServiceAccount in {name}", lambda: cluster.kubectl(
+        "get", "serviceaccount", "default", "-n", name, check=False).returncode == 0, timeout=60)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+# --------------------------------------------------------------------------------------
+# Redis
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[devenv.RedisServer]:
+    server = devenv.RedisServer().start()
+    yield server
+    server.stop()
+
+
+_redis_dbs = itertools.cycle(range(1, 64))
+
+
+@pytest.fixture
+def redis_url(redis_server: devenv.RedisServer) -> str:
+    """A flushed logical database of the session's Redis, for this test alone."""
+    db = next(_redis_dbs)
+    url = f"redis://127.0.0.1:{redis_server.port}/{db}"
+    conn = redis.Redis.from_url(url)
+    conn.flushdb()
+    conn.close()
+    return url
+
+
+@pytest.fixture
+def redis_conn(redis_url: str) -> Iterator[redis.Redis]:
+    conn = redis.Redis.from_url(redis_url)
+    yield conn
+    conn.close()
+
+
+# --------------------------------------------------------------------------------------
+# Prometheus
+
+
+@pytest.fixture(scope="session")
+def prometheus() -> Iterator[devenv.PrometheusServer]:
+    server = devenv.PrometheusServer().start()
+    yield server
+    server.stop()
