@@ -31,6 +31,8 @@ test-unit: setup  ## the fast tests only (no cluster, Redis or Prometheus)
 
 generate: setup  ## regenerate CRDs, install manifests, dashboards and alert rules
 	$(PY) -m jobqueue_operator.crdgen
+	$(PY) -m jobqueue_operator.monitoring
+	$(PY) helm/jobqueue-operator/hack/render_install.py
 
 demo: setup bins  ## the main job: a local cluster running the seed's queues
 	hack/demo.sh

@@ -1,0 +1,225 @@
+{{/*
+The chart name: the `app.kubernetes.io/name` label and the base of the full name.
+Truncated to 63 characters because some Kubernetes name fields are limited to this.
+*/}}
+{{- define "jobqueue-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The full name, prefix of every resource name: `<release>-<chart>`, or the release name alone
+when it already contains the chart name. Truncated to 63 characters (DNS label limit).
+*/}}
+{{- define "jobqueue-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Chart name and version, for the `helm.sh/chart` label (`+` is not allowed in label values).
+*/}}
+{{- define "jobqueue-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels of every resource. `app.kubernetes.io/part-of: jobqueue` groups the whole product
+(the dev pod runner, hack/podrunner.py, selects the pods it runs by it).
+*/}}
+{{- define "jobqueue-operator.labels" -}}
+helm.sh/chart: {{ include "jobqueue-operator.chart" . }}
+{{ include "jobqueue-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: jobqueue
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Selector labels: the immutable subset used by the Deployment's selector and the Services.
+*/}}
+{{- define "jobqueue-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "jobqueue-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+The operator's ServiceAccount name.
+*/}}
+{{- define "jobqueue-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "jobqueue-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+The operator image: `repository@digest` when a digest is given, else `repository:tag`.
+*/}}
+{{- define "jobqueue-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+"true" when the operator watches every namespace (cluster-wide RBAC), "" otherwise.
+*/}}
+{{- define "jobqueue-operator.clusterWide" -}}
+{{- if not .Values.watchNamespaces }}true{{ end }}
+{{- end }}
+
+{{/*
+Name of the Secret holding the default Redis URL: the user's existing Secret, or the one the
+chart creates from `redis.url` (also the name to create by hand when neither is set).
+*/}}
+{{- define "jobqueue-operator.redisSecretName" -}}
+{{- if and .Values.redis.url .Values.redis.existingSecret }}
+{{- fail "set redis.url or redis.existingSecret, not both" }}
+{{- end }}
+{{- default (printf "%s-redis" (include "jobqueue-operator.fullname" .)) .Values.redis.existingSecret }}
+{{- end }}
+
+{{/*
+The operator's environment: the ONLY place values become JOBQUEUE_* variables (the operator
+reads them in jobqueue_operator/settings.py).
+*/}}
+{{- define "jobqueue-operator.env" -}}
+- name: JOBQUEUE_NAMESPACES
+  value: {{ join "," .Values.watchNamespaces | quote }}
+- name: JOBQUEUE_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "jobqueue-operator.redisSecretName" . }}
+      key: {{ ternary .Values.redis.existingSecretKey "url" (ne .Values.redis.existingSecret "") }}
+      {{- if not (or .Values.redis.url .Values.redis.existingSecret) }}
+      # no Redis configured yet: the operator starts without a default Redis until this
+      # Secret exists (then restart it)
+      optional: true
+      {{- end }}
+- name: JOBQUEUE_METRICS_PORT
+  value: {{ .Values.operator.metricsPort | quote }}
+- name: JOBQUEUE_HEALTH_PORT
+  value: {{ .Values.operator.healthPort | quote }}
+- name: JOBQUEUE_LOG_LEVEL
+  value: {{ .Values.operator.logLevel | quote }}
+- name: JOBQUEUE_LOG_FORMAT
+  value: {{ .Values.operator.logFormat | quote }}
+- name: JOBQUEUE_PRIORITY_CLASS_PREFIX
+  value: {{ ternary .Values.priorityClasses.namePrefix "" .Values.priorityClasses.enabled | quote }}
+{{- with .Values.operator.workerImagePullPolicy }}
+- name: JOBQUEUE_WORKER_IMAGE_PULL_POLICY
+  value: {{ . | quote }}
+{{- end }}
+- name: JOBQUEUE_RESYNC_SECONDS
+  value: {{ .Values.operator.resyncSeconds | quote }}
+- name: JOBQUEUE_REDIS_TIMEOUT_SECONDS
+  value: {{ .Values.operator.redisTimeoutSeconds | quote }}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+{{- with .Values.operator.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+What the operator may do in the namespaces it watches (a Role per namespace, or the
+ClusterRole when it watches all). Each rule says why; docs/install.md lists them too.
+*/}}
+{{- define "jobqueue-operator.rbac.namespacedRules" -}}
+# the custom resources: kopf watches them and patches its progress annotations onto them
+- apiGroups: [jobqueue.glec.io]
+  resources: [jobqueues, recurringjobs]
+  verbs: [get, list, watch, patch]
+# status: replicas, depth, conditions (shown by kubectl get jq)
+- apiGroups: [jobqueue.glec.io]
+  resources: [jobqueues/status, recurringjobs/status]
+  verbs: [patch]
+# the worker Deployment of each JobQueue (server-side apply creates and patches it)
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch, delete]
+# the autoscaler sets replicas through the scale subresource
+- apiGroups: [apps]
+  resources: [deployments/scale]
+  verbs: [get, patch, update]
+# the CronJob of each RecurringJob
+- apiGroups: [batch]
+  resources: [cronjobs]
+  verbs: [get, list, watch, create, patch, delete]
+# the Jobs of those CronJobs (RecurringJob status: last run)
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch]
+# worker pods: notice vanished pods (lost-job recovery), set pod-deletion-cost annotations
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch, patch]
+# events on JobQueues and RecurringJobs (kopf posts core/v1 events)
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- with .Values.rbac.redisSecretNames }}
+# the Redis URL Secrets that JobQueues reference in spec.redis.urlSecretRef: these names only
+- apiGroups: [""]
+  resources: [secrets]
+  resourceNames: {{ toJson . }}
+  verbs: [get]
+{{- end }}
+{{- with .Values.rbac.extraRules }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+What the operator needs cluster-wide in either mode: read-only discovery for kopf (which
+CRDs and namespaces exist). Nothing here reads or changes workloads.
+*/}}
+{{- define "jobqueue-operator.rbac.clusterRules" -}}
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [get, list, watch]
+{{- end }}
+
+{{/*
+The RoleBinding/ClusterRoleBinding subject: the operator's ServiceAccount.
+*/}}
+{{- define "jobqueue-operator.rbac.subjects" -}}
+- kind: ServiceAccount
+  name: {{ include "jobqueue-operator.serviceAccountName" . }}
+  namespace: {{ .Release.Namespace }}
+{{- end }}
+
+{{/*
+The Prometheus Operator API a monitoring object needs, and whether the cluster serves it.
+Usage: include "jobqueue-operator.hasMonitoringAPI" (list . "ServiceMonitor")
+*/}}
+{{- define "jobqueue-operator.hasMonitoringAPI" -}}
+{{- $root := index . 0 }}
+{{- if $root.Capabilities.APIVersions.Has (printf "monitoring.coreos.com/v1/%s" (index . 1)) }}true{{ end }}
+{{- end }}

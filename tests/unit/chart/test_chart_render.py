@@ -1,0 +1,348 @@
+"""What `helm template` makes of the chart, value by value."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import yaml
+
+from unit.chart import chartkit
+from unit.chart.chartkit import NAMESPACE, Render, container_env, kinds, one
+
+ROOT = chartkit.ROOT
+CRD_NAMES = {"jobqueues.jobqueue.glec.io", "recurringjobs.jobqueue.glec.io"}
+
+
+# --- CRDs ---------------------------------------------------------------------------------
+
+
+def test_crds_are_templates_gated_by_crds_install(render: Render) -> None:
+    # templates/ (not Helm's install-only crds/ folder): `helm upgrade` applies them too
+    assert not (chartkit.CHART / "crds").exists()
+    on = {o["metadata"]["name"] for o in kinds(render(), "CustomResourceDefinition")}
+    off = kinds(render({"crds": {"install": False}}), "CustomResourceDefinition")
+    assert on == CRD_NAMES
+    assert off == []
+
+
+def test_the_chart_crds_are_the_checked_in_crds(render: Render) -> None:
+    for crd in kinds(render(), "CustomResourceDefinition"):
+        source = yaml.safe_load((ROOT / "crds" / f"{crd['metadata']['name']}.yaml").read_text())
+        assert crd["spec"] == source["spec"]
+
+
+# --- the operator Deployment ----------------------------------------------------------------
+
+
+def test_operator_deployment_shape(render: Render) -> None:
+    deploy = one(render(), "Deployment")
+    spec = deploy["spec"]
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    assert container["command"] == ["jobqueue-operator"]
+    assert container["image"] == "registry.example/jobqueue-operator:0.1.0"
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": 8080, "health": 8081}
+    assert container["resources"]["requests"] == {"cpu": "100m", "memory": "128Mi"}
+    assert container["resources"]["limits"] == {"memory": "256Mi"}
+    assert pod["serviceAccountName"] == "t-jobqueue-operator"
+    labels = spec["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/part-of"] == "jobqueue"
+    assert labels["app.kubernetes.io/component"] == "operator"
+    assert spec["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_operator_pod_meets_the_restricted_pod_security_standard(render: Render) -> None:
+    pod = one(render(), "Deployment")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert not any(v.get("hostPath") for v in pod.get("volumes", []))
+
+
+def test_values_become_operator_environment(render: Render) -> None:
+    env = container_env(one(render({
+        "watchNamespaces": ["team-a", "team-b"],
+        "operator": {"logLevel": "DEBUG", "logFormat": "plain", "metricsPort": 9090, "healthPort": 9091,
+                     "workerImagePullPolicy": "Always", "resyncSeconds": 10, "redisTimeoutSeconds": 1.5,
+                     "extraEnv": [{"name": "EXTRA", "value": "1"}]},
+        "priorityClasses": {"enabled": True, "namePrefix": "queue-prio-"},
+    }), "Deployment"))
+    assert {k: v for k, v in env.items() if isinstance(v, str)} == {
+        "JOBQUEUE_NAMESPACES": "team-a,team-b",
+        "JOBQUEUE_METRICS_PORT": "9090",
+        "JOBQUEUE_HEALTH_PORT": "9091",
+        "JOBQUEUE_LOG_LEVEL": "DEBUG",
+        "JOBQUEUE_LOG_FORMAT": "plain",
+        "JOBQUEUE_PRIORITY_CLASS_PREFIX": "queue-prio-",
+        "JOBQUEUE_WORKER_IMAGE_PULL_POLICY": "Always",
+        "JOBQUEUE_RESYNC_SECONDS": "10",
+        "JOBQUEUE_REDIS_TIMEOUT_SECONDS": "1.5",
+        "EXTRA": "1",
+    }
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+
+
+def test_default_environment(render: Render) -> None:
+    env = container_env(one(render(), "Deployment"))
+    assert env["JOBQUEUE_NAMESPACES"] == ""  # every namespace
+    assert env["JOBQUEUE_PRIORITY_CLASS_PREFIX"] == ""  # no PriorityClasses
+    assert "JOBQUEUE_WORKER_IMAGE_PULL_POLICY" not in env
+
+
+def test_image_digest_wins_over_tag(render: Render) -> None:
+    digest = "sha256:" + "a" * 64
+    deploy = one(render({"image": {"tag": "9.9.9", "digest": digest}}), "Deployment")
+    assert deploy["spec"]["template"]["spec"]["containers"][0]["image"] == \
+        f"registry.example/jobqueue-operator@{digest}"
+
+
+# --- Redis connection -----------------------------------------------------------------------
+
+
+def test_redis_url_is_kept_in_a_secret_not_in_the_deployment(render: Render) -> None:
+    url = "rediss://:pw@redis:6380/2"
+    objects = render({"redis": {"url": url}})
+    secret = one(objects, "Secret", "t-jobqueue-operator-redis")
+    assert secret["stringData"] == {"url": url}
+    deploy = one(objects, "Deployment")
+    assert url not in json.dumps(deploy)
+    assert container_env(deploy)["JOBQUEUE_REDIS_URL"] == {
+        "secretKeyRef": {"name": "t-jobqueue-operator-redis", "key": "url"}}
+    # a changed URL restarts the operator
+    other = one(render({"redis": {"url": "redis://other:6379/0"}}), "Deployment")
+    annotation = "checksum/redis-url"
+    assert deploy["spec"]["template"]["metadata"]["annotations"][annotation] != \
+        other["spec"]["template"]["metadata"]["annotations"][annotation]
+
+
+def test_redis_from_an_existing_secret(render: Render) -> None:
+    objects = render({"redis": {"existingSecret": "platform-redis", "existingSecretKey": "uri"}})
+    assert kinds(objects, "Secret") == []
+    assert container_env(one(objects, "Deployment"))["JOBQUEUE_REDIS_URL"] == {
+        "secretKeyRef": {"name": "platform-redis", "key": "uri"}}
+
+
+def test_without_redis_the_secret_reference_is_optional(render: Render) -> None:
+    objects = render()
+    assert kinds(objects, "Secret") == []
+    assert container_env(one(objects, "Deployment"))["JOBQUEUE_REDIS_URL"] == {
+        "secretKeyRef": {"name": "t-jobqueue-operator-redis", "key": "url", "optional": True}}
+
+
+# --- RBAC ------------------------------------------------------------------------------------
+
+
+def rules_allow(rules: list[dict[str, Any]], group: str, resource: str, verb: str,
+                name: str | None = None) -> bool:
+    return any(
+        group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"]
+        and (name is None or "resourceNames" not in r or name in r["resourceNames"])
+        and (name is not None or "resourceNames" not in r)
+        for r in rules)
+
+
+#: (apiGroup, resource, verb) the operator needs in the namespaces it manages
+NEEDED = [
+    ("jobqueue.glec.io", "jobqueues", "watch"), ("jobqueue.glec.io", "jobqueues", "patch"),
+    ("jobqueue.glec.io", "recurringjobs", "list"), ("jobqueue.glec.io", "jobqueues/status", "patch"),
+    ("jobqueue.glec.io", "recurringjobs/status", "patch"),
+    ("apps", "deployments", "create"), ("apps", "deployments", "patch"), ("apps", "deployments", "delete"),
+    ("apps", "deployments/scale", "update"), ("batch", "cronjobs", "create"), ("batch", "jobs", "watch"),
+    ("", "pods", "patch"), ("", "events", "create"), ("events.k8s.io", "events", "create"),
+]
+
+
+def test_cluster_wide_rbac_by_default(render: Render) -> None:
+    objects = render()
+    assert kinds(objects, "Role") == []
+    assert kinds(objects, "RoleBinding") == []
+    role = one(objects, "ClusterRole", "t-jobqueue-operator")
+    for group, resource, verb in NEEDED:
+        assert rules_allow(role["rules"], group, resource, verb), (group, resource, verb)
+    assert rules_allow(role["rules"], "apiextensions.k8s.io", "customresourcedefinitions", "watch")
+    binding = one(objects, "ClusterRoleBinding", "t-jobqueue-operator")
+    assert binding["roleRef"]["name"] == "t-jobqueue-operator"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "t-jobqueue-operator",
+                                    "namespace": NAMESPACE}]
+
+
+def test_namespaced_rbac_gives_a_role_per_watched_namespace(render: Render) -> None:
+    objects = render({"watchNamespaces": ["team-a", "team-b"]})
+    roles = kinds(objects, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert sorted(b["metadata"]["namespace"] for b in kinds(objects, "RoleBinding")) == ["team-a", "team-b"]
+    for role in roles:
+        for group, resource, verb in NEEDED:
+            assert rules_allow(role["rules"], group, resource, verb), (group, resource, verb)
+    # cluster-wide: read-only discovery, nothing else
+    cluster_roles = [r for r in kinds(objects, "ClusterRole")
+                     if r["metadata"]["name"] == "t-jobqueue-operator-discovery"]
+    assert len(cluster_roles) == 1
+    for rule in cluster_roles[0]["rules"]:
+        assert set(rule["verbs"]) <= {"get", "list", "watch"}
+        assert set(rule["resources"]) <= {"customresourcedefinitions", "namespaces"}
+    assert one(objects, "ClusterRoleBinding")["roleRef"]["name"] == "t-jobqueue-operator-discovery"
+
+
+def test_secrets_are_readable_only_by_name_and_only_with_get(render: Render) -> None:
+    for values in ({}, {"watchNamespaces": ["team-a"]}):
+        objects = render({**values, "rbac": {"redisSecretNames": ["jobqueue-redis", "other-redis"]}})
+        operator_roles = [
+            r for r in kinds(objects, "ClusterRole") + kinds(objects, "Role")
+            if r["metadata"]["name"] in ("t-jobqueue-operator", "t-jobqueue-operator-discovery")]
+        secret_rules = [r for role in operator_roles for r in role["rules"] if "secrets" in r["resources"]]
+        assert secret_rules
+        for rule in secret_rules:
+            assert rule["verbs"] == ["get"]
+            assert rule["resourceNames"] == ["jobqueue-redis", "other-redis"]
+    objects = render({"rbac": {"redisSecretNames": []}})
+    assert not [r for r in one(objects, "ClusterRole", "t-jobqueue-operator")["rules"]
+                if "secrets" in r["resources"]]
+
+
+@pytest.mark.parametrize("values", [{}, {"watchNamespaces": ["team-a"]}], ids=["cluster", "namespaced"])
+def test_no_wildcards_and_no_unrelated_workloads(render: Render, values: dict[str, Any]) -> None:
+    objects = render(values)
+    for role in kinds(objects, "ClusterRole") + kinds(objects, "Role"):
+        for rule in role["rules"]:
+            assert "*" not in rule["verbs"]
+            assert "*" not in rule["resources"]
+            assert "*" not in rule["apiGroups"]
+            assert not {"statefulsets", "daemonsets", "replicasets", "services", "configmaps",
+                        "roles", "rolebindings", "clusterroles"} & set(rule["resources"])
+
+
+def test_aggregated_user_roles(render: Render) -> None:
+    objects = render()
+    edit = one(objects, "ClusterRole", "t-jobqueue-operator-edit")
+    view = one(objects, "ClusterRole", "t-jobqueue-operator-view")
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert set(view["rules"][0]["verbs"]) == {"get", "list", "watch"}
+    assert kinds(render({"rbac": {"aggregateToDefaultRoles": False}}), "ClusterRole") == [
+        one(objects, "ClusterRole", "t-jobqueue-operator")]
+
+
+def test_rbac_and_service_account_can_be_left_to_the_user(render: Render) -> None:
+    objects = render({"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "ops"}})
+    for kind in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount"):
+        assert kinds(objects, kind) == [], kind
+    assert one(objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "ops"
+
+
+# --- PriorityClasses ------------------------------------------------------------------------
+
+
+def test_priority_classes_are_optional(render: Render) -> None:
+    assert kinds(render(), "PriorityClass") == []
+    classes = kinds(render({"priorityClasses": {"enabled": True}}), "PriorityClass")
+    assert {c["metadata"]["name"]: c["value"] for c in classes} == {
+        "jobqueue-priority-1": 400, "jobqueue-priority-2": 300, "jobqueue-priority-3": 200,
+        "jobqueue-priority-4": 100, "jobqueue-priority-5": 0}
+    assert all(c["preemptionPolicy"] == "Never" and c["globalDefault"] is False for c in classes)
+
+
+def test_existing_priority_classes_are_used_not_created(render: Render) -> None:
+    objects = render({"priorityClasses": {"enabled": True, "create": False, "namePrefix": "batch-"}})
+    assert kinds(objects, "PriorityClass") == []
+    assert container_env(one(objects, "Deployment"))["JOBQUEUE_PRIORITY_CLASS_PREFIX"] == "batch-"
+
+
+# --- monitoring -----------------------------------------------------------------------------
+
+ALL_MONITORING = {"metrics": {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}},
+                  "prometheusRule": {"enabled": True}}
+
+
+def test_prometheus_operator_objects_only_when_enabled_and_served(render: Render) -> None:
+    assert not [o for o in render(api_versions=chartkit.MONITORING_APIS)
+                if o["apiVersion"].startswith("monitoring.coreos.com")]
+    # enabled, but the cluster has no Prometheus Operator: nothing that would fail the install
+    assert not [o for o in render(ALL_MONITORING) if o["apiVersion"].startswith("monitoring.coreos.com")]
+    objects = render(ALL_MONITORING, api_versions=chartkit.MONITORING_APIS)
+    assert {o["kind"] for o in objects if o["apiVersion"] == "monitoring.coreos.com/v1"} == {
+        "ServiceMonitor", "PodMonitor", "PrometheusRule"}
+
+
+def test_service_monitor_scrapes_the_operator_keeping_its_namespace_label(render: Render) -> None:
+    objects = render(ALL_MONITORING, api_versions=chartkit.MONITORING_APIS)
+    monitor = one(objects, "ServiceMonitor")
+    service = one(objects, "Service")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"] == "metrics"
+    assert monitor["spec"]["endpoints"][0]["honorLabels"] is True
+
+
+def test_pod_monitor_selects_worker_pods_in_the_watched_namespaces(render: Render) -> None:
+    cluster = one(render(ALL_MONITORING, api_versions=chartkit.MONITORING_APIS), "PodMonitor")
+    assert cluster["spec"]["namespaceSelector"] == {"any": True}
+    assert cluster["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/component": "worker", "app.kubernetes.io/managed-by": "jobqueue-operator"}
+    assert cluster["spec"]["podMetricsEndpoints"][0]["relabelings"] == [{
+        "sourceLabels": ["__meta_kubernetes_pod_label_jobqueue_glec_io_jobqueue"],
+        "targetLabel": "jobqueue"}]
+    namespaced = one(render({**ALL_MONITORING, "watchNamespaces": ["team-a"]},
+                            api_versions=chartkit.MONITORING_APIS), "PodMonitor")
+    assert namespaced["spec"]["namespaceSelector"] == {"matchNames": ["team-a"]}
+
+
+def test_prometheus_rule_carries_the_generated_rule_file(render: Render) -> None:
+    rule = one(render(ALL_MONITORING, api_versions=chartkit.MONITORING_APIS), "PrometheusRule")
+    generated = yaml.safe_load((ROOT / "manifests" / "monitoring" / "jobqueue-alerts.yaml").read_text())
+    assert rule["spec"] == generated
+    assert len(rule["spec"]["groups"][0]["rules"]) >= 6
+
+
+def test_dashboard_configmap_for_the_grafana_sidecar(render: Render) -> None:
+    assert kinds(render(), "ConfigMap") == []
+    cm = one(render({"grafanaDashboard": {"enabled": True, "namespace": "monitoring"}}), "ConfigMap")
+    assert cm["metadata"]["namespace"] == "monitoring"
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = json.loads((ROOT / "manifests" / "monitoring" / "jobqueue-dashboard.json").read_text())
+    assert json.loads(cm["data"]["jobqueue-dashboard.json"]) == shipped
+
+
+# --- network policy and helm test -----------------------------------------------------------
+
+
+def test_network_policy_is_optional_and_tight(render: Render) -> None:
+    assert kinds(render(), "NetworkPolicy") == []
+    policy = one(render({"networkPolicy": {"enabled": True, "redisPorts": [6379, 6380]}}), "NetworkPolicy")
+    spec = policy["spec"]
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    assert {p["port"] for rule in spec["ingress"] for p in rule["ports"]} == {"metrics", "health"}
+    egress_ports = {p["port"] for rule in spec["egress"] for p in rule["ports"]}
+    assert egress_ports == {53, 443, 6443, 6379, 6380}
+    assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "operator"
+
+
+def test_helm_test_pod_is_a_restricted_hook_outside_the_product_labels(render: Render) -> None:
+    pod = one(render(), "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert "app.kubernetes.io/part-of" not in pod["metadata"]["labels"]  # the dev pod runner ignores it
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert pod["spec"]["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert "t-jobqueue-operator-metrics" in pod["spec"]["containers"][0]["args"][0]
+    assert kinds(render({"tests": {"enabled": False}}), "Pod") == []
+
+
+def test_every_resource_has_the_product_labels(render: Render) -> None:
+    everything = {**ALL_MONITORING, "grafanaDashboard": {"enabled": True}, "networkPolicy": {"enabled": True},
+                  "priorityClasses": {"enabled": True}, "redis": {"url": "redis://r:6379/0"},
+                  "commonLabels": {"team": "platform"}}
+    for obj in render(everything, api_versions=chartkit.MONITORING_APIS):
+        labels = obj["metadata"].get("labels", {})
+        if obj["kind"] in ("CustomResourceDefinition", "Pod"):
+            continue  # CRDs: labelled by crdgen; Pod: the helm test
+        assert labels.get("app.kubernetes.io/part-of") == "jobqueue", obj["kind"]
+        assert labels.get("app.kubernetes.io/instance") == "t", obj["kind"]
+        assert labels.get("team") == "platform", obj["kind"]
+        assert len(obj["metadata"]["name"]) <= 63
