@@ -472,8 +472,23 @@ def cmd_up() -> None:
     prom.start()
     assert prom.proc
     state["prometheus_pid"] = prom.proc.pid
+    state["podrunner_pid"] = _start_podrunner(cluster, devdir)
     _save_state(state)
     cmd_status()
+
+
+def _start_podrunner(cluster: Cluster, devdir: Path) -> int:
+    """Run the cluster's pods as local processes (hack/podrunner.py), until `down`."""
+    import podrunner  # lazily: only `up` needs it (and its lightkube import)
+
+    ready = devdir / "podrunner.ready"
+    ready.unlink(missing_ok=True)
+    config = podrunner.Config(kubeconfig=cluster.kubeconfig, pythonpath=(ROOT / "examples",))
+    pid = _spawn_detached([sys.executable, str(HACK / "podrunner.py"), *podrunner.cli_args(config),
+                           "--ready-file", str(ready)], devdir / "podrunner.log")
+    wait_until("the pod runner", ready.exists, timeout=60)
+    log(f"pod runner pid {pid}: pod logs in {config.state_dir}/<namespace>/<pod>.log")
+    return pid
 
 
 def cmd_down() -> None:
@@ -486,6 +501,10 @@ def cmd_down() -> None:
         if pid and pid_alive(int(pid)):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(int(pid), signal.SIGTERM)
+    runner = state.get("podrunner_pid")
+    if runner:  # its processes get their grace period (≤ 30 s) while the API is still up
+        with contextlib.suppress(TimeoutError):
+            wait_until("the pod runner to stop", lambda: not pid_alive(int(runner)), timeout=45)
     Cluster(state["cluster"], Binaries.locate()).delete()
     shutil.rmtree(state.get("prometheus_dir", "/nonexistent"), ignore_errors=True)
     STATE_FILE.unlink()

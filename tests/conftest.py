@@ -4,6 +4,8 @@
   the first time a test asks for it. ``JOBQUEUE_TEST_KUBECONFIG`` points the suite at an
   existing cluster instead (kind, a cloud cluster), which is then never deleted.
 * ``namespace`` — a fresh namespace per test, deleted afterwards.
+* ``pod_runner`` — one pod runner per session (hack/podrunner.py): the cluster's project pods
+  (label ``app.kubernetes.io/part-of=jobqueue``) run as local processes.
 * ``redis_server`` — one redis-server per session; ``redis_url`` / ``redis_conn`` give each
   test its own, flushed, logical database, so tests never see each other's keys.
 * ``prometheus`` — one Prometheus per session; tests add scrape targets at run time.
@@ -25,6 +27,7 @@ import pytest
 import redis
 
 import devenv
+import podrunner
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,6 +77,21 @@ def kubeconfig(cluster: devenv.Cluster) -> str:
 @pytest.fixture(scope="session")
 def binaries(cluster: devenv.Cluster) -> devenv.Binaries:
     return cluster.binaries
+
+
+@pytest.fixture(scope="session")
+def pod_runner(cluster: devenv.Cluster,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[podrunner.PodRunner]:
+    """Worker, CronJob and operator pods run as local processes, as with ``devenv.py up``.
+
+    Pod logs go to ``<pytest's tmp dir>/podrunner/<namespace>/<pod>.log`` (pytest keeps the
+    last three sessions'). At the end every process gets at most 10 s after SIGTERM.
+    """
+    config = podrunner.Config(kubeconfig=cluster.kubeconfig, pythonpath=(ROOT / "examples",),
+                              state_dir=tmp_path_factory.mktemp("podrunner", numbered=False),
+                              shutdown_grace=10.0)
+    with podrunner.PodRunner(config) as runner:
+        yield runner
 
 
 @pytest.fixture
