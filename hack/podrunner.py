@@ -117,8 +117,9 @@ WATCH_SERVER_TIMEOUT = 240
 """The API server ends each watch request after this many seconds and the watch resumes from the
 last resourceVersion: a silently dead connection is noticed within this time."""
 
-WATCH_RETRY_SECONDS = 1.0
-"""Pause before re-listing after a watch failure (API server restarting, 410 Gone)."""
+WATCH_RETRY_SECONDS = (0.5, 5.0)
+"""Pause before re-listing after a watch failure (API server restarting, 410 Gone): doubling
+from the first value to the second while the failures last."""
 
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 POD_IP_FIELDS = frozenset({"status.podIP", "status.podIPs", "status.hostIP", "status.hostIPs"})
@@ -902,7 +903,7 @@ class Runner:
         return {"spec.nodeName": operators.not_equal("")}  # unscheduled pods are of no interest
 
     async def watch(self, ready: Callable[[], None]) -> None:
-        first = True
+        first, failures = True, 0
         while True:
             try:
                 version = await self._relist()
@@ -911,6 +912,9 @@ class Runner:
                              f"{self.config.namespace or 'all namespaces'}; logs in {self.config.state_dir}")
                     ready()
                     first = False
+                elif failures:
+                    self.log(f"watching again after {failures} failed attempt(s)")
+                failures = 0
                 async for kind, pod in self.api.watch(
                         Pod, namespace=self.config.namespace or ALL_NS, labels=self.labels or None,
                         fields=self._fields, resource_version=version, server_timeout=WATCH_SERVER_TIMEOUT):
@@ -918,8 +922,11 @@ class Runner:
             except Exception as e:  # API server restarting, 410 Gone, a dropped connection
                 if first:
                     raise
-                self.log(f"watch interrupted ({e!r}): re-listing")
-                await asyncio.sleep(WATCH_RETRY_SECONDS)
+                if not failures:
+                    self.log(f"watch interrupted ({e!r}): re-listing until the API server answers")
+                low, high = WATCH_RETRY_SECONDS
+                await asyncio.sleep(min(high, low * 2 ** failures))
+                failures += 1
 
     async def run(self, ready: Callable[[], None] = lambda: None) -> None:
         """Run until :meth:`shutdown` is called, then stop every process."""
