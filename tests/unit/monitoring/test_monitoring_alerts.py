@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_monitoring_dashboard import known, metric_names_in
 
 from jobqueue_operator.monitoring import alerts, config, generate
+from unit.monitoring.vocabulary import known, metric_names_in
 
 ROOT = Path(__file__).resolve().parents[3]
 RULE_FILE = ROOT / "manifests" / "monitoring" / "jobqueue-alerts.yaml"

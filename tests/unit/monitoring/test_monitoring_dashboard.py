@@ -10,30 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jobqueue import metricnames
 from jobqueue_operator.monitoring import config, dashboards, generate
+from unit.monitoring.vocabulary import HISTOGRAM_SUFFIXES, NAMES, known, metric_names_in
 
 ROOT = Path(__file__).resolve().parents[3]
 BOARD = json.loads(generate.dashboard_json())
 QUERIES = dashboards.panel_queries(BOARD)
 ALL_EXPRS = [e for exprs in QUERIES.values() for e in exprs]
-
-#: every metric name the project defines (the only names dashboards and rules may use)
-NAMES = {v for k, v in vars(metricnames).items() if k.isupper() and k != "PREFIX" and isinstance(v, str)}
-HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
-
-
-def metric_names_in(expr: str) -> set[str]:
-    """Identifiers that look like our metrics (the prefix followed by `_`); label names and
-    values in quotes are skipped."""
-    unquoted = re.sub(r'"[^"]*"', '""', expr)
-    return set(re.findall(rf"\b{metricnames.PREFIX}_[a-z0-9_]+\b", unquoted))
-
-
-def known(name: str) -> bool:
-    return name in NAMES or any(name.endswith(s) and name.removesuffix(s) in NAMES
-                                for s in HISTOGRAM_SUFFIXES)
-
 
 def test_every_metric_name_in_the_dashboard_is_defined_in_metricnames() -> None:
     variables = [v.get("query", "") for v in BOARD["templating"]["list"]]
