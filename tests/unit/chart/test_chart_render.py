@@ -346,3 +346,32 @@ def test_every_resource_has_the_product_labels(render: Render) -> None:
         assert labels.get("app.kubernetes.io/instance") == "t", obj["kind"]
         assert labels.get("team") == "platform", obj["kind"]
         assert len(obj["metadata"]["name"]) <= 63
+
+
+# --- NOTES.txt ---------------------------------------------------------------------------------
+
+
+def notes(helm: str, values: dict[str, Any] | None = None) -> str:
+    out = chartkit.run_helm(helm, "install", "t", str(chartkit.CHART), "--dry-run=client",
+                            "--namespace", NAMESPACE, values=values or {}).stdout
+    return out.split("NOTES:", 1)[1]
+
+
+def test_notes_tell_what_to_do_next(helm: str) -> None:
+    text = notes(helm)
+    assert f"kubectl -n {NAMESPACE} rollout status deployment/t-jobqueue-operator" in text
+    assert "WARNING: no default Redis is configured" in text
+    assert "create secret generic t-jobqueue-operator-redis" in text
+    assert "kubectl get jobqueues -A" in text
+    assert "every namespace" in text
+    configured = notes(helm, {"redis": {"url": "redis://r:6379/0"}, "watchNamespaces": ["team-a"]})
+    assert "WARNING" not in configured
+    assert "these namespaces only: team-a" in configured
+
+
+def test_notes_warn_when_monitoring_objects_were_skipped(helm: str) -> None:
+    text = notes(helm, {"metrics": {"serviceMonitor": {"enabled": True}},
+                        "prometheusRule": {"enabled": True}})
+    assert "WARNING: ServiceMonitor is enabled but this cluster does not serve" in text
+    assert "WARNING: PrometheusRule is enabled but this cluster does not serve" in text
+    assert "PodMonitor" not in text
