@@ -20,6 +20,8 @@ from typing import Annotated, Final, Literal
 import redis
 from pydantic import BaseModel, ConfigDict, Field
 
+from jobqueue.errors import JobQueueError
+
 SETTINGS_KEY_PREFIX: Final = "jobqueue:settings:"
 #: SET of every queue name whose settings are published (lets the operator find orphans).
 SETTINGS_INDEX_KEY: Final = "jobqueue:settings"
@@ -36,7 +38,7 @@ DEFAULT_KEEP_COMPLETED_SECONDS: Final = 3600
 DEFAULT_KEEP_FAILED_SECONDS: Final = 7 * 24 * 3600
 
 
-class UnknownQueueError(LookupError):
+class UnknownQueueError(JobQueueError, LookupError):
     """No settings are published for this queue: no JobQueue declares it (or it is gone)."""
 
     def __init__(self, queue_name: str) -> None:

@@ -1,0 +1,236 @@
+"""Helpers for the worker tests: publish a queue, run real workers, wait for outcomes.
+
+Workers run either as the real ``jobqueue worker`` command in a subprocess (the pod
+contract: signals, processes, metrics port) or, where only the Redis semantics matter, as a
+:class:`jobqueue.worker.Worker` on a thread of the test process (thread mode, no start-up
+cost).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from jobqueue import get_job, settings
+from jobqueue.worker import Worker, WorkerConfig
+
+ROOT = Path(__file__).resolve().parents[3]
+JOBS = "integration.workers.wjobs"
+FN = JOBS + "."
+
+
+def publish(conn: redis.Redis, queue: str, **job_defaults: Any) -> settings.QueueSettings:
+    qs = settings.QueueSettings.model_validate(
+        {"queueName": queue, "jobDefaults": job_defaults, "imports": [JOBS]}
+    )
+    settings.publish(conn, qs)
+    return qs
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def wait_status(conn: redis.Redis, queue: str, job_id: str, status: str, timeout: float = 20.0) -> Any:
+    return wait_for(
+        f"job {job_id} to be {status}",
+        lambda: (info := get_job(queue, job_id, connection=conn)).status == status and info,
+        timeout,
+    )
+
+
+def worker_env(redis_url: str, pod: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        JOBQUEUE_REDIS_URL=redis_url,
+        JOBQUEUE_TEST_REDIS_URL=redis_url,
+        POD_NAME=pod,
+        PYTHONPATH=os.pathsep.join([str(ROOT / "tests"), env.get("PYTHONPATH", "")]),
+    )
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return env
+
+
+class WorkerProcess:
+    """``jobqueue worker`` as a subprocess in its own process group (like a pod)."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        queue: str,
+        *,
+        pod: str = "pod-a",
+        mode: str = "process",
+        concurrency: int = 1,
+        metrics_port: int = 0,
+        extra: tuple[str, ...] = (),
+    ) -> None:
+        self.pod = pod
+        cmd = [
+            sys.executable,
+            "-m",
+            "jobqueue.cli",
+            "worker",
+            "--queue",
+            queue,
+            "--import",
+            JOBS,
+            "--concurrency",
+            str(concurrency),
+            "--mode",
+            mode,
+            "--metrics-port",
+            str(metrics_port),
+            *extra,
+        ]
+        self.proc = subprocess.Popen(
+            cmd,
+            env=worker_env(redis_url, pod),
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.output: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout
+        for line in self.proc.stdout:
+            self.output.append(line)
+
+    def log(self) -> str:
+        return "".join(self.output)
+
+    def signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, sig)
+
+    def kill_pod(self) -> None:
+        """SIGKILL every process of the 'pod' (the worker and its children)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def wait(self, timeout: float = 30) -> int:
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill_pod()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # stray children, if any
+        self._reader.join(timeout=5)
+
+
+@contextlib.contextmanager
+def worker_process(redis_url: str, queue: str, **kw: Any) -> Iterator[WorkerProcess]:
+    w = WorkerProcess(redis_url, queue, **kw)
+    try:
+        yield w
+    finally:
+        w.stop()
+
+
+@contextlib.contextmanager
+def thread_worker(
+    redis_url: str, queue: str, *, concurrency: int = 4, pod: str = "pod-t", mode: str = "thread", **cfg: Any
+) -> Iterator[Worker]:
+    """A Worker on a thread of this process (no signals); stopped gracefully on exit."""
+    saved = os.environ.get("JOBQUEUE_TEST_REDIS_URL")
+    os.environ["JOBQUEUE_TEST_REDIS_URL"] = redis_url  # for the jobs in wjobs
+    w = Worker(
+        redis_url,
+        WorkerConfig(queue=queue, imports=(JOBS,), concurrency=concurrency, mode=mode, pod=pod, **cfg),
+    )  # type: ignore[arg-type]
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(w.run()), daemon=True)
+    t.start()
+    try:
+        yield w
+    finally:
+        w.request_stop()
+        t.join(timeout=30)
+        if saved is None:
+            os.environ.pop("JOBQUEUE_TEST_REDIS_URL", None)
+        else:
+            os.environ["JOBQUEUE_TEST_REDIS_URL"] = saved
+        assert not t.is_alive(), "worker did not stop"
+
+
+def claim(
+    conn: redis.Redis,
+    queue: str,
+    n: int,
+    *,
+    pod: str = "pod-x",
+    worker: str = "w-x",
+    lease: float = 30.0,
+    acks: list[list[Any]] | None = None,
+) -> list[Any]:
+    """Run the SYNC script like a worker would (claim n jobs for `pod`), without running them."""
+    import json
+    import uuid
+
+    from jobqueue import payload
+    from jobqueue.worker import _SYNC
+
+    now = time.time()
+    reply = _SYNC(
+        conn,
+        json.dumps(
+            {
+                "q": queue,
+                "now": now,
+                "iso": payload.utcformat(now),
+                "lease": now + lease,
+                "w": worker,
+                "pod": pod,
+                "n": n,
+                "xp": f"{uuid.uuid4().hex[:8]}.",
+                "susp": 0,
+                "busy": 0,
+                "slots": n,
+                "cur": "",
+                "ok": 0,
+                "ko": 0,
+                "wt": 0,
+                "d": {
+                    "attempts": 1,
+                    "timeout": 180,
+                    "backoff": '{"type":"fixed","delaySeconds":1}',
+                    "keepc": 3600,
+                    "keepf": 3600,
+                },
+                "plimit": 100,
+                "acks": acks or [],
+                "prog": [],
+                "rel": [],
+            }
+        ),
+    )
+    return [
+        [x.decode() if isinstance(x, bytes) and i != 2 else x for i, x in enumerate(row)] for row in reply[2]
+    ]

@@ -1,0 +1,108 @@
+"""Job functions the worker tests run (imported by workers as ``integration.workers.wjobs``).
+
+Each job records what happened in Redis (``JOBQUEUE_TEST_REDIS_URL``), so tests can see a
+job's effect from outside the worker process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import redis
+
+from jobqueue import current_job, job, update_progress
+
+_conns: dict[str, redis.Redis] = {}
+
+
+def _redis() -> redis.Redis:
+    # one client per URL: in-process test workers run against a different database per test
+    url = os.environ["JOBQUEUE_TEST_REDIS_URL"]
+    if url not in _conns:
+        _conns[url] = redis.Redis.from_url(url)
+    return _conns[url]
+
+
+@job
+def noop() -> None:
+    return None
+
+
+@job
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@job
+def record(tag: str) -> str:
+    """Appends tag to the list `runs` (counts executions)."""
+    _redis().rpush("test:runs", tag)
+    return tag
+
+
+@job
+def fail_times(tag: str, times: int) -> str:
+    """Fails the first `times` attempts, then succeeds; logs each attempt's time."""
+    n = _redis().rpush(f"test:attempts:{tag}", repr(time.time()))
+    if n <= times:
+        raise RuntimeError(f"planned failure {n} of {times}")
+    return "ok"
+
+
+@job
+def always_fail(message: str) -> None:
+    raise ValueError(message)
+
+
+@job
+def sleep(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@job
+def spin(seconds: float) -> int:
+    """Busy CPU loop (pure Python: interruptible in thread mode)."""
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+    return n
+
+
+@job
+async def asleep(seconds: float) -> float:
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+@job
+def with_progress(steps: int, pause: float) -> dict[str, Any]:
+    ctx = current_job()
+    for i in range(1, steps + 1):
+        time.sleep(pause)
+        ctx.update_progress(100 * i / steps)
+    return {"id": ctx.id, "attempt": ctx.attempt, "attempts": ctx.attempts}
+
+
+@job
+def progress_then_sleep(percent: float, seconds: float) -> None:
+    update_progress(percent)
+    time.sleep(seconds)
+
+
+@job
+def crash() -> None:
+    os._exit(3)
+
+
+@job
+def order(tag: str) -> None:
+    _redis().rpush("test:order", tag)
+
+
+def not_a_job() -> None:
+    _redis().rpush("test:runs", "not_a_job ran")

@@ -1,0 +1,516 @@
+"""The Lua scripts that move jobs between RQ's keys, atomically and in one round trip each.
+
+Why Lua: every state change of a job touches several keys (a pending list, ``rq:wip``, a
+registry, the job hash, the results stream, the worker hash). Done from Python that is
+several round trips, and a crash between two of them loses or duplicates a job (rq.md §7.2,
+§11.3). Each script below is one atomic step with no window in between:
+
+* ``ENQUEUE`` — duplicate-id check and insert for a whole batch (bulk enqueue included);
+* ``SYNC`` — the worker's one call per loop: record finished attempts (success, retry with
+  backoff, failure), progress, jobs handed back, then promote due scheduled jobs and claim
+  new ones (pending list -> ``rq:wip`` with a lease, status ``started``), fairly across the
+  priority levels;
+* ``HEARTBEAT`` — extend the leases of the jobs a worker holds and its worker hash;
+* ``REAP`` — any live worker re-queues (or fails) jobs whose lease expired: the worker-side
+  fallback of lost-job recovery, with no lock (the script is atomic, so two reapers never
+  handle the same job twice);
+* ``RECOVER_POD`` — the operator's recovery of every job held by one vanished pod;
+* ``SNAPSHOT`` — every figure of every queue, read-only;
+* ``RETRY`` / ``REMOVE`` — the admin operations.
+
+The scripts build key names from the queue name (the ``qkey`` helper mirrors
+:func:`jobqueue.keys.level_key`), so they are for a single Redis primary, not Redis Cluster —
+like RQ itself, whose keys carry no hash tags. Times come from the caller (``now``), as in
+RQ, so every party must have a synchronised clock.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from jobqueue import settings
+
+_PRELUDE_SRC: Final = r"""
+local KEEP_FAILED = __KEEP_FAILED__  -- settings.DEFAULT_KEEP_FAILED_SECONDS
+
+local function qkey(q, level)
+  if level == 3 then return 'rq:queue:' .. q end
+  return 'rq:queue:' .. q .. ':p' .. level
+end
+
+-- unix seconds of an RQ timestamp ('2026-01-31T12:00:00.123456Z'); nil if malformed
+local function iso_ts(s)
+  if not s or s == '' then return nil end
+  local y, mo, d, h, mi, sec = string.match(s, '^(%d+)-(%d+)-(%d+)T(%d+):(%d+):([%d%.]+)')
+  if not y then return nil end
+  y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
+  if mo <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local mp = (mo + 9) % 12
+  local doy = math.floor((153 * mp + 2) / 5) + d - 1
+  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+  return (era * 146097 + doe - 719468) * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
+end
+
+local function signal(q)
+  redis.call('RPUSH', 'jobqueue:signal:' .. q, 1)
+  redis.call('LTRIM', 'jobqueue:signal:' .. q, 0, 0)
+end
+
+-- keep a finished/failed job `keep` seconds in `registry` (0: delete now, <0: forever)
+local function retain(registry, jk, rk, id, now, keep)
+  if keep == 0 then
+    redis.call('DEL', jk, rk)
+    return
+  end
+  if keep < 0 then
+    redis.call('ZADD', registry, '+inf', id)
+    redis.call('PERSIST', jk)
+    redis.call('PERSIST', rk)
+  else
+    redis.call('ZADD', registry, now + keep, id)
+    redis.call('EXPIRE', jk, math.ceil(keep))
+    redis.call('EXPIRE', rk, math.ceil(keep))
+  end
+end
+
+-- A claim that ended without a result: the worker was lost (reason ~= '') or handed the
+-- job back before starting it (refund = true). Re-queue it at the front of its level if an
+-- attempt is left, else fail it with the reason. The caller removed or checked the wip member.
+local function end_claim(q, id, member, now, now_iso, reason, refund)
+  local jk = 'rq:job:' .. id
+  redis.call('ZREM', 'rq:wip:' .. q, member)
+  local f = redis.call('HMGET', jk, 'jq_attempts', 'jq_made', 'jq_prio', 'failure_ttl', 'status',
+                       'retries_left')
+  if not f[5] then return 'gone' end
+  local made = tonumber(f[2]) or 1
+  -- a job only plain RQ ever ran has no jq_attempts: RQ's retries_left says what is left
+  local attempts = tonumber(f[1]) or (made + (tonumber(f[6]) or 0))
+  local level = tonumber(f[3]) or 3
+  if refund then made = math.max(made - 1, 0) end
+  if made < attempts then
+    redis.call('HSET', jk, 'status', 'queued', 'jq_made', made, 'retries_left', attempts - made - 1,
+               'jq_ready', now, 'enqueued_at', now_iso, 'jq_exec', '')
+    if reason ~= '' then redis.call('HSET', jk, 'jq_reason', reason) end
+    redis.call('LPUSH', qkey(q, level), id)
+    signal(q)
+    return 'requeued'
+  end
+  local text = reason .. ' (attempt ' .. made .. ' of ' .. attempts .. ', none left)'
+  redis.call('HSET', jk, 'status', 'failed', 'jq_reason', text, 'exc_info', text,
+             'ended_at', now_iso, 'jq_end', now, 'jq_exec', '', 'retries_left', 0)
+  local keep = tonumber(f[4])
+  if keep == nil then keep = KEEP_FAILED end
+  retain('rq:failed:' .. q, jk, 'rq:results:' .. id, id, now, keep)
+  return 'failed'
+end
+"""
+
+_PRELUDE: Final = _PRELUDE_SRC.replace("__KEEP_FAILED__", str(settings.DEFAULT_KEEP_FAILED_SECONDS))
+
+ENQUEUE: Final = _PRELUDE + r"""
+-- ARGV: queue, njobs, then per job: id, kind ('q' queued | 's' scheduled), level, score, nfields,
+--       field, value, ... Returns per job '' (added) or the existing job's status (duplicate).
+local q = ARGV[1]
+local n = tonumber(ARGV[2])
+local i = 3
+local out = {}
+local levels = {}
+local added = 0
+for j = 1, n do
+  local id, kind, level, score = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
+  local nf = tonumber(ARGV[i + 4])
+  local jk = 'rq:job:' .. id
+  local existing = redis.call('HGET', jk, 'status')
+  if existing then
+    out[j] = existing
+  elseif redis.call('EXISTS', jk) == 1 then
+    out[j] = 'unknown'
+  else
+    local fields = {}
+    for k = 1, nf * 2 do fields[k] = ARGV[i + 4 + k] end
+    redis.call('HSET', jk, unpack(fields))
+    if kind == 's' then
+      redis.call('ZADD', 'rq:scheduled:' .. q, score, id)
+    else
+      redis.call('RPUSH', qkey(q, level), id)
+    end
+    levels[level] = true
+    out[j] = ''
+    added = added + 1
+  end
+  i = i + 5 + nf * 2
+end
+if added > 0 then
+  for level, _ in pairs(levels) do redis.call('SADD', 'rq:queues', qkey(q, level)) end
+  signal(q)
+end
+return out
+"""
+
+SYNC: Final = _PRELUDE + r"""
+local a = cjson.decode(ARGV[1])
+local q = a.q
+local now = tonumber(a.now)
+local iso = a.iso
+local wip = 'rq:wip:' .. q
+local wname = a.w
+local wk = 'rq:worker:' .. wname
+local stale = {}
+local touched = false
+
+-- 1. progress: [id, exec, value] (before the acks, so a job's last report is kept)
+for _, p in ipairs(a.prog) do
+  local id = p[1]
+  if redis.call('ZSCORE', wip, id .. ':' .. p[2]) then
+    local jk = 'rq:job:' .. id
+    redis.call('HSET', jk, 'jq_progress', p[3])
+    local ok, meta = pcall(cjson.decode, redis.call('HGET', jk, 'meta') or '{}')
+    if not ok or type(meta) ~= 'table' then meta = {} end
+    meta['progress'] = tonumber(p[3])
+    redis.call('HSET', jk, 'meta', cjson.encode(meta))
+  end
+end
+
+-- 2. attempts that ended: [id, exec, outcome, started_iso, ended_iso, started, ended,
+--    keep_or_delay, result_b64, exc_text, exc_b64z, reason]
+for _, k in ipairs(a.acks) do
+  local id, ex, outcome = k[1], k[2], k[3]
+  local member = id .. ':' .. ex
+  local jk, rk = 'rq:job:' .. id, 'rq:results:' .. id
+  if not redis.call('ZSCORE', wip, member) then
+    table.insert(stale, id)  -- taken from us (lease expired, pod recovered): drop the result
+  else
+    touched = true
+    redis.call('ZREM', wip, member)
+    redis.call('HSET', jk, 'started_at', k[4], 'ended_at', k[5], 'last_heartbeat', k[5],
+               'jq_start', k[6], 'jq_end', k[7], 'jq_exec', '')
+    local stream = {'type', 1, 'worker_name', wname, 'execution_id', ex,
+                    'execution_started_at', k[6], 'execution_ended_at', k[7]}
+    if outcome == 'ok' then
+      redis.call('HSET', jk, 'status', 'finished')
+      if k[9] ~= '' then table.insert(stream, 'return_value'); table.insert(stream, k[9]) end
+      redis.call('XADD', rk, 'MAXLEN', '~', 10, '*', unpack(stream))
+      retain('rq:finished:' .. q, jk, rk, id, now, tonumber(k[8]))
+    else
+      stream[2] = 2
+      table.insert(stream, 'exc_string'); table.insert(stream, k[11])
+      redis.call('XADD', rk, 'MAXLEN', '~', 10, '*', unpack(stream))
+      redis.call('HSET', jk, 'exc_info', k[10], 'jq_reason', k[12])
+      if outcome == 'retry' then
+        local f = redis.call('HMGET', jk, 'jq_attempts', 'jq_made', 'jq_prio', 'failure_ttl')
+        local delay = tonumber(k[8])
+        redis.call('HSET', jk, 'retries_left', (tonumber(f[1]) or 1) - (tonumber(f[2]) or 1) - 1)
+        local keepf = tonumber(f[4]) or KEEP_FAILED
+        if keepf > 0 then redis.call('EXPIRE', rk, math.ceil(keepf)) end
+        if delay > 0 then
+          redis.call('HSET', jk, 'status', 'scheduled', 'jq_ready', now + delay)
+          redis.call('ZADD', 'rq:scheduled:' .. q, now + delay, id)
+        else
+          redis.call('HSET', jk, 'status', 'queued', 'jq_ready', now, 'enqueued_at', iso)
+          redis.call('RPUSH', qkey(q, tonumber(f[3]) or 3), id)
+        end
+        signal(q)
+      else
+        redis.call('HSET', jk, 'status', 'failed', 'retries_left', 0)
+        retain('rq:failed:' .. q, jk, rk, id, now, tonumber(k[8]))
+      end
+    end
+  end
+end
+
+-- 3. jobs handed back unstarted (the worker is stopping): [id, exec]
+for _, r in ipairs(a.rel) do
+  local member = r[1] .. ':' .. r[2]
+  if redis.call('ZSCORE', wip, member) then end_claim(q, r[1], member, now, iso, '', true) end
+end
+
+-- 4. promote due scheduled jobs (every worker does it: no scheduler lock to lose)
+local sched = 'rq:scheduled:' .. q
+local due = redis.call('ZRANGEBYSCORE', sched, '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(a.plimit))
+for j = 1, #due, 2 do
+  local id = due[j]
+  redis.call('ZREM', sched, id)
+  local jk = 'rq:job:' .. id
+  local level = redis.call('HGET', jk, 'jq_prio')
+  if level or redis.call('EXISTS', jk) == 1 then
+    level = tonumber(level) or 3
+    redis.call('HSET', jk, 'status', 'queued', 'enqueued_at', iso, 'jq_ready', due[j + 1])
+    redis.call('RPUSH', qkey(q, level), id)
+  end
+end
+
+-- 5. claim up to n jobs, fairly across the levels (smooth weighted round-robin)
+local claimed = {}
+local n = tonumber(a.n)
+local weights = {16, 8, 4, 2, 1}
+local lens = {}
+local nonempty = 0
+for l = 1, 5 do
+  lens[l] = redis.call('LLEN', qkey(q, l))
+  if lens[l] > 0 then nonempty = nonempty + 1 end
+end
+local paused = a.susp ~= 0 or redis.call('EXISTS', 'rq:suspended') == 1
+if n > 0 and not paused and nonempty > 0 then
+  local wrr = 'jobqueue:wrr:' .. q
+  local cur = {0, 0, 0, 0, 0}
+  local multi = nonempty > 1
+  if multi then
+    local c = redis.call('HMGET', wrr, 1, 2, 3, 4, 5)
+    for l = 1, 5 do cur[l] = tonumber(c[l]) or 0 end
+  end
+  local d = a.d
+  local seq = 0
+  local guard = n + 10000
+  while #claimed < n and nonempty > 0 and guard > 0 do
+    guard = guard - 1
+    local best, total = nil, 0
+    for l = 1, 5 do
+      if lens[l] > 0 then
+        cur[l] = cur[l] + weights[l]
+        total = total + weights[l]
+        if best == nil or cur[l] > cur[best] then best = l end
+      else
+        cur[l] = 0
+      end
+    end
+    cur[best] = cur[best] - total
+    local id = redis.call('LPOP', qkey(q, best))
+    lens[best] = lens[best] - 1
+    if lens[best] <= 0 then lens[best] = 0; nonempty = nonempty - 1 end
+    if id then
+      local jk = 'rq:job:' .. id
+      local f = redis.call('HMGET', jk, 'data', 'timeout', 'jq_attempts', 'jq_made', 'jq_backoff',
+                           'result_ttl', 'failure_ttl', 'retries_left', 'jq_ready', 'enqueued_at')
+      if f[1] then
+        local attempts = tonumber(f[3])
+        if not attempts then
+          local rl = tonumber(f[8])
+          attempts = rl and (rl + 1) or tonumber(d.attempts)
+        end
+        local made = (tonumber(f[4]) or 0) + 1
+        local timeout = tonumber(f[2]) or tonumber(d.timeout)
+        local backoff = f[5] or d.backoff
+        local keepc = tonumber(f[6]) or tonumber(d.keepc)
+        local keepf = tonumber(f[7]) or tonumber(d.keepf)
+        local ready = tonumber(f[9]) or iso_ts(f[10]) or now
+        seq = seq + 1
+        local ex = a.xp .. seq
+        redis.call('ZADD', wip, a.lease, id .. ':' .. ex)
+        redis.call('HSET', jk, 'status', 'started', 'worker_name', wname, 'started_at', iso,
+                   'last_heartbeat', iso, 'jq_pod', a.pod, 'jq_exec', ex, 'jq_made', made,
+                   'jq_attempts', attempts, 'retries_left', attempts - made, 'jq_prio', best,
+                   'timeout', timeout, 'jq_backoff', backoff, 'result_ttl', keepc, 'failure_ttl', keepf)
+        redis.call('PERSIST', jk)
+        table.insert(claimed, {id, ex, f[1], tostring(timeout), tostring(attempts), tostring(made), backoff,
+                               tostring(keepc), tostring(keepf), tostring(best), tostring(ready)})
+      end
+    end
+  end
+  if multi then redis.call('HSET', wrr, 1, cur[1], 2, cur[2], 3, cur[3], 4, cur[4], 5, cur[5]) end
+end
+if nonempty == 0 then redis.call('DEL', 'jobqueue:signal:' .. q) end
+if #claimed > 0 then touched = true end
+if touched then redis.call('HSET', 'jobqueue:activity', q, a.now) end
+
+-- 6. the worker record, as RQ shows it (busy while any slot runs a job)
+local busy = tonumber(a.busy) + #claimed
+local current = a.cur
+if current == '' and #claimed > 0 then current = claimed[1][1] end
+-- (never recreate a record that expired or was declared dead: the heartbeat re-registers)
+if redis.call('EXISTS', wk) == 1 then
+  redis.call('HSET', wk, 'state', busy > 0 and 'busy' or 'idle', 'current_job', current, 'jq_busy',
+             math.min(busy, tonumber(a.slots)), 'last_heartbeat', iso)
+  if a.ok > 0 then redis.call('HINCRBY', wk, 'successful_job_count', a.ok) end
+  if a.ko > 0 then redis.call('HINCRBY', wk, 'failed_job_count', a.ko) end
+  if a.wt > 0 then redis.call('HINCRBYFLOAT', wk, 'total_working_time', a.wt) end
+end
+
+local nxt = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
+return {nxt[2] or '', stale, claimed, paused and 1 or 0}
+"""
+
+HEARTBEAT: Final = r"""
+-- ARGV[1] JSON {q, w, iso, ttl, lease, members:[...]}; returns {worker still registered 0/1,
+-- the members no longer ours}
+local a = cjson.decode(ARGV[1])
+local wip = 'rq:wip:' .. a.q
+local wk = 'rq:worker:' .. a.w
+local gone = {}
+local registered = redis.call('EXISTS', wk) == 1 and redis.call('HEXISTS', wk, 'death') == 0
+if registered then
+  redis.call('HSET', wk, 'last_heartbeat', a.iso)
+  redis.call('EXPIRE', wk, a.ttl)
+end
+for _, m in ipairs(a.members) do
+  if redis.call('ZSCORE', wip, m) then
+    redis.call('ZADD', wip, 'XX', a.lease, m)
+  else
+    table.insert(gone, m)
+  end
+end
+return {registered and 1 or 0, gone}
+"""
+
+REAP: Final = _PRELUDE + r"""
+-- ARGV: queue, now, now_iso, limit, stale_after. Re-queue or fail jobs whose lease expired.
+local q, now, iso, stale_after = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[5])
+local wip = 'rq:wip:' .. q
+local requeued, failed = {}, {}
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', wip, '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))) do
+  local id, ex = string.match(m, '^(.*):([^:]*)$')
+  local f = id and redis.call('HMGET', 'rq:job:' .. id, 'jq_exec', 'worker_name', 'jq_pod', 'status')
+  if not id or not f[4] or (f[1] and f[1] ~= ex) then
+    redis.call('ZREM', wip, m)  -- the job is gone, or the entry is from an older claim
+  else
+    local reason = 'lost: worker ' .. (f[2] or '?') .. ' on pod ' .. (f[3] or '?') ..
+                   ' stopped renewing its lease on this job (crashed, killed or frozen)'
+    local r = end_claim(q, id, m, now, iso, reason, false)
+    -- its worker stopped heart-beating too: retire the record now rather than at its TTL
+    local wk = 'rq:worker:' .. (f[2] or '')
+    local hb = iso_ts(redis.call('HGET', wk, 'last_heartbeat'))
+    if hb and hb < now - stale_after and redis.call('HEXISTS', wk, 'death') == 0 then
+      redis.call('SREM', 'rq:workers:' .. q, wk)
+      redis.call('SREM', 'rq:workers', wk)
+      redis.call('HSET', wk, 'death', iso, 'state', 'dead')
+      redis.call('EXPIRE', wk, 60)
+    end
+    if r == 'requeued' then table.insert(requeued, id) elseif r == 'failed' then table.insert(failed, id) end
+  end
+end
+-- forget worker registrations whose hash expired (RQ does this only in its maintenance)
+for _, wk in ipairs(redis.call('SMEMBERS', 'rq:workers:' .. q)) do
+  if redis.call('EXISTS', wk) == 0 then
+    redis.call('SREM', 'rq:workers:' .. q, wk)
+    redis.call('SREM', 'rq:workers', wk)
+  end
+end
+-- registries hold ids until their retention ends; the job hashes expire by themselves
+redis.call('ZREMRANGEBYSCORE', 'rq:finished:' .. q, '-inf', now)
+redis.call('ZREMRANGEBYSCORE', 'rq:failed:' .. q, '-inf', now)
+return {requeued, failed}
+"""
+
+RECOVER_POD: Final = _PRELUDE + r"""
+-- ARGV: queue, pod, now, now_iso, reason
+local q, pod, now, iso, reason = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local wip = 'rq:wip:' .. q
+local requeued, failed, workers = {}, {}, {}
+for _, m in ipairs(redis.call('ZRANGE', wip, 0, -1)) do
+  local id, ex = string.match(m, '^(.*):([^:]*)$')
+  if id then
+    local f = redis.call('HMGET', 'rq:job:' .. id, 'jq_exec', 'jq_pod', 'worker_name', 'status')
+    local owner = f[2]
+    if not owner and f[3] then owner = redis.call('HGET', 'rq:worker:' .. f[3], 'hostname') end
+    if f[4] and owner == pod and (not f[1] or f[1] == ex) then
+      local r = end_claim(q, id, m, now, iso, reason, false)
+      if r == 'requeued' then table.insert(requeued, id) end
+      if r == 'failed' then table.insert(failed, id) end
+    end
+  end
+end
+for _, wk in ipairs(redis.call('SMEMBERS', 'rq:workers:' .. q)) do
+  local host = redis.call('HGET', wk, 'hostname')
+  if host == pod or not host then
+    redis.call('SREM', 'rq:workers:' .. q, wk)
+    redis.call('SREM', 'rq:workers', wk)
+    if host then
+      redis.call('HSET', wk, 'death', iso, 'state', 'dead')
+      redis.call('EXPIRE', wk, 60)
+      table.insert(workers, string.sub(wk, 11))
+    end
+  end
+end
+return {requeued, failed, workers}
+"""
+
+SNAPSHOT: Final = _PRELUDE + r"""
+-- ARGV: now, queue... Read-only. Per queue: p1..p5, scheduled, scheduled_due, oldest_ready,
+-- running, lost, failed, finished, last_activity, nworkers, then 6 fields per live worker.
+local now = tonumber(ARGV[1])
+local out = {}
+for i = 2, #ARGV do
+  local q = ARGV[i]
+  local oldest = nil
+  for l = 1, 5 do
+    local key = qkey(q, l)
+    local len = redis.call('LLEN', key)
+    table.insert(out, len)
+    if len > 0 then
+      local head = redis.call('LINDEX', key, 0)
+      local f = redis.call('HMGET', 'rq:job:' .. head, 'jq_ready', 'enqueued_at')
+      local t = tonumber(f[1]) or iso_ts(f[2])
+      if t and (oldest == nil or t < oldest) then oldest = t end
+    end
+  end
+  local sched = 'rq:scheduled:' .. q
+  table.insert(out, redis.call('ZCARD', sched))
+  table.insert(out, redis.call('ZCOUNT', sched, '-inf', now))
+  local first = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
+  if first[2] and tonumber(first[2]) <= now and (oldest == nil or tonumber(first[2]) < oldest) then
+    oldest = tonumber(first[2])
+  end
+  table.insert(out, oldest and tostring(oldest) or '')
+  local wip = 'rq:wip:' .. q
+  table.insert(out, redis.call('ZCARD', wip))
+  table.insert(out, redis.call('ZCOUNT', wip, '-inf', now))
+  table.insert(out, redis.call('ZCOUNT', 'rq:failed:' .. q, now, '+inf'))
+  table.insert(out, redis.call('ZCOUNT', 'rq:finished:' .. q, now, '+inf'))
+  table.insert(out, redis.call('HGET', 'jobqueue:activity', q) or '')
+  local rows = {}
+  for _, wk in ipairs(redis.call('SMEMBERS', 'rq:workers:' .. q)) do
+    local w = redis.call('HMGET', wk, 'state', 'current_job', 'hostname', 'jq_busy', 'jq_slots', 'death')
+    if w[1] and not w[6] then
+      table.insert(rows, string.sub(wk, 11))
+      table.insert(rows, w[3] or '')
+      table.insert(rows, w[1])
+      table.insert(rows, w[2] or '')
+      table.insert(rows, w[4] or '')
+      table.insert(rows, w[5] or '')
+    end
+  end
+  table.insert(out, #rows / 6)
+  for _, v in ipairs(rows) do table.insert(out, v) end
+end
+return out
+"""
+
+RETRY: Final = _PRELUDE + r"""
+-- ARGV: queue, id, now, now_iso. Returns the status before, or 'missing' / 'origin:<q>'.
+local q, id, now, iso = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local jk = 'rq:job:' .. id
+local f = redis.call('HMGET', jk, 'status', 'origin', 'jq_attempts', 'jq_prio')
+if not f[1] then return 'missing' end
+if f[2] ~= q then return 'origin:' .. (f[2] or '') end
+if f[1] ~= 'failed' and f[1] ~= 'stopped' and f[1] ~= 'canceled' then return f[1] end
+redis.call('ZREM', 'rq:failed:' .. q, id)
+redis.call('ZREM', 'rq:canceled:' .. q, id)
+local attempts = tonumber(f[3]) or 1
+redis.call('HSET', jk, 'status', 'queued', 'jq_made', 0, 'retries_left', attempts - 1, 'jq_ready', now,
+           'enqueued_at', iso, 'jq_reason', '', 'jq_progress', 0, 'ended_at', '')
+redis.call('HDEL', jk, 'exc_info')
+redis.call('PERSIST', jk)
+redis.call('PERSIST', 'rq:results:' .. id)
+local level = tonumber(f[4]) or 3
+redis.call('RPUSH', qkey(q, level), id)
+redis.call('SADD', 'rq:queues', qkey(q, level))
+signal(q)
+return f[1]
+"""
+
+REMOVE: Final = _PRELUDE + r"""
+-- ARGV: queue, id. Returns the status before, or 'missing' / 'origin:<q>' / 'started' (refused).
+local q, id = ARGV[1], ARGV[2]
+local jk = 'rq:job:' .. id
+local f = redis.call('HMGET', jk, 'status', 'origin', 'jq_prio')
+if not f[1] then return 'missing' end
+if f[2] ~= q then return 'origin:' .. (f[2] or '') end
+if f[1] == 'started' then return 'started' end
+for l = 1, 5 do redis.call('LREM', qkey(q, l), 0, id) end
+for _, r in ipairs({'scheduled', 'finished', 'failed', 'deferred', 'canceled'}) do
+  redis.call('ZREM', 'rq:' .. r .. ':' .. q, id)
+end
+redis.call('DEL', jk, 'rq:results:' .. id)
+return f[1]
+"""

@@ -1,0 +1,450 @@
+"""The producer API: enqueue (one or many), job status, retry, remove, queue stats, wait.
+
+These are the seed's admin endpoints (``addJob``, ``getJobStatus``, ``getQueueStats``, retry,
+remove) as Python functions; ``jobqueue.cli`` puts a command line on top of them.
+
+A producer names only the queue and the function: the queue's declared defaults (attempts,
+backoff, timeout, retention) are read from the settings the operator publishes
+(:func:`jobqueue.settings.load`) and resolved with the job's own overrides *at enqueue time*,
+then stored in the job hash. A job keeps the options it was enqueued with even if its
+JobQueue changes later.
+
+Idempotency: a job id that already exists in Redis (in any state, until its retention ends)
+is never added again; the call returns the existing job's status with ``duplicate=True``.
+The check and the insert are one Lua script per batch, so two producers racing on the same
+id cannot both win, in single and bulk enqueue alike.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import math
+import re
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import pydantic
+import redis
+
+from jobqueue import _lua, keys, payload, registry, settings, stats
+from jobqueue._redis import Script, connect, text
+from jobqueue.errors import InvalidJobError, JobStateError, UnknownJobError
+
+_ENQUEUE = Script(_lua.ENQUEUE)
+_RETRY = Script(_lua.RETRY)
+_REMOVE = Script(_lua.REMOVE)
+
+#: RQ's rule for job ids (rq/job.py), so RQ tools can fetch every job we create; ':' in
+#: particular would break the ``<id>:<execution>`` members of ``rq:wip``.
+JOB_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+#: Jobs per enqueue script call: big enough to amortise the round trip, small enough that
+#: one call blocks Redis for only a few milliseconds.
+BULK_CHUNK: Final = 500
+TERMINAL_STATUSES: Final = frozenset({"finished", "failed", "stopped", "canceled"})
+
+Function = str | Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One job of a bulk enqueue (:func:`enqueue_many`); the fields mean what they mean for
+    :func:`enqueue`. ``options`` are JobOptions fields (``attempts``, ``backoff``,
+    ``timeout_seconds``, ``keep_completed``, ``keep_failed``; camelCase works too)."""
+
+    function: Function
+    args: Sequence[Any] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    job_id: str | None = None
+    delay: float | timedelta | None = None
+    priority: int | None = None
+    options: Mapping[str, Any] | settings.JobOptions | None = None
+
+
+@dataclass(frozen=True)
+class EnqueueResult:
+    id: str
+    queue: str
+    duplicate: bool  # True: a job with this id already existed and was left untouched
+    status: str  # the new job's status, or the existing job's status for a duplicate
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """What ``getJobStatus`` returned in the seed, from RQ's job hash and our fields."""
+
+    id: str
+    queue: str
+    function: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    status: str  # RQ's: queued, scheduled, started, finished, failed (+ RQ's others)
+    priority: int
+    progress: float
+    attempts_made: int
+    attempts: int
+    failed_reason: str | None
+    stacktrace: str | None
+    result: Any
+    created_at: datetime | None
+    ready_at: datetime | None  # queued since, or due at (scheduled)
+    started_at: datetime | None
+    finished_at: datetime | None
+    worker: str | None
+    pod: str | None
+    timeout_seconds: int | None
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in self.__dict__.items():
+            out[k] = v.isoformat() if isinstance(v, datetime) else v
+        return out
+
+
+# --------------------------------------------------------------------------------------
+# enqueue
+
+
+def _function_name(function: Function) -> str:
+    if callable(function):
+        return registry.registered_name(function)
+    if not isinstance(function, str) or not registry.is_valid_name(function):
+        raise InvalidJobError(
+            f"function must be a @job function or its dotted name (module.function), got {function!r}"
+        )
+    return function
+
+
+def _options(raw: Mapping[str, Any] | settings.JobOptions | None) -> settings.JobOptions | None:
+    if raw is None or isinstance(raw, settings.JobOptions):
+        return raw
+    data = dict(raw)
+    # Python conveniences: keep_completed=3600, backoff=2 (a bare number is a fixed delay,
+    # as in BullMQ), timeout=30.
+    for name in ("keep_completed", "keepCompleted", "keep_failed", "keepFailed"):
+        if isinstance(data.get(name), int | float):
+            data[name] = {"ageSeconds": int(data[name])}
+    if isinstance(data.get("backoff"), int | float):
+        data["backoff"] = {"type": "fixed", "delaySeconds": data["backoff"]}
+    if "timeout" in data:
+        data["timeout_seconds"] = data.pop("timeout")
+    try:
+        return settings.JobOptions.model_validate(data)
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise InvalidJobError(f"invalid job options: {problems}") from None
+
+
+def _retry_intervals(eff: settings.EffectiveJobOptions) -> str:
+    # What RQ would use if *it* retried the job (its abandoned-job clean-up, rq.md §7.4):
+    # whole seconds, one per retry.
+    return json.dumps([max(0, math.ceil(eff.backoff.delay_for_retry(i))) for i in range(1, eff.attempts)])
+
+
+class _Builder:
+    """Turns JobSpecs into the ENQUEUE script's arguments; caches the queue-default options."""
+
+    def __init__(self, queue_settings: settings.QueueSettings) -> None:
+        self.queue = queue_settings.queue_name
+        self.qs = queue_settings
+        self.default_eff = queue_settings.effective()
+        self.now = time.time()
+        self.now_iso = payload.utcformat(self.now)
+
+    def build(self, spec: JobSpec) -> tuple[str, str, list[Any]]:
+        fn = _function_name(spec.function)
+        job_id = spec.job_id if spec.job_id is not None else uuid.uuid4().hex
+        if not isinstance(job_id, str) or not JOB_ID_PATTERN.match(job_id):
+            raise InvalidJobError(
+                f"job id {job_id!r} must be 1-200 characters of A-Z a-z 0-9 _ - (RQ's rule; ':' is reserved)"
+            )
+        level = keys.DEFAULT_PRIORITY if spec.priority is None else spec.priority
+        if isinstance(level, bool) or not isinstance(level, int) or level not in keys.PRIORITY_LEVELS:
+            raise InvalidJobError(
+                f"priority must be an integer 1 (most important) .. 5, got {spec.priority!r}"
+            )
+        delay = spec.delay.total_seconds() if isinstance(spec.delay, timedelta) else (spec.delay or 0.0)
+        if not isinstance(delay, int | float) or math.isnan(delay) or delay < 0:
+            raise InvalidJobError(f"delay must be a number of seconds >= 0, got {spec.delay!r}")
+        overrides = _options(spec.options)
+        eff = self.default_eff if overrides is None else self.qs.effective(overrides)
+        args, kwargs = list(spec.args), dict(spec.kwargs)
+        try:
+            data = payload.encode(fn, args, kwargs)
+        except (TypeError, ValueError) as exc:
+            raise InvalidJobError(f"arguments of {fn} must be JSON values (no pickling): {exc}") from None
+        if not all(isinstance(k, str) for k in kwargs):
+            raise InvalidJobError(f"keyword argument names of {fn} must be strings")
+        ready = self.now + delay
+        kind = "s" if delay > 0 else "q"
+        call = (
+            json.dumps(args)[1:-1]
+            + (", " if args and kwargs else "")
+            + ", ".join(f"{k}={json.dumps(v)}" for k, v in kwargs.items())
+        )
+        fields: list[Any] = [
+            "created_at",
+            self.now_iso,
+            "data",
+            data,
+            "origin",
+            self.queue,
+            "description",
+            f"{fn}({call[:200]})",
+            "status",
+            "scheduled" if delay > 0 else "queued",
+            "timeout",
+            eff.timeout_seconds,
+            "result_ttl",
+            eff.keep_completed_seconds,
+            "failure_ttl",
+            eff.keep_failed_seconds,
+            "retries_left",
+            eff.attempts - 1,
+            "retry_intervals",
+            _retry_intervals(eff),
+            keys.F_ATTEMPTS,
+            eff.attempts,
+            keys.F_MADE,
+            0,
+            keys.F_BACKOFF,
+            eff.backoff.model_dump_json(by_alias=True, exclude_none=True),
+            keys.F_PRIORITY,
+            level,
+            keys.F_READY,
+            repr(ready),
+            keys.F_CREATED,
+            repr(self.now),
+        ]
+        if delay <= 0:
+            fields += ["enqueued_at", self.now_iso]
+        return job_id, kind, [job_id, kind, level, repr(ready), len(fields) // 2, *fields]
+
+
+def _run_enqueue(
+    conn: redis.Redis, queue_name: str, built: list[tuple[str, str, list[Any]]]
+) -> list[EnqueueResult]:
+    out: list[EnqueueResult] = []
+    calls: list[tuple[Any, ...]] = []
+    chunks = [built[i : i + BULK_CHUNK] for i in range(0, len(built), BULK_CHUNK)]
+    for chunk in chunks:
+        flat: list[Any] = [queue_name, len(chunk)]
+        for _, _, argv in chunk:
+            flat.extend(argv)
+        calls.append(tuple(flat))
+    replies = _ENQUEUE.many(conn, calls) if len(calls) > 1 else [_ENQUEUE(conn, *calls[0])] if calls else []
+    for chunk, reply in zip(chunks, replies, strict=True):
+        for (job_id, kind, _), existing in zip(chunk, reply, strict=True):
+            status = text(existing)
+            if status:
+                out.append(EnqueueResult(job_id, queue_name, True, status))
+            else:
+                out.append(EnqueueResult(job_id, queue_name, False, "scheduled" if kind == "s" else "queued"))
+    return out
+
+
+def enqueue(
+    queue: str,
+    function: Function,
+    *args: Any,
+    kwargs: Mapping[str, Any] | None = None,
+    job_id: str | None = None,
+    delay: float | timedelta | None = None,
+    priority: int | None = None,
+    connection: redis.Redis | None = None,
+    **options: Any,
+) -> EnqueueResult:
+    """Add one job to ``queue``.
+
+    ``function`` is a ``@job`` function or its dotted name; ``args``/``kwargs`` must be JSON
+    values. ``delay`` (seconds) makes it a delayed job; ``priority`` 1 (most important) .. 5
+    picks its level (default 3); ``options`` override the queue's job defaults
+    (``attempts=5``, ``backoff={"type": "fixed", "delaySeconds": 2}``, ``timeout_seconds=30``,
+    ``keep_completed=3600``, ``keep_failed=86400``). Raises UnknownQueueError when no JobQueue
+    publishes ``queue``, InvalidJobError for anything malformed.
+    """
+    conn = connection or connect()
+    builder = _Builder(settings.load(conn, queue))
+    spec = JobSpec(function, args, kwargs or {}, job_id, delay, priority, options or None)
+    return _run_enqueue(conn, queue, [builder.build(spec)])[0]
+
+
+def enqueue_many(
+    queue: str, jobs: Iterable[JobSpec], *, connection: redis.Redis | None = None
+) -> list[EnqueueResult]:
+    """Add many jobs in a few round trips (duplicate ids are detected per job, as in
+    :func:`enqueue`, also between jobs of the same batch). All jobs are validated before any
+    is added, so an InvalidJobError adds nothing."""
+    conn = connection or connect()
+    builder = _Builder(settings.load(conn, queue))
+    built = []
+    for n, spec in enumerate(jobs):
+        try:
+            built.append(builder.build(spec))
+        except InvalidJobError as exc:
+            raise InvalidJobError(f"job #{n}: {exc}") from None
+    return _run_enqueue(conn, queue, built)
+
+
+# --------------------------------------------------------------------------------------
+# status, retry, remove, stats
+
+
+def _dt(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _float(raw: Mapping[bytes, bytes], name: str) -> float | None:
+    v = raw.get(name.encode())
+    if not v:
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        return None
+
+
+def _job_info(queue: str, job_id: str, raw: Mapping[bytes, bytes], latest: list[Any]) -> JobInfo:
+    def s(name: str) -> str:
+        return text(raw.get(name.encode()))
+
+    try:
+        fn, args, kwargs = payload.decode(raw.get(b"data", b""))
+    except payload.PayloadError as exc:
+        fn, args, kwargs = f"<undecodable payload: {exc}>", [], {}
+    status = s("status") or "unknown"
+    result: Any = None
+    if latest:
+        fields = {text(k): v for k, v in latest[0][1].items()}
+        rv = fields.get("return_value")
+        if rv is not None and text(fields.get("type")) == "1":
+            try:
+                result = json.loads(base64.b64decode(rv))
+            except ValueError:
+                result = "<undecodable result>"
+    exc_info = s("exc_info")
+    if exc_info and raw.get(b"exc_info", b"")[:1] == b"x":  # RQ compresses it
+        with contextlib.suppress(zlib.error):
+            exc_info = zlib.decompress(raw[b"exc_info"]).decode("utf-8", "replace")
+    reason = s(keys.F_REASON) or (exc_info.strip().splitlines()[-1] if exc_info.strip() else "")
+    attempts_raw = s(keys.F_ATTEMPTS)
+    made = int(s(keys.F_MADE) or 0)
+    retries_left = s("retries_left")
+    attempts = int(attempts_raw) if attempts_raw else made + int(retries_left or 0) + (0 if made else 1)
+    progress = _float(raw, keys.F_PROGRESS) or 0.0
+    timeout = s("timeout")
+    return JobInfo(
+        id=job_id,
+        queue=queue,
+        function=fn,
+        args=args,
+        kwargs=kwargs,
+        status=status,
+        priority=int(s(keys.F_PRIORITY) or keys.DEFAULT_PRIORITY),
+        progress=int(progress) if progress.is_integer() else progress,
+        attempts_made=made,
+        attempts=attempts,
+        failed_reason=(reason or None) if status != "finished" else None,
+        stacktrace=exc_info or None,
+        result=result,
+        created_at=_dt(_float(raw, keys.F_CREATED) or payload.utcparse(s("created_at"))),
+        ready_at=_dt(_float(raw, keys.F_READY) or payload.utcparse(s("enqueued_at"))),
+        started_at=_dt(_float(raw, keys.F_STARTED) or payload.utcparse(s("started_at"))),
+        finished_at=_dt(_float(raw, keys.F_ENDED) or payload.utcparse(s("ended_at")))
+        if status in TERMINAL_STATUSES
+        else None,
+        worker=s("worker_name") or None,
+        pod=s(keys.F_POD) or None,
+        timeout_seconds=int(float(timeout))
+        if timeout and timeout.lstrip("-").replace(".", "").isdigit()
+        else None,
+    )
+
+
+def get_job(queue: str, job_id: str, *, connection: redis.Redis | None = None) -> JobInfo:
+    """Status of one job (the seed's ``getJobStatus``); UnknownJobError if it is not there."""
+    conn = connection or connect()
+    pipe = conn.pipeline(transaction=False)
+    pipe.hgetall(keys.job_key(job_id))
+    pipe.xrevrange(keys.results_key(job_id), "+", "-", count=1)
+    raw, latest = pipe.execute()
+    if not raw:
+        raise UnknownJobError(queue, job_id)
+    origin = text(raw.get(b"origin"))
+    if origin != queue:
+        raise UnknownJobError(queue, job_id, f"that id belongs to queue {origin!r}")
+    return _job_info(queue, job_id, raw, latest)
+
+
+def _admin(script: Script, conn: redis.Redis, queue: str, job_id: str, *args: Any) -> str:
+    if not JOB_ID_PATTERN.match(job_id):
+        raise UnknownJobError(queue, job_id, "not a valid job id")
+    before = text(script(conn, queue, job_id, *args))
+    if before == "missing":
+        raise UnknownJobError(queue, job_id)
+    if before.startswith("origin:"):
+        raise UnknownJobError(queue, job_id, f"that id belongs to queue {before[7:]!r}")
+    return before
+
+
+def retry(queue: str, job_id: str, *, connection: redis.Redis | None = None) -> JobInfo:
+    """Put a failed job back in its queue with a fresh set of attempts (the seed's retry)."""
+    conn = connection or connect()
+    now = time.time()
+    before = _admin(_RETRY, conn, queue, job_id, repr(now), payload.utcformat(now))
+    if before not in ("failed", "stopped", "canceled"):
+        raise JobStateError(
+            queue, job_id, before, f"job {job_id!r} is {before}; only failed jobs can be retried"
+        )
+    return get_job(queue, job_id, connection=conn)
+
+
+def remove(queue: str, job_id: str, *, connection: redis.Redis | None = None) -> str:
+    """Delete a job that is not running, from wherever it is; returns its status before."""
+    conn = connection or connect()
+    before = _admin(_REMOVE, conn, queue, job_id)
+    if before == "started":
+        raise JobStateError(
+            queue, job_id, before, f"job {job_id!r} is running; it can be removed once it finished or failed"
+        )
+    return before
+
+
+def queue_stats(queue: str, *, connection: redis.Redis | None = None) -> stats.QueueStats:
+    """The seed's ``getQueueStats`` for one declared queue (UnknownQueueError otherwise)."""
+    conn = connection or connect()
+    settings.load(conn, queue)
+    return stats.snapshot(conn, [queue])[queue]
+
+
+def wait(
+    queue: str,
+    job_id: str,
+    *,
+    timeout: float | None = None,
+    poll_interval: float = 0.2,
+    connection: redis.Redis | None = None,
+    on_update: Callable[[JobInfo], None] | None = None,
+) -> JobInfo:
+    """Block until the job finished or failed (or ``timeout`` seconds passed: TimeoutError)."""
+    conn = connection or connect()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        info = get_job(queue, job_id, connection=conn)
+        if on_update is not None:
+            on_update(info)
+        if info.done:
+            return info
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError(f"job {job_id!r} is still {info.status} after {timeout} s")
+        time.sleep(poll_interval)

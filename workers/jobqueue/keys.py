@@ -1,0 +1,96 @@
+"""Redis key names and job-hash field names: RQ's, and the few we add.
+
+Jobs live in RQ's own keys so that ``rq info``, rq-dashboard and plain RQ producers keep
+working against our queues (docs/architecture.md, "The Redis contract"). What RQ lacks lives
+next to them:
+
+* **priority levels** — level 3 (the default) *is* RQ's list ``rq:queue:<q>``; the other
+  levels are lists of the same shape, ``rq:queue:<q>:p1`` … ``:p5``, registered in
+  ``rq:queues`` so ``rq info`` shows them as pseudo-queues;
+* ``jobqueue:signal:<q>`` — a one-element list that producers push when they add work and
+  the claim script deletes when the queue runs dry; idle workers block on it with
+  ``BLMOVE sig sig LEFT LEFT`` (a rotation that waits without consuming), which wakes every
+  idle worker at once and loses no wake-up;
+* ``jobqueue:wrr:<q>`` — the smooth weighted round-robin state of the priority levels;
+* ``jobqueue:activity`` — hash queue -> unix time of the last job started or finished there
+  (the autoscaler counts idle time from it);
+* ``jq_*`` fields in RQ's job and worker hashes (RQ ignores fields it does not know).
+
+Every Lua script builds these names itself from the queue name (see :mod:`jobqueue._lua`);
+the Python helpers here must stay in step with the Lua ``qkey`` function.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: Priority levels inside one queue: 1 = most important … 5 = least (the seed's scale).
+PRIORITY_LEVELS: Final = (1, 2, 3, 4, 5)
+#: Jobs enqueued without a priority (and every job a plain RQ producer adds) are level 3.
+DEFAULT_PRIORITY: Final = 3
+#: Share of dequeues each level gets while several levels have work (smooth weighted
+#: round-robin): level 1 is served 16x as often as level 5, and level 5 still gets 1/31 of
+#: the dequeues when every level is backlogged, so no level ever starves.
+PRIORITY_WEIGHTS: Final = {1: 16, 2: 8, 3: 4, 4: 2, 5: 1}
+
+RQ_QUEUES: Final = "rq:queues"
+RQ_WORKERS: Final = "rq:workers"
+RQ_SUSPENDED: Final = "rq:suspended"
+ACTIVITY: Final = "jobqueue:activity"
+
+# Fields we add to RQ's job hash (rq:job:<id>).
+F_ATTEMPTS: Final = "jq_attempts"  # total attempts allowed, the first included
+F_MADE: Final = "jq_made"  # attempts claimed so far
+F_BACKOFF: Final = "jq_backoff"  # JSON of settings.Backoff (camelCase)
+F_PRIORITY: Final = "jq_prio"  # level 1..5
+F_READY: Final = "jq_ready"  # unix time since which the job may run (enqueued, or due)
+F_CREATED: Final = "jq_created"  # unix time of the enqueue
+F_POD: Final = "jq_pod"  # pod (RQ worker hostname) of the worker that claimed it
+F_EXEC: Final = "jq_exec"  # execution id of the current claim (rq:wip member suffix)
+F_REASON: Final = "jq_reason"  # why the last attempt failed, one line
+F_PROGRESS: Final = "jq_progress"  # 0..100, also mirrored into meta["progress"]
+F_STARTED: Final = "jq_start"  # unix time the current/last attempt really started
+F_ENDED: Final = "jq_end"  # unix time the last attempt ended
+
+
+def level_key(queue_name: str, level: int) -> str:
+    """The pending list of one priority level (level 3 is RQ's own queue list)."""
+    if level == DEFAULT_PRIORITY:
+        return f"rq:queue:{queue_name}"
+    return f"rq:queue:{queue_name}:p{level}"
+
+
+def job_key(job_id: str) -> str:
+    return f"rq:job:{job_id}"
+
+
+def results_key(job_id: str) -> str:
+    return f"rq:results:{job_id}"
+
+
+def worker_key(worker_name: str) -> str:
+    return f"rq:worker:{worker_name}"
+
+
+def workers_of(queue_name: str) -> str:
+    return f"rq:workers:{queue_name}"
+
+
+def wip(queue_name: str) -> str:
+    return f"rq:wip:{queue_name}"
+
+
+def scheduled(queue_name: str) -> str:
+    return f"rq:scheduled:{queue_name}"
+
+
+def finished(queue_name: str) -> str:
+    return f"rq:finished:{queue_name}"
+
+
+def failed(queue_name: str) -> str:
+    return f"rq:failed:{queue_name}"
+
+
+def signal(queue_name: str) -> str:
+    return f"jobqueue:signal:{queue_name}"

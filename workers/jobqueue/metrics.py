@@ -1,0 +1,123 @@
+"""The worker's Prometheus metrics (names from :mod:`jobqueue.metricnames`).
+
+Only the worker's coordinator process records these: it sees every start, end, retry,
+timeout and rejection, also of jobs whose process was killed, so the counts are exact
+whatever happens to the processes that run the jobs. ``jobqueue worker`` still runs
+prometheus_client in *multiprocess mode* (a fresh ``PROMETHEUS_MULTIPROC_DIR`` per worker,
+served through ``MultiProcessCollector``): metrics that job code defines itself are then
+summed over the pre-forked processes too, and a replaced process's series are retired with
+:func:`mark_dead`.
+
+Label cardinality is bounded: ``function`` is a registered job name, or ``unregistered`` for
+payloads the worker refused (their names come from whoever wrote to Redis).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import multiprocess as _mp
+
+from jobqueue import metricnames as n
+
+UNREGISTERED: Final = "unregistered"
+#: Run times span no-op jobs (ms) to the seed's 30-60 s reports; wait times the same range.
+_BUCKETS: Final = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1800.0,
+)
+MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+
+
+class WorkerMetrics:
+    """The metric objects of one worker; ``registry=None`` leaves them unregistered (they
+    still count, and in multiprocess mode the MultiProcessCollector exposes them)."""
+
+    def __init__(self, queue: str, registry: CollectorRegistry | None = None) -> None:
+        self.queue = queue
+        labels = ("queue", "function")
+        self.started = Counter(n.JOBS_STARTED, "Job attempts started", labels, registry=registry)
+        self.succeeded = Counter(n.JOBS_SUCCEEDED, "Job attempts that succeeded", labels, registry=registry)
+        self.failed = Counter(
+            n.JOBS_FAILED, "Jobs failed for good (no attempts left)", labels, registry=registry
+        )
+        self.retried = Counter(
+            n.JOBS_RETRIED,
+            "Job attempts that failed with another attempt scheduled",
+            labels,
+            registry=registry,
+        )
+        self.timed_out = Counter(
+            n.JOBS_TIMED_OUT, "Job attempts stopped at their timeout", labels, registry=registry
+        )
+        self.rejected = Counter(
+            n.JOBS_REJECTED,
+            "Jobs refused without running (unregistered function, undecodable payload)",
+            labels,
+            registry=registry,
+        )
+        self.run_seconds = Histogram(
+            n.JOB_RUN_SECONDS, "Run time of one attempt", labels, buckets=_BUCKETS, registry=registry
+        )
+        self.wait_seconds = Histogram(
+            n.JOB_WAIT_SECONDS,
+            "Time from runnable (enqueued or due) to started",
+            labels,
+            buckets=_BUCKETS,
+            registry=registry,
+        )
+        self.busy_slots = Gauge(
+            n.WORKER_BUSY_SLOTS,
+            "Jobs this worker runs right now",
+            ("queue",),
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.slots = Gauge(
+            n.WORKER_SLOTS,
+            "Jobs this worker can run at once",
+            ("queue",),
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def cleanup_multiprocess(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def mark_dead(pid: int) -> None:
+    if multiprocess_dir():
+        _mp.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+def serve(port: int, registry: CollectorRegistry | None = None) -> CollectorRegistry:
+    """Expose ``/metrics`` on ``port`` (all interfaces); the registry served is returned."""
+    if registry is None:
+        registry = CollectorRegistry()
+        if multiprocess_dir():
+            _mp.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    start_http_server(port, registry=registry)
+    return registry

@@ -1,0 +1,91 @@
+"""Job payloads: RQ's JSON wire format, encoded fast and decoded defensively.
+
+RQ stores a job's call in the hash field ``data`` as ``zlib(serializer((func, instance, args,
+kwargs)))``. With RQ's ``JSONSerializer`` that is ``zlib(json([name, null, [...], {...}]))``,
+so a job enqueued by plain RQ with ``-S json`` is byte-compatible with ours, and ``rq info``
+/ rq-dashboard can read ours.
+
+Decoding never unpickles and never imports: a payload is bytes from Redis, i.e. from anyone
+who can write there. :func:`decode` bounds the decompressed size, accepts exactly the
+four-element JSON shape, and raises :class:`PayloadError` with a message that ends up as
+the job's failure reason.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from datetime import UTC, datetime
+from typing import Any, Final
+
+#: A payload that decompresses beyond this is refused (a zlib bomb would otherwise take the
+#: worker's memory); 64 MiB is far above any sane job argument list.
+MAX_PAYLOAD_BYTES: Final = 64 * 1024 * 1024
+_ISO: Final = "%Y-%m-%dT%H:%M:%S.%fZ"  # RQ's utcformat
+
+
+class PayloadError(ValueError):
+    """The job's payload cannot be run; the message explains why, for a person."""
+
+
+def encode(func_name: str, args: list[Any] | tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    """``data`` field of a job hash. Raises TypeError/ValueError for non-JSON arguments."""
+    raw = json.dumps([func_name, None, list(args), kwargs], separators=(",", ":"), allow_nan=False)
+    return zlib.compress(raw.encode(), 1)
+
+
+def decode(data: bytes) -> tuple[str, list[Any], dict[str, Any]]:
+    """(function name, args, kwargs) of a stored payload, or PayloadError."""
+    try:
+        d = zlib.decompressobj()
+        raw = d.decompress(data, MAX_PAYLOAD_BYTES)
+        if d.unconsumed_tail:
+            raise PayloadError(f"payload is larger than {MAX_PAYLOAD_BYTES} bytes uncompressed")
+    except zlib.error:
+        raw = data  # RQ falls back to uncompressed data too
+    if raw[:1] == b"\x80":
+        raise PayloadError(
+            "payload is pickled, not JSON (was it enqueued with RQ's default serializer? "
+            "use rq.serializers.JSONSerializer); pickles are never loaded"
+        )
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise PayloadError(f"payload is not valid JSON: {exc}") from None
+    if not (isinstance(value, list) and len(value) == 4):
+        raise PayloadError("payload must be a JSON array [function, null, args, kwargs]")
+    name, instance, args, kwargs = value
+    if not isinstance(name, str):
+        raise PayloadError("payload's function name is not a string")
+    if instance is not None:
+        raise PayloadError("payload names a bound method (instance is not null); only @job functions run")
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise PayloadError("payload's args must be a JSON array and kwargs a JSON object")
+    return name, args, kwargs
+
+
+def encode_result(value: Any) -> bytes | None:
+    """JSON of a return value (None for None); RQ's placeholder text if not JSON-able."""
+    if value is None:
+        return None
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError):
+        return json.dumps("Unserializable return value").encode()
+
+
+def utcformat(ts: float) -> str:
+    """RQ's timestamp format (``2026-01-31T12:00:00.123456Z``) of a unix time."""
+    return datetime.fromtimestamp(ts, UTC).strftime(_ISO)
+
+
+def utcparse(text: str) -> float | None:
+    """Unix time of an RQ timestamp; None for an empty or malformed field."""
+    if not text:
+        return None
+    for fmt in (_ISO, "%Y-%m-%dT%H:%M:%SZ"):
+        try:
+            return datetime.strptime(text, fmt).replace(tzinfo=UTC).timestamp()
+        except ValueError:
+            continue
+    return None

@@ -1,0 +1,129 @@
+"""Every figure the autoscaler (and ``jobqueue stats``) needs, for many queues, in one round trip.
+
+The operator calls :func:`snapshot` every second for up to a thousand queues, so it is one
+Lua ``EVALSHA`` over all of them (measured by ``benchmarks/bench_worker_snapshot.py``), and
+it is strictly read-only: RQ's own counters (``registry.count``, ``rq info``) run registry
+clean-up, which re-queues or fails jobs and runs their callbacks in the *calling* process
+(rq.md §3.1). Nothing here calls RQ.
+
+Reading the figures:
+
+* ``queued`` counts every priority level (``queued_by_priority`` has the split);
+* ``scheduled`` counts delayed jobs and retry back-offs; ``scheduled_due`` those already due
+  (workers promote them within about a second; a high value means no worker is running);
+* ``running`` counts jobs workers hold (started, or claimed and about to start);
+  ``lost`` is the part of it whose lease expired — their worker is gone and a live worker
+  or :func:`jobqueue.recovery.recover_pod` will re-queue them;
+* ``oldest_queued_seconds`` is the age of the longest-waiting runnable job (queued, or due
+  but not yet promoted), counted from the moment it became runnable;
+* ``last_activity_at`` is when a job last started or finished on the queue (unix time), so
+  idle time survives operator restarts;
+* ``workers`` are the live RQ worker records (one per ``jobqueue worker`` process; a record
+  whose hash expired is dead and left out).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import redis
+
+from jobqueue import _lua
+from jobqueue._redis import Script, text
+from jobqueue.keys import PRIORITY_LEVELS
+
+_SNAPSHOT = Script(_lua.SNAPSHOT)
+#: Queues per script call. All calls go in one pipeline (one network round trip), but Redis
+#: runs each script atomically, so chunks keep any single block of Redis time to a few ms.
+_CHUNK = 250
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    name: str
+    pod: str  # the RQ worker's hostname: the pod name (POD_NAME) for our workers
+    state: Literal["busy", "idle"]
+    current_job: str | None
+    busy_slots: int  # jobs this worker process runs right now
+    slots: int  # jobs it can run at once (--concurrency); 1 for plain RQ workers
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    queue: str
+    queued: int
+    scheduled: int
+    scheduled_due: int
+    running: int
+    lost: int
+    failed: int
+    finished: int
+    oldest_queued_seconds: float
+    last_activity_at: float | None
+    queued_by_priority: dict[int, int] = field(default_factory=dict)
+    workers: list[WorkerInfo] = field(default_factory=list)
+
+    @property
+    def busy_workers(self) -> int:
+        return sum(1 for w in self.workers if w.state == "busy")
+
+
+def _int(value: object, default: int) -> int:
+    try:
+        return int(text(value))
+    except ValueError:
+        return default
+
+
+def snapshot(
+    conn: redis.Redis, queue_names: Iterable[str], now: float | None = None
+) -> dict[str, QueueStats]:
+    """Stats of every queue in ``queue_names``; unknown queues simply read as empty."""
+    names = list(dict.fromkeys(queue_names))
+    now = time.time() if now is None else now
+    out: dict[str, QueueStats] = {}
+    chunks = [names[s : s + _CHUNK] for s in range(0, len(names), _CHUNK)]
+    replies = _SNAPSHOT.many(conn, [(repr(now), *chunk) for chunk in chunks]) if chunks else []
+    for chunk, flat in zip(chunks, replies, strict=True):
+        i = 0
+        for q in chunk:
+            levels = {lvl: int(flat[i + k]) for k, lvl in enumerate(PRIORITY_LEVELS)}
+            i += len(PRIORITY_LEVELS)
+            scheduled, due = int(flat[i]), int(flat[i + 1])
+            oldest_raw = text(flat[i + 2])
+            running, lost, failed, finished = (int(x) for x in flat[i + 3 : i + 7])
+            activity = text(flat[i + 7])
+            nworkers = int(flat[i + 8])
+            i += 9
+            workers = []
+            for _ in range(nworkers):
+                name, pod, state, job, busy, slots = (text(x) for x in flat[i : i + 6])
+                i += 6
+                workers.append(
+                    WorkerInfo(
+                        name=name,
+                        pod=pod,
+                        state="busy" if state == "busy" else "idle",
+                        current_job=job or None,
+                        busy_slots=_int(busy, 1 if state == "busy" else 0),
+                        slots=_int(slots, 1),
+                    )
+                )
+            out[q] = QueueStats(
+                queue=q,
+                queued=sum(levels.values()),
+                queued_by_priority=levels,
+                scheduled=scheduled,
+                scheduled_due=due,
+                running=running,
+                lost=lost,
+                failed=failed,
+                finished=finished,
+                oldest_queued_seconds=max(0.0, now - float(oldest_raw)) if oldest_raw else 0.0,
+                last_activity_at=float(activity) if activity else None,
+                workers=workers,
+            )
+    return out

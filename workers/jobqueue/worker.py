@@ -1,0 +1,727 @@
+"""The worker runtime behind ``jobqueue worker`` (the command every worker pod runs).
+
+One *coordinator* per process does all the Redis work; an executor
+(:mod:`jobqueue.executors`) runs the jobs in pre-forked processes, threads or asyncio tasks.
+The coordinator's loop is built for throughput and for never losing a job:
+
+* **one round trip per loop turn** — the SYNC script records every attempt that ended since
+  the last turn (success, retry with backoff, failure), writes progress, hands back jobs
+  when stopping, promotes due delayed jobs, and claims new jobs for the free slots (plus a
+  small prefetch, ~10 ms of work, so fast jobs never wait for Redis);
+* **no window where a job is nowhere**: a claim moves the id from its pending list to
+  ``rq:wip`` (RQ's StartedJobRegistry) inside the script, with a *lease*; the end of an
+  attempt removes it in the same script that records the outcome. If the pod dies in
+  between, the lease expires and the job is re-queued (attempts left) or failed with the
+  reason — by any live worker (the REAP script, every few seconds) or by the operator
+  (:func:`jobqueue.recovery.recover_pod`) as soon as it sees the pod vanish. A result that
+  arrives after its job was taken away is dropped, never recorded twice;
+* **no scheduler lock**: every worker promotes due jobs atomically in SYNC; an idle worker
+  sleeps in ``BLMOVE`` on the queue's signal list until work arrives or the next delayed
+  job is due, so delayed jobs and retries start within a few ms of their time;
+* a background thread renews the leases and the worker's RQ record (heartbeat), reaps
+  expired leases, and re-reads the queue's published settings (``suspend`` included).
+
+Signals: the first SIGTERM/SIGINT stops claiming, hands back claimed-but-unstarted jobs,
+lets running jobs finish and exits 0. A second one aborts running jobs, puts them back in
+their queue with their attempt refunded, and exits 1.
+
+The worker registers one RQ worker record (``rq:worker:<name>``) with ``hostname`` =
+``$POD_NAME``, ``state`` busy/idle and our ``jq_slots``/``jq_busy`` fields, so ``rq info``
+and the autoscaler see it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import os
+import queue
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+import zlib
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+import redis
+from redis.typing import EncodableT
+from rq.version import VERSION as RQ_VERSION
+
+from jobqueue import _lua, executors, keys, payload, settings
+from jobqueue._redis import Script, text
+from jobqueue.errors import RegistrationError
+from jobqueue.metrics import UNREGISTERED, WorkerMetrics
+from jobqueue.registry import Allowlist, JobFunction
+
+log = logging.getLogger("jobqueue.worker")
+
+_SYNC = Script(_lua.SYNC)
+_HEARTBEAT = Script(_lua.HEARTBEAT)
+_REAP = Script(_lua.REAP)
+
+Mode = Literal["process", "thread", "async"]
+
+#: A claimed job's lease: renewed every HEARTBEAT_SECONDS while the worker lives; once it
+#: runs out the job counts as lost. 15 s survives a few missed heartbeats (GC pause, CPU
+#: starvation) and still lets a live worker recover a dead pod's jobs within ~20 s.
+LEASE_SECONDS: Final = 15.0
+HEARTBEAT_SECONDS: Final = 3.0
+REAP_SECONDS: Final = 5.0
+#: The RQ worker record expires this long after the last heartbeat (RQ's own is 420 s).
+WORKER_TTL: Final = 20
+SETTINGS_REFRESH_SECONDS: Final = 5.0
+#: Finished attempts are recorded in batches: at most this many, or this old.
+ACK_BATCH: Final = 64
+ACK_DELAY: Final = 0.005
+#: Prefetch: hold about this much work (seconds) beyond the free slots, at most PREFETCH_MAX.
+PREFETCH_SECONDS: Final = 0.01
+PREFETCH_MAX: Final = 32
+PROMOTE_LIMIT: Final = 200
+PROGRESS_INTERVAL: Final = 0.1
+
+
+@dataclass
+class Claimed:
+    id: str
+    exec: str
+    data: bytes
+    timeout: float
+    attempts: int
+    made: int
+    backoff: settings.Backoff
+    keep_completed: int
+    keep_failed: int
+    level: int
+    ready: float
+    function: JobFunction | None = None
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def member(self) -> str:
+        return f"{self.id}:{self.exec}"
+
+
+@dataclass
+class Running:
+    job: Claimed
+    seq: int
+    started: float
+    deadline: float  # time.monotonic()
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    queue: str
+    imports: tuple[str, ...]
+    concurrency: int = 1
+    mode: Mode = "thread"
+    pod: str | None = None  # default: $POD_NAME, else the host name
+    burst: bool = False  # exit once nothing is queued, scheduled or running
+    lease_seconds: float = LEASE_SECONDS
+    heartbeat_seconds: float = HEARTBEAT_SECONDS
+    reap_seconds: float = REAP_SECONDS
+
+
+class Worker:
+    def __init__(self, redis_url: str, config: WorkerConfig, metrics: WorkerMetrics | None = None) -> None:
+        if config.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.url = redis_url
+        self.cfg = config
+        self.queue = config.queue
+        self.slots = config.concurrency
+        self.allow = Allowlist(config.imports)
+        self.metrics = metrics
+        self.pod = config.pod or os.environ.get("POD_NAME") or socket.gethostname()
+        self.token = uuid.uuid4().hex[:8]
+        self.name = f"{self.pod}.{self.token}"
+        self.wkey = keys.worker_key(self.name)
+        self.events: executors.Events = queue.SimpleQueue()
+        self.executor = executors.make(config.mode, self.slots, self.events, self.allow)
+        self.conn = redis.Redis.from_url(redis_url)
+        # coordinator state (coordinator thread only, except _held which the heartbeat reads)
+        self.running: dict[int, Running] = {}
+        self.buffer: deque[Claimed] = deque()
+        self.acks: list[list[Any]] = []
+        self.first_ack = 0.0
+        self.progress: dict[tuple[str, str], float] = {}
+        self.last_progress_flush = 0.0
+        self.releases: list[list[str]] = []
+        self.seq = 0
+        self.sync_count = 0
+        self.ok_count = self.ko_count = 0
+        self.work_time = 0.0
+        self._ok_sent = self._ko_sent = 0  # what the worker record already counts
+        self._wt_sent = 0.0
+        self.avg_run: float | None = None
+        self.queue_empty = False
+        self.paused_until = 0.0
+        self.next_due: float | None = None
+        self.drained = False
+        self.stopping = False
+        self.cold = False
+        self.exit_code = 0
+        self.redis_error_at = 0.0
+        self._held: set[str] = set()
+        self._held_lock = threading.Lock()
+        self._want_signal = threading.Event()
+        self._done = threading.Event()
+        self._stop_signals = 0
+        self._backoffs: dict[str, settings.Backoff] = {}
+        self._settings: settings.QueueSettings | None = None
+        self._defaults: dict[str, Any] = {}
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def request_stop(self) -> None:
+        """First call: graceful stop. Second: abort running jobs (they are re-queued)."""
+        self._stop_signals += 1
+        if self._stop_signals == 1:
+            self.stopping = True
+            log.info("stop requested: finishing %d running job(s), taking no new ones", len(self.running))
+        else:
+            self.cold = True
+            log.warning("second stop request: aborting running jobs and re-queueing them")
+        self.events.put(executors.Wake())
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.request_stop()
+
+    def run(self) -> int:
+        """Run until stopped; returns the process exit code."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
+        self.allow.import_modules()
+        functions = self.allow.functions()
+        if not functions:
+            raise RegistrationError(f"no @job functions found in {', '.join(self.allow.modules)}")
+        log.info(
+            "worker %s: queue %s, %d slot(s) (%s mode), jobs: %s",
+            self.name,
+            self.queue,
+            self.slots,
+            self.cfg.mode,
+            ", ".join(sorted(functions)),
+        )
+        if not self._wait_for_settings():
+            return 0
+        self._register(self.conn)
+        if self.metrics:
+            self.metrics.slots.labels(self.queue).set(self.slots)
+            self.metrics.busy_slots.labels(self.queue).set(0)
+        self.executor.start()
+        threads = [
+            threading.Thread(target=self._housekeeping, name="jobqueue-heartbeat", daemon=True),
+            threading.Thread(target=self._watch, name="jobqueue-watch", daemon=True),
+        ]
+        for t in threads:
+            t.start()
+        try:
+            self._loop()
+        finally:
+            self._done.set()
+            self._want_signal.set()
+            if not self.cold:  # _abort() already killed the running jobs
+                self.executor.stop(kill=False)
+            # (the watcher may sit in BLMOVE for up to a second more; it is a daemon thread
+            # and touches nothing once _done is set)
+            threads[0].join(timeout=3)
+            self._unregister()
+        log.info("worker %s stopped: %d succeeded, %d failed", self.name, self.ok_count, self.ko_count)
+        return self.exit_code
+
+    def _wait_for_settings(self) -> bool:
+        waited = False
+        while not self.stopping:
+            try:
+                self._apply_settings(settings.load(self.conn, self.queue))
+                return True
+            except settings.UnknownQueueError as exc:
+                if not waited:
+                    log.warning("%s; waiting for the operator to publish it", exc)
+                    waited = True
+            except redis.RedisError as exc:
+                log.warning("Redis unavailable (%s); retrying", exc)
+            self._collect(2.0)
+        return False
+
+    def _apply_settings(self, qs: settings.QueueSettings) -> None:
+        if self._settings is not None and qs.suspend != self._settings.suspend:
+            log.info("queue %s %s", self.queue, "suspended: taking no new jobs" if qs.suspend else "resumed")
+        self._settings = qs
+        eff = qs.effective()
+        self._defaults = {
+            "attempts": eff.attempts,
+            "timeout": eff.timeout_seconds,
+            "backoff": eff.backoff.model_dump_json(by_alias=True, exclude_none=True),
+            "keepc": eff.keep_completed_seconds,
+            "keepf": eff.keep_failed_seconds,
+        }
+
+    def _register(self, conn: redis.Redis) -> None:
+        now_iso = payload.utcformat(time.time())
+        record: dict[EncodableT, EncodableT] = {
+            "birth": now_iso,
+            "last_heartbeat": now_iso,
+            "queues": self.queue,
+            "pid": os.getpid(),
+            "hostname": self.pod,
+            "ip_address": "",
+            "version": RQ_VERSION,
+            "python_version": sys.version.split()[0],
+            "state": "idle",
+            "current_job": "",
+            "successful_job_count": self.ok_count,
+            "failed_job_count": self.ko_count,
+            "total_working_time": self.work_time,
+            "jq_slots": self.slots,
+            "jq_busy": len(self.running),
+            "jq_mode": self.cfg.mode,
+        }
+        pipe = conn.pipeline(transaction=True)
+        pipe.delete(self.wkey)
+        pipe.hset(self.wkey, mapping=record)
+        pipe.expire(self.wkey, WORKER_TTL)
+        pipe.sadd(keys.RQ_WORKERS, self.wkey)
+        pipe.sadd(keys.workers_of(self.queue), self.wkey)
+        pipe.execute()
+
+    def _unregister(self) -> None:
+        try:
+            pipe = self.conn.pipeline(transaction=True)
+            pipe.srem(keys.RQ_WORKERS, self.wkey)
+            pipe.srem(keys.workers_of(self.queue), self.wkey)
+            pipe.hset(
+                self.wkey, mapping={"death": payload.utcformat(time.time()), "state": "dead", "jq_busy": 0}
+            )
+            pipe.expire(self.wkey, 60)
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("could not unregister worker %s: %s", self.name, exc)
+
+    # ---------------------------------------------------------------- the loop
+
+    def _loop(self) -> None:
+        while True:
+            if self.next_due is not None and self.queue_empty and time.time() >= self.next_due:
+                self.queue_empty = False  # a delayed job or a retry is due: promote and claim it
+            self._enforce_deadlines()
+            if self.cold:
+                self._abort()
+                return
+            if self.stopping and self.buffer:
+                self._release_buffer()
+            self._dispatch()
+            n = self._claim_count()
+            if self._should_sync(n):
+                if self._sync(n):
+                    self._dispatch()
+                else:
+                    self._collect(1.0)  # Redis trouble: results stay pending, retried next turn
+            if self.stopping and not (self.running or self.buffer or self.acks or self.releases):
+                return
+            if self.cfg.burst and self.drained and not (self.running or self.buffer or self.acks):
+                return
+            self._collect(self._timeout())
+
+    def _timeout(self) -> float:
+        if self._claim_count() > 0:
+            return 0.0
+        t = 1.0
+        if self.next_due is not None and len(self.running) < self.slots:
+            t = min(t, max(0.0, self.next_due - time.time()))
+        now = time.monotonic()
+        if self.acks:
+            t = min(t, max(0.0, self.first_ack + ACK_DELAY - now))
+        if self.progress:
+            t = min(t, max(0.0, self.last_progress_flush + PROGRESS_INTERVAL - now))
+        for r in self.running.values():
+            t = min(t, max(0.0, r.deadline - now))
+        return t
+
+    def _collect(self, timeout: float) -> None:
+        try:
+            ev = self.events.get(timeout=timeout) if timeout > 0 else self.events.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            self._handle(ev)
+            try:
+                ev = self.events.get_nowait()
+            except queue.Empty:
+                return
+
+    def _handle(self, ev: executors.Event) -> None:
+        if isinstance(ev, executors.Done):
+            run = self.running.pop(ev.seq, None)
+            if run is None:
+                return  # already failed at its deadline
+            run_time = max(0.0, ev.ended - ev.started)
+            self.avg_run = run_time if self.avg_run is None else 0.8 * self.avg_run + 0.2 * run_time
+            fn = run.job.function.name if run.job.function else UNREGISTERED
+            if self.metrics:
+                self.metrics.run_seconds.labels(self.queue, fn).observe(run_time)
+            if ev.ok:
+                result = base64.b64encode(ev.result).decode() if ev.result is not None else ""
+                self._ack(run.job, "ok", ev.started, ev.ended, run.job.keep_completed, result=result)
+                self.ok_count += 1
+                self.work_time += run_time
+                if self.metrics:
+                    self.metrics.succeeded.labels(self.queue, fn).inc()
+            else:
+                self._failed(run.job, ev.error, ev.trace, ev.started, ev.ended)
+            self._busy_changed()
+        elif isinstance(ev, executors.Died):
+            run = self.running.pop(ev.seq, None)
+            if run is not None:
+                self._failed(run.job, ev.reason, ev.reason, run.started, time.time())
+                self._busy_changed()
+        elif isinstance(ev, executors.Progress):
+            run = self.running.get(ev.seq)
+            if run is not None:
+                self.progress[(run.job.id, run.job.exec)] = ev.value
+        else:  # Wake
+            self.queue_empty = False
+
+    def _busy_changed(self) -> None:
+        if self.metrics:
+            self.metrics.busy_slots.labels(self.queue).set(len(self.running))
+
+    def _ack(
+        self,
+        job: Claimed,
+        outcome: str,
+        started: float,
+        ended: float,
+        keep: float,
+        *,
+        result: str = "",
+        trace: str = "",
+        reason: str = "",
+    ) -> None:
+        if not self.acks:
+            self.first_ack = time.monotonic()
+        exc_z = base64.b64encode(zlib.compress(trace.encode())).decode() if trace else ""
+        self.acks.append(
+            [
+                job.id,
+                job.exec,
+                outcome,
+                payload.utcformat(started),
+                payload.utcformat(ended),
+                repr(started),
+                repr(ended),
+                keep,
+                result,
+                trace,
+                exc_z,
+                reason,
+            ]
+        )
+        with self._held_lock:
+            self._held.discard(job.member)
+
+    def _failed(
+        self, job: Claimed, reason: str, trace: str, started: float, ended: float, *, retryable: bool = True
+    ) -> None:
+        fn = job.function.name if job.function else UNREGISTERED
+        self.ko_count += 1
+        self.work_time += max(0.0, ended - started)
+        if retryable and job.made < job.attempts:
+            rand = random.random() if job.backoff.jitter else 1.0
+            delay = job.backoff.delay_for_retry(job.made, rand)
+            self._ack(job, "retry", started, ended, round(delay, 3), trace=trace or reason, reason=reason)
+            if self.metrics:
+                self.metrics.retried.labels(self.queue, fn).inc()
+            log.info(
+                "job %s attempt %d/%d failed (%s); retry in %.3g s",
+                job.id,
+                job.made,
+                job.attempts,
+                reason,
+                delay,
+            )
+        else:
+            self._ack(job, "fail", started, ended, job.keep_failed, trace=trace or reason, reason=reason)
+            if self.metrics:
+                self.metrics.failed.labels(self.queue, fn).inc()
+            log.info("job %s failed for good after %d attempt(s): %s", job.id, job.made, reason)
+
+    def _enforce_deadlines(self) -> None:
+        if not self.running:
+            return
+        now = time.monotonic()
+        for seq, run in list(self.running.items()):
+            if now < run.deadline:
+                continue
+            self.executor.cancel(seq)
+            del self.running[seq]
+            how = {
+                "process": "its process was killed",
+                "async": "it was cancelled",
+                "thread": "the worker gave up on it (threads cannot be killed)",
+            }[self.cfg.mode]
+            reason = f"JobTimeoutError: the attempt exceeded its timeout of {run.job.timeout:g} s; {how}"
+            if self.metrics and run.job.function:
+                self.metrics.timed_out.labels(self.queue, run.job.function.name).inc()
+            self._failed(run.job, reason, reason, run.started, time.time())
+            self._busy_changed()
+
+    def _dispatch(self) -> None:
+        if self.stopping:
+            return
+        while self.buffer and len(self.running) < self.slots:
+            job = self.buffer.popleft()
+            assert job.function is not None
+            self.seq += 1
+            now = time.time()
+            self.running[self.seq] = Running(job, self.seq, now, time.monotonic() + job.timeout)
+            if self.metrics:
+                self.metrics.started.labels(self.queue, job.function.name).inc()
+                self.metrics.wait_seconds.labels(self.queue, job.function.name).observe(
+                    max(0.0, now - job.ready)
+                )
+            self.executor.submit(
+                executors.Task(
+                    self.seq, job.id, job.function, job.args, job.kwargs, self.queue, job.made, job.attempts
+                )
+            )
+        self._busy_changed()
+
+    def _prefetch(self) -> int:
+        if self.avg_run is None:
+            return 0
+        return min(PREFETCH_MAX, int(PREFETCH_SECONDS * self.slots / max(self.avg_run, 1e-6)))
+
+    def _claim_count(self) -> int:
+        if self.stopping or self.queue_empty or time.monotonic() < self.paused_until:
+            return 0
+        if self._settings is not None and self._settings.suspend:
+            return 0
+        free = self.slots - len(self.running)
+        prefetch = self._prefetch()
+        want = free + prefetch - len(self.buffer)
+        if want <= 0:
+            return 0
+        if len(self.buffer) >= free and len(self.buffer) > prefetch // 2:
+            return 0  # enough work in hand: claim more with a later, bigger batch
+        return want
+
+    def _should_sync(self, n: int) -> bool:
+        if n > 0 or self.releases or len(self.acks) >= ACK_BATCH:
+            return True
+        now = time.monotonic()
+        if self.acks and (not self.running or now - self.first_ack >= ACK_DELAY):
+            return True
+        return bool(self.progress) and now - self.last_progress_flush >= PROGRESS_INTERVAL
+
+    def _sync(self, n: int) -> bool:
+        now = time.time()
+        self.sync_count += 1
+        current = next(iter(self.running.values())).job.id if self.running else ""
+        args = {
+            "q": self.queue,
+            "now": now,
+            "iso": payload.utcformat(now),
+            "lease": now + self.cfg.lease_seconds,
+            "w": self.name,
+            "pod": self.pod,
+            "n": n,
+            "xp": f"{self.token}{self.sync_count:x}.",
+            "susp": 0,
+            "busy": len(self.running),
+            "slots": self.slots,
+            "cur": current,
+            "ok": self.ok_count - self._ok_sent,
+            "ko": self.ko_count - self._ko_sent,
+            "wt": round(self.work_time - self._wt_sent, 6),
+            "d": self._defaults,
+            "plimit": PROMOTE_LIMIT,
+            "acks": self.acks,
+            "prog": [[i, e, v] for (i, e), v in self.progress.items()],
+            "rel": self.releases,
+        }
+        try:
+            nxt, stale, claimed, paused = _SYNC(self.conn, json.dumps(args))
+        except redis.RedisError as exc:
+            self.redis_error_at = now
+            log.warning("Redis call failed (%s); %d result(s) kept for the next try", exc, len(self.acks))
+            return False
+        self._ok_sent, self._ko_sent, self._wt_sent = self.ok_count, self.ko_count, self.work_time
+        self.acks, self.releases, self.progress = [], [], {}
+        self.last_progress_flush = time.monotonic()
+        self.next_due = float(nxt) if nxt else None
+        for job_id in stale:
+            log.warning(
+                "job %s was taken from this worker before it reported (its lease expired or its pod "
+                "was recovered); this attempt's outcome is dropped",
+                text(job_id),
+            )
+        if paused:
+            self.paused_until = time.monotonic() + 1.0
+        for row in claimed:
+            self._claimed(row)
+        if n > 0:
+            self.queue_empty = len(claimed) < n and not paused
+            if self.queue_empty:
+                self._want_signal.set()
+            self.drained = not claimed and not nxt and not paused
+        return True
+
+    def _claimed(self, row: list[Any]) -> None:
+        (job_id, ex, data, timeout, attempts, made, backoff, keepc, keepf, level, ready) = row
+        bo = text(backoff)
+        backoff_model = self._backoffs.get(bo)
+        if backoff_model is None:
+            try:
+                backoff_model = settings.Backoff.model_validate_json(bo)
+            except ValueError:
+                backoff_model = settings.Backoff()
+            self._backoffs[bo] = backoff_model
+        job = Claimed(
+            id=text(job_id),
+            exec=text(ex),
+            data=data,
+            timeout=float(timeout),
+            attempts=int(attempts),
+            made=int(made),
+            backoff=backoff_model,
+            keep_completed=int(float(keepc)),
+            keep_failed=int(float(keepf)),
+            level=int(level),
+            ready=float(ready),
+        )
+        with self._held_lock:
+            self._held.add(job.member)
+        try:
+            name, job.args, job.kwargs = payload.decode(job.data)
+            job.function = self.allow.lookup(name)
+        except (payload.PayloadError, RegistrationError) as exc:
+            reason = f"rejected: {exc}"
+            log.warning("job %s %s", job.id, reason)
+            if self.metrics:
+                self.metrics.rejected.labels(self.queue, UNREGISTERED).inc()
+            now = time.time()
+            self._failed(job, reason, reason, now, now, retryable=False)
+            return
+        self.buffer.append(job)
+
+    def _release_buffer(self) -> None:
+        for job in self.buffer:
+            self.releases.append([job.id, job.exec])
+            with self._held_lock:
+                self._held.discard(job.member)
+        log.info("handing back %d claimed job(s) that had not started", len(self.buffer))
+        self.buffer.clear()
+
+    def _abort(self) -> None:
+        self.executor.stop(kill=True)
+        for run in self.running.values():
+            self.releases.append([run.job.id, run.job.exec])
+        self.running.clear()
+        self._release_buffer()
+        self.exit_code = 1
+        for _ in range(3):
+            if self._sync(0):
+                return
+
+    # ---------------------------------------------------------------- background threads
+
+    def _housekeeping(self) -> None:
+        conn = redis.Redis.from_url(self.url)
+        last_reap = last_settings = time.monotonic()
+        while not self._done.wait(self.cfg.heartbeat_seconds):
+            now = time.time()
+            with self._held_lock:
+                members = list(self._held)
+            try:
+                registered, gone = _HEARTBEAT(
+                    conn,
+                    json.dumps(
+                        {
+                            "q": self.queue,
+                            "w": self.name,
+                            "iso": payload.utcformat(now),
+                            "ttl": WORKER_TTL,
+                            "lease": now + self.cfg.lease_seconds,
+                            "members": members,
+                        }
+                    ),
+                )
+                if not registered:
+                    log.warning(
+                        "worker record %s had expired or was declared dead; registering again", self.name
+                    )
+                    self._register(conn)
+                for m in gone:
+                    log.warning("lease on %s was lost; another worker or the operator re-queued it", text(m))
+                mono = time.monotonic()
+                # After Redis was unreachable every lease looks expired, ours included: give
+                # the other workers a full lease to renew theirs before reaping anything.
+                if (
+                    mono - last_reap >= self.cfg.reap_seconds
+                    and now - self.redis_error_at > self.cfg.lease_seconds
+                ):
+                    last_reap = mono
+                    requeued, failed = _REAP(
+                        conn, self.queue, repr(now), payload.utcformat(now), 100, self.cfg.lease_seconds
+                    )
+                    if requeued or failed:
+                        log.warning(
+                            "recovered lost jobs on %s: re-queued %s, failed %s",
+                            self.queue,
+                            [text(x) for x in requeued],
+                            [text(x) for x in failed],
+                        )
+                if mono - last_settings >= SETTINGS_REFRESH_SECONDS:
+                    last_settings = mono
+                    # (JobQueue deleted: keep the last settings until the pod is removed)
+                    with contextlib.suppress(settings.UnknownQueueError):
+                        self._apply_settings(settings.load(conn, self.queue))
+            except redis.RedisError as exc:
+                self.redis_error_at = now
+                log.warning("heartbeat failed: %s", exc)
+        conn.close()
+
+    def _watch(self) -> None:
+        """Sleep in BLMOVE on the queue's signal list while the queue is empty (see keys.py)."""
+        conn = redis.Redis.from_url(self.url)
+        sig = keys.signal(self.queue)
+        while not self._done.is_set():
+            if not self._want_signal.wait(0.5):
+                continue
+            self._want_signal.clear()
+            if self._done.is_set():
+                break
+            timeout = 1.0
+            if self.next_due is not None:
+                timeout = min(1.0, max(0.01, self.next_due - time.time()))
+            try:
+                # BLMOVE takes fractional timeouts (Redis >= 6); redis-py's stub says int
+                conn.blmove(sig, sig, timeout, "LEFT", "LEFT")  # type: ignore[arg-type]
+            except redis.RedisError:
+                time.sleep(1.0)
+            self.events.put(executors.Wake())
+        conn.close()
+
+
+def run_worker(
+    redis_url: str,
+    config: WorkerConfig,
+    metrics: WorkerMetrics | None = None,
+    on_start: Callable[[Worker], None] | None = None,
+) -> int:
+    w = Worker(redis_url, config, metrics)
+    if on_start is not None:
+        on_start(w)
+    return w.run()
