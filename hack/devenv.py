@@ -338,6 +338,15 @@ class Cluster:
     def exists(self) -> bool:
         return self.kubeconfig.exists()
 
+    def log_tails(self, lines: int = 15) -> str:
+        """The last lines of every component's log, for error messages."""
+        logs = self.workdir / "logs"
+        tail = ""
+        if logs.exists():
+            for f in sorted(logs.iterdir()):
+                tail += f"\n--- {f.name}\n" + "\n".join(f.read_text(errors="replace").splitlines()[-lines:])
+        return tail
+
     def start(self) -> Cluster:
         t0 = time.monotonic()
         if self.exists():
@@ -347,19 +356,19 @@ class Cluster:
         proc = self.kwokctl("-c", str(self._config()), "create", "cluster",
                             "--kubeconfig", "", "--wait", "3m", check=False, timeout=400)
         if proc.returncode != 0:
-            logs = self.workdir / "logs"
-            tail = ""
-            if logs.exists():
-                for f in sorted(logs.iterdir()):
-                    tail += f"\n--- {f.name}\n" + "\n".join(f.read_text(errors="replace").splitlines()[-15:])
-            raise RuntimeError(f"kwokctl create cluster failed:\n{proc.stdout}\n{proc.stderr}{tail}")
+            raise RuntimeError(f"kwokctl create cluster failed:\n{proc.stdout}\n{proc.stderr}"
+                               f"{self.log_tails()}")
         (self.workdir / "owner.pid").write_text(str(os.getpid()))
         log(f"cluster {self.name}: control plane up in {time.monotonic() - t0:.0f}s, "
             f"adding {self.nodes} nodes")
-        self.kwokctl("scale", "node", "--replicas", str(self.nodes))
-        wait_until(f"{self.nodes} Ready nodes", self._nodes_ready, timeout=120)
-        wait_until("the default ServiceAccount", lambda: self.kubectl(
-            "get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0, timeout=120)
+        try:
+            self.kwokctl("scale", "node", "--replicas", str(self.nodes))
+            wait_until(f"{self.nodes} Ready nodes", self._nodes_ready, timeout=120)
+            wait_until("the default ServiceAccount", lambda: self.kubectl(
+                "get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0,
+                timeout=120)
+        except (TimeoutError, subprocess.SubprocessError) as e:
+            raise RuntimeError(f"cluster {self.name} did not become ready: {e}{self.log_tails()}") from e
         log(f"cluster {self.name}: ready in {time.monotonic() - t0:.0f}s, kubeconfig {self.kubeconfig}")
         return self
 

@@ -57,10 +57,12 @@ import base64
 import contextlib
 import ctypes
 import datetime
+import json
 import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -120,6 +122,12 @@ last resourceVersion: a silently dead connection is noticed within this time."""
 WATCH_RETRY_SECONDS = (0.5, 5.0)
 """Pause before re-listing after a watch failure (API server restarting, 410 Gone): doubling
 from the first value to the second while the failures last."""
+
+PORT_ENV_VARS = ("JOBQUEUE_METRICS_PORT", "JOBQUEUE_HEALTH_PORT")
+"""Env vars that name a port the process listens on. Local processes share the host's network
+(there are no pod IPs), so two worker pods would both try :9100. Each pod gets free host ports
+for these instead; the mapping is published in ``<state dir>/endpoints.json`` and, for the
+metrics port, as a Prometheus file_sd target list in ``<state dir>/prometheus-targets.json``."""
 
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 POD_IP_FIELDS = frozenset({"status.podIP", "status.podIPs", "status.hostIP", "status.hostIPs"})
@@ -374,6 +382,13 @@ def restarts(policy: str, code: int) -> bool:
 # Credentials: one TokenRequest token + kubeconfig per ServiceAccount
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
 def _write_private(path: Path, text: str) -> None:
     """Replace ``path`` atomically (a process reading it never sees half a file), mode 0600."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -519,6 +534,8 @@ class ProcessInfo:
     starts: int
     last_exit_code: int | None
     log_file: Path
+    #: env var -> host port the process got instead of the pod's own (see PORT_ENV_VARS)
+    ports: Mapping[str, int] = field(default_factory=dict)
 
 
 class PodProcess:
@@ -539,6 +556,7 @@ class PodProcess:
         self._stop = asyncio.Event()
         self._changed = asyncio.Event()
         self._credentials: Credentials | None = None
+        self.ports: dict[str, int] = {}
         self.log_file = runner.config.state_dir / self.namespace / f"{self.name}.log"
         self.task = asyncio.create_task(self._run(), name=f"pod {self.key}")
 
@@ -550,7 +568,7 @@ class PodProcess:
         running = self.proc is not None and self.proc.returncode is None
         return ProcessInfo(self.namespace, self.name, self.uid, self.state,
                            self.proc.pid if self.proc and running else None,
-                           self.starts, self.last_exit_code, self.log_file)
+                           self.starts, self.last_exit_code, self.log_file, dict(self.ports))
 
     # -- events from the watch
 
@@ -657,6 +675,13 @@ class PodProcess:
         argv = [expand(a, pod_env) for a in [*container.command, *(container.args or [])]]
         env = self.runner.base_env(self.pod)
         env.update(pod_env)
+        for var in PORT_ENV_VARS:
+            if var in env:
+                # stable across restarts of this pod, so scrape targets do not churn
+                self.ports.setdefault(var, _free_port())
+                env[var] = str(self.ports[var])
+        if self.ports:
+            self.runner.publish_endpoints()
         if self.pod.mounts_token and "KUBECONFIG" not in pod_env:
             if self._credentials is None:
                 self._credentials = self.runner.credentials(self.namespace, self.pod.service_account,
@@ -863,6 +888,29 @@ class Runner:
     def forget(self, pod: PodProcess) -> None:
         if self.pods.get(pod.uid) is pod:
             del self.pods[pod.uid]
+            if pod.ports:
+                self.publish_endpoints()
+
+    def publish_endpoints(self) -> None:
+        """Write the host ports of every running pod (see PORT_ENV_VARS), atomically."""
+        endpoints = []
+        targets = []
+        for entry in sorted(self.pods.values(), key=lambda e: e.key):
+            if not entry.ports:
+                continue
+            labels = dict(entry.pod.raw.metadata.labels or {}) if entry.pod.raw.metadata else {}
+            endpoints.append({"namespace": entry.namespace, "pod": entry.name, "labels": labels,
+                              "ports": entry.ports})
+            if "JOBQUEUE_METRICS_PORT" in entry.ports:
+                targets.append({"targets": [f"127.0.0.1:{entry.ports['JOBQUEUE_METRICS_PORT']}"],
+                                "labels": {"namespace": entry.namespace, "pod": entry.name,
+                                           "component": labels.get("app.kubernetes.io/component", "")}})
+        state = self.config.state_dir
+        state.mkdir(parents=True, exist_ok=True)
+        for name, data in (("endpoints.json", endpoints), ("prometheus-targets.json", targets)):
+            tmp = state / f".{name}.tmp"
+            tmp.write_text(json.dumps(data, indent=1))
+            tmp.replace(state / name)
 
     # -- watching
 

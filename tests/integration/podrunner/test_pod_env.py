@@ -139,3 +139,30 @@ def test_only_selected_pods_on_kwok_nodes_are_run(lab: Lab, runner: podrunner.Po
         assert not (lab.out / "elsewhere.json").exists()
     finally:
         lab.cluster.kubectl("delete", "node", node, "--wait=false", check=False)
+
+
+def test_listening_ports_get_a_free_host_port_per_pod_and_are_published(
+        lab: Lab, runner: podrunner.PodRunner, runner_config: podrunner.Config) -> None:
+    # Two replicas both asking for :9100 would collide on the shared host network.
+    script = 'echo "$JOBQUEUE_METRICS_PORT $JOBQUEUE_HEALTH_PORT" > "$OUT/$POD_NAME.ports"; exec sleep 600'
+    lab.apply(lab.deployment("svc", ["sh", "-c", script], replicas=2, container={"env": [
+        {"name": "OUT", "value": str(lab.out)},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "JOBQUEUE_METRICS_PORT", "value": "9100"},
+        {"name": "JOBQUEUE_HEALTH_PORT", "value": "8081"}]}))
+    seen = lab.wait("both processes", lambda: len(p := lab.files("ports")) == 2 and p)
+    ports = [int(x) for line in seen.values() for x in line.split()]
+    assert len(set(ports)) == 4
+    assert not {9100, 8081} & set(ports)
+
+    def published() -> list[dict[str, object]]:
+        targets = json.loads((runner_config.state_dir / "prometheus-targets.json").read_text())
+        return targets if len(targets) == 2 else []
+
+    targets = lab.wait("the scrape targets", published)
+    by_pod = {t["labels"]["pod"]: t["targets"][0] for t in targets}  # type: ignore[index]
+    for pod, line in seen.items():
+        assert by_pod[pod] == f"127.0.0.1:{line.split()[0]}"
+    info = {p.name: p for p in runner.snapshot()}
+    for pod, line in seen.items():
+        assert info[pod].ports["JOBQUEUE_METRICS_PORT"] == int(line.split()[0])
