@@ -37,4 +37,6 @@ POLL_DURATION_SECONDS: Final = f"{PREFIX}_poll_duration_seconds"  # histogram, l
 POLL_ERRORS: Final = f"{PREFIX}_poll_errors_total"  # labels: redis
 REDIS_UP: Final = f"{PREFIX}_redis_up"  # gauge 1/0, labels: redis
 RECONCILE_TOTAL: Final = f"{PREFIX}_reconcile_total"  # labels: kind, result=ok|error
+RECONCILE_SECONDS: Final = f"{PREFIX}_reconcile_seconds"  # histogram, labels: kind
+ORPHANED_SETTINGS_REMOVED: Final = f"{PREFIX}_orphaned_settings_removed_total"  # settings sweep
 OPERATOR_INFO: Final = f"{PREFIX}_operator_info"  # gauge 1, labels: version

@@ -1,0 +1,201 @@
+"""The worker Deployment of a JobQueue, as the body of a server-side apply.
+
+What the body contains is what the operator owns: applying it with one field manager
+(``jobqueue-operator``) makes the Deployment follow the spec, and a field dropped from the
+body (an env var, a toleration, a resources limit removed from the JobQueue) is removed
+from the Deployment, because nobody else owns it.
+
+``spec.replicas`` is deliberately absent: replicas belong to the autoscaler (field manager
+``jobqueue-autoscaler``, through the scale subresource). The one exception is the very
+first apply, which creates the Deployment; :func:`with_replicas` and
+:func:`replicas_claim` serve the hand-over done by the reconcile layer (see
+:mod:`jobqueue_operator.reconcile`).
+
+The pod passes the ``restricted`` Pod Security Standard whatever the JobQueue says: non-root
+(UID 65532 unless ``worker.securityContext.runAsUser``), no privilege escalation, all
+capabilities dropped, RuntimeDefault seccomp, read-only root filesystem with an emptyDir
+``/tmp``. Its grace period covers a whole job: a stopping worker finishes its running jobs
+(docs/architecture.md, the worker pod contract), so Kubernetes must not SIGKILL it earlier.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from pydantic import BaseModel
+
+from jobqueue.settings import resolve
+from jobqueue_operator import models
+from jobqueue_operator.builders import names
+
+CONTAINER: Final = "worker"
+METRICS_PORT: Final = 9100
+#: Added to the queue's job timeout for the grace period: the worker's own shutdown
+#: (deregistering, flushing metrics) after its last job.
+GRACE_MARGIN_SECONDS: Final = 30
+#: The distroless "nonroot" UID: images built FROM python:* run as root by default, and the
+#: restricted standard needs a numeric non-root UID the kubelet can verify.
+DEFAULT_RUN_AS_USER: Final = 65532
+#: Old ReplicaSets kept for `kubectl rollout undo`; a worker rolls out on every spec change.
+REVISION_HISTORY_LIMIT: Final = 3
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerDefaults:
+    """What the operator's settings contribute to every worker Deployment."""
+
+    #: JOBQUEUE_REDIS_URL of workers whose queue has no ``spec.redis``
+    redis_url: str | None = None
+    #: ``<prefix><priority>`` is the priorityClassName; empty: none
+    priority_class_prefix: str = ""
+    image_pull_policy: str | None = None
+
+
+def worker_command(spec: models.JobQueueSpec, queue_name: str) -> list[str]:
+    """The worker pod contract's command line (docs/architecture.md)."""
+    command = ["jobqueue", "worker", "--queue", queue_name]
+    for module in spec.worker.imports:
+        command += ["--import", module]
+    command += ["--concurrency", str(spec.worker.concurrency_per_pod), "--mode", spec.worker.mode,
+                "--metrics-port", str(METRICS_PORT)]
+    return command
+
+
+def termination_grace_seconds(spec: models.JobQueueSpec) -> int:
+    floor = resolve(spec.job_defaults).timeout_seconds + GRACE_MARGIN_SECONDS
+    return max(floor, spec.worker.termination_grace_period_seconds or 0)
+
+
+def priority_class(spec: models.JobQueueSpec, defaults: WorkerDefaults) -> str | None:
+    if spec.worker.priority_class_name:
+        return spec.worker.priority_class_name
+    if defaults.priority_class_prefix:
+        return f"{defaults.priority_class_prefix}{spec.priority}"
+    return None
+
+
+def build(*, namespace: str, name: str, uid: str, spec: models.JobQueueSpec, queue_name: str,
+          defaults: WorkerDefaults) -> dict[str, Any]:
+    """The apply body of JobQueue ``namespace/name``'s worker Deployment (no replicas)."""
+    labels = names.worker_labels(name)
+    worker = spec.worker
+    pod_annotations = {
+        **(worker.pod_annotations or {}),
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(METRICS_PORT),
+        "prometheus.io/path": "/metrics",
+        names.QUEUE_ANNOTATION: queue_name,
+    }
+    container = _drop_empty({
+        "name": CONTAINER,
+        "image": worker.image,
+        "imagePullPolicy": worker.image_pull_policy or defaults.image_pull_policy,
+        "command": worker_command(spec, queue_name),
+        "env": [*_operator_env(spec, defaults), *(_dump_all(worker.env) or [])],
+        "envFrom": _dump_all(worker.env_from),
+        "resources": _dump(worker.resources),
+        "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 (an emptyDir)
+    })
+    security = worker.security_context
+    pod_spec = _drop_empty({
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+        "securityContext": _drop_empty({
+            "runAsNonRoot": True,
+            "runAsUser": (security and security.run_as_user) or DEFAULT_RUN_AS_USER,
+            "runAsGroup": security and security.run_as_group,
+            "fsGroup": security and security.fs_group,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }),
+        "terminationGracePeriodSeconds": termination_grace_seconds(spec),
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": worker.automount_service_account_token,
+        "serviceAccountName": worker.service_account_name,
+        "priorityClassName": priority_class(spec, defaults),
+        "nodeSelector": worker.node_selector,
+        "tolerations": _dump_all(worker.tolerations),
+        "affinity": worker.affinity,
+        "topologySpreadConstraints": worker.topology_spread_constraints,
+        "imagePullSecrets": _dump_all(worker.image_pull_secrets),
+    })
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": names.deployment_name(name),
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {names.QUEUE_ANNOTATION: queue_name},
+            "ownerReferences": [names.owner_reference(kind=models.JOBQUEUE_KIND, name=name, uid=uid)],
+        },
+        "spec": {
+            "selector": {"matchLabels": names.selector_labels(name)},
+            "revisionHistoryLimit": REVISION_HISTORY_LIMIT,
+            # New workers start before old ones are told to drain: a rollout never lowers
+            # the queue's capacity (old pods may take up to a job timeout to leave).
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+            "template": {
+                # user labels first: ours win, so the selector can never be broken
+                "metadata": {"labels": {**(worker.pod_labels or {}), **labels},
+                             "annotations": pod_annotations},
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def _operator_env(spec: models.JobQueueSpec, defaults: WorkerDefaults) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = []
+    if spec.redis is not None:
+        ref = spec.redis.url_secret_ref
+        env.append({"name": "JOBQUEUE_REDIS_URL",
+                    "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    elif defaults.redis_url:
+        env.append({"name": "JOBQUEUE_REDIS_URL", "value": defaults.redis_url})
+    for name, path in (("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")):
+        env.append({"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}})
+    return env
+
+
+def with_replicas(body: Mapping[str, Any], replicas: int) -> dict[str, Any]:
+    """``body`` with ``spec.replicas``: only for the apply that creates the Deployment."""
+    return {**body, "spec": {**body["spec"], "replicas": replicas}}
+
+
+def replicas_claim(*, namespace: str, name: str, replicas: int) -> dict[str, Any]:
+    """The apply body by which the autoscaler's field manager takes ``spec.replicas``."""
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace}, "spec": {"replicas": replicas}}
+
+
+def replicas_managers(deployment: Mapping[str, Any]) -> set[str]:
+    """Field managers owning ``spec.replicas`` of a live Deployment (from managedFields)."""
+    owners = set()
+    for entry in deployment.get("metadata", {}).get("managedFields") or []:
+        fields = entry.get("fieldsV1") or {}
+        if "f:replicas" in (fields.get("f:spec") or {}):
+            owners.add(str(entry.get("manager", "")))
+    return owners
+
+
+def _dump(model: BaseModel | None) -> dict[str, Any] | None:
+    return None if model is None else model.model_dump(by_alias=True, exclude_none=True)
+
+
+def _dump_all(items: Iterable[BaseModel] | None) -> list[dict[str, Any]] | None:
+    return None if items is None else [m.model_dump(by_alias=True, exclude_none=True) for m in items]
+
+
+def _drop_empty(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """Leave out unset optional fields (``None``, empty lists and maps): absent means "not ours"."""
+    return {k: v for k, v in mapping.items() if v is not None and v not in ([], {})}

@@ -1,0 +1,62 @@
+"""Names, labels and owner references: the identities other components find our objects by.
+
+These are contracts (docs/architecture.md, "Names"): the worker Deployment of JobQueue
+``x`` is ``x-worker``; its selector is exactly :func:`selector_labels` (selectors are
+immutable, so nothing user-controlled may ever enter them); the autoscaler, the dev pod
+runner and dashboards select pods by these labels.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from jobqueue_operator import models
+
+#: Field manager of everything the operator applies (Deployments, CronJobs, status).
+OPERATOR_MANAGER: Final = "jobqueue-operator"
+#: Field manager of ``spec.replicas`` of worker Deployments (and the autoscaler's status).
+AUTOSCALER_MANAGER: Final = "jobqueue-autoscaler"
+
+JOBQUEUE_LABEL: Final = f"{models.GROUP}/jobqueue"
+COMPONENT_LABEL: Final = "app.kubernetes.io/component"
+MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
+WORKER_COMPONENT: Final = "worker"
+MANAGED_BY: Final = "jobqueue-operator"
+#: Annotation on the Deployment and its pods: the RQ queue the workers serve (not a label:
+#: queue names may contain ':').
+QUEUE_ANNOTATION: Final = f"{models.GROUP}/queue"
+#: Server-side label selector of every worker Deployment (and pod) the operator manages.
+WORKER_SELECTOR: Final = f"{MANAGED_BY_LABEL}={MANAGED_BY},{COMPONENT_LABEL}={WORKER_COMPONENT}"
+
+WORKER_SUFFIX: Final = "-worker"
+
+
+def deployment_name(jobqueue: str) -> str:
+    return f"{jobqueue}{WORKER_SUFFIX}"
+
+
+def selector_labels(jobqueue: str) -> dict[str, str]:
+    """The worker Deployment's immutable selector."""
+    return {JOBQUEUE_LABEL: jobqueue, COMPONENT_LABEL: WORKER_COMPONENT}
+
+
+def worker_labels(jobqueue: str) -> dict[str, str]:
+    """Labels of the worker Deployment and its pods (selector labels included)."""
+    return {
+        **selector_labels(jobqueue),
+        "app.kubernetes.io/name": "jobqueue-worker",
+        "app.kubernetes.io/instance": jobqueue,
+        MANAGED_BY_LABEL: MANAGED_BY,
+        "app.kubernetes.io/part-of": "jobqueue",
+    }
+
+
+def owner_reference(*, kind: str, name: str, uid: str) -> dict[str, Any]:
+    """A controller owner reference to one of our resources (garbage collection on delete)."""
+    return {"apiVersion": models.API_VERSION, "kind": kind, "name": name, "uid": uid,
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def jobqueue_of(labels: dict[str, str] | None) -> str | None:
+    """The JobQueue a worker Deployment or pod belongs to, from its labels."""
+    return (labels or {}).get(JOBQUEUE_LABEL)

@@ -1,0 +1,63 @@
+"""Which Redis a JobQueue lives in: ``spec.redis.urlSecretRef``, else the operator's default.
+
+Resolution reads the Secret through the API (RBAC ``get secrets``) and caches it briefly:
+the autoscaler resolves every queue every second and must not turn that into Secret
+reads, while a reconcile asks for a fresh read so that a Secret created (or fixed) just
+before is seen at once. Failures are :class:`~jobqueue_operator.errors.RedisConfigError`
+with the ``RedisReachable`` condition reason the user will see.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Final
+
+from jobqueue_operator import errors, k8s, models, redisq
+
+#: Seconds a Secret read is reused by non-fresh lookups.
+CACHE_SECONDS: Final = 10.0
+
+
+class Endpoints:
+    def __init__(self, kube: k8s.Kube, default_url: str | None, *, ttl: float = CACHE_SECONDS) -> None:
+        self._kube = kube
+        self._default = default_url
+        self._ttl = ttl
+        self._secrets: dict[tuple[str, str], tuple[float, dict[str, bytes] | None]] = {}
+
+    async def url(self, namespace: str, redis: models.RedisSpec | None, *, fresh: bool = False) -> str:
+        """The Redis URL of a queue in ``namespace`` with ``spec.redis`` = ``redis``."""
+        if redis is None:
+            if not self._default:
+                raise errors.RedisConfigError(
+                    "NoRedisConfigured", "spec.redis is not set and the operator has no default Redis "
+                    "(JOBQUEUE_REDIS_URL)")
+            redisq.check_url(self._default)
+            return self._default
+        ref = redis.url_secret_ref
+        data = await self._secret(namespace, ref.name, fresh=fresh)
+        where = f"spec.redis.urlSecretRef: Secret {namespace}/{ref.name}"
+        if data is None:
+            raise errors.RedisConfigError("SecretNotFound", f"{where} not found")
+        if ref.key not in data:
+            raise errors.RedisConfigError("SecretKeyNotFound", f"{where} has no key {ref.key!r}")
+        try:
+            url = data[ref.key].decode().strip()
+        except UnicodeDecodeError:
+            raise errors.RedisConfigError("InvalidRedisURL", f"{where} key {ref.key!r} is not text") from None
+        redisq.check_url(url)
+        return url
+
+    async def _secret(self, namespace: str, name: str, *, fresh: bool) -> dict[str, bytes] | None:
+        key = (namespace, name)
+        cached = self._secrets.get(key)
+        now = time.monotonic()
+        if cached and not fresh and cached[0] > now:
+            return cached[1]
+        try:
+            data = await self._kube.read_secret(namespace, name)
+        except k8s.ApiError as e:
+            raise errors.RedisConfigError(
+                "SecretUnreadable", f"Secret {namespace}/{name}: {k8s.message(e)}") from None
+        self._secrets[key] = (now + self._ttl, data)
+        return data

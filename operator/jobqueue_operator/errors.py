@@ -1,0 +1,46 @@
+"""The operator's exceptions, one tree::
+
+    * JobQueueOperatorError
+      + SettingsError          a JOBQUEUE_* variable is invalid (the operator does not start)
+      + RedisConfigError       a queue's Redis cannot even be addressed: no URL configured,
+      |                        Secret or key missing, URL malformed (``reason`` says which)
+      + RedisUnavailable       the queue's Redis did not answer (connection, timeout, auth)
+      + QueueNameTaken         another JobQueue already publishes this RQ queue name there
+
+Handlers translate them at the boundary: Redis problems become the ``RedisReachable``
+condition of the queue (never a handler failure: the Deployment is still applied and the
+operator keeps serving every other queue); Kubernetes API errors become
+``kopf.TemporaryError`` or ``kopf.PermanentError``.
+"""
+
+from __future__ import annotations
+
+
+class JobQueueOperatorError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class SettingsError(JobQueueOperatorError):
+    """An operator setting (environment variable) is invalid."""
+
+
+class RedisConfigError(JobQueueOperatorError):
+    """The queue's Redis URL cannot be determined; ``reason`` is the condition reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class RedisUnavailable(JobQueueOperatorError):
+    """The queue's Redis could not be used; the message never contains the URL's password."""
+
+
+class QueueNameTaken(JobQueueOperatorError):
+    """The queue name is published by another JobQueue (``owner``: its namespace and name)."""
+
+    def __init__(self, queue_name: str, owner: tuple[str, str]) -> None:
+        super().__init__(f"queue {queue_name!r} is already declared by JobQueue {owner[0]}/{owner[1]}")
+        self.queue_name = queue_name
+        self.owner = owner

@@ -1,0 +1,170 @@
+"""kopf wiring: every ``@kopf`` decorator of the operator, each a few lines that delegate.
+
+=============================  ==================================================================
+handler                        what it does
+=============================  ==================================================================
+``startup`` / ``cleanup``      settings, clients, the settings sweep task (one per process)
+``jobqueue_index``             the in-memory :class:`~jobqueue_operator.index.QueueRef` of every
+                               JobQueue (read by the sweep and the autoscaler)
+``reconcile_jobqueue``         create / update (spec) / resume → :meth:`Reconciler.reconcile`
+``jobqueue_deleted``           DELETED watch event → settings withdrawn (no finalizer)
+``worker_deployment_event``    worker Deployment changes → status; deleted → recreated
+``sweep_health``               liveness probe detail: age of the last settings sweep
+=============================  ==================================================================
+
+No finalizer, no per-object timer or daemon: a JobQueue deletes immediately even while the
+operator is down (garbage collection removes its Deployment; the sweep withdraws its
+settings later). kopf's optional ``on.delete`` is not used because without a finalizer it
+only fires when something else delays the deletion; the DELETED watch event always
+arrives while the operator runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import kopf
+
+from jobqueue_operator import endpoints, index, k8s, models, reconcile, redisq, statuskeeper, sweeper
+from jobqueue_operator import settings as operator_settings
+from jobqueue_operator.builders import deployment, names
+
+GROUP: Final = models.GROUP
+VERSION: Final = models.VERSION
+#: Seconds before kopf retries a reconcile that hit a Kubernetes API error (kopf's own
+#: default would be 60 s).
+RETRY_DELAY: Final = 5.0
+
+
+@dataclass
+class Runtime:
+    """Everything the handlers share, kept in kopf's memo."""
+
+    config: operator_settings.Settings
+    kube: k8s.Kube
+    hub: redisq.RedisHub
+    reconciler: reconcile.Reconciler
+    sweeper: sweeper.Sweeper
+    sweep_task: asyncio.Task[None]
+
+
+def _runtime(memo: Any) -> Runtime:
+    runtime: Runtime = memo.runtime
+    return runtime
+
+
+def _raw(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A stable plain-dict snapshot of a kopf body."""
+    return copy.deepcopy({key: body[key] for key in body})
+
+
+def _emitter(kube: k8s.Kube) -> statuskeeper.Emit:
+    """Events are posted through our client, not kopf.event(): kopf's posting queue is not
+    reachable from tasks started at startup (the settings sweep), and a lost Event must
+    never fail a reconcile."""
+    log = logging.getLogger("jobqueue_operator.events")
+
+    async def emit(obj: Mapping[str, Any], *, type: str, reason: str, message: str) -> None:
+        try:
+            await kube.post_event(obj, type=type, reason=reason, message=message)
+        except k8s.ApiError as e:
+            log.warning("Event %s not recorded: %s", reason, k8s.message(e))
+
+    return emit
+
+
+def _refs(idx: kopf.Index[index.Key, index.QueueRef]) -> Iterator[index.QueueRef]:
+    for store in idx.values():
+        yield from store
+
+
+def tune(kopf_settings: kopf.OperatorSettings) -> None:
+    """kopf settings: our own annotation prefix and finalizer name (never collide with another
+    kopf operator), and a server-side selector so only worker Deployments are watched."""
+    kopf_settings.persistence.finalizer = f"{GROUP}/finalizer"
+    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration")
+    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    kopf_settings.watching.label_selectors["apps", "deployments"] = names.WORKER_SELECTOR
+    kopf_settings.posting.enabled = False  # the operator records its own Events (see _emitter)
+    # Retry delay of unexpected handler errors (bugs); kopf's 60 s default hides them too long.
+    kopf_settings.execution.default_backoff = 30
+
+
+@kopf.on.startup()
+async def startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo,
+                  jobqueue_index: kopf.Index[index.Key, index.QueueRef] | None = None, **_: Any) -> None:
+    assert jobqueue_index is not None, "kopf passes every index to startup handlers"
+    config = operator_settings.Settings.from_env()
+    tune(settings)
+    kube = k8s.Kube.connect()
+    hub = redisq.RedisHub(timeout=config.redis_timeout_seconds)
+    eps = endpoints.Endpoints(kube, config.redis_url)
+    emit = _emitter(kube)
+    reconciler = reconcile.Reconciler(
+        kube=kube, hub=hub, endpoints=eps, keeper=statuskeeper.StatusKeeper(kube, emit), emit=emit,
+        defaults=deployment.WorkerDefaults(redis_url=config.redis_url,
+                                           priority_class_prefix=config.priority_class_prefix,
+                                           image_pull_policy=config.worker_image_pull_policy))
+    sweep = sweeper.Sweeper(reconciler=reconciler, kube=kube, hub=hub, endpoints=eps, config=config,
+                            queues=lambda: _refs(jobqueue_index))
+    memo.runtime = Runtime(config=config, kube=kube, hub=hub, reconciler=reconciler, sweeper=sweep,
+                           sweep_task=asyncio.create_task(sweep.run(), name="settings-sweep"))
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    runtime = _runtime(memo)
+    runtime.sweep_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await runtime.sweep_task
+    await runtime.kube.close()
+    runtime.hub.close()
+
+
+@kopf.index(GROUP, VERSION, models.JOBQUEUE_PLURAL)
+async def jobqueue_index(body: kopf.Body, **_: Any) -> dict[index.Key, index.QueueRef] | None:
+    ref = index.queue_ref(_raw(body))
+    return None if ref is None else {ref.key: ref}
+
+
+@kopf.on.resume(GROUP, VERSION, models.JOBQUEUE_PLURAL)
+@kopf.on.create(GROUP, VERSION, models.JOBQUEUE_PLURAL)
+@kopf.on.update(GROUP, VERSION, models.JOBQUEUE_PLURAL, field="spec")
+async def reconcile_jobqueue(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    try:
+        outcome = await _runtime(memo).reconciler.reconcile(_raw(body))
+    except k8s.ApiError as e:
+        raise kopf.TemporaryError(f"Kubernetes API error: {k8s.message(e)}", delay=RETRY_DELAY) from e
+    if outcome.permanent_error:
+        raise kopf.PermanentError(outcome.permanent_error)
+
+
+@kopf.on.event(GROUP, VERSION, models.JOBQUEUE_PLURAL,
+               when=lambda event, **_: event.get("type") == "DELETED")
+async def jobqueue_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await _runtime(memo).reconciler.gone(_raw(body))
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={
+    names.MANAGED_BY_LABEL: names.MANAGED_BY, names.COMPONENT_LABEL: names.WORKER_COMPONENT})
+async def worker_deployment_event(event: kopf.RawEvent, memo: kopf.Memo, logger: kopf.Logger,
+                                  **_: Any) -> None:
+    try:
+        await _runtime(memo).reconciler.deployment_event(event["type"], copy.deepcopy(dict(event["object"])))
+    except k8s.ApiError as e:  # on.event handlers are not retried; the next event or the sweep repairs
+        logger.warning("worker Deployment event not handled: %s", k8s.message(e))
+
+
+@kopf.on.probe(id="sweep")
+async def sweep_health(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    runtime: Runtime | None = getattr(memo, "runtime", None)
+    last = runtime.sweeper.last_pass if runtime else None
+    return {"lastSweepSecondsAgo": None if last is None else round(time.monotonic() - last, 1)}

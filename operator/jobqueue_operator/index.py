@@ -1,0 +1,96 @@
+"""What the operator keeps in memory about every JobQueue: :class:`QueueRef`.
+
+kopf maintains the in-memory index (``@kopf.index`` in :mod:`jobqueue_operator.handlers`)
+from the watch stream; this module is the pure projection it stores, one small frozen
+record per JobQueue, keyed by ``(namespace, name)``. It is what process-wide loops read
+instead of listing objects: the settings sweep here, the autoscaler's poller later. The
+index is complete before the first resource handler runs, but a task started at startup
+may see it partially filled: never read "absent from the index" as "deleted" without
+asking the API.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+
+from jobqueue_operator import models
+from jobqueue_operator.builders import names
+
+logger = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueRef:
+    """A JobQueue, with every default applied."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    queue_name: str
+    #: (Secret name, key) of the queue's Redis URL; None: the operator's default Redis
+    redis_secret: tuple[str, str] | None
+    priority: int
+    concurrency: int
+    concurrency_per_pod: int
+    min_replicas: int
+    max_replicas: int
+    scale_down_delay_seconds: int
+    idle_seconds_before_zero: int
+    suspend: bool
+    deployment_name: str
+    #: the object is being deleted (foreground deletion); nothing should be created for it
+    deleting: bool
+    #: the RedisReachable condition's status as last written (None: none yet)
+    redis_reachable: bool | None
+
+    @property
+    def key(self) -> Key:
+        return self.namespace, self.name
+
+    @property
+    def redis_spec(self) -> models.RedisSpec | None:
+        if self.redis_secret is None:
+            return None
+        name, key = self.redis_secret
+        return models.RedisSpec(url_secret_ref=models.SecretKeyRef(name=name, key=key))
+
+
+def queue_ref(body: Mapping[str, Any]) -> QueueRef | None:
+    """The index entry of a JobQueue body; None if its spec cannot be read (logged)."""
+    meta = body.get("metadata") or {}
+    namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+    try:
+        spec = models.JobQueueSpec.model_validate(body.get("spec") or {})
+    except pydantic.ValidationError as e:
+        logger.warning("JobQueue %s/%s not indexed: invalid spec: %s", namespace, name, e)
+        return None
+    redis_status = next((c.get("status") for c in (body.get("status") or {}).get("conditions") or []
+                         if c.get("type") == "RedisReachable"), None)
+    secret = spec.redis.url_secret_ref if spec.redis else None
+    return QueueRef(
+        namespace=namespace,
+        name=name,
+        uid=str(meta.get("uid", "")),
+        generation=int(meta.get("generation") or 0),
+        queue_name=spec.effective_queue_name(namespace, name),
+        redis_secret=(secret.name, secret.key) if secret else None,
+        priority=spec.priority,
+        concurrency=spec.concurrency,
+        concurrency_per_pod=spec.worker.concurrency_per_pod,
+        min_replicas=spec.scaling.min_replicas,
+        max_replicas=spec.effective_max_replicas,
+        scale_down_delay_seconds=spec.scaling.scale_down_delay_seconds,
+        idle_seconds_before_zero=spec.scaling.idle_seconds_before_zero,
+        suspend=spec.suspend,
+        deployment_name=names.deployment_name(name),
+        deleting=bool(meta.get("deletionTimestamp")),
+        redis_reachable=None if redis_status is None else redis_status == "True",
+    )

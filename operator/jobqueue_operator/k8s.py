@@ -1,0 +1,166 @@
+"""The only module of the operator that talks to the Kubernetes API (through lightkube).
+
+kopf watches and dispatches; everything the operator *writes* goes through here, with an
+async client (never kopf's private one, kopf.md §4.1). Bodies in and out are plain dicts,
+the same shape the builders produce and ``kubectl get -o json`` shows, so nothing above
+this module depends on lightkube's model classes.
+
+Writes are server-side applies under a named field manager
+(:data:`~jobqueue_operator.builders.names.OPERATOR_MANAGER` for what the operator owns,
+:data:`~jobqueue_operator.builders.names.AUTOSCALER_MANAGER` for replicas and the
+backlog status), so each owner's fields stay its own and a field an owner stops applying
+disappears.
+
+Credentials: in-cluster service account, else ``KUBECONFIG``, else ``~/.kube/config``
+(lightkube's order).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import socket
+from collections.abc import Mapping
+from typing import Any, Final, cast
+
+from lightkube import ApiError, AsyncClient
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.batch_v1 import CronJob
+from lightkube.resources.core_v1 import Event, Secret
+from lightkube.types import PatchType
+
+from jobqueue_operator import models
+
+__all__ = ["ApiError", "Kube", "is_conflict", "is_invalid", "is_not_found"]
+
+JobQueue: Final = create_namespaced_resource(
+    models.GROUP, models.VERSION, models.JOBQUEUE_KIND, models.JOBQUEUE_PLURAL)
+RecurringJob: Final = create_namespaced_resource(
+    models.GROUP, models.VERSION, models.RECURRINGJOB_KIND, models.RECURRINGJOB_PLURAL)
+
+EVENT_COMPONENT: Final = "jobqueue-operator"
+#: Kubernetes truncates longer Event messages anyway; keep them readable in `kubectl describe`.
+EVENT_MESSAGE_LIMIT: Final = 1024
+
+#: kinds this module can apply (children of our resources)
+_APPLIABLE: Final[Mapping[str, Any]] = {"Deployment": Deployment, "CronJob": CronJob}
+#: kinds whose status this module writes
+_OURS: Final[Mapping[str, Any]] = {models.JOBQUEUE_KIND: JobQueue, models.RECURRINGJOB_KIND: RecurringJob}
+
+
+def _code(error: ApiError) -> int:
+    return int(getattr(error.status, "code", 0) or 0)
+
+
+def is_not_found(error: ApiError) -> bool:
+    return _code(error) == 404
+
+
+def is_conflict(error: ApiError) -> bool:
+    return _code(error) == 409
+
+
+def is_invalid(error: ApiError) -> bool:
+    """422: the API server refused the body itself; retrying the same body cannot help."""
+    return _code(error) == 422
+
+
+def message(error: ApiError) -> str:
+    return str(getattr(error.status, "message", "") or error)
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    out: dict[str, Any] = obj.to_dict()
+    return out
+
+
+class Kube:
+    """An open API client; create it with :meth:`connect`, close it with :meth:`close`."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    @classmethod
+    def connect(cls) -> Kube:
+        return cls(AsyncClient())
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    # ---- children (Deployments, CronJobs)
+
+    async def _get(self, resource: Any, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return _as_dict(await self._client.get(resource, name, namespace=namespace))
+        except ApiError as e:
+            if is_not_found(e):
+                return None
+            raise
+
+    async def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get(Deployment, namespace, name)
+
+    async def apply(self, body: Mapping[str, Any], *, field_manager: str) -> dict[str, Any]:
+        """Server-side apply ``body`` (a Deployment or CronJob) and return the live object."""
+        resource = _APPLIABLE[body["kind"]]
+        meta = body["metadata"]
+        result = await self._client.patch(
+            resource, meta["name"], dict(body), namespace=meta["namespace"],
+            patch_type=PatchType.APPLY, field_manager=field_manager, force=True)
+        return _as_dict(result)
+
+    async def scale_deployment(self, namespace: str, name: str, replicas: int, *,
+                               field_manager: str) -> None:
+        """Set a Deployment's replicas through its scale subresource (the autoscaler's path)."""
+        await self._client.patch(
+            Deployment.Scale, name, {"spec": {"replicas": replicas}}, namespace=namespace,
+            patch_type=PatchType.MERGE, field_manager=field_manager)
+
+    # ---- our resources
+
+    async def get_jobqueue(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get(JobQueue, namespace, name)
+
+    async def apply_status(self, kind: str, namespace: str, name: str, status: Mapping[str, Any], *,
+                           field_manager: str) -> None:
+        """Server-side apply ``status`` of a JobQueue/RecurringJob: the fields this manager owns."""
+        body = {"apiVersion": models.API_VERSION, "kind": kind,
+                "metadata": {"name": name, "namespace": namespace}, "status": dict(status)}
+        await self._client.patch(
+            _OURS[kind].Status, name, body, namespace=namespace,
+            patch_type=PatchType.APPLY, field_manager=field_manager, force=True)
+
+    async def merge_status(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any], *,
+                           field_manager: str) -> None:
+        """JSON-merge-patch ``status`` (``None`` values delete keys)."""
+        await self._client.patch(
+            _OURS[kind].Status, name, {"status": dict(patch)}, namespace=namespace,
+            patch_type=PatchType.MERGE, field_manager=field_manager)
+
+    # ---- events
+
+    async def post_event(self, obj: Mapping[str, Any], *, type: str, reason: str, message: str) -> None:
+        """Record a core/v1 Event about ``obj`` (a body with apiVersion, kind, name, namespace, uid)."""
+        meta = obj["metadata"]
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta["name"],
+                               "namespace": meta["namespace"], "uid": meta.get("uid")},
+            "type": type, "reason": reason, "message": message[:EVENT_MESSAGE_LIMIT],
+            "source": {"component": EVENT_COMPONENT}, "reportingComponent": EVENT_COMPONENT,
+            "reportingInstance": socket.gethostname()[:128],
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        }
+        await self._client.create(cast(Event, Event.from_dict(event)))
+
+    # ---- configuration
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        """A Secret's decoded data, or None if it does not exist."""
+        secret = await self._get(Secret, namespace, name)
+        if secret is None:
+            return None
+        return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}

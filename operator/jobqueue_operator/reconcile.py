@@ -1,0 +1,234 @@
+"""One JobQueue's reconcile: publish its settings, apply its worker Deployment, report status.
+
+Level-based and idempotent: :meth:`Reconciler.reconcile` computes everything from the
+object as it is now, so kopf may call it on create, update and resume (and the Deployment
+watch and the settings sweep may call it again) without harm. Order matters once: the
+settings are published *before* the Deployment is applied, so new workers find the
+queue's current defaults when they start.
+
+**Redis problems never fail the reconcile.** An unreachable Redis, a missing Secret or a
+queue name taken by another JobQueue become the ``RedisReachable``/``Ready`` conditions;
+the Deployment is applied anyway, and the settings sweep
+(:mod:`jobqueue_operator.sweeper`) publishes as soon as the Redis answers. Only Kubernetes
+API errors propagate (the handler turns them into kopf retries).
+
+**Replicas and the first apply.** The operator's apply body never contains
+``spec.replicas`` (the autoscaler owns them). Omitting it at creation would create the
+Deployment with Kubernetes' default of 1 replica — a pod nobody asked for, immediately
+scaled away. So creation is a hand-over in three applies:
+
+1. the operator applies the Deployment *with* ``replicas: minReplicas`` (creating it);
+2. the autoscaler's field manager applies just ``spec.replicas`` (same value: now both own it);
+3. the operator applies its normal body without replicas, giving up its share.
+
+From then on ``spec.replicas`` belongs to ``jobqueue-autoscaler`` alone; every later
+reconcile is a single apply that never touches it. If the hand-over was interrupted (or
+someone stripped the field's owner), the next reconcile sees that nobody but the operator
+owns ``spec.replicas`` and repeats step 2 with the live value before applying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+
+from jobqueue_operator import endpoints, errors, index, k8s, metrics, models, redisq
+from jobqueue_operator.builders import deployment, names, published, status
+from jobqueue_operator.statuskeeper import Emit, StatusKeeper, object_ref
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the handler needs to know: a permanent failure (retrying the same spec is useless)."""
+
+    permanent_error: str | None = None
+
+
+class Reconciler:
+    def __init__(self, *, kube: k8s.Kube, hub: redisq.RedisHub, endpoints: endpoints.Endpoints,
+                 keeper: StatusKeeper, defaults: deployment.WorkerDefaults, emit: Emit) -> None:
+        self._kube = kube
+        self._hub = hub
+        self._endpoints = endpoints
+        self._keeper = keeper
+        self._defaults = defaults
+        self._emit = emit
+        self._locks: dict[index.Key, asyncio.Lock] = {}
+        self._queues: dict[index.Key, str] = {}
+
+    @property
+    def keeper(self) -> StatusKeeper:
+        return self._keeper
+
+    def _lock(self, key: index.Key) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    async def reconcile(self, body: Mapping[str, Any]) -> Outcome:
+        """Bring JobQueue ``body``'s settings, Deployment and status in line with its spec."""
+        meta = body["metadata"]
+        key: index.Key = (meta["namespace"], meta["name"])
+        started = time.perf_counter()
+        try:
+            async with self._lock(key):
+                outcome = await self._reconcile(body, key)
+        except Exception:
+            metrics.RECONCILE_TOTAL.labels(metrics.KIND_JOBQUEUE, "error").inc()
+            raise
+        result = "error" if outcome.permanent_error else "ok"
+        metrics.RECONCILE_TOTAL.labels(metrics.KIND_JOBQUEUE, result).inc()
+        metrics.RECONCILE_SECONDS.labels(metrics.KIND_JOBQUEUE).observe(time.perf_counter() - started)
+        return outcome
+
+    async def _reconcile(self, body: Mapping[str, Any], key: index.Key) -> Outcome:
+        namespace, name = key
+        generation = body["metadata"].get("generation")
+        try:
+            spec = models.JobQueueSpec.model_validate(body.get("spec") or {})
+        except pydantic.ValidationError as e:
+            # The CRD validates first, so this means the installed CRD is older than the operator.
+            text = f"spec does not match the operator's JobQueue model (is the CRD up to date?): {e}"
+            await self._keeper.reconciled(body, status.Inputs(
+                generation=generation, queue_name=models.default_queue_name(namespace, name), suspend=False,
+                publication=None, deployment=None, apply_error=("InvalidSpec", text)))
+            return Outcome(permanent_error=text)
+
+        queue = spec.effective_queue_name(namespace, name)
+        settings = published.queue_settings(namespace=namespace, name=name, generation=generation, spec=spec)
+        previous_queue = (body.get("status") or {}).get("queueName")
+        publication = await self._publish(namespace, name, spec, settings, previous_queue)
+        if publication.published and (body.get("status") or {}).get("observedGeneration") != generation:
+            await self._emit(object_ref(body), type="Normal", reason="SettingsPublished",
+                             message=publication.message)
+
+        apply_error = None
+        summary = None
+        try:
+            summary = await self._ensure_deployment(body, spec, queue)
+        except k8s.ApiError as e:
+            if not k8s.is_invalid(e):
+                raise
+            apply_error = ("DeploymentFailed",
+                           f"the API server refused the worker Deployment: {k8s.message(e)}")
+        self._queues[key] = queue
+        await self._keeper.reconciled(body, status.Inputs(
+            generation=generation, queue_name=queue, suspend=spec.suspend, publication=publication,
+            deployment=summary, apply_error=apply_error))
+        return Outcome(permanent_error=apply_error[1] if apply_error else None)
+
+    async def _publish(self, namespace: str, name: str, spec: models.JobQueueSpec,
+                       settings: Any, previous_queue: str | None) -> status.Publication:
+        queue = settings.queue_name
+        try:
+            url = await self._endpoints.url(namespace, spec.redis, fresh=True)
+            if previous_queue and previous_queue != queue:  # renamed: withdraw the old name
+                await self._hub.unpublish(url, previous_queue, owner=(namespace, name))
+            try:
+                await self._hub.publish(url, settings)
+            except errors.QueueNameTaken as taken:
+                if await self._still_declares(taken.owner, queue):
+                    return status.Publication.conflict(
+                        f"queue name {queue!r} is already declared by JobQueue {taken.owner[0]}/"
+                        f"{taken.owner[1]} in Redis {redisq.redact(url)}; choose another spec.queueName")
+                await self._hub.publish(url, settings, replace=taken.owner)  # the other one is gone
+        except errors.RedisConfigError as e:
+            return status.Publication.unreachable(e.reason, e.message)
+        except errors.RedisUnavailable as e:
+            return status.Publication.unreachable("RedisUnavailable", str(e))
+        except errors.QueueNameTaken as e:  # lost a race against yet another JobQueue
+            return status.Publication.conflict(str(e))
+        return status.Publication.ok(queue, settings.generation)
+
+    async def _still_declares(self, owner: index.Key, queue: str) -> bool:
+        body = await self._kube.get_jobqueue(*owner)
+        if body is None:
+            return False
+        ref = index.queue_ref(body)
+        return ref is not None and not ref.deleting and ref.queue_name == queue
+
+    async def _ensure_deployment(self, body: Mapping[str, Any], spec: models.JobQueueSpec,
+                                 queue: str) -> status.DeploymentSummary:
+        meta = body["metadata"]
+        desired = deployment.build(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"],
+                                   spec=spec, queue_name=queue, defaults=self._defaults)
+        namespace, dep_name = meta["namespace"], desired["metadata"]["name"]
+        current = await self._kube.get_deployment(namespace, dep_name)
+        op = names.OPERATOR_MANAGER
+        if current is None:
+            initial = 0 if spec.suspend else spec.scaling.min_replicas
+            await self._kube.apply(deployment.with_replicas(desired, initial), field_manager=op)
+            await self._claim_replicas(namespace, dep_name, initial)
+            live = await self._kube.apply(desired, field_manager=op)
+            await self._emit(object_ref(body), type="Normal", reason="DeploymentCreated",
+                       message=f"created worker Deployment {dep_name} with {initial} replicas")
+            logger.info("JobQueue %s/%s: created Deployment %s", namespace, meta["name"], dep_name)
+            return status.DeploymentSummary.of(live)
+        if not deployment.replicas_managers(current) - {op}:
+            replicas = int((current.get("spec") or {}).get("replicas", 1))
+            await self._claim_replicas(namespace, dep_name, replicas)
+        live = await self._kube.apply(desired, field_manager=op)
+        if live["metadata"].get("generation") != current["metadata"].get("generation"):
+            await self._emit(object_ref(body), type="Normal", reason="DeploymentUpdated",
+                       message=f"applied generation {meta.get('generation')} to worker Deployment {dep_name}")
+            logger.info("JobQueue %s/%s: updated Deployment %s", namespace, meta["name"], dep_name)
+        return status.DeploymentSummary.of(live)
+
+    async def _claim_replicas(self, namespace: str, name: str, replicas: int) -> None:
+        """Make the autoscaler's field manager an owner of ``spec.replicas`` (keeping its value)."""
+        await self._kube.apply(deployment.replicas_claim(namespace=namespace, name=name, replicas=replicas),
+                               field_manager=names.AUTOSCALER_MANAGER)
+
+    # ---- the worker Deployment watch
+
+    async def deployment_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A worker Deployment was added, changed or deleted."""
+        meta = body.get("metadata") or {}
+        jobqueue = names.jobqueue_of(meta.get("labels"))
+        if jobqueue is None:
+            return
+        key: index.Key = (meta["namespace"], jobqueue)
+        if event_type == "DELETED":
+            await self._deployment_deleted(key, body)
+            return
+        summary = status.DeploymentSummary.of(body)
+        queue = (meta.get("annotations") or {}).get(names.QUEUE_ANNOTATION, "")
+        metrics.observe_workers(key[0], key[1], queue, replicas=summary.replicas, ready=summary.ready)
+        await self._keeper.deployment_seen(key, summary)
+
+    async def _deployment_deleted(self, key: index.Key, body: Mapping[str, Any]) -> None:
+        owners = {ref.get("uid") for ref in body["metadata"].get("ownerReferences") or []}
+        jobqueue = await self._kube.get_jobqueue(*key)
+        if jobqueue is None or jobqueue["metadata"].get("deletionTimestamp"):
+            return  # garbage collection after the JobQueue's deletion
+        if jobqueue["metadata"].get("uid") not in owners:
+            return  # a Deployment of an earlier JobQueue with the same name
+        logger.info("JobQueue %s/%s: worker Deployment deleted by someone; recreating it", *key)
+        await self.reconcile(jobqueue)
+
+    # ---- deletion
+
+    async def gone(self, body: Mapping[str, Any]) -> None:
+        """JobQueue ``body`` was deleted: withdraw its settings (best effort; the sweep catches misses)."""
+        meta = body["metadata"]
+        key: index.Key = (meta["namespace"], meta["name"])
+        self._keeper.forget(key)
+        self._locks.pop(key, None)
+        ref = index.queue_ref(body)
+        queue = (body.get("status") or {}).get("queueName") or (ref.queue_name if ref else None)
+        metrics.forget_queue(key[0], key[1], self._queues.pop(key, queue or ""))
+        if ref is None or queue is None:
+            return
+        try:
+            url = await self._endpoints.url(key[0], ref.redis_spec)
+            if await self._hub.unpublish(url, queue, owner=key):
+                logger.info("JobQueue %s/%s deleted: settings of queue %r withdrawn", *key, queue)
+        except (errors.RedisConfigError, errors.RedisUnavailable) as e:
+            logger.warning("JobQueue %s/%s deleted: settings of queue %r not withdrawn yet (%s); "
+                           "the settings sweep retries", *key, queue, e)

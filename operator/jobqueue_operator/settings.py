@@ -1,0 +1,125 @@
+"""Operator configuration, read once from ``JOBQUEUE_*`` environment variables.
+
+Environment variables because that is what a Deployment (and the Helm chart) sets most
+simply, and because every setting here is fixed for the life of the process. Invalid
+values stop the operator at start with a message naming the variable, rather than being
+silently replaced by a default.
+
+========================================  ==========================================================
+variable                                  meaning (default)
+========================================  ==========================================================
+``JOBQUEUE_NAMESPACES``                   comma-separated namespaces to serve; empty: all (empty)
+``JOBQUEUE_REDIS_URL``                    Redis of queues without ``spec.redis`` (none)
+``JOBQUEUE_METRICS_PORT``                 Prometheus ``/metrics`` port; 0 disables it (8080)
+``JOBQUEUE_HEALTH_PORT``                  kopf liveness ``/healthz`` port; 0 disables it (8081)
+``JOBQUEUE_LOG_LEVEL``                    DEBUG, INFO, WARNING, ERROR (INFO)
+``JOBQUEUE_LOG_FORMAT``                   json or plain (json)
+``JOBQUEUE_PRIORITY_CLASS_PREFIX``        ``<prefix><priority>`` becomes the workers' priorityClassName;
+                                          empty: not set (empty)
+``JOBQUEUE_WORKER_IMAGE_PULL_POLICY``     imagePullPolicy of workers whose queue sets none (unset)
+``JOBQUEUE_RESYNC_SECONDS``               period of the settings sweep (30)
+``JOBQUEUE_REDIS_TIMEOUT_SECONDS``        connect/read timeout of the operator's Redis calls (2)
+========================================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final, Literal, TypeVar
+
+from jobqueue_operator import errors
+
+PREFIX: Final = "JOBQUEUE_"
+DEFAULT_METRICS_PORT: Final = 8080
+DEFAULT_HEALTH_PORT: Final = 8081
+#: Every queue's published settings are re-checked this often; also how soon a queue
+#: whose Redis or Secret was broken recovers without any change to the JobQueue.
+DEFAULT_RESYNC_SECONDS: Final = 30.0
+#: Short on purpose: an unreachable Redis must cost one queue's reconcile seconds, not the
+#: operator its responsiveness for every other queue.
+DEFAULT_REDIS_TIMEOUT_SECONDS: Final = 2.0
+
+LogFormat = Literal["json", "plain"]
+_LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
+_PULL_POLICIES: Final = ("Always", "IfNotPresent", "Never")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything the operator can be told; see the module docstring for the variables."""
+
+    #: namespaces to serve; empty: the whole cluster
+    namespaces: tuple[str, ...] = ()
+    #: Redis URL of queues without ``spec.redis`` (also given to their workers)
+    redis_url: str | None = None
+    metrics_port: int = DEFAULT_METRICS_PORT
+    health_port: int = DEFAULT_HEALTH_PORT
+    log_level: str = "INFO"
+    log_format: LogFormat = "json"
+    #: ``jobqueue-priority-`` gives ``jobqueue-priority-1`` … ``-5``; empty: no priorityClassName
+    priority_class_prefix: str = ""
+    worker_image_pull_policy: str | None = None
+    resync_seconds: float = DEFAULT_RESYNC_SECONDS
+    redis_timeout_seconds: float = DEFAULT_REDIS_TIMEOUT_SECONDS
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.namespaces
+
+    def serves(self, namespace: str) -> bool:
+        return self.clusterwide or namespace in self.namespaces
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings; raise :class:`~jobqueue_operator.errors.SettingsError` on a bad value."""
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str:
+            return env.get(PREFIX + name, "").strip()
+
+        level = (get("LOG_LEVEL") or "INFO").upper()
+        _check(level in _LOG_LEVELS, "LOG_LEVEL", level, f"one of {', '.join(_LOG_LEVELS)}")
+        fmt = (get("LOG_FORMAT") or "json").lower()
+        _check(fmt in ("json", "plain"), "LOG_FORMAT", fmt, "json or plain")
+        pull = get("WORKER_IMAGE_PULL_POLICY") or None
+        _check(pull is None or pull in _PULL_POLICIES, "WORKER_IMAGE_PULL_POLICY", pull or "",
+               f"one of {', '.join(_PULL_POLICIES)}")
+        redis_url = get("REDIS_URL") or None
+        _check(redis_url is None or redis_url.startswith(("redis://", "rediss://", "unix://")),
+               "REDIS_URL", "<hidden>", "a redis://, rediss:// or unix:// URL")
+        return cls(
+            namespaces=tuple(ns.strip() for ns in get("NAMESPACES").split(",") if ns.strip()),
+            redis_url=redis_url,
+            metrics_port=_number(get, "METRICS_PORT", DEFAULT_METRICS_PORT, int, low=0, high=65535),
+            health_port=_number(get, "HEALTH_PORT", DEFAULT_HEALTH_PORT, int, low=0, high=65535),
+            log_level=level,
+            log_format="json" if fmt == "json" else "plain",
+            priority_class_prefix=get("PRIORITY_CLASS_PREFIX"),
+            worker_image_pull_policy=pull,
+            resync_seconds=_number(get, "RESYNC_SECONDS", DEFAULT_RESYNC_SECONDS, float, low=1, high=86400),
+            redis_timeout_seconds=_number(get, "REDIS_TIMEOUT_SECONDS", DEFAULT_REDIS_TIMEOUT_SECONDS,
+                                          float, low=0.1, high=60),
+        )
+
+
+def _check(ok: bool, name: str, value: str, expected: str) -> None:
+    if not ok:
+        raise errors.SettingsError(f"{PREFIX}{name}={value!r} is invalid: expected {expected}")
+
+
+N = TypeVar("N", int, float)
+
+
+def _number(get: Callable[[str], str], name: str, default: N, kind: type[N], *, low: float,
+            high: float) -> N:
+    raw = get(name)
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise errors.SettingsError(f"{PREFIX}{name}={raw!r} is invalid: expected a number") from None
+    _check(low <= value <= high, name, raw, f"a number from {low:g} to {high:g}")
+    return value

@@ -1,0 +1,342 @@
+"""The operator turns JobQueues into worker Deployments, settings and status — on the real
+control plane, with real Redis, through the real ``python -m jobqueue_operator``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+from opkit import (
+    RunningOperator,
+    StartOperator,
+    apply,
+    condition,
+    events,
+    get,
+    jobqueue,
+    kubectl_json,
+    wait_condition,
+    wait_for,
+)
+
+import devenv
+from jobqueue import settings as qsettings
+
+
+def deployment(cluster: devenv.Cluster, name: str, namespace: str) -> dict[str, Any]:
+    body: dict[str, Any] = wait_for(f"Deployment {name}", lambda: get(cluster, "deployment", name, namespace))
+    return body
+
+
+def replicas_owners(dep: dict[str, Any]) -> set[str]:
+    return {
+        m["manager"]
+        for m in dep["metadata"]["managedFields"]
+        if "f:replicas" in m.get("fieldsV1", {}).get("f:spec", {})
+    }
+
+
+def test_a_jobqueue_becomes_a_running_worker_deployment(
+    cluster: devenv.Cluster,
+    namespace: str,
+    redis_conn: redis.Redis,
+    redis_url: str,
+    operator: RunningOperator,
+) -> None:
+    apply(
+        cluster,
+        jobqueue(
+            "ei-update",
+            namespace,
+            queueName="ei:update",
+            priority=1,
+            concurrency=8,
+            worker={
+                "image": "registry.invalid/glec-jobs:1.4.2",
+                "imports": ["glec.jobs"],
+                "concurrencyPerPod": 4,
+                "env": [{"name": "LOG_LEVEL", "value": "debug"}],
+                "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "256Mi"}},
+            },
+            scaling={"minReplicas": 2},
+            jobDefaults={
+                "attempts": 3,
+                "backoff": {"type": "exponential", "delaySeconds": 1},
+                "timeoutSeconds": 30,
+            },
+        ),
+    )
+    jq = wait_condition(
+        cluster, "ei-update", namespace, "Ready", status="True", reason="WorkersReady", timeout=90
+    )
+
+    dep = deployment(cluster, "ei-update-worker", namespace)
+    assert dep["spec"]["replicas"] == 2  # created at minReplicas, never at Kubernetes' default of 1
+    assert replicas_owners(dep) == {"jobqueue-autoscaler"}  # handed over: the operator never fights it
+    (owner,) = dep["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
+        "JobQueue",
+        "ei-update",
+        jq["metadata"]["uid"],
+        True,
+    )
+    assert dep["spec"]["selector"]["matchLabels"] == {
+        "jobqueue.glec.io/jobqueue": "ei-update",
+        "app.kubernetes.io/component": "worker",
+    }
+    pod = dep["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == [
+        "jobqueue",
+        "worker",
+        "--queue",
+        "ei:update",
+        "--import",
+        "glec.jobs",
+        "--concurrency",
+        "4",
+        "--mode",
+        "process",
+        "--metrics-port",
+        "9100",
+    ]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["JOBQUEUE_REDIS_URL"]["value"] == redis_url
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["LOG_LEVEL"]["value"] == "debug"
+    assert container["resources"] == {"requests": {"cpu": "100m"}, "limits": {"memory": "256Mi"}}
+    assert pod["terminationGracePeriodSeconds"] == 60  # job timeout 30 s + 30 s margin
+    assert pod["securityContext"]["runAsNonRoot"] is True
+
+    # status, as `kubectl get jq` shows it
+    assert jq["status"]["observedGeneration"] == jq["metadata"]["generation"]
+    assert jq["status"]["workers"] == "2/2"
+    assert (jq["status"]["replicas"], jq["status"]["readyReplicas"], jq["status"]["queueName"]) == (
+        2,
+        2,
+        "ei:update",
+    )
+    assert condition(jq, "RedisReachable")["status"] == "True"
+    table = cluster.kubectl("get", "jq", "-n", namespace).stdout.split("\n")
+    assert table[0].split() == [
+        "NAME",
+        "PRIORITY",
+        "CONCURRENCY",
+        "WORKERS",
+        "QUEUED",
+        "RUNNING",
+        "FAILED",
+        "AGE",
+    ]
+    assert table[1].split()[:4] == ["ei-update", "1", "8", "2/2"]
+
+    # the queue's settings, for producers and workers
+    published = qsettings.load(redis_conn, "ei:update")
+    assert (published.namespace, published.jobqueue, published.priority, published.concurrency) == (
+        namespace,
+        "ei-update",
+        1,
+        8,
+    )
+    assert published.imports == ("glec.jobs",)
+    assert published.effective().attempts == 3
+    assert published.generation == jq["metadata"]["generation"]
+
+    reasons = {reason for _, reason, _ in events(cluster, namespace, "ei-update")}
+    assert {"DeploymentCreated", "SettingsPublished"} <= reasons
+    assert not jq["metadata"].get("finalizers")  # deletion never waits for the operator
+
+
+def test_spec_changes_roll_out_and_removed_fields_disappear(
+    cluster: devenv.Cluster, namespace: str, redis_conn: redis.Redis, operator: RunningOperator
+) -> None:
+    worker = {
+        "image": "registry.invalid/jobs:1",
+        "imports": ["glec.jobs"],
+        "env": [{"name": "FEATURE", "value": "on"}],
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "jobs", "operator": "Exists"}],
+    }
+    apply(cluster, jobqueue("reports", namespace, concurrency=4, scaling={"minReplicas": 1}, worker=worker))
+    wait_condition(cluster, "reports", namespace, "Ready", status="True", timeout=90)
+    # the autoscaler's move: replicas through the scale subresource
+    cluster.kubectl("scale", "deployment/reports-worker", "-n", namespace, "--replicas=3")
+    wait_for(
+        "3 replicas", lambda: get(cluster, "deployment", "reports-worker", namespace)["spec"]["replicas"] == 3
+    )
+
+    # kubectl apply of the new manifest: env, nodeSelector and tolerations are gone, the image changed
+    apply(
+        cluster,
+        jobqueue(
+            "reports",
+            namespace,
+            concurrency=4,
+            scaling={"minReplicas": 1},
+            worker={"image": "registry.invalid/jobs:2", "imports": ["glec.jobs", "glec.reports"]},
+        ),
+    )
+
+    def rolled_out() -> dict[str, Any] | None:
+        dep = get(cluster, "deployment", "reports-worker", namespace)
+        pod = dep["spec"]["template"]["spec"] if dep else {}
+        return dep if pod and pod["containers"][0]["image"] == "registry.invalid/jobs:2" else None
+
+    dep = wait_for("the new image in the Deployment", rolled_out)
+    pod = dep["spec"]["template"]["spec"]
+    assert "nodeSelector" not in pod
+    assert "tolerations" not in pod
+    assert [e["name"] for e in pod["containers"][0]["env"]] == [
+        "JOBQUEUE_REDIS_URL",
+        "POD_NAME",
+        "POD_NAMESPACE",
+    ]
+    assert pod["containers"][0]["command"].count("--import") == 2
+    assert dep["spec"]["replicas"] == 3  # the spec change did not touch the autoscaler's replicas
+    jq = wait_condition(
+        cluster, "reports", namespace, "Ready", status="True", reason="WorkersReady", timeout=90
+    )
+    assert jq["status"]["observedGeneration"] == 2
+    assert jq["status"]["workers"] == "3/3"
+    assert qsettings.load(redis_conn, f"{namespace}.reports").generation == 2
+    assert qsettings.load(redis_conn, f"{namespace}.reports").imports == ("glec.jobs", "glec.reports")
+    assert "DeploymentUpdated" in {reason for _, reason, _ in events(cluster, namespace, "reports")}
+
+
+def test_deleting_a_jobqueue_removes_its_deployment_and_settings(
+    cluster: devenv.Cluster, namespace: str, redis_conn: redis.Redis, operator: RunningOperator
+) -> None:
+    apply(cluster, jobqueue("cleanup", namespace, scaling={"minReplicas": 1}))
+    wait_condition(cluster, "cleanup", namespace, "Ready", status="True", timeout=90)
+    assert qsettings.published_queue_names(redis_conn) == {f"{namespace}.cleanup"}
+
+    cluster.kubectl(
+        "delete", "jobqueue", "cleanup", "-n", namespace, "--wait=true", "--timeout=30s", timeout=40
+    )
+    wait_for(
+        "garbage collection of the worker Deployment",
+        lambda: get(cluster, "deployment", "cleanup-worker", namespace) is None,
+    )
+    wait_for("the settings withdrawn", lambda: not qsettings.published_queue_names(redis_conn))
+
+
+def test_settings_of_a_queue_deleted_while_the_operator_was_down_are_swept(
+    cluster: devenv.Cluster,
+    namespace: str,
+    redis_conn: redis.Redis,
+    redis_url: str,
+    start_operator: StartOperator,
+) -> None:
+    operator = start_operator(namespaces=[namespace], redis_url=redis_url)
+    apply(cluster, jobqueue("nightly", namespace))
+    apply(cluster, jobqueue("kept", namespace))
+    wait_for("both published", lambda: len(qsettings.published_queue_names(redis_conn)) == 2)
+    # settings of another operator's namespace in the same Redis: never ours to remove
+    foreign = qsettings.QueueSettings(queue_name="other.q", namespace="not-served-here", jobqueue="q")
+    qsettings.publish(redis_conn, foreign)
+
+    operator.stop()
+    # no finalizer: the object goes at once, although no operator is running
+    cluster.kubectl("delete", "jobqueue", "nightly", "-n", namespace, "--timeout=20s", timeout=30)
+    assert get(cluster, "jobqueue", "nightly", namespace) is None
+    assert f"{namespace}.nightly" in qsettings.published_queue_names(redis_conn)
+
+    start_operator(namespaces=[namespace], redis_url=redis_url)
+    wait_for(
+        "the orphaned settings swept",
+        lambda: qsettings.published_queue_names(redis_conn) == {f"{namespace}.kept", "other.q"},
+    )
+
+
+def test_a_restart_writes_nothing_when_nothing_changed(
+    cluster: devenv.Cluster, namespace: str, redis_url: str, start_operator: StartOperator
+) -> None:
+    operator = start_operator(namespaces=[namespace], redis_url=redis_url)
+    apply(cluster, jobqueue("steady", namespace, scaling={"minReplicas": 1}))
+    before = wait_condition(
+        cluster, "steady", namespace, "Ready", status="True", reason="WorkersReady", timeout=90
+    )
+    dep_before = get(cluster, "deployment", "steady-worker", namespace)
+    assert dep_before is not None
+    operator.stop()
+
+    restarted = start_operator(namespaces=[namespace], redis_url=redis_url)
+    # resume handlers ran and at least two settings sweeps passed
+    wait_for("the resume reconcile", lambda: "Resuming is processed" in restarted.logs(), timeout=60)
+    wait_for("two settings sweeps", lambda: _sweeps(restarted) >= 2, timeout=60)
+    after = get(cluster, "jobqueue", "steady", namespace)
+    dep_after = get(cluster, "deployment", "steady-worker", namespace)
+    assert after is not None
+    assert dep_after is not None
+    assert after["status"] == before["status"]
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert dep_after["metadata"]["generation"] == dep_before["metadata"]["generation"]
+
+
+def _sweeps(operator: RunningOperator) -> float:
+    _, text = operator.get("/metrics")
+    for line in text.splitlines():
+        if line.startswith('jobqueue_reconcile_total{kind="sweep",result="ok"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_a_deleted_worker_deployment_is_recreated(
+    cluster: devenv.Cluster, namespace: str, operator: RunningOperator
+) -> None:
+    apply(cluster, jobqueue("fragile", namespace, scaling={"minReplicas": 1}))
+    wait_condition(cluster, "fragile", namespace, "Ready", status="True", timeout=90)
+    first = get(cluster, "deployment", "fragile-worker", namespace)
+    assert first is not None
+    cluster.kubectl("delete", "deployment", "fragile-worker", "-n", namespace)
+
+    def recreated() -> bool:
+        dep = get(cluster, "deployment", "fragile-worker", namespace)
+        return dep is not None and dep["metadata"]["uid"] != first["metadata"]["uid"]
+
+    wait_for("the Deployment recreated", recreated)
+    assert get(cluster, "deployment", "fragile-worker", namespace)["spec"]["replicas"] == 1
+
+
+def test_a_suspended_queue_starts_with_no_workers_and_publishes_the_flag(
+    cluster: devenv.Cluster, namespace: str, redis_conn: redis.Redis, operator: RunningOperator
+) -> None:
+    apply(cluster, jobqueue("paused", namespace, suspend=True, scaling={"minReplicas": 1}))
+    jq = wait_condition(cluster, "paused", namespace, "Ready", status="True", reason="Suspended", timeout=60)
+    assert get(cluster, "deployment", "paused-worker", namespace)["spec"]["replicas"] == 0
+    assert jq["status"]["workers"] == "0/0"
+    assert qsettings.load(redis_conn, f"{namespace}.paused").suspend is True
+
+
+def test_metrics_and_liveness_endpoints(
+    cluster: devenv.Cluster, namespace: str, operator: RunningOperator
+) -> None:
+    apply(cluster, jobqueue("observed", namespace, scaling={"minReplicas": 1}))
+    wait_condition(cluster, "observed", namespace, "Ready", status="True", reason="WorkersReady", timeout=90)
+
+    def scraped() -> str | None:
+        _, text = operator.get("/metrics")
+        labels = f'jobqueue="observed",namespace="{namespace}",queue="{namespace}.observed"'
+        want = f"jobqueue_ready_replicas{{{labels}}} 1.0"
+        return text if want in text else None
+
+    text = wait_for("the ready replicas gauge", scraped)
+    assert 'jobqueue_operator_info{version="0.1.0"} 1.0' in text
+    assert 'jobqueue_reconcile_total{kind="JobQueue",result="ok"}' in text
+    status, body = operator.get("/healthz", operator.health_port)
+    assert status == 200
+    assert "sweep" in json.loads(body)
+
+
+def test_operator_logs_are_json_lines(
+    cluster: devenv.Cluster, namespace: str, operator: RunningOperator
+) -> None:
+    apply(cluster, jobqueue("logged", namespace))
+    wait_condition(cluster, "logged", namespace, "Ready", status="True", timeout=60)
+    records = [json.loads(line) for line in operator.logs().splitlines() if line.startswith("{")]
+    assert records, operator.logs()
+    assert all({"message", "severity", "timestamp"} <= r.keys() for r in records), records[0]
+    about = [r for r in records if (r.get("k8s") or {}).get("name") == "logged"]
+    assert about, "kopf's per-object messages carry the object reference"
+    assert kubectl_json(cluster, "get", "jq", "logged", "-n", namespace)["status"]["observedGeneration"] == 1

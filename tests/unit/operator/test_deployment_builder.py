@@ -1,0 +1,262 @@
+"""The worker Deployment builder: the golden manifest and the properties that must always hold."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from jobqueue_operator import models
+from jobqueue_operator.builders import deployment, names
+
+GOLDEN = Path(__file__).parent / "golden"
+DEFAULTS = deployment.WorkerDefaults(
+    redis_url="redis://redis.jobqueue:6379/0",
+    priority_class_prefix="jobqueue-priority-",
+    image_pull_policy="IfNotPresent",
+)
+
+FULL_SPEC: dict[str, Any] = {
+    "queueName": "ei:update",
+    "priority": 1,
+    "concurrency": 20,
+    "worker": {
+        "image": "registry.example/glec-jobs:1.4.2",
+        "imports": ["glec.jobs", "glec.more"],
+        "concurrencyPerPod": 4,
+        "mode": "thread",
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": 1, "memory": "1Gi"}},
+        "env": [
+            {"name": "LOG_LEVEL", "value": "debug"},
+            {"name": "API_KEY", "valueFrom": {"secretKeyRef": {"name": "api", "key": "key"}}},
+        ],
+        "envFrom": [{"configMapRef": {"name": "glec-config"}}],
+        "nodeSelector": {"pool": "jobs"},
+        "tolerations": [{"key": "jobs", "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {
+            "nodeAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 1,
+                        "preference": {
+                            "matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]
+                        },
+                    }
+                ]
+            }
+        },
+        "serviceAccountName": "glec-jobs",
+        "podLabels": {"team": "logistics", "app.kubernetes.io/component": "not-the-selector"},
+        "podAnnotations": {"example.com/owner": "platform"},
+        "imagePullSecrets": [{"name": "registry"}],
+        "securityContext": {"runAsUser": 1000, "fsGroup": 2000},
+    },
+    "jobDefaults": {
+        "attempts": 3,
+        "backoff": {"type": "exponential", "delaySeconds": 1},
+        "timeoutSeconds": 600,
+    },
+    "redis": {"urlSecretRef": {"name": "jq-redis", "key": "url"}},
+}
+
+
+def build(
+    spec: dict[str, Any],
+    defaults: deployment.WorkerDefaults = DEFAULTS,
+    name: str = "ei-update",
+    queue: str | None = None,
+) -> dict[str, Any]:
+    parsed = models.JobQueueSpec.model_validate(spec)
+    return deployment.build(
+        namespace="glec",
+        name=name,
+        uid="uid-1",
+        spec=parsed,
+        queue_name=queue or parsed.effective_queue_name("glec", name),
+        defaults=defaults,
+    )
+
+
+def minimal(**worker: Any) -> dict[str, Any]:
+    return {"worker": {"image": "img:1", "imports": ["app.jobs"], **worker}}
+
+
+def test_full_spec_matches_the_golden_manifest() -> None:
+    golden = GOLDEN / "worker-deployment.yaml"
+    built = build(FULL_SPEC)
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(yaml.safe_dump(built, sort_keys=False))
+    assert built == yaml.safe_load(golden.read_text()), "set UPDATE_GOLDEN=1 to accept an intended change"
+
+
+def test_replicas_are_never_in_the_apply_body() -> None:
+    assert "replicas" not in build(FULL_SPEC)["spec"]
+    assert "replicas" not in build(minimal())["spec"]
+
+
+def test_names_selector_and_owner_follow_the_contract() -> None:
+    body = build(minimal(podLabels={"team": "x"}), name="reports")
+    assert body["metadata"]["name"] == "reports-worker"
+    assert body["spec"]["selector"]["matchLabels"] == {
+        "jobqueue.glec.io/jobqueue": "reports",
+        "app.kubernetes.io/component": "worker",
+    }
+    labels = body["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/managed-by"] == "jobqueue-operator"
+    assert labels["app.kubernetes.io/part-of"] == "jobqueue"
+    assert labels["app.kubernetes.io/instance"] == "reports"
+    assert labels["team"] == "x"
+    (owner,) = body["metadata"]["ownerReferences"]
+    assert owner == {
+        "apiVersion": "jobqueue.glec.io/v1alpha1",
+        "kind": "JobQueue",
+        "name": "reports",
+        "uid": "uid-1",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def test_user_pod_labels_cannot_break_the_selector() -> None:
+    labels = build(FULL_SPEC)["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/component"] == "worker"
+
+
+def test_the_container_runs_the_worker_contract_command() -> None:
+    (container,) = build(FULL_SPEC)["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == [
+        "jobqueue",
+        "worker",
+        "--queue",
+        "ei:update",
+        "--import",
+        "glec.jobs",
+        "--import",
+        "glec.more",
+        "--concurrency",
+        "4",
+        "--mode",
+        "thread",
+        "--metrics-port",
+        "9100",
+    ]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["JOBQUEUE_REDIS_URL"] == {
+        "name": "JOBQUEUE_REDIS_URL",
+        "valueFrom": {"secretKeyRef": {"name": "jq-redis", "key": "url"}},
+    }
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert [e["name"] for e in container["env"]][3:] == ["LOG_LEVEL", "API_KEY"]
+
+
+def test_default_redis_url_is_given_to_workers_without_spec_redis() -> None:
+    (container,) = build(minimal())["spec"]["template"]["spec"]["containers"]
+    assert container["env"][0] == {"name": "JOBQUEUE_REDIS_URL", "value": "redis://redis.jobqueue:6379/0"}
+    (container,) = build(minimal(), deployment.WorkerDefaults())["spec"]["template"]["spec"]["containers"]
+    assert [e["name"] for e in container["env"]] == ["POD_NAME", "POD_NAMESPACE"]
+
+
+def test_unset_optional_fields_are_absent() -> None:
+    pod = build(minimal(), deployment.WorkerDefaults())["spec"]["template"]["spec"]
+    for field in (
+        "nodeSelector",
+        "tolerations",
+        "affinity",
+        "serviceAccountName",
+        "priorityClassName",
+        "imagePullSecrets",
+        "topologySpreadConstraints",
+    ):
+        assert field not in pod, field
+    (container,) = pod["containers"]
+    for field in ("resources", "envFrom", "imagePullPolicy"):
+        assert field not in container, field
+
+
+def test_pod_passes_the_restricted_pod_security_standard() -> None:
+    pod = build(FULL_SPEC)["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 1000
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+    }
+    assert all(set(volume) <= {"name", "emptyDir"} for volume in pod["volumes"])
+    assert build(minimal())["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 65532
+
+
+@pytest.mark.parametrize(
+    ("job_defaults", "override", "expected"),
+    [
+        (None, None, 180 + 30),  # RQ's default timeout
+        ({"timeoutSeconds": 600}, None, 630),
+        ({"timeoutSeconds": 600}, 3600, 3600),
+        ({"timeoutSeconds": 600}, 10, 630),  # never below the job timeout
+    ],
+)
+def test_grace_period_outlasts_a_job(
+    job_defaults: dict[str, Any] | None, override: int | None, expected: int
+) -> None:
+    spec = minimal(**({"terminationGracePeriodSeconds": override} if override is not None else {}))
+    if job_defaults:
+        spec["jobDefaults"] = job_defaults
+    assert build(spec)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == expected
+
+
+def test_priority_class_comes_from_the_prefix_or_the_override() -> None:
+    pod = build({**minimal(), "priority": 2})["spec"]["template"]["spec"]
+    assert pod["priorityClassName"] == "jobqueue-priority-2"
+    pod = build({**minimal(priorityClassName="critical"), "priority": 2})["spec"]["template"]["spec"]
+    assert pod["priorityClassName"] == "critical"
+    pod = build(minimal(), deployment.WorkerDefaults())["spec"]["template"]["spec"]
+    assert "priorityClassName" not in pod
+
+
+def test_pull_policy_falls_back_to_the_operators_setting() -> None:
+    (container,) = build(minimal())["spec"]["template"]["spec"]["containers"]
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    (container,) = build(minimal(imagePullPolicy="Always"))["spec"]["template"]["spec"]["containers"]
+    assert container["imagePullPolicy"] == "Always"
+
+
+def test_queue_name_reaches_command_and_annotations() -> None:
+    body = build(minimal(), queue="custom:q")
+    assert body["metadata"]["annotations"][names.QUEUE_ANNOTATION] == "custom:q"
+    assert body["spec"]["template"]["metadata"]["annotations"][names.QUEUE_ANNOTATION] == "custom:q"
+    assert body["spec"]["template"]["spec"]["containers"][0]["command"][3] == "custom:q"
+
+
+def test_creation_and_replica_hand_over_bodies() -> None:
+    body = build(minimal())
+    created = deployment.with_replicas(body, 2)
+    assert created["spec"]["replicas"] == 2
+    assert "replicas" not in body["spec"]  # not mutated
+    claim = deployment.replicas_claim(namespace="glec", name="x-worker", replicas=2)
+    assert claim == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "x-worker", "namespace": "glec"},
+        "spec": {"replicas": 2},
+    }
+
+
+def test_replicas_managers_reads_managed_fields() -> None:
+    live = {
+        "metadata": {
+            "managedFields": [
+                {"manager": "jobqueue-operator", "fieldsV1": {"f:spec": {"f:template": {}}}},
+                {"manager": "jobqueue-autoscaler", "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+                {"manager": "kube-controller-manager", "fieldsV1": {"f:status": {}}},
+            ]
+        }
+    }
+    assert deployment.replicas_managers(live) == {"jobqueue-autoscaler"}
+    assert deployment.replicas_managers({"metadata": {}}) == set()

@@ -1,0 +1,66 @@
+"""Operator settings from JOBQUEUE_* environment variables."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobqueue_operator import errors
+from jobqueue_operator.settings import Settings
+
+
+def test_defaults() -> None:
+    s = Settings.from_env({})
+    assert s == Settings()
+    assert (s.metrics_port, s.health_port, s.log_format, s.log_level) == (8080, 8081, "json", "INFO")
+    assert s.clusterwide
+    assert s.serves("anything")
+
+
+def test_every_variable() -> None:
+    s = Settings.from_env(
+        {
+            "JOBQUEUE_NAMESPACES": " jobs, reports ,,",
+            "JOBQUEUE_REDIS_URL": "redis://:secret@redis:6379/2",
+            "JOBQUEUE_METRICS_PORT": "9090",
+            "JOBQUEUE_HEALTH_PORT": "0",
+            "JOBQUEUE_LOG_LEVEL": "debug",
+            "JOBQUEUE_LOG_FORMAT": "PLAIN",
+            "JOBQUEUE_PRIORITY_CLASS_PREFIX": "jobqueue-priority-",
+            "JOBQUEUE_WORKER_IMAGE_PULL_POLICY": "Always",
+            "JOBQUEUE_RESYNC_SECONDS": "12.5",
+            "JOBQUEUE_REDIS_TIMEOUT_SECONDS": "1",
+        }
+    )
+    assert s.namespaces == ("jobs", "reports")
+    assert not s.clusterwide
+    assert s.serves("jobs")
+    assert not s.serves("default")
+    assert s.redis_url == "redis://:secret@redis:6379/2"
+    assert (s.metrics_port, s.health_port, s.log_level, s.log_format) == (9090, 0, "DEBUG", "plain")
+    assert s.priority_class_prefix == "jobqueue-priority-"
+    assert s.worker_image_pull_policy == "Always"
+    assert (s.resync_seconds, s.redis_timeout_seconds) == (12.5, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("METRICS_PORT", "http", "expected a number"),
+        ("HEALTH_PORT", "70000", "from 0 to 65535"),
+        ("LOG_LEVEL", "loud", "one of DEBUG"),
+        ("LOG_FORMAT", "xml", "json or plain"),
+        ("WORKER_IMAGE_PULL_POLICY", "Sometimes", "one of Always"),
+        ("REDIS_URL", "http://redis:6379", "redis://"),
+        ("RESYNC_SECONDS", "0", "from 1 to"),
+    ],
+)
+def test_invalid_values_name_the_variable(name: str, value: str, says: str) -> None:
+    with pytest.raises(errors.SettingsError, match=f"JOBQUEUE_{name}=") as info:
+        Settings.from_env({f"JOBQUEUE_{name}": value})
+    assert says in str(info.value)
+
+
+def test_the_redis_password_never_appears_in_errors() -> None:
+    with pytest.raises(errors.SettingsError) as info:
+        Settings.from_env({"JOBQUEUE_REDIS_URL": "http://user:hunter2@redis"})
+    assert "hunter2" not in str(info.value)
