@@ -110,17 +110,26 @@ end
 _PRELUDE: Final = _PRELUDE_SRC.replace("__KEEP_FAILED__", str(settings.DEFAULT_KEEP_FAILED_SECONDS))
 
 ENQUEUE: Final = _PRELUDE + r"""
--- ARGV: queue, njobs, then per job: id, kind ('q' queued | 's' scheduled), level, score, nfields,
---       field, value, ... Returns per job '' (added) or the existing job's status (duplicate).
-local q = ARGV[1]
-local n = tonumber(ARGV[2])
-local i = 3
+-- ARGV: queue, created_iso, created_ts, njobs, nsets, then each option set (nfields, field,
+-- value, ...), then per job: id, kind ('q' queued | 's' scheduled), level, ready, set, data,
+-- description. (Shared fields travel once per call: the argument count is what costs.)
+-- Returns per job '' (added) or the existing job's status (duplicate).
+local q, created, created_ts = ARGV[1], ARGV[2], ARGV[3]
+local n, nsets = tonumber(ARGV[4]), tonumber(ARGV[5])
+local i = 6
+local sets = {}
+for s = 1, nsets do
+  local nf = tonumber(ARGV[i])
+  local fields = {}
+  for k = 1, nf * 2 do fields[k] = ARGV[i + k] end
+  sets[s] = fields
+  i = i + 1 + nf * 2
+end
 local out = {}
 local levels = {}
 local added = 0
 for j = 1, n do
-  local id, kind, level, score = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
-  local nf = tonumber(ARGV[i + 4])
+  local id, kind, level, ready = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
   local jk = 'rq:job:' .. id
   local existing = redis.call('HGET', jk, 'status')
   if existing then
@@ -128,19 +137,21 @@ for j = 1, n do
   elseif redis.call('EXISTS', jk) == 1 then
     out[j] = 'unknown'
   else
-    local fields = {}
-    for k = 1, nf * 2 do fields[k] = ARGV[i + 4 + k] end
-    redis.call('HSET', jk, unpack(fields))
+    redis.call('HSET', jk, 'created_at', created, 'jq_created', created_ts, 'origin', q,
+               'data', ARGV[i + 5], 'description', ARGV[i + 6], 'jq_prio', level, 'jq_ready', ready,
+               unpack(sets[tonumber(ARGV[i + 4])]))
     if kind == 's' then
-      redis.call('ZADD', 'rq:scheduled:' .. q, score, id)
+      redis.call('HSET', jk, 'status', 'scheduled')
+      redis.call('ZADD', 'rq:scheduled:' .. q, ready, id)
     else
+      redis.call('HSET', jk, 'status', 'queued', 'enqueued_at', created)
       redis.call('RPUSH', qkey(q, level), id)
     end
     levels[level] = true
     out[j] = ''
     added = added + 1
   end
-  i = i + 5 + nf * 2
+  i = i + 7
 end
 if added > 0 then
   for level, _ in pairs(levels) do redis.call('SADD', 'rq:queues', qkey(q, level)) end
@@ -428,50 +439,60 @@ return {requeued, failed, workers}
 SNAPSHOT: Final = _PRELUDE + r"""
 -- ARGV: now, queue... Read-only. Per queue: p1..p5, scheduled, scheduled_due, oldest_ready,
 -- running, lost, failed, finished, last_activity, nworkers, then 6 fields per live worker.
+-- (Runs every second over every queue: calls are skipped where a count already says 0.)
+local call = redis.call
 local now = tonumber(ARGV[1])
 local out = {}
-for i = 2, #ARGV do
-  local q = ARGV[i]
+local o = 0
+local function put(v) o = o + 1; out[o] = v end
+local names = {}
+for i = 2, #ARGV do names[i - 1] = ARGV[i] end
+local activity = call('HMGET', 'jobqueue:activity', unpack(names))
+for qi, q in ipairs(names) do
   local oldest = nil
+  -- most queues use only the default level: one EXISTS rules out the four others
+  local others = call('EXISTS', qkey(q, 1), qkey(q, 2), qkey(q, 4), qkey(q, 5))
   for l = 1, 5 do
     local key = qkey(q, l)
-    local len = redis.call('LLEN', key)
-    table.insert(out, len)
+    local len = 0
+    if l == 3 or others > 0 then len = call('LLEN', key) end
+    o = o + 1; out[o] = len
     if len > 0 then
-      local head = redis.call('LINDEX', key, 0)
-      local f = redis.call('HMGET', 'rq:job:' .. head, 'jq_ready', 'enqueued_at')
+      local f = call('HMGET', 'rq:job:' .. call('LINDEX', key, 0), 'jq_ready', 'enqueued_at')
       local t = tonumber(f[1]) or iso_ts(f[2])
       if t and (oldest == nil or t < oldest) then oldest = t end
     end
   end
   local sched = 'rq:scheduled:' .. q
-  table.insert(out, redis.call('ZCARD', sched))
-  table.insert(out, redis.call('ZCOUNT', sched, '-inf', now))
-  local first = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
-  if first[2] and tonumber(first[2]) <= now and (oldest == nil or tonumber(first[2]) < oldest) then
-    oldest = tonumber(first[2])
+  local nsched = call('ZCARD', sched)
+  put(nsched)
+  if nsched > 0 then
+    put(call('ZCOUNT', sched, '-inf', now))
+    local first = tonumber(call('ZRANGE', sched, 0, 0, 'WITHSCORES')[2])
+    if first <= now and (oldest == nil or first < oldest) then oldest = first end
+  else
+    put(0)
   end
-  table.insert(out, oldest and tostring(oldest) or '')
+  put(oldest and tostring(oldest) or '')
   local wip = 'rq:wip:' .. q
-  table.insert(out, redis.call('ZCARD', wip))
-  table.insert(out, redis.call('ZCOUNT', wip, '-inf', now))
-  table.insert(out, redis.call('ZCOUNT', 'rq:failed:' .. q, now, '+inf'))
-  table.insert(out, redis.call('ZCOUNT', 'rq:finished:' .. q, now, '+inf'))
-  table.insert(out, redis.call('HGET', 'jobqueue:activity', q) or '')
-  local rows = {}
-  for _, wk in ipairs(redis.call('SMEMBERS', 'rq:workers:' .. q)) do
-    local w = redis.call('HMGET', wk, 'state', 'current_job', 'hostname', 'jq_busy', 'jq_slots', 'death')
+  local nwip = call('ZCARD', wip)
+  put(nwip)
+  put(nwip > 0 and call('ZCOUNT', wip, '-inf', now) or 0)
+  put(call('ZCOUNT', 'rq:failed:' .. q, now, '+inf'))
+  put(call('ZCOUNT', 'rq:finished:' .. q, now, '+inf'))
+  put(activity[qi] or '')
+  local members = call('SMEMBERS', 'rq:workers:' .. q)
+  local count_at = o + 1
+  put(0)
+  local live = 0
+  for _, wk in ipairs(members) do
+    local w = call('HMGET', wk, 'state', 'current_job', 'hostname', 'jq_busy', 'jq_slots', 'death')
     if w[1] and not w[6] then
-      table.insert(rows, string.sub(wk, 11))
-      table.insert(rows, w[3] or '')
-      table.insert(rows, w[1])
-      table.insert(rows, w[2] or '')
-      table.insert(rows, w[4] or '')
-      table.insert(rows, w[5] or '')
+      live = live + 1
+      put(string.sub(wk, 11)); put(w[3] or ''); put(w[1]); put(w[2] or ''); put(w[4] or ''); put(w[5] or '')
     end
   end
-  table.insert(out, #rows / 6)
-  for _, v in ipairs(rows) do table.insert(out, v) end
+  out[count_at] = live
 end
 return out
 """

@@ -33,8 +33,8 @@ from jobqueue import client, settings, stats
 from jobqueue._redis import URL_ENV, connect
 from jobqueue.errors import JobQueueError
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)  # never break messages: logs and scripts read them
+err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -28,10 +29,18 @@ class PayloadError(ValueError):
     """The job's payload cannot be run; the message explains why, for a person."""
 
 
-def encode(func_name: str, args: list[Any] | tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+def encode(func_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bytes:
     """``data`` field of a job hash. Raises TypeError/ValueError for non-JSON arguments."""
-    raw = json.dumps([func_name, None, list(args), kwargs], separators=(",", ":"), allow_nan=False)
-    return zlib.compress(raw.encode(), 1)
+    return encode_call(func_name, args, kwargs)[0]
+
+
+def encode_call(func_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[bytes, str]:
+    """(``data``, a short readable call for RQ's ``description``) of a job."""
+    a = json.dumps(list(args), separators=(",", ":"), allow_nan=False)
+    k = json.dumps(dict(kwargs), separators=(",", ":"), allow_nan=False)
+    raw = f"[{json.dumps(func_name)},null,{a},{k}]"
+    call = a[1:-1] + ("," if len(a) > 2 and len(k) > 2 else "") + (k[1:-1] if len(k) > 2 else "")
+    return zlib.compress(raw.encode(), 1), f"{func_name}({call[:200]})"
 
 
 def decode(data: bytes) -> tuple[str, list[Any], dict[str, Any]]:

@@ -663,8 +663,10 @@ class Worker:
                         "worker record %s had expired or was declared dead; registering again", self.name
                     )
                     self._register(conn)
-                for m in gone:
-                    log.warning("lease on %s was lost; another worker or the operator re-queued it", text(m))
+                with self._held_lock:  # (acked since we read them is not lost)
+                    lost = [text(m) for m in gone if text(m) in self._held]
+                for m in lost:
+                    log.warning("lease on %s was lost; another worker or the operator re-queued it", m)
                 mono = time.monotonic()
                 # After Redis was unreachable every lease looks expired, ours included: give
                 # the other workers a full lease to renew theirs before reaping anything.

@@ -20,7 +20,7 @@ from integration.workers.whelpers import (
     wait_status,
     worker_process,
 )
-from jobqueue import enqueue, get_job
+from jobqueue import enqueue, get_job, settings
 from jobqueue.stats import snapshot
 
 
@@ -217,3 +217,47 @@ def test_delayed_jobs_start_on_time_without_any_scheduler(redis_conn: redis.Redi
     assert info.started_at is not None
     late = info.started_at.timestamp() - (t0 + 1.5)
     assert -0.01 <= late < 1.0, late
+
+
+def test_retention_ages(redis_conn: redis.Redis, redis_url: str) -> None:
+    publish(redis_conn, "keep", keepCompleted={"ageSeconds": 0}, keepFailed={"ageSeconds": 120})
+    enqueue("keep", FN + "noop", job_id="gone", connection=redis_conn)
+    enqueue("keep", FN + "noop", job_id="kept", keep_completed=300, connection=redis_conn)
+    enqueue("keep", FN + "always_fail", "x", job_id="bad", connection=redis_conn)
+    with thread_worker(redis_url, "keep"):
+        wait_status(redis_conn, "keep", "kept", "finished")
+        wait_status(redis_conn, "keep", "bad", "failed")
+        wait_for("gone", lambda: not redis_conn.exists("rq:job:gone"))
+    assert redis_conn.zscore("rq:finished:keep", "gone") is None  # keepCompleted 0: removed at once
+    assert 290 < redis_conn.ttl("rq:job:kept") <= 300
+    assert 290 < redis_conn.ttl("rq:results:kept") <= 300
+    assert 110 < redis_conn.ttl("rq:job:bad") <= 120
+    # the id is free again once the job is gone: the idempotency window is the retention
+    assert not enqueue("keep", FN + "noop", job_id="gone", connection=redis_conn).duplicate
+
+
+def test_suspend_stops_taking_jobs_and_resumes(redis_conn: redis.Redis, redis_url: str) -> None:
+    publish(redis_conn, "sus")
+    redis_conn.set("rq:suspended", 1)  # `rq suspend`
+    enqueue("sus", FN + "noop", job_id="held", connection=redis_conn)
+    with thread_worker(redis_url, "sus"):
+        time.sleep(1.5)
+        assert get_job("sus", "held", connection=redis_conn).status == "queued"
+        redis_conn.delete("rq:suspended")
+        wait_status(redis_conn, "sus", "held", "finished", timeout=5)
+        qs = publish(redis_conn, "sus")
+        settings.publish(redis_conn, qs.model_copy(update={"suspend": True}))  # JobQueue.spec.suspend
+        time.sleep(6)  # the worker re-reads its settings every 5 s
+        enqueue("sus", FN + "noop", job_id="held2", connection=redis_conn)
+        time.sleep(1.5)
+        assert get_job("sus", "held2", connection=redis_conn).status == "queued"
+        publish(redis_conn, "sus")
+        wait_status(redis_conn, "sus", "held2", "finished", timeout=10)
+
+
+def test_worker_waits_for_its_queue_to_be_declared(redis_conn: redis.Redis, redis_url: str) -> None:
+    with thread_worker(redis_url, "undeclared"):
+        time.sleep(0.5)
+        publish(redis_conn, "undeclared")
+        enqueue("undeclared", FN + "add", 3, 4, job_id="x", connection=redis_conn)
+        assert wait_status(redis_conn, "undeclared", "x", "finished", timeout=10).result == 7

@@ -12,10 +12,20 @@ from jobqueue import InvalidJobError, JobSpec, settings
 from jobqueue.client import _Builder, _options
 
 
-def _fields(argv: list[Any]) -> dict[str, Any]:
-    nf = argv[4]
-    flat = argv[5 : 5 + 2 * nf]
-    return dict(zip(flat[::2], flat[1::2], strict=True))
+def _fields(builder: _Builder, argv: list[Any]) -> dict[str, Any]:
+    """The hash fields the ENQUEUE script writes from one job's arguments (see _lua.ENQUEUE)."""
+    _, kind, level, ready, option_set, data, description = argv
+    shared = builder.sets[option_set - 1]
+    fields = dict(zip(shared[::2], shared[1::2], strict=True))
+    fields.update(
+        origin=builder.queue,
+        jq_prio=level,
+        jq_ready=ready,
+        data=data,
+        description=description,
+        status="scheduled" if kind == "s" else "queued",
+    )
+    return fields
 
 
 @pytest.fixture
@@ -36,7 +46,7 @@ def builder() -> _Builder:
 
 def test_queue_defaults_are_applied(builder: _Builder) -> None:
     job_id, kind, argv = builder.build(JobSpec("glec.jobs.update", ["f-1", 93.5]))
-    f = _fields(argv)
+    f = _fields(builder, argv)
     assert kind == "q"
     assert argv[0] == job_id
     assert len(job_id) == 32
@@ -65,7 +75,7 @@ def test_per_job_overrides_win_field_by_field(builder: _Builder) -> None:
             },
         )
     )
-    f = _fields(argv)
+    f = _fields(builder, argv)
     assert f["jq_attempts"] == 5
     assert f["timeout"] == 10
     assert f["result_ttl"] == 0
@@ -76,10 +86,9 @@ def test_per_job_overrides_win_field_by_field(builder: _Builder) -> None:
 
 def test_delay_and_priority(builder: _Builder) -> None:
     _, kind, argv = builder.build(JobSpec("a.b", delay=timedelta(seconds=2.5), priority=1))
-    f = _fields(argv)
+    f = _fields(builder, argv)
     assert kind == "s"
     assert f["status"] == "scheduled"
-    assert "enqueued_at" not in f
     assert float(argv[3]) == pytest.approx(builder.now + 2.5)
     assert argv[2] == 1
     assert f["jq_prio"] == 1

@@ -1,0 +1,169 @@
+"""Cost of jobqueue.stats.snapshot() for 1,000 queues — what the autoscaler pays every second.
+
+    .venv/bin/python benchmarks/bench_worker_snapshot.py [--queues 1000] [--rounds 30]
+
+Fills one Redis with N queues in a realistic mix (queued jobs on several priority levels,
+delayed jobs, running jobs under leases, finished and failed jobs, 1–3 worker records per
+queue), then times ``snapshot(conn, all_queues)``:
+
+* **Redis time** per snapshot, from ``INFO commandstats`` (microseconds Redis spent in the
+  EVALSHA calls), the figure the goal is about (<= 50 ms for 1,000 queues);
+* client wall time (round trip + parsing), p50 and p95.
+
+Baseline in the same run: reading the same figures the way rq-exporter does, with RQ's own
+API and ``cleanup=False`` (per queue: ``Queue.count``, five registry counts, ``Worker.all``),
+its Redis time summed over every command it sends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from typing import Any
+
+from jobqueue import JobSpec, enqueue_many, payload
+from jobqueue.stats import snapshot
+from worker_benchlib import emit, median, pct, publish, redis_server
+
+
+def _usec(conn: Any) -> int:
+    return sum(v["usec"] for k, v in conn.info("commandstats").items() if k.startswith("cmdstat_"))
+
+
+def fill(conn: Any, names: list[str]) -> None:
+    rnd = random.Random(7)
+    now = time.time()
+    for i, q in enumerate(names):
+        publish(conn, q)
+        specs = [
+            JobSpec("worker_jobs.noop", priority=rnd.choice([1, 3, 3, 5])) for _ in range(rnd.randint(0, 8))
+        ]
+        specs += [
+            JobSpec("worker_jobs.noop", delay=rnd.choice([0.001, 60, 600])) for _ in range(rnd.randint(0, 3))
+        ]
+        if specs:
+            enqueue_many(q, specs, connection=conn)
+        pipe = conn.pipeline(transaction=False)
+        for w in range(1 + i % 3):
+            key = f"rq:worker:pod-{i}-{w}.abc"
+            busy = rnd.random() < 0.5
+            pipe.hset(
+                key,
+                mapping={
+                    "state": "busy" if busy else "idle",
+                    "hostname": f"pod-{i}-{w}",
+                    "current_job": "job-x" if busy else "",
+                    "jq_busy": int(busy),
+                    "jq_slots": 4,
+                    "queues": q,
+                    "last_heartbeat": payload.utcformat(now),
+                },
+            )
+            pipe.sadd(f"rq:workers:{q}", key)
+            pipe.sadd("rq:workers", key)
+        for k in range(rnd.randint(0, 4)):
+            pipe.zadd(f"rq:wip:{q}", {f"run-{i}-{k}:x.1": now + 15})
+            pipe.zadd(f"rq:finished:{q}", {f"done-{i}-{k}": now + 3600})
+        pipe.zadd(f"rq:failed:{q}", {f"bad-{i}": now + 86400})
+        pipe.hset("jobqueue:activity", q, repr(now - rnd.random() * 100))
+        pipe.execute()
+
+
+def ours(conn: Any, names: list[str], rounds: int) -> dict[str, Any]:
+    snapshot(conn, names)  # load the script
+    conn.config_resetstat()
+    walls = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        snap = snapshot(conn, names)
+        walls.append(time.perf_counter() - t0)
+    stats = conn.info("commandstats")["cmdstat_evalsha"]
+    assert len(snap) == len(names)
+    return {
+        "queues": len(names),
+        "rounds": rounds,
+        "redis_ms_per_snapshot": round(stats["usec"] / rounds / 1000, 2),
+        "evalsha_calls_per_snapshot": stats["calls"] / rounds,
+        "network_round_trips_per_snapshot": 1,
+        "wall_ms_p50": median([w * 1000 for w in walls]),
+        "wall_ms_p95": pct([w * 1000 for w in walls], 0.95),
+        "jobs_queued_total": sum(s.queued for s in snap.values()),
+        "workers_total": sum(len(s.workers) for s in snap.values()),
+    }
+
+
+def rq_api(conn: Any, names: list[str]) -> dict[str, Any]:
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+    from rq.worker import Worker
+
+    conn.config_resetstat()
+    before = _usec(conn)
+    t0 = time.perf_counter()
+    for q in names:
+        queue = Queue(q, connection=conn, serializer=JSONSerializer)
+        _ = queue.count
+        for reg in (
+            queue.started_job_registry,
+            queue.finished_job_registry,
+            queue.failed_job_registry,
+            queue.scheduled_job_registry,
+            queue.deferred_job_registry,
+        ):
+            reg.get_job_count(cleanup=False)
+        Worker.all(queue=queue)
+    wall = time.perf_counter() - t0
+    return {
+        "queues": len(names),
+        "redis_ms_per_snapshot": round((_usec(conn) - before) / 1000, 2),
+        "network_round_trips_per_snapshot": None,
+        "wall_ms_p50": round(wall * 1000, 1),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--queues", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=30)
+    a = ap.parse_args()
+    names = [f"ns{i % 20}.queue-{i}" for i in range(a.queues)]
+    with redis_server() as (_, conn):
+        t0 = time.perf_counter()
+        fill(conn, names)
+        print(
+            f"filled {a.queues} queues in {time.perf_counter() - t0:.1f} s "
+            f"({conn.dbsize()} keys, used_memory {conn.info('memory')['used_memory_human']})"
+        )
+        results = {
+            "jobqueue_snapshot": ours(conn, names, a.rounds),
+            "rq_api_cleanup_false": rq_api(conn, names),
+        }
+    o, b = results["jobqueue_snapshot"], results["rq_api_cleanup_false"]
+    print(
+        f"jobqueue snapshot of {a.queues} queues: {o['redis_ms_per_snapshot']} ms of Redis time "
+        f"({o['evalsha_calls_per_snapshot']:.0f} script calls in 1 round trip), "
+        f"wall p50 {o['wall_ms_p50']} ms, p95 {o['wall_ms_p95']} ms"
+    )
+    print(
+        f"RQ API (rq-exporter style), same queues: {b['redis_ms_per_snapshot']} ms of Redis time, "
+        f"wall {b['wall_ms_p50']} ms"
+    )
+    ratio_redis = round(b["redis_ms_per_snapshot"] / o["redis_ms_per_snapshot"], 1)
+    ratio_wall = round(b["wall_ms_p50"] / o["wall_ms_p50"], 1)
+    print(f"-> {ratio_redis}x less Redis time, {ratio_wall}x faster wall time")
+    goal = o["redis_ms_per_snapshot"] <= 50 * a.queues / 1000
+    print(f"goal (<= 50 ms of Redis time for 1,000 queues): {'met' if goal else 'NOT met'}")
+    emit(
+        {
+            "benchmark": "worker_snapshot",
+            "results": results,
+            "ratio_redis_time_vs_rq_api": ratio_redis,
+            "ratio_wall_vs_rq_api": ratio_wall,
+            "goal_met": goal,
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The `jobqueue` command against real Redis: what a CronJob pod and a person run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import redis
+
+from integration.workers.whelpers import FN, publish, thread_worker, wait_status, worker_env
+from jobqueue import enqueue, get_job
+
+
+def jq(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "jobqueue.cli", *args],
+        capture_output=True,
+        text=True,
+        env=worker_env(redis_url, "cli"),
+        timeout=60,
+        check=False,
+    )
+
+
+def test_enqueue_is_idempotent_for_cron_ticks(redis_conn: redis.Redis, redis_url: str) -> None:
+    publish(redis_conn, "analytics", attempts=2)
+    args = [
+        "enqueue",
+        "analytics",
+        FN + "add",
+        "--args-json",
+        "[1, 2]",
+        "--options-json",
+        '{"attempts": 4, "timeoutSeconds": 60}',
+        "--job-id",
+        "rj-daily-20260101T000000Z",
+    ]
+    first = jq(redis_url, *args)
+    assert first.returncode == 0, first.stderr
+    assert "enqueued job rj-daily-20260101T000000Z into analytics (status queued)" in first.stdout
+    again = jq(redis_url, *args)
+    assert again.returncode == 0, again.stderr
+    assert (
+        "duplicate: job rj-daily-20260101T000000Z already exists in analytics (status queued)" in again.stdout
+    )
+    assert redis_conn.llen("rq:queue:analytics") == 1
+    info = get_job("analytics", "rj-daily-20260101T000000Z", connection=redis_conn)
+    assert (info.args, info.attempts, info.timeout_seconds) == ([1, 2], 4, 60)
+
+
+def test_enqueue_errors(redis_conn: redis.Redis, redis_url: str) -> None:
+    publish(redis_conn, "q")
+    bad_json = jq(redis_url, "enqueue", "q", FN + "add", "--args-json", "[1,")
+    assert bad_json.returncode == 2
+    assert "--args-json" in bad_json.stderr
+    assert "not valid JSON" in bad_json.stderr
+    not_array = jq(redis_url, "enqueue", "q", FN + "add", "--args-json", '{"a": 1}')
+    assert not_array.returncode == 2
+    assert "must be a JSON array" in not_array.stderr
+    unknown = jq(redis_url, "enqueue", "nope", FN + "add")
+    assert unknown.returncode == 1
+    assert "queue 'nope' is not declared" in unknown.stderr
+    bad_option = jq(redis_url, "enqueue", "q", FN + "add", "--options-json", '{"attempts": 0}')
+    assert bad_option.returncode == 1
+    assert "invalid job options: attempts" in bad_option.stderr
+    no_redis = subprocess.run(
+        [sys.executable, "-m", "jobqueue.cli", "--redis-url", "redis://127.0.0.1:1/0", "stats"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert no_redis.returncode == 1
+    assert "cannot reach Redis" in no_redis.stderr
+
+
+def test_status_wait_retry_remove_and_stats(redis_conn: redis.Redis, redis_url: str) -> None:
+    publish(redis_conn, "ops", attempts=1)
+    enqueue("ops", FN + "with_progress", 4, 0.1, job_id="good", connection=redis_conn)
+    enqueue("ops", FN + "always_fail", "kaput", job_id="bad", connection=redis_conn)
+    enqueue("ops", FN + "noop", job_id="later", delay=600, connection=redis_conn)
+    with thread_worker(redis_url, "ops", concurrency=2):
+        waited = jq(redis_url, "wait", "ops", "good", "--timeout", "30")
+        assert waited.returncode == 0, waited.stderr
+        assert "job good finished" in waited.stdout
+        assert "100%" in waited.stderr  # the progress bar
+        wait_status(redis_conn, "ops", "bad", "failed")
+        failed = jq(redis_url, "wait", "ops", "bad")
+        assert failed.returncode == 1
+        assert "ValueError: kaput" in failed.stderr
+
+        status = jq(redis_url, "status", "ops", "bad", "--trace")
+        assert status.returncode == 0
+        for text in ("failed", "ValueError: kaput", "1 of 1", "Traceback"):
+            assert text in status.stdout
+        as_json = json.loads(jq(redis_url, "status", "ops", "good", "--json").stdout)
+        assert as_json["status"] == "finished"
+        assert as_json["progress"] == 100
+
+        stats = jq(redis_url, "stats", "--workers")
+        assert stats.returncode == 0
+        assert "ops" in stats.stdout
+        assert "pod-t" in stats.stdout
+        data = json.loads(jq(redis_url, "stats", "ops", "--json").stdout)
+        assert data["ops"]["failed"] == 1
+        assert data["ops"]["scheduled"] == 1
+
+    retried = jq(redis_url, "retry", "ops", "bad")
+    assert retried.returncode == 0
+    assert "is queued again" in retried.stdout
+    not_failed = jq(redis_url, "retry", "ops", "good")
+    assert not_failed.returncode == 1
+    assert "only failed jobs can be retried" in not_failed.stderr
+    removed = jq(redis_url, "remove", "ops", "later")
+    assert removed.returncode == 0
+    assert "removed job later (it was scheduled)" in removed.stdout
+    missing = jq(redis_url, "status", "ops", "later")
+    assert missing.returncode == 1
+    assert "no job 'later' in queue 'ops'" in missing.stderr
+    timeout = jq(redis_url, "wait", "ops", "bad", "--timeout", "0.5")  # queued, no worker running
+    assert timeout.returncode == 124
+
+
+def test_unknown_queue_in_stats(redis_conn: redis.Redis, redis_url: str) -> None:
+    out = jq(redis_url, "stats", "ghost")
+    assert out.returncode == 1
+    assert "queue 'ghost' is not declared" in out.stderr
+    assert jq(redis_url, "stats").stdout.strip() == "no queues are declared in this Redis"
