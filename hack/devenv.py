@@ -204,6 +204,9 @@ class PrometheusServer:
     port: int = field(default_factory=free_port)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="jq-prom-")))
     rule_files: list[Path] = field(default_factory=list)
+    #: extra file_sd files (globs allowed), scraped under job="pods": the pod runner's
+    #: per-pod metrics targets (hack/podrunner.py writes prometheus-targets.json)
+    pod_target_files: list[Path] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     _targets: dict[str, list[str]] = field(default_factory=dict)
 
@@ -223,11 +226,14 @@ class PrometheusServer:
             raise RuntimeError("prometheus not found: install Debian's prometheus package (see .ci/run)")
         self._write_targets()
         rules = "".join(f"  - {p}\n" for p in self.rule_files)
+        pods = "".join(f"'{p}', " for p in self.pod_target_files).rstrip(", ")
         (self.workdir / "prometheus.yml").write_text(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
             + (f"rule_files:\n{rules}" if rules else "")
             + "scrape_configs:\n  - job_name: dynamic\n    file_sd_configs:\n"
             f"      - files: ['{self.workdir / 'targets.json'}']\n        refresh_interval: 1s\n"
+            + (f"  - job_name: pods\n    file_sd_configs:\n      - files: [{pods}]\n"
+               "        refresh_interval: 1s\n" if pods else "")
         )
         self.proc = subprocess.Popen(
             [exe, f"--config.file={self.workdir / 'prometheus.yml'}",
@@ -472,7 +478,13 @@ def cmd_up() -> None:
          "--appendonly", "no"],
         devdir / "redis.log")
     wait_until("redis", lambda: RedisServer(port=redis_port).ping(), timeout=20)
-    prom = PrometheusServer(workdir=devdir / "prometheus")
+    import podrunner  # the pods' metrics targets are where the runner writes them
+
+    alerts = ROOT / "manifests" / "monitoring" / "jobqueue-alerts.yaml"
+    prom = PrometheusServer(
+        workdir=devdir / "prometheus",
+        rule_files=[alerts] if alerts.exists() else [],
+        pod_target_files=[podrunner.DEFAULT_STATE_DIR / "prometheus-targets*.json"])
     prom.workdir.mkdir(parents=True, exist_ok=True)
     state = {"cluster": DEV_CLUSTER_NAME, "kubeconfig": str(cluster.kubeconfig),
              "redis_url": f"redis://127.0.0.1:{redis_port}/0", "redis_pid": redis_pid,
