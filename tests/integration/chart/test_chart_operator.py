@@ -35,10 +35,28 @@ FULLNAME = f"{RELEASE}-jobqueue-operator"
 @dataclass
 class RunningOperator:
     namespace: str
-    metrics_port: int
-    health_port: int
     runner: podrunner.PodRunner
     pod_logs: Path
+
+    def host_ports(self, pod_prefix: str) -> dict[str, int]:
+        """The host ports the pod runner gave the process of the first pod named
+        ``pod_prefix…`` (local processes share the host network, so it remaps each pod's
+        JOBQUEUE_*_PORT to a free port)."""
+        def running() -> podrunner.ProcessInfo | None:
+            return next((info for info in self.runner.snapshot()
+                         if info.name.startswith(pod_prefix) and info.state == "running"), None)
+
+        info: podrunner.ProcessInfo = devenv.wait_until(f"a running process of pod {pod_prefix}…",
+                                                        running, timeout=90)
+        return dict(info.ports)
+
+    @property
+    def metrics_port(self) -> int:
+        return self.host_ports(FULLNAME)["JOBQUEUE_METRICS_PORT"]
+
+    @property
+    def health_port(self) -> int:
+        return self.host_ports(FULLNAME)["JOBQUEUE_HEALTH_PORT"]
 
     def http(self, port: int, path: str) -> tuple[int, str]:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
@@ -74,19 +92,19 @@ def sleepy(seconds):
 
 
 @pytest.fixture
-def running_operator(cluster: devenv.Cluster, helm: clusterkit.Helm, make_namespace: Callable[..., str],
-                     redis_url: str, tmp_path: Path) -> Iterator[RunningOperator]:
-    """The chart installed in namespaced mode (its own namespace) with the test's Redis, and a
-    pod runner for that namespace only (so it runs neither other tests' pods nor theirs ours)."""
+def running_operator(request: pytest.FixtureRequest, *, cluster: devenv.Cluster, helm: clusterkit.Helm,
+                     make_namespace: Callable[..., str], redis_url: str,
+                     tmp_path: Path) -> Iterator[RunningOperator]:
+    """The chart installed with the test's Redis, and a pod runner for the release namespace
+    only (so it runs neither other tests' pods nor theirs ours). Namespaced mode (watching its
+    own namespace) unless the test asks for "cluster-wide" (indirect parametrisation)."""
+    cluster_wide = getattr(request, "param", "namespaced") == "cluster-wide"
     # "restricted" Pod Security: the operator pod and the worker pods it creates must pass it
     namespace = make_namespace(labels={"pod-security.kubernetes.io/enforce": "restricted"})
-    # local processes share the machine's ports: free ones instead of 8080/8081
-    metrics_port, health_port = devenv.free_port(), devenv.free_port()
     helm.install(RELEASE, namespace, values={
-        "watchNamespaces": [namespace],
+        "watchNamespaces": [] if cluster_wide else [namespace],
         "redis": {"url": redis_url},
-        "operator": {"logFormat": "plain", "metricsPort": metrics_port, "healthPort": health_port,
-                     "resyncSeconds": 5},
+        "operator": {"logFormat": "plain", "resyncSeconds": 5},
     })
     pylib = tmp_path / "pylib"
     pylib.mkdir()
@@ -95,7 +113,7 @@ def running_operator(cluster: devenv.Cluster, helm: clusterkit.Helm, make_namesp
                               state_dir=tmp_path / "pods", backoff_initial=1.0, backoff_max=4.0,
                               shutdown_grace=10.0)
     with podrunner.PodRunner(config) as runner:
-        yield RunningOperator(namespace, metrics_port, health_port, runner, tmp_path / "pods")
+        yield RunningOperator(namespace, runner, tmp_path / "pods")
 
 
 def sample_queue(name: str) -> dict[str, Any]:
@@ -104,6 +122,7 @@ def sample_queue(name: str) -> dict[str, Any]:
     return queue
 
 
+@pytest.mark.parametrize("running_operator", ["namespaced", "cluster-wide"], indirect=True)
 def test_operator_becomes_live_and_reconciles_a_sample_queue(
         cluster: devenv.Cluster, running_operator: RunningOperator) -> None:
     op = running_operator
@@ -194,7 +213,7 @@ def test_prometheus_scrapes_the_operator_and_a_worker_and_dashboard_queries_retu
     op = running_operator
     devenv.wait_until("the operator's /healthz", lambda: op.http(op.health_port, "/healthz"), timeout=90)
     queue = sample_queue("ei-update")
-    queue["spec"]["scaling"] = {"minReplicas": 1, "maxReplicas": 1}  # one worker: port 9100 is shared
+    queue["spec"]["scaling"] = {"minReplicas": 1, "maxReplicas": 1}  # one worker, one target
     queue["spec"]["jobDefaults"] = {"attempts": 2, "backoff": {"type": "fixed", "delaySeconds": 0.2}}
     cluster.kubectl("apply", "-n", op.namespace, "-f", "-", input=yaml.safe_dump(queue))
     conn = redis.Redis.from_url(redis_url)
@@ -204,7 +223,10 @@ def test_prometheus_scrapes_the_operator_and_a_worker_and_dashboard_queries_retu
     queue_settings.publish(conn, queue_settings.QueueSettings(queue_name="orphan:queue"))
 
     prometheus.add_target("jobqueue-operator", f"127.0.0.1:{op.metrics_port}")
-    prometheus.add_target("jobqueue-worker", "127.0.0.1:9100")
+    # the worker's port: remapped by the pod runner when the worker takes it from
+    # JOBQUEUE_METRICS_PORT, else the pod's own --metrics-port 9100
+    worker_port = op.host_ports("ei-update-worker-").get("JOBQUEUE_METRICS_PORT", 9100)
+    prometheus.add_target("jobqueue-worker", f"127.0.0.1:{worker_port}")
     try:
         prometheus.wait_for_sample('up{job="jobqueue-operator"} == 1', timeout=60)
         prometheus.wait_for_sample('up{job="jobqueue-worker"} == 1', timeout=90)
