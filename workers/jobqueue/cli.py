@@ -33,6 +33,8 @@ from jobqueue import client, settings, stats
 from jobqueue._redis import URL_ENV, connect
 from jobqueue.errors import JobQueueError
 
+#: Overrides --metrics-port: on one machine local "pods" share the network (hack/podrunner.py).
+METRICS_PORT_ENV = "JOBQUEUE_METRICS_PORT"
 out = Console(soft_wrap=True)  # never break messages: logs and scripts read them
 err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
@@ -135,7 +137,8 @@ def main(ctx: click.Context, redis_url: str | None) -> None:
     type=click.IntRange(0, 65535),
     default=9100,
     show_default=True,
-    help="Port of /metrics; 0 disables it.",
+    help="Port of /metrics; 0 disables it. $JOBQUEUE_METRICS_PORT, when set, wins (the dev pod "
+    "runner gives each local pod its own port that way).",
 )
 @click.option("--burst", is_flag=True, help="Exit once nothing is queued, scheduled or running.")
 @click.option(
@@ -172,6 +175,11 @@ def worker(
     from jobqueue import worker as worker_mod  # noqa: PLC0415
 
     wm = metrics_mod.WorkerMetrics(queue)
+    port_env = os.environ.get(METRICS_PORT_ENV, "")
+    if port_env:
+        if not port_env.isdigit() or int(port_env) > 65535:
+            _fail(f"{METRICS_PORT_ENV}={port_env!r} is not a port number", 2)
+        metrics_port = int(port_env)
     try:
         if metrics_port:
             try:

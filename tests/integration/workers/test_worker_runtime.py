@@ -261,3 +261,30 @@ def test_worker_waits_for_its_queue_to_be_declared(redis_conn: redis.Redis, redi
         publish(redis_conn, "undeclared")
         enqueue("undeclared", FN + "add", 3, 4, job_id="x", connection=redis_conn)
         assert wait_status(redis_conn, "undeclared", "x", "finished", timeout=10).result == 7
+
+
+def test_metrics_of_job_code_are_summed_over_the_pods_processes(
+    redis_conn: redis.Redis, redis_url: str
+) -> None:
+    publish(redis_conn, "mp")
+    port = devenv.free_port()
+    for i in range(6):
+        enqueue("mp", FN + "sleep", 0.3, job_id=f"warm{i}", connection=redis_conn)  # spread over children
+        enqueue("mp", FN + "count_event", job_id=f"c{i}", connection=redis_conn)
+    # JOBQUEUE_METRICS_PORT wins over --metrics-port (how the dev pod runner spreads local pods)
+    with worker_process(
+        redis_url,
+        "mp",
+        mode="process",
+        concurrency=2,
+        metrics_port=9,
+        env={"JOBQUEUE_METRICS_PORT": str(port)},
+    ):
+        pids = {wait_status(redis_conn, "mp", f"c{i}", "finished").result for i in range(6)}
+        assert len(pids) == 2  # counted in two different processes
+
+        def scrape() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                return str(resp.read().decode())
+
+        assert "wjobs_custom_events_total 6.0" in scrape()

@@ -81,6 +81,7 @@ class WorkerProcess:
         concurrency: int = 1,
         metrics_port: int = 0,
         extra: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.pod = pod
         cmd = [
@@ -102,7 +103,7 @@ class WorkerProcess:
         ]
         self.proc = subprocess.Popen(
             cmd,
-            env=worker_env(redis_url, pod),
+            env={**worker_env(redis_url, pod), **(env or {})},
             start_new_session=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

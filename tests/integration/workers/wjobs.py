@@ -12,8 +12,12 @@ import time
 from typing import Any
 
 import redis
+from prometheus_client import Counter
 
 from jobqueue import current_job, job, update_progress
+
+#: A metric of the application's own, counted inside job processes.
+EVENTS = Counter("wjobs_custom_events_total", "Events counted by test jobs")
 
 _conns: dict[str, redis.Redis] = {}
 
@@ -102,6 +106,12 @@ def crash() -> None:
 @job
 def order(tag: str) -> None:
     _redis().rpush("test:order", tag)
+
+
+@job
+def count_event() -> int:
+    EVENTS.inc()
+    return os.getpid()
 
 
 def not_a_job() -> None:
