@@ -35,7 +35,7 @@ generate: setup  ## regenerate CRDs, install manifests, dashboards and alert rul
 	$(PY) helm/jobqueue-operator/hack/render_install.py
 
 demo: setup bins  ## the main job: a local cluster running the seed's queues
-	hack/demo.sh
+	$(PY) hack/demo.py
 
 dev-up: setup bins
 	$(PY) hack/devenv.py up
