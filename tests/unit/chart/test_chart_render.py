@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from jobqueue import metricnames
 from unit.chart import chartkit
 from unit.chart.chartkit import NAMESPACE, Render, container_env, kinds, one
 
@@ -331,6 +332,8 @@ def test_helm_test_pod_is_a_restricted_hook_outside_the_product_labels(render: R
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
     assert pod["spec"]["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert "t-jobqueue-operator-metrics" in pod["spec"]["containers"][0]["args"][0]
+    # the one metric name spelled in the chart is a real one
+    assert f"'^{metricnames.OPERATOR_INFO}'" in pod["spec"]["containers"][0]["args"][0]
     assert kinds(render({"tests": {"enabled": False}}), "Pod") == []
 
 
