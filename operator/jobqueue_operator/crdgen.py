@@ -22,6 +22,7 @@ regenerates it and fails on any drift, so the YAML can never disagree with the m
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -255,6 +256,80 @@ def render_helm(crd: Mapping[str, Any]) -> str:
             + yaml.safe_dump(body, sort_keys=False, width=100, allow_unicode=True) + "{{- end }}\n")
 
 
+# --------------------------------------------------------------------------------------
+# The JobQueue API reference in docs/operator.md (between markers; the rest is prose)
+
+DOCS: Final = Path("docs/operator.md")
+_BEGIN = "<!-- BEGIN GENERATED {name}: `python -m jobqueue_operator.crdgen`, do not edit -->"
+_END = "<!-- END GENERATED {name} -->"
+
+
+def _type(node: Mapping[str, Any]) -> str:
+    if node.get("x-kubernetes-int-or-string"):
+        return "int or string"
+    kind = node.get("type", "any JSON")
+    if "format" in node:
+        return f"{kind} ({node['format']})"
+    if kind == "array":
+        return f"list of {_type(node.get('items') or {})}"
+    if kind == "object" and "additionalProperties" in node:
+        return f"map of {_type(node['additionalProperties'])}"
+    return str(kind)
+
+
+def _constraints(node: Mapping[str, Any]) -> str:
+    parts = []
+    if "enum" in node:
+        parts.append(" \\| ".join(f"`{v}`" for v in node["enum"] if v != ""))
+    if "minimum" in node or "maximum" in node:
+        parts.append(f"{node.get('minimum', '')}–{node.get('maximum', '')}")
+    if "maxLength" in node:
+        parts.append(f"≤ {node['maxLength']} chars")
+    if "maxItems" in node:
+        parts.append(f"≤ {node['maxItems']} items")
+    if "default" in node:
+        parts.append(f"default `{json.dumps(node['default'])}`")
+    return ", ".join(parts)
+
+
+def _rows(node: Mapping[str, Any], path: str, required: bool) -> list[str]:
+    text = node.get("description") or (node.get("items") or {}).get("description", "")
+    cell = " ".join(str(text).replace("|", "\\|").split())
+    rules = "; ".join(str(r.get("message", "")) for r in node.get("x-kubernetes-validations", []))
+    rows = [f"| `{path}`{' (required)' if required else ''} | {_type(node)} | {_constraints(node)} | "
+            f"{cell}{' — ' + rules if rules else ''} |"]
+    children = node.get("properties") or {}
+    needed = set(node.get("required", []))
+    if node.get("type") == "array" and isinstance(node.get("items"), Mapping):
+        children = node["items"].get("properties") or {}
+        needed = set(node["items"].get("required", []))
+        path += "[]"
+    for name, child in children.items():
+        rows += _rows(child, f"{path}.{name}", name in needed)
+    return rows
+
+
+def reference_table(crd: Mapping[str, Any], part: str) -> str:
+    """The Markdown table of every field under ``spec`` or ``status``."""
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"][part]
+    header = "| field | type | values | meaning |\n|---|---|---|---|\n"
+    return header + "\n".join(_rows(schema, part, part == "spec")[1:]) + "\n"
+
+
+def render_docs(current: str) -> str:
+    """``current`` (docs/operator.md) with its generated sections brought up to date."""
+    crd = jobqueue_crd()
+    out = current
+    for part in ("spec", "status"):
+        name = f"JobQueue.{part}"
+        begin, end = _BEGIN.format(name=name), _END.format(name=name)
+        if begin not in out or end not in out:
+            raise SchemaError(f"{DOCS} lacks the markers of section {name}")
+        head, rest = out.split(begin, 1)
+        out = head + begin + "\n" + reference_table(crd, part) + end + rest.split(end, 1)[1]
+    return out
+
+
 def outputs(root: Path = ROOT) -> dict[Path, str]:
     """Every generated file, by path, with its content."""
     files: dict[Path, str] = {}
@@ -262,6 +337,9 @@ def outputs(root: Path = ROOT) -> dict[Path, str]:
         filename = f"{crd['metadata']['name']}.yaml"
         files[root / "crds" / filename] = render(crd)
         files[root / HELM_CRD_DIR / filename] = render_helm(crd)
+    docs = root / DOCS
+    if docs.exists():
+        files[docs] = render_docs(docs.read_text())
     return files
 
 

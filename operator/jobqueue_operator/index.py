@@ -48,8 +48,6 @@ class QueueRef:
     deployment_name: str
     #: the object is being deleted (foreground deletion); nothing should be created for it
     deleting: bool
-    #: the RedisReachable condition's status as last written (None: none yet)
-    redis_reachable: bool | None
 
     @property
     def key(self) -> Key:
@@ -72,8 +70,6 @@ def queue_ref(body: Mapping[str, Any]) -> QueueRef | None:
     except pydantic.ValidationError as e:
         logger.warning("JobQueue %s/%s not indexed: invalid spec: %s", namespace, name, e)
         return None
-    redis_status = next((c.get("status") for c in (body.get("status") or {}).get("conditions") or []
-                         if c.get("type") == "RedisReachable"), None)
     secret = spec.redis.url_secret_ref if spec.redis else None
     return QueueRef(
         namespace=namespace,
@@ -92,5 +88,4 @@ def queue_ref(body: Mapping[str, Any]) -> QueueRef | None:
         suspend=spec.suspend,
         deployment_name=names.deployment_name(name),
         deleting=bool(meta.get("deletionTimestamp")),
-        redis_reachable=None if redis_status is None else redis_status == "True",
     )

@@ -167,8 +167,10 @@ class EnvFromSource(_Model):
         "worker.envFrom: each entry needs exactly one of configMapRef or secretRef")))
 
     prefix: str | None = Field(default=None, max_length=253, description="prepended to every key")
-    config_map_ref: OptionalLocalObjectReference | None = Field(default=None, alias="configMapRef")
-    secret_ref: OptionalLocalObjectReference | None = Field(default=None, alias="secretRef")
+    config_map_ref: OptionalLocalObjectReference | None = Field(
+        default=None, alias="configMapRef", description="a ConfigMap in the same namespace")
+    secret_ref: OptionalLocalObjectReference | None = Field(
+        default=None, alias="secretRef", description="a Secret in the same namespace")
 
 
 class Toleration(_Model):
@@ -245,17 +247,23 @@ class WorkerSpec(_Model):
         default=None, alias="imagePullPolicy",
         description="default: the operator's JOBQUEUE_WORKER_IMAGE_PULL_POLICY, else Kubernetes' default")
     image_pull_secrets: list[LocalObjectReference] | None = Field(
-        default=None, alias="imagePullSecrets", max_length=16)
+        default=None, alias="imagePullSecrets", max_length=16,
+        description="Secrets with the registry credentials for the image")
     resources: ResourceRequirements | None = None
-    env: list[EnvVar] | None = Field(default=None, max_length=128, json_schema_extra={
+    env: list[EnvVar] | None = Field(default=None, max_length=128, description=(
+        "extra environment variables of the worker container"), json_schema_extra={
         "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
         "x-kubernetes-validations": [cel(
             "self.all(e, !(e.name in " + repr(list(RESERVED_ENV)) + "))",
             "worker.env must not set " + ", ".join(RESERVED_ENV) + ": the operator sets them")]})
-    env_from: list[EnvFromSource] | None = Field(default=None, alias="envFrom", max_length=32)
+    env_from: list[EnvFromSource] | None = Field(
+        default=None, alias="envFrom", max_length=32,
+        description="ConfigMaps and Secrets whose keys become environment variables")
     node_selector: dict[str, Annotated[str, Field(max_length=63)]] | None = Field(
-        default=None, alias="nodeSelector", json_schema_extra=_STRING_MAP_LIMITS)
-    tolerations: list[Toleration] | None = Field(default=None, max_length=32)
+        default=None, alias="nodeSelector", description="node labels the worker pods must run on",
+        json_schema_extra=_STRING_MAP_LIMITS)
+    tolerations: list[Toleration] | None = Field(default=None, max_length=32,
+                                                 description="taints the worker pods tolerate")
     affinity: dict[str, Any] | None = Field(
         default=None, description="core/v1 Affinity (node/pod affinity and anti-affinity), passed through")
     topology_spread_constraints: list[dict[str, Any]] | None = Field(
@@ -263,6 +271,7 @@ class WorkerSpec(_Model):
         description="core/v1 TopologySpreadConstraint list, passed through")
     service_account_name: str | None = Field(
         default=None, alias="serviceAccountName", max_length=253,
+        description="ServiceAccount of the worker pods (default: the namespace's default)",
         json_schema_extra=_pattern_rule("worker.serviceAccountName", DNS_SUBDOMAIN,
                                         "must be a ServiceAccount name (lower-case DNS subdomain)"))
     automount_service_account_token: bool = Field(
@@ -377,12 +386,14 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 class Condition(_Model):
     """metav1.Condition."""
 
-    type: str = Field(max_length=316)
-    status: ConditionStatus
+    type: str = Field(max_length=316, description="Ready, RedisReachable, ...")
+    status: ConditionStatus = Field(description="True, False or Unknown")
     reason: str = Field(max_length=1024, description="CamelCase machine-readable cause")
-    message: str = Field(default="", max_length=32768)
-    last_transition_time: datetime.datetime = Field(alias="lastTransitionTime")
-    observed_generation: int | None = Field(default=None, alias="observedGeneration", ge=0)
+    message: str = Field(default="", max_length=32768, description="for humans")
+    last_transition_time: datetime.datetime = Field(alias="lastTransitionTime",
+                                                    description="when status last changed")
+    observed_generation: int | None = Field(default=None, alias="observedGeneration", ge=0,
+                                            description="the generation this condition describes")
 
 
 _CONDITIONS: dict[str, Any] = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
@@ -394,22 +405,28 @@ class JobQueueStatus(_Model):
     the backlog and scaling fields under ``jobqueue-autoscaler``."""
 
     # --- written by the operator (reconcile and Deployment watch)
-    observed_generation: int | None = Field(default=None, alias="observedGeneration")
+    observed_generation: int | None = Field(default=None, alias="observedGeneration",
+                                            description="the metadata.generation last reconciled")
     queue_name: str | None = Field(default=None, alias="queueName",
                                    description="the RQ queue name in effect (published in Redis)")
     replicas: int | None = Field(default=None, description="worker pods (from the Deployment)")
-    ready_replicas: int | None = Field(default=None, alias="readyReplicas")
+    ready_replicas: int | None = Field(default=None, alias="readyReplicas", description="ready worker pods")
     workers: str | None = Field(default=None, description='"ready/desired" worker pods')
-    conditions: list[Condition] | None = Field(default=None, json_schema_extra=_CONDITIONS)
+    conditions: list[Condition] | None = Field(default=None, description="Ready and RedisReachable",
+                                               json_schema_extra=_CONDITIONS)
     # --- written by the autoscaler
     queued: int | None = Field(default=None, description="jobs waiting in the queue")
     scheduled: int | None = Field(default=None, description="jobs delayed or waiting for a retry")
     running: int | None = Field(default=None, description="jobs being run by a worker")
     failed: int | None = Field(default=None, description="jobs in the failed registry")
-    oldest_queued_seconds: float | None = Field(default=None, alias="oldestQueuedSeconds")
-    desired_replicas: int | None = Field(default=None, alias="desiredReplicas")
-    last_scale_time: datetime.datetime | None = Field(default=None, alias="lastScaleTime")
-    last_scale_reason: str | None = Field(default=None, alias="lastScaleReason")
+    oldest_queued_seconds: float | None = Field(default=None, alias="oldestQueuedSeconds",
+                                                description="age of the oldest waiting job")
+    desired_replicas: int | None = Field(default=None, alias="desiredReplicas",
+                                         description="worker pods the autoscaler wants now")
+    last_scale_time: datetime.datetime | None = Field(default=None, alias="lastScaleTime",
+                                                      description="when the autoscaler last changed replicas")
+    last_scale_reason: str | None = Field(default=None, alias="lastScaleReason",
+                                          description="why it did (the demand it saw)")
 
 
 # --------------------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 
 Level-based and idempotent: :meth:`Reconciler.reconcile` computes everything from the
 object as it is now, so kopf may call it on create, update and resume (and the Deployment
-watch and the settings sweep may call it again) without harm. Order matters once: the
-settings are published *before* the Deployment is applied, so new workers find the
-queue's current defaults when they start.
+watch and the settings sweep may call it again) without harm. Publishing the settings and
+applying the Deployment are independent and run concurrently (a new pod needs seconds to
+start; the settings take milliseconds).
 
 **Redis problems never fail the reconcile.** An unreachable Redis, a missing Secret or a
 queue name taken by another JobQueue become the ``RedisReachable``/``Ready`` conditions;
@@ -15,16 +15,18 @@ API errors propagate (the handler turns them into kopf retries).
 **Replicas and the first apply.** The operator's apply body never contains
 ``spec.replicas`` (the autoscaler owns them). Omitting it at creation would create the
 Deployment with Kubernetes' default of 1 replica — a pod nobody asked for, immediately
-scaled away. So creation is a hand-over in three applies:
+scaled away. So creation is a hand-over in two applies:
 
 1. the operator applies the Deployment *with* ``replicas: minReplicas`` (creating it);
-2. the autoscaler's field manager applies just ``spec.replicas`` (same value: now both own it);
-3. the operator applies its normal body without replicas, giving up its share.
+2. the autoscaler's field manager applies just ``spec.replicas`` (same value: both own it).
 
-From then on ``spec.replicas`` belongs to ``jobqueue-autoscaler`` alone; every later
-reconcile is a single apply that never touches it. If the hand-over was interrupted (or
-someone stripped the field's owner), the next reconcile sees that nobody but the operator
-owns ``spec.replicas`` and repeats step 2 with the live value before applying.
+The operator's share ends by itself: its next apply (any spec change) has no
+``spec.replicas`` and releases the field, which stays, owned by ``jobqueue-autoscaler``;
+and the autoscaler's first scale (an update through the scale subresource) takes the
+field over anyway. The operator never *sets* replicas again. If the hand-over was
+interrupted (or someone stripped the field's owner), the next reconcile sees that nobody
+but the operator owns ``spec.replicas`` and repeats step 2 with the live value before
+applying — otherwise that apply would reset the Deployment to 1 replica.
 """
 
 from __future__ import annotations
@@ -103,20 +105,16 @@ class Reconciler:
         queue = spec.effective_queue_name(namespace, name)
         settings = published.queue_settings(namespace=namespace, name=name, generation=generation, spec=spec)
         previous_queue = (body.get("status") or {}).get("queueName")
-        publication = await self._publish(namespace, name, spec, settings, previous_queue)
+        publishing = asyncio.create_task(self._publish(namespace, name, spec, settings, previous_queue))
+        try:
+            summary, apply_error = await self._apply_deployment(body, spec, queue)
+        except BaseException:
+            publishing.cancel()
+            raise
+        publication = await publishing
         if publication.published and (body.get("status") or {}).get("observedGeneration") != generation:
             await self._emit(object_ref(body), type="Normal", reason="SettingsPublished",
                              message=publication.message)
-
-        apply_error = None
-        summary = None
-        try:
-            summary = await self._ensure_deployment(body, spec, queue)
-        except k8s.ApiError as e:
-            if not k8s.is_invalid(e):
-                raise
-            apply_error = ("DeploymentFailed",
-                           f"the API server refused the worker Deployment: {k8s.message(e)}")
         self._queues[key] = queue
         await self._keeper.reconciled(body, status.Inputs(
             generation=generation, queue_name=queue, suspend=spec.suspend, publication=publication,
@@ -153,6 +151,17 @@ class Reconciler:
         ref = index.queue_ref(body)
         return ref is not None and not ref.deleting and ref.queue_name == queue
 
+    async def _apply_deployment(self, body: Mapping[str, Any], spec: models.JobQueueSpec, queue: str,
+                                ) -> tuple[status.DeploymentSummary | None, tuple[str, str] | None]:
+        """The Deployment's summary, or the API server's refusal as (reason, message)."""
+        try:
+            return await self._ensure_deployment(body, spec, queue), None
+        except k8s.ApiError as e:
+            if not k8s.is_invalid(e):
+                raise
+            refusal = f"the API server refused the worker Deployment: {k8s.message(e)}"
+            return None, ("DeploymentFailed", refusal)
+
     async def _ensure_deployment(self, body: Mapping[str, Any], spec: models.JobQueueSpec,
                                  queue: str) -> status.DeploymentSummary:
         meta = body["metadata"]
@@ -164,8 +173,7 @@ class Reconciler:
         if current is None:
             initial = 0 if spec.suspend else spec.scaling.min_replicas
             await self._kube.apply(deployment.with_replicas(desired, initial), field_manager=op)
-            await self._claim_replicas(namespace, dep_name, initial)
-            live = await self._kube.apply(desired, field_manager=op)
+            live = await self._claim_replicas(namespace, dep_name, initial)
             await self._emit(object_ref(body), type="Normal", reason="DeploymentCreated",
                        message=f"created worker Deployment {dep_name} with {initial} replicas")
             logger.info("JobQueue %s/%s: created Deployment %s", namespace, meta["name"], dep_name)
@@ -180,10 +188,11 @@ class Reconciler:
             logger.info("JobQueue %s/%s: updated Deployment %s", namespace, meta["name"], dep_name)
         return status.DeploymentSummary.of(live)
 
-    async def _claim_replicas(self, namespace: str, name: str, replicas: int) -> None:
+    async def _claim_replicas(self, namespace: str, name: str, replicas: int) -> dict[str, Any]:
         """Make the autoscaler's field manager an owner of ``spec.replicas`` (keeping its value)."""
-        await self._kube.apply(deployment.replicas_claim(namespace=namespace, name=name, replicas=replicas),
-                               field_manager=names.AUTOSCALER_MANAGER)
+        return await self._kube.apply(deployment.replicas_claim(namespace=namespace, name=name,
+                                                                replicas=replicas),
+                                      field_manager=names.AUTOSCALER_MANAGER)
 
     # ---- the worker Deployment watch
 

@@ -73,7 +73,7 @@ def test_a_jobqueue_becomes_a_running_worker_deployment(
 
     dep = deployment(cluster, "ei-update-worker", namespace)
     assert dep["spec"]["replicas"] == 2  # created at minReplicas, never at Kubernetes' default of 1
-    assert replicas_owners(dep) == {"jobqueue-autoscaler"}  # handed over: the operator never fights it
+    assert "jobqueue-autoscaler" in replicas_owners(dep)  # handed over at creation: no fight later
     (owner,) = dep["metadata"]["ownerReferences"]
     assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
         "JobQueue",
@@ -194,6 +194,7 @@ def test_spec_changes_roll_out_and_removed_fields_disappear(
     ]
     assert pod["containers"][0]["command"].count("--import") == 2
     assert dep["spec"]["replicas"] == 3  # the spec change did not touch the autoscaler's replicas
+    assert replicas_owners(dep) == {"kubectl"}  # the scaler (here: kubectl scale) alone owns them
     jq = wait_condition(
         cluster, "reports", namespace, "Ready", status="True", reason="WorkersReady", timeout=90
     )

@@ -95,16 +95,13 @@ def test_index_entry_has_every_default_applied() -> None:
     assert ref.redis_secret == ("r", "url")
     assert ref.redis_spec == models.RedisSpec(url_secret_ref=models.SecretKeyRef(name="r", key="url"))
     assert not ref.deleting
-    assert ref.redis_reachable is None
 
 
-def test_index_entry_records_deletion_and_redis_condition() -> None:
+def test_index_entry_records_deletion() -> None:
     raw = body({"worker": WORKER}, deletionTimestamp="2026-01-01T00:00:00Z")
-    raw["status"] = {"conditions": [{"type": "RedisReachable", "status": "False"}]}
     ref = index.queue_ref(raw)
     assert ref is not None
     assert ref.deleting
-    assert ref.redis_reachable is False
     assert ref.redis_spec is None
 
 

@@ -1,0 +1,138 @@
+"""From ``kubectl apply`` of 50 JobQueues at once to their 50 worker Deployments existing.
+
+    python benchmarks/operator_apply_latency.py [--queues 50] [--rounds 3]
+
+For each round, in a fresh namespace:
+
+* **operator**: one ``kubectl apply`` of N JobQueues; the latency of a queue is the time
+  from the start of that ``kubectl apply`` to its Deployment's ADDED event on a watch.
+* **baseline (floor)**: one ``kubectl apply`` of N Deployments (the same pod template the
+  operator would build) straight to the API server, measured the same way. The operator
+  cannot beat this: it is the API server creating and announcing a Deployment.
+
+Also reported: the time until each JobQueue's status shows the reconcile
+(``status.observedGeneration``), i.e. until ``kubectl get jq`` has something to say.
+Machines are noisy: read p50/p95 over several rounds, never a single number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from lightkube.generic_resource import create_namespaced_resource
+
+import operator_benchlib as bl
+from jobqueue_operator import models
+from jobqueue_operator.builders import deployment
+
+JobQueue = create_namespaced_resource(models.GROUP, models.VERSION, "JobQueue", "jobqueues")
+
+
+def baseline_deployments(namespace: str, count: int) -> list[dict[str, Any]]:
+    spec = models.JobQueueSpec.model_validate(
+        {"worker": {"image": "registry.invalid/glec-jobs:1", "imports": ["glec.jobs"]}}
+    )
+    out = []
+    for i in range(count):
+        body = deployment.build(
+            namespace=namespace,
+            name=f"direct-{i:03d}",
+            uid="",
+            spec=spec,
+            queue_name=f"{namespace}.direct-{i:03d}",
+            defaults=deployment.WorkerDefaults(),
+        )
+        body["metadata"].pop("ownerReferences")
+        out.append(deployment.with_replicas(body, 0))
+    return out
+
+
+def status_times(cluster: Any, namespace: str, count: int, started: float, timeout: float) -> list[float]:
+    """When each JobQueue first shows an observedGeneration (polled every 0.1 s)."""
+    seen: dict[str, float] = {}
+    client = bl.client(cluster)
+    deadline = time.monotonic() + timeout
+    try:
+        while len(seen) < count and time.monotonic() < deadline:
+            for jq in client.list(JobQueue, namespace=namespace):
+                name = jq["metadata"]["name"]
+                if name not in seen and (jq.get("status") or {}).get("observedGeneration"):
+                    seen[name] = time.monotonic()
+            time.sleep(0.1)
+    finally:
+        client.close()
+    return [t - started for t in seen.values()]
+
+
+def one_round(cluster: Any, queues: int, operator_namespace: str, rnd: int) -> dict[str, list[float]]:
+    base_ns = f"bench-floor-{rnd}-{uuid.uuid4().hex[:4]}"
+    cluster.kubectl("create", "namespace", base_ns)
+    with bl.DeploymentWatch(cluster, base_ns) as watch:
+        started = bl.kubectl_apply(cluster, baseline_deployments(base_ns, queues))
+        watch.wait_for(queues, timeout=300)
+        floor = [t - started for t in watch.seen.values()]
+
+    ns = operator_namespace
+    objects = [bl.jobqueue(f"q{rnd}-{i:03d}", ns) for i in range(queues)]
+    with bl.DeploymentWatch(cluster, ns) as watch:
+        started = bl.kubectl_apply(cluster, objects)
+        watch.wait_for(queues * (rnd + 1), timeout=300)
+        ours = [t - started for name, t in watch.seen.items() if name.startswith(f"q{rnd}-")]
+    statuses = status_times(cluster, ns, queues * (rnd + 1), started, timeout=300)
+    cluster.kubectl("delete", "namespace", base_ns, "--wait=false")
+    return {"floor": floor, "operator": ours, "status": statuses[-queues:]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--queues", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    results: dict[str, list[float]] = {"floor": [], "operator": [], "status": []}
+    with bl.environment() as (cluster, redis_server), tempfile.TemporaryDirectory() as tmp:
+        ns = f"bench-op-{uuid.uuid4().hex[:4]}"
+        cluster.kubectl("create", "namespace", ns)
+        op = bl.Operator(cluster, [ns], redis_server.url, Path(tmp) / "operator.log").start()
+        try:
+            for rnd in range(args.rounds):
+                bl.log(
+                    f"round {rnd + 1}/{args.rounds}: {args.queues} Deployments, then {args.queues} JobQueues"
+                )
+                for key, values in one_round(cluster, args.queues, ns, rnd).items():
+                    results[key] += values
+        finally:
+            op.stop()
+    floor, ours, status = (bl.summary(results[k]) for k in ("floor", "operator", "status"))
+    print(
+        f"{args.queues} objects per kubectl apply, {args.rounds} rounds ({len(results['operator'])} queues)"
+    )
+    print(f"{'seconds from kubectl apply to':<46}{'p50':>8}{'p95':>8}{'max':>8}")
+    for label, s in (
+        ("Deployment exists, created directly (floor)", floor),
+        ("Deployment exists, via JobQueue + operator", ours),
+        ("JobQueue status written by the operator", status),
+    ):
+        print(f"{label:<46}{s['p50']:>8.3f}{s['p95']:>8.3f}{s['max']:>8.3f}")
+    print(
+        f"operator overhead over the floor: p50 +{ours['p50'] - floor['p50']:.3f} s, "
+        f"p95 +{ours['p95'] - floor['p95']:.3f} s"
+    )
+    bl.emit(
+        {
+            "benchmark": "operator_apply_latency",
+            "queues_per_apply": args.queues,
+            "rounds": args.rounds,
+            "deployment_seconds": ours,
+            "floor_deployment_seconds": floor,
+            "status_seconds": status,
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Operator memory (RSS) and CPU with 1,000 JobQueues in place.
+
+    python benchmarks/operator_footprint.py [--queues 1000] [--window 60]
+
+Phases, one operator process watching one namespace:
+
+1. **empty**: the operator with no JobQueue — the baseline (interpreter, kopf, clients);
+2. **create**: N JobQueues applied in batches of 100; time and CPU until every one has a
+   worker Deployment and a written status;
+3. **steady**: nothing changes for ``--window`` seconds: RSS and CPU (this includes the
+   settings sweep every 30 s over all N queues — the operator's only periodic work);
+4. **restart**: a new operator process with the N queues in place: time and CPU until
+   every queue is resumed (kopf's resume handlers re-check every Deployment), then RSS.
+
+Worker Deployments keep 0 replicas (minReplicas 0), so the cluster holds N Deployments but
+no pods: the figures are the operator's, not the fake nodes'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import operator_benchlib as bl
+
+
+def all_reconciled(cluster: Any, namespace: str, count: int) -> bool:
+    out = cluster.kubectl(
+        "get",
+        "jobqueues",
+        "-n",
+        namespace,
+        "--no-headers",
+        "-o",
+        "custom-columns=G:.status.observedGeneration",
+        timeout=120,
+    ).stdout.split()
+    return sum(1 for g in out if g not in ("<none>", "")) >= count
+
+
+def measure_window(op: bl.Operator, seconds: float) -> dict[str, float]:
+    cpu0, t0 = op.cpu_seconds(), time.monotonic()
+    peak = 0.0
+    while time.monotonic() - t0 < seconds:
+        peak = max(peak, op.rss_mib())
+        time.sleep(1)
+    elapsed = time.monotonic() - t0
+    return {
+        "rss_mib": round(op.rss_mib(), 1),
+        "rss_peak_mib": round(peak, 1),
+        "cpu_percent_of_one_core": round(100 * (op.cpu_seconds() - cpu0) / elapsed, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--queues", type=int, default=1000)
+    parser.add_argument("--window", type=float, default=60.0, help="seconds of each steady measurement")
+    args = parser.parse_args()
+    result: dict[str, Any] = {"benchmark": "operator_footprint", "queues": args.queues}
+    with bl.environment() as (cluster, redis_server), tempfile.TemporaryDirectory() as tmp:
+        ns = f"bench-fp-{uuid.uuid4().hex[:4]}"
+        cluster.kubectl("create", "namespace", ns)
+        op = bl.Operator(cluster, [ns], redis_server.url, Path(tmp) / "operator.log").start()
+        try:
+            bl.log(f"empty operator: measuring {args.window:.0f} s")
+            result["empty"] = measure_window(op, args.window)
+
+            bl.log(f"creating {args.queues} JobQueues")
+            cpu0, t0 = op.cpu_seconds(), time.monotonic()
+            for start in range(0, args.queues, 100):
+                batch = [bl.jobqueue(f"q-{i:04d}", ns) for i in range(start, min(start + 100, args.queues))]
+                bl.kubectl_apply(cluster, batch)
+            bl.wait_all(
+                "every JobQueue reconciled", lambda: all_reconciled(cluster, ns, args.queues), timeout=1800
+            )
+            elapsed = time.monotonic() - t0
+            result["create"] = {
+                "seconds": round(elapsed, 1),
+                "queues_per_second": round(args.queues / elapsed, 1),
+                "cpu_seconds": round(op.cpu_seconds() - cpu0, 1),
+                "rss_mib": round(op.rss_mib(), 1),
+            }
+
+            bl.log(f"steady with {args.queues} JobQueues: measuring {args.window:.0f} s")
+            result["steady"] = measure_window(op, args.window)
+        finally:
+            op.stop()
+
+        bl.log("restarting the operator with every JobQueue in place")
+        op = bl.Operator(cluster, [ns], redis_server.url, Path(tmp) / "operator-2.log")
+        t0 = time.monotonic()
+        op.start()
+        try:
+            cpu0 = op.cpu_seconds()
+            log = Path(tmp) / "operator-2.log"
+            # kopf logs at WARNING here; resuming is over when the process goes quiet: poll CPU
+            previous = -1.0
+            while True:
+                time.sleep(2)
+                now = op.cpu_seconds()
+                if now - previous < 0.2:  # less than 10 % of a core over 2 s: resumed
+                    break
+                previous = now
+            result["restart"] = {
+                "seconds_to_quiet": round(time.monotonic() - t0, 1),
+                "cpu_seconds": round(op.cpu_seconds() - cpu0, 1),
+                "rss_mib": round(op.rss_mib(), 1),
+                "log_lines": len(log.read_text().splitlines()),
+            }
+            result["restart_steady"] = measure_window(op, args.window)
+        finally:
+            op.stop()
+
+    print(f"operator with {args.queues} JobQueues (one namespace, Deployments at 0 replicas)")
+    print(f"{'':<34}{'RSS MiB':>10}{'CPU % of a core':>18}")
+    for label, key in (("no JobQueue (baseline)", "empty"), (f"{args.queues} JobQueues, steady", "steady"),
+                       ("after a restart, steady", "restart_steady")):
+        row = result[key]
+        print(f"{label:<34}{row['rss_mib']:>10.1f}{row['cpu_percent_of_one_core']:>18.2f}")
+    per_queue = 1024 * (result["steady"]["rss_mib"] - result["empty"]["rss_mib"]) / args.queues
+    print(f"per JobQueue: {per_queue:.1f} KiB")
+    c, r = result["create"], result["restart"]
+    print(f"creating {args.queues}: {c['seconds']} s ({c['queues_per_second']}/s), {c['cpu_seconds']} CPU-s")
+    print(f"restart with {args.queues} in place: quiet after {r['seconds_to_quiet']} s, "
+          f"{r['cpu_seconds']} CPU-s")
+    bl.emit(result)
+
+
+if __name__ == "__main__":
+    main()
