@@ -274,7 +274,7 @@ if n > 0 and not paused and nonempty > 0 then
   local d = a.d
   local seq = 0
   local guard = n + 10000
-  while #claimed < n and nonempty > 0 and guard > 0 do
+  while #claimed < 3 * n and nonempty > 0 and guard > 0 do
     guard = guard - 1
     local best, total = nil, 0
     for l = 1, 5 do
@@ -314,8 +314,13 @@ if n > 0 and not paused and nonempty > 0 then
                    'jq_attempts', attempts, 'retries_left', attempts - made, 'jq_prio', best,
                    'timeout', timeout, 'jq_backoff', backoff, 'result_ttl', keepc, 'failure_ttl', keepf)
         redis.call('PERSIST', jk)
-        table.insert(claimed, {id, ex, f[1], tostring(timeout), tostring(attempts), tostring(made), backoff,
-                               tostring(keepc), tostring(keepf), tostring(best), tostring(ready)})
+        -- three flat values per job (a nested reply costs the client more to parse)
+        local n0 = #claimed
+        claimed[n0 + 1] = table.concat({id, ex, tostring(timeout), tostring(attempts), tostring(made),
+                                        tostring(keepc), tostring(keepf), tostring(best), tostring(ready)},
+                                       '|')
+        claimed[n0 + 2] = f[1]
+        claimed[n0 + 3] = backoff
       end
     end
   end
@@ -326,9 +331,9 @@ if #claimed > 0 then touched = true end
 if touched then redis.call('HSET', 'jobqueue:activity', q, a.now) end
 
 -- 6. the worker record, as RQ shows it (busy while any slot runs a job)
-local busy = tonumber(a.busy) + #claimed
+local busy = tonumber(a.busy) + #claimed / 3
 local current = a.cur
-if current == '' and #claimed > 0 then current = claimed[1][1] end
+if current == '' and #claimed > 0 then current = string.match(claimed[1], '^[^|]*') end
 -- (never recreate a record that expired or was declared dead: the heartbeat re-registers)
 if redis.call('EXISTS', wk) == 1 then
   redis.call('HSET', wk, 'state', busy > 0 and 'busy' or 'idle', 'current_job', current, 'jq_busy',

@@ -115,6 +115,16 @@ class JobInfo:
 # enqueue
 
 
+def _connection(connection: redis.Redis | None) -> redis.Redis:
+    if connection is None:
+        return connect()
+    if connection.connection_pool.connection_kwargs.get("decode_responses"):
+        # payloads and results are bytes (zlib, JSON); decoding them as text corrupts them
+        raise ValueError("jobqueue needs a Redis client created without decode_responses=True")
+    return connection
+
+
+
 def _function_name(function: Function) -> str:
     if callable(function):
         return registry.registered_name(function)
@@ -262,7 +272,7 @@ def enqueue(
     ``keep_completed=3600``, ``keep_failed=86400``). Raises UnknownQueueError when no JobQueue
     publishes ``queue``, InvalidJobError for anything malformed.
     """
-    conn = connection or connect()
+    conn = _connection(connection)
     builder = _Builder(settings.load(conn, queue))
     spec = JobSpec(function, args, kwargs or {}, job_id, delay, priority, options or None)
     return _run_enqueue(conn, builder, [builder.build(spec)])[0]
@@ -274,7 +284,7 @@ def enqueue_many(
     """Add many jobs in a few round trips (duplicate ids are detected per job, as in
     :func:`enqueue`, also between jobs of the same batch). All jobs are validated before any
     is added, so an InvalidJobError adds nothing."""
-    conn = connection or connect()
+    conn = _connection(connection)
     builder = _Builder(settings.load(conn, queue))
     built = []
     for n, spec in enumerate(jobs):
@@ -362,7 +372,7 @@ def _job_info(queue: str, job_id: str, raw: Mapping[bytes, bytes], latest: list[
 
 def get_job(queue: str, job_id: str, *, connection: redis.Redis | None = None) -> JobInfo:
     """Status of one job (the seed's ``getJobStatus``); UnknownJobError if it is not there."""
-    conn = connection or connect()
+    conn = _connection(connection)
     pipe = conn.pipeline(transaction=False)
     pipe.hgetall(keys.job_key(job_id))
     pipe.xrevrange(keys.results_key(job_id), "+", "-", count=1)
@@ -388,7 +398,7 @@ def _admin(script: Script, conn: redis.Redis, queue: str, job_id: str, *args: An
 
 def retry(queue: str, job_id: str, *, connection: redis.Redis | None = None) -> JobInfo:
     """Put a failed job back in its queue with a fresh set of attempts (the seed's retry)."""
-    conn = connection or connect()
+    conn = _connection(connection)
     now = time.time()
     before = _admin(_RETRY, conn, queue, job_id, repr(now), payload.utcformat(now))
     if before not in ("failed", "stopped", "canceled"):
@@ -400,7 +410,7 @@ def retry(queue: str, job_id: str, *, connection: redis.Redis | None = None) -> 
 
 def remove(queue: str, job_id: str, *, connection: redis.Redis | None = None) -> str:
     """Delete a job that is not running, from wherever it is; returns its status before."""
-    conn = connection or connect()
+    conn = _connection(connection)
     before = _admin(_REMOVE, conn, queue, job_id)
     if before == "started":
         raise JobStateError(
@@ -411,7 +421,7 @@ def remove(queue: str, job_id: str, *, connection: redis.Redis | None = None) ->
 
 def queue_stats(queue: str, *, connection: redis.Redis | None = None) -> stats.QueueStats:
     """The seed's ``getQueueStats`` for one declared queue (UnknownQueueError otherwise)."""
-    conn = connection or connect()
+    conn = _connection(connection)
     settings.load(conn, queue)
     return stats.snapshot(conn, [queue])[queue]
 
@@ -426,7 +436,7 @@ def wait(
     on_update: Callable[[JobInfo], None] | None = None,
 ) -> JobInfo:
     """Block until the job finished or failed (or ``timeout`` seconds passed: TimeoutError)."""
-    conn = connection or connect()
+    conn = _connection(connection)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         info = get_job(queue, job_id, connection=conn)

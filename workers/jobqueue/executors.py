@@ -100,11 +100,19 @@ class Died:
 
 
 @dataclass(frozen=True, slots=True)
+class Started:
+    """A task submitted ahead (see :attr:`Executor.queue_ahead`) really started, at ``at``."""
+
+    seq: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Wake:
     """Not from an executor: the coordinator's own wake-up (new work, a signal)."""
 
 
-Event = Done | Progress | Died | Wake
+Event = Done | Progress | Died | Started | Wake
 Events = queue.SimpleQueue[Event]
 
 
@@ -136,6 +144,11 @@ def run_call(task: Task, report: Callable[[float], None]) -> Done:
 
 
 class Executor(ABC):
+    #: True: the coordinator may submit more tasks than ``slots``; the extra ones wait in the
+    #: executor and start the moment a slot frees (a Started event says when), without a
+    #: round trip through the coordinator — what keeps a process busy with millisecond jobs.
+    queue_ahead = False
+
     def __init__(self, slots: int, events: Events, allow: Allowlist) -> None:
         self.slots = slots
         self.events = events
@@ -145,8 +158,13 @@ class Executor(ABC):
     def start(self) -> None: ...
 
     @abstractmethod
-    def submit(self, task: Task) -> None:
-        """Start a task; the coordinator never submits more than ``slots`` at once."""
+    def submit(self, task: Task) -> bool:
+        """Start a task (True), or queue it to start when a slot frees (False: only with
+        :attr:`queue_ahead`; a Started event follows)."""
+
+    def take_back(self) -> list[int]:
+        """Withdraw the tasks queued ahead that have not started (the worker is stopping)."""
+        return []
 
     @abstractmethod
     def cancel(self, seq: int) -> None:
@@ -207,8 +225,9 @@ class ThreadExecutor(Executor):
             if done is not None:
                 self.events.put(done)
 
-    def submit(self, task: Task) -> None:
+    def submit(self, task: Task) -> bool:
         self._tasks.put(task)
+        return True
 
     def cancel(self, seq: int) -> None:
         with self._lock:
@@ -243,8 +262,9 @@ class AsyncExecutor(Executor):
         self._thread = threading.Thread(target=self._loop.run_forever, name="jobqueue-asyncio", daemon=True)
         self._thread.start()
 
-    def submit(self, task: Task) -> None:
+    def submit(self, task: Task) -> bool:
         self._loop.call_soon_threadsafe(self._create, task)
+        return True
 
     def _create(self, task: Task) -> None:
         self._running[task.seq] = self._loop.create_task(self._run(task))
@@ -337,6 +357,7 @@ class _Child:
 class ProcessExecutor(Executor):
     #: How long a stopping worker waits for an idle child to exit before killing it.
     STOP_GRACE: Final = 5.0
+    queue_ahead = True
 
     def start(self) -> None:
         self._ctx = multiprocessing.get_context("forkserver")
@@ -376,13 +397,27 @@ class ProcessExecutor(Executor):
             ).encode()
         )
 
-    def submit(self, task: Task) -> None:
+    def submit(self, task: Task) -> bool:
         with self._lock:
             for c in self._children:
                 if c.seq is None and not c.cancelled:
                     self._send(c, task)
-                    return
-            self._pending.append(task)  # a child is being replaced; it takes this task next
+                    return True
+            self._pending.append(task)  # the next child to free up (or be replaced) takes it
+            return False
+
+    def _send_pending(self, c: _Child) -> None:
+        """Hand the next queued task to an idle child at once (called with the lock held)."""
+        if self._pending:
+            task = self._pending.popleft()
+            self._send(c, task)
+            self.events.put(Started(task.seq, time.time()))
+
+    def take_back(self) -> list[int]:
+        with self._lock:
+            seqs = [t.seq for t in self._pending]
+            self._pending.clear()
+        return seqs
 
     def _read(self) -> None:
         while not self._closing:
@@ -403,8 +438,7 @@ class ProcessExecutor(Executor):
                     c.seq = None
                     if c.cancelled:
                         continue
-                    if self._pending:
-                        self._send(c, self._pending.popleft())
+                    self._send_pending(c)
                 self.events.put(
                     Done(
                         seq, ok, result.encode() if result is not None else None, error, trace, started, ended
@@ -430,8 +464,7 @@ class ProcessExecutor(Executor):
         fresh = self._spawn()
         with self._lock:
             self._children.append(fresh)
-            if self._pending:
-                self._send(fresh, self._pending.popleft())
+            self._send_pending(fresh)
 
     def cancel(self, seq: int) -> None:
         with self._lock:

@@ -36,6 +36,8 @@ LOST_JOBS_RECOVERED: Final = f"{PREFIX}_lost_jobs_recovered_total"  # + outcome=
 POLL_DURATION_SECONDS: Final = f"{PREFIX}_poll_duration_seconds"  # histogram, labels: redis
 POLL_ERRORS: Final = f"{PREFIX}_poll_errors_total"  # labels: redis
 REDIS_UP: Final = f"{PREFIX}_redis_up"  # gauge 1/0, labels: redis
+AUTOSCALER_CYCLE_SECONDS: Final = f"{PREFIX}_autoscaler_cycle_seconds"  # histogram: one pass over all queues
+AUTOSCALER_API_ERRORS: Final = f"{PREFIX}_autoscaler_api_errors_total"  # + action=scale|annotate|status|event
 RECONCILE_TOTAL: Final = f"{PREFIX}_reconcile_total"  # labels: kind, result=ok|error
 RECONCILE_SECONDS: Final = f"{PREFIX}_reconcile_seconds"  # histogram, labels: kind
 ORPHANED_SETTINGS_REMOVED: Final = f"{PREFIX}_orphaned_settings_removed_total"  # settings sweep

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -91,6 +92,7 @@ class WorkerMetrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
+        self._children: dict[str, FunctionMetrics] = {}
         self.slots = Gauge(
             n.WORKER_SLOTS,
             "Jobs this worker can run at once",
@@ -98,6 +100,33 @@ class WorkerMetrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
+
+    def fn(self, function: str) -> FunctionMetrics:
+        """The labelled series of one function (cached: ``labels()`` costs a lock and a lookup)."""
+        children = self._children.get(function)
+        if children is None:
+            q = self.queue
+            children = FunctionMetrics(
+                started=self.started.labels(q, function), succeeded=self.succeeded.labels(q, function),
+                failed=self.failed.labels(q, function), retried=self.retried.labels(q, function),
+                timed_out=self.timed_out.labels(q, function), rejected=self.rejected.labels(q, function),
+                run_seconds=self.run_seconds.labels(q, function),
+                wait_seconds=self.wait_seconds.labels(q, function),
+            )  # fmt: skip
+            self._children[function] = children
+        return children
+
+
+@dataclass(frozen=True)
+class FunctionMetrics:
+    started: Counter
+    succeeded: Counter
+    failed: Counter
+    retried: Counter
+    timed_out: Counter
+    rejected: Counter
+    run_seconds: Histogram
+    wait_seconds: Histogram
 
 
 def multiprocess_dir() -> str | None:

@@ -14,6 +14,7 @@ the job's failure reason.
 from __future__ import annotations
 
 import json
+import time
 import zlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -85,7 +86,11 @@ def encode_result(value: Any) -> bytes | None:
 
 def utcformat(ts: float) -> str:
     """RQ's timestamp format (``2026-01-31T12:00:00.123456Z``) of a unix time."""
-    return datetime.fromtimestamp(ts, UTC).strftime(_ISO)
+    whole = int(ts)
+    micros = round((ts - whole) * 1_000_000)
+    if micros == 1_000_000:
+        whole, micros = whole + 1, 0
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(whole))}.{micros:06d}Z"
 
 
 def utcparse(text: str) -> float | None:

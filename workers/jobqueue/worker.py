@@ -36,6 +36,7 @@ import base64
 import contextlib
 import json
 import logging
+import math
 import os
 import queue
 import random
@@ -86,6 +87,8 @@ PREFETCH_SECONDS: Final = 0.01
 PREFETCH_MAX: Final = 32
 PROMOTE_LIMIT: Final = 200
 PROGRESS_INTERVAL: Final = 0.1
+#: Process mode queues one task per process ahead while jobs average less than this (s).
+QUEUE_AHEAD_BELOW: Final = 0.05
 
 
 @dataclass
@@ -114,8 +117,8 @@ class Claimed:
 class Running:
     job: Claimed
     seq: int
-    started: float
-    deadline: float  # time.monotonic()
+    started: float | None  # None: submitted ahead, waiting for a slot in the executor
+    deadline: float  # time.monotonic(); inf until started
 
 
 @dataclass(frozen=True)
@@ -285,7 +288,7 @@ class Worker:
             "failed_job_count": self.ko_count,
             "total_working_time": self.work_time,
             "jq_slots": self.slots,
-            "jq_busy": len(self.running),
+            "jq_busy": self._busy(),
             "jq_mode": self.cfg.mode,
         }
         pipe = conn.pipeline(transaction=True)
@@ -319,8 +322,8 @@ class Worker:
             if self.cold:
                 self._abort()
                 return
-            if self.stopping and self.buffer:
-                self._release_buffer()
+            if self.stopping:
+                self._release_unstarted()
             self._dispatch()
             n = self._claim_count()
             if self._should_sync(n):
@@ -338,7 +341,7 @@ class Worker:
         if self._claim_count() > 0:
             return 0.0
         t = 1.0
-        if self.next_due is not None and len(self.running) < self.slots:
+        if self.next_due is not None and len(self.running) < self._capacity():
             t = min(t, max(0.0, self.next_due - time.time()))
         now = time.monotonic()
         if self.acks:
@@ -363,28 +366,16 @@ class Worker:
 
     def _handle(self, ev: executors.Event) -> None:
         if isinstance(ev, executors.Done):
-            run = self.running.pop(ev.seq, None)
-            if run is None:
-                return  # already failed at its deadline
-            run_time = max(0.0, ev.ended - ev.started)
-            self.avg_run = run_time if self.avg_run is None else 0.8 * self.avg_run + 0.2 * run_time
-            fn = run.job.function.name if run.job.function else UNREGISTERED
-            if self.metrics:
-                self.metrics.run_seconds.labels(self.queue, fn).observe(run_time)
-            if ev.ok:
-                result = base64.b64encode(ev.result).decode() if ev.result is not None else ""
-                self._ack(run.job, "ok", ev.started, ev.ended, run.job.keep_completed, result=result)
-                self.ok_count += 1
-                self.work_time += run_time
-                if self.metrics:
-                    self.metrics.succeeded.labels(self.queue, fn).inc()
-            else:
-                self._failed(run.job, ev.error, ev.trace, ev.started, ev.ended)
-            self._busy_changed()
+            self._on_done(ev)
         elif isinstance(ev, executors.Died):
             run = self.running.pop(ev.seq, None)
             if run is not None:
-                self._failed(run.job, ev.reason, ev.reason, run.started, time.time())
+                self._failed(run.job, ev.reason, ev.reason, run.started or time.time(), time.time())
+                self._busy_changed()
+        elif isinstance(ev, executors.Started):
+            run = self.running.get(ev.seq)
+            if run is not None and run.started is None:
+                self._started(run, ev.at)
                 self._busy_changed()
         elif isinstance(ev, executors.Progress):
             run = self.running.get(ev.seq)
@@ -393,9 +384,32 @@ class Worker:
         else:  # Wake
             self.queue_empty = False
 
+    def _on_done(self, ev: executors.Done) -> None:
+        run = self.running.pop(ev.seq, None)
+        if run is None:
+            return  # already failed at its deadline
+        run_time = max(0.0, ev.ended - ev.started)
+        self.avg_run = run_time if self.avg_run is None else 0.8 * self.avg_run + 0.2 * run_time
+        fn = run.job.function.name if run.job.function else UNREGISTERED
+        if self.metrics:
+            self.metrics.fn(fn).run_seconds.observe(run_time)
+        if ev.ok:
+            result = base64.b64encode(ev.result).decode() if ev.result is not None else ""
+            self._ack(run.job, "ok", ev.started, ev.ended, run.job.keep_completed, result=result)
+            self.ok_count += 1
+            self.work_time += run_time
+            if self.metrics:
+                self.metrics.fn(fn).succeeded.inc()
+        else:
+            self._failed(run.job, ev.error, ev.trace, ev.started, ev.ended)
+        self._busy_changed()
+
+    def _busy(self) -> int:
+        return sum(1 for r in self.running.values() if r.started is not None)
+
     def _busy_changed(self) -> None:
         if self.metrics:
-            self.metrics.busy_slots.labels(self.queue).set(len(self.running))
+            self.metrics.busy_slots.labels(self.queue).set(self._busy())
 
     def _ack(
         self,
@@ -442,7 +456,7 @@ class Worker:
             delay = job.backoff.delay_for_retry(job.made, rand)
             self._ack(job, "retry", started, ended, round(delay, 3), trace=trace or reason, reason=reason)
             if self.metrics:
-                self.metrics.retried.labels(self.queue, fn).inc()
+                self.metrics.fn(fn).retried.inc()
             log.info(
                 "job %s attempt %d/%d failed (%s); retry in %.3g s",
                 job.id,
@@ -454,7 +468,7 @@ class Worker:
         else:
             self._ack(job, "fail", started, ended, job.keep_failed, trace=trace or reason, reason=reason)
             if self.metrics:
-                self.metrics.failed.labels(self.queue, fn).inc()
+                self.metrics.fn(fn).failed.inc()
             log.info("job %s failed for good after %d attempt(s): %s", job.id, job.made, reason)
 
     def _enforce_deadlines(self) -> None:
@@ -473,30 +487,40 @@ class Worker:
             }[self.cfg.mode]
             reason = f"JobTimeoutError: the attempt exceeded its timeout of {run.job.timeout:g} s; {how}"
             if self.metrics and run.job.function:
-                self.metrics.timed_out.labels(self.queue, run.job.function.name).inc()
-            self._failed(run.job, reason, reason, run.started, time.time())
+                self.metrics.fn(run.job.function.name).timed_out.inc()
+            self._failed(run.job, reason, reason, run.started or time.time(), time.time())
             self._busy_changed()
+
+    def _capacity(self) -> int:
+        """Tasks the executor may hold: its slots, plus as many queued ahead when jobs are
+        short (process mode), so a process starts its next job without waiting for us."""
+        if self.executor.queue_ahead and self.avg_run is not None and self.avg_run < QUEUE_AHEAD_BELOW:
+            return 2 * self.slots
+        return self.slots
 
     def _dispatch(self) -> None:
         if self.stopping:
             return
-        while self.buffer and len(self.running) < self.slots:
+        capacity = self._capacity()
+        while self.buffer and len(self.running) < capacity:
             job = self.buffer.popleft()
             assert job.function is not None
             self.seq += 1
-            now = time.time()
-            self.running[self.seq] = Running(job, self.seq, now, time.monotonic() + job.timeout)
-            if self.metrics:
-                self.metrics.started.labels(self.queue, job.function.name).inc()
-                self.metrics.wait_seconds.labels(self.queue, job.function.name).observe(
-                    max(0.0, now - job.ready)
-                )
-            self.executor.submit(
-                executors.Task(
-                    self.seq, job.id, job.function, job.args, job.kwargs, self.queue, job.made, job.attempts
-                )
+            run = Running(job, self.seq, None, math.inf)
+            self.running[self.seq] = run
+            task = executors.Task(
+                self.seq, job.id, job.function, job.args, job.kwargs, self.queue, job.made, job.attempts
             )
+            if self.executor.submit(task):
+                self._started(run, time.time())
         self._busy_changed()
+
+    def _started(self, run: Running, at: float) -> None:
+        run.started = at
+        run.deadline = time.monotonic() - (time.time() - at) + run.job.timeout
+        if self.metrics and run.job.function:
+            self.metrics.fn(run.job.function.name).started.inc()
+            self.metrics.fn(run.job.function.name).wait_seconds.observe(max(0.0, at - run.job.ready))
 
     def _prefetch(self) -> int:
         if self.avg_run is None:
@@ -508,7 +532,7 @@ class Worker:
             return 0
         if self._settings is not None and self._settings.suspend:
             return 0
-        free = self.slots - len(self.running)
+        free = self._capacity() - len(self.running)
         prefetch = self._prefetch()
         want = free + prefetch - len(self.buffer)
         if want <= 0:
@@ -528,7 +552,7 @@ class Worker:
     def _sync(self, n: int) -> bool:
         now = time.time()
         self.sync_count += 1
-        current = next(iter(self.running.values())).job.id if self.running else ""
+        current = next((r.job.id for r in self.running.values() if r.started is not None), "")
         args = {
             "q": self.queue,
             "now": now,
@@ -539,7 +563,7 @@ class Worker:
             "n": n,
             "xp": f"{self.token}{self.sync_count:x}.",
             "susp": 0,
-            "busy": len(self.running),
+            "busy": self._busy(),
             "slots": self.slots,
             "cur": current,
             "ok": self.ok_count - self._ok_sent,
@@ -569,17 +593,17 @@ class Worker:
             )
         if paused:
             self.paused_until = time.monotonic() + 1.0
-        for row in claimed:
-            self._claimed(row)
+        for i in range(0, len(claimed), 3):
+            self._claimed(claimed[i], claimed[i + 1], claimed[i + 2])
         if n > 0:
-            self.queue_empty = len(claimed) < n and not paused
+            self.queue_empty = len(claimed) // 3 < n and not paused
             if self.queue_empty:
                 self._want_signal.set()
             self.drained = not claimed and not nxt and not paused
         return True
 
-    def _claimed(self, row: list[Any]) -> None:
-        (job_id, ex, data, timeout, attempts, made, backoff, keepc, keepf, level, ready) = row
+    def _claimed(self, header: bytes, data: bytes, backoff: bytes) -> None:
+        job_id, ex, timeout, attempts, made, keepc, keepf, level, ready = header.decode().split("|")
         bo = text(backoff)
         backoff_model = self._backoffs.get(bo)
         if backoff_model is None:
@@ -589,8 +613,8 @@ class Worker:
                 backoff_model = settings.Backoff()
             self._backoffs[bo] = backoff_model
         job = Claimed(
-            id=text(job_id),
-            exec=text(ex),
+            id=job_id,
+            exec=ex,
             data=data,
             timeout=float(timeout),
             attempts=int(attempts),
@@ -610,26 +634,33 @@ class Worker:
             reason = f"rejected: {exc}"
             log.warning("job %s %s", job.id, reason)
             if self.metrics:
-                self.metrics.rejected.labels(self.queue, UNREGISTERED).inc()
+                self.metrics.fn(UNREGISTERED).rejected.inc()
             now = time.time()
             self._failed(job, reason, reason, now, now, retryable=False)
             return
         self.buffer.append(job)
 
-    def _release_buffer(self) -> None:
-        for job in self.buffer:
+    def _release_unstarted(self) -> None:
+        """Hand back claimed jobs that have not started: in our buffer or queued ahead."""
+        jobs = list(self.buffer)
+        self.buffer.clear()
+        for seq in self.executor.take_back():
+            run = self.running.pop(seq, None)
+            if run is not None:
+                jobs.append(run.job)
+        for job in jobs:
             self.releases.append([job.id, job.exec])
             with self._held_lock:
                 self._held.discard(job.member)
-        log.info("handing back %d claimed job(s) that had not started", len(self.buffer))
-        self.buffer.clear()
+        if jobs:
+            log.info("handing back %d claimed job(s) that had not started", len(jobs))
 
     def _abort(self) -> None:
         self.executor.stop(kill=True)
         for run in self.running.values():
             self.releases.append([run.job.id, run.job.exec])
         self.running.clear()
-        self._release_buffer()
+        self._release_unstarted()
         self.exit_code = 1
         for _ in range(3):
             if self._sync(0):

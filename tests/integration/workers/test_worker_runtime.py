@@ -7,6 +7,7 @@ import itertools
 import signal
 import time
 import urllib.request
+from collections import Counter
 
 import pytest
 import redis
@@ -20,7 +21,7 @@ from integration.workers.whelpers import (
     wait_status,
     worker_process,
 )
-from jobqueue import enqueue, get_job, settings
+from jobqueue import JobSpec, enqueue, enqueue_many, get_job, settings
 from jobqueue.stats import snapshot
 
 
@@ -288,3 +289,30 @@ def test_metrics_of_job_code_are_summed_over_the_pods_processes(
                 return str(resp.read().decode())
 
         assert "wjobs_custom_events_total 6.0" in scrape()
+
+
+def test_sigterm_during_a_stream_of_fast_jobs_leaves_nothing_half_done(
+    redis_conn: redis.Redis, redis_url: str
+) -> None:
+    # fast jobs: the worker prefetches and queues jobs ahead in its processes; a stop must
+    # hand every unstarted one back (attempt refunded) and record every finished one
+    publish(redis_conn, "stream", attempts=1)
+    enqueue_many(
+        "stream", [JobSpec(FN + "add", [i, 1], job_id=f"s{i}") for i in range(3000)], connection=redis_conn
+    )
+    with worker_process(redis_url, "stream", mode="process", concurrency=2) as w:
+        wait_for("some done", lambda: redis_conn.zcard("rq:finished:stream") > 200)
+        w.signal(signal.SIGTERM)
+        assert w.wait(20) == 0
+    statuses = Counter()
+    for i in range(3000):
+        info = get_job("stream", f"s{i}", connection=redis_conn)
+        statuses[info.status] += 1
+        if info.status == "queued":
+            assert info.attempts_made == 0
+        else:
+            assert info.status == "finished"
+            assert info.result == i + 1
+    assert statuses["finished"] == redis_conn.zcard("rq:finished:stream") > 200
+    assert statuses["queued"] == redis_conn.llen("rq:queue:stream") > 0
+    assert redis_conn.zcard("rq:wip:stream") == 0

@@ -232,6 +232,5 @@ def claim(
             }
         ),
     )
-    return [
-        [x.decode() if isinstance(x, bytes) and i != 2 else x for i, x in enumerate(row)] for row in reply[2]
-    ]
+    flat = reply[2]  # per job: "id|exec|…" header, payload, backoff
+    return [[*flat[i].decode().split("|")[:2], flat[i + 1]] for i in range(0, len(flat), 3)]

@@ -136,3 +136,13 @@ def test_backoff_delays_follow_bullmq() -> None:
     jittered = settings.Backoff(delaySeconds=4, jitter=0.5)
     assert jittered.delay_for_retry(1, rand=0.0) == 2.0
     assert jittered.delay_for_retry(1, rand=1.0) == 4.0
+
+
+def test_text_decoding_clients_are_refused() -> None:
+    import redis
+
+    from jobqueue import enqueue
+
+    client = redis.Redis(decode_responses=True)  # never connects: refused before any command
+    with pytest.raises(ValueError, match="without decode_responses"):
+        enqueue("q", "a.b", connection=client)
