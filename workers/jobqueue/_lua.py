@@ -293,8 +293,10 @@ if n > 0 and not paused and nonempty > 0 then
     if id then
       local jk = 'rq:job:' .. id
       local f = redis.call('HMGET', jk, 'data', 'timeout', 'jq_attempts', 'jq_made', 'jq_backoff',
-                           'result_ttl', 'failure_ttl', 'retries_left', 'jq_ready', 'enqueued_at')
-      if f[1] then
+                           'result_ttl', 'failure_ttl', 'retries_left', 'jq_ready', 'enqueued_at', 'status')
+      -- a missing hash (removed, or its RQ `ttl` ran out) or an id listed twice (RQ's own
+      -- clean-up racing a reaper) is dropped, never run
+      if f[1] and f[11] == 'queued' then
         local attempts = tonumber(f[3])
         if not attempts then
           local rl = tonumber(f[8])

@@ -55,3 +55,13 @@ def test_priorities_end_to_end(redis_conn: redis.Redis, redis_url: str) -> None:
     order = [x.decode() for x in redis_conn.lrange("test:order", 0, -1)]
     # 16:1 weights: the five high jobs all run before the second low one
     assert order.index("high4") < order.index("low1")
+
+
+def test_ids_that_are_not_queued_any_more_are_skipped(redis_conn: redis.Redis) -> None:
+    publish(redis_conn, "sk")
+    enqueue_many("sk", [JobSpec(FN + "noop", job_id=f"k{i}") for i in range(3)], connection=redis_conn)
+    redis_conn.rpush("rq:queue:sk", "k0")  # listed twice
+    redis_conn.delete("rq:job:k1")  # removed behind our back
+    got = [row[0] for row in claim(redis_conn, "sk", 10)]
+    assert got == ["k0", "k2"]
+    assert redis_conn.llen("rq:queue:sk") == 0
