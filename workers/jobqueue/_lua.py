@@ -446,47 +446,60 @@ return {requeued, failed, workers}
 SNAPSHOT: Final = _PRELUDE + r"""
 -- ARGV: now, queue... Read-only. Per queue: p1..p5, scheduled, scheduled_due, oldest_ready,
 -- running, lost, failed, finished, last_activity, nworkers, then 6 fields per live worker.
--- (Runs every second over every queue: calls are skipped where a count already says 0.)
+-- It runs every second over every queue, so calls are skipped wherever an earlier answer
+-- already implies the result: one EXISTS tells which of a queue's job keys exist at all
+-- (most queues are idle), the earliest scheduled score tells whether any is due.
 local call = redis.call
 local now = tonumber(ARGV[1])
 local out = {}
 local o = 0
-local function put(v) o = o + 1; out[o] = v end
 local names = {}
 for i = 2, #ARGV do names[i - 1] = ARGV[i] end
 local activity = call('HMGET', 'jobqueue:activity', unpack(names))
+local function put(v) o = o + 1; out[o] = v end
 for qi, q in ipairs(names) do
+  local base = 'rq:queue:' .. q
+  local lkeys = {base .. ':p1', base .. ':p2', base, base .. ':p4', base .. ':p5'}
+  local sched, wip = 'rq:scheduled:' .. q, 'rq:wip:' .. q
+  local failed, finished = 'rq:failed:' .. q, 'rq:finished:' .. q
+  local any = call('EXISTS', lkeys[1], lkeys[2], lkeys[3], lkeys[4], lkeys[5], sched, wip, failed, finished)
   local oldest = nil
-  -- most queues use only the default level: one EXISTS rules out the four others
-  local others = call('EXISTS', qkey(q, 1), qkey(q, 2), qkey(q, 4), qkey(q, 5))
-  for l = 1, 5 do
-    local key = qkey(q, l)
-    local len = 0
-    if l == 3 or others > 0 then len = call('LLEN', key) end
-    o = o + 1; out[o] = len
-    if len > 0 then
-      local f = call('HMGET', 'rq:job:' .. call('LINDEX', key, 0), 'jq_ready', 'enqueued_at')
-      local t = tonumber(f[1]) or iso_ts(f[2])
-      if t and (oldest == nil or t < oldest) then oldest = t end
-    end
-  end
-  local sched = 'rq:scheduled:' .. q
-  local nsched = call('ZCARD', sched)
-  put(nsched)
-  if nsched > 0 then
-    put(call('ZCOUNT', sched, '-inf', now))
-    local first = tonumber(call('ZRANGE', sched, 0, 0, 'WITHSCORES')[2])
-    if first <= now and (oldest == nil or first < oldest) then oldest = first end
+  if any == 0 then
+    for _ = 1, 5 do put(0) end
+    put(0); put(0); put(''); put(0); put(0); put(0); put(0)
   else
-    put(0)
+    -- most queues use only the default level: one EXISTS rules out the four others
+    local others = call('EXISTS', lkeys[1], lkeys[2], lkeys[4], lkeys[5])
+    for l = 1, 5 do
+      local len = 0
+      if l == 3 or others > 0 then len = call('LLEN', lkeys[l]) end
+      put(len)
+      if len > 0 then
+        local f = call('HMGET', 'rq:job:' .. call('LINDEX', lkeys[l], 0), 'jq_ready', 'enqueued_at')
+        local t = tonumber(f[1]) or iso_ts(f[2])
+        if t and (oldest == nil or t < oldest) then oldest = t end
+      end
+    end
+    local first = call('ZRANGE', sched, 0, 0, 'WITHSCORES')
+    if first[1] then
+      put(call('ZCARD', sched))
+      local due_from = tonumber(first[2])
+      if due_from <= now then
+        put(call('ZCOUNT', sched, '-inf', now))
+        if oldest == nil or due_from < oldest then oldest = due_from end
+      else
+        put(0)
+      end
+    else
+      put(0); put(0)
+    end
+    put(oldest and tostring(oldest) or '')
+    local nwip = call('ZCARD', wip)
+    put(nwip)
+    put(nwip > 0 and call('ZCOUNT', wip, '-inf', now) or 0)
+    put(call('ZCOUNT', failed, now, '+inf'))
+    put(call('ZCOUNT', finished, now, '+inf'))
   end
-  put(oldest and tostring(oldest) or '')
-  local wip = 'rq:wip:' .. q
-  local nwip = call('ZCARD', wip)
-  put(nwip)
-  put(nwip > 0 and call('ZCOUNT', wip, '-inf', now) or 0)
-  put(call('ZCOUNT', 'rq:failed:' .. q, now, '+inf'))
-  put(call('ZCOUNT', 'rq:finished:' .. q, now, '+inf'))
   put(activity[qi] or '')
   local members = call('SMEMBERS', 'rq:workers:' .. q)
   local count_at = o + 1

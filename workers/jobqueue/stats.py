@@ -1,8 +1,10 @@
 """Every figure the autoscaler (and ``jobqueue stats``) needs, for many queues, in one round trip.
 
 The operator calls :func:`snapshot` every second for up to a thousand queues, so it is one
-Lua ``EVALSHA`` over all of them (measured by ``benchmarks/bench_worker_snapshot.py``), and
-it is strictly read-only: RQ's own counters (``registry.count``, ``rq info``) run registry
+network round trip: a pipeline of Lua ``EVALSHA`` calls, 250 queues each (so no single
+script holds Redis for more than a few ms). ``benchmarks/bench_worker_snapshot.py`` measures
+it: about 28 ms of Redis time for 1,000 busy queues, 11 ms when most are idle. It is
+strictly read-only: RQ's own counters (``registry.count``, ``rq info``) run registry
 clean-up, which re-queues or fails jobs and runs their callbacks in the *calling* process
 (rq.md §3.1). Nothing here calls RQ.
 
