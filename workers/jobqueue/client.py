@@ -124,7 +124,6 @@ def _connection(connection: redis.Redis | None) -> redis.Redis:
     return connection
 
 
-
 def _function_name(function: Function) -> str:
     if callable(function):
         return registry.registered_name(function)
