@@ -2,17 +2,22 @@
 
     .venv/bin/python benchmarks/bench_worker_snapshot.py [--queues 1000] [--rounds 30]
 
-Fills one Redis with N queues in a realistic mix (queued jobs on several priority levels,
-delayed jobs, running jobs under leases, finished and failed jobs, 1–3 worker records per
-queue), then times ``snapshot(conn, all_queues)``:
+Two datasets, each in a fresh Redis: every queue busy (jobs queued on several priority
+levels, delayed, running under leases, finished and failed, 1–3 worker records each: the
+pessimistic case), and 15 % busy / 85 % idle (closer to a real fleet). For each, per round
+of ``snapshot(conn, all_queues)``:
 
-* **Redis time** per snapshot, from ``INFO commandstats`` (microseconds Redis spent in the
-  EVALSHA calls), the figure the goal is about (<= 50 ms for 1,000 queues);
-* client wall time (round trip + parsing), p50 and p95.
+* **Redis time**: microseconds Redis spent in the EVALSHA calls (``INFO commandstats``), the
+  figure the goal is about (<= 50 ms for 1,000 queues), median over the rounds;
+* **Redis CPU**: CPU seconds redis-server used meanwhile (``INFO cpu``: commands and network
+  I/O), which, unlike elapsed Redis time, does not grow when a shared machine deschedules
+  redis-server;
+* client wall time (one network round trip + parsing), p50 and p95.
 
-Baseline in the same run: reading the same figures the way rq-exporter does, with RQ's own
-API and ``cleanup=False`` (per queue: ``Queue.count``, five registry counts, ``Worker.all``),
-its Redis time summed over every command it sends.
+Baseline in the same run: reading the figures the way rq-exporter does, with RQ's own API and
+``cleanup=False`` (per queue: ``Queue.count``, five registry counts, ``Worker.all``). Its
+commandstats time leaves out the per-command network handling that dominates it, so compare
+Redis CPU.
 """
 
 from __future__ import annotations
@@ -86,27 +91,40 @@ def fill(conn: Any, names: list[str], busy_fraction: float) -> None:
         pipe.execute()
 
 
+def _evalsha(conn: Any) -> tuple[int, int]:
+    st = conn.info("commandstats").get("cmdstat_evalsha", {"usec": 0, "calls": 0})
+    return int(st["usec"]), int(st["calls"])
+
+
 def ours(conn: Any, names: list[str], rounds: int) -> dict[str, Any]:
+    """Per round: Redis time of the EVALSHA calls (commandstats) and Redis CPU (INFO cpu).
+
+    The median over rounds is the figure: on a shared machine a round where redis-server was
+    descheduled shows up as Redis *time* although it cost no more CPU."""
     snapshot(conn, names)  # load the script
-    conn.config_resetstat()
-    cpu0 = _cpu(conn)
-    walls = []
+    walls, times, cpus, calls = [], [], [], 0
     for _ in range(rounds):
+        usec0, calls0 = _evalsha(conn)
+        cpu0 = _cpu(conn)
         t0 = time.perf_counter()
         snap = snapshot(conn, names)
-        walls.append(time.perf_counter() - t0)
-    cpu = (_cpu(conn) - cpu0) / rounds
-    stats = conn.info("commandstats")["cmdstat_evalsha"]
+        walls.append((time.perf_counter() - t0) * 1000)
+        cpus.append((_cpu(conn) - cpu0) * 1000)
+        usec1, calls1 = _evalsha(conn)
+        times.append((usec1 - usec0) / 1000)
+        calls = calls1 - calls0
+        time.sleep(0.05)
     assert len(snap) == len(names)
     return {
         "queues": len(names),
         "rounds": rounds,
-        "redis_ms_per_snapshot": round(stats["usec"] / rounds / 1000, 2),
-        "redis_cpu_ms_per_snapshot": round(cpu * 1000, 2),
-        "evalsha_calls_per_snapshot": stats["calls"] / rounds,
+        "redis_ms_per_snapshot": median(times),
+        "redis_ms_p95": pct(times, 0.95),
+        "redis_cpu_ms_per_snapshot": median(cpus),
+        "evalsha_calls_per_snapshot": calls,
         "network_round_trips_per_snapshot": 1,
-        "wall_ms_p50": median([w * 1000 for w in walls]),
-        "wall_ms_p95": pct([w * 1000 for w in walls], 0.95),
+        "wall_ms_p50": median(walls),
+        "wall_ms_p95": pct(walls, 0.95),
         "jobs_queued_total": sum(s.queued for s in snap.values()),
         "workers_total": sum(len(s.workers) for s in snap.values()),
     }
@@ -159,6 +177,7 @@ def main() -> None:
             )
             results[f"jobqueue_snapshot_{label}"] = ours(conn, names, a.rounds)
             results[f"rq_api_cleanup_false_{label}"] = rq_api(conn, names)
+    print("per snapshot (median of rounds; Redis CPU includes network I/O):")
     print(f"{'':<36} {'Redis time':>11} {'Redis CPU':>10} {'wall p50':>9} {'wall p95':>9}  round trips")
     for name, r in results.items():
         trips = r["network_round_trips_per_snapshot"] or "1 per command (~9 per queue)"
@@ -173,8 +192,12 @@ def main() -> None:
         f"all queues busy: RQ's API costs Redis {ratio_cpu}x the CPU and takes {ratio_wall}x the wall time "
         f"(it reads fewer figures: no priority levels, oldest age, due jobs or lost leases)"
     )
-    goal = o["redis_ms_per_snapshot"] <= 50 * a.queues / 1000
-    print(f"goal (<= 50 ms of Redis time for 1,000 queues, all busy): {'met' if goal else 'NOT met'}")
+    budget = 50 * a.queues / 1000
+    goal = o["redis_ms_per_snapshot"] <= budget
+    print(
+        f"goal (<= 50 ms of Redis time for 1,000 queues, all busy, median): {'met' if goal else 'NOT met'}"
+        f" ({o['redis_ms_per_snapshot']} ms; Redis CPU {o['redis_cpu_ms_per_snapshot']} ms)"
+    )
     emit(
         {
             "benchmark": "worker_snapshot",

@@ -444,75 +444,67 @@ return {requeued, failed, workers}
 """
 
 SNAPSHOT: Final = _PRELUDE + r"""
--- ARGV: now, queue... Read-only. Per queue: p1..p5, scheduled, scheduled_due, oldest_ready,
--- running, lost, failed, finished, last_activity, nworkers, then 6 fields per live worker.
+-- ARGV: now, queue... Read-only. Two values per queue (packed: a reply of a few thousand
+-- strings costs both sides far less than one of tens of thousands of elements):
+--   "p1,p2,p3,p4,p5,scheduled,scheduled_due,oldest_ready,running,lost,failed,finished,last_activity"
+--   the live workers, "\30"-separated, each "name\31pod\31state\31current_job\31busy\31slots"
 -- It runs every second over every queue, so calls are skipped wherever an earlier answer
 -- already implies the result: one EXISTS tells which of a queue's job keys exist at all
 -- (most queues are idle), the earliest scheduled score tells whether any is due.
 local call = redis.call
 local now = tonumber(ARGV[1])
 local out = {}
-local o = 0
 local names = {}
 for i = 2, #ARGV do names[i - 1] = ARGV[i] end
 local activity = call('HMGET', 'jobqueue:activity', unpack(names))
-local function put(v) o = o + 1; out[o] = v end
 for qi, q in ipairs(names) do
   local base = 'rq:queue:' .. q
   local lkeys = {base .. ':p1', base .. ':p2', base, base .. ':p4', base .. ':p5'}
   local sched, wip = 'rq:scheduled:' .. q, 'rq:wip:' .. q
   local failed, finished = 'rq:failed:' .. q, 'rq:finished:' .. q
-  local any = call('EXISTS', lkeys[1], lkeys[2], lkeys[3], lkeys[4], lkeys[5], sched, wip, failed, finished)
-  local oldest = nil
-  if any == 0 then
-    for _ = 1, 5 do put(0) end
-    put(0); put(0); put(''); put(0); put(0); put(0); put(0)
-  else
+  local any = call('EXISTS', lkeys[1], lkeys[2], lkeys[3], lkeys[4], lkeys[5], sched, wip, failed,
+                   finished)
+  local f = {0, 0, 0, 0, 0, 0, 0, '', 0, 0, 0, 0, activity[qi] or ''}
+  if any > 0 then
+    local oldest = nil
     -- most queues use only the default level: one EXISTS rules out the four others
     local others = call('EXISTS', lkeys[1], lkeys[2], lkeys[4], lkeys[5])
     for l = 1, 5 do
-      local len = 0
-      if l == 3 or others > 0 then len = call('LLEN', lkeys[l]) end
-      put(len)
-      if len > 0 then
-        local f = call('HMGET', 'rq:job:' .. call('LINDEX', lkeys[l], 0), 'jq_ready', 'enqueued_at')
-        local t = tonumber(f[1]) or iso_ts(f[2])
-        if t and (oldest == nil or t < oldest) then oldest = t end
+      if l == 3 or others > 0 then
+        local len = call('LLEN', lkeys[l])
+        f[l] = len
+        if len > 0 then
+          local jk = 'rq:job:' .. call('LINDEX', lkeys[l], 0)
+          local t = tonumber(call('HGET', jk, 'jq_ready')) or iso_ts(call('HGET', jk, 'enqueued_at'))
+          if t and (oldest == nil or t < oldest) then oldest = t end
+        end
       end
     end
     local first = call('ZRANGE', sched, 0, 0, 'WITHSCORES')
     if first[1] then
-      put(call('ZCARD', sched))
+      f[6] = call('ZCARD', sched)
       local due_from = tonumber(first[2])
       if due_from <= now then
-        put(call('ZCOUNT', sched, '-inf', now))
+        f[7] = call('ZCOUNT', sched, '-inf', now)
         if oldest == nil or due_from < oldest then oldest = due_from end
-      else
-        put(0)
       end
-    else
-      put(0); put(0)
     end
-    put(oldest and tostring(oldest) or '')
-    local nwip = call('ZCARD', wip)
-    put(nwip)
-    put(nwip > 0 and call('ZCOUNT', wip, '-inf', now) or 0)
-    put(call('ZCOUNT', failed, now, '+inf'))
-    put(call('ZCOUNT', finished, now, '+inf'))
+    if oldest then f[8] = tostring(oldest) end
+    f[9] = call('ZCARD', wip)
+    if f[9] > 0 then f[10] = call('ZCOUNT', wip, '-inf', now) end
+    f[11] = call('ZCOUNT', failed, now, '+inf')
+    f[12] = call('ZCOUNT', finished, now, '+inf')
   end
-  put(activity[qi] or '')
-  local members = call('SMEMBERS', 'rq:workers:' .. q)
-  local count_at = o + 1
-  put(0)
-  local live = 0
-  for _, wk in ipairs(members) do
+  out[#out + 1] = table.concat(f, ',')
+  local rows = {}
+  for _, wk in ipairs(call('SMEMBERS', 'rq:workers:' .. q)) do
     local w = call('HMGET', wk, 'state', 'current_job', 'hostname', 'jq_busy', 'jq_slots', 'death')
     if w[1] and not w[6] then
-      live = live + 1
-      put(string.sub(wk, 11)); put(w[3] or ''); put(w[1]); put(w[2] or ''); put(w[4] or ''); put(w[5] or '')
+      local row = {string.sub(wk, 11), w[3] or '', w[1], w[2] or '', w[4] or '', w[5] or ''}
+      rows[#rows + 1] = table.concat(row, '\31')
     end
   end
-  out[count_at] = live
+  out[#out + 1] = table.concat(rows, '\30')
 end
 return out
 """
