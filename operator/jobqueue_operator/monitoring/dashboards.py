@@ -236,14 +236,27 @@ def redis_up() -> timeseries.Panel:
                query(f"max by (redis) ({m.REDIS_UP})", "{{redis}}"))
 
 
-def poll_health() -> timeseries.Panel:
+def autoscaler_timing() -> timeseries.Panel:
     return _ts(
-        "Autoscaler poll",
-        "p99 duration of one poll of all queues on a Redis (one round trip), and failed polls per second.",
+        "Autoscaler cycle",
+        "p99 duration of one poll of all queues on a Redis (one round trip), and of one whole "
+        "autoscaler pass over every queue (read, decide, scale).",
         "s",
         query(f"histogram_quantile(0.99, sum by (redis, le) "
-              f"(rate({m.POLL_DURATION_SECONDS}_bucket[{RATE}])))", "{{redis}} p99"),
-        query(f"sum by (redis) (rate({m.POLL_ERRORS}[{RATE}]))", "{{redis}} errors/s"),
+              f"(rate({m.POLL_DURATION_SECONDS}_bucket[{RATE}])))", "poll {{redis}} p99"),
+        query(f"histogram_quantile(0.99, sum by (le) (rate({m.AUTOSCALER_CYCLE_SECONDS}_bucket[{RATE}])))",
+              "cycle p99"),
+    )
+
+
+def autoscaler_errors() -> timeseries.Panel:
+    return _ts(
+        "Autoscaler errors",
+        "Failed polls of each Redis, and Kubernetes API calls of the autoscaler that failed "
+        "(scale, pod annotations, status, events), per second.",
+        "ops",
+        query(f"sum by (redis) (rate({m.POLL_ERRORS}[{RATE}]))", "poll {{redis}}"),
+        query(f"sum by (action) (rate({m.AUTOSCALER_API_ERRORS}[{RATE}]))", "API {{action}}"),
     )
 
 
@@ -307,8 +320,8 @@ def rows() -> list[tuple[str, list[Panel]]]:
         ("Latency", [wait_time(), run_time()]),
         ("Workers and scaling", [workers_desired_vs_ready(), worker_slots(),
                                  scaling_decisions(), lost_job_recoveries()]),
-        ("Operator", [redis_up(), poll_health(), reconciles(), reconcile_duration(),
-                      operator_version()]),
+        ("Operator", [redis_up(), autoscaler_timing(), autoscaler_errors(), reconciles(),
+                      reconcile_duration(), operator_version()]),
     ]
 
 

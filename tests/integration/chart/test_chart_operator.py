@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -192,24 +193,44 @@ def test_operator_is_held_to_the_chart_rbac(
         json.dumps([(e["reason"], e["message"]) for e in events], indent=1)
 
 
-#: Metrics of the autoscaler's poller (queue depth, oldest job, desired replicas, scaling
-#: decisions, Redis reachability, poll timing). The poller (jobqueue_operator/scaling/poller.py)
-#: does not exist yet: a query reading only these is skipped while the operator does not
-#: register them (no `# TYPE` line on its /metrics), and checked as soon as it does.
+#: Metrics of the autoscaler (queue depth, oldest job, desired replicas, scaling decisions,
+#: Redis reachability, poll and cycle timing), which lands separately from the rest of the
+#: operator: a query reading only these is skipped while the operator does not register
+#: them (no `# TYPE` line on its /metrics), and checked as soon as it does.
 POLLER = {
     metricnames.QUEUE_JOBS, metricnames.QUEUE_OLDEST_JOB_AGE_SECONDS, metricnames.QUEUE_WORKERS,
     metricnames.DESIRED_REPLICAS, metricnames.SCALING_DECISIONS, metricnames.POLL_DURATION_SECONDS,
-    metricnames.REDIS_UP,
+    metricnames.REDIS_UP, metricnames.AUTOSCALER_CYCLE_SECONDS,
 }
-#: Series that exist only after a fault this test does not inject yet: a worker pod killed
-#: while running a job (lost-job recovery) and a failed poll of Redis.
-NEEDS_FAULT = {metricnames.LOST_JOBS_RECOVERED, metricnames.POLL_ERRORS}
+#: Series that exist only after a fault: a worker pod killed while running a job (lost-job
+#: recovery) and a failed poll of Redis are injected at the end of the test (where the
+#: operator registers those metrics); a failed Kubernetes API call of the autoscaler is not
+#: (its query is checked by promtool only).
+NEEDS_FAULT = {metricnames.LOST_JOBS_RECOVERED, metricnames.POLL_ERRORS, metricnames.AUTOSCALER_API_ERRORS}
 
 
 def registered(exposition: str, names: set[str]) -> set[str]:
     """The metric names an exposition declares (counters may be typed without `_total`)."""
     return {n for n in names if re.search(rf"^# TYPE {re.escape(n.removesuffix('_total'))}(_total)? ",
                                           exposition, flags=re.MULTILINE)}
+
+
+def check_queries(prometheus: devenv.PrometheusServer, select: Callable[[set[str]], bool]) -> list[str]:
+    """Every dashboard query whose metric names ``select`` accepts must return data; return them."""
+    board = json.loads(generate.dashboard_json())
+    missing: dict[str, list[str]] = {}
+    checked = []
+    for title, exprs in dashboards.panel_queries(board).items():
+        for expr in exprs:
+            if not select(vocabulary.base_names_in(expr)):
+                continue
+            checked.append(expr)
+            try:
+                prometheus.wait_for_sample(concrete(expr), timeout=60)
+            except TimeoutError:
+                missing.setdefault(title, []).append(expr)
+    assert missing == {}, json.dumps(missing, indent=1)
+    return checked
 
 
 def concrete(expr: str) -> str:
@@ -219,11 +240,17 @@ def concrete(expr: str) -> str:
 
 def test_prometheus_scrapes_the_operator_and_a_worker_and_dashboard_queries_return_data(
         cluster: devenv.Cluster, running_operator: RunningOperator, redis_url: str,
-        prometheus: devenv.PrometheusServer) -> None:
+        redis_server: devenv.RedisServer, prometheus: devenv.PrometheusServer) -> None:
     op = running_operator
     devenv.wait_until("the operator's /healthz", lambda: op.http(op.health_port, "/healthz"), timeout=90)
+    _, exposition = op.http(op.metrics_port, "/metrics")
+    exposed = registered(exposition, POLLER | NEEDS_FAULT)
     queue = sample_queue("ei-update")
-    queue["spec"]["scaling"] = {"minReplicas": 1, "maxReplicas": 1}  # one worker, one target
+    # no worker until there is work: the first jobs make the autoscaler scale up (a scaling
+    # decision); without an autoscaler, one worker from the start. At most one worker, so
+    # one scrape target.
+    autoscaler = metricnames.SCALING_DECISIONS in exposed
+    queue["spec"]["scaling"] = {"minReplicas": 0 if autoscaler else 1, "maxReplicas": 1}
     queue["spec"]["jobDefaults"] = {"attempts": 2, "backoff": {"type": "fixed", "delaySeconds": 0.2}}
     cluster.kubectl("apply", "-n", op.namespace, "-f", "-", input=yaml.safe_dump(queue))
     conn = redis.Redis.from_url(redis_url)
@@ -231,45 +258,55 @@ def test_prometheus_scrapes_the_operator_and_a_worker_and_dashboard_queries_retu
                       lambda: "ei:update" in queue_settings.published_queue_names(conn), timeout=60)
     # a settings entry no JobQueue declares: the operator's sweep removes it (and counts it)
     queue_settings.publish(conn, queue_settings.QueueSettings(queue_name="orphan:queue"))
-
-    # the worker has joined the queue (RQ worker record in this test's own Redis database)
-    devenv.wait_until("a worker on the queue",
-                      lambda: jobqueue.queue_stats("ei:update", connection=conn).workers, timeout=90)
     prometheus.add_target("jobqueue-operator", f"127.0.0.1:{op.metrics_port}")
-    # the worker's port: remapped by the pod runner when the worker takes it from
-    # JOBQUEUE_METRICS_PORT, else the pod's own --metrics-port 9100
-    worker_port = op.host_ports("ei-update-worker-").get("JOBQUEUE_METRICS_PORT", 9100)
-    prometheus.add_target("jobqueue-worker", f"127.0.0.1:{worker_port}")
     try:
         prometheus.wait_for_sample('up{job="jobqueue-operator"} == 1', timeout=60)
-        prometheus.wait_for_sample('up{job="jobqueue-worker"} == 1', timeout=90)
         for _ in range(5):
             jobqueue.enqueue("ei:update", "glec_jobs.daily_aggregate", connection=conn)
         jobqueue.enqueue("ei:update", "glec_jobs.broken", connection=conn)  # retried, then failed
         jobqueue.enqueue("ei:update", "glec_jobs.sleepy", 5, timeout_seconds=1, attempts=1, connection=conn)
         jobqueue.enqueue("ei:update", "glec_jobs.not_registered", connection=conn)  # rejected by the worker
+
+        # the autoscaler starts a worker, which joins the queue (an RQ worker record in this
+        # test's own Redis database)
+        devenv.wait_until("a worker on the queue",
+                          lambda: jobqueue.queue_stats("ei:update", connection=conn).workers, timeout=90)
+        # its port: remapped by the pod runner when the pod passes JOBQUEUE_METRICS_PORT, else
+        # the pod's own --metrics-port 9100
+        worker_port = op.host_ports("ei-update-worker-").get("JOBQUEUE_METRICS_PORT", 9100)
+        prometheus.add_target("jobqueue-worker", f"127.0.0.1:{worker_port}")
+        prometheus.wait_for_sample('up{job="jobqueue-worker"} == 1', timeout=90)
         # every outcome has been counted by the worker and scraped
         for metric, count in ((metricnames.JOBS_SUCCEEDED, 5), (metricnames.JOBS_FAILED, 3)):
             prometheus.wait_for_sample(f'sum({metric}{{job="jobqueue-worker"}}) >= {count}', timeout=60)
 
-        _, exposition = op.http(op.metrics_port, "/metrics")
-        not_yet = (POLLER - registered(exposition, POLLER)) | NEEDS_FAULT
-        board = json.loads(generate.dashboard_json())
-        missing: dict[str, list[str]] = {}
-        checked = []
-        for title, exprs in dashboards.panel_queries(board).items():
-            for expr in exprs:
-                if vocabulary.base_names_in(expr) <= not_yet:
-                    continue
-                checked.append(expr)
-                try:
-                    prometheus.wait_for_sample(concrete(expr), timeout=45)
-                except TimeoutError:
-                    missing.setdefault(title, []).append(expr)
-        assert missing == {}, json.dumps(missing, indent=1)
+        not_yet = (POLLER - exposed) | NEEDS_FAULT
+        checked = check_queries(prometheus, lambda names: not names <= not_yet)
         # at least: worker throughput, failures, retries, timeouts, rejections, latencies,
         # slots; operator replicas, reconciles, orphan sweep, versions
         assert len(checked) >= 20, checked
+
+        # faults, where the operator reports them: a worker pod killed while it runs a job
+        # (the operator recovers the job) …
+        if metricnames.LOST_JOBS_RECOVERED in exposed:
+            jobqueue.enqueue("ei:update", "glec_jobs.sleepy", 120, connection=conn)
+            devenv.wait_until("the slow job running",
+                              lambda: jobqueue.queue_stats("ei:update", connection=conn).running, timeout=60)
+            (pod,) = get_json(cluster, "pods", "-n", op.namespace,
+                              "-l", "jobqueue.glec.io/jobqueue=ei-update")["items"]
+            cluster.kubectl("delete", "pod", pod["metadata"]["name"], "-n", op.namespace,
+                            "--grace-period=0", "--force")
+            checked = check_queries(prometheus, lambda names: metricnames.LOST_JOBS_RECOVERED in names)
+            assert len(checked) == 1, checked
+        # … and, once that is done, Redis frozen for longer than the operator's Redis timeout
+        if metricnames.POLL_ERRORS in exposed:
+            redis_server.pause()
+            try:
+                time.sleep(5)
+            finally:
+                redis_server.resume()
+            checked = check_queries(prometheus, lambda names: metricnames.POLL_ERRORS in names)
+            assert len(checked) == 1, checked
     except BaseException:
         print(op.logs())
         raise

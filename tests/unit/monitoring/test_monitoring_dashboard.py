@@ -62,8 +62,8 @@ def test_variables_datasource_namespace_queue() -> None:
 
 
 def test_queue_panels_follow_the_variables() -> None:
-    operator_rows = {"Redis reachable", "Autoscaler poll", "Reconciles", "Reconcile duration",
-                     "Operator version"}
+    operator_rows = {"Redis reachable", "Autoscaler cycle", "Autoscaler errors", "Reconciles",
+                     "Reconcile duration", "Operator version"}
     for title, exprs in QUERIES.items():
         for expr in exprs:
             if title in operator_rows:
