@@ -441,7 +441,7 @@ def stats_cmd(ctx: click.Context, queues: tuple[str, ...], as_json: bool, show_w
             str(s.failed),
             str(s.finished),
             _age(s.oldest_queued_seconds) if s.queued else "-",
-            f"{len(s.workers)} ({busy}/{total} slots busy)",
+            f"{len(s.workers)} ({busy}/{total} busy)",
             idle,
         )
     out.print(t)
