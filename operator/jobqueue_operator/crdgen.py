@@ -226,14 +226,19 @@ def recurringjob_crd() -> dict[str, Any]:
                     "this object; each tick enqueues exactly one job.",
         spec=models.RecurringJobSpec, status=models.RecurringJobStatus,
         columns=[
-            _column("Schedule", "string", ".spec.schedule", "cron schedule"),
-            _column("TimeZone", "string", ".spec.timeZone", "time zone of the schedule"),
             _column("Queue", "string", ".spec.queue", "JobQueue the job goes to"),
+            _column("Schedule", "string", ".spec.schedule", "cron schedule"),
             _column("Suspend", "boolean", ".spec.suspend", "not enqueuing"),
-            _column("Last Schedule", "date", ".status.lastScheduleTime", "last tick enqueued"),
+            _column("Last Schedule", "date", ".status.lastScheduleTime", "scheduled time of the latest tick"),
+            _column("Last Job", "string", ".status.lastJobStatus", "status of the latest tick's job"),
             _AGE,
+            _column("TimeZone", "string", ".spec.timeZone", "time zone of the schedule", priority=1),
+            # "string", not "date": kubectl prints a date in the future as <invalid>
+            _column("Next Schedule", "string", ".status.nextScheduleTime", "next tick", priority=1),
+            _column("Last Job ID", "string", ".status.lastJobId", "job id of the latest tick", priority=1),
+            _column("Ready", "string", '.status.conditions[?(@.type=="Ready")].reason',
+                    "why (not) ready", priority=1),
             _column("Function", "string", ".spec.function", "the @job function", priority=1),
-            _column("Next Schedule", "date", ".status.nextScheduleTime", "next tick", priority=1),
         ])
 
 

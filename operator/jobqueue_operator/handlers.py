@@ -10,6 +10,9 @@ handler                        what it does
 ``jobqueue_deleted``           DELETED watch event → settings withdrawn (no finalizer)
 ``worker_deployment_event``    worker Deployment changes → status; deleted → recreated
 ``sweep_health``               liveness probe detail: age of the last settings sweep
+``recurring_*``                RecurringJobs (:mod:`jobqueue_operator.recurring`): startup/cleanup
+                               of its status refresher; create / update / resume → CronJob;
+                               DELETED → forgotten; JobQueue and CronJob changes → reconcile/status
 =============================  ==================================================================
 
 No finalizer, no per-object timer or daemon: a JobQueue deletes immediately even while the
@@ -31,9 +34,19 @@ from typing import Any, Final
 
 import kopf
 
-from jobqueue_operator import endpoints, index, k8s, models, reconcile, redisq, statuskeeper, sweeper
+from jobqueue_operator import (
+    endpoints,
+    index,
+    k8s,
+    models,
+    reconcile,
+    recurring,
+    redisq,
+    statuskeeper,
+    sweeper,
+)
 from jobqueue_operator import settings as operator_settings
-from jobqueue_operator.builders import deployment, names
+from jobqueue_operator.builders import cronjob, deployment, names
 
 GROUP: Final = models.GROUP
 VERSION: Final = models.VERSION
@@ -175,3 +188,79 @@ async def sweep_health(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
     runtime: Runtime | None = getattr(memo, "runtime", None)
     last = runtime.sweeper.last_pass if runtime else None
     return {"lastSweepSecondsAgo": None if last is None else round(time.monotonic() - last, 1)}
+
+
+# ---- RecurringJobs (jobqueue_operator.recurring): each becomes a CronJob. The watch filters
+# (``when``) keep the JobQueue and CronJob watches from running, and logging, a handler for
+# events that change nothing here (JobQueue status updates, most of all).
+
+
+@dataclass
+class RecurringRuntime:
+    jobs: recurring.RecurringJobs
+    refresher: asyncio.Task[None]
+
+
+def _recurring(memo: Any) -> recurring.RecurringJobs:
+    runtime: RecurringRuntime = memo.recurring
+    return runtime.jobs
+
+
+@kopf.on.startup(id="recurring_startup")
+async def recurring_startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Runs after ``startup`` (kopf runs startup handlers in order) and shares its clients."""
+    runtime: Runtime | None = getattr(memo, "runtime", None)
+    if runtime is None:
+        raise kopf.TemporaryError("waiting for the operator's clients", delay=1)
+    settings.watching.label_selectors["batch", "cronjobs"] = cronjob.CRONJOB_SELECTOR
+    config = runtime.config
+    jobs = recurring.RecurringJobs(
+        kube=runtime.kube, hub=runtime.hub, endpoints=endpoints.Endpoints(runtime.kube, config.redis_url),
+        emit=_emitter(runtime.kube),
+        defaults=deployment.WorkerDefaults(redis_url=config.redis_url,
+                                           priority_class_prefix=config.priority_class_prefix,
+                                           image_pull_policy=config.worker_image_pull_policy))
+    memo.recurring = RecurringRuntime(jobs, asyncio.create_task(jobs.run(), name="recurringjob-refresher"))
+
+
+@kopf.on.cleanup(id="recurring_cleanup")
+async def recurring_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    runtime: RecurringRuntime = memo.recurring
+    runtime.refresher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await runtime.refresher
+
+
+@kopf.on.resume(GROUP, VERSION, models.RECURRINGJOB_PLURAL)
+@kopf.on.create(GROUP, VERSION, models.RECURRINGJOB_PLURAL)
+@kopf.on.update(GROUP, VERSION, models.RECURRINGJOB_PLURAL, field="spec")
+async def reconcile_recurringjob(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    try:
+        outcome = await _recurring(memo).reconcile(_raw(body))
+    except k8s.ApiError as e:
+        raise kopf.TemporaryError(f"Kubernetes API error: {k8s.message(e)}", delay=RETRY_DELAY) from e
+    if outcome.permanent_error:
+        raise kopf.PermanentError(outcome.permanent_error)
+
+
+@kopf.on.event(GROUP, VERSION, models.RECURRINGJOB_PLURAL,
+               when=lambda event, **_: event.get("type") == "DELETED")
+async def recurring_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _recurring(memo).forget(body["metadata"]["namespace"], body["metadata"]["name"])
+
+
+@kopf.on.event(GROUP, VERSION, models.JOBQUEUE_PLURAL, when=lambda event, memo, **_: _recurring(
+    memo).jobqueue_matters(event["object"], deleted=event.get("type") == "DELETED"))
+async def recurring_jobqueue_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    await _recurring(memo).jobqueue_changed(event["object"], deleted=event.get("type") == "DELETED")
+
+
+@kopf.on.event("batch", "v1", "cronjobs", labels={
+    names.MANAGED_BY_LABEL: names.MANAGED_BY, names.COMPONENT_LABEL: cronjob.COMPONENT},
+    when=lambda event, memo, **_: _recurring(memo).cronjob_matters(event.get("type"), event["object"]))
+async def recurring_cronjob_event(event: kopf.RawEvent, memo: kopf.Memo, logger: kopf.Logger,
+                                  **_: Any) -> None:
+    try:
+        await _recurring(memo).cronjob_event(event.get("type"), event["object"])
+    except k8s.ApiError as e:  # on.event handlers are not retried; the next event or refresh repairs
+        logger.warning("CronJob event not handled: %s", k8s.message(e))

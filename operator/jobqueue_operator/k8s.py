@@ -110,6 +110,17 @@ class Kube:
             patch_type=PatchType.APPLY, field_manager=field_manager, force=True)
         return _as_dict(result)
 
+    async def get_cronjob(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get(CronJob, namespace, name)
+
+    async def suspend_cronjob(self, namespace: str, name: str, *, field_manager: str) -> dict[str, Any]:
+        """Set ``spec.suspend`` of a CronJob without re-applying the rest of it (a RecurringJob
+        whose JobQueue vanished: the operator cannot rebuild the pod without the queue)."""
+        result = await self._client.patch(
+            CronJob, name, {"spec": {"suspend": True}}, namespace=namespace,
+            patch_type=PatchType.MERGE, field_manager=field_manager)
+        return _as_dict(result)
+
     async def scale_deployment(self, namespace: str, name: str, replicas: int, *,
                                field_manager: str) -> None:
         """Set a Deployment's replicas through its scale subresource (the autoscaler's path)."""
@@ -121,6 +132,9 @@ class Kube:
 
     async def get_jobqueue(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._get(JobQueue, namespace, name)
+
+    async def get_recurringjob(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get(RecurringJob, namespace, name)
 
     async def apply_status(self, kind: str, namespace: str, name: str, status: Mapping[str, Any], *,
                            field_manager: str) -> None:

@@ -20,6 +20,7 @@ apply are the same thing.
 from __future__ import annotations
 
 import datetime
+from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -431,28 +432,124 @@ class JobQueueStatus(_Model):
 
 # --------------------------------------------------------------------------------------
 # RecurringJob
+#
+# The schedule grammar is the CronJob controller's (robfig/cron v3 ``ParseStandard``):
+# Kubernetes checks it only when a CronJob is written, so the RecurringJob's own CRD must
+# refuse everything that CronJob validation would refuse — otherwise a bad schedule would be
+# accepted here and surface only later, as an error of the operator's apply. The rules
+# below are deliberately a little *stricter* than Kubernetes (no ``*-5``, no empty list
+# items, no ``+5``, no tabs or leading/trailing spaces, no ``@every``): anything they accept,
+# the CronJob API accepts too, and tests/integration/recurring checks that on the real server.
 
-_CRON_FIELD = r"[0-9A-Za-z*?/,#LW-]+"
-_CRON_MACROS = "yearly|annually|monthly|weekly|daily|midnight|hourly"
-_CRON_SCHEDULE = f"^(@({_CRON_MACROS})|{_CRON_FIELD}( +{_CRON_FIELD}){{4}})$"
+
+@dataclass(frozen=True)
+class CronField:
+    """One field of a five-field cron schedule, as Kubernetes' CronJob validation reads it."""
+
+    label: str
+    ordinal: str
+    low: int
+    high: int
+    #: RE2 alternatives for ``low``..``high`` without leading zeros
+    numbers: str
+    #: names accepted instead of numbers (any case), in value order from ``low``
+    names: tuple[str, ...] = ()
+
+    @property
+    def value_regex(self) -> str:
+        named = f"|(?i:{'|'.join(self.names)})" if self.names else ""
+        return f"(0*({self.numbers}){named})"
+
+    @property
+    def regex(self) -> str:
+        """A whole field: comma-separated ``*``, ``?``, ``v`` or ``a-b``, each with an optional ``/step``."""
+        value = self.value_regex
+        item = rf"(\*|\?|{value}(-{value})?)(/0*[1-9][0-9]{{0,3}})?"
+        return f"^{item}(,{item})*$"
+
+    @property
+    def expected(self) -> str:
+        names = f" (or {self.names[0].upper()}-{self.names[-1].upper()})" if self.names else ""
+        return (f"*, ?, a value {self.low}-{self.high}{names}, a range a-b with a <= b, or a comma-separated "
+                f"list of these, each optionally followed by /step (step >= 1)")
+
+    def value(self, text: str) -> int:
+        """The number of one value of this field (``05``, ``mon``)."""
+        return int(text) if text.isdigit() else self.low + self.names.index(text.lower())
+
+
+MONTH_NAMES: Final = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+WEEKDAY_NAMES: Final = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+CRON_FIELDS: Final = (
+    CronField("minute", "1st", 0, 59, "[0-9]|[1-5][0-9]"),
+    CronField("hour", "2nd", 0, 23, "[0-9]|1[0-9]|2[0-3]"),
+    CronField("day-of-month", "3rd", 1, 31, "[1-9]|[12][0-9]|3[01]"),
+    CronField("month", "4th", 1, 12, "[1-9]|1[0-2]", MONTH_NAMES),
+    # 0-6 only: Kubernetes refuses 7 for Sunday ("end of range (7) above maximum (6)")
+    CronField("day-of-week", "5th", 0, 6, "[0-6]", WEEKDAY_NAMES),
+)
+#: The ``@`` macros Kubernetes accepts (lower case only; ``@every`` is refused on purpose, see below).
+CRON_MACROS: Final = ("yearly", "annually", "monthly", "weekly", "daily", "midnight", "hourly")
+CRON_SHAPE: Final = rf"^(@({'|'.join(CRON_MACROS)})|\S+( +\S+){{4}})$"
+#: CEL: the fields of a schedule (no ``cel.bind`` in CRD rules: each rule computes them again)
+_CRON_PARTS: Final = "self.findAll('[^ ]+')"
+
+
+def _cel_value(field: CronField, text: str) -> str:
+    """CEL: the number of the value ``text`` (a CEL string expression) of ``field``."""
+    if not field.names:
+        return f"int({text})"
+    table = ", ".join(f"'{name}': {field.low + i}" for i, name in enumerate(field.names))
+    return f"({text}.matches('^[0-9]+$') ? int({text}) : {{{table}}}[{text}.lowerAscii()])"
+
+
+def _cron_field_rule(index: int, field: CronField) -> dict[str, Any]:
+    """CEL: field ``index`` matches its grammar and every range a-b has a <= b (Kubernetes
+    refuses "beginning of range (5) beyond end of range (3)")."""
+    part = f"{_CRON_PARTS}[{index}]"
+    bound = "e.split('/')[0].split('-')"
+    ordered = (f"{part}.split(',').all(e, size({bound}) < 2 || "
+               f"{_cel_value(field, f'{bound}[0]')} <= {_cel_value(field, f'{bound}[1]')})")
+    rule = (f"self.startsWith('@') || size({_CRON_PARTS}) != 5 || "
+            f"({part}.matches({lit(field.regex)}) && {ordered})")
+    what = f"the {field.label} field ({field.ordinal})"
+    return cel(rule, f"schedule: {what} must be {field.expected}",
+               message_expression=f"'schedule: {what} is \"' + {part} + '\"; expected {field.expected}'")
+
+
+#: Time zone names as the IANA database spells them ("UTC", "Asia/Seoul", "Etc/GMT+5",
+#: "America/Argentina/Buenos_Aires"). Whether the zone exists is checked by the operator
+#: (zoneinfo) and reported: a list of zones in the CRD would go stale with every tzdata release.
+TIME_ZONE: Final = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$"
 
 
 class RecurringJobSpec(_Model):
     """A job enqueued on a schedule, through a CronJob owned by this object."""
 
     schedule: Annotated[str, Field(
-        min_length=1, max_length=200, description='cron schedule, e.g. "0 0 * * *", or @daily',
+        min_length=1, max_length=200,
+        description='cron schedule (minute hour day-of-month month day-of-week), e.g. "0 0 * * *", '
+                    "or @yearly, @monthly, @weekly, @daily, @hourly",
         json_schema_extra=rules(
-            cel(f"self.matches({lit(_CRON_SCHEDULE)})",
-                "schedule must be five cron fields (minute hour day-of-month month day-of-week) "
-                "or one of @yearly, @monthly, @weekly, @daily, @hourly"),
+            cel(f"self.matches({lit(CRON_SHAPE)})",
+                "schedule must be five cron fields (minute hour day-of-month month day-of-week) separated "
+                "by spaces, or one of " + ", ".join(f"@{m}" for m in CRON_MACROS)),
+            cel("!self.startsWith('@every')",
+                "schedule: @every intervals are not supported: write five cron fields "
+                '(e.g. "*/5 * * * *" for every 5 minutes)'),
             cel("!self.contains('TZ')", "schedule must not contain TZ=/CRON_TZ=: use spec.timeZone"),
+            *(_cron_field_rule(i, f) for i, f in enumerate(CRON_FIELDS)),
         ))]
     time_zone: str = Field(
         default="UTC", alias="timeZone", min_length=1, max_length=64,
-        description="IANA time zone of the schedule",
-        json_schema_extra=_pattern_rule("timeZone", r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$",
-                                        'must be an IANA time zone name such as "UTC" or "Asia/Seoul"'))
+        description='IANA time zone of the schedule, e.g. "UTC" or "Asia/Seoul"',
+        json_schema_extra=rules(
+            cel(f"self.matches({lit(TIME_ZONE)})",
+                'timeZone must be an IANA time zone name such as "UTC" or "Asia/Seoul"'),
+            cel("self != 'Local'",
+                'timeZone must be an explicit IANA time zone such as "UTC": "Local" (the zone of the '
+                "kube-controller-manager) is not allowed"),
+        ))
     queue: str = Field(max_length=63, description="name of a JobQueue in the same namespace",
                        json_schema_extra=_pattern_rule("queue", DNS_LABEL,
                                                        "must be the name of a JobQueue (DNS label)"))
@@ -460,11 +557,17 @@ class RecurringJobSpec(_Model):
         max_length=256, description="dotted path of a @job function, e.g. glec.jobs.daily_aggregate",
         json_schema_extra=_pattern_rule("function", PY_FUNCTION,
                                         "must be a dotted path module.function (e.g. glec.jobs.cleanup)"))
-    args: list[Any] | None = Field(default=None, max_length=64, description="positional arguments (JSON)")
-    keyword_args: dict[str, Any] | None = Field(default=None, alias="kwargs",
-                                                description="keyword arguments (JSON)")
+    args: list[Any] | None = Field(default=None, max_length=64,
+                                 description="positional arguments (JSON array)")
+    # Any JSON values, so an opaque object for the API server: CEL cannot check its keys.
+    keyword_args: dict[str, Any] | None = Field(
+        default=None, alias="kwargs", description="keyword arguments (JSON object)",
+        json_schema_extra={"maxProperties": 64})
     job_options: JobOptions | None = Field(default=None, alias="jobOptions",
                                            description="overrides of the queue's jobDefaults")
+    priority: int | None = Field(default=None, ge=1, le=5,
+                                 description="priority level of each enqueued job, 1 = most important ... "
+                                             "5 = least; default 3")
     suspend: bool = Field(default=False, description="stop enqueuing; enqueued jobs are untouched")
     concurrency_policy: Literal["Allow", "Forbid", "Replace"] = Field(
         default="Forbid", alias="concurrencyPolicy",
@@ -473,15 +576,34 @@ class RecurringJobSpec(_Model):
         default=None, alias="startingDeadlineSeconds", ge=10, le=86400,
         description="a tick missed by more than this is skipped (at least 10: the CronJob "
                     "controller checks every 10 s)")
-    successful_jobs_history_limit: int = Field(default=3, alias="successfulJobsHistoryLimit", ge=0, le=100)
-    failed_jobs_history_limit: int = Field(default=1, alias="failedJobsHistoryLimit", ge=0, le=100)
+    successful_jobs_history_limit: int = Field(
+        default=3, alias="successfulJobsHistoryLimit", ge=0, le=100,
+        description="finished enqueuing Jobs (and their pods' logs) kept")
+    failed_jobs_history_limit: int = Field(
+        default=1, alias="failedJobsHistoryLimit", ge=0, le=100,
+        description="failed enqueuing Jobs (and their pods' logs) kept")
 
 
 class RecurringJobStatus(_Model):
+    """What the operator observed, written through the status subresource by server-side apply
+    (field manager ``jobqueue-operator``), only when something changed."""
+
     observed_generation: int | None = Field(default=None, alias="observedGeneration")
-    cron_job_name: str | None = Field(default=None, alias="cronJobName")
-    last_schedule_time: datetime.datetime | None = Field(default=None, alias="lastScheduleTime")
-    last_successful_time: datetime.datetime | None = Field(default=None, alias="lastSuccessfulTime")
-    last_job_id: str | None = Field(default=None, alias="lastJobId")
-    next_schedule_time: datetime.datetime | None = Field(default=None, alias="nextScheduleTime")
+    cron_job_name: str | None = Field(default=None, alias="cronJobName",
+                                      description="the CronJob that enqueues the jobs")
+    queue_name: str | None = Field(default=None, alias="queueName",
+                                   description="RQ queue name of the target JobQueue")
+    last_schedule_time: datetime.datetime | None = Field(
+        default=None, alias="lastScheduleTime", description="scheduled time of the latest tick")
+    last_successful_time: datetime.datetime | None = Field(
+        default=None, alias="lastSuccessfulTime", description="when an enqueuing Job last succeeded")
+    last_job_id: str | None = Field(default=None, alias="lastJobId",
+                                    description="job id of the latest tick (rj_<namespace>_<Job name>)")
+    last_job_status: str | None = Field(
+        default=None, alias="lastJobStatus",
+        description="that job's status in Redis: queued, scheduled, running, finished, failed, ...; "
+                    "enqueuing (its Job is still running), missing (not in Redis: the enqueue failed or "
+                    "the job's retention ended), unknown (Redis unreachable)")
+    next_schedule_time: datetime.datetime | None = Field(
+        default=None, alias="nextScheduleTime", description="next tick (none while suspended or not ready)")
     conditions: list[Condition] | None = Field(default=None, json_schema_extra=_CONDITIONS)

@@ -26,11 +26,13 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Final, TypeVar
 
 import pydantic
 import redis
 
+from jobqueue import keys
 from jobqueue import settings as qsettings
 from jobqueue_operator import errors
 
@@ -148,6 +150,25 @@ class RedisHub:
 
         return await self.run(url, unpublish)
 
+    # ---- recurring jobs
+
+    async def recurring_state(self, url: str, queue_name: str, job_id: str | None) -> RecurringState:
+        """Whether ``queue_name``'s settings are published (a tick's enqueue refuses an unknown
+        queue) and the RQ status of job ``job_id`` in that queue; one round trip."""
+
+        def read(conn: redis.Redis) -> RecurringState:
+            pipe = conn.pipeline(transaction=False)
+            pipe.exists(qsettings.SETTINGS_KEY_PREFIX + queue_name)
+            if job_id is not None:
+                pipe.hmget(keys.job_key(job_id), ["status", "origin"])
+            published, *job = pipe.execute()
+            status = None
+            if job and job[0][0] is not None and job[0][1] == queue_name.encode():
+                status = job[0][0].decode()
+            return RecurringState(published=bool(published), job_status=status)
+
+        return await self.run(url, read)
+
     async def published(self, url: str) -> dict[str, qsettings.QueueSettings | None]:
         """Every queue's published settings in this Redis (None where unreadable)."""
 
@@ -159,6 +180,16 @@ class RedisHub:
             return {name: _parse(raw) for name, raw in zip(names, pipe.execute(), strict=True)}
 
         return await self.run(url, read)
+
+
+@dataclass(frozen=True)
+class RecurringState:
+    """What a RecurringJob's status needs from its queue's Redis."""
+
+    #: the queue's settings are published (otherwise every tick's enqueue fails)
+    published: bool
+    #: RQ's status of the latest tick's job (queued, started, finished, failed, ...); None: not there
+    job_status: str | None
 
 
 def _parse(raw: bytes | str | None) -> qsettings.QueueSettings | None:

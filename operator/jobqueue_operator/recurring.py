@@ -1,0 +1,618 @@
+"""RecurringJobs: each one's CronJob, and a status that says whether its ticks work.
+
+**Reconcile** (:meth:`RecurringJobs.reconcile`, level-based and idempotent like the JobQueue
+one): read the spec, find the target JobQueue in the same namespace, apply the CronJob
+built by :func:`jobqueue_operator.builders.cronjob.build` (server-side apply, owner
+reference, no finalizer: deleting the RecurringJob garbage-collects the CronJob and its
+Jobs), and check the queue's Redis. The CronJob depends on the JobQueue too (worker image,
+RQ queue name, Redis URL), so a JobQueue change re-reconciles the RecurringJobs that target
+it (:meth:`RecurringJobs.jobqueue_changed`).
+
+**What is reported rather than refused.** The API server refuses every malformed spec (the
+CRD's CEL rules). What it cannot know is reported in the ``Ready`` condition, with an Event
+when it appears and when it is fixed:
+
+* ``QueueMissing`` — no JobQueue ``spec.queue`` in the namespace (a cross-object reference;
+  the RecurringJob may simply have been applied before its queue). No CronJob is created;
+  an existing one is suspended until the queue is back, because without the queue its pod
+  cannot be built and every tick would fail.
+* ``UnknownTimeZone`` — ``spec.timeZone`` has the shape of an IANA name but the time zone
+  database does not know it. The CronJob keeps its last valid spec (Kubernetes would refuse
+  the zone too).
+* ``ScheduleNeverFires`` — a schedule like ``0 0 30 2 *``: valid cron, no date.
+* ``CronJobRejected`` — the API server refused the CronJob anyway (e.g. its time zone
+  database differs from the operator's); the message is the API server's.
+* ``RedisUnreachable`` / ``QueueNotPublished`` — ticks would fail: the queue's Redis does not
+  answer (the ``RedisReachable`` condition says why), or its settings are not published there.
+* ``InvalidSpec`` — the object does not match the operator's model (CRD older than the operator).
+
+**Status** is kept per object in memory and written by server-side apply only when it
+differs from what is on the object (a restart starts from the object's own status, so it
+writes nothing when nothing changed). Its inputs change on three paths: the reconcile, the
+watch of the CronJobs (``lastScheduleTime`` of a new tick), and :meth:`RecurringJobs.run`,
+one task that re-reads every RecurringJob's last job from Redis and moves
+``nextScheduleTime`` on (the job's outcome changes in Redis without any Kubernetes event).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+import pydantic
+
+from jobqueue_operator import endpoints, errors, k8s, metrics, models, redisq
+from jobqueue_operator.builders import cronjob, deployment, names, status
+from jobqueue_operator.index import Key
+from jobqueue_operator.statuskeeper import Emit
+
+logger = logging.getLogger(__name__)
+
+#: How often the last job's outcome is re-read and nextScheduleTime moved on. Job outcomes
+#: are minutes to hours apart; 10 s keeps ``kubectl get rj`` current at one small Redis
+#: read per RecurringJob.
+REFRESH_SECONDS: Final = 10.0
+
+READY: Final = status.READY
+REDIS_REACHABLE: Final = status.REDIS_REACHABLE
+
+#: RQ's name for a job a worker is running; the status says "running" (the seed's word).
+_RQ_RUNNING: Final = "started"
+#: lastJobStatus when the job is not in Redis: its Job is still running, or it is over (the
+#: enqueue failed, or the job's retention ended); and when Redis could not be read.
+ENQUEUING: Final = "enqueuing"
+MISSING: Final = "missing"
+UNKNOWN: Final = "unknown"
+#: lastJobStatus of a job that used up its attempts (a Warning Event, once per job)
+FAILED: Final = "failed"
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def object_ref(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The minimal body an Event needs to point at a RecurringJob."""
+    meta = body.get("metadata") or {}
+    return {"apiVersion": models.API_VERSION, "kind": models.RECURRINGJOB_KIND,
+            "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace"),
+                         "uid": meta.get("uid")}}
+
+
+# --------------------------------------------------------------------------------------
+# Pure: the facts gathered about one RecurringJob, and the status they make
+
+
+@dataclass(frozen=True)
+class CronJobSummary:
+    """What the status needs from the live CronJob."""
+
+    last_schedule_time: datetime.datetime | None
+    last_successful_time: datetime.datetime | None
+    #: names of the Jobs still running (a tick's pod may not have enqueued yet)
+    active: frozenset[str]
+    suspended: bool
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> CronJobSummary:
+        st = body.get("status") or {}
+        return cls(last_schedule_time=_parse_time(st.get("lastScheduleTime")),
+                   last_successful_time=_parse_time(st.get("lastSuccessfulTime")),
+                   active=frozenset(str(ref.get("name")) for ref in st.get("active") or []),
+                   suspended=bool((body.get("spec") or {}).get("suspend")))
+
+
+@dataclass(frozen=True)
+class RedisFacts:
+    """The queue's Redis as last read: reachable or why not, and the last job's RQ status."""
+
+    reachable: bool
+    reason: str
+    message: str
+    published: bool = False
+    #: RQ status of the job ``job_id`` (None: not in Redis)
+    job_status: str | None = None
+    job_id: str | None = None
+
+    @classmethod
+    def unreachable(cls, reason: str, message: str) -> RedisFacts:
+        return cls(False, reason, message)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything the status of one RecurringJob is rendered from."""
+
+    generation: int | None
+    cron_job_name: str
+    schedule: str
+    time_zone: str
+    suspend: bool
+    #: RQ queue name of the target JobQueue (None while it is missing)
+    queue_name: str | None = None
+    #: (reason, message) of a problem that keeps the RecurringJob from working
+    problem: tuple[str, str] | None = None
+    cronjob: CronJobSummary | None = None
+    #: None: not checked (no queue to check)
+    redis: RedisFacts | None = None
+
+
+def last_job_id(facts: Facts, namespace: str) -> str | None:
+    """The job id of the latest tick, from the CronJob's ``lastScheduleTime``."""
+    if facts.cronjob is None or facts.cronjob.last_schedule_time is None:
+        return None
+    return cronjob.job_id(namespace, cronjob.scheduled_job_name(facts.cron_job_name,
+                                                                facts.cronjob.last_schedule_time))
+
+
+def last_job_status(facts: Facts, namespace: str) -> str | None:
+    """queued, scheduled, running, finished, failed … (RQ's), or enqueuing / missing / unknown."""
+    job_id = last_job_id(facts, namespace)
+    if job_id is None or facts.cronjob is None:
+        return None
+    redis = facts.redis
+    if redis is None or not redis.reachable or redis.job_id != job_id:
+        return UNKNOWN
+    if redis.job_status is not None:
+        return "running" if redis.job_status == _RQ_RUNNING else redis.job_status
+    job_name = cronjob.scheduled_job_name(facts.cron_job_name, facts.cronjob.last_schedule_time)  # type: ignore[arg-type]
+    return ENQUEUING if job_name in facts.cronjob.active else MISSING
+
+
+def next_tick(facts: Facts, now: datetime.datetime) -> tuple[datetime.datetime | None, str | None]:
+    """(next tick, None) or (None, why there is none to announce)."""
+    if facts.problem is not None or facts.suspend:
+        return None, None
+    try:
+        return cronjob.next_schedule_time(facts.schedule, facts.time_zone, now), None
+    except cronjob.NeverFires as e:
+        return None, f"{e}: the CronJob never creates a Job (Kubernetes accepts such schedules)"
+    except (ValueError, KeyError) as e:  # a time zone or schedule this process cannot read
+        return None, f"cannot compute the next tick of {facts.schedule!r} in {facts.time_zone}: {e}"
+
+
+def ready_condition(facts: Facts, never: str | None) -> tuple[status.ConditionStatus, str, str]:
+    redis = facts.redis
+    if facts.problem is not None:
+        return "False", *facts.problem
+    if never is not None:
+        return "False", "ScheduleNeverFires", never
+    if redis is not None and not redis.reachable:
+        return "False", "RedisUnreachable", redis.message
+    if redis is not None and not redis.published:
+        return "False", "QueueNotPublished", (
+            f"queue {facts.queue_name!r} has no published settings in its Redis (see the JobQueue's "
+            "conditions): every tick's enqueue would fail")
+    where = f"into queue {facts.queue_name!r} on schedule {facts.schedule!r} ({facts.time_zone})"
+    if facts.suspend:
+        return "True", "Suspended", f"suspended: CronJob {facts.cron_job_name} enqueues nothing"
+    return "True", "Scheduled", f"CronJob {facts.cron_job_name} enqueues one job per tick {where}"
+
+
+def redis_condition(facts: Facts) -> tuple[status.ConditionStatus, str, str]:
+    redis = facts.redis
+    if redis is None:
+        return "Unknown", "NotChecked", "the queue's Redis was not checked (no target JobQueue)"
+    return ("True" if redis.reachable else "False"), redis.reason, redis.message
+
+
+def render(facts: Facts, namespace: str, previous: Sequence[Mapping[str, Any]] | None,
+           now: datetime.datetime) -> dict[str, Any]:
+    """The status fields the operator owns; conditions keep their ``lastTransitionTime``
+    while their status stays the same."""
+    summary = facts.cronjob
+    upcoming, never = next_tick(facts, now)
+    out: dict[str, Any] = {
+        "observedGeneration": facts.generation,
+        "cronJobName": facts.cron_job_name if summary else None,
+        "queueName": facts.queue_name,
+        "lastScheduleTime": _time(summary.last_schedule_time) if summary else None,
+        "lastSuccessfulTime": _time(summary.last_successful_time) if summary else None,
+        "lastJobId": last_job_id(facts, namespace),
+        "lastJobStatus": last_job_status(facts, namespace),
+        "nextScheduleTime": _time(upcoming),
+    }
+    before = {c.get("type"): c for c in previous or []}
+    conditions = []
+    for type_, (state, reason, message) in ((READY, ready_condition(facts, never)),
+                                            (REDIS_REACHABLE, redis_condition(facts))):
+        old = before.get(type_)
+        since = old.get("lastTransitionTime") if old and old.get("status") == state else None
+        conditions.append({"type": type_, "status": state, "reason": reason, "message": message,
+                           "lastTransitionTime": since or status.timestamp(now),
+                           "observedGeneration": facts.generation})
+    out["conditions"] = conditions
+    return {k: v for k, v in out.items() if v is not None}
+
+
+_FIELDS: Final = ("observedGeneration", "cronJobName", "queueName", "lastScheduleTime",
+                  "lastSuccessfulTime", "lastJobId", "lastJobStatus", "nextScheduleTime")
+
+
+def operator_fields(live: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The operator-owned part of a live status (what :func:`render` would have written)."""
+    live = live or {}
+    out = {k: live[k] for k in _FIELDS if live.get(k) is not None}
+    ours = [dict(c) for c in live.get("conditions") or [] if c.get("type") in (READY, REDIS_REACHABLE)]
+    if ours:
+        out["conditions"] = sorted(ours, key=lambda c: c["type"] != READY)
+    return out
+
+
+def _time(when: datetime.datetime | None) -> str | None:
+    return None if when is None else status.timestamp(when)
+
+
+def _parse_time(text: Any) -> datetime.datetime | None:
+    if not text:
+        return None
+    with contextlib.suppress(ValueError):
+        return datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# The reconciler
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the handler needs to know: a permanent failure (retrying the same spec is useless)."""
+
+    permanent_error: str | None = None
+
+
+class _Missing:
+    """The target JobQueue was not looked up yet (:meth:`RecurringJobs.reconcile`)."""
+
+
+LOOK_UP: Final = _Missing()
+
+
+@dataclass
+class _Entry:
+    uid: str
+    ref: dict[str, Any]
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    body: dict[str, Any] | None = None
+    facts: Facts | None = None
+    #: what the last reconcile used of the target JobQueue (a JobQueue event that changes none
+    #: of it changes nothing here)
+    target_key: tuple[Any, ...] | None = None
+    #: the target queue as the last reconcile found it (None: missing or not used)
+    target: cronjob.QueueTarget | None = None
+    #: (namespace, spec.queue): the JobQueue whose changes concern this RecurringJob
+    queue: tuple[str, str] | None = None
+    #: the operator-owned status known to be on the object
+    written: dict[str, Any] | None = None
+
+
+def target_key(jobqueue: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
+    """The parts of a JobQueue a RecurringJob's CronJob and checks depend on: its identity and
+    spec, and the two status fields that say its settings were (re)published or its Redis was
+    lost or found — not the replicas and backlog figures that change every few seconds."""
+    if jobqueue is None or (jobqueue.get("metadata") or {}).get("deletionTimestamp"):
+        return None
+    status = jobqueue.get("status") or {}
+    conditions = status.get("conditions") or []
+    redis = next((c.get("status") for c in conditions if c.get("type") == REDIS_REACHABLE), None)
+    return ((jobqueue.get("metadata") or {}).get("uid"), repr(jobqueue.get("spec")),
+            status.get("observedGeneration"), redis)
+
+
+class RecurringJobs:
+    def __init__(self, *, kube: k8s.Kube, hub: redisq.RedisHub, endpoints: endpoints.Endpoints, emit: Emit,
+                 defaults: deployment.WorkerDefaults, refresh_seconds: float = REFRESH_SECONDS,
+                 clock: Callable[[], datetime.datetime] = utcnow) -> None:
+        self._kube = kube
+        self._hub = hub
+        self._endpoints = endpoints
+        self._emit = emit
+        self._defaults = defaults
+        self._refresh_seconds = refresh_seconds
+        self._clock = clock
+        self._entries: dict[Key, _Entry] = {}
+        #: (namespace, JobQueue) -> the RecurringJobs targeting it: the JobQueue watch's filter
+        #: runs on every JobQueue event and must not scan every RecurringJob
+        self._by_queue: dict[Key, set[Key]] = {}
+
+    def _entry(self, body: Mapping[str, Any]) -> _Entry:
+        meta = body["metadata"]
+        key: Key = (meta["namespace"], meta["name"])
+        entry = self._entries.get(key)
+        if entry is None or entry.uid != meta.get("uid"):  # new, or deleted and created again
+            if entry is not None:
+                self._target_of(key, entry, None)
+            entry = self._entries[key] = _Entry(uid=str(meta.get("uid")), ref=object_ref(body))
+        return entry
+
+    # ---- reconcile
+
+    async def reconcile(self, body: Mapping[str, Any],
+                        jobqueue: Mapping[str, Any] | _Missing | None = LOOK_UP) -> Outcome:
+        """Bring RecurringJob ``body``'s CronJob and status in line with its spec (and its
+        JobQueue: ``jobqueue`` is that object when the caller has it, None if it is gone)."""
+        started = time.perf_counter()
+        entry = self._entry(body)
+        try:
+            async with entry.lock:
+                entry.body = dict(body)
+                if entry.written is None:
+                    entry.written = operator_fields(body.get("status"))
+                outcome = await self._reconcile(entry, body, jobqueue)
+                await self._sync(entry)
+        except Exception:
+            metrics.RECONCILE_TOTAL.labels(models.RECURRINGJOB_KIND, "error").inc()
+            raise
+        metrics.RECONCILE_TOTAL.labels(models.RECURRINGJOB_KIND,
+                                       "error" if outcome.permanent_error else "ok").inc()
+        metrics.RECONCILE_SECONDS.labels(models.RECURRINGJOB_KIND).observe(time.perf_counter() - started)
+        return outcome
+
+    async def _reconcile(self, entry: _Entry, body: Mapping[str, Any],
+                         jobqueue: Mapping[str, Any] | _Missing | None) -> Outcome:
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        generation = meta.get("generation")
+        cron_name = cronjob.cronjob_name(name)
+        raw_spec = body.get("spec") or {}
+        try:
+            spec = models.RecurringJobSpec.model_validate(raw_spec)
+        except pydantic.ValidationError as e:
+            text = f"spec does not match the operator's RecurringJob model (is the CRD up to date?): {e}"
+            entry.facts = Facts(generation, cron_name, str(raw_spec.get("schedule")),
+                                str(raw_spec.get("timeZone")), bool(raw_spec.get("suspend")),
+                                problem=("InvalidSpec", text))
+            return Outcome(permanent_error=text)
+        facts = Facts(generation, cron_name, spec.schedule, spec.time_zone, spec.suspend)
+        self._target_of((namespace, name), entry, (namespace, spec.queue))
+
+        if isinstance(jobqueue, _Missing):
+            jobqueue = await self._kube.get_jobqueue(namespace, spec.queue)
+        entry.target_key = target_key(jobqueue)
+        target = self._target(namespace, spec.queue, jobqueue)
+        problem: tuple[str, str] | None = None
+        if not cronjob.known_time_zone(spec.time_zone):
+            problem = ("UnknownTimeZone",
+                       f"time zone {spec.time_zone!r} is not in the IANA time zone database; the CronJob "
+                       "keeps its last valid spec (if any)")
+        elif isinstance(target, str):
+            problem = ("QueueMissing", target)
+
+        outcome = Outcome()
+        live = None
+        if problem is None:
+            assert isinstance(target, cronjob.QueueTarget)
+            facts = replace(facts, queue_name=target.queue_name)
+            desired = cronjob.build(namespace=namespace, name=name, uid=meta["uid"], spec=spec, queue=target,
+                                    defaults=self._defaults)
+            try:
+                live = await self._apply(body, desired)
+            except k8s.ApiError as e:
+                if not k8s.is_invalid(e):
+                    raise
+                problem = ("CronJobRejected", f"the API server refused CronJob {cron_name}: {k8s.message(e)}")
+                outcome = Outcome(permanent_error=problem[1])
+        else:
+            live = await self._kube.get_cronjob(namespace, cron_name)
+            if live is not None and problem[0] == "QueueMissing":
+                if not (live.get("spec") or {}).get("suspend"):
+                    live = await self._kube.suspend_cronjob(namespace, cron_name,
+                                                            field_manager=names.OPERATOR_MANAGER)
+                problem = (problem[0], f"{problem[1]}; CronJob {cron_name} is suspended until it exists")
+
+        facts = replace(facts, problem=problem, cronjob=None if live is None else CronJobSummary.of(live))
+        entry.target = target if isinstance(target, cronjob.QueueTarget) and problem is None else None
+        if entry.target is not None:
+            facts = replace(facts, redis=await self._check_redis(namespace, entry.target, facts, fresh=True))
+        entry.facts = facts
+        return outcome
+
+    def _target(self, namespace: str, queue: str,
+                jobqueue: Mapping[str, Any] | None) -> cronjob.QueueTarget | str:
+        """The target queue, or why there is none."""
+        if jobqueue is None:
+            return f"JobQueue {queue!r} does not exist in namespace {namespace}"
+        if (jobqueue.get("metadata") or {}).get("deletionTimestamp"):
+            return f"JobQueue {queue!r} is being deleted"
+        try:
+            spec = models.JobQueueSpec.model_validate(jobqueue.get("spec") or {})
+        except pydantic.ValidationError as e:
+            return f"JobQueue {queue!r} cannot be read: {e}"
+        return cronjob.target(namespace=namespace, name=queue, spec=spec)
+
+    async def _apply(self, body: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+        meta = desired["metadata"]
+        before = await self._kube.get_cronjob(meta["namespace"], meta["name"])
+        live = await self._kube.apply(desired, field_manager=names.OPERATOR_MANAGER)
+        ref = object_ref(body)
+        if before is None:
+            spec = desired["spec"]
+            await self._emit(ref, type="Normal", reason="CronJobCreated",
+                             message=f"created CronJob {meta['name']} (schedule {spec['schedule']!r}, "
+                                     f"{spec['timeZone']})")
+            logger.info("RecurringJob %s/%s: created CronJob %s", meta["namespace"], body["metadata"]["name"],
+                        meta["name"])
+        elif live["metadata"].get("generation") != before["metadata"].get("generation"):
+            await self._emit(ref, type="Normal", reason="CronJobUpdated",
+                             message=f"applied generation {body['metadata'].get('generation')} of the "
+                                     f"RecurringJob to CronJob {meta['name']}")
+            logger.info("RecurringJob %s/%s: updated CronJob %s", meta["namespace"], body["metadata"]["name"],
+                        meta["name"])
+        return live
+
+    async def _check_redis(self, namespace: str, target: cronjob.QueueTarget, facts: Facts, *,
+                           fresh: bool) -> RedisFacts:
+        """The queue's Redis: reachable, settings published, the latest tick's job status.
+        ``fresh`` re-reads the URL's Secret (a reconcile); the refresher takes a cached one."""
+        job_id = last_job_id(facts, namespace)
+        try:
+            url = await self._endpoints.url(namespace, target.spec.redis, fresh=fresh)
+            state = await self._hub.recurring_state(url, target.queue_name, job_id)
+        except errors.RedisConfigError as e:
+            return RedisFacts.unreachable(e.reason, e.message)
+        except errors.RedisUnavailable as e:
+            return RedisFacts.unreachable("RedisUnavailable", str(e))
+        return RedisFacts(True, "Reachable", f"Redis {redisq.redact(url)} answered", state.published,
+                          state.job_status, job_id)
+
+    # ---- status
+
+    async def _sync(self, entry: _Entry) -> None:
+        """Write the status if it changed; Events for condition changes and failed jobs."""
+        assert entry.facts is not None
+        assert entry.written is not None
+        meta = entry.ref["metadata"]
+        before = entry.written
+        desired = render(entry.facts, meta["namespace"], before.get("conditions"), self._clock())
+        if desired == before:
+            return
+        try:
+            await self._kube.apply_status(models.RECURRINGJOB_KIND, meta["namespace"], meta["name"], desired,
+                                          field_manager=names.OPERATOR_MANAGER)
+        except k8s.ApiError as e:
+            if k8s.is_not_found(e):
+                return  # deleted meanwhile
+            raise
+        entry.written = desired
+        for event in status.transitions(before.get("conditions"), desired["conditions"]):
+            logger.info("RecurringJob %s/%s: %s: %s", meta["namespace"], meta["name"], event.reason,
+                        event.message)
+            await self._emit(entry.ref, type=event.type, reason=event.reason, message=event.message)
+        job_id = desired.get("lastJobId")
+        was = (before.get("lastJobStatus"), before.get("lastJobId"))
+        if desired.get("lastJobStatus") == FAILED and was != (FAILED, job_id):
+            await self._emit(entry.ref, type="Warning", reason="JobFailed",
+                             message=f"job {job_id} of the tick at {desired.get('lastScheduleTime')} failed "
+                                     f"(jobqueue status {desired.get('queueName')} {job_id})")
+
+    # ---- the CronJob watch
+
+    def cronjob_matters(self, event_type: str | None, body: Mapping[str, Any]) -> bool:
+        """Cheap test for the watch filter: a deletion, or a CronJob status the status lacks."""
+        if event_type == "DELETED":
+            return True
+        meta = body.get("metadata") or {}
+        owner = cronjob.recurringjob_of(meta.get("labels"))
+        entry = self._entries.get((str(meta.get("namespace")), str(owner)))
+        facts = entry.facts if entry is not None else None
+        return facts is not None and facts.cronjob != CronJobSummary.of(body)
+
+    async def cronjob_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A CronJob of ours was added, changed (a new tick) or deleted."""
+        meta = body.get("metadata") or {}
+        name = cronjob.recurringjob_of(meta.get("labels"))
+        if name is None:
+            return
+        key: Key = (str(meta.get("namespace")), name)
+        entry = self._entries.get(key)
+        if event_type == "DELETED":
+            await self._cronjob_deleted(key, body)
+            return
+        if entry is None or entry.facts is None:
+            return  # not reconciled in this process yet: the reconcile reads the CronJob itself
+        owners = {ref.get("uid") for ref in meta.get("ownerReferences") or []}
+        if entry.uid not in owners:
+            return
+        async with entry.lock:
+            summary = CronJobSummary.of(body)
+            facts = entry.facts
+            if facts.cronjob == summary:
+                return
+            facts = replace(facts, cronjob=summary)
+            known = facts.redis.job_id if facts.redis else None
+            if entry.target is not None and last_job_id(facts, key[0]) != known:
+                # a new tick: its job's status now, not at the next refresh
+                redis = await self._check_redis(key[0], entry.target, facts, fresh=False)
+                facts = replace(facts, redis=redis)
+            entry.facts = facts
+            await self._sync(entry)
+
+    async def _cronjob_deleted(self, key: Key, body: Mapping[str, Any]) -> None:
+        owners = {ref.get("uid") for ref in (body.get("metadata") or {}).get("ownerReferences") or []}
+        recurringjob = await self._kube.get_recurringjob(*key)
+        if recurringjob is None or recurringjob["metadata"].get("deletionTimestamp"):
+            return  # garbage collection after the RecurringJob's deletion
+        if recurringjob["metadata"].get("uid") not in owners:
+            return  # a CronJob of an earlier RecurringJob with the same name
+        logger.info("RecurringJob %s/%s: CronJob deleted by someone; recreating it", *key)
+        await self.reconcile(recurringjob)
+
+    # ---- the JobQueue watch
+
+    def _targeting(self, jobqueue: Mapping[str, Any], deleted: bool) -> list[_Entry]:
+        """The RecurringJobs targeting ``jobqueue`` whose CronJob or checks it changes (its
+        status updates, the autoscaler's every few seconds, change nothing here)."""
+        meta = jobqueue.get("metadata") or {}
+        key: Key = (str(meta.get("namespace")), str(meta.get("name")))
+        wanted = target_key(None if deleted else jobqueue)
+        entries = (self._entries.get(k) for k in self._by_queue.get(key, ()))
+        return [e for e in entries if e is not None and e.body is not None and e.target_key != wanted]
+
+    def jobqueue_matters(self, jobqueue: Mapping[str, Any], *, deleted: bool) -> bool:
+        """Cheap test for the watch filter: does this JobQueue event concern a RecurringJob?"""
+        return bool(self._targeting(jobqueue, deleted))
+
+    async def jobqueue_changed(self, jobqueue: Mapping[str, Any], *, deleted: bool) -> None:
+        """JobQueue ``jobqueue`` was added, changed or deleted: reconcile the RecurringJobs
+        that target it. RecurringJobs not reconciled in this process yet are left to their
+        own create/resume handler."""
+        for entry in self._targeting(jobqueue, deleted):
+            assert entry.body is not None
+            try:
+                await self.reconcile(entry.body, None if deleted else jobqueue)
+            except k8s.ApiError as e:  # the next JobQueue change or the RecurringJob's handler repairs
+                meta = entry.ref["metadata"]
+                logger.warning("RecurringJob %s/%s not reconciled after its JobQueue changed: %s",
+                               meta["namespace"], meta["name"], k8s.message(e))
+
+    # ---- deletion
+
+    def forget(self, namespace: str, name: str) -> None:
+        """RecurringJob ``namespace/name`` was deleted (its CronJob is garbage-collected)."""
+        entry = self._entries.pop((namespace, name), None)
+        if entry is not None:
+            self._target_of((namespace, name), entry, None)
+
+    def _target_of(self, key: Key, entry: _Entry, queue: Key | None) -> None:
+        """Record that RecurringJob ``key`` targets JobQueue ``queue`` (None: nothing any more)."""
+        if entry.queue is not None and entry.queue != queue:
+            self._by_queue.get(entry.queue, set()).discard(key)
+            if not self._by_queue.get(entry.queue, True):
+                del self._by_queue[entry.queue]
+        entry.queue = queue
+        if queue is not None:
+            self._by_queue.setdefault(queue, set()).add(key)
+
+    # ---- the refresher
+
+    async def run(self) -> None:
+        """Forever: every :data:`REFRESH_SECONDS`, re-read each RecurringJob's last job and move
+        its nextScheduleTime on (writing only what changed)."""
+        while True:
+            await asyncio.sleep(self._refresh_seconds)
+            await self.refresh_all()
+
+    async def refresh_all(self) -> None:
+        for key, entry in list(self._entries.items()):
+            try:
+                await self._refresh(entry)
+            except Exception:  # one object's trouble must not stop the others' refreshes
+                logger.exception("RecurringJob %s/%s: status refresh failed", *key)
+
+    async def _refresh(self, entry: _Entry) -> None:
+        async with entry.lock:
+            facts = entry.facts
+            if facts is None:
+                return
+            if entry.target is not None:
+                namespace = entry.ref["metadata"]["namespace"]
+                entry.facts = replace(facts, redis=await self._check_redis(namespace, entry.target, facts,
+                                                                           fresh=False))
+            await self._sync(entry)
