@@ -114,6 +114,9 @@ def tune(kopf_settings: kopf.OperatorSettings) -> None:
     kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     kopf_settings.watching.label_selectors["apps", "deployments"] = names.WORKER_SELECTOR
     kopf_settings.posting.enabled = False  # the operator records its own Events (see _emitter)
+    # The initial listing in pages: a thousand JobQueues and their Deployments in one response
+    # is a memory peak the process keeps (CPython rarely returns freed memory to the system).
+    kopf_settings.watching.chunk_size = 200
     # Retry delay of unexpected handler errors (bugs); kopf's 60 s default hides them too long.
     kopf_settings.execution.default_backoff = 30
 

@@ -36,6 +36,8 @@ QUIET_REASONS: Final = frozenset({"WorkersReady", "ScaledToZero", "ScalingUp", "
                                   "WorkersStarting", "Suspended", "RedisUnreachable"})
 
 ConditionStatus = Literal["True", "False", "Unknown"]
+#: Condition messages quote API and Redis errors; keep the status (and `kubectl describe`) small.
+MESSAGE_LIMIT: Final = 2048
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,7 @@ def render(inputs: Inputs, previous: Sequence[Mapping[str, Any]] | None,
         old = before.get(type_)
         since = old.get("lastTransitionTime") if old and old.get("status") == state else None
         conditions.append({
-            "type": type_, "status": state, "reason": reason, "message": message,
+            "type": type_, "status": state, "reason": reason, "message": message[:MESSAGE_LIMIT],
             "lastTransitionTime": since or timestamp(now),
             "observedGeneration": inputs.generation,
         })

@@ -49,7 +49,10 @@ def start_operator(kubeconfig: str, crds: None, tmp_path: Path,
     def start(*, namespaces: list[str], redis_url: str | None, **settings: str) -> RunningOperator:
         metrics_port, health_port = devenv.free_port(), devenv.free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("JOBQUEUE_")}
+        # the code of this checkout, whatever the virtualenv has installed
+        code = [str(ROOT / "operator"), str(ROOT / "workers"), env.get("PYTHONPATH", "")]
         env |= {
+            "PYTHONPATH": os.pathsep.join(p for p in code if p),
             "KUBECONFIG": kubeconfig,
             "JOBQUEUE_NAMESPACES": ",".join(namespaces),
             "JOBQUEUE_METRICS_PORT": str(metrics_port),

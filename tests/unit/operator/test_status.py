@@ -191,3 +191,11 @@ def test_deployment_summary_reads_a_live_deployment() -> None:
     }
     summary = status.DeploymentSummary.of(stuck)
     assert (summary.observed, summary.problem, summary.ready) == (False, "RolloutStuck", 0)
+
+
+def test_long_messages_are_truncated() -> None:
+    inputs = dataclasses.replace(
+        OK, publication=status.Publication.unreachable("RedisUnavailable", "x" * 10000)
+    )
+    rendered = status.render(inputs, None, T0)
+    assert all(len(c["message"]) <= status.MESSAGE_LIMIT for c in rendered["conditions"])
