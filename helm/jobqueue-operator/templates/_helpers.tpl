@@ -154,6 +154,11 @@ ClusterRole when it watches all). Each rule says why; docs/install.md lists them
 - apiGroups: [jobqueue.glec.io]
   resources: [jobqueues/status, recurringjobs/status]
   verbs: [patch]
+# owner references with blockOwnerDeletion on the Deployments/CronJobs it creates: clusters that
+# enable the OwnerReferencesPermissionEnforcement admission plugin (OpenShift does) require this
+- apiGroups: [jobqueue.glec.io]
+  resources: [jobqueues/finalizers, recurringjobs/finalizers]
+  verbs: [update]
 # the worker Deployment of each JobQueue (server-side apply creates and patches it)
 - apiGroups: [apps]
   resources: [deployments]

@@ -160,7 +160,7 @@ def build(*, namespace: str, name: str, uid: str, spec: models.RecurringJobSpec,
     annotations = {names.QUEUE_ANNOTATION: queue.queue_name}
     env = [
         # the same JOBQUEUE_REDIS_URL (and POD_NAME/POD_NAMESPACE) as the queue's workers
-        *deployment._operator_env(queue.spec, defaults),
+        *deployment.operator_env(queue.spec, defaults),
         {"name": JOB_NAME_ENV, "valueFrom": {"fieldRef": {
             "apiVersion": "v1", "fieldPath": f"metadata.labels['{JOB_NAME_LABEL}']"}}},
     ]

@@ -58,8 +58,7 @@ def worker_command(spec: models.JobQueueSpec, queue_name: str) -> list[str]:
     command = ["jobqueue", "worker", "--queue", queue_name]
     for module in spec.worker.imports:
         command += ["--import", module]
-    command += ["--concurrency", str(spec.worker.concurrency_per_pod), "--mode", spec.worker.mode,
-                "--metrics-port", str(METRICS_PORT)]
+    command += ["--concurrency", str(spec.worker.concurrency_per_pod), "--mode", spec.worker.mode]
     return command
 
 
@@ -93,7 +92,10 @@ def build(*, namespace: str, name: str, uid: str, spec: models.JobQueueSpec, que
         "image": worker.image,
         "imagePullPolicy": worker.image_pull_policy or defaults.image_pull_policy,
         "command": worker_command(spec, queue_name),
-        "env": [*_operator_env(spec, defaults), *(_dump_all(worker.env) or [])],
+        # the metrics port comes from the environment, not the command line, so the dev pod
+        # runner (all pods on one host network) can give every pod its own port
+        "env": [*operator_env(spec, defaults), {"name": "JOBQUEUE_METRICS_PORT", "value": str(METRICS_PORT)},
+                *(_dump_all(worker.env) or [])],
         "envFrom": _dump_all(worker.env_from),
         "resources": _dump(worker.resources),
         "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
@@ -154,7 +156,8 @@ def build(*, namespace: str, name: str, uid: str, spec: models.JobQueueSpec, que
     }
 
 
-def _operator_env(spec: models.JobQueueSpec, defaults: WorkerDefaults) -> list[dict[str, Any]]:
+def operator_env(spec: models.JobQueueSpec, defaults: WorkerDefaults) -> list[dict[str, Any]]:
+    """What every pod of a queue needs from the operator: its Redis URL and who it is."""
     env: list[dict[str, Any]] = []
     if spec.redis is not None:
         ref = spec.redis.url_secret_ref

@@ -99,10 +99,9 @@ def test_a_jobqueue_becomes_a_running_worker_deployment(
         "4",
         "--mode",
         "process",
-        "--metrics-port",
-        "9100",
     ]
     env = {e["name"]: e for e in container["env"]}
+    assert env["JOBQUEUE_METRICS_PORT"]["value"] == "9100"
     assert env["JOBQUEUE_REDIS_URL"]["value"] == redis_url
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["LOG_LEVEL"]["value"] == "debug"

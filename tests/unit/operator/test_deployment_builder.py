@@ -140,24 +140,24 @@ def test_the_container_runs_the_worker_contract_command() -> None:
         "4",
         "--mode",
         "thread",
-        "--metrics-port",
-        "9100",
     ]
     env = {e["name"]: e for e in container["env"]}
+    assert env["JOBQUEUE_METRICS_PORT"]["value"] == "9100"
     assert env["JOBQUEUE_REDIS_URL"] == {
         "name": "JOBQUEUE_REDIS_URL",
         "valueFrom": {"secretKeyRef": {"name": "jq-redis", "key": "url"}},
     }
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
-    assert [e["name"] for e in container["env"]][3:] == ["LOG_LEVEL", "API_KEY"]
+    # the user's own env comes last, so it can override what the operator sets
+    assert [e["name"] for e in container["env"]][4:] == ["LOG_LEVEL", "API_KEY"]
 
 
 def test_default_redis_url_is_given_to_workers_without_spec_redis() -> None:
     (container,) = build(minimal())["spec"]["template"]["spec"]["containers"]
     assert container["env"][0] == {"name": "JOBQUEUE_REDIS_URL", "value": "redis://redis.jobqueue:6379/0"}
     (container,) = build(minimal(), deployment.WorkerDefaults())["spec"]["template"]["spec"]["containers"]
-    assert [e["name"] for e in container["env"]] == ["POD_NAME", "POD_NAMESPACE"]
+    assert [e["name"] for e in container["env"]] == ["POD_NAME", "POD_NAMESPACE", "JOBQUEUE_METRICS_PORT"]
 
 
 def test_unset_optional_fields_are_absent() -> None:
