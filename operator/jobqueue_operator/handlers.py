@@ -10,6 +10,9 @@ handler                        what it does
 ``jobqueue_deleted``           DELETED watch event → settings withdrawn (no finalizer)
 ``worker_deployment_event``    worker Deployment changes → status; deleted → recreated
 ``sweep_health``               liveness probe detail: age of the last settings sweep
+``worker_*_index``,            the autoscaler's in-memory views of worker Deployments, worker
+``jobqueue_status_index``      pods and its own JobQueue status fields (:mod:`.scaling.views`)
+``autoscaler_health``          liveness probe detail: age of the autoscaler's last pass
 ``recurring_*``                RecurringJobs (:mod:`jobqueue_operator.recurring`): startup/cleanup
                                of its status refresher; create / update / resume → CronJob;
                                DELETED → forgotten; JobQueue and CronJob changes → reconcile/status
@@ -47,6 +50,8 @@ from jobqueue_operator import (
 )
 from jobqueue_operator import settings as operator_settings
 from jobqueue_operator.builders import cronjob, deployment, names
+from jobqueue_operator.scaling import poller as scaling_poller
+from jobqueue_operator.scaling import views as scaling_views
 
 GROUP: Final = models.GROUP
 VERSION: Final = models.VERSION
@@ -65,6 +70,8 @@ class Runtime:
     reconciler: reconcile.Reconciler
     sweeper: sweeper.Sweeper
     sweep_task: asyncio.Task[None]
+    #: None when JOBQUEUE_POLL_INTERVAL=0 (replicas left to someone else)
+    autoscaler: scaling_poller.Autoscaler | None = None
 
 
 def _runtime(memo: Any) -> Runtime:
@@ -113,6 +120,7 @@ def tune(kopf_settings: kopf.OperatorSettings) -> None:
         prefix=GROUP, key="last-handled-configuration")
     kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     kopf_settings.watching.label_selectors["apps", "deployments"] = names.WORKER_SELECTOR
+    kopf_settings.watching.label_selectors["v1", "pods"] = names.WORKER_SELECTOR
     kopf_settings.posting.enabled = False  # the operator records its own Events (see _emitter)
     # The initial listing in pages: a thousand JobQueues and their Deployments in one response
     # is a memory peak the process keeps (CPython rarely returns freed memory to the system).
@@ -123,7 +131,11 @@ def tune(kopf_settings: kopf.OperatorSettings) -> None:
 
 @kopf.on.startup()
 async def startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo,
-                  jobqueue_index: kopf.Index[index.Key, index.QueueRef] | None = None, **_: Any) -> None:
+                  jobqueue_index: kopf.Index[index.Key, index.QueueRef] | None = None,
+                  worker_deployment_index: kopf.Index[index.Key, scaling_views.DeploymentView] | None = None,
+                  worker_pod_index: kopf.Index[index.Key, scaling_views.PodView] | None = None,
+                  jobqueue_status_index: kopf.Index[index.Key, dict[str, Any]] | None = None,
+                  **_: Any) -> None:
     assert jobqueue_index is not None, "kopf passes every index to startup handlers"
     config = operator_settings.Settings.from_env()
     tune(settings)
@@ -140,11 +152,22 @@ async def startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo,
                             queues=lambda: _refs(jobqueue_index))
     memo.runtime = Runtime(config=config, kube=kube, hub=hub, reconciler=reconciler, sweeper=sweep,
                            sweep_task=asyncio.create_task(sweep.run(), name="settings-sweep"))
+    if config.poll_interval > 0:
+        assert worker_deployment_index is not None
+        assert worker_pod_index is not None
+        assert jobqueue_status_index is not None
+        memo.runtime.autoscaler = scaling_poller.Autoscaler(
+            kube=kube, hub=hub, endpoints=eps, keeper=reconciler.keeper, emit=emit,
+            queues=lambda: _refs(jobqueue_index), deployments=worker_deployment_index, pods=worker_pod_index,
+            statuses=jobqueue_status_index, interval=config.poll_interval, budget=config.worker_budget)
+        memo.runtime.autoscaler.start()
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     runtime = _runtime(memo)
+    if runtime.autoscaler is not None:
+        await runtime.autoscaler.stop()
     runtime.sweep_task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await runtime.sweep_task
@@ -191,6 +214,34 @@ async def sweep_health(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
     runtime: Runtime | None = getattr(memo, "runtime", None)
     last = runtime.sweeper.last_pass if runtime else None
     return {"lastSweepSecondsAgo": None if last is None else round(time.monotonic() - last, 1)}
+
+
+# ---- the autoscaler (jobqueue_operator.scaling): in-memory views for its poller, and its probe
+
+_WORKERS: Final = {names.MANAGED_BY_LABEL: names.MANAGED_BY, names.COMPONENT_LABEL: names.WORKER_COMPONENT}
+
+
+@kopf.index("apps", "v1", "deployments", labels=_WORKERS)
+async def worker_deployment_index(body: kopf.Body,
+                                  **_: Any) -> dict[index.Key, scaling_views.DeploymentView] | None:
+    return scaling_views.deployment_entry(body)
+
+
+@kopf.index("v1", "pods", labels=_WORKERS)
+async def worker_pod_index(body: kopf.Body, **_: Any) -> dict[index.Key, scaling_views.PodView] | None:
+    return scaling_views.pod_entry(body)
+
+
+@kopf.index(GROUP, VERSION, models.JOBQUEUE_PLURAL)
+async def jobqueue_status_index(body: kopf.Body, **_: Any) -> dict[index.Key, dict[str, Any]] | None:
+    return scaling_views.status_entry(body)
+
+
+@kopf.on.probe(id="autoscaler")
+async def autoscaler_health(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    runtime: Runtime | None = getattr(memo, "runtime", None)
+    last = runtime.autoscaler.last_pass if runtime and runtime.autoscaler else None
+    return {"lastPassSecondsAgo": None if last is None else round(time.monotonic() - last, 1)}
 
 
 # ---- RecurringJobs (jobqueue_operator.recurring): each becomes a CronJob. The watch filters

@@ -27,7 +27,7 @@ from lightkube import ApiError, AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.batch_v1 import CronJob
-from lightkube.resources.core_v1 import Event, Secret
+from lightkube.resources.core_v1 import Event, Pod, Secret
 from lightkube.types import PatchType
 
 from jobqueue_operator import models
@@ -126,6 +126,13 @@ class Kube:
         """Set a Deployment's replicas through its scale subresource (the autoscaler's path)."""
         await self._client.patch(
             Deployment.Scale, name, {"spec": {"replicas": replicas}}, namespace=namespace,
+            patch_type=PatchType.MERGE, field_manager=field_manager)
+
+    async def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str], *,
+                           field_manager: str) -> None:
+        """Merge ``annotations`` into a pod's (the autoscaler's pod-deletion-cost before a scale-in)."""
+        await self._client.patch(
+            Pod, name, {"metadata": {"annotations": dict(annotations)}}, namespace=namespace,
             patch_type=PatchType.MERGE, field_manager=field_manager)
 
     # ---- our resources

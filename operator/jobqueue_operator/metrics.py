@@ -10,6 +10,7 @@ objects (desired replicas, backlog, scaling decisions, poll timings) here.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass, field
 from typing import Final
 
 import prometheus_client
@@ -33,6 +34,32 @@ READY_REPLICAS: Final = prometheus_client.Gauge(
 ORPHANED_SETTINGS_REMOVED: Final = prometheus_client.Counter(
     mn.ORPHANED_SETTINGS_REMOVED, "Published queue settings removed because their JobQueue is gone")
 
+# ---- the autoscaler (jobqueue_operator.scaling.poller)
+
+_QUEUE: Final = ["namespace", "jobqueue", "queue"]
+QUEUE_JOBS: Final = prometheus_client.Gauge(
+    mn.QUEUE_JOBS, "Jobs of the queue by state, as the autoscaler last read them", [*_QUEUE, "state"])
+QUEUE_OLDEST_JOB_AGE_SECONDS: Final = prometheus_client.Gauge(
+    mn.QUEUE_OLDEST_JOB_AGE_SECONDS, "Seconds the longest-waiting runnable job has waited", _QUEUE)
+QUEUE_WORKERS: Final = prometheus_client.Gauge(
+    mn.QUEUE_WORKERS, "RQ worker processes of the queue by state", [*_QUEUE, "state"])
+DESIRED_REPLICAS: Final = prometheus_client.Gauge(
+    mn.DESIRED_REPLICAS, "Worker pods the autoscaler wants for the queue", _QUEUE)
+SCALING_DECISIONS: Final = prometheus_client.Counter(
+    mn.SCALING_DECISIONS, "Replica changes made by the autoscaler", [*_QUEUE, "direction", "reason"])
+LOST_JOBS_RECOVERED: Final = prometheus_client.Counter(
+    mn.LOST_JOBS_RECOVERED, "Jobs of vanished worker pods re-queued or failed", [*_QUEUE, "outcome"])
+POLL_DURATION_SECONDS: Final = prometheus_client.Histogram(
+    mn.POLL_DURATION_SECONDS, "One read of every queue on a Redis (round trips included)", ["redis"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+POLL_ERRORS: Final = prometheus_client.Counter(mn.POLL_ERRORS, "Failed reads of a Redis", ["redis"])
+REDIS_UP: Final = prometheus_client.Gauge(mn.REDIS_UP, "1 if the last read of the Redis succeeded", ["redis"])
+AUTOSCALER_CYCLE_SECONDS: Final = prometheus_client.Histogram(
+    mn.AUTOSCALER_CYCLE_SECONDS, "One autoscaler pass over every queue: reads, decisions and writes",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+AUTOSCALER_API_ERRORS: Final = prometheus_client.Counter(
+    mn.AUTOSCALER_API_ERRORS, "Kubernetes API calls of the autoscaler that failed", ["action"])
+
 OPERATOR_INFO.labels(version=__version__).set(1)
 
 
@@ -51,3 +78,55 @@ def forget_queue(namespace: str, jobqueue: str, queue: str) -> None:
     for gauge in (REPLICAS, READY_REPLICAS):
         with contextlib.suppress(KeyError):
             gauge.remove(namespace, jobqueue, queue)
+
+
+_JOB_STATES: Final = ("queued", "scheduled", "running", "failed")
+_WORKER_STATES: Final = ("busy", "idle")
+
+
+@dataclass
+class QueueSeries:
+    """The autoscaler's per-queue series, resolved once: ``labels()`` is a dict lookup under a
+    lock, and a thousand queues times ten series every second adds up."""
+
+    labels: tuple[str, str, str]
+    jobs: dict[str, prometheus_client.Gauge]
+    oldest: prometheus_client.Gauge
+    workers: dict[str, prometheus_client.Gauge]
+    desired: prometheus_client.Gauge
+    #: label values used with the counters, so that :meth:`forget` can remove them
+    _decisions: set[tuple[str, str]] = field(default_factory=set)
+    _outcomes: set[str] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, namespace: str, jobqueue: str, queue: str) -> QueueSeries:
+        labels = (namespace, jobqueue, queue)
+        return cls(labels=labels,
+                   jobs={s: QUEUE_JOBS.labels(*labels, s) for s in _JOB_STATES},
+                   oldest=QUEUE_OLDEST_JOB_AGE_SECONDS.labels(*labels),
+                   workers={s: QUEUE_WORKERS.labels(*labels, s) for s in _WORKER_STATES},
+                   desired=DESIRED_REPLICAS.labels(*labels))
+
+    def scaled(self, direction: str, reason: str) -> None:
+        self._decisions.add((direction, reason))
+        SCALING_DECISIONS.labels(*self.labels, direction, reason).inc()
+
+    def recovered(self, outcome: str, jobs: int) -> None:
+        self._outcomes.add(outcome)
+        LOST_JOBS_RECOVERED.labels(*self.labels, outcome).inc(jobs)
+
+    def forget(self) -> None:
+        """Remove every series of this queue (its JobQueue is gone)."""
+        for metric, extra in ((QUEUE_JOBS, _JOB_STATES), (QUEUE_WORKERS, _WORKER_STATES)):
+            for value in extra:
+                with contextlib.suppress(KeyError):
+                    metric.remove(*self.labels, value)
+        for gauge in (QUEUE_OLDEST_JOB_AGE_SECONDS, DESIRED_REPLICAS):
+            with contextlib.suppress(KeyError):
+                gauge.remove(*self.labels)
+        for direction, reason in self._decisions:
+            with contextlib.suppress(KeyError):
+                SCALING_DECISIONS.remove(*self.labels, direction, reason)
+        for outcome in self._outcomes:
+            with contextlib.suppress(KeyError):
+                LOST_JOBS_RECOVERED.remove(*self.labels, outcome)

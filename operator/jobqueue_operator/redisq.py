@@ -1,7 +1,7 @@
 """The only module of the operator that opens Redis connections.
 
-The data plane (:mod:`jobqueue.settings`, later ``jobqueue.stats`` and
-``jobqueue.recovery``) defines *what* is read and written; this module decides *how* the
+The data plane (:mod:`jobqueue.settings`, :mod:`jobqueue.stats` and
+:mod:`jobqueue.recovery`) defines *what* is read and written; this module decides *how* the
 operator does it without hurting itself:
 
 * **One client per Redis URL**, shared by every queue on it (a connection pool each).
@@ -24,7 +24,7 @@ import asyncio
 import json
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final, TypeVar
@@ -32,7 +32,7 @@ from typing import Final, TypeVar
 import pydantic
 import redis
 
-from jobqueue import keys
+from jobqueue import keys, payload, recovery, stats
 from jobqueue import settings as qsettings
 from jobqueue_operator import errors
 
@@ -180,6 +180,69 @@ class RedisHub:
             return {name: _parse(raw) for name, raw in zip(names, pipe.execute(), strict=True)}
 
         return await self.run(url, read)
+
+    # ---- the autoscaler
+
+    async def poll(self, url: str, queue_names: Sequence[str],
+                   pods: Mapping[str, Collection[str]] | None = None) -> Poll:
+        """Every figure of every queue in ``queue_names`` (one round trip), plus the
+        ``last_heartbeat`` of the live workers of ``pods`` (queue -> pod names; one more
+        round trip, only when asked): the evidence that a vanished pod's workers are dead."""
+
+        def read(conn: redis.Redis) -> Poll:
+            started = time.perf_counter()
+            figures = stats.snapshot(conn, queue_names)
+            wanted = [w.name for queue, names in (pods or {}).items() if queue in figures
+                      for w in figures[queue].workers if w.pod in names]
+            beats: dict[str, str | None] = {}
+            if wanted:
+                pipe = conn.pipeline(transaction=False)
+                for name in wanted:
+                    pipe.hget(keys.worker_key(name), "last_heartbeat")
+                beats = {name: None if raw is None else _text(raw)
+                         for name, raw in zip(wanted, pipe.execute(), strict=True)}
+            return Poll(figures, beats, time.perf_counter() - started)
+
+        return await self.run(url, read)
+
+    async def recover_pod(self, url: str, queue_name: str, pod: str, *,
+                          reason: str) -> recovery.RecoveryReport:
+        """Re-queue or fail the jobs ``pod`` held on ``queue_name`` (its workers must be dead)."""
+        return await self.run(url, lambda conn: recovery.recover_pod(conn, queue_name, pod, reason=reason))
+
+    async def job_starts(self, url: str, job_ids: Iterable[str]) -> dict[str, float]:
+        """Unix time each running job was started (jobs gone or without a time are left out)."""
+        ids = list(dict.fromkeys(job_ids))
+        if not ids:
+            return {}
+
+        def read(conn: redis.Redis) -> dict[str, float]:
+            pipe = conn.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hget(keys.job_key(job_id), "started_at")
+            out = {}
+            for job_id, raw in zip(ids, pipe.execute(), strict=True):
+                when = payload.utcparse(_text(raw)) if raw is not None else None
+                if when is not None:
+                    out[job_id] = when
+            return out
+
+        return await self.run(url, read)
+
+
+@dataclass(frozen=True)
+class Poll:
+    """One read of a Redis for the autoscaler."""
+
+    queues: dict[str, stats.QueueStats]
+    #: worker name -> its record's ``last_heartbeat`` (only the workers asked about)
+    heartbeats: dict[str, str | None]
+    #: seconds the read took (round trips and Redis time)
+    seconds: float
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,11 @@ variable                                  meaning (default)
 ``JOBQUEUE_WORKER_IMAGE_PULL_POLICY``     imagePullPolicy of workers whose queue sets none (unset)
 ``JOBQUEUE_RESYNC_SECONDS``               period of the settings sweep (30)
 ``JOBQUEUE_REDIS_TIMEOUT_SECONDS``        connect/read timeout of the operator's Redis calls (2)
+``JOBQUEUE_POLL_INTERVAL``                seconds between two autoscaler passes over every queue;
+                                          0 turns the autoscaler (and lost-job recovery) off,
+                                          leaving replicas to someone else, e.g. KEDA (1)
+``JOBQUEUE_WORKER_BUDGET``                most worker pods of all queues together, shared out by
+                                          priority; empty: no limit (empty)
 ========================================  ==========================================================
 """
 
@@ -40,6 +45,11 @@ DEFAULT_RESYNC_SECONDS: Final = 30.0
 #: Short on purpose: an unreachable Redis must cost one queue's reconcile seconds, not the
 #: operator its responsiveness for every other queue.
 DEFAULT_REDIS_TIMEOUT_SECONDS: Final = 2.0
+#: The autoscaler's pass over every queue: a burst is seen within a second, and one pass
+#: over a thousand queues costs one Redis round trip and a few ms of CPU.
+DEFAULT_POLL_INTERVAL: Final = 1.0
+#: Below this the poller would mostly measure itself.
+MIN_POLL_INTERVAL: Final = 0.1
 
 LogFormat = Literal["json", "plain"]
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -63,6 +73,10 @@ class Settings:
     worker_image_pull_policy: str | None = None
     resync_seconds: float = DEFAULT_RESYNC_SECONDS
     redis_timeout_seconds: float = DEFAULT_REDIS_TIMEOUT_SECONDS
+    #: seconds between autoscaler passes; 0: no autoscaler
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    #: most worker pods of all queues together; None: unlimited
+    worker_budget: int | None = None
 
     @property
     def clusterwide(self) -> bool:
@@ -86,6 +100,9 @@ class Settings:
         pull = get("WORKER_IMAGE_PULL_POLICY") or None
         _check(pull is None or pull in _PULL_POLICIES, "WORKER_IMAGE_PULL_POLICY", pull or "",
                f"one of {', '.join(_PULL_POLICIES)}")
+        poll = _number(get, "POLL_INTERVAL", DEFAULT_POLL_INTERVAL, float, low=0, high=60)
+        _check(poll == 0 or poll >= MIN_POLL_INTERVAL, "POLL_INTERVAL", get("POLL_INTERVAL"),
+               f"0 (no autoscaler) or at least {MIN_POLL_INTERVAL:g} seconds")
         redis_url = get("REDIS_URL") or None
         _check(redis_url is None or redis_url.startswith(("redis://", "rediss://", "unix://")),
                "REDIS_URL", "<hidden>", "a redis://, rediss:// or unix:// URL")
@@ -101,6 +118,9 @@ class Settings:
             resync_seconds=_number(get, "RESYNC_SECONDS", DEFAULT_RESYNC_SECONDS, float, low=1, high=86400),
             redis_timeout_seconds=_number(get, "REDIS_TIMEOUT_SECONDS", DEFAULT_REDIS_TIMEOUT_SECONDS,
                                           float, low=0.1, high=60),
+            poll_interval=poll,
+            worker_budget=(_number(get, "WORKER_BUDGET", 0, int, low=0, high=1_000_000)
+                           if get("WORKER_BUDGET") else None),
         )
 
 

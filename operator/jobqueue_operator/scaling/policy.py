@@ -21,6 +21,11 @@ The rules, and why they differ from the HPA/KEDA defaults:
   a queue that runs a 50 ms job every 10 s is not idle although most polls see nothing.
 * **Unknown demand holds.** Redis unreachable → keep the current replicas.
 * **Suspended** → workers take nothing new; the queue goes to zero once nothing runs.
+* **Above ``maxReplicas`` → down to it at once.** A lowered maximum is a limit the user
+  wants now (a cost cap, a downstream outage), not a demand estimate to smooth.
+
+Every :class:`Decision` carries a short ``cause`` (a metric label: a handful of values) next
+to its human ``reason`` (status ``lastScaleReason``, Events, logs).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -75,11 +81,20 @@ class Memory:
     last_work_at: float | None = None
 
 
+#: Why the replicas are what they are, in one word (the ``reason`` label of
+#: ``jobqueue_scaling_decisions_total``): ``demand`` (up, or steady, to what the work
+#: needs), ``demand-fell`` (down after the scale-down delay), ``idle`` (to zero, or to one
+#: warm pod), ``max`` (down to a lowered maxReplicas), ``suspended``, ``unknown`` (Redis
+#: unreachable: held), ``budget`` (cut by the operator's worker budget, see :func:`share_budget`).
+Cause = Literal["demand", "demand-fell", "idle", "max", "suspended", "unknown", "budget"]
+
+
 @dataclass(frozen=True)
 class Decision:
     replicas: int
     reason: str
     memory: Memory
+    cause: Cause = "demand"
 
     def changes(self, current: int) -> bool:
         return self.replicas != current
@@ -110,27 +125,38 @@ def _describe(obs: Observation) -> str:
 def decide(spec: ScalingSpec, obs: Observation, current: int, memory: Memory, now: float) -> Decision:
     """The replicas a queue should have now, why, and what to remember for the next poll."""
     if not obs.known:
-        return Decision(current, f"demand unknown (Redis unreachable): holding {current}", memory)
+        return Decision(current, f"demand unknown (Redis unreachable): holding {current}", memory,
+                        "unknown")
     memory = _remember_work(memory, obs, now)
     seen = _describe(obs)
     if spec.suspend:
-        if obs.running > 0 or obs.busy_pods > 0:
-            return Decision(current, f"suspended, {seen}: waiting for running jobs", _steady(memory))
-        return Decision(0, f"suspended, {seen} → 0 replicas", _steady(memory))
+        return _suspended(obs, current, _steady(memory), seen)
 
     need = needed_replicas(spec, obs)
+    if current > spec.max_replicas:  # only the limit is immediate; any further drop waits as usual
+        top = spec.max_replicas
+        return Decision(top, f"{seen}, above maxReplicas {top} → {top} replicas", _steady(memory), "max")
+    warm = False
     if need == 0 and current > 0:
         idle_for = math.inf if memory.last_work_at is None else now - memory.last_work_at
         # idle time counts from the last work, so it also bounds how long demand was lower
         if idle_for >= max(spec.idle_seconds_before_zero, spec.scale_down_delay_seconds):
-            return Decision(0, f"{seen}, idle {idle_for:.0f}s → 0 replicas", _steady(memory))
+            return Decision(0, f"{seen}, idle {idle_for:.0f}s → 0 replicas", _steady(memory), "idle")
         # idle, but not long enough for zero: one warm pod spares the next job a cold start
-        need = min(1, spec.max_replicas)
+        need, warm = min(1, spec.max_replicas), True
 
     if need >= current:
         verdict = f"→ {need} replicas" if need > current else f"{current} replicas are right"
         return Decision(need, f"{seen} {verdict}", _steady(memory))
-    return _scale_down_after_delay(spec, need, current, memory, now=now, seen=seen)
+    decision = _scale_down_after_delay(spec, need, current, memory, now=now, seen=seen)
+    return replace(decision, cause="idle") if warm and decision.replicas < current else decision
+
+
+def _suspended(obs: Observation, current: int, memory: Memory, seen: str) -> Decision:
+    """Suspended: nothing new starts, so no pod is needed once the running jobs are done."""
+    if obs.running > 0 or obs.busy_pods > 0:
+        return Decision(current, f"suspended, {seen}: waiting for running jobs", memory, "suspended")
+    return Decision(0, f"suspended, {seen} → 0 replicas", memory, "suspended")
 
 
 def _remember_work(memory: Memory, obs: Observation, now: float) -> Memory:
@@ -139,7 +165,8 @@ def _remember_work(memory: Memory, obs: Observation, now: float) -> Memory:
         last_work = now
     if obs.last_activity_at is not None and (last_work is None or obs.last_activity_at > last_work):
         last_work = obs.last_activity_at
-    return replace(memory, last_work_at=last_work)
+    # (the same object when nothing changed: a thousand idle queues every second)
+    return memory if last_work == memory.last_work_at else replace(memory, last_work_at=last_work)
 
 
 def _scale_down_after_delay(spec: ScalingSpec, need: int, current: int, memory: Memory, *, now: float,
@@ -154,13 +181,16 @@ def _scale_down_after_delay(spec: ScalingSpec, need: int, current: int, memory: 
     lower_for = now - lower_since
     if lower_for >= spec.scale_down_delay_seconds:
         target = memory.lower_peak
-        return Decision(target, f"{seen}, lower for {lower_for:.0f}s → {target} replicas", _steady(memory))
+        return Decision(target, f"{seen}, lower for {lower_for:.0f}s → {target} replicas", _steady(memory),
+                        "demand-fell")
     left = spec.scale_down_delay_seconds - lower_for
     return Decision(current, f"{seen}: need {need}, holding {current} ({left:.0f}s of scale-down delay left)",
                     memory)
 
 
 def _steady(memory: Memory) -> Memory:
+    if memory.lower_since is None and memory.lower_peak == 0:
+        return memory
     return replace(memory, lower_since=None, lower_peak=0)
 
 
@@ -244,5 +274,35 @@ def deletion_costs(pods: Sequence[PodState], now: float) -> dict[str, int]:
 
 
 def cost_patches(wanted: Mapping[str, int], current: Mapping[str, int | None]) -> dict[str, int]:
-    """Only the pods whose annotation must change."""
+    """The annotations to write so that the ReplicaSet ranks the pods as ``wanted`` does.
+
+    The ReplicaSet only compares costs, so what matters is their *order*, not their values.
+    Busy pods' wanted costs grow by one every second their job runs: patching every value
+    that differs would rewrite every busy pod before every scale-in (Kubernetes asks not to
+    update the annotation often), and the poller, which scales in only once the annotations
+    it wants are in place, would never get there. So: pods without an annotation get one;
+    if the annotations then already rank the pods as ``wanted`` does (every pod cheaper
+    than another in ``wanted`` is strictly cheaper in the result), that is all; otherwise
+    every differing value is written.
+    """
+    missing = {name: cost for name, cost in wanted.items() if current.get(name) is None}
+    result = {name: missing.get(name, current.get(name)) for name in wanted}
+    if _ranks_alike(wanted, result):
+        return missing
     return {name: cost for name, cost in wanted.items() if current.get(name) != cost}
+
+
+def _ranks_alike(wanted: Mapping[str, int], actual: Mapping[str, int | None]) -> bool:
+    """Whether ``actual`` puts every pod strictly below each pod ``wanted`` puts above it."""
+    groups: dict[int, list[int]] = {}
+    for name, cost in wanted.items():
+        value = actual.get(name)
+        if value is None:
+            return False
+        groups.setdefault(cost, []).append(value)
+    highest_below = -math.inf
+    for cost in sorted(groups):
+        if min(groups[cost]) <= highest_below:
+            return False
+        highest_below = max(groups[cost])
+    return True

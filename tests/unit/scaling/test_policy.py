@@ -182,3 +182,55 @@ def test_idle_pods_are_cheapest_to_delete_and_long_running_work_most_expensive()
 
 def test_only_changed_costs_are_patched() -> None:
     assert cost_patches({"a": 1, "b": 2, "c": 3}, {"a": 1, "b": 5}) == {"b": 2, "c": 3}
+
+
+def test_busy_pod_costs_that_only_aged_are_not_rewritten() -> None:
+    # Written 30 s ago: both jobs have run 30 s longer since, but the order is the same.
+    now = 10_000.0
+    pods = [PodState("idle", False), PodState("a", True, busy_since=now - 100),
+            PodState("b", True, busy_since=now - 50)]
+    written = deletion_costs(pods, now - 30)
+    assert deletion_costs(pods, now) != written  # a naive diff would patch a and b again …
+    assert cost_patches(deletion_costs(pods, now), written) == {}  # … for nothing
+
+
+def test_a_pod_that_turned_busy_gets_new_costs() -> None:
+    now = 10_000.0
+    written = deletion_costs([PodState("a", False), PodState("b", False)], now - 30)
+    wanted = deletion_costs([PodState("a", True, busy_since=now - 10), PodState("b", False)], now)
+    assert cost_patches(wanted, written) == {"a": BUSY_POD_COST + 10}
+
+
+def test_an_idle_pod_whose_stale_cost_outranks_a_busy_one_is_fixed() -> None:
+    now = 10_000.0
+    wanted = deletion_costs([PodState("was-busy", False), PodState("busy", True, busy_since=now - 5)], now)
+    written = {"was-busy": BUSY_POD_COST + 600, "busy": BUSY_POD_COST + 1}
+    assert cost_patches(wanted, written) == {"was-busy": IDLE_POD_COST, "busy": BUSY_POD_COST + 5}
+
+
+def test_new_pods_without_a_cost_get_one_and_nothing_else_changes() -> None:
+    wanted = {"old-idle": IDLE_POD_COST, "new": IDLE_POD_COST, "busy": BUSY_POD_COST + 40}
+    written: dict[str, int | None] = {"old-idle": IDLE_POD_COST, "busy": BUSY_POD_COST + 7}
+    assert cost_patches(wanted, written) == {"new": IDLE_POD_COST}
+
+
+def test_decisions_say_why_in_one_word() -> None:
+    sim = Sim(replace(SPEC, scale_down_delay_seconds=10, idle_seconds_before_zero=20), replicas=0)
+    causes = []
+    for o in [obs(queued=20), *[obs(running=4)] * 11, *[obs()] * 25]:
+        before = sim.replicas
+        d = decide(sim.spec, o, sim.replicas, sim.memory, sim.now)
+        sim.replicas, sim.memory, sim.now = d.replicas, d.memory, sim.now + 1
+        if d.replicas != before:
+            causes.append((before, d.replicas, d.cause))
+    assert causes == [(0, 5, "demand"), (5, 1, "demand-fell"), (1, 0, "idle")]
+    assert decide(SPEC, Observation(queued=None), 3, Memory(), 0).cause == "unknown"
+    assert decide(replace(SPEC, suspend=True), obs(), 3, Memory(), 0).cause == "suspended"
+
+
+def test_a_lowered_max_applies_at_once_but_only_down_to_the_max() -> None:
+    sim = Sim(replace(SPEC, max_replicas=3), replicas=5)
+    assert sim.poll(obs(running=1)) == 3  # the limit, immediately
+    assert "above maxReplicas 3" in sim.reasons[-1]
+    assert sim.hold(obs(running=1), 60) == 3  # the rest of the way waits the 60 s delay as usual
+    assert sim.poll(obs(running=1)) == 1

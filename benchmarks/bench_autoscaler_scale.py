@@ -1,0 +1,213 @@
+"""The autoscaler with 1,000 JobQueues on one operator: Redis time per pass, CPU, memory.
+
+    .venv/bin/python benchmarks/bench_autoscaler_scale.py [--queues 1000] [--window 60] [--busy 0.1]
+
+One real operator process (``python -m jobqueue_operator``) watching one namespace of the
+real API server, N real JobQueues (minReplicas 0), no worker process:
+
+1. **idle**: every queue empty. Operator CPU (% of one core) and RSS over ``--window``;
+   passes made; **Redis time per pass** from ``INFO commandstats`` (the microseconds Redis
+   spent in the autoscaler's EVALSHA calls, divided by the passes made); the client round
+   trip per pass from the operator's own ``jobqueue_poll_duration_seconds``;
+2. **backlog**: ``--busy`` of the queues get 2 queued jobs each (no worker takes them), so
+   they scale to 2 replicas and their status figures are written every 10 s; same figures;
+3. **baseline, same objects**: the operator restarted with ``JOBQUEUE_POLL_INTERVAL=0``
+   (autoscaler off): its CPU and RSS, so the autoscaler's own cost is the difference;
+4. **baseline, same figures read per queue**: what a per-queue scaler pays (KEDA polls each
+   ScaledObject's trigger on its own; kopf timers would do one read per object): the same
+   snapshot taken one queue per call, and KEDA's own Redis-list Lua (TYPE + LLEN) one queue
+   per call, for all N queues, timed against one batched :func:`jobqueue.stats.snapshot`.
+
+Prints a table and, last, one JSON line. The API server, etcd and kwok are not the
+operator's cost and are not counted (they run as separate processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import redis
+
+import operator_benchlib as bl
+import operator_footprint
+from jobqueue import JobSpec, enqueue_many, stats
+
+#: KEDA's redis scaler script (pkg/scalers/redis_scaler.go, paraphrased): the length of one key.
+KEDA_LIST_LENGTH_LUA = """
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t == 'list' or t == 'none' then return redis.call('LLEN', KEYS[1])
+elseif t == 'zset' then return redis.call('ZCARD', KEYS[1])
+elseif t == 'set' then return redis.call('SCARD', KEYS[1])
+elseif t == 'hash' then return redis.call('HLEN', KEYS[1]) end
+return redis.error_reply('unsupported type')
+"""
+
+
+#: After the last reconcile: the status writes of the creation and their watch events die down.
+SETTLE_SECONDS = 30
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return str(r.read().decode())
+
+
+def metric(text: str, name: str) -> float:
+    """Sum of every series of ``name`` (e.g. ``jobqueue_autoscaler_cycle_seconds_count``)."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and (line[len(name)] in " {"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def series(text: str, name: str) -> int:
+    return sum(1 for line in text.splitlines() if re.match(rf"{name}\{{", line))
+
+
+def redis_usec(conn: redis.Redis, command: str | None = None) -> int:
+    stats_ = conn.info("commandstats")
+    if command is not None:
+        return int(stats_.get(f"cmdstat_{command}", {}).get("usec", 0))
+    return sum(int(v["usec"]) for v in stats_.values())
+
+
+def window(op: bl.Operator, conn: redis.Redis, port: int | None, seconds: float) -> dict[str, Any]:
+    """CPU and RSS (as operator_footprint.py measures them) and, autoscaler on, passes and
+    Redis time over ``seconds``."""
+    before = scrape(port) if port else ""
+    usec0, all0, t0 = redis_usec(conn, "evalsha"), redis_usec(conn), time.monotonic()
+    out: dict[str, Any] = operator_footprint.measure_window(op, seconds)
+    elapsed = time.monotonic() - t0
+    if port:
+        after = scrape(port)
+
+        def delta(name: str) -> float:
+            return metric(after, name) - metric(before, name)
+
+        passes = delta("jobqueue_autoscaler_cycle_seconds_count")
+        polls = delta("jobqueue_poll_duration_seconds_count")
+        out |= {
+            "passes": int(passes),
+            "pass_ms_mean": round(1000 * delta("jobqueue_autoscaler_cycle_seconds_sum") / max(passes, 1), 2),
+            "poll_round_trip_ms_mean": round(
+                1000 * delta("jobqueue_poll_duration_seconds_sum") / max(polls, 1), 2),
+            "redis_ms_per_pass": round((redis_usec(conn, "evalsha") - usec0) / 1000 / max(passes, 1), 2),
+            "redis_ms_per_second_all_commands": round((redis_usec(conn) - all0) / 1000 / elapsed, 2),
+        }
+    return out
+
+
+def per_queue_baseline(conn: redis.Redis, names: list[str], rounds: int = 5) -> dict[str, Any]:
+    """One batched snapshot vs. one call per queue (same figures), vs. KEDA's one-key Lua."""
+    keda = conn.register_script(KEDA_LIST_LENGTH_LUA)
+    out: dict[str, Any] = {}
+    for label, run in (
+        ("batched_snapshot", lambda: stats.snapshot(conn, names)),
+        ("snapshot_per_queue", lambda: [stats.snapshot(conn, [q]) for q in names]),
+        ("keda_list_length_per_queue", lambda: [keda(keys=[f"rq:queue:{q}"]) for q in names]),
+    ):
+        run()  # scripts loaded
+        walls, usecs = [], []
+        for _ in range(rounds):
+            u0, t0 = redis_usec(conn), time.perf_counter()
+            run()
+            walls.append(time.perf_counter() - t0)
+            usecs.append(redis_usec(conn) - u0)
+        out[label] = {"wall_ms": round(1000 * min(walls), 2), "redis_ms": round(min(usecs) / 1000, 2)}
+    return out
+
+
+def all_scaled(cluster: bl.devenv.Cluster, namespace: str, names: list[str], replicas: int) -> bool:
+    out = cluster.kubectl("get", "deployments", "-n", namespace, "--no-headers", "-o",
+                          "custom-columns=N:.metadata.name,R:.spec.replicas", timeout=120).stdout
+    have = dict(line.split() for line in out.splitlines() if line.strip())
+    return all(have.get(f"{n}-worker") == str(replicas) for n in names)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--queues", type=int, default=1000)
+    parser.add_argument("--window", type=float, default=60.0, help="seconds of each steady measurement")
+    parser.add_argument("--busy", type=float, default=0.1, help="share of queues given a backlog")
+    args = parser.parse_args()
+    result: dict[str, Any] = {"benchmark": "autoscaler_scale", "queues": args.queues}
+    names = [f"q-{i:04d}" for i in range(args.queues)]
+    with bl.environment() as (cluster, redis_server), tempfile.TemporaryDirectory() as tmp:
+        conn = redis.Redis.from_url(redis_server.url)
+        ns = f"bench-as-{uuid.uuid4().hex[:4]}"
+        cluster.kubectl("create", "namespace", ns)
+        port = bl.devenv.free_port()
+        op = bl.Operator(cluster, [ns], redis_server.url, Path(tmp) / "operator.log",
+                         extra_env={"JOBQUEUE_METRICS_PORT": str(port)}).start()
+        try:
+            bl.log(f"creating {args.queues} JobQueues")
+            for start in range(0, args.queues, 100):
+                batch = [bl.jobqueue(n, ns, concurrency=5) for n in names[start:start + 100]]
+                bl.kubectl_apply(cluster, batch)
+            bl.wait_all("the autoscaler has every queue in its pass",
+                        lambda: series(scrape(port), "jobqueue_desired_replicas") >= args.queues,
+                        timeout=1800)
+            bl.wait_all("every JobQueue reconciled",
+                        lambda: operator_footprint.all_reconciled(cluster, ns, args.queues), timeout=1800)
+            time.sleep(SETTLE_SECONDS)
+            bl.log(f"idle, autoscaler on: measuring {args.window:.0f} s")
+            result["idle"] = window(op, conn, port, args.window)
+
+            busy = names[: max(1, int(args.queues * args.busy))]
+            bl.log(f"backlog in {len(busy)} queues")
+            for n in busy:
+                enqueue_many(f"{ns}.{n}", [JobSpec("glec.jobs.anything", args=[i]) for i in range(2)],
+                             connection=conn)
+            bl.wait_all("busy queues at 2 replicas", lambda: all_scaled(cluster, ns, busy, 2), timeout=600)
+            bl.log(f"backlog, autoscaler on: measuring {args.window:.0f} s")
+            result["backlog"] = window(op, conn, port, args.window)
+        finally:
+            op.stop()
+
+        bl.log("baseline: the same operator and objects with the autoscaler off")
+        off = bl.Operator(cluster, [ns], redis_server.url, Path(tmp) / "operator-off.log",
+                          extra_env={"JOBQUEUE_POLL_INTERVAL": "0"}).start()
+        try:
+            time.sleep(SETTLE_SECONDS + 30)  # resume handlers of every JobQueue, then quiet
+            result["autoscaler_off"] = window(off, conn, None, args.window)
+        finally:
+            off.stop()
+        bl.log("baseline: the same figures read one queue per call")
+        result["reads"] = per_queue_baseline(conn, [f"{ns}.{n}" for n in names])
+
+    idle, backlog, off_ = result["idle"], result["backlog"], result["autoscaler_off"]
+    reads = result["reads"]
+    result["autoscaler_cpu_percent"] = round(backlog["cpu_percent_of_one_core"]
+                                             - off_["cpu_percent_of_one_core"], 2)
+    result["per_queue_vs_batched_redis_ratio"] = round(
+        reads["snapshot_per_queue"]["redis_ms"] / max(reads["batched_snapshot"]["redis_ms"], 1e-3), 1)
+    result["per_queue_vs_batched_wall_ratio"] = round(
+        reads["snapshot_per_queue"]["wall_ms"] / max(reads["batched_snapshot"]["wall_ms"], 1e-3), 1)
+    print(f"autoscaler with {args.queues} JobQueues on one operator (goal: Redis <= 50 ms per pass, "
+          "CPU <= 10 % of a core, RSS <= 250 MB)")
+    print(f"{'':<40}{'CPU %':>8}{'RSS MiB':>9}{'pass ms':>9}{'Redis ms/pass':>15}{'round trip ms':>15}")
+    for label, row in ((f"idle ({args.queues} empty queues)", idle),
+                       (f"backlog ({int(args.queues * args.busy)} queues busy)", backlog)):
+        print(f"{label:<40}{row['cpu_percent_of_one_core']:>8.2f}{row['rss_mib']:>9.1f}"
+              f"{row['pass_ms_mean']:>9.2f}{row['redis_ms_per_pass']:>15.2f}{row['poll_round_trip_ms_mean']:>15.2f}")
+    print(f"{'baseline: same operator, autoscaler off':<40}{off_['cpu_percent_of_one_core']:>8.2f}"
+          f"{off_['rss_mib']:>9.1f}")
+    print(f"the autoscaler's own CPU (backlog - off): {result['autoscaler_cpu_percent']:.2f} % of a core")
+    print(f"reading all {args.queues} queues once:")
+    for label, row in reads.items():
+        print(f"  {label:<30} wall {row['wall_ms']:>9.2f} ms   Redis {row['redis_ms']:>9.2f} ms")
+    print(f"per-queue reads vs one batched snapshot: {result['per_queue_vs_batched_redis_ratio']}x the "
+          f"Redis time, {result['per_queue_vs_batched_wall_ratio']}x the wall time")
+    bl.emit(result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""Job functions the autoscaler's integration tests run on real worker pods.
+
+Imported by the workers as ``integration.scaling.scalejobs`` (the test JobQueues put the
+repository's ``tests/`` folder on the pods' ``PYTHONPATH``). Each run records which pod ran
+it, in the queue's own Redis, so tests can tell a job that ran once from one that ran twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+
+import redis
+
+from jobqueue import job
+
+
+@functools.cache
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(os.environ["JOBQUEUE_REDIS_URL"])
+
+
+@job
+def nap(tag: str, seconds: float) -> str:
+    """Sleep ``seconds``; ``test:runs:<tag>`` gets the pod at the start, ``test:done:<tag>`` at the end."""
+    pod = os.environ.get("POD_NAME", "?")
+    _redis().rpush(f"test:runs:{tag}", pod)
+    time.sleep(seconds)
+    _redis().rpush(f"test:done:{tag}", pod)
+    return tag

@@ -1,0 +1,76 @@
+"""Helpers of the autoscaler's integration tests."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+from lightkube import Client, KubeConfig
+from lightkube.resources.apps_v1 import Deployment
+from opkit import kubectl_json
+
+import devenv
+
+ROOT = Path(__file__).resolve().parents[3]
+JOBS = "integration.scaling.scalejobs"
+
+
+def worker_spec(concurrency_per_pod: int = 1, **extra: Any) -> dict[str, Any]:
+    """A worker that runs :mod:`scalejobs` on the pod runner (threads: cheap to start)."""
+    return {"image": "registry.invalid/scale-tests:1", "imports": [JOBS], "mode": "thread",
+            "concurrencyPerPod": concurrency_per_pod,
+            "env": [{"name": "PYTHONPATH", "value": str(ROOT / "tests")}],
+            **extra}
+
+
+def replicas(cluster: devenv.Cluster, namespace: str, deployment: str) -> int | None:
+    result = cluster.kubectl("get", "deployment", deployment, "-n", namespace, "-o",
+                             "jsonpath={.spec.replicas}", check=False)
+    return int(result.stdout) if result.returncode == 0 and result.stdout else None
+
+
+def pods(cluster: devenv.Cluster, namespace: str, jobqueue: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = kubectl_json(
+        cluster, "get", "pods", "-n", namespace, "-l", f"jobqueue.glec.io/jobqueue={jobqueue}")["items"]
+    return items
+
+
+def runs(conn: redis.Redis, tag: str) -> list[str]:
+    return [p.decode() for p in conn.lrange(f"test:runs:{tag}", 0, -1)]
+
+
+def done(conn: redis.Redis, tag: str) -> list[str]:
+    return [p.decode() for p in conn.lrange(f"test:done:{tag}", 0, -1)]
+
+
+class ReplicaWatch:
+    """Every ``spec.replicas`` value a Deployment goes through, from a watch in a thread."""
+
+    def __init__(self, cluster: devenv.Cluster, namespace: str, deployment: str) -> None:
+        self.values: list[int] = []
+        self._client = Client(config=KubeConfig.from_file(str(cluster.kubeconfig)))
+        self._namespace, self._name = namespace, deployment
+
+    def __enter__(self) -> ReplicaWatch:
+        threading.Thread(target=self._run, daemon=True).start()
+        devenv.wait_until("the replica watch", lambda: bool(self.values), timeout=30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._client.close()
+
+    def _run(self) -> None:
+        with contextlib.suppress(Exception):  # the client is closed under the stream at the end
+            for _, obj in self._client.watch(Deployment, namespace=self._namespace,
+                                             fields={"metadata.name": self._name}):
+                value = 1 if obj.spec.replicas is None else int(obj.spec.replicas)
+                if not self.values or self.values[-1] != value:
+                    self.values.append(value)
+
+    def changes(self) -> list[int]:
+        time.sleep(0.2)
+        return list(self.values)
