@@ -142,6 +142,14 @@ def main(ctx: click.Context, redis_url: str | None) -> None:
 )
 @click.option("--burst", is_flag=True, help="Exit once nothing is queued, scheduled or running.")
 @click.option(
+    "--lease-seconds",
+    type=click.FloatRange(min=5),
+    default=None,
+    envvar="JOBQUEUE_LEASE_SECONDS",
+    help="How long a claimed job stays this worker's without a heartbeat; then any live worker "
+    "re-queues it (attempts left) or fails it.  [default: 15]",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
@@ -158,6 +166,7 @@ def worker(
     mode: str,
     metrics_port: int,
     burst: bool,
+    lease_seconds: float | None,
     log_level: str,
 ) -> None:
     """Run jobs of one queue (the command of every worker pod)."""
@@ -192,6 +201,7 @@ def worker(
             concurrency=concurrency,
             mode=mode,  # type: ignore[arg-type]  # click.Choice checked it
             burst=burst,
+            lease_seconds=lease_seconds or worker_mod.LEASE_SECONDS,
         )
         try:
             code = worker_mod.run_worker(url, config, wm)

@@ -10,8 +10,12 @@ from the API" does not mean "its process is gone":
   at once, while the process is still being stopped — or, on a lost node, keeps running;
 * a pod relabelled out of the Deployment leaves our watch but keeps running.
 
-So the Kubernetes side only says *which* pods to look at: pods seen once and now gone,
-terminating, or finished (evicted). The verdict comes from Redis: each RQ worker of such a
+So the Kubernetes side says *which* pods to look at: pods seen once and now gone,
+terminating, or finished (evicted). Redis adds the pods the watch never showed alive: a pod
+killed within a second of starting (before the operator's pod index had it), or one that
+vanished while the operator was down, still has worker records naming it — those pods are
+*suspects*, and a suspect whose heartbeats move is simply alive (the pod index was behind,
+or a worker runs outside Kubernetes) and is dropped. The verdict comes from Redis: each RQ worker of such a
 pod refreshes ``last_heartbeat`` in its record every few seconds while it lives, and
 deletes (or marks dead) its record when it exits cleanly. A pod is **dead** when none of its
 workers has a live record, or when none of their heartbeats has changed for
@@ -61,6 +65,8 @@ class _Watch:
     since: float
     beats: dict[str, str | None] | None = None
     quiet_since: float | None = None
+    #: found through Redis only (a worker record names a pod the watch does not show)
+    suspect: bool = False
 
 
 @dataclass
@@ -86,6 +92,16 @@ class LostPods:
         for name in self._known.get(key, set()) - alive:
             self._watch((*key, name), queue, "deleted", now)
         self._known[key] = alive
+        for name in alive:  # a suspect the watch now shows alive: the pod index was behind
+            w = self._watched.get((*key, name))
+            if w is not None and w.suspect:
+                del self._watched[(*key, name)]
+
+    def suspect(self, pod: PodKey, queue: str, now: float) -> None:
+        """Redis has worker records of ``pod``, which the pod watch does not show alive."""
+        if pod not in self._watched and pod[2] not in self._known.get(pod[:2], set()):
+            self._watched[pod] = _Watch(queue=queue, how="vanished (never seen alive by the operator)",
+                                        since=now, suspect=True)
 
     def forget(self, key: tuple[str, str]) -> None:
         """JobQueue ``key`` is gone: stop caring about its pods."""
@@ -117,6 +133,9 @@ class LostPods:
             return True
         beats = dict(heartbeats)
         if beats != w.beats or w.quiet_since is None:
+            if w.suspect and w.beats is not None and beats != w.beats:
+                del self._watched[pod]  # heartbeats moved: alive, whatever the watch shows
+                return False
             w.beats, w.quiet_since = beats, now
             return False
         return now - w.quiet_since >= self.silence

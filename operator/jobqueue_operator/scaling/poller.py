@@ -182,6 +182,7 @@ class Autoscaler:
             self._lost.look(key, ref.queue_name, (lost.PodSighting(p.name, p.terminating, p.finished)
                                                   for p in _all(self._pods, key)), mono)
         reads = await self._read_all(by_url)
+        self._suspect_unseen_pods(by_url, reads, mono)
 
         steps: dict[str, _Step] = {}
         for url, group in by_url.items():
@@ -515,6 +516,23 @@ class Autoscaler:
         return task
 
     # ---- lost jobs
+
+    def _suspect_unseen_pods(self, by_url: Mapping[str, list[index.QueueRef]], reads: Mapping[str, _Read],
+                             mono: float) -> None:
+        """Worker records naming a pod the pod index does not show: a pod that died before the
+        index had it, or while the operator was down. Its heartbeats decide (:mod:`.lost`)."""
+        for url, group in by_url.items():
+            read = reads.get(url)
+            if read is None or isinstance(read.result, Exception):
+                continue
+            for ref in group:
+                stats = read.result.queues.get(ref.queue_name)
+                if stats is None:
+                    continue
+                shown = {p.name for p in _all(self._pods, ref.key)}
+                for worker in stats.workers:
+                    if worker.pod and worker.pod not in shown:
+                        self._lost.suspect((*ref.key, worker.pod), ref.queue_name, mono)
 
     async def _recover_lost(self, by_url: Mapping[str, list[index.QueueRef]], reads: Mapping[str, _Read],
                             mono: float) -> None:

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from opkit import Mutation, at, without
 
 import devenv
-
-Mutation = Callable[[dict[str, Any]], None]
 
 VALID_QUEUE: dict[str, Any] = {
     "priority": 2,
@@ -92,30 +90,6 @@ VALID_RECURRING: dict[str, Any] = {
     "successfulJobsHistoryLimit": 3,
     "failedJobsHistoryLimit": 1,
 }
-
-
-def at(path: str, value: Any) -> Mutation:
-    """Set ``a.b.c`` (creating maps on the way)."""
-
-    def mutate(spec: dict[str, Any]) -> None:
-        *parents, last = path.split(".")
-        node = spec
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[last] = value
-
-    return mutate
-
-
-def without(path: str) -> Mutation:
-    def mutate(spec: dict[str, Any]) -> None:
-        *parents, last = path.split(".")
-        node = spec
-        for key in parents:
-            node = node[key]
-        del node[last]
-
-    return mutate
 
 
 def both(*mutations: Mutation) -> Mutation:

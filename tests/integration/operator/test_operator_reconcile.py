@@ -191,6 +191,7 @@ def test_spec_changes_roll_out_and_removed_fields_disappear(
         "JOBQUEUE_REDIS_URL",
         "POD_NAME",
         "POD_NAMESPACE",
+        "JOBQUEUE_METRICS_PORT",
     ]
     assert pod["containers"][0]["command"].count("--import") == 2
     assert dep["spec"]["replicas"] == 3  # the spec change did not touch the autoscaler's replicas

@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 import pytest
-from test_operator_invalid_input import Mutation, at, without  # the operator tests' spec mutations
+from opkit import Mutation, at, without
 
 import devenv
 from unit.recurring.schedules import INVALID, STRICTER, VALID

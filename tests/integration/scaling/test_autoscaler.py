@@ -149,7 +149,12 @@ def test_redis_unreachable_holds_replicas_and_says_so(
 def test_a_force_deleted_busy_pod_has_its_job_requeued_and_finished_by_another_pod(
         *, cluster: devenv.Cluster, namespace: str, redis_conn: redis.Redis, operator: RunningOperator,
         pod_runner: podrunner.PodRunner) -> None:
-    apply(cluster, queue("chaos", namespace, concurrency=2, worker=worker_spec(),
+    worker = worker_spec()
+    # The workers' own lease reaping (15 s) races the operator's recovery (after 10 s of
+    # heartbeat silence) and sometimes wins on a loaded machine; a long lease leaves the
+    # operator's path — the one under test — as the only one.
+    worker["env"].append({"name": "JOBQUEUE_LEASE_SECONDS", "value": "120"})
+    apply(cluster, queue("chaos", namespace, concurrency=2, worker=worker,
                          jobDefaults={"attempts": 2, "timeoutSeconds": 120},
                          scaling={"minReplicas": 2, "maxReplicas": 2}))
     wait_for("2 running workers", lambda: len(redis_conn.smembers(f"rq:workers:{namespace}.chaos")) == 2,

@@ -99,3 +99,33 @@ def test_a_pod_that_never_goes_quiet_is_given_up_eventually() -> None:
     assert lost.expire(GIVE_UP_SECONDS - 10) == []
     assert lost.expire(GIVE_UP_SECONDS + 1) == [POD]
     assert lost.watched() == {}
+
+
+def test_a_pod_known_only_from_redis_is_a_suspect_and_dies_by_silence() -> None:
+    """Killed within a second of starting: the pod index never showed it, its worker record
+    (and the job it claimed) remain in Redis."""
+    lost = LostPods()
+    lost.look(KEY, "q", [PodSighting("b")], 0)
+    lost.suspect((*KEY, "a"), "q", 0)
+    assert lost.watched() == {(*KEY, "a"): "q"}
+    assert "never seen alive" in lost.how((*KEY, "a"))
+    assert lost.observe((*KEY, "a"), {"w1": "t0"}, 1) is False
+    assert lost.observe((*KEY, "a"), {"w1": "t0"}, 1 + SILENCE_SECONDS) is True
+
+
+def test_a_suspect_whose_heartbeats_move_is_alive_and_dropped() -> None:
+    """A worker outside Kubernetes, or a pod the index has not caught up with yet."""
+    lost = LostPods()
+    lost.suspect((*KEY, "laptop"), "q", 0)
+    assert lost.observe((*KEY, "laptop"), {"w1": "t0"}, 1) is False
+    assert lost.observe((*KEY, "laptop"), {"w1": "t3"}, 4) is False
+    assert lost.watched() == {}
+
+
+def test_a_suspect_the_watch_then_shows_alive_is_dropped_and_pods_shown_alive_are_never_suspects() -> None:
+    lost = LostPods()
+    lost.suspect((*KEY, "a"), "q", 0)
+    lost.look(KEY, "q", [PodSighting("a")], 1)
+    assert lost.watched() == {}
+    lost.suspect((*KEY, "a"), "q", 2)
+    assert lost.watched() == {}

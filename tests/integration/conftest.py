@@ -1,4 +1,5 @@
-"""Run the real operator (``python -m jobqueue_operator``) against the session's real cluster.
+"""Fixtures of every integration folder that runs the real operator (``python -m
+jobqueue_operator``) against the session's real cluster: operator/, recurring/, scaling/, e2e/.
 
 * ``crds`` — the generated CRDs, applied once per session (they are cluster-scoped; other
   test folders may have installed them already, through the chart: server-side apply with
@@ -28,7 +29,7 @@ from opkit import RunningOperator, StartOperator
 
 import devenv
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 #: Fast sweeps so that recovery tests take seconds (production default: 30 s).
 TEST_RESYNC_SECONDS = "2"
 

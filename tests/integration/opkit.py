@@ -97,3 +97,33 @@ def events(cluster: devenv.Cluster, namespace: str, name: str) -> list[tuple[str
     selector = f"involvedObject.kind=JobQueue,involvedObject.name={name}"
     items = kubectl_json(cluster, "get", "events", "-n", namespace, "--field-selector", selector)["items"]
     return [(e["type"], e["reason"], e["message"]) for e in items]
+
+
+# --------------------------------------------------------------------------------------
+# Spec mutations, for corpora of invalid objects (JobQueue and RecurringJob alike)
+
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def at(path: str, value: Any) -> Mutation:
+    """Set ``a.b.c`` (creating maps on the way)."""
+
+    def mutate(spec: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = spec
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+
+    return mutate
+
+
+def without(path: str) -> Mutation:
+    def mutate(spec: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = spec
+        for key in parents:
+            node = node[key]
+        del node[last]
+
+    return mutate
