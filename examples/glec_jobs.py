@@ -203,6 +203,13 @@ def random_dispatch_batch(rng: random.Random, n_orders: int = 40, n_vehicles: in
 # --- notification:send, email:send, audit:log (async) --------------------------------------
 
 
+def email_job_id(user_id: str, type: str, title: str, message: str) -> str:  # the seed's field name
+    """The e-mail job a notification fans out: one id per notification, so a retried
+    notification never sends two e-mails."""
+    digest = hashlib.sha256(f"{user_id}|{type}|{title}|{message}".encode()).hexdigest()[:16]
+    return f"email-{digest}"
+
+
 @job
 async def send_notification(user_id: str, type: str, title: str, message: str,  # the seed's field name
                             send_email: bool = False) -> dict[str, Any]:
@@ -210,11 +217,8 @@ async def send_notification(user_id: str, type: str, title: str, message: str,  
     await _aio(0.03)
     email_job = None
     if send_email:
-        # fan-out to the e-mail queue: one deterministic id per notification, so a retried
-        # notification never sends two e-mails
-        digest = hashlib.sha256(f"{user_id}|{type}|{title}|{message}".encode()).hexdigest()[:16]
         result = enqueue("email:send", "glec_jobs.send_email", f"{user_id}@example.com", title, message,
-                         job_id=f"email-{digest}", connection=_redis())
+                         job_id=email_job_id(user_id, type, title, message), connection=_redis())
         email_job = result.id
     return {"user_id": user_id, "type": type, "email_job": email_job}
 

@@ -167,7 +167,8 @@ class Demo:
 
         conn = redis.Redis.from_url(self.state["redis_url"])
         rng = random.Random(7)
-        run = f"{int(time.time())}"
+        run = self.run_id = f"{int(time.time())}"
+        self.enqueued_at = time.monotonic()
         scale = self.args.scale
         batches: dict[str, list[JobSpec]] = {
             "ei:update": [JobSpec(glec_jobs.update_ei, (f"fleet-{i}", round(rng.uniform(40, 160), 1)),
@@ -181,7 +182,7 @@ class Demo:
             "dispatch:optimize": [JobSpec(glec_jobs.optimize_dispatch, (
                 f"batch-{i}", *glec_jobs.random_dispatch_batch(rng, 250, 8))) for i in range(int(9 * scale))],
             "notification:send": [JobSpec(glec_jobs.send_notification, (
-                f"user-{i}", "BID_UPDATE", f"Bid {i} updated", "Your bid ranking changed"),
+                f"user-{i}", "BID_UPDATE", f"Bid {i} updated (run {run})", "Your bid ranking changed"),
                 {"send_email": rng.random() < 0.2}) for i in range(int(500 * scale))],
             "email:send": [JobSpec(glec_jobs.send_email, (f"ops{i}@example.com", "Daily digest"))
                            for i in range(int(150 * scale))],
@@ -190,11 +191,14 @@ class Demo:
             "analytics:aggregate": [JobSpec(glec_jobs.generate_report, ("emissions", f"2026-W{i}"))
                                     for i in range(int(4 * scale))],
         }
-        counts = {}
+        # the e-mails notifications will fan out, under the ids the job itself derives
+        self.fanout = [glec_jobs.email_job_id(*spec.args) for spec in batches["notification:send"]
+                       if (spec.kwargs or {}).get("send_email")]
+        self.job_ids: dict[str, list[str]] = {}
         for queue, specs in batches.items():
             t = time.monotonic()
             results = enqueue_many(queue, specs, connection=conn)
-            counts[queue] = len(results)
+            self.job_ids[queue] = [r.id for r in results]
             self.say(f"{queue:22} {len(results):5} jobs  ({(time.monotonic() - t) * 1000:.0f} ms)")
 
         first = enqueue("ei:update", glec_jobs.update_ei, "fleet-x", 77.0, job_id=f"ei-dup-{run}",
@@ -208,79 +212,111 @@ class Demo:
         for rj in ("daily-analytics", "cleanup-old-data"):
             self.kubectl("create", "job", "-n", NAMESPACE, f"{rj}-demo-{run}", f"--from=cronjob/{rj}")
         self.say("manual runs of both CronJobs created (each enqueues exactly one job)")
-        counts["ei:update"] += 1
-        counts["audit:log"] += 1
-        return counts
+        self.job_ids["ei:update"].append(first.id)
+        return {q: len(ids) for q, ids in self.job_ids.items()}
 
     def watch(self) -> None:
         self.begin("Watch the queues scale up, drain, and return to zero",
-                   """WORKERS is ready/desired replicas as the operator set them from the backlog;
-                   the last column is the operator's own reason for its latest scaling decision.""")
-        deadline = time.monotonic() + self.args.timeout
-        self.peak: dict[str, int] = {}
-        last_print = 0.0
-        while time.monotonic() < deadline:
-            items = self.kjson("get", "jobqueues", "-n", NAMESPACE)["items"]
-            busy = False
-            rows = []
-            for jq in sorted(items, key=lambda i: i["metadata"]["name"]):
-                st = jq.get("status") or {}
-                name = jq["metadata"]["name"]
-                desired = int(st.get("desiredReplicas") or 0)
-                self.peak[name] = max(self.peak.get(name, 0), desired)
-                minimum = (jq["spec"].get("scaling") or {}).get("minReplicas", 0)
-                if (st.get("queued") or 0) + (st.get("running") or 0) > 0 or desired > minimum:
-                    busy = True
-                rows.append(f"  {name:20} {st.get('workers', '-'):>7} {st.get('queued', 0):>7} "
-                            f"{st.get('running', 0):>7} {st.get('failed', 0):>6}  "
-                            f"{(st.get('lastScaleReason') or '')[:58]}")
-            if time.monotonic() - last_print >= self.args.refresh:
-                last_print = time.monotonic()
-                print(f"\n  t={time.monotonic() - self.t0:5.0f}s  {'NAME':20} {'WORKERS':>7} {'QUEUED':>7} "
-                      f"{'RUNNING':>7} {'FAILED':>6}  LAST SCALING DECISION", flush=True)
-                print("\n".join(rows), flush=True)
-            if not busy and time.monotonic() - self.t0 > 30:
-                self.say("every queue drained and back at its minimum")
-                return
-            time.sleep(1)
-        self.say(f"stopped watching after {self.args.timeout}s (queues still busy)")
-
-    def summary(self, counts: dict[str, int]) -> None:
-        self.begin("Summary", "From Redis (job registries), Prometheus (worker metrics) and the API.")
+                   """WORKERS: ready/desired pods as the operator set them from the backlog; QUEUED and
+                   RUNNING: live from Redis; the last column is the operator's own reason for its
+                   latest scaling decision (status.lastScaleReason).""")
         import redis
 
-        from jobqueue import get_job, queue_stats
+        from jobqueue import queue_stats
 
         conn = redis.Redis.from_url(self.state["redis_url"])
-        print(f"  {'QUEUE':22} {'ENQUEUED':>8} {'FINISHED':>8} {'FAILED':>7} {'PEAK PODS':>9}")
+        deadline = time.monotonic() + self.args.timeout
+        self.peak: dict[str, int] = {}
+        self.drained_at: float | None = None
+        last_print = 0.0
+        while time.monotonic() < deadline:
+            queues = sorted(self.kjson("get", "jobqueues", "-n", NAMESPACE)["items"],
+                            key=lambda i: i["metadata"]["name"])
+            pods = {d["metadata"]["name"]: d
+                    for d in self.kjson("get", "deployments", "-n", NAMESPACE)["items"]}
+            settled, rows = True, []
+            for jq in queues:
+                name, st = jq["metadata"]["name"], jq.get("status") or {}
+                dep = pods.get(f"{name}-worker", {})
+                want = int((dep.get("spec") or {}).get("replicas") or 0)
+                ready = int((dep.get("status") or {}).get("readyReplicas") or 0)
+                live = queue_stats(jq["spec"]["queueName"], connection=conn)
+                self.peak[name] = max(self.peak.get(name, 0), want)
+                minimum = (jq["spec"].get("scaling") or {}).get("minReplicas", 0)
+                if live.queued + live.scheduled + live.running > 0 or want > minimum:
+                    settled = False
+                rows.append(f"  {name:20} {ready:>3}/{want:<3} {live.queued:>7} {live.running:>7}  "
+                            f"{(st.get('lastScaleReason') or '')[:64]}")
+            if time.monotonic() - last_print >= self.args.refresh or settled:
+                last_print = time.monotonic()
+                print(f"\n  t={time.monotonic() - self.t0:5.0f}s  {'NAME':20} {'WORKERS':7} {'QUEUED':>7} "
+                      f"{'RUNNING':>7}  LAST SCALING DECISION", flush=True)
+                print("\n".join(rows), flush=True)
+            if settled:
+                self.say("every queue drained and back at its minimum replicas")
+                return
+            time.sleep(1)
+        self.say(f"stopped watching after {self.args.timeout:.0f}s (some queues still busy)")
+
+    def summary(self) -> None:
+        self.begin("Summary", """Every job the demo enqueued, looked up by id (a finished job that is gone
+                   was removed at once: the seed's removeOnComplete: true); wait times from Prometheus.""")
+        import redis
+
+        from jobqueue import UnknownJobError, get_job  # the demo's own jobs, by id: exact
+
+        conn = redis.Redis.from_url(self.state["redis_url"])
+        prom = devenv.PrometheusServer(port=int(self.state["prometheus_url"].rsplit(":", 1)[1]))
+        window = f"{int(time.monotonic() - self.enqueued_at) + 30}s"
+        print(f"  {'QUEUE':22} {'ENQUEUED':>8} {'SUCCEEDED':>9} {'FAILED':>7} {'RETRIED':>7} "
+              f"{'PEAK PODS':>9}")
         names = {jq["spec"].get("queueName"): jq["metadata"]["name"]
                  for jq in self.kjson("get", "jobqueues", "-n", NAMESPACE)["items"]}
-        for queue, name in sorted(names.items()):
-            stats = queue_stats(queue, connection=conn)
-            print(f"  {queue:22} {counts.get(queue, 0):8} {stats.finished:8} {stats.failed:7} "
-                  f"{self.peak.get(name, 0):9}")
+        for queue, ids in sorted({**self.job_ids, "email:send (fan-out)": self.fanout}.items()):
+            outcome: dict[str, int] = {}
+            retried = 0
+            for job_id in ids:
+                try:
+                    info = get_job(queue.split(" ")[0], job_id, connection=conn)
+                except UnknownJobError:  # removed once finished (keepCompleted: 0, the seed's `true`)
+                    outcome["finished"] = outcome.get("finished", 0) + 1
+                    continue
+                outcome[info.status] = outcome.get(info.status, 0) + 1
+                retried += info.attempts_made > 1
+            print(f"  {queue:22} {len(ids):8} {outcome.get('finished', 0):9} {outcome.get('failed', 0):7} "
+                  f"{retried:7} {self.peak.get(names.get(queue, ''), 0):9}")
+        self.say("(failed order updates: the impossible status transitions, refused on every attempt; "
+                 "retried e-mails: the relay's transient timeouts)")
         rogue = get_job("audit:log", self.rogue, connection=conn)
         reason = (rogue.failed_reason or "").strip().splitlines()
-        self.say(f"os.system payload: status={rogue.status}: {reason[-1][:110] if reason else '-'}")
-        prom = devenv.PrometheusServer(port=int(self.state["prometheus_url"].rsplit(":", 1)[1]))
-        q = ('histogram_quantile(0.95, sum by (le, queue) '
-             '(rate(jobqueue_job_wait_seconds_bucket[10m])))')
+        self.say(f"os.system payload → {rogue.status}: {reason[-1][:120] if reason else '-'}")
+        q = ("histogram_quantile(0.95, sum by (le, queue) "
+             f"(increase(jobqueue_job_wait_seconds_bucket[{window}])))")
         waits = {r["metric"].get("queue"): float(r["value"][1]) for r in prom.query(q)}
         if waits:
-            self.say("p95 wait (enqueued → started), Prometheus: " + ", ".join(
+            self.say("p95 wait, enqueued → started: " + ", ".join(
                 f"{k} {v:.1f}s" for k, v in sorted(waits.items()) if not math.isnan(v)))
-        retried = prom.query("sum(increase(jobqueue_jobs_retried_total[10m]))")
-        if retried:
-            self.say(f"retries after transient failures: {float(retried[0]['value'][1]):.0f}")
-        for rj in self.kjson("get", "recurringjobs", "-n", NAMESPACE)["items"]:
-            st = rj.get("status") or {}
-            self.say(f"recurring {rj['metadata']['name']}: last job {st.get('lastJobId')} "
-                     f"({st.get('lastJobOutcome') or st.get('lastJobStatus') or '?'}), "
-                     f"next {st.get('nextScheduleTime')}")
-        print(f"""
-  Explore:   eval "$(.venv/bin/python hack/devenv.py env)"
+        manual_runs = (("daily-analytics", "analytics:aggregate"), ("cleanup-old-data", "cleanup:old-data"))
+        for rj, queue in manual_runs:
+            job_id = f"rj_{NAMESPACE}_{rj}-demo-{self.run_id}"
+            try:
+                outcome = get_job(queue, job_id, connection=conn).status
+            except UnknownJobError:
+                outcome = "finished and already removed (keepCompleted: 0)"
+            self.say(f"manual run of RecurringJob {rj}: job {job_id}: {outcome}")
+        events = self.kubectl("get", "events", "-n", NAMESPACE, "--sort-by=.lastTimestamp",
+                              "--field-selector", "reason=ScaledUp", "-o",
+                              "custom-columns=OBJECT:.involvedObject.name,MESSAGE:.message", check=False)
+        lines = events.strip().splitlines()
+        if len(lines) > 1:
+            print("\n  Scaling events (kubectl get events --field-selector reason=ScaledUp):")
+            for line in lines[:8]:
+                print(f"    {line[:110]}")
+        print()
+        print(self.kubectl("get", "jobqueues,recurringjobs", "-n", NAMESPACE))
+        print(f"""  Explore:   eval "$(.venv/bin/python hack/devenv.py env)"
              kubectl get jq,rj -n {NAMESPACE}      kubectl describe jq ei-update -n {NAMESPACE}
-             .venv/bin/jobqueue stats ei:update   Prometheus UI: {self.state['prometheus_url']}
+             .venv/bin/jobqueue stats             Prometheus: {self.state['prometheus_url']}
   Pod logs:  .cache/podrunner/<namespace>/<pod>.log
   Stop:      make dev-down""")
 
@@ -294,9 +330,9 @@ def main() -> None:
     steps: list[Callable[[], Any]] = [demo.environment, demo.install, demo.apply_samples]
     for s in steps:
         s()
-    counts = demo.enqueue()
+    demo.enqueue()
     demo.watch()
-    demo.summary(counts)
+    demo.summary()
 
 
 if __name__ == "__main__":
