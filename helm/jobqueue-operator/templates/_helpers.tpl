@@ -128,6 +128,14 @@ reads them in jobqueue_operator/settings.py).
   value: {{ .Values.operator.resyncSeconds | quote }}
 - name: JOBQUEUE_REDIS_TIMEOUT_SECONDS
   value: {{ .Values.operator.redisTimeoutSeconds | quote }}
+- name: JOBQUEUE_POLL_INTERVAL
+  value: {{ .Values.autoscaler.pollInterval | quote }}
+{{- /* null (or absent): no budget. Not `with`: a budget of 0 is a budget. int64: YAML numbers
+reach templates as float64, which would print 1000000 as "1e+06". */}}
+{{- if not (kindIs "invalid" .Values.autoscaler.workerBudget) }}
+- name: JOBQUEUE_WORKER_BUDGET
+  value: {{ .Values.autoscaler.workerBudget | int64 | quote }}
+{{- end }}
 - name: POD_NAME
   valueFrom:
     fieldRef:

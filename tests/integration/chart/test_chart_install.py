@@ -265,6 +265,10 @@ def test_ci_scenario_installs_and_uninstalls(cluster: devenv.Cluster, helm: clus
         prefix = values["priorityClasses"]["namePrefix"]
         assert env["JOBQUEUE_PRIORITY_CLASS_PREFIX"] == prefix
         assert get_json(cluster, "priorityclass", f"{prefix}1")["value"] == 400
+    autoscaler = values.get("autoscaler", {})
+    assert env["JOBQUEUE_POLL_INTERVAL"] == str(autoscaler.get("pollInterval", 1))
+    assert env.get("JOBQUEUE_WORKER_BUDGET") == (
+        None if autoscaler.get("workerBudget") is None else str(autoscaler["workerBudget"]))
     if values.get("grafanaDashboard", {}).get("enabled"):
         assert exists(cluster, "configmap", f"{release.fullname}-dashboard", "-n", namespace)
     if values.get("networkPolicy", {}).get("enabled"):

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from jobqueue import metricnames
+from jobqueue_operator.settings import Settings
 from unit.chart import chartkit
 from unit.chart.chartkit import NAMESPACE, Render, container_env, kinds, one
 
@@ -75,6 +76,7 @@ def test_values_become_operator_environment(render: Render) -> None:
                      "workerImagePullPolicy": "Always", "resyncSeconds": 10, "redisTimeoutSeconds": 1.5,
                      "extraEnv": [{"name": "EXTRA", "value": "1"}]},
         "priorityClasses": {"enabled": True, "namePrefix": "queue-prio-"},
+        "autoscaler": {"pollInterval": 0.5, "workerBudget": 40},
     }), "Deployment"))
     assert {k: v for k, v in env.items() if isinstance(v, str)} == {
         "JOBQUEUE_NAMESPACES": "team-a,team-b",
@@ -86,6 +88,8 @@ def test_values_become_operator_environment(render: Render) -> None:
         "JOBQUEUE_WORKER_IMAGE_PULL_POLICY": "Always",
         "JOBQUEUE_RESYNC_SECONDS": "10",
         "JOBQUEUE_REDIS_TIMEOUT_SECONDS": "1.5",
+        "JOBQUEUE_POLL_INTERVAL": "0.5",
+        "JOBQUEUE_WORKER_BUDGET": "40",
         "EXTRA": "1",
     }
     assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
@@ -96,6 +100,33 @@ def test_default_environment(render: Render) -> None:
     assert env["JOBQUEUE_NAMESPACES"] == ""  # every namespace
     assert env["JOBQUEUE_PRIORITY_CLASS_PREFIX"] == ""  # no PriorityClasses
     assert "JOBQUEUE_WORKER_IMAGE_PULL_POLICY" not in env
+    assert env["JOBQUEUE_POLL_INTERVAL"] == "1"  # the operator's own default
+    assert "JOBQUEUE_WORKER_BUDGET" not in env  # no budget
+
+
+@pytest.mark.parametrize(("autoscaler", "poll", "budget"), [
+    ({"pollInterval": 0}, "0", None),  # autoscaler off (replicas left to e.g. KEDA)
+    ({"pollInterval": 60, "workerBudget": 0}, "60", "0"),  # 0 is a budget, not "unset"
+    # YAML numbers reach templates as floats: a large budget must not become "1e+06"
+    ({"pollInterval": 0.1, "workerBudget": 1000000}, "0.1", "1000000"),
+    ({"workerBudget": None}, "1", None),
+])
+def test_autoscaler_values_become_operator_environment(
+        render: Render, autoscaler: dict[str, Any], poll: str, budget: str | None) -> None:
+    env = container_env(one(render({"autoscaler": autoscaler}), "Deployment"))
+    assert env["JOBQUEUE_POLL_INTERVAL"] == poll
+    assert env.get("JOBQUEUE_WORKER_BUDGET") == budget
+
+
+def test_autoscaler_environment_is_what_the_operator_accepts(render: Render) -> None:
+    """The rendered variables read back through the operator's own settings parser."""
+    env = container_env(one(render({"autoscaler": {"pollInterval": 0.25, "workerBudget": 1000000}}),
+                            "Deployment"))
+    config = Settings.from_env({k: v for k, v in env.items() if isinstance(v, str)})
+    assert (config.poll_interval, config.worker_budget) == (0.25, 1000000)
+    config = Settings.from_env({k: v for k, v in container_env(one(render(), "Deployment")).items()
+                                if isinstance(v, str)})
+    assert (config.poll_interval, config.worker_budget) == (1.0, None)
 
 
 def test_image_digest_wins_over_tag(render: Render) -> None:

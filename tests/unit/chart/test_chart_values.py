@@ -114,6 +114,12 @@ def test_every_value_has_a_helm_docs_comment() -> None:
     ({"redis": {"url": "http://redis:6379"}}, "does not match pattern"),
     ({"priorityClasses": {"values": {"1": 2000000000}}}, "maximum"),
     ({"metrics": {"serviceMonitor": {"interval": "soon"}}}, "does not match pattern"),
+    ({"autoscaler": {"pollInterval": 0.05}}, "minimum: got 0.05, want 0.1"),
+    ({"autoscaler": {"pollInterval": 61}}, "maximum: got 61, want 60"),
+    ({"autoscaler": {"pollInterval": "1s"}}, "want number"),
+    ({"autoscaler": {"workerBudget": -1}}, "minimum: got -1, want 0"),
+    ({"autoscaler": {"workerBudget": 2.5}}, "want null or integer"),
+    ({"autoscaler": {"enabled": False}}, "additional properties 'enabled' not allowed"),
 ])
 def test_schema_refuses_bad_values(render_error: Callable[[dict[str, Any]], str],
                                    values: dict[str, Any], message: str) -> None:
