@@ -120,8 +120,12 @@ def test_a_missing_secret_holds_the_pod_until_it_exists(lab: Lab, runner: podrun
 
 def test_only_selected_pods_on_kwok_nodes_are_run(lab: Lab, runner: podrunner.PodRunner) -> None:
     node = f"plain-{lab.namespace}"[:63]
+    # kwok manages every node (--manage-all-nodes) and makes this one Ready too: the taint keeps
+    # the scheduler from placing other pods — "control", or other tests' — on it; "elsewhere"
+    # names it directly (nodeName bypasses the scheduler)
     lab.cluster.kubectl("create", "-f", "-", input=json.dumps(
-        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}))
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node},
+         "spec": {"taints": [{"key": "podrunner.test/plain", "effect": "NoSchedule"}]}}))
     try:
         unlabelled = lab.pod("unlabelled", ["python", "-c", DUMP])
         del unlabelled["metadata"]["labels"]
