@@ -67,8 +67,13 @@ def baseline_deployment(namespace: str, name: str, redis_url: str) -> tuple[dict
     model = models.JobQueueSpec.model_validate(spec())
     queue = model.effective_queue_name(namespace, name)
     body = deployment.build(namespace=namespace, name=name, uid="none", spec=model, queue_name=queue,
-                            defaults=deployment.WorkerDefaults(redis_url=redis_url))
+                            defaults=deployment.WorkerDefaults(default_redis=True))
     del body["metadata"]["ownerReferences"]
+    # the operator's pods read the URL from a Secret it keeps for its JobQueues; this
+    # baseline belongs to no JobQueue, so its pods get the (local, password-less) URL itself
+    (container,) = body["spec"]["template"]["spec"]["containers"]
+    container["env"] = [{"name": e["name"], "value": redis_url} if e["name"] == "JOBQUEUE_REDIS_URL" else e
+                        for e in container["env"]]
     for labels in (body["metadata"]["labels"], body["spec"]["template"]["metadata"]["labels"]):
         labels["app.kubernetes.io/managed-by"] = "bench-hpa-baseline"
     body = deployment.with_replicas(body, 0)

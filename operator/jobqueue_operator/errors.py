@@ -6,6 +6,8 @@
       |                        Secret or key missing, URL malformed (``reason`` says which)
       + RedisUnavailable       the queue's Redis did not answer (connection, timeout, auth)
       + QueueNameTaken         another JobQueue already publishes this RQ queue name there
+      + RedisSecretConflict    the name of the namespace's default-Redis Secret is taken by a
+                               Secret the operator did not make (it is left alone)
 
 Handlers translate them at the boundary: Redis problems become the ``RedisReachable``
 condition of the queue (never a handler failure: the Deployment is still applied and the
@@ -44,3 +46,15 @@ class QueueNameTaken(JobQueueOperatorError):
         super().__init__(f"queue {queue_name!r} is already declared by JobQueue {owner[0]}/{owner[1]}")
         self.queue_name = queue_name
         self.owner = owner
+
+
+class RedisSecretConflict(JobQueueOperatorError):
+    """Secret ``name`` in ``namespace`` exists but is not the operator's: it is never overwritten."""
+
+    def __init__(self, namespace: str, name: str) -> None:
+        super().__init__(
+            f"Secret {namespace}/{name} exists but was not made by jobqueue-operator; the operator "
+            f"keeps its default Redis URL for the pods under that name and will not overwrite it: "
+            f"rename or delete that Secret, or give the JobQueue spec.redis")
+        self.namespace = namespace
+        self.name = name

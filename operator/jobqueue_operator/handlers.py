@@ -38,6 +38,7 @@ from typing import Any, Final
 import kopf
 
 from jobqueue_operator import (
+    defaultredis,
     endpoints,
     index,
     k8s,
@@ -58,6 +59,9 @@ VERSION: Final = models.VERSION
 #: Seconds before kopf retries a reconcile that hit a Kubernetes API error (kopf's own
 #: default would be 60 s).
 RETRY_DELAY: Final = 5.0
+#: Seconds before a JobQueue whose default-Redis Secret could not be written is tried again:
+#: the cause (someone else's Secret under that name, RBAC) needs a person, not a quick retry.
+SECRET_RETRY_DELAY: Final = 15.0
 
 
 @dataclass
@@ -112,6 +116,14 @@ def _refs(idx: kopf.Index[index.Key, index.QueueRef]) -> Iterator[index.QueueRef
         yield from store
 
 
+def worker_defaults(config: operator_settings.Settings) -> deployment.WorkerDefaults:
+    """What the operator's settings contribute to every worker and CronJob pod (never the
+    default Redis URL itself: the pods read it from a Secret)."""
+    return deployment.WorkerDefaults(default_redis=config.redis_url is not None,
+                                     priority_class_prefix=config.priority_class_prefix,
+                                     image_pull_policy=config.worker_image_pull_policy)
+
+
 def tune(kopf_settings: kopf.OperatorSettings) -> None:
     """kopf settings: our own annotation prefix and finalizer name (never collide with another
     kopf operator), and a server-side selector so only worker Deployments are watched."""
@@ -145,9 +157,9 @@ async def startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo,
     emit = _emitter(kube)
     reconciler = reconcile.Reconciler(
         kube=kube, hub=hub, endpoints=eps, keeper=statuskeeper.StatusKeeper(kube, emit), emit=emit,
-        defaults=deployment.WorkerDefaults(redis_url=config.redis_url,
-                                           priority_class_prefix=config.priority_class_prefix,
-                                           image_pull_policy=config.worker_image_pull_policy))
+        defaults=worker_defaults(config),
+        secrets=defaultredis.DefaultRedisSecrets(kube, config.redis_url,
+                                                 queues=lambda: _refs(jobqueue_index)))
     sweep = sweeper.Sweeper(reconciler=reconciler, kube=kube, hub=hub, endpoints=eps, config=config,
                             queues=lambda: _refs(jobqueue_index))
     memo.runtime = Runtime(config=config, kube=kube, hub=hub, reconciler=reconciler, sweeper=sweep,
@@ -189,6 +201,8 @@ async def reconcile_jobqueue(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None
         outcome = await _runtime(memo).reconciler.reconcile(_raw(body))
     except k8s.ApiError as e:
         raise kopf.TemporaryError(f"Kubernetes API error: {k8s.message(e)}", delay=RETRY_DELAY) from e
+    if outcome.retry_error:
+        raise kopf.TemporaryError(outcome.retry_error, delay=SECRET_RETRY_DELAY)
     if outcome.permanent_error:
         raise kopf.PermanentError(outcome.permanent_error)
 
@@ -270,10 +284,7 @@ async def recurring_startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo,
     config = runtime.config
     jobs = recurring.RecurringJobs(
         kube=runtime.kube, hub=runtime.hub, endpoints=endpoints.Endpoints(runtime.kube, config.redis_url),
-        emit=_emitter(runtime.kube),
-        defaults=deployment.WorkerDefaults(redis_url=config.redis_url,
-                                           priority_class_prefix=config.priority_class_prefix,
-                                           image_pull_policy=config.worker_image_pull_policy))
+        emit=_emitter(runtime.kube), defaults=worker_defaults(config))
     memo.recurring = RecurringRuntime(jobs, asyncio.create_task(jobs.run(), name="recurringjob-refresher"))
 
 

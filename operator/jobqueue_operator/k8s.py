@@ -32,7 +32,7 @@ from lightkube.types import PatchType
 
 from jobqueue_operator import models
 
-__all__ = ["ApiError", "Kube", "is_conflict", "is_invalid", "is_not_found"]
+__all__ = ["ApiError", "Kube", "is_conflict", "is_forbidden", "is_invalid", "is_not_found"]
 
 JobQueue: Final = create_namespaced_resource(
     models.GROUP, models.VERSION, models.JOBQUEUE_KIND, models.JOBQUEUE_PLURAL)
@@ -43,8 +43,8 @@ EVENT_COMPONENT: Final = "jobqueue-operator"
 #: Kubernetes truncates longer Event messages anyway; keep them readable in `kubectl describe`.
 EVENT_MESSAGE_LIMIT: Final = 1024
 
-#: kinds this module can apply (children of our resources)
-_APPLIABLE: Final[Mapping[str, Any]] = {"Deployment": Deployment, "CronJob": CronJob}
+#: kinds this module can apply (children of our resources, and the Secret of the default Redis)
+_APPLIABLE: Final[Mapping[str, Any]] = {"Deployment": Deployment, "CronJob": CronJob, "Secret": Secret}
 #: kinds whose status this module writes
 _OURS: Final[Mapping[str, Any]] = {models.JOBQUEUE_KIND: JobQueue, models.RECURRINGJOB_KIND: RecurringJob}
 
@@ -55,6 +55,11 @@ def _code(error: ApiError) -> int:
 
 def is_not_found(error: ApiError) -> bool:
     return _code(error) == 404
+
+
+def is_forbidden(error: ApiError) -> bool:
+    """403: RBAC (or an admission webhook) does not allow the request."""
+    return _code(error) == 403
 
 
 def is_conflict(error: ApiError) -> bool:
@@ -102,7 +107,7 @@ class Kube:
         return await self._get(Deployment, namespace, name)
 
     async def apply(self, body: Mapping[str, Any], *, field_manager: str) -> dict[str, Any]:
-        """Server-side apply ``body`` (a Deployment or CronJob) and return the live object."""
+        """Server-side apply ``body`` (a Deployment, CronJob or Secret) and return the live object."""
         resource = _APPLIABLE[body["kind"]]
         meta = body["metadata"]
         result = await self._client.patch(
@@ -178,6 +183,18 @@ class Kube:
         await self._client.create(cast(Event, Event.from_dict(event)))
 
     # ---- configuration
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Secret as the API returns it (``data`` base64-encoded), or None."""
+        return await self._get(Secret, namespace, name)
+
+    async def delete_secret(self, namespace: str, name: str) -> None:
+        """Delete a Secret (already gone is fine)."""
+        try:
+            await self._client.delete(Secret, name, namespace=namespace)
+        except ApiError as e:
+            if not is_not_found(e):
+                raise
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
         """A Secret's decoded data, or None if it does not exist."""

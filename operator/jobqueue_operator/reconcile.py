@@ -12,6 +12,14 @@ the Deployment is applied anyway, and the settings sweep
 (:mod:`jobqueue_operator.sweeper`) publishes as soon as the Redis answers. Only Kubernetes
 API errors propagate (the handler turns them into kopf retries).
 
+**The default Redis URL reaches the pods through a Secret.** For a queue without
+``spec.redis`` the namespace's Secret of the operator's default URL
+(:mod:`jobqueue_operator.defaultredis`) is applied first, and the Deployment references it
+and carries its revision. If that Secret cannot be written (its name is taken by someone
+else's Secret, or RBAC forbids it) the Deployment is left as it is, ``Ready`` says why
+(``RedisSecretConflict``, ``RedisSecretFailed``) and the reconcile is retried. A queue that
+moves to ``spec.redis`` leaves the Secret's owners after its Deployment stops using it.
+
 **Replicas and the first apply.** The operator's apply body never contains
 ``spec.replicas`` (the autoscaler owns them). Omitting it at creation would create the
 Deployment with Kubernetes' default of 1 replica — a pod nobody asked for, immediately
@@ -40,8 +48,8 @@ from typing import Any, Final
 
 import pydantic
 
-from jobqueue_operator import endpoints, errors, index, k8s, metrics, models, redisq
-from jobqueue_operator.builders import deployment, names, published, status
+from jobqueue_operator import defaultredis, endpoints, errors, index, k8s, metrics, models, redisq
+from jobqueue_operator.builders import deployment, names, published, redissecret, status
 from jobqueue_operator.statuskeeper import Emit, StatusKeeper, object_ref
 
 logger = logging.getLogger(__name__)
@@ -51,22 +59,29 @@ logger = logging.getLogger(__name__)
 #: (RSS doubled in the footprint benchmark) and hit the API server with a thousand requests;
 #: beyond a few dozen concurrent requests a 2-core API server gets no faster anyway.
 CONCURRENT_RECONCILES: Final = 32
+#: Ready reasons of a Deployment held back because the default-Redis Secret could not be
+#: written: retried (the cause is outside the JobQueue's spec), unlike a refused Deployment.
+SECRET_PROBLEMS: Final = frozenset({"RedisSecretConflict", "RedisSecretFailed"})
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What the handler needs to know: a permanent failure (retrying the same spec is useless)."""
+    """What the handler needs to know: a permanent failure (retrying the same spec is useless),
+    or one to retry later although nothing in the spec changes."""
 
     permanent_error: str | None = None
+    retry_error: str | None = None
 
 
 class Reconciler:
     def __init__(self, *, kube: k8s.Kube, hub: redisq.RedisHub, endpoints: endpoints.Endpoints,
-                 keeper: StatusKeeper, defaults: deployment.WorkerDefaults, emit: Emit) -> None:
+                 keeper: StatusKeeper, defaults: deployment.WorkerDefaults, emit: Emit,
+                 secrets: defaultredis.DefaultRedisSecrets) -> None:
         self._kube = kube
         self._hub = hub
         self._endpoints = endpoints
         self._keeper = keeper
+        self._secrets = secrets
         self._defaults = defaults
         self._emit = emit
         self._locks: dict[index.Key, asyncio.Lock] = {}
@@ -76,6 +91,10 @@ class Reconciler:
     @property
     def keeper(self) -> StatusKeeper:
         return self._keeper
+
+    @property
+    def secrets(self) -> defaultredis.DefaultRedisSecrets:
+        return self._secrets
 
     def _lock(self, key: index.Key) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
@@ -126,6 +145,8 @@ class Reconciler:
         await self._keeper.reconciled(body, status.Inputs(
             generation=generation, queue_name=queue, suspend=spec.suspend, publication=publication,
             deployment=summary, apply_error=apply_error))
+        if apply_error and apply_error[0] in SECRET_PROBLEMS:
+            return Outcome(retry_error=apply_error[1])
         return Outcome(permanent_error=apply_error[1] if apply_error else None)
 
     async def _publish(self, namespace: str, name: str, spec: models.JobQueueSpec,
@@ -160,20 +181,38 @@ class Reconciler:
 
     async def _apply_deployment(self, body: Mapping[str, Any], spec: models.JobQueueSpec, queue: str,
                                 ) -> tuple[status.DeploymentSummary | None, tuple[str, str] | None]:
-        """The Deployment's summary, or the API server's refusal as (reason, message)."""
+        """The Deployment's summary, or why it was not applied as (reason, message)."""
+        meta = body["metadata"]
+        namespace, owner = meta["namespace"], redissecret.Owner(meta["name"], meta["uid"])
+        revision = None
+        if spec.redis is None:
+            try:
+                revision = await self._secrets.ensure(namespace, owner)
+            except errors.RedisSecretConflict as e:
+                return None, ("RedisSecretConflict", str(e))
+            except k8s.ApiError as e:
+                if not (k8s.is_forbidden(e) or k8s.is_invalid(e)):
+                    raise
+                return None, ("RedisSecretFailed",
+                              f"the operator could not write Secret {namespace}/{redissecret.SECRET_NAME} "
+                              f"(the default Redis URL of the pods): {k8s.message(e)}")
         try:
-            return await self._ensure_deployment(body, spec, queue), None
+            summary = await self._ensure_deployment(body, spec, queue, revision)
         except k8s.ApiError as e:
             if not k8s.is_invalid(e):
                 raise
             refusal = f"the API server refused the worker Deployment: {k8s.message(e)}"
             return None, ("DeploymentFailed", refusal)
+        if spec.redis is not None:  # its pods no longer need the default Redis's Secret
+            await self._secrets.release(namespace, owner)
+        return summary, None
 
     async def _ensure_deployment(self, body: Mapping[str, Any], spec: models.JobQueueSpec,
-                                 queue: str) -> status.DeploymentSummary:
+                                 queue: str, redis_revision: int | None) -> status.DeploymentSummary:
         meta = body["metadata"]
         desired = deployment.build(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"],
-                                   spec=spec, queue_name=queue, defaults=self._defaults)
+                                   spec=spec, queue_name=queue, defaults=self._defaults,
+                                   redis_revision=redis_revision)
         namespace, dep_name = meta["namespace"], desired["metadata"]["name"]
         current = await self._kube.get_deployment(namespace, dep_name)
         op = names.OPERATOR_MANAGER

@@ -11,7 +11,9 @@ task and a finalizer per object, kopf.md §1.6) walks every Redis in use every
   appeared late, without anyone touching the JobQueue);
 * a queue whose Redis answers again gets ``RedisReachable=True`` back (and the reverse);
 * settings published by a JobQueue that no longer exists (deleted while the operator was
-  down), or under a queue name or Redis it no longer uses, are withdrawn.
+  down), or under a queue name or Redis it no longer uses, are withdrawn;
+* every namespace's Secret of the default Redis URL is re-read and repaired
+  (:meth:`~jobqueue_operator.defaultredis.DefaultRedisSecrets.sweep`).
 
 Two safety rules: only settings of namespaces this operator serves are ever touched
 (several operators may share a Redis), and a JobQueue missing from the in-memory index is
@@ -85,6 +87,7 @@ class Sweeper:
 
     async def sweep(self) -> Report:
         report = Report()
+        await self._reconciler.secrets.sweep()
         by_url: dict[str, list[index.QueueRef]] = collections.defaultdict(list)
         if self._config.redis_url:
             by_url[self._config.redis_url] = []

@@ -194,6 +194,15 @@ ClusterRole when it watches all). Each rule says why; docs/install.md lists them
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+# the one Secret per namespace through which worker and CronJob pods of queues without
+# spec.redis get the operator's default Redis URL (never written into a pod spec). A
+# server-side apply that creates an object is authorised as `create` of its name, so even
+# create is limited to this name; delete: when the last such queue moves to spec.redis (and
+# what OwnerReferencesPermissionEnforcement asks for setting its ownerReferences)
+- apiGroups: [""]
+  resources: [secrets]
+  resourceNames: [jobqueue-default-redis]
+  verbs: [get, create, patch, delete]
 {{- with .Values.rbac.redisSecretNames }}
 # the Redis URL Secrets that JobQueues reference in spec.redis.urlSecretRef: these names only
 - apiGroups: [""]

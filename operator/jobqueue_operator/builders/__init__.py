@@ -5,6 +5,6 @@ No I/O and no clock of their own (``now`` is a parameter), so each is covered by
 golden tests; the reconcile layer only moves their results over the wire.
 """
 
-from jobqueue_operator.builders import deployment, names, published, status
+from jobqueue_operator.builders import deployment, names, published, redissecret, status
 
-__all__ = ["deployment", "names", "published", "status"]
+__all__ = ["deployment", "names", "published", "redissecret", "status"]

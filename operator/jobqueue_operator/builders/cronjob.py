@@ -25,7 +25,9 @@ RecurringJob's function, arguments and ``jobOptions``; the CLI applies the queue
 published defaults underneath. Literal arguments have every ``$`` doubled, because the
 kubelet expands ``$(VAR)`` in a container's command: only ``$(JOB_NAME)`` is meant. The pod
 passes the ``restricted`` Pod Security Standard, has no API token, asks for little CPU and
-memory, and gets ``JOBQUEUE_REDIS_URL`` exactly as the queue's workers do.
+memory, and gets ``JOBQUEUE_REDIS_URL`` exactly as the queue's workers do: from the same
+Secret (``spec.redis.urlSecretRef``, or the namespace's Secret of the operator's default
+Redis), never as a literal value.
 
 **Schedules.** :func:`next_schedule_time` reads a schedule the way the CronJob controller
 does (the grammar the CRD admits, :data:`jobqueue_operator.models.CRON_FIELDS`) and

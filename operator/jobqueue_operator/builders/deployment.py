@@ -16,6 +16,11 @@ The pod passes the ``restricted`` Pod Security Standard whatever the JobQueue sa
 capabilities dropped, RuntimeDefault seccomp, read-only root filesystem with an emptyDir
 ``/tmp``. Its grace period covers a whole job: a stopping worker finishes its running jobs
 (docs/architecture.md, the worker pod contract), so Kubernetes must not SIGKILL it earlier.
+
+**The Redis URL is never in the body.** ``JOBQUEUE_REDIS_URL`` is a ``secretKeyRef``: to the
+queue's ``spec.redis.urlSecretRef``, or to the namespace's Secret holding the operator's
+default URL (:mod:`~jobqueue_operator.builders.redissecret`), whose revision the pod
+template carries so that a changed default URL rolls the workers.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from pydantic import BaseModel
 
 from jobqueue.settings import resolve
 from jobqueue_operator import models
-from jobqueue_operator.builders import names
+from jobqueue_operator.builders import names, redissecret
 
 CONTAINER: Final = "worker"
 METRICS_PORT: Final = 9100
@@ -46,8 +51,9 @@ REVISION_HISTORY_LIMIT: Final = 3
 class WorkerDefaults:
     """What the operator's settings contribute to every worker Deployment."""
 
-    #: JOBQUEUE_REDIS_URL of workers whose queue has no ``spec.redis``
-    redis_url: str | None = None
+    #: the operator has a default Redis (``JOBQUEUE_REDIS_URL``): pods of queues without
+    #: ``spec.redis`` read it from the namespace's Secret (never from the pod spec)
+    default_redis: bool = False
     #: ``<prefix><priority>`` is the priorityClassName; empty: none
     priority_class_prefix: str = ""
     image_pull_policy: str | None = None
@@ -76,8 +82,10 @@ def priority_class(spec: models.JobQueueSpec, defaults: WorkerDefaults) -> str |
 
 
 def build(*, namespace: str, name: str, uid: str, spec: models.JobQueueSpec, queue_name: str,
-          defaults: WorkerDefaults) -> dict[str, Any]:
-    """The apply body of JobQueue ``namespace/name``'s worker Deployment (no replicas)."""
+          defaults: WorkerDefaults, redis_revision: int | None = None) -> dict[str, Any]:
+    """The apply body of JobQueue ``namespace/name``'s worker Deployment (no replicas).
+    ``redis_revision``: the revision of the namespace's default-Redis Secret (for queues on
+    the default Redis)."""
     labels = names.worker_labels(name)
     worker = spec.worker
     pod_annotations = {
@@ -87,6 +95,8 @@ def build(*, namespace: str, name: str, uid: str, spec: models.JobQueueSpec, que
         "prometheus.io/path": "/metrics",
         names.QUEUE_ANNOTATION: queue_name,
     }
+    if spec.redis is None and defaults.default_redis and redis_revision is not None:
+        pod_annotations[redissecret.REVISION_ANNOTATION] = str(redis_revision)
     container = _drop_empty({
         "name": CONTAINER,
         "image": worker.image,
@@ -157,17 +167,21 @@ def build(*, namespace: str, name: str, uid: str, spec: models.JobQueueSpec, que
 
 
 def operator_env(spec: models.JobQueueSpec, defaults: WorkerDefaults) -> list[dict[str, Any]]:
-    """What every pod of a queue needs from the operator: its Redis URL and who it is."""
+    """What every pod of a queue needs from the operator: its Redis URL (always by Secret
+    reference) and who it is."""
     env: list[dict[str, Any]] = []
     if spec.redis is not None:
         ref = spec.redis.url_secret_ref
-        env.append({"name": "JOBQUEUE_REDIS_URL",
-                    "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
-    elif defaults.redis_url:
-        env.append({"name": "JOBQUEUE_REDIS_URL", "value": defaults.redis_url})
+        env.append(_secret_env("JOBQUEUE_REDIS_URL", ref.name, ref.key))
+    elif defaults.default_redis:
+        env.append(_secret_env("JOBQUEUE_REDIS_URL", redissecret.SECRET_NAME, redissecret.URL_KEY))
     for name, path in (("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")):
         env.append({"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}})
     return env
+
+
+def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
 def with_replicas(body: Mapping[str, Any], replicas: int) -> dict[str, Any]:

@@ -51,10 +51,14 @@ def worker_labels(jobqueue: str) -> dict[str, str]:
     }
 
 
-def owner_reference(*, kind: str, name: str, uid: str) -> dict[str, Any]:
-    """A controller owner reference to one of our resources (garbage collection on delete)."""
-    return {"apiVersion": models.API_VERSION, "kind": kind, "name": name, "uid": uid,
-            "controller": True, "blockOwnerDeletion": True}
+def owner_reference(*, kind: str, name: str, uid: str, controller: bool = True) -> dict[str, Any]:
+    """An owner reference to one of our resources (garbage collection on delete): the
+    controller's, or (``controller=False``) one of several owners sharing the object, which
+    must not hold up a foreground deletion of its owner."""
+    ref: dict[str, Any] = {"apiVersion": models.API_VERSION, "kind": kind, "name": name, "uid": uid}
+    if controller:
+        ref |= {"controller": True, "blockOwnerDeletion": True}
+    return ref
 
 
 def jobqueue_of(labels: dict[str, str] | None) -> str | None:

@@ -12,8 +12,9 @@ Conditions (``metav1.Condition``, keyed by type):
   False reasons: ``NoRedisConfigured``, ``SecretNotFound``, ``SecretKeyNotFound``,
   ``InvalidRedisURL``, ``RedisUnavailable``.
 * ``Ready`` — the queue can run jobs: settings published, worker Deployment applied and
-  healthy. False reasons: ``InvalidSpec``, ``DeploymentFailed``, ``QueueNameConflict``,
-  ``RedisUnreachable``, ``PodsRejected``, ``RolloutStuck``, ``WorkersStarting``; True
+  healthy. False reasons: ``InvalidSpec``, ``DeploymentFailed``, ``RedisSecretConflict``,
+  ``RedisSecretFailed``, ``QueueNameConflict``, ``RedisUnreachable``, ``PodsRejected``,
+  ``RolloutStuck``, ``WorkersStarting``; True
   reasons: ``WorkersReady``, ``ScaledToZero``, ``Suspended``, ``RollingOut``,
   ``ScalingUp``.
 
@@ -109,7 +110,8 @@ class Inputs:
     publication: Publication | None
     #: None: the Deployment could not be applied (see ``apply_error``)
     deployment: DeploymentSummary | None
-    #: (reason, message) of a failed parse or apply: ``InvalidSpec`` or ``DeploymentFailed``
+    #: (reason, message) of a failed parse or apply: ``InvalidSpec``, ``DeploymentFailed``, or
+    #: the default-Redis Secret not written (``RedisSecretConflict``, ``RedisSecretFailed``)
     apply_error: tuple[str, str] | None = None
 
 

@@ -296,11 +296,20 @@ def test_namespaced_rbac_stays_inside_the_watched_namespaces(
         assert can_i(cluster, sa, "update", "deployments.apps", namespace=ns, subresource="scale")
         assert can_i(cluster, sa, "get", "secret/jobqueue-redis", namespace=ns)
         assert not can_i(cluster, sa, "get", "secret/other-app-db", namespace=ns)
+        # the Secret of the default Redis URL: written by the operator, under its one name
+        for verb in ("get", "create", "patch", "delete"):
+            assert can_i(cluster, sa, verb, "secret/jobqueue-default-redis", namespace=ns), verb
+        for verb in ("create", "patch", "delete"):
+            assert not can_i(cluster, sa, verb, "secret/other-app-db", namespace=ns), verb
+            assert not can_i(cluster, sa, verb, "secret/jobqueue-redis", namespace=ns), verb
+        assert not can_i(cluster, sa, "create", "secrets", namespace=ns)  # a POST names no Secret
+        assert not can_i(cluster, sa, "list", "secrets", namespace=ns)
     for ns in (outsider, "kube-system", namespace):
         assert not can_i(cluster, sa, "list", "jobqueues.jobqueue.glec.io", namespace=ns), ns
         assert not can_i(cluster, sa, "create", "deployments.apps", namespace=ns), ns
         assert not can_i(cluster, sa, "patch", "pods", namespace=ns), ns
         assert not can_i(cluster, sa, "get", "secret/jobqueue-redis", namespace=ns), ns
+        assert not can_i(cluster, sa, "create", "secret/jobqueue-default-redis", namespace=ns), ns
     assert not can_i(cluster, sa, "watch", "jobqueues.jobqueue.glec.io")  # not cluster-wide
     # read-only discovery is all it has cluster-wide
     assert can_i(cluster, sa, "list", "customresourcedefinitions.apiextensions.k8s.io")

@@ -102,7 +102,10 @@ def test_a_jobqueue_becomes_a_running_worker_deployment(
     ]
     env = {e["name"]: e for e in container["env"]}
     assert env["JOBQUEUE_METRICS_PORT"]["value"] == "9100"
-    assert env["JOBQUEUE_REDIS_URL"]["value"] == redis_url
+    # the operator's default Redis, through the namespace's Secret (docs/operator.md)
+    assert env["JOBQUEUE_REDIS_URL"]["valueFrom"] == {
+        "secretKeyRef": {"name": "jobqueue-default-redis", "key": "url"}}
+    assert redis_url not in json.dumps(dep)
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["LOG_LEVEL"]["value"] == "debug"
     assert container["resources"] == {"requests": {"cpu": "100m"}, "limits": {"memory": "256Mi"}}
@@ -261,6 +264,8 @@ def test_a_restart_writes_nothing_when_nothing_changed(
     )
     dep_before = get(cluster, "deployment", "steady-worker", namespace)
     assert dep_before is not None
+    secret_before = get(cluster, "secret", "jobqueue-default-redis", namespace)
+    assert secret_before is not None
     operator.stop()
 
     restarted = start_operator(namespaces=[namespace], redis_url=redis_url)
@@ -277,6 +282,9 @@ def test_a_restart_writes_nothing_when_nothing_changed(
     assert operator_writes(after) == operator_writes(before)
     assert operator_writes(dep_after) == operator_writes(dep_before)
     assert dep_after["metadata"]["generation"] == dep_before["metadata"]["generation"]
+    secret_after = get(cluster, "secret", "jobqueue-default-redis", namespace)
+    assert secret_after is not None
+    assert secret_after["metadata"]["resourceVersion"] == secret_before["metadata"]["resourceVersion"]
 
 
 def operator_writes(body: dict[str, Any]) -> list[tuple[str | None, str]]:

@@ -3,6 +3,7 @@ the API server cannot check — on the real control plane, with the real operato
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 from typing import Any
@@ -75,7 +76,7 @@ def test_the_cronjob_is_built_as_specified(
         queue=cronjob.target(
             namespace=namespace, name="analytics", spec=models.JobQueueSpec.model_validate(jq["spec"])
         ),
-        defaults=deployment.WorkerDefaults(redis_url=redis_url),
+        defaults=deployment.WorkerDefaults(default_redis=True),
     )
     assert rjkit.is_subset(expected["metadata"], live["metadata"]), json.dumps(live["metadata"])
     assert rjkit.is_subset(expected["spec"], live["spec"]), json.dumps(live["spec"])
@@ -102,7 +103,13 @@ def test_the_cronjob_is_built_as_specified(
         "glec_jobs.daily_aggregate",
     ]
     assert enqueue["command"][-2:] == ["--job-id", f"rj_{namespace}_$(JOB_NAME)"]
-    assert {"name": "JOBQUEUE_REDIS_URL", "value": redis_url} in enqueue["env"]
+    # the operator's default Redis, by reference to the Secret it keeps for the queue's pods
+    assert {"name": "JOBQUEUE_REDIS_URL", "valueFrom": {"secretKeyRef": {
+        "name": "jobqueue-default-redis", "key": "url"}}} in enqueue["env"]
+    assert redis_url not in json.dumps(live)
+    secret = rjkit.get(cluster, "secret", "jobqueue-default-redis", namespace)
+    assert secret is not None
+    assert base64.b64decode(secret["data"]["url"]).decode() == redis_url
 
     status = rj["status"]
     assert (status["cronJobName"], status["queueName"], status["observedGeneration"]) == (

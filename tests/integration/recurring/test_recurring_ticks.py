@@ -10,6 +10,7 @@ pass it would never be created.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import subprocess
@@ -53,14 +54,21 @@ def setup(cluster: devenv.Cluster, namespace: str, *, min_replicas: int = 0, **s
     return cron
 
 
-def pod_argv(cron: dict[str, Any], job_name: str) -> tuple[list[str], dict[str, str]]:
+def pod_argv(cluster: devenv.Cluster, cron: dict[str, Any],
+             job_name: str) -> tuple[list[str], dict[str, str]]:
     """The CronJob pod's command and environment as the kubelet would build them for a pod of
-    Job ``job_name`` (downward API and ``$(VAR)`` expansion), with this venv's ``jobqueue``."""
+    Job ``job_name`` (Secret keys, downward API and ``$(VAR)`` expansion), with this venv's
+    ``jobqueue``."""
     container = rjkit.container(cron)
     env: dict[str, str] = {"PATH": f"{BIN}:/usr/bin:/bin"}
     for var in container["env"]:
         if "value" in var:
             env[var["name"]] = var["value"]
+        elif "secretKeyRef" in var["valueFrom"]:
+            ref = var["valueFrom"]["secretKeyRef"]
+            secret = rjkit.get(cluster, "secret", ref["name"], cron["metadata"]["namespace"])
+            assert secret is not None, ref
+            env[var["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
         elif var["valueFrom"]["fieldRef"]["fieldPath"] == f"metadata.labels['{cronjob.JOB_NAME_LABEL}']":
             env[var["name"]] = job_name
         else:
@@ -89,7 +97,7 @@ def test_the_pod_command_run_twice_for_one_tick_enqueues_one_job(
     tick = datetime.datetime(2026, 11, 27, 0, 0, tzinfo=datetime.UTC)
     job_name = cronjob.scheduled_job_name("daily-analytics", tick)
     job_id = cronjob.job_id(namespace, job_name)
-    argv, env = pod_argv(cron, job_name)
+    argv, env = pod_argv(cluster, cron, job_name)
     assert argv[-2:] == ["--job-id", f"rj_{namespace}_daily-analytics-29928960"]
 
     # a retried pod: the same command again, after the first one
@@ -99,7 +107,7 @@ def test_the_pod_command_run_twice_for_one_tick_enqueues_one_job(
 
     # two overlapping pods of the next tick, at the same moment
     next_name = cronjob.scheduled_job_name("daily-analytics", tick + datetime.timedelta(days=1))
-    argv, env = pod_argv(cron, next_name)
+    argv, env = pod_argv(cluster, cron, next_name)
     both = outputs(run(argv, env), run(argv, env))
     assert sorted(text.split(":")[0].split(" ")[0] for text in both) == ["duplicate", "enqueued"]
 

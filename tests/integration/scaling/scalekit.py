@@ -48,10 +48,12 @@ def done(conn: redis.Redis, tag: str) -> list[str]:
 
 
 class ReplicaWatch:
-    """Every ``spec.replicas`` value a Deployment goes through, from a watch in a thread."""
+    """Every ``spec.replicas`` value a Deployment goes through, from a watch in a thread;
+    ``timeline`` has each change with the unix time it was seen."""
 
     def __init__(self, cluster: devenv.Cluster, namespace: str, deployment: str) -> None:
         self.values: list[int] = []
+        self.timeline: list[tuple[float, int]] = []
         self._client = Client(config=KubeConfig.from_file(str(cluster.kubeconfig)))
         self._namespace, self._name = namespace, deployment
 
@@ -69,6 +71,7 @@ class ReplicaWatch:
                                              fields={"metadata.name": self._name}):
                 value = 1 if obj.spec.replicas is None else int(obj.spec.replicas)
                 if not self.values or self.values[-1] != value:
+                    self.timeline.append((time.time(), value))
                     self.values.append(value)
 
     def changes(self) -> list[int]:

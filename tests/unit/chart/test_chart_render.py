@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from jobqueue import metricnames
+from jobqueue_operator.builders import redissecret
 from jobqueue_operator.settings import Settings
 from unit.chart import chartkit
 from unit.chart.chartkit import NAMESPACE, Render, container_env, kinds, one
@@ -224,20 +225,27 @@ def test_namespaced_rbac_gives_a_role_per_watched_namespace(render: Render) -> N
     assert one(objects, "ClusterRoleBinding")["roleRef"]["name"] == "t-jobqueue-operator-discovery"
 
 
-def test_secrets_are_readable_only_by_name_and_only_with_get(render: Render) -> None:
+def secret_rules(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    operator_roles = [r for r in kinds(objects, "ClusterRole") + kinds(objects, "Role")
+                      if r["metadata"]["name"] in ("t-jobqueue-operator", "t-jobqueue-operator-discovery")]
+    return [r for role in operator_roles for r in role["rules"] if "secrets" in r["resources"]]
+
+
+def test_secrets_are_reachable_only_by_name(render: Render) -> None:
+    """Secrets named in spec.redis: `get` only. The namespace's Secret of the default Redis
+    URL, which the operator writes: every verb it needs, and only for that one name (a
+    server-side apply creating it is authorised as `create` of the name). No list or watch,
+    no Secret by any other name."""
     for values in ({}, {"watchNamespaces": ["team-a"]}):
         objects = render({**values, "rbac": {"redisSecretNames": ["jobqueue-redis", "other-redis"]}})
-        operator_roles = [
-            r for r in kinds(objects, "ClusterRole") + kinds(objects, "Role")
-            if r["metadata"]["name"] in ("t-jobqueue-operator", "t-jobqueue-operator-discovery")]
-        secret_rules = [r for role in operator_roles for r in role["rules"] if "secrets" in r["resources"]]
-        assert secret_rules
-        for rule in secret_rules:
-            assert rule["verbs"] == ["get"]
-            assert rule["resourceNames"] == ["jobqueue-redis", "other-redis"]
-    objects = render({"rbac": {"redisSecretNames": []}})
-    assert not [r for r in one(objects, "ClusterRole", "t-jobqueue-operator")["rules"]
-                if "secrets" in r["resources"]]
+        rules = secret_rules(objects)
+        by_names = {tuple(r["resourceNames"]): r["verbs"] for r in rules}
+        assert by_names == {("jobqueue-redis", "other-redis"): ["get"],
+                            (redissecret.SECRET_NAME,): ["get", "create", "patch", "delete"]}
+        assert len(rules) == 2
+    rules = secret_rules(render({"rbac": {"redisSecretNames": []}}))
+    assert [(r["resourceNames"], r["verbs"]) for r in rules] == [
+        ([redissecret.SECRET_NAME], ["get", "create", "patch", "delete"])]
 
 
 @pytest.mark.parametrize("values", [{}, {"watchNamespaces": ["team-a"]}], ids=["cluster", "namespaced"])

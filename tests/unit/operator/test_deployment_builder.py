@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -9,12 +10,13 @@ from typing import Any
 import pytest
 import yaml
 
-from jobqueue_operator import models
-from jobqueue_operator.builders import deployment, names
+from jobqueue_operator import handlers, models
+from jobqueue_operator.builders import cronjob, deployment, names
+from jobqueue_operator.settings import Settings
 
 GOLDEN = Path(__file__).parent / "golden"
 DEFAULTS = deployment.WorkerDefaults(
-    redis_url="redis://redis.jobqueue:6379/0",
+    default_redis=True,
     priority_class_prefix="jobqueue-priority-",
     image_pull_policy="IfNotPresent",
 )
@@ -68,6 +70,7 @@ def build(
     defaults: deployment.WorkerDefaults = DEFAULTS,
     name: str = "ei-update",
     queue: str | None = None,
+    redis_revision: int | None = 1,
 ) -> dict[str, Any]:
     parsed = models.JobQueueSpec.model_validate(spec)
     return deployment.build(
@@ -77,6 +80,7 @@ def build(
         spec=parsed,
         queue_name=queue or parsed.effective_queue_name("glec", name),
         defaults=defaults,
+        redis_revision=redis_revision,
     )
 
 
@@ -84,9 +88,14 @@ def minimal(**worker: Any) -> dict[str, Any]:
     return {"worker": {"image": "img:1", "imports": ["app.jobs"], **worker}}
 
 
-def test_full_spec_matches_the_golden_manifest() -> None:
-    golden = GOLDEN / "worker-deployment.yaml"
-    built = build(FULL_SPEC)
+@pytest.mark.parametrize(("golden_name", "spec"), [
+    ("worker-deployment.yaml", FULL_SPEC),
+    # a queue on the operator's default Redis: the namespace's Secret, and its revision
+    ("worker-deployment-default-redis.yaml", {k: v for k, v in FULL_SPEC.items() if k != "redis"}),
+])
+def test_full_spec_matches_the_golden_manifest(golden_name: str, spec: dict[str, Any]) -> None:
+    golden = GOLDEN / golden_name
+    built = build(spec, redis_revision=3)
     if os.environ.get("UPDATE_GOLDEN"):
         golden.write_text(yaml.safe_dump(built, sort_keys=False))
     assert built == yaml.safe_load(golden.read_text()), "set UPDATE_GOLDEN=1 to accept an intended change"
@@ -153,11 +162,58 @@ def test_the_container_runs_the_worker_contract_command() -> None:
     assert [e["name"] for e in container["env"]][4:] == ["LOG_LEVEL", "API_KEY"]
 
 
-def test_default_redis_url_is_given_to_workers_without_spec_redis() -> None:
-    (container,) = build(minimal())["spec"]["template"]["spec"]["containers"]
-    assert container["env"][0] == {"name": "JOBQUEUE_REDIS_URL", "value": "redis://redis.jobqueue:6379/0"}
-    (container,) = build(minimal(), deployment.WorkerDefaults())["spec"]["template"]["spec"]["containers"]
+def test_default_redis_url_reaches_workers_without_spec_redis_through_the_namespace_secret() -> None:
+    template = build(minimal(), redis_revision=4)["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    assert container["env"][0] == {"name": "JOBQUEUE_REDIS_URL", "valueFrom": {"secretKeyRef": {
+        "name": "jobqueue-default-redis", "key": "url"}}}
+    # a new URL is a new revision of the Secret, and a new pod template: the workers roll
+    assert template["metadata"]["annotations"]["jobqueue.glec.io/redis-revision"] == "4"
+    assert build(minimal(), redis_revision=5)["spec"]["template"] != template
+    # no default Redis configured: no variable, no annotation
+    template = build(minimal(), deployment.WorkerDefaults(), redis_revision=None)["spec"]["template"]
+    (container,) = template["spec"]["containers"]
     assert [e["name"] for e in container["env"]] == ["POD_NAME", "POD_NAMESPACE", "JOBQUEUE_METRICS_PORT"]
+    assert "jobqueue.glec.io/redis-revision" not in template["metadata"]["annotations"]
+
+
+def test_queues_with_their_own_redis_do_not_follow_the_default_secret() -> None:
+    spec = {**minimal(), "redis": {"urlSecretRef": {"name": "jq-redis", "key": "url"}}}
+    template = build(spec, redis_revision=7)["spec"]["template"]
+    assert "jobqueue.glec.io/redis-revision" not in template["metadata"]["annotations"]
+    assert build(spec, redis_revision=8)["spec"]["template"] == template
+
+
+#: URLs of every shape the operator accepts, with credentials in them
+URLS = ["redis://:s3cret-pw@redis.jobqueue:6379/0", "rediss://app-user:s3cret-pw@redis:6380/2",
+        "unix://:s3cret-pw@/run/redis.sock?db=1"]
+
+
+@pytest.mark.parametrize("url", URLS)
+@pytest.mark.parametrize("spec", [FULL_SPEC, minimal(), {k: v for k, v in FULL_SPEC.items() if k != "redis"}],
+                         ids=["own-redis", "minimal", "full-default-redis"])
+def test_no_redis_url_ever_appears_in_a_pod_spec(url: str, spec: dict[str, Any]) -> None:
+    """From the operator's settings to the Deployment and CronJob bodies, the way the operator
+    wires them (handlers.worker_defaults): the default URL is never in either."""
+    defaults = handlers.worker_defaults(Settings.from_env({"JOBQUEUE_REDIS_URL": url}))
+    assert defaults.default_redis
+    parsed = models.JobQueueSpec.model_validate(spec)
+    bodies = [
+        build(spec, defaults),
+        cronjob.build(namespace="glec", name="nightly", uid="u", defaults=defaults,
+                      spec=models.RecurringJobSpec.model_validate(
+                          {"queue": "ei-update", "schedule": "@daily", "function": "glec.jobs.f"}),
+                      queue=cronjob.target(namespace="glec", name="ei-update", spec=parsed)),
+    ]
+    for body in bodies:
+        text = json.dumps(body)
+        assert "s3cret" not in text
+        assert url.rsplit("@", maxsplit=1)[-1] not in text  # not even the host
+        (container,) = (body["spec"]["template"]["spec"] if body["kind"] == "Deployment" else
+                        body["spec"]["jobTemplate"]["spec"]["template"]["spec"])["containers"]
+        (redis,) = [e for e in container["env"] if e["name"] == "JOBQUEUE_REDIS_URL"]
+        assert redis.keys() == {"name", "valueFrom"}
+        assert redis["valueFrom"].keys() == {"secretKeyRef"}
 
 
 def test_unset_optional_fields_are_absent() -> None:

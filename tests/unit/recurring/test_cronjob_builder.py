@@ -14,9 +14,7 @@ from jobqueue_operator import models
 from jobqueue_operator.builders import cronjob, deployment
 
 GOLDEN = Path(__file__).parent / "golden"
-DEFAULTS = deployment.WorkerDefaults(
-    redis_url="redis://redis.jobqueue:6379/0", image_pull_policy="IfNotPresent"
-)
+DEFAULTS = deployment.WorkerDefaults(default_redis=True, image_pull_policy="IfNotPresent")
 
 QUEUE: dict[str, Any] = {
     "worker": {
@@ -71,9 +69,14 @@ def pod(body: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def test_full_spec_matches_the_golden_manifest() -> None:
-    golden = GOLDEN / "cronjob.yaml"
-    built = build(FULL)
+@pytest.mark.parametrize(("golden_name", "queue"), [
+    ("cronjob.yaml", QUEUE),
+    # a queue on the operator's default Redis: its pods read the namespace's Secret
+    ("cronjob-default-redis.yaml", {"worker": QUEUE["worker"]}),
+])
+def test_full_spec_matches_the_golden_manifest(golden_name: str, queue: dict[str, Any]) -> None:
+    golden = GOLDEN / golden_name
+    built = build(FULL, queue)
     if os.environ.get("UPDATE_GOLDEN"):
         golden.write_text(yaml.safe_dump(built, sort_keys=False))
     assert built == yaml.safe_load(golden.read_text()), "set UPDATE_GOLDEN=1 to accept an intended change"
@@ -160,6 +163,9 @@ def test_the_redis_url_reaches_the_pod_exactly_as_it_reaches_the_workers() -> No
         redis = [e for e in container["env"] if e["name"] == "JOBQUEUE_REDIS_URL"]
         assert redis == [e for e in worker["env"] if e["name"] == "JOBQUEUE_REDIS_URL"]
         assert len(redis) == 1
+        # by reference: the queue's own Secret, or the namespace's Secret of the default Redis
+        secret = "jq-redis" if "redis" in queue else "jobqueue-default-redis"
+        assert redis[0]["valueFrom"] == {"secretKeyRef": {"name": secret, "key": "url"}}
 
 
 def test_the_image_and_identity_are_the_workers() -> None:
