@@ -81,13 +81,18 @@ from lightkube.core.client import FieldSelector, LabelSelector
 from lightkube.models.authentication_v1 import TokenRequestSpec
 from lightkube.models.core_v1 import Container, EnvVarSource, PodSpec, PodStatus
 from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import ConfigMap, Node, Pod, Secret, ServiceAccount
+from lightkube.resources.core_v1 import ConfigMap, Namespace, Node, Pod, Secret, ServiceAccount
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("JOBQUEUE_CACHE", ROOT / ".cache"))
 
 DEFAULT_SELECTOR = "app.kubernetes.io/part-of=jobqueue"
 """Every pod of the project carries it: worker pods, CronJob pods and the operator's pod."""
+
+PRIVATE_NAMESPACE_LABEL = "podrunner.jobqueue.dev/private"
+"""A namespace labelled with it (any value) has a runner of its own (``namespace`` set): a
+runner of all namespaces leaves its pods alone, so no pod ever gets two processes. Set it
+before the namespace's first pod is scheduled: the answer is cached per namespace."""
 
 DEFAULT_STATE_DIR = CACHE / "podrunner"
 """Pod logs go to ``<state dir>/<namespace>/<pod>.log``, credentials to ``<state dir>/.credentials``
@@ -773,6 +778,8 @@ class Runner:
         self.cluster = _cluster_entry(config.kubeconfig)
         self.labels = parse_selector(config.selector)
         self.pods: dict[str, PodProcess] = {}
+        #: namespace -> labelled PRIVATE_NAMESPACE_LABEL (see :meth:`_private`)
+        self._private_namespaces: dict[str, bool] = {}
         self._nodes: dict[str, asyncio.Task[bool]] = {}
         self._credentials: dict[tuple[str, str], Credentials] = {}
         self._shutdown = asyncio.Event()
@@ -938,6 +945,8 @@ class Runner:
                                 labels=self.labels or None, fields=self._fields)
         seen: set[str] = set()
         async for pod in listing:
+            if await self._private(pod):
+                continue
             uid = (pod.metadata or ObjectMeta()).uid or ""
             seen.add(uid)
             self._on_event("MODIFIED" if uid in self.pods else "ADDED", pod)
@@ -945,6 +954,19 @@ class Runner:
             if uid not in seen and not entry.gone:
                 entry.vanish(None)
         return listing.resourceVersion
+
+    async def _private(self, pod: Pod) -> bool:
+        """Whether ``pod`` is in a namespace with a runner of its own (and this one is not it)."""
+        if self.config.namespace:
+            return False
+        namespace = (pod.metadata or ObjectMeta()).namespace or ""
+        if namespace not in self._private_namespaces:
+            try:
+                labels = (await self.api.get(Namespace, namespace)).metadata.labels or {}
+            except ApiError:  # gone already: its pods are going too
+                labels = {}
+            self._private_namespaces[namespace] = PRIVATE_NAMESPACE_LABEL in labels
+        return self._private_namespaces[namespace]
 
     @property
     def _fields(self) -> FieldSelector:
@@ -966,7 +988,8 @@ class Runner:
                 async for kind, pod in self.api.watch(
                         Pod, namespace=self.config.namespace or ALL_NS, labels=self.labels or None,
                         fields=self._fields, resource_version=version, server_timeout=WATCH_SERVER_TIMEOUT):
-                    self._on_event(kind, pod)
+                    if not await self._private(pod):
+                        self._on_event(kind, pod)
             except Exception as e:  # API server restarting, 410 Gone, a dropped connection
                 if first:
                     raise

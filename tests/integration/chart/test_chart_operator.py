@@ -6,6 +6,7 @@ worker pods the operator creates."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -102,7 +103,8 @@ def running_operator(request: pytest.FixtureRequest, *, cluster: devenv.Cluster,
     own namespace) unless the test asks for "cluster-wide" (indirect parametrisation)."""
     cluster_wide = getattr(request, "param", "namespaced") == "cluster-wide"
     # "restricted" Pod Security: the operator pod and the worker pods it creates must pass it
-    namespace = make_namespace(labels={"pod-security.kubernetes.io/enforce": "restricted"})
+    namespace = make_namespace(labels={"pod-security.kubernetes.io/enforce": "restricted",
+                                       podrunner.PRIVATE_NAMESPACE_LABEL: "true"})
     helm.install(RELEASE, namespace, values={
         "watchNamespaces": [] if cluster_wide else [namespace],
         "redis": {"url": redis_url},
@@ -126,7 +128,7 @@ def sample_queue(name: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("running_operator", ["namespaced", "cluster-wide"], indirect=True)
 def test_operator_becomes_live_and_reconciles_a_sample_queue(
-        cluster: devenv.Cluster, running_operator: RunningOperator) -> None:
+        cluster: devenv.Cluster, running_operator: RunningOperator, redis_url: str) -> None:
     op = running_operator
     try:
         status, body = devenv.wait_until("the operator's /healthz",
@@ -152,6 +154,13 @@ def test_operator_becomes_live_and_reconciles_a_sample_queue(
         (owner,) = worker["metadata"]["ownerReferences"]
         assert (owner["kind"], owner["name"], owner.get("controller")) == ("JobQueue", "ei-update", True)
         container = worker["spec"]["template"]["spec"]["containers"][0]
+        # the default Redis URL: in the Secret the operator wrote with the chart's RBAC, not in
+        # the Deployment
+        secret = get_json(cluster, "secret", "jobqueue-default-redis", "-n", op.namespace)
+        assert base64.b64decode(secret["data"]["url"]).decode() == redis_url
+        assert redis_url not in json.dumps(worker)
+        assert {"name": "JOBQUEUE_REDIS_URL", "valueFrom": {"secretKeyRef": {
+            "name": "jobqueue-default-redis", "key": "url"}}} in container["env"]
         assert "ei:update" in [*container.get("command", []), *container.get("args", [])]
         conditions = {c["type"]: c for c in jq["status"].get("conditions", [])}
         assert conditions["RedisReachable"]["status"] == "True", conditions
