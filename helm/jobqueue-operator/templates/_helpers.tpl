@@ -98,6 +98,20 @@ The operator's environment: the ONLY place values become JOBQUEUE_* variables (t
 reads them in jobqueue_operator/settings.py).
 */}}
 {{- define "jobqueue-operator.env" -}}
+{{- /* extraEnv may not repeat a variable the chart sets: the API server would refuse the
+Deployment with "duplicate entries for key", naming neither the value nor the fix */}}
+{{- $byChart := dict "JOBQUEUE_NAMESPACES" "watchNamespaces" "JOBQUEUE_REDIS_URL" "redis.url or redis.existingSecret"
+  "JOBQUEUE_METRICS_PORT" "operator.metricsPort" "JOBQUEUE_HEALTH_PORT" "operator.healthPort"
+  "JOBQUEUE_LOG_LEVEL" "operator.logLevel" "JOBQUEUE_LOG_FORMAT" "operator.logFormat"
+  "JOBQUEUE_PRIORITY_CLASS_PREFIX" "priorityClasses.namePrefix" "JOBQUEUE_WORKER_IMAGE_PULL_POLICY" "operator.workerImagePullPolicy"
+  "JOBQUEUE_RESYNC_SECONDS" "operator.resyncSeconds" "JOBQUEUE_REDIS_TIMEOUT_SECONDS" "operator.redisTimeoutSeconds"
+  "JOBQUEUE_POLL_INTERVAL" "autoscaler.pollInterval" "JOBQUEUE_WORKER_BUDGET" "autoscaler.workerBudget"
+  "POD_NAME" "(the pod's own name)" "POD_NAMESPACE" "(the pod's own namespace)" }}
+{{- range .Values.operator.extraEnv }}
+{{- if hasKey $byChart .name }}
+{{- fail (printf "operator.extraEnv: %s is set by the chart; set the value %s instead" .name (get $byChart .name)) }}
+{{- end }}
+{{- end -}}
 - name: JOBQUEUE_NAMESPACES
   value: {{ join "," .Values.watchNamespaces | quote }}
 - name: JOBQUEUE_REDIS_URL

@@ -132,6 +132,23 @@ def test_a_url_and_an_existing_secret_together_are_refused(
     assert "set redis.url or redis.existingSecret, not both" in error
 
 
+@pytest.mark.parametrize(("variable", "value_to_use"), [
+    ("JOBQUEUE_POLL_INTERVAL", "autoscaler.pollInterval"),
+    ("JOBQUEUE_REDIS_URL", "redis.url or redis.existingSecret"),
+    ("POD_NAME", "(the pod's own name)"),
+])
+def test_extra_env_may_not_repeat_what_the_chart_sets(
+        render_error: Callable[[dict[str, Any]], str], variable: str, value_to_use: str) -> None:
+    error = render_error({"operator": {"extraEnv": [{"name": variable, "value": "0"}]}})
+    assert f"operator.extraEnv: {variable} is set by the chart; set the value {value_to_use} instead" in error
+
+
+def test_extra_env_adds_what_the_chart_does_not_set(render: chartkit.Render) -> None:
+    objects = render({"operator": {"extraEnv": [{"name": "JOBQUEUE_LEASE_SECONDS", "value": "30"}]}})
+    env = chartkit.container_env(chartkit.one(objects, "Deployment"))
+    assert env["JOBQUEUE_LEASE_SECONDS"] == "30"
+
+
 def test_there_are_ci_scenarios() -> None:
     names = {p.name for p in chartkit.CI_VALUES}
     assert {"namespaced-values.yaml", "cluster-monitoring-values.yaml",
