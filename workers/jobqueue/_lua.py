@@ -7,7 +7,8 @@ several round trips, and a crash between two of them loses or duplicates a job (
 
 * ``ENQUEUE`` — duplicate-id check and insert for a whole batch (bulk enqueue included);
 * ``SYNC`` — the worker's one call per loop: record finished attempts (success, retry with
-  backoff, failure), progress, jobs handed back, then promote due scheduled jobs and claim
+  backoff, failure), progress, jobs handed back (also those claimed by its earlier calls
+  whose replies were lost to a timeout), then promote due scheduled jobs and claim
   new ones (pending list -> ``rq:wip`` with a lease, status ``started``), fairly across the
   priority levels;
 * ``HEARTBEAT`` — extend the leases of the jobs a worker holds and its worker hash;
@@ -235,6 +236,17 @@ end
 for _, r in ipairs(a.rel) do
   local member = r[1] .. ':' .. r[2]
   if redis.call('ZSCORE', wip, member) then end_claim(q, r[1], member, now, iso, '', true) end
+end
+
+-- 3b. claims of this worker's calls that failed without a reply ([lease, exec prefix]): the
+--     call ran, the worker never learnt what it claimed; handed back unstarted, attempt
+--     refunded (found by their lease score; the exec prefix is unique to the call)
+for _, c in ipairs(a.lost or {}) do
+  local lease, xp = tonumber(c[1]), c[2]
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', wip, lease - 0.001, lease + 0.001)) do
+    local id, ex = string.match(m, '^(.*):([^:]*)$')
+    if id and string.sub(ex, 1, #xp) == xp then end_claim(q, id, m, now, iso, '', true) end
+  end
 end
 
 -- 4. promote due scheduled jobs (every worker does it: no scheduler lock to lose)

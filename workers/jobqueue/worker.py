@@ -78,6 +78,9 @@ HEARTBEAT_SECONDS: Final = 3.0
 REAP_SECONDS: Final = 5.0
 #: The RQ worker record expires this long after the last heartbeat (RQ's own is 420 s).
 WORKER_TTL: Final = 20
+#: Unanswered claiming calls remembered until Redis answers again (each adds ~60 bytes to
+#: the next call; older ones' claims have been reaped by then anyway).
+UNANSWERED_LIMIT: Final = 64
 SETTINGS_REFRESH_SECONDS: Final = 5.0
 #: Finished attempts are recorded in batches: at most this many, or this old.
 ACK_BATCH: Final = 64
@@ -174,6 +177,8 @@ class Worker:
         self.cold = False
         self.exit_code = 0
         self.redis_error_at = 0.0
+        #: [lease, exec prefix] of claiming calls that failed without a reply (see _sync)
+        self.unanswered: list[list[Any]] = []
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
         self._want_signal = threading.Event()
@@ -574,13 +579,22 @@ class Worker:
             "acks": self.acks,
             "prog": [[i, e, v] for (i, e), v in self.progress.items()],
             "rel": self.releases,
+            "lost": self.unanswered,
         }
         try:
             nxt, stale, claimed, paused = _SYNC(self.conn, json.dumps(args))
         except redis.RedisError as exc:
             self.redis_error_at = now
             log.warning("Redis call failed (%s); %d result(s) kept for the next try", exc, len(self.acks))
+            if n > 0:
+                # A timeout does not say the call did not run: a frozen or partitioned Redis
+                # runs it when it comes back, claiming jobs this worker never hears of. The
+                # next call hands them back, found by this call's lease and exec prefix
+                # (else they would wait out their lease and cost an attempt unrun).
+                self.unanswered = [*self.unanswered, [args["lease"], args["xp"]]][-UNANSWERED_LIMIT:]
             return False
+        replayed = bool(self.unanswered)  # acks sent again may have been recorded by those calls
+        self.unanswered = []
         self._ok_sent, self._ko_sent, self._wt_sent = self.ok_count, self.ko_count, self.work_time
         self.acks, self.releases, self.progress = [], [], {}
         self.last_progress_flush = time.monotonic()
@@ -588,8 +602,9 @@ class Worker:
         for job_id in stale:
             log.warning(
                 "job %s was taken from this worker before it reported (its lease expired or its pod "
-                "was recovered); this attempt's outcome is dropped",
+                "was recovered)%s; this attempt's outcome is dropped",
                 text(job_id),
+                ", or an earlier call whose reply was lost already recorded it" if replayed else "",
             )
         if paused:
             self.paused_until = time.monotonic() + 1.0

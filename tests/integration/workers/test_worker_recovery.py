@@ -70,6 +70,32 @@ def test_late_result_of_a_recovered_job_is_dropped(redis_conn: redis.Redis) -> N
     assert row2[1] != row[1]
 
 
+def test_claims_of_a_call_whose_reply_was_lost_are_handed_back_by_the_next_call(
+        redis_conn: redis.Redis) -> None:
+    # A frozen Redis runs a call after the worker's read timed out: the jobs it claimed are
+    # unknown to the worker. Its next call names the lost one; they go back, attempt refunded
+    # (attempts=1: waiting for their leases to expire would have failed them unrun).
+    publish(redis_conn, "lostreply", attempts=1)
+    for i in range(4):
+        enqueue("lostreply", FN + "noop", job_id=f"j{i}", connection=redis_conn)
+    at = time.time()
+    lost = claim(redis_conn, "lostreply", 2, worker="w-a", xp="a1.", now=at)
+    other = claim(redis_conn, "lostreply", 1, worker="w-b", xp="b1.", now=at)  # same lease, not ours
+    again = claim(redis_conn, "lostreply", 1, worker="w-a", xp="a2.", lost=[[at + 30.0, "a1."]])
+
+    # both handed back to the front of the queue, so the new call claimed one of them
+    (reclaimed,) = [r[0] for r in again]
+    (handed_back,) = {r[0] for r in lost} - {reclaimed}
+    first = get_job("lostreply", reclaimed, connection=redis_conn)
+    assert (first.status, first.attempts_made) == ("started", 1)
+    second = get_job("lostreply", handed_back, connection=redis_conn)
+    assert (second.status, second.attempts_made) == ("queued", 0)
+    kept = get_job("lostreply", other[0][0], connection=redis_conn)
+    assert kept.status == "started"
+    members = {m.decode() for m in redis_conn.zrange("rq:wip:lostreply", 0, -1)}
+    assert members == {f"{again[0][0]}:{again[0][1]}", f"{other[0][0]}:{other[0][1]}"}
+
+
 def test_live_workers_recover_expired_leases(redis_conn: redis.Redis, redis_url: str) -> None:
     publish(redis_conn, "fb", attempts=2)
     enqueue("fb", FN + "record", "recovered", job_id="orphan", connection=redis_conn)

@@ -190,15 +190,19 @@ def claim(
     worker: str = "w-x",
     lease: float = 30.0,
     acks: list[list[Any]] | None = None,
+    xp: str | None = None,
+    now: float | None = None,
+    lost: list[list[Any]] | None = None,
 ) -> list[Any]:
-    """Run the SYNC script like a worker would (claim n jobs for `pod`), without running them."""
+    """Run the SYNC script like a worker would (claim n jobs for `pod`), without running them.
+    ``xp``: the call's exec prefix; ``lost``: [lease, exec prefix] of earlier unanswered calls."""
     import json
     import uuid
 
     from jobqueue import payload
     from jobqueue.worker import _SYNC
 
-    now = time.time()
+    now = time.time() if now is None else now
     reply = _SYNC(
         conn,
         json.dumps(
@@ -210,7 +214,7 @@ def claim(
                 "w": worker,
                 "pod": pod,
                 "n": n,
-                "xp": f"{uuid.uuid4().hex[:8]}.",
+                "xp": xp or f"{uuid.uuid4().hex[:8]}.",
                 "susp": 0,
                 "busy": 0,
                 "slots": n,
@@ -229,6 +233,7 @@ def claim(
                 "acks": acks or [],
                 "prog": [],
                 "rel": [],
+                "lost": lost or [],
             }
         ),
     )
