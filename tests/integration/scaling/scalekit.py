@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from pathlib import Path
@@ -54,8 +53,11 @@ class ReplicaWatch:
     def __init__(self, cluster: devenv.Cluster, namespace: str, deployment: str) -> None:
         self.values: list[int] = []
         self.timeline: list[tuple[float, int]] = []
+        #: watches that broke and were started again
+        self.restarts = 0
         self._client = Client(config=KubeConfig.from_file(str(cluster.kubeconfig)))
         self._namespace, self._name = namespace, deployment
+        self._closed = threading.Event()
 
     def __enter__(self) -> ReplicaWatch:
         threading.Thread(target=self._run, daemon=True).start()
@@ -63,16 +65,24 @@ class ReplicaWatch:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._closed.set()
         self._client.close()
 
     def _run(self) -> None:
-        with contextlib.suppress(Exception):  # the client is closed under the stream at the end
-            for _, obj in self._client.watch(Deployment, namespace=self._namespace,
-                                             fields={"metadata.name": self._name}):
-                value = 1 if obj.spec.replicas is None else int(obj.spec.replicas)
-                if not self.values or self.values[-1] != value:
-                    self.timeline.append((time.time(), value))
-                    self.values.append(value)
+        # A watch can break (a dropped connection, a busy API server's timeout): start a new
+        # one, whose first event is the current object, so no later value goes unseen. Only
+        # closing the client ends it.
+        while not self._closed.is_set():
+            try:
+                for _, obj in self._client.watch(Deployment, namespace=self._namespace,
+                                                 fields={"metadata.name": self._name}):
+                    value = 1 if obj.spec.replicas is None else int(obj.spec.replicas)
+                    if not self.values or self.values[-1] != value:
+                        self.timeline.append((time.time(), value))
+                        self.values.append(value)
+            except Exception:  # (the client is closed under the stream at the end)
+                self.restarts += 1
+                time.sleep(0.2)
 
     def changes(self) -> list[int]:
         time.sleep(0.2)
