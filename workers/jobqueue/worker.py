@@ -590,7 +590,9 @@ class Worker:
                 # A timeout does not say the call did not run: a frozen or partitioned Redis
                 # runs it when it comes back, claiming jobs this worker never hears of. The
                 # next call hands them back, found by this call's lease and exec prefix
-                # (else they would wait out their lease and cost an attempt unrun).
+                # (else they would wait out their lease and cost an attempt unrun). Best
+                # effort: a lost call that Redis runs after the next one still waits out
+                # its lease, as before.
                 self.unanswered = [*self.unanswered, [args["lease"], args["xp"]]][-UNANSWERED_LIMIT:]
             return False
         replayed = bool(self.unanswered)  # acks sent again may have been recorded by those calls
