@@ -1023,7 +1023,11 @@ class Runner:
     async def _stop_all(self) -> None:
         entries = list(self.pods.values())
         for entry in entries:
-            grace = grace_seconds(entry.pod)
+            # the pod's own grace period, not grace_seconds(): kwok's immediate second
+            # deletion of a terminating pod reads as 0 and would SIGKILL a process that is
+            # still finishing (stop() keeps an earlier deadline, e.g. a forced deletion's)
+            own = entry.pod.termination_grace
+            grace = float(own if own is not None else DEFAULT_GRACE_SECONDS)
             if self.config.shutdown_grace is not None:
                 grace = min(grace, self.config.shutdown_grace)
             entry.stop(grace, "runner shutdown")

@@ -71,3 +71,25 @@ def test_a_sigkilled_cli_runner_takes_the_pods_main_processes_with_it(
     # process it forked in the background would survive: see docs/development.md)
     lab.wait("the pods' processes to die with the runner",
              lambda: not any(alive(int(pid)) for pid in pids.values()))
+
+
+# On SIGTERM takes 2 s to finish its work, then records that it did.
+SLOW_TO_STOP = r"""
+echo $$$$ > "$OUT/$POD_NAME.pid"
+trap 'sleep 2; echo done > "$OUT/$POD_NAME.finished"; exit 0' TERM
+while :; do sleep 0.1; done
+"""
+
+
+def test_a_runner_stopped_while_a_pod_terminates_still_grants_its_grace_period(
+        lab: Lab, runner_config: podrunner.Config) -> None:
+    # kwok deletes a terminating pod a second time with grace 0 as soon as it is asked to
+    # delete it: that 0 must not become the runner shutdown's grace period for the process
+    runner = podrunner.PodRunner(runner_config).start()
+    try:
+        lab.apply(lab.pod("slow", ["sh", "-c", SLOW_TO_STOP], terminationGracePeriodSeconds=30))
+        lab.wait("the process", lambda: lab.files("pid").get("slow"))
+        lab.kubectl("delete", "pod", "slow", "--wait=true", "--timeout=60s")  # gone from the API
+    finally:
+        runner.stop()
+    assert lab.files("finished") == {"slow": "done"}  # SIGTERM, then its 2 s (≤ shutdown_grace 5 s)
