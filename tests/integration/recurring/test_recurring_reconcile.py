@@ -312,9 +312,17 @@ def test_a_restarted_operator_writes_nothing_when_nothing_changed(
     first = start_operator(namespaces=[namespace], redis_url=redis_url)
     queue(cluster, namespace)
     opkit.apply(cluster, rjkit.recurringjob("daily-analytics", namespace))
-    before = rjkit.wait_ready(cluster, "daily-analytics", namespace, status="True", reason="Scheduled")
-    cron_before = wait_cronjob(cluster, "daily-analytics", namespace)
+    rjkit.wait_ready(cluster, "daily-analytics", namespace, status="True", reason="Scheduled")
+    wait_cronjob(cluster, "daily-analytics", namespace)
+    # kopf marks an object handled (an annotation patch) after the status is written: read the
+    # "before" objects once the first operator has finished with both and stopped
+    opkit.wait_for("the first operator done with the JobQueue and the RecurringJob",
+                   lambda: first.logs().count("Creation is processed") >= 2, timeout=60)
     first.stop()
+    before = rjkit.get(cluster, "rj", "daily-analytics", namespace)
+    cron_before = rjkit.get(cluster, "cronjob", "daily-analytics", namespace)
+    assert before is not None
+    assert cron_before is not None
 
     second = start_operator(namespaces=[namespace], redis_url=redis_url)
     opkit.wait_for(
