@@ -258,12 +258,9 @@ class Reconciler:
         await self._keeper.deployment_seen(key, summary)
 
     async def _deployment_deleted(self, key: index.Key, body: Mapping[str, Any]) -> None:
-        owners = {ref.get("uid") for ref in body["metadata"].get("ownerReferences") or []}
         jobqueue = await self._kube.get_jobqueue(*key)
-        if jobqueue is None or jobqueue["metadata"].get("deletionTimestamp"):
-            return  # garbage collection after the JobQueue's deletion
-        if jobqueue["metadata"].get("uid") not in owners:
-            return  # a Deployment of an earlier JobQueue with the same name
+        if jobqueue is None or not names.recreates(jobqueue, body):
+            return
         logger.info("JobQueue %s/%s: worker Deployment deleted by someone; recreating it", *key)
         await self.reconcile(jobqueue)
 

@@ -47,10 +47,10 @@ from typing import Any, Final
 
 import pydantic
 
-from jobqueue_operator import endpoints, errors, k8s, metrics, models, redisq
+from jobqueue_operator import endpoints, errors, k8s, metrics, models, redisq, statuskeeper
 from jobqueue_operator.builders import cronjob, deployment, names, status
 from jobqueue_operator.index import Key
-from jobqueue_operator.statuskeeper import Emit
+from jobqueue_operator.statuskeeper import Emit, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -73,16 +73,9 @@ UNKNOWN: Final = "unknown"
 FAILED: Final = "failed"
 
 
-def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
 def object_ref(body: Mapping[str, Any]) -> dict[str, Any]:
     """The minimal body an Event needs to point at a RecurringJob."""
-    meta = body.get("metadata") or {}
-    return {"apiVersion": models.API_VERSION, "kind": models.RECURRINGJOB_KIND,
-            "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace"),
-                         "uid": meta.get("uid")}}
+    return statuskeeper.object_ref(body, models.RECURRINGJOB_KIND)
 
 
 # --------------------------------------------------------------------------------------
@@ -471,20 +464,10 @@ class RecurringJobs:
         meta = entry.ref["metadata"]
         before = entry.written
         desired = render(entry.facts, meta["namespace"], before.get("conditions"), self._clock())
-        if desired == before:
+        if desired == before or not await statuskeeper.write_status(
+                self._kube, self._emit, entry.ref, before.get("conditions"), desired):
             return
-        try:
-            await self._kube.apply_status(models.RECURRINGJOB_KIND, meta["namespace"], meta["name"], desired,
-                                          field_manager=names.OPERATOR_MANAGER)
-        except k8s.ApiError as e:
-            if k8s.is_not_found(e):
-                return  # deleted meanwhile
-            raise
         entry.written = desired
-        for event in status.transitions(before.get("conditions"), desired["conditions"]):
-            logger.info("RecurringJob %s/%s: %s: %s", meta["namespace"], meta["name"], event.reason,
-                        event.message)
-            await self._emit(entry.ref, type=event.type, reason=event.reason, message=event.message)
         job_id = desired.get("lastJobId")
         was = (before.get("lastJobStatus"), before.get("lastJobId"))
         if desired.get("lastJobStatus") == FAILED and was != (FAILED, job_id):
@@ -535,12 +518,9 @@ class RecurringJobs:
             await self._sync(entry)
 
     async def _cronjob_deleted(self, key: Key, body: Mapping[str, Any]) -> None:
-        owners = {ref.get("uid") for ref in (body.get("metadata") or {}).get("ownerReferences") or []}
         recurringjob = await self._kube.get_recurringjob(*key)
-        if recurringjob is None or recurringjob["metadata"].get("deletionTimestamp"):
-            return  # garbage collection after the RecurringJob's deletion
-        if recurringjob["metadata"].get("uid") not in owners:
-            return  # a CronJob of an earlier RecurringJob with the same name
+        if recurringjob is None or not names.recreates(recurringjob, body):
+            return
         logger.info("RecurringJob %s/%s: CronJob deleted by someone; recreating it", *key)
         await self.reconcile(recurringjob)
 

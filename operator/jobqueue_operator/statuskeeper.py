@@ -21,7 +21,7 @@ import asyncio
 import dataclasses
 import datetime
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,16 +38,37 @@ class Emit(Protocol):
     async def __call__(self, obj: Mapping[str, Any], *, type: str, reason: str, message: str) -> None: ...
 
 
-def object_ref(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The minimal body an Event needs to point at a JobQueue."""
+def object_ref(body: Mapping[str, Any], kind: str = models.JOBQUEUE_KIND) -> dict[str, Any]:
+    """The minimal body an Event needs to point at one of our objects (a JobQueue unless
+    ``kind`` says otherwise)."""
     meta = body.get("metadata") or {}
-    return {"apiVersion": models.API_VERSION, "kind": models.JOBQUEUE_KIND,
+    return {"apiVersion": models.API_VERSION, "kind": kind,
             "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace"),
                          "uid": meta.get("uid")}}
 
 
 def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
+
+
+async def write_status(kube: k8s.Kube, emit: Emit, ref: Mapping[str, Any],
+                       before: Sequence[Mapping[str, Any]] | None, desired: Mapping[str, Any]) -> bool:
+    """Apply ``desired`` as the operator-owned status of ``ref`` (an :func:`object_ref`), then log
+    and post an Event for each condition that changed from ``before``. False: the object is
+    gone (deleted meanwhile), nothing written."""
+    meta = ref["metadata"]
+    try:
+        await kube.apply_status(ref["kind"], meta["namespace"], meta["name"], desired,
+                                field_manager=names.OPERATOR_MANAGER)
+    except k8s.ApiError as e:
+        if k8s.is_not_found(e):
+            return False
+        raise
+    for event in status.transitions(before, desired["conditions"]):
+        logger.info("%s %s/%s: %s: %s", ref["kind"], meta["namespace"], meta["name"], event.reason,
+                    event.message)
+        await emit(ref, type=event.type, reason=event.reason, message=event.message)
+    return True
 
 
 @dataclass
@@ -117,16 +138,5 @@ class StatusKeeper:
         desired = status.render(entry.inputs, before, self._clock())
         if desired == entry.written:
             return
-        meta = entry.ref["metadata"]
-        try:
-            await self._kube.apply_status(models.JOBQUEUE_KIND, meta["namespace"], meta["name"], desired,
-                                          field_manager=names.OPERATOR_MANAGER)
-        except k8s.ApiError as e:
-            if k8s.is_not_found(e):
-                return  # deleted meanwhile
-            raise
-        entry.written = desired
-        for event in status.transitions(before, desired["conditions"]):
-            logger.info("JobQueue %s/%s: %s: %s", meta["namespace"], meta["name"], event.reason,
-                        event.message)
-            await self._emit(entry.ref, type=event.type, reason=event.reason, message=event.message)
+        if await write_status(self._kube, self._emit, entry.ref, before, desired):
+            entry.written = desired

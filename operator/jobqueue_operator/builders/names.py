@@ -8,6 +8,7 @@ runner and dashboards select pods by these labels.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Final
 
 from jobqueue_operator import models
@@ -59,6 +60,16 @@ def owner_reference(*, kind: str, name: str, uid: str, controller: bool = True) 
     if controller:
         ref |= {"controller": True, "blockOwnerDeletion": True}
     return ref
+
+
+def recreates(owner: Mapping[str, Any], deleted_child: Mapping[str, Any]) -> bool:
+    """Whether ``owner`` (as read after its child was deleted) should make the child again:
+    it is not being deleted (else the deletion was garbage collection), and it is the owner
+    the child named (not an earlier object of the same name)."""
+    if owner["metadata"].get("deletionTimestamp"):
+        return False
+    owners = {ref.get("uid") for ref in (deleted_child.get("metadata") or {}).get("ownerReferences") or []}
+    return owner["metadata"].get("uid") in owners
 
 
 def jobqueue_of(labels: dict[str, str] | None) -> str | None:
