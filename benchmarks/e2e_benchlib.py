@@ -57,10 +57,8 @@ def installed(label: str, *, values: Mapping[str, Any] | None = None,
         cluster, redis_server = environment or stack.enter_context(bl.environment())
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         namespace = f"bench-{label}-{uuid.uuid4().hex[:4]}"
-        cluster.kubectl("create", "namespace", namespace)
+        cluster.create_namespace(namespace)
         cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
-        devenv.wait_until("the namespace's default ServiceAccount", lambda: cluster.kubectl(
-            "get", "serviceaccount", "default", "-n", namespace, check=False).returncode == 0, timeout=60)
         stack.callback(cluster.kubectl, "delete", "namespace", namespace, "--wait=false", check=False)
         conn = redis.Redis.from_url(redis_server.url)
         conn.flushdb()

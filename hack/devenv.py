@@ -322,6 +322,17 @@ class Cluster:
             check=check, capture_output=True, text=True, input=input, timeout=timeout,
         )
 
+    def create_namespace(self, name: str, timeout: float = 60) -> None:
+        """Create namespace ``name`` and wait for its default ServiceAccount: pods can be
+        refused until it exists."""
+        self.kubectl("create", "namespace", name)
+        self.wait_default_service_account(name, timeout)
+
+    def wait_default_service_account(self, namespace: str, timeout: float) -> None:
+        wait_until(f"the default ServiceAccount in {namespace}", lambda: self.kubectl(
+            "get", "serviceaccount", "default", "-n", namespace, check=False).returncode == 0,
+            timeout=timeout)
+
     def _config(self) -> Path:
         b = self.binaries
         path = CACHE / "kwok" / f"{self.name}.kwokctl.yaml"
@@ -370,9 +381,7 @@ class Cluster:
         try:
             self.kwokctl("scale", "node", "--replicas", str(self.nodes))
             wait_until(f"{self.nodes} Ready nodes", self._nodes_ready, timeout=120)
-            wait_until("the default ServiceAccount", lambda: self.kubectl(
-                "get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0,
-                timeout=120)
+            self.wait_default_service_account("default", timeout=120)
         except (TimeoutError, subprocess.SubprocessError) as e:
             raise RuntimeError(f"cluster {self.name} did not become ready: {e}{self.log_tails()}") from e
         log(f"cluster {self.name}: ready in {time.monotonic() - t0:.0f}s, kubeconfig {self.kubeconfig}")

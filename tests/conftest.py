@@ -98,10 +98,7 @@ def pod_runner(cluster: devenv.Cluster,
 def namespace(cluster: devenv.Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
     base = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
     name = f"t-{base}-{uuid.uuid4().hex[:5]}"
-    cluster.kubectl("create", "namespace", name)
-    # Pods can be refused until the namespace's default ServiceAccount exists.
-    devenv.wait_until(f"default ServiceAccount in {name}", lambda: cluster.kubectl(
-        "get", "serviceaccount", "default", "-n", name, check=False).returncode == 0, timeout=60)
+    cluster.create_namespace(name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
