@@ -143,6 +143,19 @@ def test_extra_env_may_not_repeat_what_the_chart_sets(
     assert f"operator.extraEnv: {variable} is set by the chart; set the value {value_to_use} instead" in error
 
 
+def test_every_variable_the_chart_sets_is_refused_in_extra_env(
+        render: chartkit.Render, render_error: Callable[[dict[str, Any]], str]) -> None:
+    # the template keeps its own list of what it sets (with the value to use instead): it
+    # must not fall behind the env it renders, optional variables included
+    values = {"operator": {"workerImagePullPolicy": "Always"}, "autoscaler": {"workerBudget": 10}}
+    env = chartkit.container_env(chartkit.one(render(values), "Deployment"))
+    assert {"JOBQUEUE_WORKER_IMAGE_PULL_POLICY", "JOBQUEUE_WORKER_BUDGET"} <= env.keys()
+    for variable in env:
+        error = render_error({**values, "operator": {**values["operator"],
+                                                     "extraEnv": [{"name": variable, "value": "x"}]}})
+        assert f"operator.extraEnv: {variable} is set by the chart" in error
+
+
 def test_extra_env_adds_what_the_chart_does_not_set(render: chartkit.Render) -> None:
     objects = render({"operator": {"extraEnv": [{"name": "JOBQUEUE_LEASE_SECONDS", "value": "30"}]}})
     env = chartkit.container_env(chartkit.one(objects, "Deployment"))
