@@ -527,6 +527,12 @@ def _killpg(pgid: int, sig: signal.Signals) -> None:
 def _group_running(pgid: int) -> bool:
     """Whether a process of group ``pgid`` is still running (zombies excluded: a reparented
     child is reaped by whatever init the machine has, maybe never)."""
+    try:
+        os.killpg(pgid, 0)  # the usual empty group: no scan of /proc
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError):
             state, _ppid, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
@@ -535,24 +541,13 @@ def _group_running(pgid: int) -> bool:
     return False
 
 
-def _group_exists(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
 async def _group_gone(pgid: int) -> None:
     """Wait (at most 5 s) until a SIGKILLed group is gone: SIGKILL is delivered asynchronously,
     and on a loaded machine a background child can still run a while after ``killpg``."""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(5):
-            # killpg(0) first: the usual empty group costs no scan of /proc. Nothing signals
-            # another process's exit but a pidfd per member, hence the poll.
-            while _group_exists(pgid) and _group_running(pgid):  # noqa: ASYNC110
+            # nothing signals another process's exit but a pidfd per member, hence the poll
+            while _group_running(pgid):  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
 
 
