@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: setup bins test test-unit lint typecheck generate demo dev-up dev-down clean
+.PHONY: deps setup bins test test-unit lint typecheck generate demo dev-up dev-down clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -12,6 +12,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 setup: $(VENV)/.installed  ## Python virtualenv with the project and its dev tools
+
+deps:  ## system packages (redis-server, prometheus, ...): installs what is missing, silent otherwise
+	hack/system-deps.sh
 
 bins:  ## build (once) the local control plane, kwok, and fetch helm/kubectl
 	hack/build-control-plane.sh
@@ -23,7 +26,7 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-test: setup bins lint typecheck  ## everything: lint, types, unit and integration tests
+test: deps setup bins lint typecheck  ## everything: lint, types, unit and integration tests
 	$(PYTEST)
 
 test-unit: setup  ## the fast tests only (no cluster, Redis or Prometheus)
@@ -34,10 +37,10 @@ generate: setup  ## regenerate CRDs, install manifests, dashboards and alert rul
 	$(PY) -m jobqueue_operator.monitoring
 	$(PY) helm/jobqueue-operator/hack/render_install.py
 
-demo: setup bins  ## the main job: a local cluster running the seed's queues
+demo: deps setup bins  ## the main job: a local cluster running the seed's queues
 	$(PY) hack/demo.py
 
-dev-up: setup bins
+dev-up: deps setup bins
 	$(PY) hack/devenv.py up
 
 dev-down: setup
