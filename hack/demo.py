@@ -19,6 +19,8 @@ stops it. Run it again to enqueue another round.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import math
 import os
@@ -43,6 +45,7 @@ NAMESPACE = "glec"
 OPERATOR_NAMESPACE = "jobqueue-system"
 RELEASE = "jobqueue-operator"
 STEPS = 6
+DEMO_LOG = devenv.CACHE / "demo" / "demo.log"
 #: The demo's shorter timers (production defaults: 60 s and 300 s) so you see the way back down.
 DEMO_SCALING = {"scaleDownDelaySeconds": 10, "idleSecondsBeforeZero": 20}
 
@@ -52,6 +55,7 @@ class Demo:
         self.args = args
         self.t0 = time.monotonic()
         self.step = 0
+        self.title = "start"
         self.state: dict[str, Any] = {}
         self.kube_env: dict[str, str] = {}
 
@@ -62,6 +66,7 @@ class Demo:
 
     def begin(self, title: str, explain: str) -> None:
         self.step += 1
+        self.title = title
         print(f"\n[{self.step}/{STEPS}] {title}   ({time.monotonic() - self.t0:.0f}s)", flush=True)
         for line in explain.strip().splitlines():
             print(f"      {line.strip()}", flush=True)
@@ -327,12 +332,28 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=480, help="seconds to watch at most")
     p.add_argument("--refresh", type=float, default=5, help="seconds between table prints")
     demo = Demo(p.parse_args())
-    steps: list[Callable[[], Any]] = [demo.environment, demo.install, demo.apply_samples]
-    for s in steps:
-        s()
-    demo.enqueue()
-    demo.watch()
-    demo.summary()
+    started_environment = not devenv.STATE_FILE.exists()
+    steps: list[Callable[[], Any]] = [demo.environment, demo.install, demo.apply_samples,
+                                      demo.enqueue, demo.watch, demo.summary]
+    try:
+        for s in steps:
+            s()
+    except KeyboardInterrupt:
+        raise SystemExit("make demo interrupted; what it started stays up (make dev-down stops it)") from None
+    except (Exception, SystemExit) as e:
+        # One line on the terminal, the whole story in the log, and nothing left running that
+        # this run started (an environment that was already up stays up).
+        line = devenv.one_line_failure(f"make demo, step {demo.step}/{STEPS} ({demo.title})", e, DEMO_LOG)
+        if started_environment and devenv.STATE_FILE.exists():
+            print("  stopping the environment this run started …", file=sys.stderr, flush=True)
+            with contextlib.redirect_stderr(io.StringIO()) as quiet:
+                try:
+                    devenv.cmd_down()
+                except Exception as down_error:
+                    print(f"(stopping failed too: {down_error})", file=quiet)
+            with DEMO_LOG.open("a") as out:
+                out.write(quiet.getvalue())
+        raise SystemExit(line) from None
 
 
 if __name__ == "__main__":

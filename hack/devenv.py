@@ -26,7 +26,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,20 @@ STATE_FILE = CACHE / "devenv" / "state.json"
 #: cluster) is never reaped automatically.
 TEST_CLUSTER_PREFIX = "jqt-"
 DEV_CLUSTER_NAME = "jobqueue-dev"
+
+
+class SetupError(RuntimeError):
+    """The environment cannot start; the message is one line that says what to do."""
+
+
+MISSING_TOOL = "{tool} not found on PATH: run `make deps` (hack/system-deps.sh installs it)"
+
+
+def require_tools(*tools: str) -> None:
+    """Fail before starting anything when a server the environment needs is not installed."""
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        raise SetupError(MISSING_TOOL.format(tool=" and ".join(missing)))
 
 
 def log(msg: str) -> None:
@@ -63,8 +77,12 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def wait_until(what: str, check: Any, timeout: float = 60.0, interval: float = 0.2) -> Any:
-    """Poll ``check()`` until it returns something truthy; raise with ``what`` on timeout."""
+def wait_until(what: str, check: Any, timeout: float = 60.0, interval: float = 0.2,
+               gone: Callable[[], str | None] | None = None) -> Any:
+    """Poll ``check()`` until it returns something truthy; raise with ``what`` on timeout.
+
+    ``gone()``, when given, returns why waiting is pointless (e.g. the server exited): then
+    this raises at once with that reason instead of waiting out the timeout."""
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None
     while time.monotonic() < deadline:
@@ -75,6 +93,9 @@ def wait_until(what: str, check: Any, timeout: float = 60.0, interval: float = 0
         else:
             if result:
                 return result
+        reason = gone() if gone else None
+        if reason:
+            raise SetupError(f"{what}: {reason}")
         time.sleep(interval)
     raise TimeoutError(f"{what} not ready after {timeout:.0f}s (last error: {last_error!r})")
 
@@ -156,7 +177,7 @@ class RedisServer:
     def start(self) -> RedisServer:
         exe = shutil.which("redis-server")
         if not exe:
-            raise RuntimeError("redis-server not found: install Debian's redis-server (see .ci/run)")
+            raise SetupError(MISSING_TOOL.format(tool="redis-server"))
         self.proc = subprocess.Popen(
             [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.workdir), "--databases", "64", "--loglevel", "warning"],
@@ -223,7 +244,7 @@ class PrometheusServer:
     def start(self) -> PrometheusServer:
         exe = shutil.which("prometheus")
         if not exe:
-            raise RuntimeError("prometheus not found: install Debian's prometheus package (see .ci/run)")
+            raise SetupError(MISSING_TOOL.format(tool="prometheus"))
         self._write_targets()
         rules = "".join(f"  - {p}\n" for p in self.rule_files)
         pods = "".join(f"'{p}', " for p in self.pod_target_files).rstrip(", ")
@@ -243,8 +264,15 @@ class PrometheusServer:
             stdout=subprocess.DEVNULL, stderr=open(self.workdir / "prometheus.log", "wb"),  # noqa: SIM115
             start_new_session=True,  # survives `devenv.py up` exiting; stopped by process group
         )
-        wait_until(f"prometheus on :{self.port}", lambda: self._get("/-/ready"), timeout=60)
+        wait_until(f"prometheus on :{self.port}", lambda: self._get("/-/ready"), timeout=60,
+                   gone=self._exited)
         return self
+
+    def _exited(self) -> str | None:
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        tail = (self.workdir / "prometheus.log").read_text(errors="replace").strip().splitlines()[-1:]
+        return f"exited with code {self.proc.returncode} at start-up{': ' + tail[0] if tail else ''}"
 
     def _get(self, path: str) -> Any:
         with urllib.request.urlopen(self.url + path, timeout=5) as r:  # noqa: S310 (loopback only)
@@ -473,19 +501,37 @@ def _spawn_detached(argv: list[str], logfile: Path) -> int:
 
 
 def cmd_up() -> None:
+    require_tools("redis-server", "prometheus")
     binaries = Binaries.locate().ensure()
     if STATE_FILE.exists():
         log("dev environment already recorded; run `down` first to recreate it")
         cmd_status()
         return
+    # Recorded before anything starts and after each start, so that a failure part-way (or a
+    # later `down`) stops exactly what is running.
+    state: dict[str, Any] = {"cluster": DEV_CLUSTER_NAME}
+    _save_state(state)
+    try:
+        _start_environment(binaries, state)
+    except BaseException:
+        log("start-up failed: stopping what was already started")
+        cmd_down()
+        raise
+    cmd_status()
+
+
+def _start_environment(binaries: Binaries, state: dict[str, Any]) -> None:
     cluster = Cluster(DEV_CLUSTER_NAME, binaries)
     cluster.start()
+    state.update(kubeconfig=str(cluster.kubeconfig), path=f"{binaries.tools_dir}:{binaries.bin_dir}")
     devdir = CACHE / "devenv"
     redis_port = free_port()
-    redis_pid = _spawn_detached(
+    state["redis_pid"] = _spawn_detached(
         ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no"],
         devdir / "redis.log")
+    state["redis_url"] = f"redis://127.0.0.1:{redis_port}/0"
+    _save_state(state)
     wait_until("redis", lambda: RedisServer(port=redis_port).ping(), timeout=20)
     import podrunner  # the pods' metrics targets are where the runner writes them
 
@@ -495,16 +541,15 @@ def cmd_up() -> None:
         rule_files=[alerts] if alerts.exists() else [],
         pod_target_files=[podrunner.DEFAULT_STATE_DIR / "prometheus-targets*.json"])
     prom.workdir.mkdir(parents=True, exist_ok=True)
-    state = {"cluster": DEV_CLUSTER_NAME, "kubeconfig": str(cluster.kubeconfig),
-             "redis_url": f"redis://127.0.0.1:{redis_port}/0", "redis_pid": redis_pid,
-             "prometheus_url": prom.url, "prometheus_dir": str(prom.workdir),
-             "path": f"{binaries.tools_dir}:{binaries.bin_dir}"}
-    prom.start()
-    assert prom.proc
-    state["prometheus_pid"] = prom.proc.pid
+    state.update(prometheus_url=prom.url, prometheus_dir=str(prom.workdir))
+    try:
+        prom.start()
+    finally:  # started but never ready still needs stopping
+        if prom.proc:
+            state["prometheus_pid"] = prom.proc.pid
+            _save_state(state)
     state["podrunner_pid"] = _start_podrunner(cluster, devdir)
     _save_state(state)
-    cmd_status()
 
 
 def _start_podrunner(cluster: Cluster, devdir: Path) -> int:
@@ -556,11 +601,27 @@ def cmd_env() -> None:
           f"export PROMETHEUS_URL={state['prometheus_url']}\nexport PATH={state['path']}:$PATH")
 
 
+def one_line_failure(what: str, error: BaseException, logfile: Path) -> str:
+    """Write the whole story of a failure (traceback included) to ``logfile``; return the one
+    line a person reads first: what failed, the reason's first line, where the rest is."""
+    import traceback
+
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    with logfile.open("a") as out:
+        out.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {what} failed\n")
+        out.write("".join(traceback.format_exception(error)))
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    return f"{what} failed: {lines[0]} (details: {logfile})"
+
+
 def main(argv: list[str]) -> None:
     commands = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "env": cmd_env}
     if len(argv) != 1 or argv[0] not in commands:
         raise SystemExit(f"usage: python hack/devenv.py {{{'|'.join(commands)}}}")
-    commands[argv[0]]()
+    try:
+        commands[argv[0]]()
+    except Exception as e:  # every failure ends in one line; the traceback goes to the log
+        raise SystemExit(one_line_failure(f"devenv {argv[0]}", e, CACHE / "devenv" / "errors.log")) from None
 
 
 if __name__ == "__main__":

@@ -327,6 +327,7 @@ def _ceil_div(a: str, b: str) -> str:
 
 
 _PODS_FOR_CONCURRENCY = _ceil_div("self.concurrency", "self.worker.concurrencyPerPod")
+_NO_POD_SIZE = "self.worker.concurrencyPerPod < 1"
 
 
 class JobQueueSpec(_Model):
@@ -336,12 +337,14 @@ class JobQueueSpec(_Model):
         cel("self.worker.concurrencyPerPod <= self.concurrency",
             "worker.concurrencyPerPod must not exceed concurrency, the limit for the whole queue",
             field_path=".worker.concurrencyPerPod"),
-        cel(f"!has(self.scaling) || !has(self.scaling.maxReplicas) "
+        # The ceil rules divide by concurrencyPerPod: below its minimum (which the schema
+        # reports) they pass, so a 0 shows one reason and no "division by zero" beside it.
+        cel(f"{_NO_POD_SIZE} || !has(self.scaling) || !has(self.scaling.maxReplicas) "
             f"|| self.scaling.maxReplicas <= {_PODS_FOR_CONCURRENCY}",
             "scaling.maxReplicas must not exceed ceil(concurrency / worker.concurrencyPerPod): more "
             "pods would run more jobs at once than concurrency allows",
             field_path=".scaling.maxReplicas"),
-        cel(f"!has(self.scaling) || has(self.scaling.maxReplicas) "
+        cel(f"{_NO_POD_SIZE} || !has(self.scaling) || has(self.scaling.maxReplicas) "
             f"|| self.scaling.minReplicas <= {_PODS_FOR_CONCURRENCY}",
             "scaling.minReplicas must not exceed the default maxReplicas, ceil(concurrency / "
             "worker.concurrencyPerPod); raise concurrency or set scaling.maxReplicas",

@@ -2,36 +2,50 @@
 
 ``jobqueue worker`` is what every worker pod runs (docs/architecture.md, "The worker pod
 contract"); ``jobqueue enqueue`` is what a RecurringJob's CronJob pod runs — it exits 0 when
-the job id already exists, so a retried pod or a duplicated tick is harmless. The other
-commands print readable tables (``--json`` for scripts). Every command takes the Redis URL
-from ``--redis-url`` or ``JOBQUEUE_REDIS_URL``.
+the job id already exists, so a retried pod or a duplicated tick is harmless. The commands
+that show things take ``-o table|wide|json|yaml`` like kubectl: ``table`` fits 80 columns,
+``wide`` adds the rest, and both are plain text that reads the same in a terminal and a pipe.
+Every command takes the Redis URL from ``--redis-url`` or ``JOBQUEUE_REDIS_URL``.
 
-Exit codes: 0 success (a duplicate enqueue included), 1 a failed job or an error the message
-explains (unknown queue or job, Redis unreachable), 2 bad usage or bad JSON, 124 ``wait``
-timed out.
+Exit codes (stable; scripts and the CronJob's podFailurePolicy rely on them): see ``ExitCode``.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
 import click
 import redis
+import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from jobqueue import client, settings, stats
 from jobqueue._redis import URL_ENV, connect
-from jobqueue.errors import JobQueueError
+from jobqueue.errors import InvalidJobError, JobQueueError, UnknownJobError
+from jobqueue.settings import UnknownQueueError
+
+
+class ExitCode(enum.IntEnum):
+    """What the ``jobqueue`` command's exit status means (documented in docs/jobs.md)."""
+
+    OK = 0  #: done; a duplicate enqueue is success too
+    FAILED = 1  #: the job failed (``wait``), or its state refuses the operation (retry a running job)
+    USAGE = 2  #: bad flags, JSON, job options or Redis URL: running it again cannot help
+    NOT_FOUND = 3  #: no such queue or job
+    REDIS = 4  #: Redis unreachable or returned an error: worth retrying
+    TIMEOUT = 124  #: ``wait --timeout`` ran out (the job is still pending or running), like timeout(1)
+
 
 #: Overrides --metrics-port: on one machine local "pods" share the network (hack/podrunner.py).
 METRICS_PORT_ENV = "JOBQUEUE_METRICS_PORT"
@@ -40,8 +54,8 @@ err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 
-def _fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+def _fail(message: str, code: ExitCode) -> NoReturn:
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     sys.exit(code)
 
 
@@ -50,19 +64,59 @@ def _conn(ctx: click.Context) -> redis.Redis:
         conn = connect(ctx.obj["redis_url"])
         conn.ping()
     except ValueError as exc:
-        _fail(str(exc), 2)
+        _fail(str(exc), ExitCode.USAGE)
     except redis.RedisError as exc:
-        _fail(f"cannot reach Redis at {ctx.obj['redis_url'] or os.environ.get(URL_ENV)}: {exc}")
+        url = ctx.obj["redis_url"] or os.environ.get(URL_ENV)
+        _fail(f"cannot reach Redis at {url}: {exc}", ExitCode.REDIS)
     return conn
 
 
 def _call(fn: Callable[[], T]) -> T:
     try:
         return fn()
+    except (UnknownQueueError, UnknownJobError) as exc:
+        _fail(str(exc), ExitCode.NOT_FOUND)
+    except InvalidJobError as exc:
+        _fail(str(exc), ExitCode.USAGE)
     except JobQueueError as exc:
-        _fail(str(exc))
+        _fail(str(exc), ExitCode.FAILED)
     except redis.RedisError as exc:
-        _fail(f"Redis error: {exc}")
+        _fail(f"Redis error: {exc}", ExitCode.REDIS)
+
+
+OUTPUT_FORMATS = ("table", "wide", "json", "yaml")
+
+
+def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``-o table|wide|json|yaml`` (kubectl's flag), and ``--json``, kept as ``-o json``."""
+    fn = click.option("--json", "as_json", is_flag=True, hidden=True, help="Same as -o json.")(fn)
+    return click.option(
+        "-o",
+        "--output",
+        type=click.Choice(OUTPUT_FORMATS),
+        default="table",
+        show_default=True,
+        help="table fits 80 columns; wide shows every column; json and yaml for scripts.",
+    )(fn)
+
+
+def _chosen(output: str, as_json: bool) -> str:
+    return "json" if as_json else output
+
+
+def _print_data(data: Any, output: str) -> None:
+    if output == "json":
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        click.echo(yaml.safe_dump(json.loads(json.dumps(data, default=str)), sort_keys=False).rstrip())
+
+
+def _print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """kubectl's layout: left-aligned columns three spaces apart, never wrapped or cut, so
+    it reads the same at any terminal width and through ``grep``, ``awk`` or a file."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    for row in (headers, *rows):
+        click.echo("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _json_arg(value: str, name: str, kind: type) -> Any:
@@ -173,7 +227,7 @@ def worker(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     url = ctx.obj["redis_url"] or os.environ.get(URL_ENV)
     if not url:
-        _fail(f"no Redis URL: pass --redis-url or set {URL_ENV}", 2)
+        _fail(f"no Redis URL: pass --redis-url or set {URL_ENV}", ExitCode.USAGE)
     # prometheus_client picks its storage when first imported: set the multiprocess
     # directory before anything imports it (jobqueue.metrics does).
     own_dir = None
@@ -187,14 +241,14 @@ def worker(
     port_env = os.environ.get(METRICS_PORT_ENV, "")
     if port_env:
         if not port_env.isdigit() or int(port_env) > 65535:
-            _fail(f"{METRICS_PORT_ENV}={port_env!r} is not a port number", 2)
+            _fail(f"{METRICS_PORT_ENV}={port_env!r} is not a port number", ExitCode.USAGE)
         metrics_port = int(port_env)
     try:
         if metrics_port:
             try:
                 metrics_mod.serve(metrics_port)
             except OSError as exc:
-                _fail(f"cannot serve metrics on port {metrics_port}: {exc}")
+                _fail(f"cannot serve metrics on port {metrics_port}: {exc}", ExitCode.FAILED)
         config = worker_mod.WorkerConfig(
             queue=queue,
             imports=imports,
@@ -206,7 +260,7 @@ def worker(
         try:
             code = worker_mod.run_worker(url, config, wm)
         except JobQueueError as exc:
-            _fail(str(exc))
+            _fail(str(exc), ExitCode.FAILED)
     finally:
         if own_dir:
             metrics_mod.cleanup_multiprocess(own_dir)
@@ -231,7 +285,7 @@ def worker(
 @click.option("--job-id", help="Idempotency key: a job with this id is added at most once.")
 @click.option("--delay", type=click.FloatRange(min=0), help="Seconds before the job may run.")
 @click.option("--priority", type=click.IntRange(1, 5), help="1 (most important) .. 5; default 3.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@output_options
 @click.pass_context
 def enqueue(
     ctx: click.Context,
@@ -245,6 +299,7 @@ def enqueue(
     job_id: str | None,
     delay: float | None,
     priority: int | None,
+    output: str,
     as_json: bool,
 ) -> None:
     """Add one job to QUEUE (FUNCTION is the job's dotted name)."""
@@ -265,8 +320,8 @@ def enqueue(
             **options,
         )
     )
-    if as_json:
-        out.print_json(json.dumps(res.__dict__))
+    if _chosen(output, as_json) in ("json", "yaml"):
+        _print_data(res.__dict__, _chosen(output, as_json))
     elif res.duplicate:
         out.print(
             f"duplicate: job [bold]{res.id}[/] already exists in {queue} (status {res.status}); "
@@ -281,16 +336,17 @@ def enqueue(
 # job status, wait, retry, remove
 
 
-def _job_table(info: client.JobInfo) -> Table:
-    t = Table(show_header=False, box=None, pad_edge=False)
-    t.add_column(style="bold")
-    t.add_column()
+def _job_rows(info: client.JobInfo, wide: bool) -> list[tuple[str, str]]:
+    def shown(value: Any, limit: int) -> str:
+        text = json.dumps(value)
+        return text if wide or len(text) <= limit else text[: limit - 1] + "…"
+
     rows: list[tuple[str, str]] = [
         ("id", info.id),
         ("queue", info.queue),
         ("function", info.function),
-        ("args", json.dumps(info.args)[:300]),
-        ("kwargs", json.dumps(info.kwargs)[:300]),
+        ("args", shown(info.args, 60)),
+        ("kwargs", shown(info.kwargs, 60)),
         ("status", info.status),
         ("progress", f"{info.progress:g}%"),
         ("priority", str(info.priority)),
@@ -304,28 +360,32 @@ def _job_table(info: client.JobInfo) -> Table:
     if info.failed_reason:
         rows.append(("failed reason", info.failed_reason))
     if info.result is not None:
-        rows.append(("result", json.dumps(info.result)[:500]))
-    for k, v in rows:
-        t.add_row(k, v)
-    return t
+        rows.append(("result", shown(info.result, 60)))
+    return rows
 
 
 @main.command()
 @click.argument("queue")
 @click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True)
+@output_options
 @click.option("--trace", is_flag=True, help="Also print the last failure's traceback.")
 @click.pass_context
-def status(ctx: click.Context, queue: str, job_id: str, as_json: bool, trace: bool) -> None:
+def status(
+    ctx: click.Context, /, *, queue: str, job_id: str, output: str, as_json: bool, trace: bool
+) -> None:
     """Show one job (the seed's getJobStatus)."""
     conn = _conn(ctx)
     info = _call(lambda: client.get_job(queue, job_id, connection=conn))
-    if as_json:
-        out.print_json(json.dumps(info.to_dict(), default=str))
+    output = _chosen(output, as_json)
+    if output in ("json", "yaml"):
+        _print_data(info.to_dict(), output)
         return
-    out.print(_job_table(info))
+    rows = _job_rows(info, wide=output == "wide")
+    width = max(len(k) for k, _ in rows) + 1
+    for key, value in rows:  # like `kubectl describe`: one "key: value" per line
+        click.echo(f"{key + ':':<{width}} {value}")
     if trace and info.stacktrace:
-        out.print(info.stacktrace, highlight=False, markup=False)
+        click.echo(info.stacktrace.rstrip())
 
 
 @main.command()
@@ -359,7 +419,7 @@ def wait(ctx: click.Context, queue: str, job_id: str, timeout: float | None) -> 
             )
         except TimeoutError as exc:
             bar.stop()
-            _fail(str(exc), 124)
+            _fail(str(exc), ExitCode.TIMEOUT)
     if info.status == "finished":
         out.print(
             f"job {job_id} finished"
@@ -367,7 +427,7 @@ def wait(ctx: click.Context, queue: str, job_id: str, timeout: float | None) -> 
             highlight=False,
         )
         return
-    _fail(f"job {job_id} {info.status}: {info.failed_reason or 'no reason recorded'}")
+    _fail(f"job {job_id} {info.status}: {info.failed_reason or 'no reason recorded'}", ExitCode.FAILED)
 
 
 @main.command()
@@ -402,67 +462,57 @@ def _stats_dict(s: stats.QueueStats) -> dict[str, Any]:
     return d
 
 
+def _stats_row(s: stats.QueueStats, now: float) -> dict[str, str]:
+    """Every column of ``stats -o wide``, in order; ``TABLE_COLUMNS`` are the 80-column few."""
+    return {
+        "QUEUED": str(s.queued),
+        "BY PRIORITY 1-5": "/".join(str(s.queued_by_priority[p]) for p in sorted(s.queued_by_priority)),
+        "SCHEDULED": str(s.scheduled),
+        "DUE": str(s.scheduled_due),
+        "RUNNING": str(s.running),
+        "LOST": str(s.lost),
+        "FAILED": str(s.failed),
+        "FINISHED": str(s.finished),
+        "WORKERS": str(len(s.workers)),
+        "SLOTS BUSY": f"{sum(w.busy_slots for w in s.workers)}/{sum(w.slots for w in s.workers)}",
+        "OLDEST": _age(s.oldest_queued_seconds) if s.queued else "-",
+        "LAST ACTIVITY": "-" if s.last_activity_at is None else f"{_age(now - s.last_activity_at)} ago",
+    }
+
+
+TABLE_COLUMNS = ("QUEUED", "SCHEDULED", "RUNNING", "FAILED", "WORKERS", "OLDEST")
+
+
 @main.command("stats")
 @click.argument("queues", nargs=-1)
-@click.option("--json", "as_json", is_flag=True)
+@output_options
 @click.option("--workers", "show_workers", is_flag=True, help="Also list every worker.")
 @click.pass_context
-def stats_cmd(ctx: click.Context, queues: tuple[str, ...], as_json: bool, show_workers: bool) -> None:
+def stats_cmd(
+    ctx: click.Context, /, *, queues: tuple[str, ...], output: str, as_json: bool, show_workers: bool
+) -> None:
     """Show queue statistics (all declared queues if none is named)."""
     conn = _conn(ctx)
     names = list(queues) or sorted(_call(lambda: settings.published_queue_names(conn)))
     for q in queues:
         _call(lambda q=q: settings.load(conn, q))  # type: ignore[misc]
     snap = _call(lambda: stats.snapshot(conn, names))
-    if as_json:
-        out.print_json(json.dumps({q: _stats_dict(s) for q, s in snap.items()}))
+    output = _chosen(output, as_json)
+    if output in ("json", "yaml"):
+        _print_data({q: _stats_dict(s) for q, s in snap.items()}, output)
         return
     if not names:
-        out.print("no queues are declared in this Redis")
+        click.echo("no queues are declared in this Redis")
         return
     now = time.time()
-    t = Table(title="queues")
-    for col in (
-        "QUEUE",
-        "QUEUED",
-        "BY PRIORITY 1-5",
-        "SCHEDULED",
-        "DUE",
-        "RUNNING",
-        "FAILED",
-        "FINISHED",
-        "OLDEST",
-        "WORKERS",
-        "LAST ACTIVITY",
-    ):
-        t.add_column(col, justify="left" if col in ("QUEUE", "BY PRIORITY 1-5", "LAST ACTIVITY") else "right")
-    for q in names:
-        s = snap[q]
-        busy = sum(w.busy_slots for w in s.workers)
-        total = sum(w.slots for w in s.workers)
-        idle = "-" if s.last_activity_at is None else f"{_age(now - s.last_activity_at)} ago"
-        t.add_row(
-            q,
-            str(s.queued),
-            "/".join(str(s.queued_by_priority[lvl]) for lvl in sorted(s.queued_by_priority)),
-            str(s.scheduled),
-            str(s.scheduled_due),
-            str(s.running) + (f" ({s.lost} lost)" if s.lost else ""),
-            str(s.failed),
-            str(s.finished),
-            _age(s.oldest_queued_seconds) if s.queued else "-",
-            f"{len(s.workers)} ({busy}/{total} busy)",
-            idle,
-        )
-    out.print(t)
+    rows = {q: _stats_row(snap[q], now) for q in names}
+    columns = list(rows[names[0]]) if output == "wide" else list(TABLE_COLUMNS)
+    _print_table(["QUEUE", *columns], [[q, *(rows[q][c] for c in columns)] for q in names])
     if show_workers:
-        w = Table(title="workers")
-        for col in ("QUEUE", "WORKER", "POD", "STATE", "SLOTS BUSY", "CURRENT JOB"):
-            w.add_column(col)
-        for q in names:
-            for wi in snap[q].workers:
-                w.add_row(q, wi.name, wi.pod, wi.state, f"{wi.busy_slots}/{wi.slots}", wi.current_job or "-")
-        out.print(w)
+        click.echo()
+        _print_table(["QUEUE", "WORKER", "POD", "STATE", "SLOTS BUSY", "CURRENT JOB"],
+                     [[q, w.name, w.pod, w.state, f"{w.busy_slots}/{w.slots}", w.current_job or "-"]
+                      for q in names for w in snap[q].workers])
 
 
 if __name__ == "__main__":  # `python -m jobqueue.cli`, same as the `jobqueue` console script

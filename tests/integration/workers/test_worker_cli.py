@@ -7,9 +7,11 @@ import subprocess
 import sys
 
 import redis
+import yaml
 
 from integration.workers.whelpers import FN, publish, thread_worker, wait_status, worker_env
 from jobqueue import enqueue, get_job
+from jobqueue.cli import ExitCode
 
 
 def jq(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -59,10 +61,10 @@ def test_enqueue_errors(redis_conn: redis.Redis, redis_url: str) -> None:
     assert not_array.returncode == 2
     assert "must be a JSON array" in not_array.stderr
     unknown = jq(redis_url, "enqueue", "nope", FN + "add")
-    assert unknown.returncode == 1
+    assert unknown.returncode == ExitCode.NOT_FOUND
     assert "queue 'nope' is not declared" in unknown.stderr
     bad_option = jq(redis_url, "enqueue", "q", FN + "add", "--options-json", '{"attempts": 0}')
-    assert bad_option.returncode == 1
+    assert bad_option.returncode == ExitCode.USAGE  # a CronJob fails at once: a retry cannot help
     assert "invalid job options: attempts" in bad_option.stderr
     no_redis = subprocess.run(
         [sys.executable, "-m", "jobqueue.cli", "--redis-url", "redis://127.0.0.1:1/0", "stats"],
@@ -71,7 +73,7 @@ def test_enqueue_errors(redis_conn: redis.Redis, redis_url: str) -> None:
         timeout=60,
         check=False,
     )
-    assert no_redis.returncode == 1
+    assert no_redis.returncode == ExitCode.REDIS
     assert "cannot reach Redis" in no_redis.stderr
 
 
@@ -87,7 +89,7 @@ def test_status_wait_retry_remove_and_stats(redis_conn: redis.Redis, redis_url: 
         assert "100%" in waited.stderr  # the progress bar
         wait_status(redis_conn, "ops", "bad", "failed")
         failed = jq(redis_url, "wait", "ops", "bad")
-        assert failed.returncode == 1
+        assert failed.returncode == ExitCode.FAILED
         assert "ValueError: kaput" in failed.stderr
 
         status = jq(redis_url, "status", "ops", "bad", "--trace")
@@ -110,20 +112,64 @@ def test_status_wait_retry_remove_and_stats(redis_conn: redis.Redis, redis_url: 
     assert retried.returncode == 0
     assert "is queued again" in retried.stdout
     not_failed = jq(redis_url, "retry", "ops", "good")
-    assert not_failed.returncode == 1
+    assert not_failed.returncode == ExitCode.FAILED
     assert "only failed jobs can be retried" in not_failed.stderr
     removed = jq(redis_url, "remove", "ops", "later")
     assert removed.returncode == 0
     assert "removed job later (it was scheduled)" in removed.stdout
     missing = jq(redis_url, "status", "ops", "later")
-    assert missing.returncode == 1
+    assert missing.returncode == ExitCode.NOT_FOUND
     assert "no job 'later' in queue 'ops'" in missing.stderr
     timeout = jq(redis_url, "wait", "ops", "bad", "--timeout", "0.5")  # queued, no worker running
-    assert timeout.returncode == 124
+    assert timeout.returncode == ExitCode.TIMEOUT
 
 
 def test_unknown_queue_in_stats(redis_conn: redis.Redis, redis_url: str) -> None:
     out = jq(redis_url, "stats", "ghost")
-    assert out.returncode == 1
+    assert out.returncode == ExitCode.NOT_FOUND
     assert "queue 'ghost' is not declared" in out.stderr
     assert jq(redis_url, "stats").stdout.strip() == "no queues are declared in this Redis"
+
+
+#: The seed's longest queue names, as `stats` shows them.
+SEED_QUEUES = ("analytics:aggregate", "dispatch:optimize", "notification:send", "cleanup:old-data")
+
+
+def test_stats_fits_80_columns_and_survives_a_pipe(redis_conn: redis.Redis, redis_url: str) -> None:
+    for q in SEED_QUEUES:
+        publish(redis_conn, q)
+    for i in range(12345):  # five-digit counts, as in a real backlog
+        redis_conn.rpush("rq:queue:analytics:aggregate", f"filler-{i}")
+    table = jq(redis_url, "stats")  # captured: stdout is a pipe, as in `jobqueue stats | grep`
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["QUEUE", "QUEUED", "SCHEDULED", "RUNNING", "FAILED", "WORKERS", "OLDEST"]
+    assert max(len(line) for line in lines) <= 80, table.stdout
+    assert "…" not in table.stdout
+    row = next(line for line in lines if line.startswith("analytics:aggregate "))
+    assert row.split()[1] == "12345"  # whole names and numbers, columns aligned
+    start = lines[0].index("QUEUED")
+    assert all(line[start - 3:start] == "   " and line[start] != " " for line in lines)
+
+    wide = jq(redis_url, "stats", "-o", "wide").stdout.splitlines()
+    for column in ("BY PRIORITY 1-5", "DUE", "LOST", "FINISHED", "SLOTS BUSY", "LAST ACTIVITY"):
+        assert column in wide[0]
+    as_json = json.loads(jq(redis_url, "stats", "-o", "json").stdout)
+    assert as_json == json.loads(jq(redis_url, "stats", "--json").stdout)  # the old flag stays
+    assert yaml.safe_load(jq(redis_url, "stats", "-o", "yaml").stdout) == as_json
+    assert as_json["analytics:aggregate"]["queued"] == 12345
+    bad = jq(redis_url, "stats", "-o", "xml")
+    assert bad.returncode == ExitCode.USAGE
+    assert "'xml' is not one of 'table', 'wide', 'json', 'yaml'" in bad.stderr
+
+
+def test_status_reads_in_a_pipe_and_as_yaml(redis_conn: redis.Redis, redis_url: str) -> None:
+    publish(redis_conn, "ops")
+    enqueue("ops", FN + "add", ["x" * 200], job_id="long", connection=redis_conn)
+    text = jq(redis_url, "status", "ops", "long").stdout
+    args_line = next(line for line in text.splitlines() if line.startswith("args:"))
+    assert args_line.endswith("…")  # long values are cut in the table ...
+    wide = jq(redis_url, "status", "ops", "long", "-o", "wide").stdout
+    assert "x" * 200 in wide  # ... and whole in wide
+    data = yaml.safe_load(jq(redis_url, "status", "ops", "long", "-o", "yaml").stdout)
+    assert (data["id"], data["status"], data["args"]) == ("long", "queued", [["x" * 200]])
