@@ -1,6 +1,7 @@
 """The autoscaler with 1,000 JobQueues on one operator: Redis time per pass, CPU, memory.
 
     .venv/bin/python benchmarks/bench_autoscaler_scale.py [--queues 1000] [--window 60] [--busy 0.1]
+        [--profile DIR]     # py-spy flame graphs (DIR/<window>-<queues>.svg) and collapsed stacks
 
 One real operator process (``python -m jobqueue_operator``) watching one namespace of the
 real API server, N real JobQueues (minReplicas 0), no worker process:
@@ -79,12 +80,14 @@ def redis_usec(conn: redis.Redis, command: str | None = None) -> int:
     return sum(int(v["usec"]) for v in stats_.values())
 
 
-def window(op: bl.Operator, conn: redis.Redis, port: int | None, seconds: float) -> dict[str, Any]:
+def window(op: bl.Operator, conn: redis.Redis, port: int | None, seconds: float,
+           profile: Path | None = None) -> dict[str, Any]:
     """CPU and RSS (as operator_footprint.py measures them) and, autoscaler on, passes and
-    Redis time over ``seconds``."""
+    Redis time over ``seconds``; with ``profile``, a py-spy flame graph of the same window."""
     before = scrape(port) if port else ""
     usec0, all0, t0 = redis_usec(conn, "evalsha"), redis_usec(conn), time.monotonic()
-    out: dict[str, Any] = operator_footprint.measure_window(op, seconds)
+    with op.profiled(profile, seconds):
+        out: dict[str, Any] = operator_footprint.measure_window(op, seconds)
     elapsed = time.monotonic() - t0
     if port:
         after = scrape(port)
@@ -137,7 +140,12 @@ def main() -> None:
     parser.add_argument("--queues", type=int, default=1000)
     parser.add_argument("--window", type=float, default=60.0, help="seconds of each steady measurement")
     parser.add_argument("--busy", type=float, default=0.1, help="share of queues given a backlog")
+    parser.add_argument("--profile", type=Path, help="directory for py-spy flame graphs of each window")
     args = parser.parse_args()
+
+    def profile(label: str) -> Path | None:
+        return args.profile / f"{label}-{args.queues}" if args.profile else None
+
     result: dict[str, Any] = {"benchmark": "autoscaler_scale", "queues": args.queues}
     names = [f"q-{i:04d}" for i in range(args.queues)]
     with bl.environment() as (cluster, redis_server), tempfile.TemporaryDirectory() as tmp:
@@ -159,7 +167,7 @@ def main() -> None:
                         lambda: operator_footprint.all_reconciled(cluster, ns, args.queues), timeout=1800)
             time.sleep(SETTLE_SECONDS)
             bl.log(f"idle, autoscaler on: measuring {args.window:.0f} s")
-            result["idle"] = window(op, conn, port, args.window)
+            result["idle"] = window(op, conn, port, args.window, profile("idle"))
 
             busy = names[: max(1, int(args.queues * args.busy))]
             bl.log(f"backlog in {len(busy)} queues")
@@ -168,7 +176,7 @@ def main() -> None:
                              connection=conn)
             bl.wait_all("busy queues at 2 replicas", lambda: all_scaled(cluster, ns, busy, 2), timeout=600)
             bl.log(f"backlog, autoscaler on: measuring {args.window:.0f} s")
-            result["backlog"] = window(op, conn, port, args.window)
+            result["backlog"] = window(op, conn, port, args.window, profile("backlog"))
         finally:
             op.stop()
 
@@ -177,7 +185,7 @@ def main() -> None:
                           extra_env={"JOBQUEUE_POLL_INTERVAL": "0"}).start()
         try:
             time.sleep(SETTLE_SECONDS + 30)  # resume handlers of every JobQueue, then quiet
-            result["autoscaler_off"] = window(off, conn, None, args.window)
+            result["autoscaler_off"] = window(off, conn, None, args.window, profile("off"))
         finally:
             off.stop()
         bl.log("baseline: the same figures read one queue per call")

@@ -1,6 +1,7 @@
 """From ``kubectl apply`` of 50 JobQueues at once to their 50 worker Deployments existing.
 
-    python benchmarks/operator_apply_latency.py [--queues 50] [--rounds 3]
+    python benchmarks/operator_apply_latency.py [--queues 50] [--rounds 5] [--profile DIR]
+    python benchmarks/operator_apply_latency.py --queues 500 --rounds 1      # one large apply
 
 For each round, in a fresh namespace:
 
@@ -69,7 +70,8 @@ def status_times(cluster: Any, namespace: str, count: int, started: float, timeo
     return [t - started for t in seen.values()]
 
 
-def one_round(cluster: Any, queues: int, operator_namespace: str, rnd: int) -> dict[str, list[float]]:
+def one_round(cluster: Any, queues: int, operator_namespace: str, rnd: int,
+              *, op: bl.Operator, profile: Path | None) -> dict[str, list[float]]:
     base_ns = f"bench-floor-{rnd}-{uuid.uuid4().hex[:4]}"
     cluster.kubectl("create", "namespace", base_ns)
     with bl.DeploymentWatch(cluster, base_ns) as watch:
@@ -79,7 +81,7 @@ def one_round(cluster: Any, queues: int, operator_namespace: str, rnd: int) -> d
 
     ns = operator_namespace
     objects = [bl.jobqueue(f"q{rnd}-{i:03d}", ns) for i in range(queues)]
-    with bl.DeploymentWatch(cluster, ns) as watch:
+    with bl.DeploymentWatch(cluster, ns) as watch, op.profiled(profile, max(5.0, queues / 10)):
         started = bl.kubectl_apply(cluster, objects)
         watch.wait_for(queues * (rnd + 1), timeout=300)
         ours = [t - started for name, t in watch.seen.items() if name.startswith(f"q{rnd}-")]
@@ -91,7 +93,8 @@ def one_round(cluster: Any, queues: int, operator_namespace: str, rnd: int) -> d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--queues", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--profile", type=Path, help="directory for py-spy flame graphs of each round")
     args = parser.parse_args()
     results: dict[str, list[float]] = {"floor": [], "operator": [], "status": []}
     with bl.environment() as (cluster, redis_server), tempfile.TemporaryDirectory() as tmp:
@@ -103,7 +106,8 @@ def main() -> None:
                 bl.log(
                     f"round {rnd + 1}/{args.rounds}: {args.queues} Deployments, then {args.queues} JobQueues"
                 )
-                for key, values in one_round(cluster, args.queues, ns, rnd).items():
+                profile = args.profile / f"apply-{args.queues}-round{rnd + 1}" if args.profile else None
+                for key, values in one_round(cluster, args.queues, ns, rnd, op=op, profile=profile).items():
                     results[key] += values
         finally:
             op.stop()

@@ -131,6 +131,26 @@ class Operator:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
 
+    @contextlib.contextmanager
+    def profiled(self, out: Path | None, seconds: float) -> Iterator[None]:
+        """Sample the operator with py-spy (no pausing: ``--nonblocking``) while the block runs:
+        ``out``.svg is the flame graph, ``out``.txt the collapsed stacks. No-op without ``out``."""
+        if out is None:
+            yield
+            return
+        assert self.proc is not None
+        out.parent.mkdir(parents=True, exist_ok=True)
+        common = ["-p", str(self.proc.pid), "-r", "97", "-d", str(int(seconds)), "--nonblocking"]
+        spies = [subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", *common,
+                                   "-f", fmt, "-o", str(out.with_suffix(suffix))],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for fmt, suffix in (("flamegraph", ".svg"), ("raw", ".txt"))]
+        try:
+            yield
+        finally:
+            for spy in spies:
+                spy.wait(seconds + 60)
+
     def cpu_seconds(self) -> float:
         """User + system CPU time of the operator process so far."""
         assert self.proc is not None

@@ -187,9 +187,14 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     runtime.hub.close()
 
 
+#: One per process, like kopf's indexes themselves (index handlers run before any startup
+#: handler could create it in the memo).
+_QUEUE_REFS: Final = index.QueueRefs()
+
+
 @kopf.index(GROUP, VERSION, models.JOBQUEUE_PLURAL)
 async def jobqueue_index(body: kopf.Body, **_: Any) -> dict[index.Key, index.QueueRef] | None:
-    ref = index.queue_ref(_raw(body))
+    ref = _QUEUE_REFS.of(_raw(body))
     return None if ref is None else {ref.key: ref}
 
 
@@ -210,6 +215,7 @@ async def reconcile_jobqueue(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None
 @kopf.on.event(GROUP, VERSION, models.JOBQUEUE_PLURAL,
                when=lambda event, **_: event.get("type") == "DELETED")
 async def jobqueue_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _QUEUE_REFS.forget(str(body["metadata"].get("uid", "")))
     await _runtime(memo).reconciler.gone(_raw(body))
 
 

@@ -89,3 +89,30 @@ def queue_ref(body: Mapping[str, Any]) -> QueueRef | None:
         deployment_name=names.deployment_name(name),
         deleting=bool(meta.get("deletionTimestamp")),
     )
+
+
+class QueueRefs:
+    """:func:`queue_ref` with a memory: every watch event of one version of a JobQueue gets the
+    same :class:`QueueRef` object. Status writes (the autoscaler's every few seconds per busy
+    queue) reach the index as events too; validating the spec again for each was a large
+    share of the operator's CPU, and an unchanged object lets the poller skip a queue at rest.
+    A new ``generation`` (spec changed) or a deletion timestamp makes a new one."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[Any, bool, QueueRef]] = {}
+
+    def of(self, body: Mapping[str, Any]) -> QueueRef | None:
+        meta = body.get("metadata") or {}
+        uid, version = str(meta.get("uid", "")), (meta.get("generation"), bool(meta.get("deletionTimestamp")))
+        last = self._last.get(uid)
+        if last is not None and (last[0], last[1]) == version:
+            return last[2]
+        ref = queue_ref(body)
+        if ref is None:
+            self._last.pop(uid, None)
+        else:
+            self._last[uid] = (*version, ref)
+        return ref
+
+    def forget(self, uid: str) -> None:
+        self._last.pop(uid, None)

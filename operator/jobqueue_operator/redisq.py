@@ -184,14 +184,16 @@ class RedisHub:
     # ---- the autoscaler
 
     async def poll(self, url: str, queue_names: Sequence[str],
-                   pods: Mapping[str, Collection[str]] | None = None) -> Poll:
+                   pods: Mapping[str, Collection[str]] | None = None, *,
+                   reuse: stats.Reuse | None = None) -> Poll:
         """Every figure of every queue in ``queue_names`` (one round trip), plus the
         ``last_heartbeat`` of the live workers of ``pods`` (queue -> pod names; one more
-        round trip, only when asked): the evidence that a vanished pod's workers are dead."""
+        round trip, only when asked): the evidence that a vanished pod's workers are dead.
+        ``reuse``: see :func:`jobqueue.stats.snapshot` (one mapping per URL, one poll at a time)."""
 
         def read(conn: redis.Redis) -> Poll:
             started = time.perf_counter()
-            figures = stats.snapshot(conn, queue_names)
+            figures = stats.snapshot(conn, queue_names, reuse=reuse)
             wanted = [w.name for queue, names in (pods or {}).items() if queue in figures
                       for w in figures[queue].workers if w.pod in names]
             beats: dict[str, str | None] = {}

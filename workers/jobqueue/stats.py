@@ -28,7 +28,7 @@ Reading the figures:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -81,10 +81,20 @@ def _int(value: object, default: int) -> int:
         return default
 
 
+#: What :func:`snapshot` may reuse from an earlier call: queue -> (the script's reply for it,
+#: the stats made of it). Kept by a caller that polls the same queues again and again.
+Reuse = MutableMapping[str, tuple[object, object, QueueStats]]
+
+
 def snapshot(
-    conn: redis.Redis, queue_names: Iterable[str], now: float | None = None
+    conn: redis.Redis, queue_names: Iterable[str], now: float | None = None, *, reuse: Reuse | None = None
 ) -> dict[str, QueueStats]:
-    """Stats of every queue in ``queue_names``; unknown queues simply read as empty."""
+    """Stats of every queue in ``queue_names``; unknown queues simply read as empty.
+
+    With ``reuse`` (the same mapping, call after call), a queue whose reply is what it was
+    last time, and whose stats do not depend on the time (nothing runnable is waiting, so no
+    age), gets the *same* :class:`QueueStats` object back: the autoscaler polls thousands of
+    mostly idle queues every second and skips every queue whose stats object is unchanged."""
     names = list(dict.fromkeys(queue_names))
     now = time.time() if now is None else now
     out: dict[str, QueueStats] = {}
@@ -92,6 +102,11 @@ def snapshot(
     replies = _SNAPSHOT.many(conn, [(repr(now), *chunk) for chunk in chunks]) if chunks else []
     for chunk, flat in zip(chunks, replies, strict=True):
         for q, figures, rows in zip(chunk, flat[::2], flat[1::2], strict=True):
+            if reuse is not None:
+                earlier = reuse.get(q)
+                if earlier is not None and earlier[0] == figures and earlier[1] == rows:
+                    out[q] = earlier[2]
+                    continue
             (p1, p2, p3, p4, p5, scheduled, due, oldest, running, lost, failed, finished,
              activity) = text(figures).split(",")  # fmt: skip
             levels = dict(zip(PRIORITY_LEVELS, (int(p1), int(p2), int(p3), int(p4), int(p5)), strict=True))
@@ -122,4 +137,12 @@ def snapshot(
                 last_activity_at=float(activity) if activity else None,
                 workers=workers,
             )
+            if reuse is not None:
+                if oldest:  # its age grows with the time: never the same stats twice
+                    reuse.pop(q, None)
+                else:
+                    reuse[q] = (figures, rows, out[q])
+    if reuse is not None and len(reuse) > len(names):
+        for gone in set(reuse) - set(names):
+            del reuse[gone]
     return out

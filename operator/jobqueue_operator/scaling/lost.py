@@ -97,6 +97,10 @@ class LostPods:
             if w is not None and w.suspect:
                 del self._watched[(*key, name)]
 
+    def knows(self, key: tuple[str, str]) -> bool:
+        """Whether pods of JobQueue ``key`` were seen alive (so that their absence means something)."""
+        return bool(self._known.get(key))
+
     def suspect(self, pod: PodKey, queue: str, now: float) -> None:
         """Redis has worker records of ``pod``, which the pod watch does not show alive."""
         if pod not in self._watched and pod[2] not in self._known.get(pod[:2], set()):

@@ -38,6 +38,7 @@ from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from jobqueue import stats as stats_module
 from jobqueue.stats import QueueStats
 from jobqueue_operator import endpoints, errors, index, k8s, metrics, models, redisq
 from jobqueue_operator.builders import names, status
@@ -79,6 +80,9 @@ class _Queue:
     #: status changes held back by the write interval (to write once it has passed)
     held_back: bool = False
     spec: policy.ScalingSpec | None = None
+    #: (stats, Deployment view, ref) of a pass that found the queue at rest (see ``_at_rest``):
+    #: while the next passes see these very objects again, they skip the queue outright
+    rest: tuple[QueueStats, views.DeploymentView, index.QueueRef] | None = None
 
 
 def _all(idx: Mapping[Key, Collection[Any]], key: Key) -> Collection[Any]:
@@ -134,6 +138,8 @@ class Autoscaler:
         self._state: dict[Key, _Queue] = {}
         self._lost = lost.LostPods()
         self._reads: dict[str, asyncio.Task[_Read]] = {}
+        #: per Redis URL, what the snapshot may reuse from the last read (jobqueue.stats.Reuse)
+        self._reuse: dict[str, stats_module.Reuse] = {}
         self._redis_down: dict[str, str] = {}
         self._marked: dict[Key, status.Publication | None] = {}
         self._scale_slots = asyncio.Semaphore(SCALE_CONCURRENCY)
@@ -179,32 +185,64 @@ class Autoscaler:
         self._forget_gone(refs)
         by_url = await self._urls(refs.values())
         for key, ref in refs.items():
-            self._lost.look(key, ref.queue_name, (lost.PodSighting(p.name, p.terminating, p.finished)
-                                                  for p in _all(self._pods, key)), mono)
+            pods = _all(self._pods, key)
+            if pods or self._lost.knows(key):  # (nothing to look at for a queue without pods)
+                self._lost.look(key, ref.queue_name, (lost.PodSighting(p.name, p.terminating, p.finished)
+                                                      for p in pods), mono)
         reads = await self._read_all(by_url)
         self._suspect_unseen_pods(by_url, reads, mono)
 
         steps: dict[str, _Step] = {}
+        resting: list[plans.Wish] = []
         for url, group in by_url.items():
             read = reads.get(url)
+            polled = None if read is None or isinstance(read.result, Exception) else read.result.queues
             for ref in group:
                 deployment = self._one(self._deployments, ref.key)
                 if deployment is None:
                     continue  # not created yet, or not in the index yet: nothing to scale
+                if polled is not None and self._still_at_rest(ref, deployment, polled):
+                    resting.append(plans.Wish(str(ref.key), ref.priority, deployment.replicas, None, 0))
+                    continue
                 q = self._queue(ref)
                 step = _Step(q, url, deployment, self._current(q, deployment, mono))
                 step.decision, step.stats, step.busy_pods = self._decide(q, read, step.current, now)
                 steps[str(ref.key)] = step
         wishes = [plans.Wish(k, step.q.ref.priority, step.current, step.decision, step.busy_pods)
                   for k, step in steps.items()]
+        if self._budget is not None:  # a queue at rest keeps its pods, and they count
+            wishes += resting
         for k, decision in plans.targets(self._budget, wishes).items():
-            steps[k].decision = decision
+            if k in steps:
+                steps[k].decision = decision
         changes = [step for step in steps.values() if self._settle(step, mono)]
         await asyncio.gather(*(self._apply(step, now, mono) for step in changes))
         await self._recover_lost(by_url, reads, mono)
         for pod in self._lost.expire(mono):
             logger.warning("pod %s/%s still has live workers %.0fs after it went away; leaving its "
                            "jobs to the workers' lease reaping", pod[0], pod[2], lost.GIVE_UP_SECONDS)
+
+    def _still_at_rest(self, ref: index.QueueRef, deployment: views.DeploymentView,
+                       polled: Mapping[str, QueueStats]) -> bool:
+        """Whether this pass sees exactly what the pass that found the queue at rest saw."""
+        q = self._state.get(ref.key)
+        rest = None if q is None else q.rest
+        return (rest is not None and rest[0] is polled.get(ref.queue_name) and rest[1] is deployment
+                and rest[2] is ref and ref.key not in self._pods)
+
+    def _at_rest(self, q: _Queue, step: _Step) -> bool:
+        """Nothing to do, and nothing that time alone could change: no work, no pods (so no
+        pod events to follow), replicas where an idle queue stays for good, no scale-down
+        delay counting, no status write waiting. The decision of the same inputs would be
+        the same at any later time, so while the inputs stay the same objects (the stats
+        are reused by the snapshot, the views by kopf's indexes) the queue is skipped."""
+        stats, decision, spec = step.stats, step.decision, q.spec
+        if stats is None or decision is None or spec is None or q.held_back or q.pending is not None:
+            return False
+        resting = 0 if spec.suspend else policy.clamp(0, spec.min_replicas, spec.max_replicas)
+        return (stats.queued == 0 and stats.scheduled_due == 0 and stats.running == 0
+                and decision.replicas == step.current == resting and decision.memory.lower_since is None
+                and q.ref.key not in self._pods)
 
     @staticmethod
     def _one(idx: Mapping[Key, Collection[Any]], key: Key) -> Any:
@@ -281,7 +319,8 @@ class Autoscaler:
             for pod, queue in watched.items():
                 if pod[:2] in queues:
                     pods[queue].add(pod[2])
-            self._reads[url] = asyncio.create_task(self._read(url, sorted(set(queues.values())), pods))
+            self._reads[url] = asyncio.create_task(
+                self._read(url, sorted(set(queues.values())), pods, self._reuse.setdefault(url, {})))
         if self._reads:
             await asyncio.wait(self._reads.values(), timeout=self._interval)
         out: dict[str, _Read] = {}
@@ -293,11 +332,12 @@ class Autoscaler:
             self._reachability(url, by_url.get(url, []), read.result)
         return out
 
-    async def _read(self, url: str, queue_names: list[str], pods: Mapping[str, set[str]]) -> _Read:
+    async def _read(self, url: str, queue_names: list[str], pods: Mapping[str, set[str]],
+                    reuse: stats_module.Reuse) -> _Read:
         started = self._monotonic()
         label = redisq.redact(url)
         try:
-            poll = await self._hub.poll(url, queue_names, pods)
+            poll = await self._hub.poll(url, queue_names, pods, reuse=reuse)
         except Exception as e:  # RedisUnavailable, or a bug: either way this Redis is unknown now
             metrics.POLL_ERRORS.labels(label).inc()
             metrics.REDIS_UP.labels(label).set(0)
@@ -375,12 +415,14 @@ class Autoscaler:
                 self._account(q, stats, decision.replicas, mono)
             except Exception:
                 logger.exception("reporting JobQueue %s/%s failed this pass", *q.ref.key)
+        q.rest = (stats, step.deployment, q.ref) if stats is not None and self._at_rest(q, step) else None
         return False
 
     async def _apply(self, step: _Step, now: float, mono: float) -> None:
         """Carry out a change of replicas; every failure stays within this queue."""
         q, decision, stats = step.q, step.decision, step.stats
         assert decision is not None
+        q.rest = None
         try:
             if ((decision.replicas > step.current or await self._costs_in_place(step, now))
                     and await self._scale(step, decision, now, mono)):
@@ -527,7 +569,7 @@ class Autoscaler:
                 continue
             for ref in group:
                 stats = read.result.queues.get(ref.queue_name)
-                if stats is None:
+                if stats is None or not stats.workers:
                     continue
                 shown = {p.name for p in _all(self._pods, ref.key)}
                 for worker in stats.workers:
@@ -536,8 +578,11 @@ class Autoscaler:
 
     async def _recover_lost(self, by_url: Mapping[str, list[index.QueueRef]], reads: Mapping[str, _Read],
                             mono: float) -> None:
+        watched = self._lost.watched()
+        if not watched:
+            return
         url_of = {ref.key: url for url, group in by_url.items() for ref in group}
-        for pod, queue in self._lost.watched().items():
+        for pod, queue in watched.items():
             read = reads.get(url_of.get(pod[:2], ""))
             if read is None:
                 continue

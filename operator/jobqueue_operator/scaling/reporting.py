@@ -8,7 +8,11 @@ an etcd write and a watch event to every watcher of JobQueues (kopf included), s
 * the backlog figures (queued, running, …) are written at most every
   :data:`STATUS_INTERVAL_SECONDS` per queue, only the fields that changed, and never when
   nothing did — a thousand idle queues cost no write at all;
-* ``oldestQueuedSeconds`` is rounded to whole seconds (it changes every poll otherwise).
+* ``oldestQueuedSeconds`` is rounded to whole seconds (it changes every poll otherwise), and
+  when it is the only change (a backlog nothing takes: no pod could start, the queue is
+  suspended) it is refreshed every :data:`AGE_ONLY_INTERVAL_SECONDS`: the figures that say
+  how much work there is go out every 10 s, an age alone does not cost a write each time.
+  (Alerts read the exact age from the ``jobqueue_queue_oldest_job_age_seconds`` metric.)
 
 The current values come from the JobQueue status index (:mod:`.views`), i.e. from the
 object itself, so an operator restart writes nothing that is already there.
@@ -28,6 +32,8 @@ from jobqueue_operator.builders import status
 #: write also costs every JobQueue watcher an event; 10 s keeps a thousand busy queues at
 #: 100 writes/s at most, fresh enough for ``kubectl get``.
 STATUS_INTERVAL_SECONDS: Final = 10.0
+#: Minimum seconds between two writes whose only change is ``oldestQueuedSeconds``.
+AGE_ONLY_INTERVAL_SECONDS: Final = 60.0
 
 
 def figures(stats: QueueStats, desired: int) -> dict[str, Any]:
@@ -65,6 +71,8 @@ def due(patch: Mapping[str, Any], *, last_write: float | None, now: float,
     """Whether ``patch`` may be written now (see :func:`status_patch`)."""
     if "desiredReplicas" in patch or "lastScaleTime" in patch:
         return True
+    if patch.keys() == {"oldestQueuedSeconds"}:
+        interval = max(interval, AGE_ONLY_INTERVAL_SECONDS)
     return last_write is None or now - last_write >= interval
 
 

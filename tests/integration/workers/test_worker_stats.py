@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import redis
 from rq import Queue
@@ -90,3 +91,21 @@ def test_snapshot_is_read_only(redis_conn: redis.Redis) -> None:
     before = _dump(redis_conn)
     snapshot(redis_conn, ["ro"])
     assert _dump(redis_conn) == before
+
+
+def test_a_poller_gets_the_same_stats_back_while_nothing_changes(redis_conn: redis.Redis) -> None:
+    publish(redis_conn, "idle")
+    publish(redis_conn, "busy")
+    enqueue("busy", FN + "noop", connection=redis_conn)
+    reuse: dict[str, Any] = {}
+    first = snapshot(redis_conn, ["idle", "busy"], reuse=reuse)
+    second = snapshot(redis_conn, ["idle", "busy"], reuse=reuse)
+    assert second["idle"] is first["idle"]  # idle: the very same object
+    assert second["busy"] is not first["busy"]  # a queued job's age grows: made afresh
+    assert second["busy"].oldest_queued_seconds >= first["busy"].oldest_queued_seconds
+    enqueue("idle", FN + "noop", delay=600, connection=redis_conn)  # any change: new stats
+    third = snapshot(redis_conn, ["idle", "busy"], reuse=reuse)
+    assert third["idle"] is not second["idle"]
+    assert third["idle"].scheduled == 1
+    assert snapshot(redis_conn, ["idle"], reuse=reuse)["idle"] is third["idle"]
+    assert set(reuse) == {"idle"}  # queues no longer asked for are forgotten

@@ -109,6 +109,25 @@ def test_an_unreadable_spec_is_not_indexed() -> None:
     assert index.queue_ref(body({"worker": {"image": "x"}})) is None
 
 
+def test_index_entries_are_reused_until_the_spec_or_the_deletion_changes() -> None:
+    refs = index.QueueRefs()
+    first = refs.of(body({"worker": WORKER, "priority": 2}))
+    # a status write: same generation, new status; the spec is not read again
+    again = refs.of({**body({"worker": WORKER, "priority": 2}), "status": {"queued": 4}})
+    assert first is not None
+    assert again is first
+    changed = refs.of(body({"worker": WORKER, "priority": 1}, generation=8))
+    assert changed is not None
+    assert changed is not first
+    assert changed.priority == 1
+    deleting = refs.of(body({"worker": WORKER, "priority": 1}, generation=8,
+                            deletionTimestamp="2026-01-01T00:00:00Z"))
+    assert deleting is not None
+    assert deleting.deleting
+    refs.forget("u1")
+    assert refs.of(body({"worker": WORKER, "priority": 1}, generation=8)) is not changed
+
+
 def test_published_settings_carry_the_owner_and_the_generation() -> None:
     spec = models.JobQueueSpec.model_validate(
         {

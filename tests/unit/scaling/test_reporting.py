@@ -54,3 +54,16 @@ def test_scale_events() -> None:
     assert reporting.scale_event(2, 10, "queued=40 running=0 → 10 replicas") == (
         "ScaledUp", "worker replicas 2 → 10: queued=40 running=0 → 10 replicas")
     assert reporting.scale_event(10, 0, "idle")[0] == "ScaledDown"
+
+
+def test_an_age_alone_is_refreshed_less_often() -> None:
+    on_object = reporting.figures(stats(queued=5, oldest=30), 1)
+    older = reporting.figures(stats(queued=5, oldest=45), 1)
+    usual, age_only = reporting.STATUS_INTERVAL_SECONDS, reporting.AGE_ONLY_INTERVAL_SECONDS
+    assert reporting.status_patch(on_object, older, last_write=100, now=100 + usual) is None
+    assert reporting.status_patch(on_object, older, last_write=100, now=100 + age_only) == {
+        "oldestQueuedSeconds": 45}
+    # with another figure it goes out on the usual interval, the age with it
+    both = reporting.figures(stats(queued=6, oldest=45), 1)
+    assert reporting.status_patch(on_object, both, last_write=100, now=100 + usual) == {
+        "queued": 6, "oldestQueuedSeconds": 45}
