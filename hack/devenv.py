@@ -393,6 +393,19 @@ class Cluster:
         return tail
 
     def start(self) -> Cluster:
+        """Create and start the cluster. kwokctl picks its components' ports itself, so a
+        cluster started at the same moment by another process can take one of them between
+        the pick and the bind: then this one is deleted and started once more."""
+        try:
+            return self._start_once()
+        except RuntimeError as e:
+            if "address already in use" not in str(e):
+                raise
+            log(f"cluster {self.name}: a port was taken by another process while starting; once more")
+            self.delete()
+            return self._start_once()
+
+    def _start_once(self) -> Cluster:
         t0 = time.monotonic()
         if self.exists():
             log(f"cluster {self.name}: stale state found, deleting it first")
