@@ -460,8 +460,10 @@ SNAPSHOT: Final = _PRELUDE + r"""
 -- strings costs both sides far less than one of tens of thousands of elements):
 --   "p1,p2,p3,p4,p5,scheduled,scheduled_due,oldest_ready,running,lost,failed,finished,last_activity"
 --   the live workers, "\30"-separated, each "name\31pod\31state\31current_job\31busy\31slots"
+-- A queue with no key at all (no job in any state, no worker: most queues, most of the time)
+-- is one EXISTS and one short reply, "=last_activity" and "".
 -- It runs every second over every queue, so calls are skipped wherever an earlier answer
--- already implies the result: one EXISTS tells which of a queue's job keys exist at all
+-- already implies the result: one EXISTS tells which of a queue's keys exist at all
 -- (most queues are idle), the earliest scheduled score tells whether any is due.
 local call = redis.call
 local now = tonumber(ARGV[1])
@@ -473,50 +475,57 @@ for qi, q in ipairs(names) do
   local base = 'rq:queue:' .. q
   local lkeys = {base .. ':p1', base .. ':p2', base, base .. ':p4', base .. ':p5'}
   local sched, wip = 'rq:scheduled:' .. q, 'rq:wip:' .. q
-  local failed, finished = 'rq:failed:' .. q, 'rq:finished:' .. q
+  local failed, finished, workers = 'rq:failed:' .. q, 'rq:finished:' .. q, 'rq:workers:' .. q
   local any = call('EXISTS', lkeys[1], lkeys[2], lkeys[3], lkeys[4], lkeys[5], sched, wip, failed,
-                   finished)
-  local f = {0, 0, 0, 0, 0, 0, 0, '', 0, 0, 0, 0, activity[qi] or ''}
-  if any > 0 then
-    local oldest = nil
-    -- most queues use only the default level: one EXISTS rules out the four others
-    local others = call('EXISTS', lkeys[1], lkeys[2], lkeys[4], lkeys[5])
-    for l = 1, 5 do
-      if l == 3 or others > 0 then
-        local len = call('LLEN', lkeys[l])
-        f[l] = len
-        if len > 0 then
-          local jk = 'rq:job:' .. call('LINDEX', lkeys[l], 0)
-          local t = tonumber(call('HGET', jk, 'jq_ready')) or iso_ts(call('HGET', jk, 'enqueued_at'))
-          if t and (oldest == nil or t < oldest) then oldest = t end
+                   finished, workers)
+  if any == 0 then
+    out[#out + 1] = '=' .. (activity[qi] or '')
+    out[#out + 1] = ''
+  else
+    local members = call('SMEMBERS', workers)
+    if #members > 0 then any = any - 1 end  -- the rest are job keys
+    local f = {0, 0, 0, 0, 0, 0, 0, '', 0, 0, 0, 0, activity[qi] or ''}
+    if any > 0 then
+      local oldest = nil
+      -- most queues use only the default level: one EXISTS rules out the four others
+      local others = call('EXISTS', lkeys[1], lkeys[2], lkeys[4], lkeys[5])
+      for l = 1, 5 do
+        if l == 3 or others > 0 then
+          local len = call('LLEN', lkeys[l])
+          f[l] = len
+          if len > 0 then
+            local jk = 'rq:job:' .. call('LINDEX', lkeys[l], 0)
+            local t = tonumber(call('HGET', jk, 'jq_ready')) or iso_ts(call('HGET', jk, 'enqueued_at'))
+            if t and (oldest == nil or t < oldest) then oldest = t end
+          end
         end
       end
+      local first = call('ZRANGE', sched, 0, 0, 'WITHSCORES')
+      if first[1] then
+        f[6] = call('ZCARD', sched)
+        local due_from = tonumber(first[2])
+        if due_from <= now then
+          f[7] = call('ZCOUNT', sched, '-inf', now)
+          if oldest == nil or due_from < oldest then oldest = due_from end
+        end
+      end
+      if oldest then f[8] = tostring(oldest) end
+      f[9] = call('ZCARD', wip)
+      if f[9] > 0 then f[10] = call('ZCOUNT', wip, '-inf', now) end
+      f[11] = call('ZCOUNT', failed, now, '+inf')
+      f[12] = call('ZCOUNT', finished, now, '+inf')
     end
-    local first = call('ZRANGE', sched, 0, 0, 'WITHSCORES')
-    if first[1] then
-      f[6] = call('ZCARD', sched)
-      local due_from = tonumber(first[2])
-      if due_from <= now then
-        f[7] = call('ZCOUNT', sched, '-inf', now)
-        if oldest == nil or due_from < oldest then oldest = due_from end
+    out[#out + 1] = table.concat(f, ',')
+    local rows = {}
+    for _, wk in ipairs(members) do
+      local w = call('HMGET', wk, 'state', 'current_job', 'hostname', 'jq_busy', 'jq_slots', 'death')
+      if w[1] and not w[6] then
+        local row = {string.sub(wk, 11), w[3] or '', w[1], w[2] or '', w[4] or '', w[5] or ''}
+        rows[#rows + 1] = table.concat(row, '\31')
       end
     end
-    if oldest then f[8] = tostring(oldest) end
-    f[9] = call('ZCARD', wip)
-    if f[9] > 0 then f[10] = call('ZCOUNT', wip, '-inf', now) end
-    f[11] = call('ZCOUNT', failed, now, '+inf')
-    f[12] = call('ZCOUNT', finished, now, '+inf')
+    out[#out + 1] = table.concat(rows, '\30')
   end
-  out[#out + 1] = table.concat(f, ',')
-  local rows = {}
-  for _, wk in ipairs(call('SMEMBERS', 'rq:workers:' .. q)) do
-    local w = call('HMGET', wk, 'state', 'current_job', 'hostname', 'jq_busy', 'jq_slots', 'death')
-    if w[1] and not w[6] then
-      local row = {string.sub(wk, 11), w[3] or '', w[1], w[2] or '', w[4] or '', w[5] or ''}
-      rows[#rows + 1] = table.concat(row, '\31')
-    end
-  end
-  out[#out + 1] = table.concat(rows, '\30')
 end
 return out
 """

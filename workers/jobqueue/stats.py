@@ -86,6 +86,13 @@ def _int(value: object, default: int) -> int:
 Reuse = MutableMapping[str, tuple[object, object, QueueStats]]
 
 
+def _empty(queue: str, activity: str) -> QueueStats:
+    return QueueStats(
+        queue=queue, queued=0, queued_by_priority=dict.fromkeys(PRIORITY_LEVELS, 0), scheduled=0,
+        scheduled_due=0, running=0, lost=0, failed=0, finished=0, oldest_queued_seconds=0.0,
+        last_activity_at=float(activity) if activity else None)
+
+
 def snapshot(
     conn: redis.Redis, queue_names: Iterable[str], now: float | None = None, *, reuse: Reuse | None = None
 ) -> dict[str, QueueStats]:
@@ -107,8 +114,14 @@ def snapshot(
                 if earlier is not None and earlier[0] == figures and earlier[1] == rows:
                     out[q] = earlier[2]
                     continue
+            packed = text(figures)
+            if packed[:1] == "=":  # no key at all: nothing queued, held or kept, no worker
+                out[q] = _empty(q, packed[1:])
+                if reuse is not None:
+                    reuse[q] = (figures, rows, out[q])
+                continue
             (p1, p2, p3, p4, p5, scheduled, due, oldest, running, lost, failed, finished,
-             activity) = text(figures).split(",")  # fmt: skip
+             activity) = packed.split(",")  # fmt: skip
             levels = dict(zip(PRIORITY_LEVELS, (int(p1), int(p2), int(p3), int(p4), int(p5)), strict=True))
             workers = []
             for row in text(rows).split("\x1e") if rows else ():
