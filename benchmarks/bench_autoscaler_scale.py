@@ -80,14 +80,18 @@ def redis_usec(conn: redis.Redis, command: str | None = None) -> int:
     return sum(int(v["usec"]) for v in stats_.values())
 
 
-def window(op: bl.Operator, conn: redis.Redis, port: int | None, seconds: float,
+def window(op: bl.Operator, conn: redis.Redis, port: int | None, seconds: float, *, namespace: str,
            profile: Path | None = None) -> dict[str, Any]:
-    """CPU and RSS (as operator_footprint.py measures them) and, autoscaler on, passes and
-    Redis time over ``seconds``; with ``profile``, a py-spy flame graph of the same window."""
+    """CPU and RSS (as operator_footprint.py measures them), the JobQueue and Deployment writes
+    (watch events) and, autoscaler on, passes and Redis time over ``seconds``; with
+    ``profile``, a py-spy flame graph of the same window."""
     before = scrape(port) if port else ""
     usec0, all0, t0 = redis_usec(conn, "evalsha"), redis_usec(conn), time.monotonic()
-    with op.profiled(profile, seconds):
+    with (op.profiled(profile, seconds), bl.EventCount(op.cluster, namespace, "jobqueues") as jqs,
+          bl.EventCount(op.cluster, namespace, "deployments") as deps):
         out: dict[str, Any] = operator_footprint.measure_window(op, seconds)
+    out["jobqueue_writes_per_second"] = round(jqs.counts.get("MODIFIED", 0) / seconds, 2)
+    out["deployment_writes_per_second"] = round(deps.counts.get("MODIFIED", 0) / seconds, 2)
     elapsed = time.monotonic() - t0
     if port:
         after = scrape(port)
@@ -167,7 +171,7 @@ def main() -> None:
                         lambda: operator_footprint.all_reconciled(cluster, ns, args.queues), timeout=1800)
             time.sleep(SETTLE_SECONDS)
             bl.log(f"idle, autoscaler on: measuring {args.window:.0f} s")
-            result["idle"] = window(op, conn, port, args.window, profile("idle"))
+            result["idle"] = window(op, conn, port, args.window, namespace=ns, profile=profile("idle"))
 
             busy = names[: max(1, int(args.queues * args.busy))]
             bl.log(f"backlog in {len(busy)} queues")
@@ -176,7 +180,7 @@ def main() -> None:
                              connection=conn)
             bl.wait_all("busy queues at 2 replicas", lambda: all_scaled(cluster, ns, busy, 2), timeout=600)
             bl.log(f"backlog, autoscaler on: measuring {args.window:.0f} s")
-            result["backlog"] = window(op, conn, port, args.window, profile("backlog"))
+            result["backlog"] = window(op, conn, port, args.window, namespace=ns, profile=profile("backlog"))
         finally:
             op.stop()
 
@@ -185,7 +189,8 @@ def main() -> None:
                           extra_env={"JOBQUEUE_POLL_INTERVAL": "0"}).start()
         try:
             time.sleep(SETTLE_SECONDS + 30)  # resume handlers of every JobQueue, then quiet
-            result["autoscaler_off"] = window(off, conn, None, args.window, profile("off"))
+            result["autoscaler_off"] = window(off, conn, None, args.window, namespace=ns,
+                                              profile=profile("off"))
         finally:
             off.stop()
         bl.log("baseline: the same figures read one queue per call")
@@ -201,13 +206,21 @@ def main() -> None:
         reads["snapshot_per_queue"]["wall_ms"] / max(reads["batched_snapshot"]["wall_ms"], 1e-3), 1)
     print(f"autoscaler with {args.queues} JobQueues on one operator (goal: Redis <= 50 ms per pass, "
           "CPU <= 10 % of a core, RSS <= 250 MB)")
-    print(f"{'':<40}{'CPU %':>8}{'RSS MiB':>9}{'pass ms':>9}{'Redis ms/pass':>15}{'round trip ms':>15}")
+    print(f"{'':<40}{'CPU %':>8}{'RSS MiB':>9}{'pass ms':>9}{'Redis ms/pass':>15}{'round trip ms':>15}"
+          f"{'JQ writes/s':>13}")
     for label, row in ((f"idle ({args.queues} empty queues)", idle),
                        (f"backlog ({int(args.queues * args.busy)} queues busy)", backlog)):
         print(f"{label:<40}{row['cpu_percent_of_one_core']:>8.2f}{row['rss_mib']:>9.1f}"
-              f"{row['pass_ms_mean']:>9.2f}{row['redis_ms_per_pass']:>15.2f}{row['poll_round_trip_ms_mean']:>15.2f}")
+              f"{row['pass_ms_mean']:>9.2f}{row['redis_ms_per_pass']:>15.2f}{row['poll_round_trip_ms_mean']:>15.2f}"
+              f"{row['jobqueue_writes_per_second']:>13.2f}")
     print(f"{'baseline: same operator, autoscaler off':<40}{off_['cpu_percent_of_one_core']:>8.2f}"
-          f"{off_['rss_mib']:>9.1f}")
+          f"{off_['rss_mib']:>9.1f}{'':>54}{off_['jobqueue_writes_per_second']:>13.2f}")
+    for label, row in (("idle", idle), ("backlog", backlog)):
+        own = row["cpu_percent_of_one_core"] - off_["cpu_percent_of_one_core"]
+        row["autoscaler_us_per_queue_per_pass"] = round(
+            10_000 * own / args.queues / max(row["passes"] / args.window, 1e-9), 1)
+        print(f"the autoscaler's own CPU, {label} (minus autoscaler off): {own:.2f} % of a core = "
+              f"{row['autoscaler_us_per_queue_per_pass']:.1f} us per queue per pass (goal <= 40)")
     print(f"the autoscaler's own CPU (backlog - off): {result['autoscaler_cpu_percent']:.2f} % of a core")
     print(f"reading all {args.queues} queues once:")
     for label, row in reads.items():

@@ -165,6 +165,39 @@ class Operator:
         raise RuntimeError("no VmRSS")
 
 
+class EventCount:
+    """Counts the watch events of one resource in a namespace (``kubectl get -w``, its own
+    process): how many writes a window cost the API server and every watcher."""
+
+    def __init__(self, cluster: devenv.Cluster, namespace: str, resource: str) -> None:
+        self.counts: dict[str, int] = {}
+        self._argv = [cluster.binaries.path("kubectl"), "--kubeconfig", str(cluster.kubeconfig), "get",
+                      resource, "-n", namespace, "--watch-only", "--output-watch-events", "-o",
+                      "custom-columns=EVENT:.type", "--no-headers"]
+        self._proc: subprocess.Popen[str] | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> EventCount:
+        self._proc = subprocess.Popen(self._argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                      text=True, bufsize=1)
+        self._thread.start()
+        time.sleep(1.0)  # the watch request is established
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._proc is not None
+        self._proc.terminate()
+        self._proc.wait(10)
+
+    def _run(self) -> None:
+        assert self._proc is not None
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            kind = line.strip()
+            if kind:
+                self.counts[kind] = self.counts.get(kind, 0) + 1
+
+
 class DeploymentWatch:
     """Records when each Deployment of a namespace is first seen, from ``kubectl get -w``.
 

@@ -11,6 +11,7 @@ asking the API.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,8 +50,8 @@ class QueueRef:
     #: the object is being deleted (foreground deletion); nothing should be created for it
     deleting: bool
 
-    @property
-    def key(self) -> Key:
+    @functools.cached_property
+    def key(self) -> Key:  # (read a dozen times per queue per autoscaler pass: made once)
         return self.namespace, self.name
 
     @property
