@@ -53,6 +53,23 @@ return redis.error_reply('unsupported type')
 
 #: After the last reconcile: the status writes of the creation and their watch events die down.
 SETTLE_SECONDS = 30
+#: A window starts once the namespace's JobQueues and Deployments have had no write for this
+#: long: on a loaded machine the Deployment controller is still writing the status of new
+#: Deployments minutes after their creation, and the operator handles each of those events.
+QUIET_SECONDS = 5
+
+
+def wait_quiet(cluster: bl.devenv.Cluster, namespace: str, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with (bl.EventCount(cluster, namespace, "jobqueues") as jqs,
+              bl.EventCount(cluster, namespace, "deployments") as deps):
+            time.sleep(QUIET_SECONDS)
+        if not jqs.counts and not deps.counts:
+            return
+        bl.log(f"waiting for quiet: {jqs.counts} JobQueue and {deps.counts} Deployment events in "
+               f"{QUIET_SECONDS} s")
+    bl.log("still not quiet; measuring anyway")
 
 
 def scrape(port: int) -> str:
@@ -170,6 +187,7 @@ def main() -> None:
             bl.wait_all("every JobQueue reconciled",
                         lambda: operator_footprint.all_reconciled(cluster, ns, args.queues), timeout=1800)
             time.sleep(SETTLE_SECONDS)
+            wait_quiet(cluster, ns)
             bl.log(f"idle, autoscaler on: measuring {args.window:.0f} s")
             result["idle"] = window(op, conn, port, args.window, namespace=ns, profile=profile("idle"))
 
@@ -179,6 +197,7 @@ def main() -> None:
                 enqueue_many(f"{ns}.{n}", [JobSpec("glec.jobs.anything", args=[i]) for i in range(2)],
                              connection=conn)
             bl.wait_all("busy queues at 2 replicas", lambda: all_scaled(cluster, ns, busy, 2), timeout=600)
+            time.sleep(SETTLE_SECONDS)  # the scale-ups' Deployment, ReplicaSet and pod writes
             bl.log(f"backlog, autoscaler on: measuring {args.window:.0f} s")
             result["backlog"] = window(op, conn, port, args.window, namespace=ns, profile=profile("backlog"))
         finally:
@@ -188,7 +207,8 @@ def main() -> None:
         off = bl.Operator(cluster, [ns], redis_server.url, Path(tmp) / "operator-off.log",
                           extra_env={"JOBQUEUE_POLL_INTERVAL": "0"}).start()
         try:
-            time.sleep(SETTLE_SECONDS + 30)  # resume handlers of every JobQueue, then quiet
+            time.sleep(SETTLE_SECONDS)  # resume handlers of every JobQueue
+            wait_quiet(cluster, ns)
             result["autoscaler_off"] = window(off, conn, None, args.window, namespace=ns,
                                               profile=profile("off"))
         finally:

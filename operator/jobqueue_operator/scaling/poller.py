@@ -202,7 +202,8 @@ class Autoscaler:
                 if deployment is None:
                     continue  # not created yet, or not in the index yet: nothing to scale
                 if polled is not None and self._still_at_rest(ref, deployment, polled):
-                    resting.append(plans.Wish(str(ref.key), ref.priority, deployment.replicas, None, 0))
+                    if self._budget is not None:  # a queue at rest keeps its pods, and they count
+                        resting.append(plans.Wish(str(ref.key), ref.priority, deployment.replicas, None, 0))
                     continue
                 q = self._queue(ref)
                 step = _Step(q, url, deployment, self._current(q, deployment, mono))
@@ -210,8 +211,7 @@ class Autoscaler:
                 steps[str(ref.key)] = step
         wishes = [plans.Wish(k, step.q.ref.priority, step.current, step.decision, step.busy_pods)
                   for k, step in steps.items()]
-        if self._budget is not None:  # a queue at rest keeps its pods, and they count
-            wishes += resting
+        wishes += resting
         for k, decision in plans.targets(self._budget, wishes).items():
             if k in steps:
                 steps[k].decision = decision
