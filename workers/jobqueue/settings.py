@@ -83,9 +83,21 @@ class Backoff(_Model):
 
 
 class Retention(_Model):
+    """How long an ended job stays readable (``keepCompleted``, ``keepFailed``)."""
+
+    age_seconds: Annotated[int, Field(alias="ageSeconds", ge=0, le=10 * 365 * 86400)]
+
+
+class CompletedRetention(Retention):
     age_seconds: Annotated[int, Field(
         alias="ageSeconds", ge=0, le=10 * 365 * 86400,
-        description="seconds a finished job stays readable; 0 removes it at once")]
+        description="seconds a succeeded job and its result stay readable; 0 removes them at once")]
+
+
+class FailedRetention(Retention):
+    age_seconds: Annotated[int, Field(
+        alias="ageSeconds", ge=0, le=10 * 365 * 86400,
+        description="seconds a failed job stays readable and retryable; 0 removes it at once")]
 
 
 class JobOptions(_Model):
@@ -97,9 +109,9 @@ class JobOptions(_Model):
     timeout_seconds: Annotated[int | None, Field(
         alias="timeoutSeconds", ge=1, le=7 * 86400,
         description="hard limit on one attempt's run time; the attempt fails when it is exceeded")] = None
-    keep_completed: Annotated[Retention | None, Field(
+    keep_completed: Annotated[CompletedRetention | None, Field(
         alias="keepCompleted", description="how long a succeeded job and its result stay readable")] = None
-    keep_failed: Annotated[Retention | None, Field(
+    keep_failed: Annotated[FailedRetention | None, Field(
         alias="keepFailed",
         description="how long a failed job stays readable (for inspection and retry)")] = None
 

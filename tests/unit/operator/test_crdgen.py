@@ -160,3 +160,23 @@ def test_check_mode_reports_drift(tmp_path: Any, capsys: pytest.CaptureFixture[s
     assert "run `make generate`" in capsys.readouterr().err
     assert crdgen.main(["--root", str(tmp_path)]) == 0
     assert crdgen.main(["--check", "--root", str(tmp_path)]) == 0
+
+
+#: Descriptions that may appear on several fields: each names the same thing wherever it is
+#: (a reviewed list; a description copied onto a field that means something else — the old
+#: keepFailed.ageSeconds, which said "a finished job" — must not pass unnoticed).
+SHARED_DESCRIPTIONS = {"name of the object", "do not fail when the object is missing"}
+
+
+
+@pytest.mark.parametrize(
+    "crd", [crdgen.jobqueue_crd(), crdgen.recurringjob_crd()], ids=lambda c: c["spec"]["names"]["kind"]
+)
+def test_no_field_description_is_a_copy_of_anothers(crd: dict[str, Any]) -> None:
+    paths: dict[str, list[str]] = {}
+    for path, node in _nodes(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]):
+        if path and node.get("description"):
+            paths.setdefault(node["description"], []).append(path)
+    copies = {text: where for text, where in paths.items()
+              if len(where) > 1 and text not in SHARED_DESCRIPTIONS}
+    assert not copies, f"the same description on different fields (say what each one means): {copies}"
