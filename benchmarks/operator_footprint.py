@@ -10,7 +10,8 @@ Phases, one operator process watching one namespace:
 3. **steady**: nothing changes for ``--window`` seconds: RSS and CPU (this includes the
    settings sweep every 30 s over all N queues — the operator's only periodic work);
 4. **restart**: a new operator process with the N queues in place: time and CPU until
-   every queue is resumed (kopf's resume handlers re-check every Deployment), then RSS.
+   every queue is resumed (kopf's resume handlers re-check every Deployment), then RSS, and
+   the JobQueue and Deployment writes it made meanwhile (nothing changed, so each is needless).
 
 Worker Deployments keep 0 replicas (minReplicas 0), so the cluster holds N Deployments but
 no pods: the figures are the operator's, not the fake nodes'.
@@ -19,6 +20,7 @@ no pods: the figures are the operator's, not the fake nodes'.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 import time
 import uuid
@@ -93,6 +95,9 @@ def main() -> None:
 
         bl.log("restarting the operator with every JobQueue in place")
         op = bl.Operator(cluster, [ns], redis_server.url, Path(tmp) / "operator-2.log")
+        writes = contextlib.ExitStack()
+        jqs = writes.enter_context(bl.EventCount(cluster, ns, "jobqueues"))
+        deps = writes.enter_context(bl.EventCount(cluster, ns, "deployments"))
         t0 = time.monotonic()
         op.start()
         try:
@@ -106,11 +111,15 @@ def main() -> None:
                 if now - previous < 0.2:  # less than 10 % of a core over 2 s: resumed
                     break
                 previous = now
+            writes.close()
             result["restart"] = {
                 "seconds_to_quiet": round(time.monotonic() - t0, 1),
                 "cpu_seconds": round(op.cpu_seconds() - cpu0, 1),
                 "rss_mib": round(op.rss_mib(), 1),
                 "log_lines": len(log.read_text().splitlines()),
+                # a restart with nothing changed should write nothing: every write here is needless
+                "jobqueue_writes": sum(jqs.counts.values()),
+                "deployment_writes": sum(deps.counts.values()),
             }
             result["restart_steady"] = measure_window(op, args.window)
         finally:
@@ -127,7 +136,8 @@ def main() -> None:
     c, r = result["create"], result["restart"]
     print(f"creating {args.queues}: {c['seconds']} s ({c['queues_per_second']}/s), {c['cpu_seconds']} CPU-s")
     print(f"restart with {args.queues} in place: quiet after {r['seconds_to_quiet']} s, "
-          f"{r['cpu_seconds']} CPU-s")
+          f"{r['cpu_seconds']} CPU-s, {r['jobqueue_writes']} JobQueue and {r['deployment_writes']} Deployment "
+          "writes (nothing changed: every write is needless)")
     bl.emit(result)
 
 
