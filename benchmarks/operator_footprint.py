@@ -136,8 +136,8 @@ def main() -> None:
     c, r = result["create"], result["restart"]
     print(f"creating {args.queues}: {c['seconds']} s ({c['queues_per_second']}/s), {c['cpu_seconds']} CPU-s")
     print(f"restart with {args.queues} in place: quiet after {r['seconds_to_quiet']} s, "
-          f"{r['cpu_seconds']} CPU-s, {r['jobqueue_writes']} JobQueue and {r['deployment_writes']} Deployment "
-          "writes (nothing changed: every write is needless)")
+          f"{r['cpu_seconds']} CPU-s, {r['jobqueue_writes']} JobQueue and {r['deployment_writes']} "
+          "Deployment writes (nothing changed: every write is needless)")
     bl.emit(result)
 
 
