@@ -5,7 +5,10 @@ This module decides, per namespace, whether it should exist and with which owner
 makes it so:
 
 * it exists while the operator has a default URL and at least one JobQueue of the
-  namespace (not being deleted) has no ``spec.redis``; those JobQueues are its owners;
+  namespace (not being deleted) has no ``spec.redis``; up to :data:`OWNER_LIMIT` of those
+  JobQueues are its owners (enough for the garbage collector to delete it once they are
+  all gone; every one of ten thousand JobQueues would make it 1.5 MB, the API server's
+  limit, and each new JobQueue a rewrite of the whole list);
 * it is applied (server-side, field manager ``jobqueue-operator``) *before* the worker
   Deployment that references it, and deleted when its last owner moves to ``spec.redis``
   (the garbage collector deletes it when its last owner is deleted);
@@ -15,23 +18,24 @@ makes it so:
 The owners come from the in-memory JobQueue index, plus the JobQueue being reconciled as
 its body says (its index entry may lag by an event). One lock per namespace serialises the
 decisions, and what was last read or written is remembered, so a reconcile costs no API
-call while the Secret already has the right URL and the JobQueue among its owners; after a
-restart the first one per namespace reads the Secret once, and a write always carries every
-owner the index knows (a burst of new JobQueues costs a few writes, not one each). The
+call (and no look at the index) while the Secret already has the right URL and either the
+JobQueue among its owners or a full owner list; after a restart the first one per namespace
+reads the Secret once, and a write always carries as many owners as the index offers (a
+burst of new JobQueues costs a few writes, not one each). Owners that are deleted are
+replaced at once (:meth:`DefaultRedisSecrets.owner_gone`). The
 settings sweep calls :meth:`DefaultRedisSecrets.sweep`, which re-reads every Secret and
 makes it exact: one deleted by hand, or by the garbage collector in a race with a new
 owner, is back within ``JOBQUEUE_RESYNC_SECONDS``.
 
-Size: an owner reference takes ~150 bytes, so one namespace can hold several thousand
-JobQueues on the default Redis before the Secret nears the API server's object size limit
-(~1.5 MB).
+Size: an owner reference takes ~150 bytes; :data:`OWNER_LIMIT` of them keep the Secret
+small however many JobQueues a namespace holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 from jobqueue_operator import errors, index, k8s
@@ -51,6 +55,19 @@ class _State:
 
 _ABSENT = _State(None, 0, frozenset())
 
+#: Owners written on a namespace's Secret at most. Its existence needs one live owner; a
+#: few more make a deletion of any one of them a non-event, and replacing the deleted is
+#: one write (``owner_gone``), not a scan.
+OWNER_LIMIT = 16
+
+
+def pick_owners(eligible: Iterable[redissecret.Owner],
+                current: Collection[str]) -> frozenset[redissecret.Owner]:
+    """Up to :data:`OWNER_LIMIT` of ``eligible``: those already owners (uids in ``current``)
+    first, so that nothing is rewritten needlessly, then the others in a stable order."""
+    ordered = sorted(eligible, key=lambda o: (o.uid not in current, o.name, o.uid))
+    return frozenset(ordered[:OWNER_LIMIT])
+
 
 class DefaultRedisSecrets:
     def __init__(self, kube: k8s.Kube, url: str | None,
@@ -64,16 +81,17 @@ class DefaultRedisSecrets:
         #: it (deleted by hand) must not look like a new URL and roll every worker again
         self._revisions: dict[str, tuple[str, int]] = {}
 
-    def _owners(self, namespace: str, jobqueue: redissecret.Owner | None,
-                uses_default: bool) -> frozenset[redissecret.Owner]:
+    def _eligible(self, namespace: str, jobqueue: redissecret.Owner | None,
+                  uses_default: bool) -> set[redissecret.Owner]:
+        """Every JobQueue of ``namespace`` on the default Redis (each may own the Secret)."""
         if self._url is None:
-            return frozenset()
-        owners = {redissecret.Owner(ref.name, ref.uid) for ref in self._queues()
-                  if ref.namespace == namespace and ref.redis_secret is None and not ref.deleting
-                  and (jobqueue is None or ref.uid != jobqueue.uid)}
+            return set()
+        eligible = {redissecret.Owner(ref.name, ref.uid) for ref in self._queues()
+                    if ref.namespace == namespace and ref.redis_secret is None and not ref.deleting
+                    and (jobqueue is None or ref.uid != jobqueue.uid)}
         if jobqueue is not None and uses_default:
-            owners.add(jobqueue)
-        return frozenset(owners)
+            eligible.add(jobqueue)
+        return eligible
 
     async def ensure(self, namespace: str, jobqueue: redissecret.Owner | None = None, *,
                      uses_default: bool = True, verify: bool = False) -> int | None:
@@ -83,9 +101,14 @@ class DefaultRedisSecrets:
         changed. Raises :class:`~jobqueue_operator.errors.RedisSecretConflict` and
         :class:`~jobqueue_operator.k8s.ApiError`."""
         async with self._locks.setdefault(namespace, asyncio.Lock()):
-            owners = self._owners(namespace, jobqueue, uses_default)
-            url = self._url if owners else None
             known = self._known.get(namespace)
+            if (not verify and known is not None and jobqueue is not None and uses_default
+                    and self._url is not None and known.url == self._url
+                    and (jobqueue in known.owners or len(known.owners) >= OWNER_LIMIT)):
+                return known.revision  # the common case, decided without looking at the index
+            eligible = self._eligible(namespace, jobqueue, uses_default)
+            owners = pick_owners(eligible, {o.uid for o in known.owners} if known else ())
+            url = self._url if owners else None
             if not verify and known is not None and self._settled(known, url, owners, jobqueue, uses_default):
                 return known.revision if url is not None else None
             self._known.pop(namespace, None)  # unknown until the API has answered
@@ -100,6 +123,7 @@ class DefaultRedisSecrets:
                                 namespace, redissecret.SECRET_NAME)
                 self._known[namespace] = _ABSENT
                 return None
+            owners = pick_owners(eligible, live.owners if live is not None else ())
             remembered = self._revisions.get(namespace)
             revision = redissecret.revision(
                 live, url, known=remembered[1] if remembered and remembered[0] == url else 0)
@@ -111,7 +135,7 @@ class DefaultRedisSecrets:
                 # a new Secret or URL is news; a new owner list (every JobQueue created) is not
                 news = live is None or live.url != url
                 logger.log(logging.INFO if news else logging.DEBUG,
-                           "%s Secret %s/%s (revision %d, %d JobQueues on the default Redis)",
+                           "%s Secret %s/%s (revision %d, %d owners)",
                            "created" if live is None else "updated", namespace, redissecret.SECRET_NAME,
                            revision, len(owners))
             self._known[namespace] = _State(url, revision, owners)
@@ -144,6 +168,19 @@ class DefaultRedisSecrets:
             await self.ensure(namespace, jobqueue, uses_default=False)
         except (errors.RedisSecretConflict, k8s.ApiError) as e:
             logger.warning("Secret %s/%s not updated after JobQueue %s left the default Redis: %s",
+                           namespace, redissecret.SECRET_NAME, jobqueue.name, e)
+
+    async def owner_gone(self, namespace: str, jobqueue: redissecret.Owner) -> None:
+        """JobQueue ``jobqueue`` was deleted. If it owned the Secret, another JobQueue takes its
+        place now: the garbage collector deletes the Secret once its last owner is gone, even
+        while JobQueues that are not owners still use it. Best effort (the sweep repairs)."""
+        known = self._known.get(namespace)
+        if known is None or jobqueue not in known.owners:
+            return
+        try:
+            await self.ensure(namespace, jobqueue, uses_default=False, verify=True)
+        except (errors.RedisSecretConflict, k8s.ApiError) as e:
+            logger.warning("Secret %s/%s: no owner put in the place of deleted JobQueue %s: %s",
                            namespace, redissecret.SECRET_NAME, jobqueue.name, e)
 
     async def sweep(self) -> None:

@@ -272,6 +272,7 @@ class Reconciler:
         key: index.Key = (meta["namespace"], meta["name"])
         self._keeper.forget(key)
         self._locks.pop(key, None)
+        await self._secrets.owner_gone(key[0], redissecret.Owner(key[1], str(meta.get("uid", ""))))
         ref = index.queue_ref(body)
         queue = (body.get("status") or {}).get("queueName") or (ref.queue_name if ref else None)
         metrics.forget_queue(key[0], key[1], self._queues.pop(key, queue or ""))

@@ -22,6 +22,7 @@ from opkit import StartOperator, apply, condition, get, jobqueue, wait_condition
 import devenv
 import jobqueue as jq
 import podrunner
+from jobqueue_operator import defaultredis
 
 SECRET = "jobqueue-default-redis"
 OWN_REDIS = {"urlSecretRef": {"name": "jobqueue-redis", "key": "url"}}
@@ -152,6 +153,32 @@ def test_the_secret_follows_the_jobqueues_that_use_the_default_redis(
     assert owners(again) == {"gamma"}
     # same URL, same revision: recreating it does not roll the workers
     assert again["metadata"]["annotations"] == first["metadata"]["annotations"]
+
+
+def test_many_jobqueues_share_a_small_secret_that_outlives_its_deleted_owners(
+    cluster: devenv.Cluster, namespace: str, redis_url: str, start_operator: StartOperator,
+) -> None:
+    # every JobQueue as an owner made the Secret grow by ~150 bytes per queue: 1.5 MB, the API
+    # server's limit, at ten thousand (and a rewrite of the whole list per new JobQueue)
+    start_operator(namespaces=[namespace], redis_url=redis_url)
+    names = [f"q{i:02d}" for i in range(defaultredis.OWNER_LIMIT + 4)]
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(
+        {"apiVersion": "v1", "kind": "List", "items": [jobqueue(n, namespace) for n in names]}))
+    for n in names:
+        wait_for(f"{n}'s Deployment", lambda n=n: get(cluster, "deployment", f"{n}-worker", namespace))
+
+    def full() -> set[str] | None:
+        now = owners(secret(cluster, namespace))
+        return now if len(now) == defaultredis.OWNER_LIMIT else None
+
+    first = wait_for("a full owner list", full)
+    # every owner is deleted: others take their places, and the Secret stays for them
+    cluster.kubectl("delete", "jobqueue", "-n", namespace, *sorted(first))
+    rest = set(names) - first
+    wait_for("the remaining JobQueues own it", lambda: owners(secret(cluster, namespace)) == rest, timeout=90)
+    for n in rest:
+        assert redis_env(cluster, namespace, f"{n}-worker")["valueFrom"] == {
+            "secretKeyRef": {"name": SECRET, "key": "url"}}
 
 
 def test_a_new_default_url_updates_the_secret_and_rolls_the_workers(
