@@ -2,22 +2,27 @@
 
 The seed's processors call a database, a realtime service and an ML service; here each job
 does the same *shape* of work on its own data so the demo runs anywhere: short I/O waits
-stand in for database and network calls, and dispatch optimisation is a real (small)
-vehicle-routing optimisation. The manifests in ``manifests/samples/`` allow-list this module
-(``worker.imports: [glec_jobs]``); the dev pod runner puts ``examples/`` on ``PYTHONPATH``.
+stand in for database and network calls, report generation really writes (and fsyncs) its
+report to disk, and dispatch optimisation is a real (small) vehicle-routing optimisation.
+The manifests in ``manifests/samples/`` allow-list this module (``worker.imports:
+[glec_jobs]``); the dev pod runner puts ``examples/`` on ``PYTHONPATH``.
 
 Async functions run on queues whose workers use ``mode: async`` (notifications, audit log,
-e-mail); blocking ones on ``thread`` queues; CPU-bound ones on ``process`` queues.
+e-mail); blocking ones on ``thread`` queues (EI and order updates, DTG sync, reports,
+analytics, clean-up); CPU-bound ones on ``process`` queues.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import math
 import os
 import random
+import re
+import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -237,6 +242,102 @@ async def write_audit_log(actor: str, action: str, entity: str) -> None:
     await _aio(0.005)
 
 
+# --- data:dtg-sync (thread) ---------------------------------------------------------------
+
+#: Records one DTG gateway call returns (one page).
+DTG_PAGE = 100
+#: kg of CO2 per litre of diesel (the EI is grams of CO2 per tonne-kilometre).
+CO2_KG_PER_LITRE = 2.64
+#: Share of syncs whose gateway call times out (retried with the queue's backoff).
+DTG_TIMEOUT_RATE = 0.03
+
+
+def dtg_ei_job_id(vehicle_id: str, since: str) -> str:
+    """The ei:update job one DTG sync hands on: one id per (vehicle, window), so a retried
+    sync never updates the EI twice."""
+    digest = hashlib.sha256(f"{vehicle_id}|{since}".encode()).hexdigest()[:16]
+    return f"ei-dtg-{digest}"
+
+
+@job
+def sync_dtg_data(vehicle_id: str, fleet_id: str, since: str, records: int = 600) -> dict[str, Any]:
+    """Pull a vehicle's digital tachograph (DTG) records since ``since``, page by page, and
+    hand the fleet's new emission intensity on to ``ei:update`` (the seed's "EI 데이터 수집
+    (DTG 통합)"). The gateway times out now and then: the attempt fails and is retried with
+    the queue's backoff, and the ei:update job's id is derived from the window, so a retry
+    adds it at most once."""
+    rng = random.Random(f"{vehicle_id}|{since}")
+    if random.random() < DTG_TIMEOUT_RATE:
+        raise TransientError(f"DTG gateway timed out for vehicle {vehicle_id}")
+    distance_km = fuel_l = tonne_km = 0.0
+    pages = max(1, math.ceil(records / DTG_PAGE))
+    for page in range(pages):
+        _io(0.02)  # one gateway call
+        for _ in range(min(DTG_PAGE, records - page * DTG_PAGE)):
+            km = rng.uniform(0.5, 3.0)  # one record: a minute or so of driving
+            load_t = rng.uniform(2.0, 18.0)
+            distance_km += km
+            fuel_l += km * rng.uniform(0.18, 0.38)
+            tonne_km += km * load_t
+        update_progress(90 * (page + 1) / pages)
+    ei = round(fuel_l * CO2_KG_PER_LITRE * 1000 / tonne_km, 1) if tonne_km else 0.0
+    handed_on = enqueue("ei:update", "glec_jobs.update_ei", fleet_id, min(ei, 200.0),
+                        job_id=dtg_ei_job_id(vehicle_id, since), connection=_redis())
+    update_progress(100)
+    return {"vehicle_id": vehicle_id, "records": records, "distance_km": round(distance_km, 1),
+            "ei": ei, "ei_job": handed_on.id}
+
+
+# --- report:generate (thread) ---------------------------------------------------------------
+
+#: Where reports are written: $GLEC_REPORT_DIR, else the temp directory (worker pods have a
+#: writable /tmp and a read-only root file system).
+REPORT_DIR_ENV = "GLEC_REPORT_DIR"
+#: Rows written between two fsyncs: each chunk really reaches the disk.
+REPORT_CHUNK = 2_000
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@job
+def generate_report(report_type: str, period: str, rows: int = 20_000) -> dict[str, Any]:
+    """A slow I/O job: page through ``rows`` trips and write them as a CSV report to disk
+    (synced chunk by chunk), then read it back for its checksum. Written to a temporary name
+    and renamed, so a failed or retried attempt never leaves half a report under the real
+    name."""
+    for what, value in (("report_type", report_type), ("period", period)):
+        if not _SAFE_NAME.match(value):
+            raise ValueError(f"{what} must be 1-64 characters of A-Z a-z 0-9 _ -, got {value!r}")
+    folder = os.path.join(os.environ.get(REPORT_DIR_ENV) or tempfile.gettempdir(), "glec-reports")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{report_type}-{period}.csv")
+    rng = random.Random(f"{report_type}|{period}")
+    fd, partial = tempfile.mkstemp(dir=folder, prefix=".partial-", suffix=".csv")
+    try:
+        with os.fdopen(fd, "w", newline="") as out:
+            out.write("trip_id,fleet_id,distance_km,co2_kg,ei\n")
+            for start in range(0, rows, REPORT_CHUNK):
+                _io(0.05)  # the next page of trips from the database
+                lines = []
+                for n in range(start, min(rows, start + REPORT_CHUNK)):
+                    km, co2 = rng.uniform(5, 400), rng.uniform(2, 300)
+                    lines.append(f"t{n},fleet-{rng.randrange(50)},{km:.1f},{co2:.2f},{co2 * 1000 / km:.1f}\n")
+                out.write("".join(lines))
+                out.flush()
+                os.fsync(out.fileno())
+                update_progress(80 * min(rows, start + REPORT_CHUNK) / max(rows, 1))
+        os.replace(partial, path)
+    except BaseException:  # a timeout included: no half report left behind
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        raise
+    digest = hashlib.sha256()
+    with open(path, "rb") as written:
+        for block in iter(lambda: written.read(1 << 16), b""):
+            digest.update(block)
+    update_progress(100)
+    return {"report": path, "rows": rows, "bytes": os.path.getsize(path), "sha256": digest.hexdigest()}
+
+
 # --- analytics:aggregate (thread), cleanup:old-data (thread) -------------------------------
 
 
@@ -253,15 +354,6 @@ def daily_aggregate(aggregation_type: str = "daily", day: str | None = None) -> 
         update_progress(10 * (chunk + 1))
     top = max(totals, key=lambda k: totals[k])
     return {"type": aggregation_type, "fleets": len(totals), "top_emitter": top}
-
-
-@job
-def generate_report(report_type: str, period: str) -> dict[str, Any]:
-    """A slow I/O job: collect pages, render, upload."""
-    for step in range(5):
-        _io(0.2)
-        update_progress(20 * (step + 1))
-    return {"report": f"{report_type}-{period}.pdf"}
 
 
 @job

@@ -1,4 +1,4 @@
-"""The main job (`make demo`): the seed's nine queues and two recurring jobs, really processing.
+"""The main job (`make demo`): the seed's eleven queues and two recurring jobs, really processing.
 
 Step by step, on one machine without Docker:
 
@@ -132,7 +132,7 @@ class Demo:
         return json.loads(path.read_text()) if path.exists() else []
 
     def apply_samples(self) -> None:
-        self.begin("Apply the seed's nine queues and two recurring jobs",
+        self.begin("Apply the seed's eleven queues and two recurring jobs",
                    f"""manifests/samples/ into namespace {NAMESPACE} (Pod Security "restricted"). For the
                    demo, scale-down timers are shortened to {DEMO_SCALING} so the return to zero fits
                    in a few minutes.""")
@@ -163,8 +163,9 @@ class Demo:
         self.begin("Enqueue a realistic mix of the seed's jobs",
                    """EI updates, proposal rankings, order status changes, dispatch optimisations,
                    notifications (some fanning out e-mails), e-mails (10 % transient failures →
-                   retries with backoff), audit log entries, reports; plus a duplicate job id, a
-                   payload naming os.system, and manual runs of the two recurring jobs.""")
+                   retries with backoff), audit log entries, DTG syncs (each handing an EI update on),
+                   reports written to disk, daily aggregates; plus a duplicate job id, a payload
+                   naming os.system, and manual runs of the two recurring jobs.""")
         import glec_jobs
         import redis
 
@@ -193,8 +194,12 @@ class Demo:
                            for i in range(int(150 * scale))],
             "audit:log": [JobSpec(glec_jobs.write_audit_log, (f"user-{i % 40}", "update", f"order-{i}"))
                           for i in range(int(800 * scale))],
-            "analytics:aggregate": [JobSpec(glec_jobs.generate_report, ("emissions", f"2026-W{i}"))
+            "analytics:aggregate": [JobSpec(glec_jobs.daily_aggregate, kwargs={"day": f"2026-11-{i + 1:02d}"})
                                     for i in range(int(4 * scale))],
+            "data:dtg-sync": [JobSpec(glec_jobs.sync_dtg_data, (f"v-{i}", f"fleet-{i % 50}", f"{run}-{i}"))
+                              for i in range(int(100 * scale))],
+            "report:generate": [JobSpec(glec_jobs.generate_report, ("emissions", f"2026-W{i + 1:02d}-{run}"))
+                                for i in range(int(6 * scale))],
         }
         # the e-mails notifications will fan out, under the ids the job itself derives
         self.fanout = [glec_jobs.email_job_id(*spec.args) for spec in batches["notification:send"]

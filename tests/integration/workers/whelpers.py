@@ -157,14 +157,15 @@ def worker_process(redis_url: str, queue: str, **kw: Any) -> Iterator[WorkerProc
 
 @contextlib.contextmanager
 def thread_worker(
-    redis_url: str, queue: str, *, concurrency: int = 4, pod: str = "pod-t", mode: str = "thread", **cfg: Any
+    redis_url: str, queue: str, *, concurrency: int = 4, pod: str = "pod-t", mode: str = "thread",
+    imports: tuple[str, ...] = (JOBS,), **cfg: Any
 ) -> Iterator[Worker]:
     """A Worker on a thread of this process (no signals); stopped gracefully on exit."""
     saved = os.environ.get("JOBQUEUE_TEST_REDIS_URL")
     os.environ["JOBQUEUE_TEST_REDIS_URL"] = redis_url  # for the jobs in wjobs
     w = Worker(
         redis_url,
-        WorkerConfig(queue=queue, imports=(JOBS,), concurrency=concurrency, mode=mode, pod=pod, **cfg),
+        WorkerConfig(queue=queue, imports=imports, concurrency=concurrency, mode=mode, pod=pod, **cfg),
     )  # type: ignore[arg-type]
     result: list[int] = []
     t = threading.Thread(target=lambda: result.append(w.run()), daemon=True)

@@ -1,4 +1,4 @@
-"""manifests/samples: the seed's nine queues and two recurring jobs, with the seed's numbers."""
+"""manifests/samples: the seed's eleven queues and two recurring jobs, with the seed's numbers."""
 
 from __future__ import annotations
 
@@ -14,20 +14,52 @@ OBJECTS = [o for f in sorted(SAMPLES.glob("*.yaml")) for o in chartkit.load_all(
 QUEUES = {o["metadata"]["name"]: o["spec"] for o in OBJECTS if o["kind"] == "JobQueue"}
 RECURRING = {o["metadata"]["name"]: o["spec"] for o in OBJECTS if o["kind"] == "RecurringJob"}
 
-#: The seed's queueConfig (BullMQ milliseconds converted to seconds; removeOnComplete: true → 0):
-#: queue name: (priority, concurrency, attempts, backoff delay s or None, timeout s or None,
-#: keepCompleted age s)
-SEED = {
-    "ei:update": (1, 20, 3, 1, None, 3600),
-    "proposal:ranking": (2, 10, 2, 0.5, None, 1800),
-    "order:status-update": (2, 15, 3, 1, None, 3600),
-    "dispatch:optimize": (1, 3, 2, 3, 30, 3600),
-    "notification:send": (3, 30, 5, 2, None, 86400),
-    "audit:log": (5, 10, 1, None, None, 0),
-    "analytics:aggregate": (4, 5, 2, None, None, 86400),
-    "email:send": (3, 20, 5, 2, None, 86400),
-    "cleanup:old-data": (5, 1, 2, 5, None, 0),
+#: The seed's ``queueConfig`` (seed section 1.1), transcribed as written there: BullMQ units
+#: (milliseconds) and BullMQ option names, one entry per ``JobQueues`` constant. Absent keys
+#: are absent in the seed too (no backoff, no timeout).
+SEED_QUEUE_CONFIG: dict[str, dict[str, Any]] = {
+    "ei:update": {"priority": 1, "concurrency": 20, "defaultJobOptions": {
+        "attempts": 3, "backoff": {"type": "exponential", "delay": 1000}, "removeOnComplete": {"age": 3600}}},
+    "proposal:ranking": {"priority": 2, "concurrency": 10, "defaultJobOptions": {
+        "attempts": 2, "backoff": {"type": "exponential", "delay": 500}, "removeOnComplete": {"age": 1800}}},
+    "order:status-update": {"priority": 2, "concurrency": 15, "defaultJobOptions": {
+        "attempts": 3, "backoff": {"type": "exponential", "delay": 1000}, "removeOnComplete": {"age": 3600}}},
+    "notification:send": {"priority": 3, "concurrency": 30, "defaultJobOptions": {
+        "attempts": 5, "backoff": {"type": "exponential", "delay": 2000},
+        "removeOnComplete": {"age": 86400}}},
+    "audit:log": {"priority": 5, "concurrency": 10, "defaultJobOptions": {
+        "attempts": 1, "removeOnComplete": True}},
+    "analytics:aggregate": {"priority": 4, "concurrency": 5, "defaultJobOptions": {
+        "attempts": 2, "removeOnComplete": {"age": 86400}}},
+    "data:dtg-sync": {"priority": 2, "concurrency": 5, "defaultJobOptions": {
+        "attempts": 3, "backoff": {"type": "exponential", "delay": 5000}, "removeOnComplete": {"age": 7200}}},
+    "dispatch:optimize": {"priority": 1, "concurrency": 3, "defaultJobOptions": {
+        "attempts": 2, "timeout": 30000, "backoff": {"type": "exponential", "delay": 3000},
+        "removeOnComplete": {"age": 3600}}},
+    "report:generate": {"priority": 4, "concurrency": 2, "defaultJobOptions": {
+        "attempts": 3, "timeout": 60000, "backoff": {"type": "exponential", "delay": 5000},
+        "removeOnComplete": {"age": 86400}}},
+    "email:send": {"priority": 3, "concurrency": 20, "defaultJobOptions": {
+        "attempts": 5, "backoff": {"type": "exponential", "delay": 2000},
+        "removeOnComplete": {"age": 86400}}},
+    "cleanup:old-data": {"priority": 5, "concurrency": 1, "defaultJobOptions": {
+        "attempts": 2, "backoff": {"type": "exponential", "delay": 5000}, "removeOnComplete": True}},
 }
+
+
+def as_job_queue(seed: dict[str, Any]) -> dict[str, Any]:
+    """A seed entry in JobQueue terms: milliseconds → seconds, ``removeOnComplete: true`` →
+    ``keepCompleted.ageSeconds: 0`` (removed at once), ``{age: N}`` → ``ageSeconds: N``."""
+    options = seed["defaultJobOptions"]
+    defaults: dict[str, Any] = {"attempts": options["attempts"]}
+    if "backoff" in options:
+        backoff = options["backoff"]
+        defaults["backoff"] = {"type": backoff["type"], "delaySeconds": backoff["delay"] / 1000}
+    if "timeout" in options:
+        defaults["timeoutSeconds"] = options["timeout"] / 1000
+    remove = options["removeOnComplete"]
+    defaults["keepCompleted"] = {"ageSeconds": 0 if remove is True else remove["age"]}
+    return {"priority": seed["priority"], "concurrency": seed["concurrency"], "jobDefaults": defaults}
 
 
 def test_every_object_is_ours() -> None:
@@ -35,23 +67,29 @@ def test_every_object_is_ours() -> None:
     assert all("namespace" not in o["metadata"] for o in OBJECTS)  # applied with -n
 
 
-def test_the_nine_seed_queues() -> None:
-    assert sorted(spec["queueName"] for spec in QUEUES.values()) == sorted(SEED)
+def test_the_eleven_seed_queues() -> None:
+    assert len(SEED_QUEUE_CONFIG) == 11
+    assert sorted(spec["queueName"] for spec in QUEUES.values()) == sorted(SEED_QUEUE_CONFIG)
 
 
 @pytest.mark.parametrize("name", sorted(QUEUES))
 def test_queue_matches_the_seed(name: str) -> None:
     spec = QUEUES[name]
-    priority, concurrency, attempts, delay, timeout, keep = SEED[spec["queueName"]]
-    defaults = spec["jobDefaults"]
-    assert (spec["priority"], spec["concurrency"], defaults["attempts"]) == (priority, concurrency, attempts)
-    if delay is None:
-        assert "backoff" not in defaults
-    else:
-        assert defaults["backoff"] == {"type": "exponential", "delaySeconds": delay}
-    assert defaults.get("timeoutSeconds") == timeout
-    assert defaults["keepCompleted"] == {"ageSeconds": keep}
+    want = as_job_queue(SEED_QUEUE_CONFIG[spec["queueName"]])
+    assert spec["priority"] == want["priority"]
+    assert spec["concurrency"] == want["concurrency"]
+    # field by field, and nothing the seed does not set (keepFailed, maxDelay, jitter …)
+    assert spec["jobDefaults"] == want["jobDefaults"]
     assert spec["worker"]["imports"] == ["glec_jobs"]
+
+
+def test_the_table_conversion() -> None:
+    """The conversion itself, on the two shapes of removeOnComplete and a timeout."""
+    assert as_job_queue(SEED_QUEUE_CONFIG["dispatch:optimize"])["jobDefaults"] == {
+        "attempts": 2, "timeoutSeconds": 30, "backoff": {"type": "exponential", "delaySeconds": 3},
+        "keepCompleted": {"ageSeconds": 3600}}
+    assert as_job_queue(SEED_QUEUE_CONFIG["audit:log"])["jobDefaults"] == {
+        "attempts": 1, "keepCompleted": {"ageSeconds": 0}}
 
 
 def test_worker_modes_fit_the_work() -> None:
