@@ -112,11 +112,11 @@ def test_samples_are_accepted_by_the_api_server(cluster: devenv.Cluster, default
     namespace = make_namespace()
     samples = str(chartkit.ROOT / "manifests" / "samples")
     dry = cluster.kubectl("apply", "--dry-run=server", "--validate=strict", "-n", namespace, "-f", samples)
-    assert dry.stdout.count("(server dry run)") == 11, dry.stdout
+    assert dry.stdout.count("(server dry run)") == 13, dry.stdout
     cluster.kubectl("apply", "--server-side", "--validate=strict", "-n", namespace, "-f", samples)
     queues = get_json(cluster, "jobqueues", "-n", namespace)["items"]
-    assert len(queues) == 9
-    assert {q["spec"]["queueName"] for q in queues} >= {"ei:update", "dispatch:optimize", "cleanup:old-data"}
+    assert len(queues) == 11
+    assert {q["spec"]["queueName"] for q in queues} >= {"ei:update", "data:dtg-sync", "report:generate"}
     assert len(get_json(cluster, "recurringjobs", "-n", namespace)["items"]) == 2
     table = cluster.kubectl("get", "jq", "-n", namespace).stdout.splitlines()
     assert table[0].split()[:4] == ["NAME", "PRIORITY", "CONCURRENCY", "WORKERS"]
