@@ -216,6 +216,7 @@ def jobqueue_crd() -> dict[str, Any]:
             _column("Ready", "string", f"{ready}.status", "Ready condition", priority=1),
             _column("Reason", "string", f"{ready}.reason", "why (not) ready", priority=1),
             _column("Suspend", "boolean", ".spec.suspend", "taking no new jobs", priority=1),
+            _column("Paused", "boolean", ".status.paused", "paused in Redis: taking no new jobs", priority=1),
         ])
 
 

@@ -431,6 +431,8 @@ class JobQueueStatus(_Model):
                                                       description="when the autoscaler last changed replicas")
     last_scale_reason: str | None = Field(default=None, alias="lastScaleReason",
                                           description="why it did (the demand it saw)")
+    paused: bool | None = Field(default=None, description="paused in Redis (`jobqueue pause`, the admin "
+                                "API): workers take nothing new, replicas are held at minReplicas")
 
 
 # --------------------------------------------------------------------------------------

@@ -275,6 +275,7 @@ for l = 1, 5 do
   if lens[l] > 0 then nonempty = nonempty + 1 end
 end
 local paused = a.susp ~= 0 or redis.call('EXISTS', 'rq:suspended') == 1
+  or redis.call('HEXISTS', 'jobqueue:paused', q) == 1  -- `jobqueue pause` (jobqueue.admin)
 if n > 0 and not paused and nonempty > 0 then
   local wrr = 'jobqueue:wrr:' .. q
   local cur = {0, 0, 0, 0, 0}
@@ -458,10 +459,10 @@ return {requeued, failed, workers}
 SNAPSHOT: Final = _PRELUDE + r"""
 -- ARGV: now, queue... Read-only. Two values per queue (packed: a reply of a few thousand
 -- strings costs both sides far less than one of tens of thousands of elements):
---   "p1,p2,p3,p4,p5,scheduled,scheduled_due,oldest_ready,running,lost,failed,finished,last_activity"
+--   "p1,p2,p3,p4,p5,scheduled,scheduled_due,oldest_ready,running,lost,failed,finished,last_activity,paused"
 --   the live workers, "\30"-separated, each "name\31pod\31state\31current_job\31busy\31slots"
 -- A queue with no key at all (no job in any state, no worker: most queues, most of the time)
--- is one EXISTS and one short reply, "=last_activity" and "".
+-- is one EXISTS and one short reply, "=last_activity" (",1" added when paused) and "".
 -- It runs every second over every queue, so calls are skipped wherever an earlier answer
 -- already implies the result: one EXISTS tells which of a queue's keys exist at all
 -- (most queues are idle), the earliest scheduled score tells whether any is due.
@@ -471,6 +472,7 @@ local out = {}
 local names = {}
 for i = 2, #ARGV do names[i - 1] = ARGV[i] end
 local activity = call('HMGET', 'jobqueue:activity', unpack(names))
+local paused = call('HMGET', 'jobqueue:paused', unpack(names))
 for qi, q in ipairs(names) do
   local base = 'rq:queue:' .. q
   local lkeys = {base .. ':p1', base .. ':p2', base, base .. ':p4', base .. ':p5'}
@@ -479,12 +481,12 @@ for qi, q in ipairs(names) do
   local any = call('EXISTS', lkeys[1], lkeys[2], lkeys[3], lkeys[4], lkeys[5], sched, wip, failed,
                    finished, workers)
   if any == 0 then
-    out[#out + 1] = '=' .. (activity[qi] or '')
+    out[#out + 1] = '=' .. (activity[qi] or '') .. (paused[qi] and ',1' or '')
     out[#out + 1] = ''
   else
     local members = call('SMEMBERS', workers)
     if #members > 0 then any = any - 1 end  -- the rest are job keys
-    local f = {0, 0, 0, 0, 0, 0, 0, '', 0, 0, 0, 0, activity[qi] or ''}
+    local f = {0, 0, 0, 0, 0, 0, 0, '', 0, 0, 0, 0, activity[qi] or '', paused[qi] and 1 or 0}
     if any > 0 then
       local oldest = nil
       -- most queues use only the default level: one EXISTS rules out the four others

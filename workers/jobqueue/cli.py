@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from jobqueue import client, settings, stats
+from jobqueue import admin, client, settings, stats
 from jobqueue._redis import URL_ENV, connect
 from jobqueue.errors import InvalidJobError, JobQueueError, UnknownJobError
 from jobqueue.settings import UnknownQueueError
@@ -453,6 +453,32 @@ def remove(ctx: click.Context, queue: str, job_id: str) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# pause, resume
+
+
+@main.command()
+@click.argument("queue")
+@click.option("--by", help="Who pauses it (recorded, shown by `stats`); default: $USER.")
+@click.pass_context
+def pause(ctx: click.Context, queue: str, by: str | None) -> None:
+    """Pause QUEUE: producers can still enqueue, workers take nothing new (running jobs
+    finish), the autoscaler holds its workers at minReplicas. Undo with `jobqueue resume`."""
+    conn = _conn(ctx)
+    state = _call(lambda: admin.pause(queue, by=by or os.environ.get("USER"), connection=conn))
+    out.print(f"queue {queue} is paused (since {_when(state.since)}, by {state.by or '-'})", highlight=False)
+
+
+@main.command()
+@click.argument("queue")
+@click.pass_context
+def resume(ctx: click.Context, queue: str) -> None:
+    """Resume a paused QUEUE: workers take its jobs again within about a second."""
+    conn = _conn(ctx)
+    was = _call(lambda: admin.resume(queue, connection=conn))
+    out.print(f"queue {queue} {'resumed' if was else 'was not paused'}", highlight=False)
+
+
+# --------------------------------------------------------------------------------------
 # stats
 
 
@@ -507,7 +533,8 @@ def stats_cmd(
     now = time.time()
     rows = {q: _stats_row(snap[q], now) for q in names}
     columns = list(rows[names[0]]) if output == "wide" else list(TABLE_COLUMNS)
-    _print_table(["QUEUE", *columns], [[q, *(rows[q][c] for c in columns)] for q in names])
+    _print_table(["QUEUE", *columns],
+                 [[q + (" (paused)" if snap[q].paused else ""), *(rows[q][c] for c in columns)] for q in names])
     if show_workers:
         click.echo()
         _print_table(["QUEUE", "WORKER", "POD", "STATE", "SLOTS BUSY", "CURRENT JOB"],

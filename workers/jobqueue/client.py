@@ -372,16 +372,35 @@ def _job_info(queue: str, job_id: str, raw: Mapping[bytes, bytes], latest: list[
 def get_job(queue: str, job_id: str, *, connection: redis.Redis | None = None) -> JobInfo:
     """Status of one job (the seed's ``getJobStatus``); UnknownJobError if it is not there."""
     conn = _connection(connection)
+    ((raw, info),) = _fetch(conn, queue, [job_id])
+    if info is None:
+        if not raw:
+            raise UnknownJobError(queue, job_id)
+        raise UnknownJobError(queue, job_id, f"that id belongs to queue {text(raw.get(b'origin'))!r}")
+    return info
+
+
+def _fetch(
+    conn: redis.Redis, queue: str, job_ids: Sequence[str]
+) -> list[tuple[Mapping[bytes, bytes], JobInfo | None]]:
+    """Each job's raw hash and its JobInfo (None: gone, or a job of another queue); one round trip."""
     pipe = conn.pipeline(transaction=False)
-    pipe.hgetall(keys.job_key(job_id))
-    pipe.xrevrange(keys.results_key(job_id), "+", "-", count=1)
-    raw, latest = pipe.execute()
-    if not raw:
-        raise UnknownJobError(queue, job_id)
-    origin = text(raw.get(b"origin"))
-    if origin != queue:
-        raise UnknownJobError(queue, job_id, f"that id belongs to queue {origin!r}")
-    return _job_info(queue, job_id, raw, latest)
+    for job_id in job_ids:
+        pipe.hgetall(keys.job_key(job_id))
+        pipe.xrevrange(keys.results_key(job_id), "+", "-", count=1)
+    replies = pipe.execute()
+    out: list[tuple[Mapping[bytes, bytes], JobInfo | None]] = []
+    for job_id, raw, latest in zip(job_ids, replies[::2], replies[1::2], strict=True):
+        ours = bool(raw) and text(raw.get(b"origin")) == queue
+        out.append((raw, _job_info(queue, job_id, raw, latest) if ours else None))
+    return out
+
+
+def get_jobs(queue: str, job_ids: Sequence[str], *, connection: redis.Redis | None = None) -> list[JobInfo]:
+    """The jobs of ``queue`` among ``job_ids``, in that order, in one round trip; ids that are
+    gone (or belong to another queue) are left out."""
+    conn = _connection(connection)
+    return [info for _, info in _fetch(conn, queue, job_ids) if info is not None]
 
 
 def _admin(script: Script, conn: redis.Redis, queue: str, job_id: str, *args: Any) -> str:

@@ -14,6 +14,9 @@ next to them:
 * ``jobqueue:wrr:<q>`` — the smooth weighted round-robin state of the priority levels;
 * ``jobqueue:activity`` — hash queue -> unix time of the last job started or finished there
   (the autoscaler counts idle time from it);
+* ``jobqueue:paused`` — hash queue -> JSON ``{"at": unix time, "by": who}`` of the queues
+  paused with ``jobqueue pause`` (:mod:`jobqueue.admin`): the claim script takes nothing from
+  them, producers still add;
 * ``jq_*`` fields in RQ's job and worker hashes (RQ ignores fields it does not know).
 
 Every Lua script builds these names itself from the queue name (see :mod:`jobqueue._lua`);
@@ -37,6 +40,7 @@ RQ_QUEUES: Final = "rq:queues"
 RQ_WORKERS: Final = "rq:workers"
 RQ_SUSPENDED: Final = "rq:suspended"
 ACTIVITY: Final = "jobqueue:activity"
+PAUSED: Final = "jobqueue:paused"
 
 # Fields we add to RQ's job hash (rq:job:<id>).
 F_ATTEMPTS: Final = "jq_attempts"  # total attempts allowed, the first included

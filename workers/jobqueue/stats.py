@@ -22,7 +22,8 @@ Reading the figures:
 * ``last_activity_at`` is when a job last started or finished on the queue (unix time), so
   idle time survives operator restarts;
 * ``workers`` are the live RQ worker records (one per ``jobqueue worker`` process; a record
-  whose hash expired is dead and left out).
+  whose hash expired is dead and left out);
+* ``paused`` says the queue is paused (:func:`jobqueue.admin.pause`).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class QueueStats:
     last_activity_at: float | None
     queued_by_priority: dict[int, int] = field(default_factory=dict)
     workers: list[WorkerInfo] = field(default_factory=list)
+    paused: bool = False  # `jobqueue pause`: workers take nothing new, producers still add
 
     @property
     def busy_workers(self) -> int:
@@ -86,11 +88,13 @@ def _int(value: object, default: int) -> int:
 Reuse = MutableMapping[str, tuple[object, object, QueueStats]]
 
 
-def _empty(queue: str, activity: str) -> QueueStats:
+def _empty(queue: str, packed: str) -> QueueStats:
+    """The stats of a queue with no key at all, from its short reply: "last_activity[,1]"."""
+    activity, _, paused = packed.partition(",")
     return QueueStats(
         queue=queue, queued=0, queued_by_priority=dict.fromkeys(PRIORITY_LEVELS, 0), scheduled=0,
         scheduled_due=0, running=0, lost=0, failed=0, finished=0, oldest_queued_seconds=0.0,
-        last_activity_at=float(activity) if activity else None)
+        last_activity_at=float(activity) if activity else None, paused=paused == "1")
 
 
 def snapshot(
@@ -121,7 +125,7 @@ def snapshot(
                     reuse[q] = (figures, rows, out[q])
                 continue
             (p1, p2, p3, p4, p5, scheduled, due, oldest, running, lost, failed, finished,
-             activity) = packed.split(",")  # fmt: skip
+             activity, paused) = packed.split(",")  # fmt: skip
             levels = dict(zip(PRIORITY_LEVELS, (int(p1), int(p2), int(p3), int(p4), int(p5)), strict=True))
             workers = []
             for row in text(rows).split("\x1e") if rows else ():
@@ -149,6 +153,7 @@ def snapshot(
                 oldest_queued_seconds=max(0.0, now - float(oldest)) if oldest else 0.0,
                 last_activity_at=float(activity) if activity else None,
                 workers=workers,
+                paused=paused == "1",
             )
             if reuse is not None:
                 if oldest:  # its age grows with the time: never the same stats twice

@@ -45,7 +45,7 @@ def observation(stats: QueueStats, pods: Iterable[PodView]) -> policy.Observatio
         terminating = {p.name for p in pods if p.terminating or p.finished}
         busy = sum(1 for pod in busy_workers(stats) if pod not in terminating)
     return policy.Observation(queued=stats.queued, scheduled_due=stats.scheduled_due, running=stats.running,
-                              busy_pods=busy, last_activity_at=stats.last_activity_at)
+                              busy_pods=busy, last_activity_at=stats.last_activity_at, paused=stats.paused)
 
 
 def live_pods(pods: Iterable[PodView]) -> list[PodView]:

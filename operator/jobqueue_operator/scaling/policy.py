@@ -21,6 +21,10 @@ The rules, and why they differ from the HPA/KEDA defaults:
   a queue that runs a 50 ms job every 10 s is not idle although most polls see nothing.
 * **Unknown demand holds.** Redis unreachable → keep the current replicas.
 * **Suspended** → workers take nothing new; the queue goes to zero once nothing runs.
+* **Paused** (``jobqueue pause``, the admin API: a flag in Redis) → workers take nothing new
+  and producers still add; the queue goes to ``minReplicas`` (no lower: the resume finds warm
+  workers) once nothing runs, and never grows meanwhile — a backlog is not demand while no
+  worker may take from it. ``spec.suspend`` wins when both are set.
 * **Above ``maxReplicas`` → down to it at once.** A lowered maximum is a limit the user
   wants now (a cost cap, a downstream outage), not a demand estimate to smooth.
 
@@ -59,6 +63,8 @@ class Observation:
     busy_pods: int = 0
     #: last time a worker recorded a job start/finish on this queue (epoch seconds)
     last_activity_at: float | None = None
+    #: paused in Redis: workers take nothing new
+    paused: bool = False
 
     @property
     def known(self) -> bool:
@@ -84,9 +90,10 @@ class Memory:
 #: Why the replicas are what they are, in one word (the ``reason`` label of
 #: ``jobqueue_scaling_decisions_total``): ``demand`` (up, or steady, to what the work
 #: needs), ``demand-fell`` (down after the scale-down delay), ``idle`` (to zero, or to one
-#: warm pod), ``max`` (down to a lowered maxReplicas), ``suspended``, ``unknown`` (Redis
-#: unreachable: held), ``budget`` (cut by the operator's worker budget, see :func:`share_budget`).
-Cause = Literal["demand", "demand-fell", "idle", "max", "suspended", "unknown", "budget"]
+#: warm pod), ``max`` (down to a lowered maxReplicas), ``suspended``, ``paused``, ``unknown``
+#: (Redis unreachable: held), ``budget`` (cut by the operator's worker budget, see
+#: :func:`share_budget`).
+Cause = Literal["demand", "demand-fell", "idle", "max", "suspended", "paused", "unknown", "budget"]
 
 
 @dataclass(frozen=True)
@@ -129,8 +136,9 @@ def decide(spec: ScalingSpec, obs: Observation, current: int, memory: Memory, no
                         "unknown")
     memory = _remember_work(memory, obs, now)
     seen = _describe(obs)
-    if spec.suspend:
-        return _suspended(obs, current, _steady(memory), seen)
+    if spec.suspend or obs.paused:  # nothing new may start: the backlog is no demand
+        hold = _suspended(obs, current, seen) if spec.suspend else _paused(spec, obs, current, seen)
+        return replace(hold, memory=_steady(memory))
 
     need = needed_replicas(spec, obs)
     if current > spec.max_replicas:  # only the limit is immediate; any further drop waits as usual
@@ -152,11 +160,24 @@ def decide(spec: ScalingSpec, obs: Observation, current: int, memory: Memory, no
     return replace(decision, cause="idle") if warm and decision.replicas < current else decision
 
 
-def _suspended(obs: Observation, current: int, memory: Memory, seen: str) -> Decision:
+def _suspended(obs: Observation, current: int, seen: str) -> Decision:
     """Suspended: nothing new starts, so no pod is needed once the running jobs are done."""
     if obs.running > 0 or obs.busy_pods > 0:
-        return Decision(current, f"suspended, {seen}: waiting for running jobs", memory, "suspended")
-    return Decision(0, f"suspended, {seen} → 0 replicas", memory, "suspended")
+        return Decision(current, f"suspended, {seen}: waiting for running jobs", Memory(), "suspended")
+    return Decision(0, f"suspended, {seen} → 0 replicas", Memory(), "suspended")
+
+
+def _paused(spec: ScalingSpec, obs: Observation, current: int, seen: str) -> Decision:
+    """Paused: nothing new starts; minReplicas once the running jobs are done, never more."""
+    floor = min(spec.min_replicas, spec.max_replicas)
+    why = "paused (workers take nothing new until the queue is resumed)"
+    if current < floor:
+        return Decision(floor, f"{why}, {seen} → {floor} replicas (minReplicas)", Memory(), "paused")
+    if current > floor and (obs.running > 0 or obs.busy_pods > 0):
+        return Decision(current, f"{why}, {seen}: waiting for running jobs, then minReplicas {floor}",
+                        Memory(), "paused")
+    verdict = f"→ {floor} replicas" if floor != current else f"holding {floor}"
+    return Decision(floor, f"{why}, {seen} {verdict} (minReplicas)", Memory(), "paused")
 
 
 def _remember_work(memory: Memory, obs: Observation, now: float) -> Memory:

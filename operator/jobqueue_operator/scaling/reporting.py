@@ -45,6 +45,7 @@ def figures(stats: QueueStats, desired: int) -> dict[str, Any]:
         "failed": stats.failed,
         "oldestQueuedSeconds": round(stats.oldest_queued_seconds),
         "desiredReplicas": desired,
+        "paused": stats.paused,
     }
 
 
@@ -53,7 +54,7 @@ def status_patch(on_object: Mapping[str, Any] | None, wanted: Mapping[str, Any],
                  interval: float = STATUS_INTERVAL_SECONDS) -> dict[str, Any] | None:
     """The merge patch to write now, or None (nothing changed, or too soon after the last one).
 
-    A change of ``desiredReplicas`` or ``lastScaleTime`` is written at once; other changes
+    A change of ``desiredReplicas``, ``lastScaleTime`` or ``paused`` is written at once; other changes
     wait until ``interval`` seconds have passed since ``last_write``.
     """
     patch = changes(on_object, wanted)
@@ -68,8 +69,9 @@ def changes(on_object: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> d
 
 def due(patch: Mapping[str, Any], *, last_write: float | None, now: float,
         interval: float = STATUS_INTERVAL_SECONDS) -> bool:
-    """Whether ``patch`` may be written now (see :func:`status_patch`)."""
-    if "desiredReplicas" in patch or "lastScaleTime" in patch:
+    """Whether ``patch`` may be written now (see :func:`status_patch`); a pause or resume is
+    news, like a scale."""
+    if "desiredReplicas" in patch or "lastScaleTime" in patch or "paused" in patch:
         return True
     if patch.keys() == {"oldestQueuedSeconds"}:
         interval = max(interval, AGE_ONLY_INTERVAL_SECONDS)

@@ -25,7 +25,7 @@ DELETION_COST_ANNOTATION: Final = "controller.kubernetes.io/pod-deletion-cost"
 
 #: Status fields written by the autoscaler (the others belong to the reconcile).
 STATUS_FIELDS: Final = ("queued", "scheduled", "running", "failed", "oldestQueuedSeconds",
-                        "desiredReplicas", "lastScaleTime", "lastScaleReason")
+                        "desiredReplicas", "lastScaleTime", "lastScaleReason", "paused")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from scalekit import JOBS, ReplicaWatch, done, pods, replicas, runs, worker_spec
 import devenv
 import jobqueue as jq
 import podrunner
+from jobqueue import admin
 
 pytestmark = [pytest.mark.integration, pytest.mark.k8s, pytest.mark.redis]
 
@@ -143,6 +144,39 @@ def test_redis_unreachable_holds_replicas_and_says_so(
         get(cluster, "jobqueue", "held", namespace), "RedisReachable").get("status") == "True", timeout=60)
     assert replicas(cluster, namespace, "held-worker") == 3
     assert any(reason == "RedisUnavailable" for _, reason, _ in events(cluster, namespace, "held"))
+
+
+def test_a_paused_queue_is_held_at_min_replicas_and_its_status_says_why(
+        *, cluster: devenv.Cluster, namespace: str, redis_conn: redis.Redis,
+        operator: RunningOperator) -> None:
+    """No pod runner: the fake pods take no job, so the backlog (and the need) stays."""
+    apply(cluster, queue("paused", namespace, concurrency=4, worker=worker_spec(),
+                         scaling={"minReplicas": 1, "maxReplicas": 4, "scaleDownDelaySeconds": 600}))
+    queue_name = f"{namespace}.paused"
+    wait_for("published settings", lambda: redis_conn.exists(f"jobqueue:settings:{queue_name}"))
+    for i in range(3):
+        enqueue(redis_conn, queue_name, f"p{i}", 1)
+    wait_for("3 replicas", lambda: replicas(cluster, namespace, "paused-worker") == 3, timeout=30)
+
+    admin.pause(queue_name, by="test", connection=redis_conn)
+    # at once, although scaleDownDelaySeconds is 600: a pause is not a guess about demand
+    wait_for("minReplicas", lambda: replicas(cluster, namespace, "paused-worker") == 1, timeout=30)
+    enqueue(redis_conn, queue_name, "p3", 1)  # producers still add; no pod comes for it
+    status = wait_for("paused in status", lambda: (
+        (get(cluster, "jobqueue", "paused", namespace) or {}).get("status", {}).get("paused") and
+        get(cluster, "jobqueue", "paused", namespace)["status"]), timeout=30)
+    assert status["lastScaleReason"].startswith("paused (workers take nothing new until the queue is")
+    assert "minReplicas" in status["lastScaleReason"]
+    time.sleep(3)
+    assert replicas(cluster, namespace, "paused-worker") == 1
+    printed = cluster.kubectl("get", "jq", "paused", "-n", namespace, "-o", "wide").stdout
+    assert "PAUSED" in printed.splitlines()[0]
+
+    admin.resume(queue_name, connection=redis_conn)
+    wait_for("4 replicas for the 4 queued jobs",
+             lambda: replicas(cluster, namespace, "paused-worker") == 4, timeout=30)
+    wait_for("not paused in status", lambda: (get(cluster, "jobqueue", "paused", namespace) or {})
+             .get("status", {}).get("paused") is False, timeout=30)
 
 
 @pytest.mark.slow

@@ -145,6 +145,35 @@ def test_suspend_waits_for_running_jobs_then_goes_to_zero() -> None:
     assert sim.reasons[-1].startswith("suspended")
 
 
+def paused(queued: int = 0, running: int = 0, busy_pods: int = 0) -> Observation:
+    return replace(obs(queued=queued, running=running, busy_pods=busy_pods), paused=True)
+
+
+def test_paused_holds_minimum_whatever_the_backlog() -> None:
+    sim = Sim(replace(SPEC, min_replicas=1), replicas=4)
+    sim.poll(paused(queued=500, running=3, busy_pods=2))
+    assert sim.replicas == 4  # running jobs finish on their pods
+    assert "waiting for running jobs" in sim.reasons[-1]
+    sim.poll(paused(queued=500))
+    assert sim.replicas == 1  # at once: no scale-down delay for an explicit pause
+    assert sim.reasons[-1].startswith("paused (workers take nothing new until the queue is resumed)")
+    assert "minReplicas" in sim.reasons[-1]
+    sim.hold(paused(queued=900), 400)  # the backlog grows: still not demand, never zero
+    assert sim.replicas == 1
+    assert sim.poll(obs(queued=900)) == 5  # resumed: the backlog is demand again, at once
+
+
+def test_paused_brings_a_queue_below_its_minimum_up_to_it() -> None:
+    sim = Sim(replace(SPEC, min_replicas=2), replicas=0)
+    assert sim.poll(paused(queued=10)) == 2
+    assert decide(replace(SPEC, min_replicas=2), paused(), 0, Memory(), 0).cause == "paused"
+
+
+def test_suspend_wins_over_pause() -> None:
+    decision = decide(replace(SPEC, min_replicas=1, suspend=True), paused(queued=5), 3, Memory(), 0)
+    assert (decision.replicas, decision.cause) == (0, "suspended")
+
+
 def test_from_zero_first_job_scales_at_once() -> None:
     sim = Sim(replicas=0)
     sim.hold(obs(), 1000)

@@ -14,7 +14,13 @@ def stats(queued: int = 0, oldest: float = 0.0) -> QueueStats:
 def test_figures_round_the_oldest_age() -> None:
     assert reporting.figures(stats(queued=7, oldest=12.6), 3) == {
         "queued": 7, "scheduled": 1, "running": 2, "failed": 3, "oldestQueuedSeconds": 13,
-        "desiredReplicas": 3}
+        "desiredReplicas": 3, "paused": False}
+
+
+def test_a_pause_is_written_at_once() -> None:
+    on_object = reporting.figures(stats(), 1)
+    wanted = {**on_object, "paused": True}
+    assert reporting.status_patch(on_object, wanted, last_write=100.0, now=101.0) == {"paused": True}
 
 
 def test_nothing_changed_means_no_write() -> None:

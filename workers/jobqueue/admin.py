@@ -1,0 +1,181 @@
+"""Operating queues: pause and resume, a queue's jobs by state, the overview of every queue.
+
+The producer API (:mod:`jobqueue.client`) works one job at a time; these are what an
+operator's console needs — ``jobqueue pause`` / ``resume``, and the admin HTTP API with its
+web UI (:mod:`jobqueue.api`), which goes through these functions and the client's, never
+through Redis keys of its own: this package is the one owner of the Redis layout.
+
+**Pause** is BullMQ's ``queue.pause()``: producers can still enqueue, workers take nothing
+new (the claim script checks ``jobqueue:paused``; running jobs finish), and the operator's
+autoscaler holds the queue's workers at ``minReplicas``, saying so in the JobQueue's status.
+It is the imperative switch for an incident ("stop sending e-mails now"); ``spec.suspend``
+on the JobQueue stays the declarative one (it also scales the workers to zero). Pausing a
+paused queue keeps the first pause's time and author; the state lives in Redis beside the
+jobs, so it survives operator and worker restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final, Literal, get_args
+
+import redis
+
+from jobqueue import client, keys, settings, stats
+from jobqueue._redis import text
+
+JobState = Literal["queued", "scheduled", "started", "finished", "failed"]
+#: The states a queue's jobs can be listed by (RQ's names: started = running).
+STATES: Final[tuple[str, ...]] = get_args(JobState)
+#: Most jobs one page lists: a page is read in two round trips, whatever its size, but each
+#: job is a hash to decode.
+MAX_PAGE: Final = 500
+
+
+@dataclass(frozen=True)
+class PauseState:
+    queue: str
+    paused: bool
+    since: datetime | None = None  # when it was paused
+    by: str | None = None  # who paused it, as they said (the API records the authenticated user)
+
+
+@dataclass(frozen=True)
+class JobPage:
+    queue: str
+    state: str
+    total: int  # jobs in that state now
+    offset: int
+    limit: int
+    jobs: list[client.JobInfo]
+
+
+@dataclass(frozen=True)
+class QueueOverview:
+    queue: str
+    settings: settings.QueueSettings | None  # None: published settings that cannot be read
+    stats: stats.QueueStats
+
+
+def _state(queue: str, raw: bytes | str | None) -> PauseState:
+    if raw is None:
+        return PauseState(queue, False)
+    try:
+        doc = json.loads(raw)
+        at = datetime.fromtimestamp(float(doc["at"]), UTC)
+        by = doc.get("by")
+    except (ValueError, TypeError, KeyError):  # written by hand: still paused
+        return PauseState(queue, True)
+    return PauseState(queue, True, at, by if isinstance(by, str) else None)
+
+
+def pause(queue: str, *, by: str | None = None, connection: redis.Redis | None = None) -> PauseState:
+    """Pause a declared queue (UnknownQueueError otherwise); returns its pause state."""
+    conn = client._connection(connection)
+    settings.load(conn, queue)
+    conn.hsetnx(keys.PAUSED, queue, json.dumps({"at": time.time(), "by": by}))
+    return pause_state(queue, connection=conn)
+
+
+def resume(queue: str, *, connection: redis.Redis | None = None) -> bool:
+    """Resume a paused queue; False if it was not paused. A queue no JobQueue declares any
+    more can still be resumed (its pause stays in Redis otherwise), else UnknownQueueError."""
+    conn = client._connection(connection)
+    if conn.hdel(keys.PAUSED, queue):
+        return True
+    settings.load(conn, queue)
+    return False
+
+
+def pause_state(queue: str, *, connection: redis.Redis | None = None) -> PauseState:
+    conn = client._connection(connection)
+    return _state(queue, conn.hget(keys.PAUSED, queue))
+
+
+def _page(offset: object, limit: object) -> tuple[int, int]:
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ValueError(f"offset must be an integer >= 0, got {offset!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit must be an integer from 1 to {MAX_PAGE}, got {limit!r}")
+    return offset, limit
+
+
+def list_jobs(
+    queue: str,
+    state: str,
+    *,
+    offset: int = 0,
+    limit: int = 50,
+    connection: redis.Redis | None = None,
+) -> JobPage:
+    """One page of a declared queue's jobs in ``state``.
+
+    Order: ``queued`` by priority level (1 first), then first in first out — the order
+    workers take them in, near enough; ``scheduled`` by due time; ``started`` by claim;
+    ``finished`` and ``failed`` newest first. ValueError for a bad state, offset or limit.
+    """
+    if state not in STATES:
+        raise ValueError(f"state must be one of {', '.join(STATES)}, got {state!r}")
+    offset, limit = _page(offset, limit)
+    conn = client._connection(connection)
+    settings.load(conn, queue)
+    stop = offset + limit - 1
+    if state == "queued":
+        lists = [keys.level_key(queue, level) for level in keys.PRIORITY_LEVELS]
+        pipe = conn.pipeline(transaction=False)
+        for key in lists:
+            pipe.llen(key)
+        lengths = pipe.execute()
+        total = sum(lengths)
+        pipe = conn.pipeline(transaction=False)
+        start = 0
+        for key, length in zip(lists, lengths, strict=True):
+            lo, hi = max(offset - start, 0), min(stop - start, length - 1)
+            if lo <= hi:
+                pipe.lrange(key, lo, hi)
+            start += length
+        ids = [text(m) for chunk in pipe.execute() for m in chunk]
+    elif state in ("scheduled", "started"):
+        key = keys.scheduled(queue) if state == "scheduled" else keys.wip(queue)
+        pipe = conn.pipeline(transaction=False)
+        pipe.zcard(key)
+        pipe.zrange(key, offset, stop)
+        total, members = pipe.execute()
+        # rq:wip members are "<id>:<execution>"
+        ids = [text(m) if state == "scheduled" else text(m).rsplit(":", 1)[0] for m in members]
+    else:
+        key = keys.finished(queue) if state == "finished" else keys.failed(queue)
+        now = time.time()  # registry scores are expiry times: lower ones are gone (RQ's rule)
+        pipe = conn.pipeline(transaction=False)
+        pipe.zcount(key, now, "+inf")
+        pipe.zrevrangebyscore(key, "+inf", now, start=offset, num=limit)
+        total, members = pipe.execute()
+        ids = [text(m) for m in members]
+    return JobPage(queue, state, int(total), offset, limit, client.get_jobs(queue, ids, connection=conn))
+
+
+def overview(
+    queues: Sequence[str] | None = None, *, connection: redis.Redis | None = None
+) -> list[QueueOverview]:
+    """Every declared queue (or those named) with its settings and stats, sorted by name."""
+    conn = client._connection(connection)
+    names = sorted(settings.published_queue_names(conn) if queues is None else set(queues))
+    pipe = conn.pipeline(transaction=False)
+    for name in names:
+        pipe.get(settings.SETTINGS_KEY_PREFIX + name)
+    published = pipe.execute()
+    snap = stats.snapshot(conn, names)
+    out = []
+    for name, raw in zip(names, published, strict=True):
+        qs = None
+        if raw is not None:
+            try:
+                qs = settings.QueueSettings.model_validate_json(raw)
+            except ValueError:
+                qs = None
+        out.append(QueueOverview(name, qs, snap[name]))
+    return out
