@@ -32,9 +32,10 @@ test: deps setup bins lint typecheck  ## everything: lint, types, unit and integ
 test-unit: setup  ## the fast tests only (no cluster, Redis or Prometheus)
 	$(PYTEST) -m "not integration"
 
-generate: setup  ## regenerate CRDs, install manifests, dashboards and alert rules
+generate: setup  ## regenerate CRDs, install manifests, dashboards, alert rules and the API's OpenAPI
 	$(PY) -m jobqueue_operator.crdgen
 	$(PY) -m jobqueue_operator.monitoring
+	$(PY) -m jobqueue.api.openapi docs/openapi.json
 	$(PY) helm/jobqueue-operator/hack/render_install.py
 
 demo: deps setup bins  ## the main job: a local cluster running the seed's queues

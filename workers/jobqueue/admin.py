@@ -59,6 +59,7 @@ class QueueOverview:
     queue: str
     settings: settings.QueueSettings | None  # None: published settings that cannot be read
     stats: stats.QueueStats
+    pause: PauseState
 
 
 def _state(queue: str, raw: bytes | str | None) -> PauseState:
@@ -167,7 +168,8 @@ def overview(
     pipe = conn.pipeline(transaction=False)
     for name in names:
         pipe.get(settings.SETTINGS_KEY_PREFIX + name)
-    published = pipe.execute()
+    pipe.hgetall(keys.PAUSED)
+    *published, pauses = pipe.execute()
     snap = stats.snapshot(conn, names)
     out = []
     for name, raw in zip(names, published, strict=True):
@@ -177,5 +179,5 @@ def overview(
                 qs = settings.QueueSettings.model_validate_json(raw)
             except ValueError:
                 qs = None
-        out.append(QueueOverview(name, qs, snap[name]))
+        out.append(QueueOverview(name, qs, snap[name], _state(name, pauses.get(name.encode()))))
     return out

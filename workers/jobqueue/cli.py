@@ -479,6 +479,51 @@ def resume(ctx: click.Context, queue: str) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# the admin API and web UI
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (pods: 0.0.0.0).")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8000, show_default=True, envvar="JOBQUEUE_API_PORT",
+    show_envvar=True,
+)
+@click.option(
+    "--auth",
+    "auth_mode",
+    type=click.Choice(["kubernetes", "none"]),
+    default="kubernetes",
+    show_default=True,
+    help="kubernetes: bearer tokens checked with TokenReview and SubjectAccessReview ($KUBECONFIG or "
+    "in-cluster); none: everyone may do everything (loopback addresses only).",
+)
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+@click.pass_context
+def api(ctx: click.Context, host: str, port: int, auth_mode: str, log_level: str) -> None:
+    """Serve the admin HTTP API (/api/v1, OpenAPI at /docs) and the jobs web UI (/)."""
+    try:
+        import uvicorn  # noqa: PLC0415
+
+        from jobqueue.api import app as api_app  # noqa: PLC0415
+        from jobqueue.api import auth  # noqa: PLC0415
+    except ImportError as exc:
+        _fail(f"the admin API needs the 'api' extra (pip install 'jobqueue-operator[api]'): {exc}", 2)
+    if auth_mode == "none" and host not in LOOPBACK:
+        _fail(f"--auth none serves everything to anyone: only on a loopback address, not {host!r}", 2)
+    conn = _conn(ctx)
+    authorizer = auth.NoAuth() if auth_mode == "none" else auth.KubernetesAuthorizer()
+    application = api_app.create_app(connection=conn, authorizer=authorizer)
+    uvicorn.run(application, host=host, port=port, log_level=log_level.lower())
+
+
+# --------------------------------------------------------------------------------------
 # stats
 
 
