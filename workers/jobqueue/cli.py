@@ -149,6 +149,14 @@ def _age(seconds: float) -> str:
     return "".join(parts[:2])
 
 
+_log_level = click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--redis-url", envvar=URL_ENV, show_envvar=True, help="Redis holding the queues.")
 @click.pass_context
@@ -203,12 +211,7 @@ def main(ctx: click.Context, redis_url: str | None) -> None:
     help="How long a claimed job stays this worker's without a heartbeat; then any live worker "
     "re-queues it (attempts left) or fails it.  [default: 15]",
 )
-@click.option(
-    "--log-level",
-    default="INFO",
-    show_default=True,
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-)
+@_log_level
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -499,12 +502,7 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
     help="kubernetes: bearer tokens checked with TokenReview and SubjectAccessReview ($KUBECONFIG or "
     "in-cluster); none: everyone may do everything (loopback addresses only).",
 )
-@click.option(
-    "--log-level",
-    default="INFO",
-    show_default=True,
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-)
+@_log_level
 @click.pass_context
 def api(ctx: click.Context, host: str, port: int, auth_mode: str, log_level: str) -> None:
     """Serve the admin HTTP API (/api/v1, OpenAPI at /docs) and the jobs web UI (/)."""

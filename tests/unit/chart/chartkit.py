@@ -60,3 +60,13 @@ def container_env(deployment: Manifest) -> dict[str, Any]:
     empty ``value``, so a missing one reads as "")."""
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     return {e["name"]: e["valueFrom"] if "valueFrom" in e else e.get("value", "") for e in container["env"]}
+
+
+def assert_restricted(pod: Manifest) -> None:
+    """A pod spec meets the "restricted" Pod Security Standard (as the chart's pods must)."""
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True

@@ -3,7 +3,7 @@ Service, and RBAC that may only ask the API server who a caller is and what they
 
 from __future__ import annotations
 
-from unit.chart.chartkit import Render, container_env, kinds, one
+from unit.chart.chartkit import Render, assert_restricted, container_env, kinds, one
 
 ON = {"api": {"enabled": True}, "redis": {"url": "redis://redis.jq-system:6379/0"}}
 NAME = "t-jobqueue-operator-api"
@@ -33,13 +33,7 @@ def test_api_deployment_serves_the_command_with_probes_and_redis_from_the_secret
 
 
 def test_api_pod_meets_the_restricted_pod_security_standard(render: Render) -> None:
-    pod = one(render(ON), "Deployment", NAME)["spec"]["template"]["spec"]
-    container = pod["containers"][0]
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert container["securityContext"]["allowPrivilegeEscalation"] is False
-    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert_restricted(one(render(ON), "Deployment", NAME)["spec"]["template"]["spec"])
 
 
 def test_service_selects_only_the_api_pods(render: Render) -> None:

@@ -61,12 +61,7 @@ def test_operator_deployment_shape(render: Render) -> None:
 
 def test_operator_pod_meets_the_restricted_pod_security_standard(render: Render) -> None:
     pod = one(render(), "Deployment")["spec"]["template"]["spec"]
-    container = pod["containers"][0]
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert container["securityContext"]["allowPrivilegeEscalation"] is False
-    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    chartkit.assert_restricted(pod)
     assert not any(v.get("hostPath") for v in pod.get("volumes", []))
 
 
