@@ -19,6 +19,7 @@ PACKAGES=(
   "redis-server redis-server"      # the queues' Redis (tests and the dev cluster start their own)
   "prometheus prometheus"          # scrapes the operator and workers in the dev cluster
   "promtool prometheus"            # checks and unit-tests the alert rules
+  "chromium chromium"              # headless browser: the web UI's integration test drives it over CDP
 )
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
