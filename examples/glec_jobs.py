@@ -338,6 +338,25 @@ def generate_report(report_type: str, period: str, rows: int = 20_000) -> dict[s
     return {"report": path, "rows": rows, "bytes": os.path.getsize(path), "sha256": digest.hexdigest()}
 
 
+# --- failure notifications (spec.failureNotification of the samples) ------------------------
+
+
+@job
+def notify_admins(notice: dict[str, Any]) -> dict[str, Any]:
+    """The seed's ``notifyAdmins``: a job failed for good. The operator enqueues this with the
+    seed's notice (type JOB_FAILED, severity, title, message, details: job id, queue, name,
+    error, attempts, data); it fans out one notification per on-call admin."""
+    details = notice["details"]
+    sent = []
+    for admin in ("ops-oncall", "platform-oncall"):
+        # one id per (admin, failure): a retried notification never notifies twice
+        job_id = re.sub(r"[^A-Za-z0-9_-]", "-", f"{admin}-{details['queue']}-{details['job_id']}")[:200]
+        result = enqueue("notification:send", "glec_jobs.send_notification", admin, notice["type"],
+                         notice["title"], notice["message"], job_id=job_id, connection=_redis())
+        sent.append(result.id)
+    return {"job_id": details["job_id"], "notified": sent}
+
+
 # --- analytics:aggregate (thread), cleanup:old-data (thread) -------------------------------
 
 

@@ -9,10 +9,12 @@ with the ``RedisReachable`` condition reason the user will see.
 
 from __future__ import annotations
 
+import collections
 import time
+from collections.abc import Iterable
 from typing import Final
 
-from jobqueue_operator import errors, k8s, models, redisq
+from jobqueue_operator import errors, index, k8s, models, redisq
 
 #: Seconds a Secret read is reused by non-fresh lookups.
 CACHE_SECONDS: Final = 10.0
@@ -34,19 +36,45 @@ class Endpoints:
                     "(JOBQUEUE_REDIS_URL)")
             redisq.check_url(self._default)
             return self._default
-        ref = redis.url_secret_ref
+        url = await self._value(namespace, redis.url_secret_ref, "spec.redis.urlSecretRef", fresh=fresh,
+                                not_text="InvalidRedisURL")
+        redisq.check_url(url)
+        return url
+
+    async def by_url(self, refs: Iterable[index.QueueRef]) -> dict[str, list[index.QueueRef]]:
+        """Queues by Redis URL. A queue whose Redis cannot even be addressed (no URL, Secret
+        missing) is left out (the reconcile reports the problem)."""
+        by_url: dict[str, list[index.QueueRef]] = collections.defaultdict(list)
+        resolved: dict[tuple[str, tuple[str, str] | None], str | None] = {}
+        for ref in refs:
+            where = (ref.namespace, ref.redis_secret) if ref.redis_secret else ("", None)
+            if where not in resolved:
+                try:
+                    resolved[where] = await self.url(ref.namespace, ref.redis_spec)
+                except errors.RedisConfigError:
+                    resolved[where] = None
+            url = resolved[where]
+            if url is not None:
+                by_url[url].append(ref)
+        return by_url
+
+    async def secret_value(self, namespace: str, ref: models.SecretKeyRef, field: str) -> str:
+        """The text under ``ref`` (a key of a Secret in ``namespace``); RedisConfigError naming
+        ``field`` (e.g. ``spec.failureNotification.webhook.urlSecretRef``) if it cannot be read."""
+        return await self._value(namespace, ref, field, fresh=False, not_text="SecretUnreadable")
+
+    async def _value(self, namespace: str, ref: models.SecretKeyRef, field: str, *, fresh: bool,
+                     not_text: str) -> str:
         data = await self._secret(namespace, ref.name, fresh=fresh)
-        where = f"spec.redis.urlSecretRef: Secret {namespace}/{ref.name}"
+        where = f"{field}: Secret {namespace}/{ref.name}"
         if data is None:
             raise errors.RedisConfigError("SecretNotFound", f"{where} not found")
         if ref.key not in data:
             raise errors.RedisConfigError("SecretKeyNotFound", f"{where} has no key {ref.key!r}")
         try:
-            url = data[ref.key].decode().strip()
+            return data[ref.key].decode().strip()
         except UnicodeDecodeError:
-            raise errors.RedisConfigError("InvalidRedisURL", f"{where} key {ref.key!r} is not text") from None
-        redisq.check_url(url)
-        return url
+            raise errors.RedisConfigError(not_text, f"{where} key {ref.key!r} is not text") from None
 
     async def _secret(self, namespace: str, name: str, *, fresh: bool) -> dict[str, bytes] | None:
         key = (namespace, name)

@@ -13,6 +13,8 @@ handler                        what it does
 ``worker_*_index``,            the autoscaler's in-memory views of worker Deployments, worker
 ``jobqueue_status_index``      pods and its own JobQueue status fields (:mod:`.scaling.views`)
 ``autoscaler_health``          liveness probe detail: age of the autoscaler's last pass
+(startup)                      also starts the failure notifier (:mod:`.notifier`): jobs that
+                               failed for good → Events, a metric, spec.failureNotification
 ``recurring_*``                RecurringJobs (:mod:`jobqueue_operator.recurring`): startup/cleanup
                                of its status refresher; create / update / resume → CronJob;
                                DELETED → forgotten; JobQueue and CronJob changes → reconcile/status
@@ -43,6 +45,7 @@ from jobqueue_operator import (
     index,
     k8s,
     models,
+    notifier,
     reconcile,
     recurring,
     redisq,
@@ -76,6 +79,8 @@ class Runtime:
     sweep_task: asyncio.Task[None]
     #: None when JOBQUEUE_POLL_INTERVAL=0 (replicas left to someone else)
     autoscaler: scaling_poller.Autoscaler | None = None
+    #: jobs that failed for good → Events, a metric, spec.failureNotification
+    failures: notifier.FailureNotifier | None = None
 
 
 def _runtime(memo: Any) -> Runtime:
@@ -173,6 +178,10 @@ async def startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo,
             queues=lambda: _refs(jobqueue_index), deployments=worker_deployment_index, pods=worker_pod_index,
             statuses=jobqueue_status_index, interval=config.poll_interval, budget=config.worker_budget)
         memo.runtime.autoscaler.start()
+    memo.runtime.failures = notifier.FailureNotifier(
+        hub=hub, endpoints=eps, emit=emit, queues=lambda: _refs(jobqueue_index),
+        group=notifier.group_name(config.namespaces))
+    memo.runtime.failures.start()
 
 
 @kopf.on.cleanup()
@@ -180,6 +189,8 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     runtime = _runtime(memo)
     if runtime.autoscaler is not None:
         await runtime.autoscaler.stop()
+    if runtime.failures is not None:
+        await runtime.failures.stop()
     runtime.sweep_task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await runtime.sweep_task

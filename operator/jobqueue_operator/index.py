@@ -49,6 +49,8 @@ class QueueRef:
     deployment_name: str
     #: the object is being deleted (foreground deletion); nothing should be created for it
     deleting: bool
+    #: spec.failureNotification (None: Events and the metric only)
+    failure_notification: models.FailureNotification | None = None
 
     @functools.cached_property
     def key(self) -> Key:  # (read a dozen times per queue per autoscaler pass: made once)
@@ -89,6 +91,7 @@ def queue_ref(body: Mapping[str, Any]) -> QueueRef | None:
         suspend=spec.suspend,
         deployment_name=names.deployment_name(name),
         deleting=bool(meta.get("deletionTimestamp")),
+        failure_notification=spec.failure_notification,
     )
 
 

@@ -60,6 +60,14 @@ AUTOSCALER_CYCLE_SECONDS: Final = prometheus_client.Histogram(
 AUTOSCALER_API_ERRORS: Final = prometheus_client.Counter(
     mn.AUTOSCALER_API_ERRORS, "Kubernetes API calls of the autoscaler that failed", ["action"])
 
+# ---- jobs that failed for good (jobqueue_operator.failures)
+
+JOBS_EXHAUSTED: Final = prometheus_client.Counter(
+    mn.JOBS_EXHAUSTED, "Jobs that failed for good (no attempt left), every cause", _QUEUE)
+FAILURE_NOTIFICATIONS: Final = prometheus_client.Counter(
+    mn.FAILURE_NOTIFICATIONS, "Failure notifications by channel (job, webhook) and outcome (sent, failed)",
+    [*_QUEUE, "channel", "outcome"])
+
 OPERATOR_INFO.labels(version=__version__).set(1)
 
 

@@ -322,6 +322,41 @@ class RedisSpec(_Model):
         alias="urlSecretRef", description="Secret key holding the redis:// or rediss:// URL")
 
 
+class NotificationJob(_Model):
+    """A job enqueued for each failure: ``function(notice)`` on another JobQueue's queue."""
+
+    queue: Annotated[str, Field(
+        max_length=MAX_NAME_LENGTH, description="name of a JobQueue in the same namespace that runs it",
+        json_schema_extra=_pattern_rule("failureNotification.job.queue", DNS_LABEL,
+                                        "must be the name of a JobQueue (a lower-case DNS label)"))]
+    function: Annotated[str, Field(
+        max_length=300, description="dotted name of a @job function that queue allow-lists; called with "
+                                    "one argument, the notice (type, title, message, details)",
+        json_schema_extra=_pattern_rule("failureNotification.job.function", PY_FUNCTION,
+                                        "must be a dotted function name (module.function)"))]
+
+
+class Webhook(_Model):
+    """An HTTP POST of the notice as JSON to a URL kept in a Secret."""
+
+    url_secret_ref: SecretKeyRef = Field(
+        alias="urlSecretRef", description="Secret key holding the http:// or https:// URL (the operator must "
+                                          "be allowed to read it: chart value rbac.notificationSecretNames)")
+
+
+class FailureNotification(_Model):
+    """What happens besides an Event and a metric when a job of this queue fails for good
+    (no attempt left): the seed's admin notification, with the job's id, queue, function,
+    error, attempts and data."""
+
+    model_config = ConfigDict(json_schema_extra=rules(cel(
+        "has(self.job) || has(self.webhook)",
+        "failureNotification needs job, webhook or both")))
+
+    job: NotificationJob | None = Field(default=None, description="enqueue a notification job")
+    webhook: Webhook | None = Field(default=None, description="POST the notice to a webhook")
+
+
 def _ceil_div(a: str, b: str) -> str:
     return f"(({a} + {b} - 1) / {b})"
 
@@ -369,6 +404,9 @@ class JobQueueSpec(_Model):
     redis: RedisSpec | None = None
     suspend: bool = Field(default=False,
                           description="workers finish what they run and take nothing new")
+    failure_notification: FailureNotification | None = Field(
+        default=None, alias="failureNotification",
+        description="notify someone when a job fails for good (besides the Event and the metric)")
 
     def effective_queue_name(self, namespace: str, name: str) -> str:
         return self.queue_name or default_queue_name(namespace, name)

@@ -32,7 +32,8 @@ from typing import Final, TypeVar
 import pydantic
 import redis
 
-from jobqueue import keys, payload, recovery, stats
+from jobqueue import client as producer
+from jobqueue import failures, keys, payload, recovery, stats
 from jobqueue import settings as qsettings
 from jobqueue_operator import errors
 
@@ -43,6 +44,9 @@ RETRY_AFTER_SECONDS: Final = 5.0
 THREADS: Final = 4
 
 T = TypeVar("T")
+#: The operator's consumer name in the failure stream's group (stable across restarts, so a
+#: restarted operator reads what its predecessor read but did not acknowledge).
+CONSUMER: Final = "jobqueue-operator"
 Owner = tuple[str, str]
 
 
@@ -206,6 +210,21 @@ class RedisHub:
             return Poll(figures, beats, time.perf_counter() - started)
 
         return await self.run(url, read)
+
+    # ---- jobs that failed for good
+
+    async def exhausted(self, url: str, group: str) -> list[failures.Exhausted]:
+        """The next failures of this Redis for consumer group ``group`` (unacknowledged first)."""
+        return await self.run(url, lambda conn: failures.read(conn, group=group, consumer=CONSUMER))
+
+    async def ack_exhausted(self, url: str, group: str, entry_ids: Sequence[str]) -> None:
+        await self.run(url, lambda conn: failures.ack(conn, group, entry_ids))
+
+    async def enqueue_notice(self, url: str, queue_name: str, function: str,
+                             failure: failures.Exhausted) -> producer.EnqueueResult:
+        """``function(notice)`` on ``queue_name``, under the failure's own job id (idempotent)."""
+        return await self.run(url, lambda conn: producer.enqueue(
+            queue_name, function, failure.notice(), job_id=failure.notification_job_id, connection=conn))
 
     async def recover_pod(self, url: str, queue_name: str, pod: str, *,
                           reason: str) -> recovery.RecoveryReport:

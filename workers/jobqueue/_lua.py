@@ -59,6 +59,15 @@ local function signal(q)
   redis.call('LTRIM', 'jobqueue:signal:' .. q, 0, 0)
 end
 
+-- A job failed for good (no attempt left): one entry in the stream the operator turns into
+-- Events, a metric and the queue's failure notification (jobqueue.failures). Written here, in
+-- the script that fails the job, so none is missed; before `retain`, which may delete the hash.
+local function exhausted(q, id, jk, reason)
+  local f = redis.call('HMGET', jk, 'jq_made', 'jq_attempts', 'data')
+  redis.call('XADD', 'jobqueue:exhausted', 'MAXLEN', '~', 10000, '*', 'queue', q, 'id', id,
+             'reason', reason or '', 'made', f[1] or '', 'attempts', f[2] or '', 'data', f[3] or '')
+end
+
 -- keep a finished/failed job `keep` seconds in `registry` (0: delete now, <0: forever)
 local function retain(registry, jk, rk, id, now, keep)
   if keep == 0 then
@@ -103,6 +112,7 @@ local function end_claim(q, id, member, now, now_iso, reason, refund)
              'ended_at', now_iso, 'jq_end', now, 'jq_exec', '', 'retries_left', 0)
   local keep = tonumber(f[4])
   if keep == nil then keep = KEEP_FAILED end
+  exhausted(q, id, jk, text)
   retain('rq:failed:' .. q, jk, 'rq:results:' .. id, id, now, keep)
   return 'failed'
 end
@@ -226,6 +236,7 @@ for _, k in ipairs(a.acks) do
         signal(q)
       else
         redis.call('HSET', jk, 'status', 'failed', 'retries_left', 0)
+        exhausted(q, id, jk, k[12])
         retain('rq:failed:' .. q, jk, rk, id, now, tonumber(k[8]))
       end
     end

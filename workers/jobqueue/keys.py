@@ -14,6 +14,9 @@ next to them:
 * ``jobqueue:wrr:<q>`` — the smooth weighted round-robin state of the priority levels;
 * ``jobqueue:activity`` — hash queue -> unix time of the last job started or finished there
   (the autoscaler counts idle time from it);
+* ``jobqueue:exhausted`` — a stream (capped at about 10,000 entries) with one entry per job
+  that failed for good, written by the script that fails it; the operator reads it
+  (:mod:`jobqueue.failures`) for Events, a metric and failure notifications;
 * ``jobqueue:paused`` — hash queue -> JSON ``{"at": unix time, "by": who}`` of the queues
   paused with ``jobqueue pause`` (:mod:`jobqueue.admin`): the claim script takes nothing from
   them, producers still add;
@@ -41,6 +44,7 @@ RQ_WORKERS: Final = "rq:workers"
 RQ_SUSPENDED: Final = "rq:suspended"
 ACTIVITY: Final = "jobqueue:activity"
 PAUSED: Final = "jobqueue:paused"
+EXHAUSTED: Final = "jobqueue:exhausted"
 
 # Fields we add to RQ's job hash (rq:job:<id>).
 F_ATTEMPTS: Final = "jq_attempts"  # total attempts allowed, the first included

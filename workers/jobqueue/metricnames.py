@@ -42,3 +42,5 @@ RECONCILE_TOTAL: Final = f"{PREFIX}_reconcile_total"  # labels: kind, result=ok|
 RECONCILE_SECONDS: Final = f"{PREFIX}_reconcile_seconds"  # histogram, labels: kind
 ORPHANED_SETTINGS_REMOVED: Final = f"{PREFIX}_orphaned_settings_removed_total"  # settings sweep
 OPERATOR_INFO: Final = f"{PREFIX}_operator_info"  # gauge 1, labels: version
+JOBS_EXHAUSTED: Final = f"{PREFIX}_jobs_exhausted_total"  # failed for good, every cause (operator's count)
+FAILURE_NOTIFICATIONS: Final = f"{PREFIX}_failure_notifications_total"  # + channel=job|webhook, outcome

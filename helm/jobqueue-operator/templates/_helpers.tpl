@@ -224,6 +224,13 @@ ClusterRole when it watches all). Each rule says why; docs/install.md lists them
   resourceNames: {{ toJson . }}
   verbs: [get]
 {{- end }}
+{{- with .Values.rbac.notificationSecretNames }}
+# the webhook URL Secrets of spec.failureNotification.webhook.urlSecretRef: these names only
+- apiGroups: [""]
+  resources: [secrets]
+  resourceNames: {{ toJson . }}
+  verbs: [get]
+{{- end }}
 {{- with .Values.rbac.extraRules }}
 {{ toYaml . }}
 {{- end }}

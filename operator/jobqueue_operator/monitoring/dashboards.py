@@ -165,6 +165,19 @@ def failures_and_retries() -> timeseries.Panel:
     )
 
 
+def exhausted_and_notified() -> timeseries.Panel:
+    return _bars(_ts(
+        "Failed for good, and notifications",
+        "Jobs that failed with no attempt left, every cause (the operator's count, from the "
+        "failure stream), and the failure notifications (spec.failureNotification) sent or not "
+        "delivered, by channel.",
+        "short",
+        query(f"sum by (queue) (increase({m.JOBS_EXHAUSTED}{{{SEL}}}[{RATE}]))", "{{queue}} failed for good"),
+        query(f"sum by (queue, channel, outcome) (increase({m.FAILURE_NOTIFICATIONS}{{{SEL}}}[{RATE}]))",
+              "{{queue}} {{channel}} {{outcome}}"),
+    ))
+
+
 # --- latency ----------------------------------------------------------------------------
 
 
@@ -316,7 +329,7 @@ def rows() -> list[tuple[str, list[Panel]]]:
     return [
         ("Overview", [queued_now(), running_now(), oldest_now(), ready_workers_now()]),
         ("Backlog", [depth_by_state(), oldest_job_age()]),
-        ("Throughput and errors", [throughput(), failures_and_retries()]),
+        ("Throughput and errors", [throughput(), failures_and_retries(), exhausted_and_notified()]),
         ("Latency", [wait_time(), run_time()]),
         ("Workers and scaling", [workers_desired_vs_ready(), worker_slots(),
                                  scaling_decisions(), lost_job_recoveries()]),

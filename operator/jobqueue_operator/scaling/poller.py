@@ -267,21 +267,8 @@ class Autoscaler:
             self._marked.pop(key, None)
 
     async def _urls(self, refs: Iterable[index.QueueRef]) -> dict[str, list[index.QueueRef]]:
-        """Queues by Redis URL. A queue whose Redis cannot even be addressed (no URL, Secret
-        missing) is left out: its replicas stay, and the reconcile reports the problem."""
-        by_url: dict[str, list[index.QueueRef]] = collections.defaultdict(list)
-        resolved: dict[tuple[str, tuple[str, str] | None], str | None] = {}
-        for ref in refs:
-            where = (ref.namespace, ref.redis_secret) if ref.redis_secret else ("", None)
-            if where not in resolved:
-                try:
-                    resolved[where] = await self._endpoints.url(ref.namespace, ref.redis_spec)
-                except errors.RedisConfigError:
-                    resolved[where] = None
-            url = resolved[where]
-            if url is not None:
-                by_url[url].append(ref)
-        return by_url
+        """Queues by Redis URL; one whose Redis cannot be addressed keeps its replicas."""
+        return await self._endpoints.by_url(refs)
 
     def _current(self, q: _Queue, deployment: views.DeploymentView, mono: float) -> int:
         if q.pending is not None:

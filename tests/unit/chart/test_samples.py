@@ -92,6 +92,18 @@ def test_the_table_conversion() -> None:
         "attempts": 1, "keepCompleted": {"ageSeconds": 0}}
 
 
+def test_failed_jobs_notify_the_admins_through_the_notification_queue() -> None:
+    """The seed's JobErrorHandlerService: every queue's exhausted jobs reach notifyAdmins."""
+    by_queue = {spec["queueName"]: spec for spec in QUEUES.values()}
+    for queue, spec in by_queue.items():
+        if queue == "notification:send":
+            assert "failureNotification" not in spec  # it would notify itself
+        else:
+            assert spec["failureNotification"] == {
+                "job": {"queue": "notification", "function": "glec_jobs.notify_admins"}}
+    assert QUEUES["notification"]["queueName"] == "notification:send"
+
+
 def test_worker_modes_fit_the_work() -> None:
     modes = {spec["queueName"]: spec["worker"]["mode"] for spec in QUEUES.values()}
     assert modes["dispatch:optimize"] == "process"  # heavy computation
