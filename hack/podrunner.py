@@ -128,7 +128,7 @@ WATCH_RETRY_SECONDS = (0.5, 5.0)
 """Pause before re-listing after a watch failure (API server restarting, 410 Gone): doubling
 from the first value to the second while the failures last."""
 
-PORT_ENV_VARS = ("JOBQUEUE_METRICS_PORT", "JOBQUEUE_HEALTH_PORT")
+PORT_ENV_VARS = ("JOBQUEUE_METRICS_PORT", "JOBQUEUE_HEALTH_PORT", "JOBQUEUE_API_PORT")
 """Env vars that name a port the process listens on. Local processes share the host's network
 (there are no pod IPs), so two worker pods would both try :9100. Each pod gets free host ports
 for these instead; the mapping is published in ``<state dir>/endpoints.json`` and, for the
