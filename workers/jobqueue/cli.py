@@ -512,9 +512,11 @@ def api(ctx: click.Context, host: str, port: int, auth_mode: str, log_level: str
         from jobqueue.api import app as api_app  # noqa: PLC0415
         from jobqueue.api import auth  # noqa: PLC0415
     except ImportError as exc:
-        _fail(f"the admin API needs the 'api' extra (pip install 'jobqueue-operator[api]'): {exc}", 2)
+        _fail(f"the admin API needs the 'api' extra (pip install 'jobqueue-operator[api]'): {exc}",
+              ExitCode.USAGE)
     if auth_mode == "none" and host not in LOOPBACK:
-        _fail(f"--auth none serves everything to anyone: only on a loopback address, not {host!r}", 2)
+        _fail(f"--auth none serves everything to anyone: only on a loopback address, not {host!r}",
+              ExitCode.USAGE)
     conn = _conn(ctx)
     authorizer = auth.NoAuth() if auth_mode == "none" else auth.KubernetesAuthorizer()
     application = api_app.create_app(connection=conn, authorizer=authorizer)
@@ -576,8 +578,8 @@ def stats_cmd(
     now = time.time()
     rows = {q: _stats_row(snap[q], now) for q in names}
     columns = list(rows[names[0]]) if output == "wide" else list(TABLE_COLUMNS)
-    _print_table(["QUEUE", *columns],
-                 [[q + (" (paused)" if snap[q].paused else ""), *(rows[q][c] for c in columns)] for q in names])
+    shown = {q: q + (" (paused)" if snap[q].paused else "") for q in names}
+    _print_table(["QUEUE", *columns], [[shown[q], *(rows[q][c] for c in columns)] for q in names])
     if show_workers:
         click.echo()
         _print_table(["QUEUE", "WORKER", "POD", "STATE", "SLOTS BUSY", "CURRENT JOB"],

@@ -63,7 +63,7 @@ def test_pause_and_resume_from_the_command_line(redis_conn: redis.Redis, redis_u
     assert (resumed.returncode, resumed.stdout.strip()) == (0, "queue c resumed")
     assert jq(redis_url, "resume", "c").stdout.strip() == "queue c was not paused"
     unknown = jq(redis_url, "pause", "nope")
-    assert unknown.returncode == 1
+    assert unknown.returncode == 3  # ExitCode.NOT_FOUND
     assert "queue 'nope' is not declared" in unknown.stderr
 
 

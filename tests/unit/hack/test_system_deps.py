@@ -19,7 +19,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "hack" / "system-deps.sh"
 #: What each Debian package provides, for the stand-in apt-get.
-PROVIDES = {"redis-server": ["redis-server"], "prometheus": ["prometheus", "promtool"]}
+PROVIDES = {"redis-server": ["redis-server"], "prometheus": ["prometheus", "promtool"],
+            "chromium": ["chromium"]}
 EXTERNAL = ["dirname", "mkdir", "date", "env", "cat", "true", "chmod"]
 
 
@@ -80,12 +81,12 @@ def run(bin_dir: Path, *args: str) -> Run:
 
 
 def test_everything_present_is_silent_and_installs_nothing(machine) -> None:  # type: ignore[no-untyped-def]
-    r = run(machine(have=("redis-server", "prometheus", "promtool")))
+    r = run(machine(have=("redis-server", "prometheus", "promtool", "chromium")))
     assert (r.code, r.stderr, r.apt_calls) == (0, "", [])
 
 
 def test_root_with_apt_installs_exactly_the_missing_packages(machine) -> None:  # type: ignore[no-untyped-def]
-    bin_dir = machine(have=("redis-server",))
+    bin_dir = machine(have=("redis-server", "chromium"))
     r = run(bin_dir)
     assert r.code == 0, r.stderr
     log = bin_dir.parent / "deps.log"
@@ -97,21 +98,21 @@ def test_root_with_apt_installs_exactly_the_missing_packages(machine) -> None:  
 
 def test_a_package_is_named_once_however_many_of_its_commands_are_missing(machine) -> None:  # type: ignore[no-untyped-def]
     r = run(machine())
-    assert r.apt_calls[-1] == "install -y -q --no-install-recommends redis-server prometheus"
+    assert r.apt_calls[-1] == "install -y -q --no-install-recommends redis-server prometheus chromium"
 
 
 def test_not_root_with_passwordless_sudo_installs_through_sudo(machine) -> None:  # type: ignore[no-untyped-def]
     r = run(machine(uid=1000, sudo=True))
     assert r.code == 0, r.stderr
-    assert r.apt_calls[-1].endswith("redis-server prometheus")
+    assert r.apt_calls[-1].endswith("redis-server prometheus chromium")
 
 
 def test_not_root_without_sudo_says_what_to_run(machine) -> None:  # type: ignore[no-untyped-def]
     r = run(machine(uid=1000))
     assert r.code == 2
-    assert r.lines == ["jobqueue: missing system packages: redis-server prometheus; not root and no "
-                       "password-less sudo, so install them yourself: sudo apt-get install -y "
-                       "redis-server prometheus"]
+    assert r.lines == ["jobqueue: missing system packages: redis-server prometheus chromium; not root and "
+                       "no password-less sudo, so install them yourself: sudo apt-get install -y "
+                       "redis-server prometheus chromium"]
     assert r.apt_calls == []
 
 
@@ -128,16 +129,17 @@ def test_a_failed_install_points_at_its_log(machine) -> None:  # type: ignore[no
     r = run(bin_dir)
     log = bin_dir.parent / "deps.log"
     assert r.code == 1
-    assert r.lines[-1] == f"jobqueue: apt-get could not install redis-server prometheus (exit 100); see {log}"
-    assert "apt-get install redis-server prometheus" in log.read_text()
+    assert r.lines[-1] == (f"jobqueue: apt-get could not install redis-server prometheus chromium "
+                           f"(exit 100); see {log}")
+    assert "apt-get install redis-server prometheus chromium" in log.read_text()
 
 
 def test_check_only_reports_and_installs_nothing(machine) -> None:  # type: ignore[no-untyped-def]
     r = run(machine(), "--check")
     assert r.code == 2
     assert r.apt_calls == []
-    assert r.lines == ["jobqueue: missing system packages: redis-server prometheus "
-                       "(install them with: sudo apt-get install -y redis-server prometheus)"]
+    assert r.lines == ["jobqueue: missing system packages: redis-server prometheus chromium "
+                       "(install them with: sudo apt-get install -y redis-server prometheus chromium)"]
 
 
 @pytest.mark.parametrize("tool", ["go", "npm", "python3"])
