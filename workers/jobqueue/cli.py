@@ -506,14 +506,12 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 @click.pass_context
 def api(ctx: click.Context, host: str, port: int, auth_mode: str, log_level: str) -> None:
     """Serve the admin HTTP API (/api/v1, OpenAPI at /docs) and the jobs web UI (/)."""
-    try:
-        import uvicorn  # noqa: PLC0415
+    # imported here: the worker, which every pod runs, never loads the web stack
+    import uvicorn  # noqa: PLC0415
 
-        from jobqueue.api import app as api_app  # noqa: PLC0415
-        from jobqueue.api import auth  # noqa: PLC0415
-    except ImportError as exc:
-        _fail(f"the admin API needs the 'api' extra (pip install 'jobqueue-operator[api]'): {exc}",
-              ExitCode.USAGE)
+    from jobqueue.api import app as api_app  # noqa: PLC0415
+    from jobqueue.api import auth  # noqa: PLC0415
+
     if auth_mode == "none" and host not in LOOPBACK:
         _fail(f"--auth none serves everything to anyone: only on a loopback address, not {host!r}",
               ExitCode.USAGE)

@@ -1,8 +1,8 @@
 """The admin HTTP API and the jobs web UI of jobqueue-operator (``jobqueue api``).
 
-Optional: it needs the ``api`` extra (FastAPI, uvicorn); workers and producers never import
-it. :func:`create_app` builds the application; ``docs/admin.md`` documents every endpoint
-and the authentication, and ``docs/openapi.json`` is generated from the code
+Workers and producers never import it (``.importlinter``), so they never load FastAPI.
+:func:`create_app` builds the application; ``docs/admin.md`` documents every endpoint and
+the authentication, and ``docs/openapi.json`` is generated from the code
 (``python -m jobqueue.api.openapi``).
 """
 
