@@ -38,3 +38,13 @@ def test_every_operation_is_documented_with_its_errors() -> None:
     # the seed's getJobStatus fields
     assert {"id", "name", "data", "progress", "state", "attempts", "maxAttempts", "failedReason",
             "stacktrace", "createdAt", "finishedAt"} <= set(job)
+
+
+def test_workers_and_the_cli_do_not_load_the_web_stack() -> None:
+    # every worker pod runs `jobqueue worker`: FastAPI is loaded only by `jobqueue api`
+    import subprocess
+    import sys
+
+    code = "import sys, jobqueue, jobqueue.cli, jobqueue.worker; print('fastapi' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
