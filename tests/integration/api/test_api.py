@@ -210,3 +210,20 @@ def test_bad_input_gets_a_4xx_that_says_why_and_changes_nothing(
 
     assert steady(after) == steady(before)
     assert get_job(Q, "busy", connection=redis_conn).status == "finished"  # the refused remove left it
+
+
+def test_the_queue_list_follows_rbac_per_namespace_and_per_object(
+        *, server: ApiServer, ops: str, cluster: devenv.Cluster, namespace: str,
+        redis_conn: redis.Redis) -> None:
+    declare(redis_conn, Q, namespace, "emails")
+    declare(redis_conn, "ops:reports", namespace, "reports")
+    declare(redis_conn, "elsewhere:queue", "other-namespace", "theirs")
+    single = service_account(cluster, namespace, "single", [
+        {"apiGroups": ["jobqueue.glec.io"], "resources": ["jobqueues"], "resourceNames": ["emails"],
+         "verbs": ["get"]}])
+    # `list jobqueues` in the namespace: all of its queues, none of another namespace
+    assert [q["queue"] for q in server.call("GET", "/api/v1/queues", ops).body["queues"]] == [
+        Q, "ops:reports"]
+    # `get` on one JobQueue only: that queue
+    assert [q["queue"] for q in server.call("GET", "/api/v1/queues", single).body["queues"]] == [Q]
+    assert server.call("GET", "/api/v1/queues/ops:reports", single).status == 403

@@ -86,10 +86,18 @@ def _queue_routes(app: FastAPI, api: _Api) -> None:
 
     @app.get(f"{PREFIX}/queues", tags=["queues"])
     def list_queues(who: User) -> schemas.QueueList:
-        """Every declared queue the caller may read (`get jobqueues`), with counts and workers."""
+        """Every declared queue the caller may read (`list jobqueues` in its namespace, or `get` on
+        its JobQueue), with counts and workers."""
         rows = admin.overview(connection=api.conn)
-        readable = [row for row in rows if api.authz.allowed(who, auth.READ, *_owner(row.settings))]
-        return schemas.QueueList(queues=[schemas.Queue.of(row) for row in readable])
+        listable: dict[str, bool] = {}  # namespace -> may `list jobqueues` there (one review each)
+
+        def readable(row: admin.QueueOverview) -> bool:
+            namespace, name = _owner(row.settings)
+            if namespace not in listable:
+                listable[namespace] = api.authz.allowed(who, auth.LIST, namespace, "")
+            return listable[namespace] or api.authz.allowed(who, auth.READ, namespace, name)
+
+        return schemas.QueueList(queues=[schemas.Queue.of(row) for row in rows if readable(row)])
 
     @app.get(f"{PREFIX}/queues/{{queue}}", tags=["queues"])
     def get_queue(queue: QueueName, who: User) -> schemas.Queue:

@@ -12,7 +12,8 @@ settings name it), in the JobQueue's namespace:
 ==========================  ==========================================================
 operation                   permission (``jobqueue.glec.io``)
 ==========================  ==========================================================
-read stats, list, status    ``get jobqueues``
+read stats, list, status    ``get jobqueues`` (listing: ``list jobqueues`` in the namespace
+                            also shows all of its queues, with one review)
 enqueue                     ``create jobqueues/jobs``
 retry, remove a job         ``update jobqueues/jobs``
 pause, resume               ``update jobqueues/pause``
@@ -55,6 +56,7 @@ class Permission:
 
 
 READ: Final = Permission("get")
+LIST: Final = Permission("list")  # every JobQueue of a namespace: one review for all its queues
 ENQUEUE: Final = Permission("create", "jobs")
 MANAGE_JOBS: Final = Permission("update", "jobs")
 PAUSE: Final = Permission("update", "pause")
