@@ -161,7 +161,7 @@ def test_every_endpoint(server: ApiServer, ops: str, failed_job: str, redis_conn
 
 def test_bad_input_gets_a_4xx_that_says_why_and_changes_nothing(
         server: ApiServer, ops: str, failed_job: str, redis_conn: redis.Redis, redis_url: str) -> None:
-    enqueue(Q, FN + "sleep", 5, job_id="busy", connection=redis_conn)
+    enqueue(Q, FN + "sleep", 12, job_id="busy", connection=redis_conn)  # running through every case
     enqueue(Q, FN + "noop", job_id="done", connection=redis_conn)
     with thread_worker(redis_url, Q, concurrency=2):
         wait_status(redis_conn, Q, "busy", "started")
