@@ -10,7 +10,6 @@ import http.server
 import json
 import re
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,6 +48,19 @@ def webhook_receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
         server.server_close()
 
 
+def notifier_reading(conn: redis.Redis, namespace: str) -> None:
+    """Wait until the operator's notifier reads this Redis (failures before are not news)."""
+    def reading() -> bool:
+        try:
+            groups = conn.xinfo_groups("jobqueue:exhausted")
+        except redis.ResponseError:  # no stream yet
+            return False
+        names = {g["name"].decode() if isinstance(g["name"], bytes) else g["name"] for g in groups}
+        return f"jobqueue-operator:{namespace}" in names
+
+    wait_for("the notifier's consumer group", reading, timeout=60)
+
+
 def job_failed_events(cluster: devenv.Cluster, namespace: str) -> list[str]:
     return [m for type_, reason, m in events(cluster, namespace, "emails") if reason == "JobFailed"
             and type_ == "Warning"]
@@ -69,7 +81,7 @@ def test_failed_for_good_means_an_event_a_metric_a_notification_job_and_a_webhoo
         emails, alerts = f"{namespace}.emails", f"{namespace}.alerts"
         wait_for("published settings", lambda: redis_conn.exists(
             f"jobqueue:settings:{emails}", f"jobqueue:settings:{alerts}") == 2)
-        time.sleep(4)  # the notifier's first read: failures before its group existed are not news
+        notifier_reading(redis_conn, namespace)
         for i in range(5):
             enqueue(emails, FN + "always_fail", f"SMTP relay down ({i})", job_id=f"mail-{i}",
                     connection=redis_conn)
@@ -128,7 +140,7 @@ def test_a_notification_that_cannot_be_delivered_is_reported(
         "webhook": {"urlSecretRef": {"name": "missing-secret", "key": "url"}}}))
     emails = f"{namespace}.emails"
     wait_for("published settings", lambda: redis_conn.exists(f"jobqueue:settings:{emails}"))
-    time.sleep(4)
+    notifier_reading(redis_conn, namespace)
     enqueue(emails, FN + "always_fail", "boom", job_id="bad", connection=redis_conn)
     with thread_worker(redis_url, emails):
         wait_status(redis_conn, emails, "bad", "failed")
