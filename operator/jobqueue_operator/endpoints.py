@@ -58,13 +58,14 @@ class Endpoints:
                 by_url[url].append(ref)
         return by_url
 
-    async def secret_value(self, namespace: str, ref: models.SecretKeyRef, field: str) -> str:
+    async def secret_value(self, namespace: str, ref: models.SecretKeyRef | models.WebhookSecretRef,
+                           field: str) -> str:
         """The text under ``ref`` (a key of a Secret in ``namespace``); RedisConfigError naming
         ``field`` (e.g. ``spec.failureNotification.webhook.urlSecretRef``) if it cannot be read."""
         return await self._value(namespace, ref, field, fresh=False, not_text="SecretUnreadable")
 
-    async def _value(self, namespace: str, ref: models.SecretKeyRef, field: str, *, fresh: bool,
-                     not_text: str) -> str:
+    async def _value(self, namespace: str, ref: models.SecretKeyRef | models.WebhookSecretRef, field: str, *,
+                     fresh: bool, not_text: str) -> str:
         data = await self._secret(namespace, ref.name, fresh=fresh)
         where = f"{field}: Secret {namespace}/{ref.name}"
         if data is None:

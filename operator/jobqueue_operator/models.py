@@ -336,10 +336,23 @@ class NotificationJob(_Model):
                                         "must be a dotted function name (module.function)"))]
 
 
+class WebhookSecretRef(_Model):
+    """The key of a Secret in the JobQueue's namespace that holds a webhook URL."""
+
+    name: Annotated[str, Field(max_length=253, description="name of the Secret holding the webhook URL",
+                               json_schema_extra=_pattern_rule(
+                                   "webhook.urlSecretRef.name", DNS_SUBDOMAIN,
+                                   "must be a Secret name (lower-case DNS subdomain)"))]
+    key: Annotated[str, Field(max_length=253, description="key of the webhook URL in that Secret's data",
+                              json_schema_extra=_pattern_rule(
+                                  "webhook.urlSecretRef.key", DATA_KEY,
+                                  "must be a Secret data key (letters, digits, '-', '_', '.')"))]
+
+
 class Webhook(_Model):
     """An HTTP POST of the notice as JSON to a URL kept in a Secret."""
 
-    url_secret_ref: SecretKeyRef = Field(
+    url_secret_ref: WebhookSecretRef = Field(
         alias="urlSecretRef", description="Secret key holding the http:// or https:// URL (the operator must "
                                           "be allowed to read it: chart value rbac.notificationSecretNames)")
 
