@@ -156,15 +156,15 @@ def test_a_paused_queue_is_held_at_min_replicas_and_its_status_says_why(
     wait_for("published settings", lambda: redis_conn.exists(f"jobqueue:settings:{queue_name}"))
     for i in range(3):
         enqueue(redis_conn, queue_name, f"p{i}", 1)
-    wait_for("3 replicas", lambda: replicas(cluster, namespace, "paused-worker") == 3, timeout=30)
+    wait_for("3 replicas", lambda: replicas(cluster, namespace, "paused-worker") == 3, timeout=60)
 
     admin.pause(queue_name, by="test", connection=redis_conn)
     # at once, although scaleDownDelaySeconds is 600: a pause is not a guess about demand
-    wait_for("minReplicas", lambda: replicas(cluster, namespace, "paused-worker") == 1, timeout=30)
+    wait_for("minReplicas", lambda: replicas(cluster, namespace, "paused-worker") == 1, timeout=60)
     enqueue(redis_conn, queue_name, "p3", 1)  # producers still add; no pod comes for it
     status = wait_for("paused in status", lambda: (
         (get(cluster, "jobqueue", "paused", namespace) or {}).get("status", {}).get("paused") and
-        get(cluster, "jobqueue", "paused", namespace)["status"]), timeout=30)
+        get(cluster, "jobqueue", "paused", namespace)["status"]), timeout=60)
     assert status["lastScaleReason"].startswith("paused (workers take nothing new until the queue is")
     assert "minReplicas" in status["lastScaleReason"]
     time.sleep(3)
@@ -174,9 +174,9 @@ def test_a_paused_queue_is_held_at_min_replicas_and_its_status_says_why(
 
     admin.resume(queue_name, connection=redis_conn)
     wait_for("4 replicas for the 4 queued jobs",
-             lambda: replicas(cluster, namespace, "paused-worker") == 4, timeout=30)
+             lambda: replicas(cluster, namespace, "paused-worker") == 4, timeout=60)
     wait_for("not paused in status", lambda: (get(cluster, "jobqueue", "paused", namespace) or {})
-             .get("status", {}).get("paused") is False, timeout=30)
+             .get("status", {}).get("paused") is False, timeout=60)
 
 
 @pytest.mark.slow
