@@ -72,9 +72,16 @@ def wait_quiet(cluster: bl.devenv.Cluster, namespace: str, timeout: float = 600)
     bl.log("still not quiet; measuring anyway")
 
 
+#: The last scrape: (seconds, bytes). Rendering a metrics page of 10,000 queues takes a while.
+LAST_SCRAPE: list[tuple[float, int]] = []
+
+
 def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        return str(r.read().decode())
+    t0 = time.monotonic()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=120) as r:
+        body = r.read()
+    LAST_SCRAPE[:] = [(time.monotonic() - t0, len(body))]
+    return str(body.decode())
 
 
 def metric(text: str, name: str) -> float:
@@ -107,6 +114,9 @@ def window(op: bl.Operator, conn: redis.Redis, port: int | None, seconds: float,
     with (op.profiled(profile, seconds), bl.EventCount(op.cluster, namespace, "jobqueues") as jqs,
           bl.EventCount(op.cluster, namespace, "deployments") as deps):
         out: dict[str, Any] = operator_footprint.measure_window(op, seconds)
+    if port and LAST_SCRAPE:
+        seconds_, size = LAST_SCRAPE[0]
+        out["metrics_scrape_seconds"], out["metrics_scrape_bytes"] = round(seconds_, 2), size
     out["jobqueue_writes_per_second"] = round(jqs.counts.get("MODIFIED", 0) / seconds, 2)
     out["deployment_writes_per_second"] = round(deps.counts.get("MODIFIED", 0) / seconds, 2)
     elapsed = time.monotonic() - t0
@@ -242,6 +252,9 @@ def main() -> None:
         print(f"the autoscaler's own CPU, {label} (minus autoscaler off): {own:.2f} % of a core = "
               f"{row['autoscaler_us_per_queue_per_pass']:.1f} us per queue per pass (goal <= 40)")
     print(f"the autoscaler's own CPU (backlog - off): {result['autoscaler_cpu_percent']:.2f} % of a core")
+    if "metrics_scrape_seconds" in backlog:
+        print(f"one scrape of the operator's /metrics: {backlog['metrics_scrape_seconds']:.2f} s, "
+              f"{backlog['metrics_scrape_bytes'] / 1e6:.1f} MB")
     print(f"reading all {args.queues} queues once:")
     for label, row in reads.items():
         print(f"  {label:<30} wall {row['wall_ms']:>9.2f} ms   Redis {row['redis_ms']:>9.2f} ms")
