@@ -65,6 +65,8 @@ RETRY_DELAY: Final = 5.0
 #: Seconds before a JobQueue whose default-Redis Secret could not be written is tried again:
 #: the cause (someone else's Secret under that name, RBAC) needs a person, not a quick retry.
 SECRET_RETRY_DELAY: Final = 15.0
+#: Events being posted at once (per emitter); the rest wait their turn in the background.
+EVENT_CONCURRENCY: Final = 4
 
 
 @dataclass
@@ -101,12 +103,16 @@ def _emitter(kube: k8s.Kube) -> statuskeeper.Emit:
     background: an Event never delays a reconcile, and a lost one never fails it."""
     log = logging.getLogger("jobqueue_operator.events")
     pending: set[asyncio.Task[None]] = set()
+    # A burst of reconciles posts a burst of Events; a few at a time keep them from crowding
+    # out the applies and status writes they describe.
+    slots = asyncio.Semaphore(EVENT_CONCURRENCY)
 
     async def post(obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-        try:
-            await kube.post_event(obj, type=type_, reason=reason, message=message)
-        except k8s.ApiError as e:
-            log.warning("Event %s not recorded: %s", reason, k8s.message(e))
+        async with slots:
+            try:
+                await kube.post_event(obj, type=type_, reason=reason, message=message)
+            except k8s.ApiError as e:
+                log.warning("Event %s not recorded: %s", reason, k8s.message(e))
 
     async def emit(obj: Mapping[str, Any], *, type: str, reason: str, message: str) -> None:
         task = asyncio.create_task(post(obj, type, reason, message))
@@ -160,11 +166,14 @@ async def startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo,
     hub = redisq.RedisHub(timeout=config.redis_timeout_seconds)
     eps = endpoints.Endpoints(kube, config.redis_url)
     emit = _emitter(kube)
+    deployments = worker_deployment_index
+    assert deployments is not None
     reconciler = reconcile.Reconciler(
         kube=kube, hub=hub, endpoints=eps, keeper=statuskeeper.StatusKeeper(kube, emit), emit=emit,
         defaults=worker_defaults(config),
         secrets=defaultredis.DefaultRedisSecrets(kube, config.redis_url,
-                                                 queues=lambda: _refs(jobqueue_index)))
+                                                 queues=lambda: _refs(jobqueue_index)),
+        deployment_seen=lambda key: key in deployments)
     sweep = sweeper.Sweeper(reconciler=reconciler, kube=kube, hub=hub, endpoints=eps, config=config,
                             queues=lambda: _refs(jobqueue_index))
     memo.runtime = Runtime(config=config, kube=kube, hub=hub, reconciler=reconciler, sweeper=sweep,

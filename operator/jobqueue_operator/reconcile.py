@@ -42,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -76,7 +76,8 @@ class Outcome:
 class Reconciler:
     def __init__(self, *, kube: k8s.Kube, hub: redisq.RedisHub, endpoints: endpoints.Endpoints,
                  keeper: StatusKeeper, defaults: deployment.WorkerDefaults, emit: Emit,
-                 secrets: defaultredis.DefaultRedisSecrets) -> None:
+                 secrets: defaultredis.DefaultRedisSecrets,
+                 deployment_seen: Callable[[index.Key], bool] = lambda key: True) -> None:
         self._kube = kube
         self._hub = hub
         self._endpoints = endpoints
@@ -84,6 +85,7 @@ class Reconciler:
         self._secrets = secrets
         self._defaults = defaults
         self._emit = emit
+        self._deployment_seen = deployment_seen
         self._locks: dict[index.Key, asyncio.Lock] = {}
         self._slots = asyncio.Semaphore(CONCURRENT_RECONCILES)
         self._queues: dict[index.Key, str] = {}
@@ -214,7 +216,13 @@ class Reconciler:
                                    spec=spec, queue_name=queue, defaults=self._defaults,
                                    redis_revision=redis_revision)
         namespace, dep_name = meta["namespace"], desired["metadata"]["name"]
-        current = await self._kube.get_deployment(namespace, dep_name)
+        # A JobQueue never reconciled whose Deployment the watch has never shown is new: its
+        # Deployment is created without reading it first (one API round trip less between
+        # `kubectl apply` and the Deployment). Anything else reads the live object, so that
+        # replicas another manager owns are never reset.
+        brand_new = (not (body.get("status") or {}).get("observedGeneration")
+                     and not self._deployment_seen((namespace, meta["name"])))
+        current = None if brand_new else await self._kube.get_deployment(namespace, dep_name)
         op = names.OPERATOR_MANAGER
         if current is None:
             initial = 0 if spec.suspend else spec.scaling.min_replicas
