@@ -8,7 +8,7 @@
 # BASE_IMAGE is the runtime's base and BUILD_IMAGE the build stage's (it needs `python3 -m
 # venv` with pip). Both default to the public Python image, pinned by digest. `make image`
 # builds this file without a registry or a daemon: it passes a Debian root filesystem made by
-# mmdebstrap as both (hack/image.py), so the same Dockerfile is built here and by users.
+# mmdebstrap as both (hack/images.py), so the same Dockerfile is built here and by users.
 ARG BASE_IMAGE=python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
 ARG BUILD_IMAGE=${BASE_IMAGE}
 

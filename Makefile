@@ -20,7 +20,7 @@ bins:  ## build (once) the local control plane, kwok, and fetch helm/kubectl
 	hack/build-control-plane.sh
 
 image: deps  ## the operator image and the demo's worker image (buildah, no daemon; cached by inputs)
-	python3 hack/image.py build
+	python3 hack/images.py build
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -1,7 +1,8 @@
 """Job functions the autoscaler's integration tests run on real worker pods.
 
-Imported by the workers as ``integration.scaling.scalejobs`` (the test JobQueues put the
-repository's ``tests/`` folder on the pods' ``PYTHONPATH``). Each run records which pod ran
+Imported by the workers as ``integration.scaling.scalejobs``: from the tests' worker image
+(tests/testimages.py) in container mode, from the repository's ``tests/`` folder (on the pod
+runner's ``PYTHONPATH``) in process mode. Each run records which pod ran
 it, in the queue's own Redis, so tests can tell a job that ran once from one that ran twice.
 """
 

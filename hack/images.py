@@ -19,8 +19,8 @@ whose key is already built is not built again (a warm ``make image`` only hashes
 Debian's package *versions* are not part of the key (the suite is): ``--refresh-base`` rebuilds
 the base to pick up Debian's updates; ``packages.txt`` next to it lists what it holds.
 
-    python hack/image.py build [--refresh-base] [NAME …]    # default: every image of IMAGES
-    python hack/image.py list                               # what the index holds
+    python hack/images.py build [--refresh-base] [NAME …]    # default: every image of IMAGES
+    python hack/images.py list                               # what the index holds
 """
 
 from __future__ import annotations
@@ -326,7 +326,7 @@ class Builder:
         ctr = self.buildah("from", "scratch", what="buildah from scratch").strip()
         try:
             self.buildah("add", ctr, str(tar), "/", what=f"adding {tar.name}")
-            created_by = f"mmdebstrap {DEBIAN_SUITE} (hack/image.py)"
+            created_by = f"mmdebstrap {DEBIAN_SUITE} (hack/images.py)"
             self.buildah("config", "--env", f"PATH={DEFAULT_PATH}", "--env", "LANG=C.UTF-8",
                          "--cmd", "python3", "--created-by", created_by, ctr, what="buildah config")
             self.buildah("commit", "--quiet", "--rm", ctr, ref, what=f"committing {ref}")
@@ -509,7 +509,7 @@ def _deb822(text: str) -> Iterator[dict[str, str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="hack/image.py", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="hack/images.py", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="build the images (each only when its inputs changed)")
     b.add_argument("names", nargs="*", help=f"default: {' '.join(IMAGES)}")
@@ -537,7 +537,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BuildError as e:
         print(f"image: {e}", file=sys.stderr)
         return 1
-    print(f"images ready in {time.monotonic() - t0:.1f}s; `python hack/image.py list` shows them")
+    print(f"images ready in {time.monotonic() - t0:.1f}s; `python hack/images.py list` shows them")
     return 0
 
 
