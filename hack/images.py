@@ -459,12 +459,11 @@ def _du(path: Path) -> int:
     return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def debian_sources(suite: str) -> list[str]:
+def debian_sources(suite: str, apt: Path = Path("/etc/apt")) -> list[str]:
     """This machine's apt entries for ``suite`` and its ``-updates``/``-security`` suites, as
     one-line ``deb`` entries for mmdebstrap (the mirror the machine is configured to use);
     none found: mmdebstrap's default mirror for the suite."""
     entries: list[str] = []
-    apt = Path("/etc/apt")
     for f in sorted([apt / "sources.list", *apt.glob("sources.list.d/*.list")]):
         with contextlib.suppress(OSError):
             for line in f.read_text().splitlines():
