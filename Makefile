@@ -22,9 +22,12 @@ bins:  ## build (once) the local control plane, kwok, and fetch helm/kubectl
 image: deps  ## the operator image and the demo's worker image (buildah, no daemon; cached by inputs)
 	python3 hack/images.py build
 
+DOCKERFILES := Dockerfile examples/Dockerfile tests/integration/scaling/Dockerfile
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/hadolint $(DOCKERFILES)
 
 typecheck: setup
 	$(VENV)/bin/mypy

@@ -347,6 +347,16 @@ def list_containers(root: Path = RUNC_ROOT) -> list[str]:
     return listed.stdout.split()
 
 
+def init_pid(container_id: str, root: Path = RUNC_ROOT) -> int | None:
+    """The host pid of a running container's PID 1 (``/proc/<pid>`` shows its uid, mounts, root)."""
+    state = subprocess.run(["runc", "--root", str(root / "state"), "state", container_id],
+                           capture_output=True, text=True, check=False)
+    if state.returncode != 0:
+        return None
+    pid: int = json.loads(state.stdout).get("pid") or 0
+    return pid or None
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

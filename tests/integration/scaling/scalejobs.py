@@ -30,3 +30,16 @@ def nap(tag: str, seconds: float) -> str:
     time.sleep(seconds)
     _redis().rpush(f"test:done:{tag}", pod)
     return tag
+
+
+@job
+def hog_once(tag: str, megabytes: int) -> str:
+    """Allocate ``megabytes`` on the first run only (a memory limit then kills the worker); later
+    runs finish. ``test:runs:<tag>`` and ``test:done:<tag>`` as for :func:`nap`."""
+    pod = os.environ.get("POD_NAME", "?")
+    first = _redis().rpush(f"test:runs:{tag}", pod) == 1
+    if first:
+        hog = bytearray(megabytes * 2**20)
+        hog[::4096] = b"x" * len(hog[::4096])  # touch every page: RSS, not just address space
+    _redis().rpush(f"test:done:{tag}", pod)
+    return tag
