@@ -44,10 +44,10 @@ generate: setup  ## regenerate CRDs, install manifests, dashboards, alert rules 
 	$(PY) -m jobqueue.api.openapi docs/openapi.json
 	$(PY) helm/jobqueue-operator/hack/render_install.py
 
-demo: deps setup bins  ## the main job: a local cluster running the seed's queues
+demo: deps setup bins image  ## the main job: a local cluster running the seed's queues
 	$(PY) hack/demo.py
 
-dev-up: deps setup bins
+dev-up: deps setup bins image
 	$(PY) hack/devenv.py up
 
 dev-down: setup
