@@ -1,12 +1,13 @@
-"""The pod runner: run the pods of the dev cluster as local processes.
+"""The pod runner: run the pods of the dev cluster, in their images under runc or as local processes.
 
 kwok nodes run no containers: a pod scheduled on one becomes ``Running`` but nothing executes.
 To close the loop from backlog to replicas to real workers draining real jobs on one machine
 without Docker, this runner watches the pods it is told about (by default every pod labelled
 ``app.kubernetes.io/part-of=jobqueue`` — JobQueue workers, RecurringJob CronJob pods and the
-operator's own pod when the chart is installed) and runs each pod's first container's
-``command`` + ``args`` as a local process, with the environment the kubelet would have given
-it, for as long as the pod exists. It is dev tooling, not product code.
+operator's own pod when the chart is installed) and runs each pod's first container — from its
+image under runc (container mode, below), or its ``command`` + ``args`` as a local process —
+with the environment the kubelet would have given it, for as long as the pod exists. It is dev
+tooling, not product code.
 
 What it emulates, and why each choice (``docs/development.md`` has the user's view):
 

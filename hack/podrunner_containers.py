@@ -333,7 +333,7 @@ class Runtime:
         ids = set(list_containers(self.state.parent)) | {p.name for p in self.bundles.glob("jq*")}
         for container_id in sorted(ids):
             m = _ID.match(container_id)
-            if m and not _alive(int(m[1])):
+            if m and not Path(f"/proc/{m[1]}").exists():  # its runner is gone
                 self._kill(container_id)
                 self._remove(container_id)
                 reaped.append(container_id)
@@ -355,16 +355,6 @@ def init_pid(container_id: str, root: Path = RUNC_ROOT) -> int | None:
         return None
     pid: int = json.loads(state.stdout).get("pid") or 0
     return pid or None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _read(path: Path) -> str:
