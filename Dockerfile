@@ -26,6 +26,10 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 
 FROM ${BASE_IMAGE}
 COPY --from=build /opt/jobqueue /opt/jobqueue
+# uid 65532 needs a name: kopf (getpass.getuser) and other libraries look the user up and fail
+# on an unknown uid. Appended with shell builtins only: nothing is installed here.
+RUN echo 'nonroot:x:65532:65532:nonroot:/home/nonroot:/usr/sbin/nologin' >> /etc/passwd \
+    && echo 'nonroot:x:65532:' >> /etc/group
 ENV PATH=/opt/jobqueue/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1

@@ -809,7 +809,7 @@ class PodProcess:
             self._volumes = containers.PodVolumes(self.runner.config.state_dir / ".volumes", pod)
         self._volumes.pod = pod
         await self._volumes.prepare(self.runner.volume_data, self._write_token,
-                                    lambda path: field_ref(self.pod.raw, path))
+                                    lambda path: field_ref(self.pod.raw, path), runtime.service.ip)
         base = {"HOSTNAME": self.name, **self.runner.config.extra_env}
         return runtime.launch(containers.container_id(os.getpid(), self.uid, self.starts + 1), pod=pod,
                               container=pod["spec"]["containers"][0], command=command or None,
@@ -1169,6 +1169,8 @@ class Runner:
 
     async def run(self, ready: Callable[[], None] = lambda: None) -> None:
         """Run until :meth:`shutdown` is called, then stop every process."""
+        if self.containers is not None:
+            await self.containers.service.start()
         watcher = asyncio.create_task(self.watch(ready), name="watch")
         stopping = asyncio.create_task(self._shutdown.wait())
         try:
@@ -1179,6 +1181,8 @@ class Runner:
             watcher.cancel()
             stopping.cancel()
             await self._stop_all()
+            if self.containers is not None:
+                self.containers.service.close()
             await self.api.close()
 
     def shutdown(self, *, force: bool = False) -> None:

@@ -16,15 +16,21 @@ to the rest, as with CRI's StopContainer).
   (a directory, or a tmpfs for ``medium: Memory``), ``configMap``, ``secret``, ``downwardAPI``,
   ``projected`` (service-account token, ConfigMaps, Secrets, downward API) and ``hostPath``;
   the token is the runner's TokenRequest token of the pod's ServiceAccount, rewritten in place
-  when refreshed. ``/etc/hosts`` and ``/etc/resolv.conf`` are the host's (host network).
-* **In-cluster API access**: ``KUBERNETES_SERVICE_HOST``/``_PORT`` name the API server's real
-  address (there is no Service network), so clients' in-cluster configuration works.
+  when refreshed. ``/etc/resolv.conf`` is the host's (host network); ``/etc/hosts`` is written
+  per pod, as the kubelet writes it.
+* **In-cluster API access** both ways clients find it: ``KUBERNETES_SERVICE_HOST``/``_PORT``
+  name the API server's real address (127.0.0.1: its certificate's IP), and the name
+  ``kubernetes.default.svc`` (what kopf's service-account login dials, port 443) resolves — in
+  the pod's /etc/hosts, standing in for cluster DNS — to a loopback address of this runner's
+  own, where :class:`ServiceProxy` forwards port 443 to the API server, as the ``kubernetes``
+  Service's virtual IP does (the certificate names ``kubernetes.default.svc``).
 * **Cleanup**: bundles live under :data:`RUNC_ROOT`, named after the runner's pid; a runner
   that starts reaps what a runner that is gone (SIGKILLed) left: containers, mounts, bundles.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import json
@@ -104,12 +110,16 @@ class PodVolumes:
         #: the kubelet gives the pod's volumes to this group (``securityContext.fsGroup``)
         self.fs_group: int | None = ((pod.get("spec") or {}).get("securityContext") or {}).get("fsGroup")
 
-    async def prepare(self, data: DataSource, token: TokenSink, field_ref: Callable[[str], str]) -> None:
-        """Write every volume of the pod (again: ConfigMaps and Secrets are re-read on each start)."""
+    async def prepare(self, data: DataSource, token: TokenSink, field_ref: Callable[[str], str],
+                      service_ip: str) -> None:
+        """Write every volume of the pod (again: ConfigMaps and Secrets are re-read on each start)
+        and the /etc files the kubelet manages."""
         self.dir.mkdir(parents=True, exist_ok=True)
         for volume in (self.pod.get("spec") or {}).get("volumes") or []:
             await self._volume(volume, data, token, field_ref)
-        (self.dir / ".etc-hostname").write_text(f"{(self.pod.get('metadata') or {}).get('name', '')}\n")
+        name = (self.pod.get("metadata") or {}).get("name", "")
+        (self.dir / ".etc-hostname").write_text(f"{name}\n")
+        (self.dir / ".etc-hosts").write_text(hosts_file(name, field_ref("status.podIP"), service_ip))
 
     async def _volume(self, volume: Mapping[str, Any], data: DataSource, token: TokenSink,
                       field_ref: Callable[[str], str]) -> None:
@@ -225,7 +235,8 @@ class PodVolumes:
                 if not source.exists():
                     source.mkdir(parents=True)
             out.append(oci.Mount(vm["mountPath"], str(source), read_only))
-        for etc, host in (("/etc/hosts", "/etc/hosts"), ("/etc/resolv.conf", "/etc/resolv.conf"),
+        for etc, host in (("/etc/hosts", str(self.dir / ".etc-hosts")),
+                          ("/etc/resolv.conf", "/etc/resolv.conf"),
                           ("/etc/hostname", str(self.dir / ".etc-hostname"))):
             if Path(host).exists():
                 out.append(oci.Mount(etc, host, read_only=True))
@@ -233,6 +244,56 @@ class PodVolumes:
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def hosts_file(pod_name: str, pod_ip: str, service_ip: str) -> str:
+    """The pod's /etc/hosts: the kubelet's lines, and the API server's Service names (what
+    cluster DNS would answer) at the runner's stand-in for the Service's virtual IP."""
+    names = " ".join(f"kubernetes{suffix}" for suffix in ("", ".default", ".default.svc",
+                                                          ".default.svc.cluster.local"))
+    lines = ["# Kubernetes-managed hosts file (the pod runner's).", "127.0.0.1\tlocalhost",
+             "::1\tlocalhost ip6-localhost ip6-loopback"]
+    if pod_ip:
+        lines.append(f"{pod_ip}\t{pod_name}")
+    lines.append(f"{service_ip}\t{names}")
+    return "\n".join(lines) + "\n"
+
+
+class ServiceProxy:
+    """The ``kubernetes`` Service's virtual IP, port 443, forwarding to the API server.
+
+    The address is a loopback address of this runner's own (127.64.0.0/10 by pid), so runners
+    of several clusters on one machine never share one."""
+
+    def __init__(self, api_host: str, api_port: int) -> None:
+        pid = os.getpid()
+        self.ip = f"127.{64 + ((pid >> 16) & 63)}.{(pid >> 8) & 255}.{pid & 255}"
+        self.api = (api_host, api_port)
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._forward, self.ip, 443)
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.api)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer), return_exceptions=True)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        writer.close()
 
 
 # --------------------------------------------------------------------------------------
@@ -248,6 +309,7 @@ class Runtime:
         self.state = RUNC_ROOT / "state"
         self.bundles = RUNC_ROOT / "bundles"
         host, _, port = api_server.removeprefix("https://").removeprefix("http://").partition(":")
+        self.service = ServiceProxy(host.strip("[]"), int(port or 443))
         self.service_env = {
             "KUBERNETES_SERVICE_HOST": host.strip("[]"), "KUBERNETES_SERVICE_PORT": port or "443",
             "KUBERNETES_SERVICE_PORT_HTTPS": port or "443",

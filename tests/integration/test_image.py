@@ -26,11 +26,13 @@ def test_the_operator_image_runs_as_65532_and_holds_no_build_tools(built_images:
     assert list(root.glob("opt/jobqueue/lib/python3*/site-packages/pip")) == []
     assert list(root.glob("usr/lib/python3*/ensurepip")) == []  # python3-venv is the build stage's only
     # the project's own code runs in the image's Python
-    result = subprocess.run(["chroot", "--userspec=65532:65532", str(root), "/opt/jobqueue/bin/python", "-c",
-                             "import jobqueue, jobqueue_operator, kopf, rq; print(rq.__version__)"],
-                            capture_output=True, text=True, check=False)
+    # the project's own code runs in the image's Python, as a uid with a name (kopf asks for it)
+    code = "import getpass, jobqueue, jobqueue_operator, kopf, rq; print(rq.__version__, getpass.getuser())"
+    result = subprocess.run(["/usr/sbin/chroot", "--userspec=65532:65532", str(root),
+                             "/opt/jobqueue/bin/python", "-c", code],
+                            capture_output=True, text=True, check=False, env={})
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "2.12.0"
+    assert result.stdout.split() == ["2.12.0", "nonroot"]
 
 
 def test_the_archive_is_an_oci_image_of_its_reference(built_images: images.Store) -> None:

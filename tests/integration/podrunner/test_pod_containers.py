@@ -134,7 +134,14 @@ def test_volumes_env_and_in_cluster_credentials(lab: Lab, containers: podrunner.
               "client = Client(KubeConfig.from_service_account()); "
               "r = client.create(SelfSubjectReview(metadata=ObjectMeta())); "
               "open(os.environ['OUT'] + '/whoami', 'w').write(r.status.userInfo.username)")
-    script = (f'python3 -c "{whoami}"; cat /etc/settings/mode > $OUT/mode; '
+    # what kopf's service-account login dials: the Service's name, port 443 (cluster DNS and the
+    # Service's virtual IP, emulated), checked against the API server's certificate
+    dial = ("import os, ssl, urllib.request; "
+            "ca = '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt'; "
+            "ctx = ssl.create_default_context(cafile=ca); "
+            "r = urllib.request.urlopen('https://kubernetes.default.svc/version', context=ctx); "
+            "open(os.environ['OUT'] + '/dial', 'w').write(str(r.status))")
+    script = (f'python3 -c "{whoami}"; python3 -c "{dial}"; cat /etc/settings/mode > $OUT/mode; '
               "cat /etc/creds/password > $OUT/pw; cat /etc/podinfo/name > $OUT/name; "
               'echo "$LEVEL $PASSWORD $POD_NAME $HOSTNAME" > $OUT/env')
     lab.apply(
@@ -161,6 +168,7 @@ def test_volumes_env_and_in_cluster_credentials(lab: Lab, containers: podrunner.
     out = {p.name: p.read_text().strip() for p in lab.out.iterdir()}
     assert info.last_exit_code == 0, info.log_file.read_text()
     assert out["whoami"] == f"system:serviceaccount:{lab.namespace}:default"
+    assert out["dial"] == "200"
     assert (out["mode"], out["name"], out["env"]) == ("fast", "mounted", "3 s3cret mounted mounted")
     # a 0440 Secret file is not readable by uid 65532 unless its group is: fsGroup owns it
     assert out["pw"] == "s3cret"
