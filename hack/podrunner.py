@@ -934,14 +934,17 @@ class Runner:
     def _runtime(self) -> containers.Runtime | None:
         """The container runtime for ``mode`` (None: process mode); reaps dead runners' containers."""
         mode = self.config.mode
+        store = images.Store(self.config.images)
         problem = containers.problem() if mode != "process" else None
+        if mode == "auto" and not problem and not store.refs():
+            problem = f"has no image to run: none is built in {store.root} (make image)"
         if mode == "container" and problem:
             raise RuntimeError(f"container mode is not available here: {problem}")
         if mode == "process" or problem:
             if problem:
                 self.log(f"process mode: the container mode {problem}")
             return None
-        runtime = containers.Runtime(images.Store(self.config.images), self.cluster["server"], self.log)
+        runtime = containers.Runtime(store, self.cluster["server"], self.log)
         reaped = runtime.reap()
         if reaped:
             self.log(f"removed {len(reaped)} container(s) left by runners that are gone: {' '.join(reaped)}")
