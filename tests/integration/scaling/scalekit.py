@@ -23,7 +23,7 @@ def worker_spec(concurrency_per_pod: int = 1, **extra: Any) -> dict[str, Any]:
     """A worker that runs :mod:`scalejobs` on the pod runner (threads: cheap to start), in
     the tests' worker image (in process mode: from ``tests/`` on the runner's PYTHONPATH)."""
     return {"image": testimages.SCALE_TESTS.ref, "imports": [JOBS], "mode": "thread",
-            "concurrencyPerPod": concurrency_per_pod, **extra}
+            "concurrencyPerPod": concurrency_per_pod, "env": [], **extra}
 
 
 def replicas(cluster: devenv.Cluster, namespace: str, deployment: str) -> int | None:
