@@ -33,8 +33,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import errno
 import json
 import os
+import random
 import re
 import resource
 import shutil
@@ -262,17 +264,28 @@ def hosts_file(pod_name: str, pod_ip: str, service_ip: str) -> str:
 class ServiceProxy:
     """The ``kubernetes`` Service's virtual IP, port 443, forwarding to the API server.
 
-    The address is a loopback address of this runner's own (127.64.0.0/10 by pid), so runners
-    of several clusters on one machine never share one."""
+    The address is a loopback address of this runner's own, drawn from 127.64.0.0/10 until one
+    is free, so the runners of several clusters on one machine (or in one test process) never
+    share one."""
 
     def __init__(self, api_host: str, api_port: int) -> None:
-        pid = os.getpid()
-        self.ip = f"127.{64 + ((pid >> 16) & 63)}.{(pid >> 8) & 255}.{pid & 255}"
+        self.ip = ""  # set by start()
         self.api = (api_host, api_port)
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._forward, self.ip, 443)
+        rng = random.Random()
+        for _ in range(50):
+            ip = f"127.{rng.randrange(64, 128)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+            try:
+                self._server = await asyncio.start_server(self._forward, ip, 443)
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE:
+                    raise
+                continue
+            self.ip = ip
+            return
+        raise OSError(errno.EADDRINUSE, "no free address for the kubernetes Service in 127.64.0.0/10")
 
     async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
