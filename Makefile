@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: deps setup bins test test-unit lint typecheck generate demo dev-up dev-down clean
+.PHONY: deps setup bins image pod-images test test-unit lint typecheck generate demo dev-up dev-down clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,9 +19,18 @@ deps:  ## system packages (redis-server, prometheus, ...): installs what is miss
 bins:  ## build (once) the local control plane, kwok, and fetch helm/kubectl
 	hack/build-control-plane.sh
 
+image: deps  ## the operator image and the demo's worker image (buildah, no daemon; cached by inputs)
+	python3 hack/images.py build
+
+pod-images: deps  # what the pod runner runs; where it cannot (not root), says so and goes on
+	python3 hack/images.py build --for-pods
+
+DOCKERFILES := Dockerfile examples/Dockerfile tests/integration/scaling/Dockerfile
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/hadolint $(DOCKERFILES)
 
 typecheck: setup
 	$(VENV)/bin/mypy
@@ -38,10 +47,10 @@ generate: setup  ## regenerate CRDs, install manifests, dashboards, alert rules 
 	$(PY) -m jobqueue.api.openapi docs/openapi.json
 	$(PY) helm/jobqueue-operator/hack/render_install.py
 
-demo: deps setup bins  ## the main job: a local cluster running the seed's queues
+demo: deps setup bins pod-images  ## the main job: a local cluster running the seed's queues
 	$(PY) hack/demo.py
 
-dev-up: deps setup bins
+dev-up: deps setup bins pod-images
 	$(PY) hack/devenv.py up
 
 dev-down: setup

@@ -32,7 +32,10 @@ import redis  # noqa: E402
 from e2ekit import Product  # noqa: E402
 
 import devenv  # noqa: E402
+import images  # noqa: E402
 import podrunner  # noqa: E402
+import podrunner_containers  # noqa: E402
+import testimages  # noqa: E402
 
 __all__ = ["Installed", "chaoskit", "conclude", "e2edrain", "installed"]
 
@@ -49,10 +52,14 @@ class Installed:
 
 @contextlib.contextmanager
 def installed(label: str, *, values: Mapping[str, Any] | None = None,
-              environment: tuple[devenv.Cluster, devenv.RedisServer] | None = None) -> Iterator[Installed]:
+              environment: tuple[devenv.Cluster, devenv.RedisServer] | None = None,
+              mode: podrunner.Mode = "auto") -> Iterator[Installed]:
     """The chart installed in a new namespace ``bench-<label>-…``; ``values``: chart values
     beyond the Redis URL and the watched namespace. ``environment``: reuse a cluster and Redis
-    (several runs in one benchmark), else a new one for this run alone."""
+    (several runs in one benchmark), else a new one for this run alone. ``mode``: the pod
+    runner's (container mode runs the images ``make image`` builds; they are built if needed)."""
+    if mode != "process" and podrunner_containers.problem() is None:
+        images.Builder(images.Store()).build(list(testimages.ALL), specs=testimages.ALL)
     with contextlib.ExitStack() as stack:
         cluster, redis_server = environment or stack.enter_context(bl.environment())
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
@@ -64,7 +71,7 @@ def installed(label: str, *, values: Mapping[str, Any] | None = None,
         conn.flushdb()
         config = podrunner.Config(kubeconfig=cluster.kubeconfig, namespace=namespace,
                                   pythonpath=(bl.ROOT / "tests",), state_dir=tmp / "pods",
-                                  shutdown_grace=10.0)
+                                  shutdown_grace=10.0, mode=mode)
         runner = stack.enter_context(podrunner.PodRunner(config))
         bl.log(f"installing the chart in {namespace}")
         product = Product.install(cluster, namespace, runner, redis_url=redis_server.url,

@@ -1,12 +1,13 @@
-"""The pod runner: run the pods of the dev cluster as local processes.
+"""The pod runner: run the pods of the dev cluster, in their images under runc or as local processes.
 
 kwok nodes run no containers: a pod scheduled on one becomes ``Running`` but nothing executes.
 To close the loop from backlog to replicas to real workers draining real jobs on one machine
 without Docker, this runner watches the pods it is told about (by default every pod labelled
 ``app.kubernetes.io/part-of=jobqueue`` — JobQueue workers, RecurringJob CronJob pods and the
-operator's own pod when the chart is installed) and runs each pod's first container's
-``command`` + ``args`` as a local process, with the environment the kubelet would have given
-it, for as long as the pod exists. It is dev tooling, not product code.
+operator's own pod when the chart is installed) and runs each pod's first container — from its
+image under runc (container mode, below), or its ``command`` + ``args`` as a local process —
+with the environment the kubelet would have given it, for as long as the pod exists. It is dev
+tooling, not product code.
 
 What it emulates, and why each choice (``docs/development.md`` has the user's view):
 
@@ -40,6 +41,11 @@ Per pod the runner keeps one asyncio task and one pidfd (no thread, no pipe: out
 straight to ``<state-dir>/<namespace>/<pod>.log``), so hundreds of pods cost little. Children are
 cleaned up on SIGTERM/SIGINT, at interpreter exit, and (through ``PR_SET_PDEATHSIG``) even when
 the runner is SIGKILLed.
+
+**Container mode** (the default where runc works, ``--mode``): the pod's container runs from its
+image (``make image`` builds them) under runc, with its securityContext, volumes and limits —
+``podrunner_containers`` and ``podrunner_oci``; everything above still holds, with the image's
+environment in place of the runner's base. ``--mode process`` runs the command on the host.
 
 Use it as a library (:class:`PodRunner` in a background thread, or :func:`spawn` for a
 subprocess) or from the command line::
@@ -79,9 +85,20 @@ import yaml
 from lightkube import ALL_NS, ApiError, AsyncClient, KubeConfig, operators
 from lightkube.core.client import FieldSelector, LabelSelector
 from lightkube.models.authentication_v1 import TokenRequestSpec
-from lightkube.models.core_v1 import Container, EnvVarSource, PodSpec, PodStatus
+from lightkube.models.core_v1 import (
+    Container,
+    EnvVarSource,
+    EventSource,
+    ObjectReference,
+    PodSpec,
+    PodStatus,
+)
 from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import ConfigMap, Namespace, Node, Pod, Secret, ServiceAccount
+from lightkube.resources.core_v1 import ConfigMap, Event, Namespace, Node, Pod, Secret, ServiceAccount
+
+import images
+import podrunner_containers as containers
+import podrunner_oci as oci
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("JOBQUEUE_CACHE", ROOT / ".cache"))
@@ -134,12 +151,18 @@ PORT_ENV_VARS = ("JOBQUEUE_METRICS_PORT", "JOBQUEUE_HEALTH_PORT", "JOBQUEUE_API_
 for these instead; the mapping is published in ``<state dir>/endpoints.json`` and, for the
 metrics port, as a Prometheus file_sd target list in ``<state dir>/prometheus-targets.json``."""
 
+Mode = Literal["auto", "container", "process"]
+"""``container``: each pod's container runs from its image under runc; ``process``: its command
+runs on the host; ``auto``: container where the runtime works here, else process (logged)."""
+
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 POD_IP_FIELDS = frozenset({"status.podIP", "status.podIPs", "status.hostIP", "status.hostIPs"})
 
 #: Process groups of every child this interpreter started and has not seen exit: the
 #: interpreter-exit hook SIGKILLs them if a runner was never stopped properly.
 _LIVE_GROUPS: set[int] = set()
+#: the same for containers: their kill functions (runc's children outlive a killed runc)
+_LIVE_CONTAINERS: dict[int, Callable[[], None]] = {}
 _LIVE_GROUPS_LOCK = threading.Lock()
 
 _PR_SET_PDEATHSIG = 1
@@ -182,6 +205,9 @@ class Config:
     token_seconds: int = TOKEN_SECONDS
     #: replace a token once this fraction of its lifetime has passed
     token_refresh: float = TOKEN_REFRESH_FRACTION
+    mode: Mode = "auto"
+    #: the images container mode runs (``hack/images.py``'s store; ``make image`` fills it)
+    images: Path = images.DEFAULT_STORE
 
 
 def cli_args(config: Config) -> list[str]:
@@ -190,7 +216,8 @@ def cli_args(config: Config) -> list[str]:
             "--state-dir", str(config.state_dir), "--workdir", str(config.workdir),
             "--venv", str(config.venv), "--backoff-initial", str(config.backoff_initial),
             "--backoff-max", str(config.backoff_max), "--token-seconds", str(config.token_seconds),
-            "--token-refresh", str(config.token_refresh)]
+            "--token-refresh", str(config.token_refresh), "--mode", config.mode,
+            "--images", str(config.images)]
     if config.namespace:
         args += ["--namespace", config.namespace]
     for p in config.pythonpath:
@@ -358,7 +385,12 @@ def grace_seconds(pod: PodFacts) -> float:
 
 def oneline(argv: Sequence[str], limit: int = 120) -> str:
     """A command for a one-line log entry: shell-quoted, newlines shown as ``\\n``, shortened."""
-    text = shlex.join(argv).replace("\n", "\\n")
+    return shorten(shlex.join(argv), limit)
+
+
+def shorten(text: str, limit: int = 120) -> str:
+    """``text`` for a one-line log entry: newlines shown as ``\\n``, cut at ``limit``."""
+    text = text.replace("\n", "\\n")
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
@@ -430,6 +462,9 @@ class Credentials:
         self.dir = runner.config.state_dir / ".credentials" / namespace / service_account
         self.kubeconfig = self.dir / "kubeconfig"
         self.users: set[str] = set()
+        #: container mode: token files in pods' projected volumes (path -> mode), rewritten on refresh
+        self.sinks: dict[Path, int] = {}
+        self._token = ""
         self._lock = asyncio.Lock()
         self._refresh_at = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -454,7 +489,7 @@ class Credentials:
         status = granted.status
         if status is None or not status.token or status.expirationTimestamp is None:
             raise ConfigError(f"the API server granted no token: {granted!r}")
-        token = status.token
+        token = self._token = status.token
         lifetime = (status.expirationTimestamp - datetime.datetime.now(datetime.UTC)).total_seconds()
         self._refresh_at = time.monotonic() + self.runner.config.token_refresh * lifetime
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -468,6 +503,23 @@ class Credentials:
                                                     "namespace": self.namespace}}],
             "current-context": user,
         }))
+        for path, mode in list(self.sinks.items()):
+            self._write_sink(path, mode)
+
+    async def write_token(self, path: Path, mode: int) -> None:
+        """Write the token to ``path`` (a pod's projected volume) now and after each refresh."""
+        await self.ensure()
+        self.sinks[path] = mode
+        self._write_sink(path, mode)
+
+    def _write_sink(self, path: Path, mode: int) -> None:
+        if not path.parent.is_dir():  # the pod and its volumes are gone
+            self.sinks.pop(path, None)
+            return
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(self._token)
+        tmp.chmod(mode)
+        tmp.replace(path)  # the volume is bind-mounted as a directory: the container sees the new file
 
     async def _refresher(self) -> None:
         while True:
@@ -568,6 +620,8 @@ class ProcessInfo:
     log_file: Path
     #: env var -> host port the process got instead of the pod's own (see PORT_ENV_VARS)
     ports: Mapping[str, int] = field(default_factory=dict)
+    #: container mode: the runc container id of the current run (``pid`` is runc's)
+    container: str | None = None
 
 
 class PodProcess:
@@ -590,6 +644,9 @@ class PodProcess:
         self._credentials: Credentials | None = None
         self.ports: dict[str, int] = {}
         self.log_file = runner.config.state_dir / self.namespace / f"{self.name}.log"
+        self.launch: containers.Launch | None = None
+        self._volumes: containers.PodVolumes | None = None  # container mode
+        self._reported: set[str] = set()  # container errors already posted as Events
         self.task = asyncio.create_task(self._run(), name=f"pod {self.key}")
 
     @property
@@ -600,7 +657,8 @@ class PodProcess:
         running = self.proc is not None and self.proc.returncode is None
         return ProcessInfo(self.namespace, self.name, self.uid, self.state,
                            self.proc.pid if self.proc and running else None,
-                           self.starts, self.last_exit_code, self.log_file, dict(self.ports))
+                           self.starts, self.last_exit_code, self.log_file, dict(self.ports),
+                           self.launch.container if self.launch and running else None)
 
     # -- events from the watch
 
@@ -648,6 +706,8 @@ class PodProcess:
                 self.state = "stopped" if self._stop.is_set() else "completed"
             if self._credentials is not None:
                 self.runner.release(self._credentials, self.uid)
+            if self._volumes is not None:
+                self._volumes.remove()
             if self.gone:
                 self.runner.forget(self)
 
@@ -659,16 +719,20 @@ class PodProcess:
                 if not await self.runner.runs_on_node(self.pod.node):
                     self.state = "ignored"
                     return
-                argv, env = await self._prepare()
-            except (ConfigError, ApiError, httpx2.HTTPError) as e:  # missing objects, API trouble
+                launch = await self._prepare()
+            except (ConfigError, oci.ContainerConfigError, ApiError, httpx2.HTTPError) as e:
+                # missing objects, API trouble, an image not built here, a container that
+                # cannot be created as specified
                 if str(e) != last_config_error:
                     self.runner.log(f"waiting {self.key}: {e}")
                     self._append_log(f"waiting: {e}")
                     last_config_error = str(e)
+                if isinstance(e, oci.ContainerConfigError):
+                    await self._report(e)
                 await self._sleep(CONFIG_RETRY_SECONDS)
                 continue
             started = time.monotonic()
-            code = await self._run_once(argv, env)
+            code = await self._run_once(launch)
             self.last_exit_code = code
             if self._stop.is_set():
                 return
@@ -691,12 +755,33 @@ class PodProcess:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), seconds)
 
-    async def _prepare(self) -> tuple[list[str], dict[str, str]]:
-        """The argv and complete environment, resolved against the API server right now."""
+    async def _report(self, error: oci.ContainerConfigError) -> None:
+        """A Warning Event on the pod, as the kubelet posts for a failed pull or container config."""
+        if str(error) in self._reported:
+            return
+        self._reported.add(str(error))
+        reason = "Failed"
+        meta = self.pod.raw.metadata or ObjectMeta()
+        with contextlib.suppress(ApiError, httpx2.HTTPError):
+            await self.runner.api.create(Event(
+                metadata=ObjectMeta(generateName=f"{self.name}.", namespace=self.namespace),
+                involvedObject=ObjectReference(
+                    kind="Pod", namespace=self.namespace, name=self.name, uid=self.uid, apiVersion="v1",
+                    resourceVersion=meta.resourceVersion,
+                    fieldPath=f"spec.containers{{{self.pod.container.name if self.pod.container else ''}}}"),
+                reason=reason, message=str(error), type="Warning", count=1,
+                firstTimestamp=datetime.datetime.now(datetime.UTC),
+                lastTimestamp=datetime.datetime.now(datetime.UTC),
+                source=EventSource(component="podrunner", host=self.pod.node)))
+
+    async def _prepare(self) -> containers.Launch:
+        """How to run the container, resolved against the API server right now."""
         container = self.pod.container
-        if container is None or not container.command:
-            raise ConfigError("containers[0] has no command: images are not run, so the pod runner "
-                              "needs an explicit command")
+        if container is None:
+            raise ConfigError("the pod has no container")
+        if self.runner.containers is None and not container.command:
+            raise ConfigError("containers[0] has no command: images are not run in process mode, so the "
+                              "pod runner needs an explicit command")
         while self._needs_pod_ip(container) and not self.pod.pod_ip:
             # the kubelet knows the pod IP before starting containers; kwok sets it right after binding
             self._changed.clear()
@@ -704,9 +789,41 @@ class PodProcess:
             if self._stop.is_set():
                 raise ConfigError("deleted while waiting for its pod IP")
         pod_env = await self.runner.container_env(self.pod.raw, container, note=self._append_log)
-        argv = [expand(a, pod_env) for a in [*container.command, *(container.args or [])]]
+        command = [expand(a, pod_env) for a in container.command or []]
+        args = [expand(a, pod_env) for a in container.args or []]
+        if self.runner.containers is not None:
+            self._remap_ports(pod_env)
+            return await self._prepare_container(self.runner.containers, command, args, pod_env)
+        argv = [*command, *args]
         env = self.runner.base_env(self.pod)
         env.update(pod_env)
+        self._remap_ports(env)
+        if self.pod.mounts_token and "KUBECONFIG" not in pod_env:
+            env["KUBECONFIG"] = str(await self._pod_credentials().ensure())
+        return containers.Launch(argv, env, self.runner.config.workdir, description=oneline(argv))
+
+    async def _prepare_container(self, runtime: containers.Runtime, command: list[str], args: list[str],
+                                 pod_env: dict[str, str]) -> containers.Launch:
+        pod = self.pod.raw.to_dict()
+        if self._volumes is None:
+            self._volumes = containers.PodVolumes(self.runner.config.state_dir / ".volumes", pod)
+        self._volumes.pod = pod
+        await self._volumes.prepare(self.runner.volume_data, self._write_token,
+                                    lambda path: field_ref(self.pod.raw, path), runtime.service.ip)
+        base = {"HOSTNAME": self.name, **self.runner.config.extra_env}
+        return runtime.launch(containers.container_id(os.getpid(), self.uid, self.starts + 1), pod=pod,
+                              container=pod["spec"]["containers"][0], command=command or None,
+                              args=args or None, pod_env=pod_env, base_env=base, volumes=self._volumes)
+
+    async def _write_token(self, path: Path, mode: int) -> None:
+        await self._pod_credentials().write_token(path, mode)
+
+    def _pod_credentials(self) -> Credentials:
+        if self._credentials is None:
+            self._credentials = self.runner.credentials(self.namespace, self.pod.service_account, self.uid)
+        return self._credentials
+
+    def _remap_ports(self, env: dict[str, str]) -> None:
         for var in PORT_ENV_VARS:
             if var in env:
                 # stable across restarts of this pod, so scrape targets do not churn
@@ -714,12 +831,6 @@ class PodProcess:
                 env[var] = str(self.ports[var])
         if self.ports:
             self.runner.publish_endpoints()
-        if self.pod.mounts_token and "KUBECONFIG" not in pod_env:
-            if self._credentials is None:
-                self._credentials = self.runner.credentials(self.namespace, self.pod.service_account,
-                                                            self.uid)
-            env["KUBECONFIG"] = str(await self._credentials.ensure())
-        return argv, env
 
     @staticmethod
     def _needs_pod_ip(container: Container) -> bool:
@@ -731,47 +842,53 @@ class PodProcess:
         with open(self.log_file, "a") as f:
             f.write(f"--- podrunner {time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
-    async def _run_once(self, argv: list[str], env: dict[str, str]) -> int:
+    async def _run_once(self, launch: containers.Launch) -> int:
         """Start the process, wait for it to exit or to be stopped; return its exit code."""
         self.starts += 1
-        self._append_log(f"start #{self.starts}: {shlex.join(argv)}")
+        self.launch = launch
+        self._append_log(f"start #{self.starts}: {launch.description}")
         # Forked from the loop's own thread, on purpose: fork+exec takes milliseconds, and
         # PR_SET_PDEATHSIG fires when the *thread* that forked ends — an executor thread could.
         try:
             with open(self.log_file, "ab") as out:  # noqa: ASYNC230
                 self.proc = subprocess.Popen(  # noqa: ASYNC220
-                    argv, env=env, cwd=self.runner.config.workdir, stdin=subprocess.DEVNULL,
+                    launch.argv, env=launch.env, cwd=launch.cwd, stdin=subprocess.DEVNULL,
                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                     preexec_fn=_die_with(os.getpid()),  # noqa: PLW1509 (only a prctl: no locks taken)
                 )
         except OSError as e:  # not found / not executable: a failed start, as a container's
             self._append_log(f"cannot start: {e}")
             self.runner.log(f"start {self.key} failed: {e}")
+            launch.cleanup()
             return 127 if isinstance(e, FileNotFoundError) else 126
         pid = self.proc.pid
         with _LIVE_GROUPS_LOCK:
             _LIVE_GROUPS.add(pid)
+            _LIVE_CONTAINERS[pid] = launch.kill
         self.state = "running"
-        self.runner.log(f"start {self.key} pid={pid} #{self.starts}: {oneline(argv)}")
+        self.runner.log(f"start {self.key} pid={pid} #{self.starts}: {shorten(launch.description)}")
         exited = _exit_future(self.proc)
         try:
             stop: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
             await asyncio.wait([exited, stop], return_when=asyncio.FIRST_COMPLETED)
             stop.cancel()
             if not exited.done():
-                await self._terminate(pid, exited)
+                await self._terminate(pid, exited, launch)
             code = exit_code(await exited)
         finally:
             _killpg(pid, signal.SIGKILL)  # what is left of the group dies with its main process
+            launch.kill()  # and of the container (runc's children are not in runc's group)
             with _LIVE_GROUPS_LOCK:
                 _LIVE_GROUPS.discard(pid)
+                _LIVE_CONTAINERS.pop(pid, None)
             await _group_gone(pid)
+            launch.cleanup()
         self._append_log(f"exit code {describe_exit(code)}")
         if self._stop.is_set():
             self.runner.log(f"exit {self.key} pid={pid} code={describe_exit(code)}")
         return code
 
-    async def _terminate(self, pid: int, exited: asyncio.Future[int]) -> None:
+    async def _terminate(self, pid: int, exited: asyncio.Future[int], launch: containers.Launch) -> None:
         self.state = "stopping"
         assert self._kill_at is not None
         graceful = self._kill_at > time.monotonic()
@@ -783,6 +900,7 @@ class PodProcess:
             if remaining <= 0:
                 if graceful:
                     self.runner.log(f"kill {self.key} pid={pid}: SIGKILL (grace period over)")
+                launch.kill()
                 _killpg(pid, signal.SIGKILL)
                 return
             self._changed.clear()
@@ -811,6 +929,26 @@ class Runner:
         self._nodes: dict[str, asyncio.Task[bool]] = {}
         self._credentials: dict[tuple[str, str], Credentials] = {}
         self._shutdown = asyncio.Event()
+        self.containers = self._runtime()
+
+    def _runtime(self) -> containers.Runtime | None:
+        """The container runtime for ``mode`` (None: process mode); reaps dead runners' containers."""
+        mode = self.config.mode
+        store = images.Store(self.config.images)
+        problem = containers.problem() if mode != "process" else None
+        if mode == "auto" and not problem and not store.refs():
+            problem = f"has no image to run: none is built in {store.root} (make image)"
+        if mode == "container" and problem:
+            raise RuntimeError(f"container mode is not available here: {problem}")
+        if mode == "process" or problem:
+            if problem:
+                self.log(f"process mode: the container mode {problem}")
+            return None
+        runtime = containers.Runtime(store, self.cluster["server"], self.log)
+        reaped = runtime.reap()
+        if reaped:
+            self.log(f"removed {len(reaped)} container(s) left by runners that are gone: {' '.join(reaped)}")
+        return runtime
 
     def log(self, msg: str) -> None:
         stream = self._log_stream or sys.stderr
@@ -842,6 +980,11 @@ class Runner:
             return {k: base64.b64decode(v).decode(errors="surrogateescape")
                     for k, v in (obj.data or {}).items()}
         return dict(obj.data or {})
+
+    async def volume_data(self, kind: str, name: str | None, namespace: str,
+                          optional: bool | None) -> dict[str, str] | None:
+        """A ConfigMap's or Secret's data for a volume (container mode)."""
+        return await self._get_data(ConfigMap if kind == "ConfigMap" else Secret, name, namespace, optional)
 
     async def _value_from(self, pod: Pod, source: EnvVarSource) -> str | None:
         ns = (pod.metadata or ObjectMeta()).namespace or ""
@@ -1029,6 +1172,8 @@ class Runner:
 
     async def run(self, ready: Callable[[], None] = lambda: None) -> None:
         """Run until :meth:`shutdown` is called, then stop every process."""
+        if self.containers is not None:
+            await self.containers.service.start()
         watcher = asyncio.create_task(self.watch(ready), name="watch")
         stopping = asyncio.create_task(self._shutdown.wait())
         try:
@@ -1039,6 +1184,8 @@ class Runner:
             watcher.cancel()
             stopping.cancel()
             await self._stop_all()
+            if self.containers is not None:
+                self.containers.service.close()
             await self.api.close()
 
     def shutdown(self, *, force: bool = False) -> None:
@@ -1177,6 +1324,9 @@ def _kill_leftovers() -> None:
     """Backstop at interpreter exit: SIGKILL the groups of children never seen to exit."""
     with _LIVE_GROUPS_LOCK:
         groups = list(_LIVE_GROUPS)
+        kills = list(_LIVE_CONTAINERS.values())
+    for kill in kills:
+        kill()
     for pgid in groups:
         _killpg(pgid, signal.SIGKILL)
 
@@ -1210,6 +1360,11 @@ def parse_args(argv: Sequence[str]) -> tuple[Config, Path | None]:
     p.add_argument("--token-seconds", type=int, default=TOKEN_SECONDS, help="service-account token lifetime")
     p.add_argument("--token-refresh", type=float, default=TOKEN_REFRESH_FRACTION,
                    help="replace a token after this fraction of its lifetime")
+    p.add_argument("--mode", choices=("auto", "container", "process"), default="auto",
+                   help="container: pods run from their images under runc; process: their commands run "
+                        "on the host; auto (default): container where runc works here")
+    p.add_argument("--images", type=Path, default=images.DEFAULT_STORE,
+                   help="the images container mode runs (make image builds them)")
     p.add_argument("--ready-file", type=Path, help="create this file once the initial pods are handled")
     a = p.parse_args(argv)
     if not a.kubeconfig:
@@ -1221,7 +1376,7 @@ def parse_args(argv: Sequence[str]) -> tuple[Config, Path | None]:
                     state_dir=a.state_dir.resolve(), workdir=a.workdir.resolve(), venv=a.venv.resolve(),
                     backoff_initial=a.backoff_initial, backoff_max=a.backoff_max,
                     shutdown_grace=a.shutdown_grace, all_nodes=a.all_nodes, token_seconds=a.token_seconds,
-                    token_refresh=a.token_refresh)
+                    token_refresh=a.token_refresh, mode=a.mode, images=a.images.resolve())
     return config, a.ready_file
 
 

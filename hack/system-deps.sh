@@ -20,6 +20,10 @@ PACKAGES=(
   "prometheus prometheus"          # scrapes the operator and workers in the dev cluster
   "promtool prometheus"            # checks and unit-tests the alert rules
   "chromium chromium"              # headless browser: the web UI's integration test drives it over CDP
+  "mmdebstrap mmdebstrap"          # the image's Debian base root filesystem (no image registry here)
+  "buildah buildah"                # builds the Dockerfile without a daemon (make image)
+  "umoci umoci"                    # unpacks the built OCI images for the pod runner
+  "runc runc"                      # the OCI runtime the pod runner runs pods' containers with
 )
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -27,7 +27,10 @@ import pytest
 import redis
 
 import devenv
+import images
 import podrunner
+import podrunner_containers
+import testimages
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,16 +83,27 @@ def binaries(cluster: devenv.Cluster) -> devenv.Binaries:
 
 
 @pytest.fixture(scope="session")
-def pod_runner(cluster: devenv.Cluster,
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[podrunner.PodRunner]:
-    """Worker, CronJob and operator pods run as local processes, as with ``devenv.py up``.
+def built_images() -> images.Store:
+    """The images ``make image`` builds and the test workers' image (testimages.py), each
+    built only if its inputs changed since the last build (a few seconds' hashing when not)."""
+    store = images.Store()
+    images.Builder(store).build(list(testimages.ALL), specs=testimages.ALL)
+    return store
+
+
+@pytest.fixture(scope="session")
+def pod_runner(cluster: devenv.Cluster, tmp_path_factory: pytest.TempPathFactory,
+               request: pytest.FixtureRequest) -> Iterator[podrunner.PodRunner]:
+    """Worker, CronJob and operator pods run as ``devenv.py up`` runs them: in their images
+    under runc (container mode) where the runtime works here, else as local processes.
 
     Pod logs go to ``<pytest's tmp dir>/podrunner/<namespace>/<pod>.log`` (pytest keeps the
     last three sessions'). At the end every process gets at most 10 s after SIGTERM.
     """
-    config = podrunner.Config(kubeconfig=cluster.kubeconfig, pythonpath=(ROOT / "examples",),
+    store = request.getfixturevalue("built_images") if podrunner_containers.problem() is None else None
+    config = podrunner.Config(kubeconfig=cluster.kubeconfig, pythonpath=(ROOT / "examples", ROOT / "tests"),
                               state_dir=tmp_path_factory.mktemp("podrunner", numbered=False),
-                              shutdown_grace=10.0)
+                              shutdown_grace=10.0, images=store.root if store else images.DEFAULT_STORE)
     with podrunner.PodRunner(config) as runner:
         yield runner
 

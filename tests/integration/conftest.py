@@ -28,10 +28,20 @@ import pytest
 from opkit import RunningOperator, StartOperator
 
 import devenv
+import podrunner_containers
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Fast sweeps so that recovery tests take seconds (production default: 30 s).
 TEST_RESYNC_SECONDS = "2"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def current_images(request: pytest.FixtureRequest) -> None:
+    """Where the pod runner runs images (container mode), every runner of the session — the
+    session's and the tests' own — runs images built from this tree, never a stale build left
+    in ``.cache/images`` (a few seconds' hashing when nothing changed)."""
+    if podrunner_containers.problem() is None:
+        request.getfixturevalue("built_images")
 
 
 @pytest.fixture(scope="session")

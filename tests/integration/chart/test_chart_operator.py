@@ -113,9 +113,10 @@ def running_operator(request: pytest.FixtureRequest, *, cluster: devenv.Cluster,
     pylib = tmp_path / "pylib"
     pylib.mkdir()
     (pylib / "glec_jobs.py").write_text(JOB_MODULE)
+    # process mode: the workers import the reduced job module above from the host
     config = podrunner.Config(kubeconfig=cluster.kubeconfig, namespace=namespace, pythonpath=(pylib,),
                               state_dir=tmp_path / "pods", backoff_initial=1.0, backoff_max=4.0,
-                              shutdown_grace=10.0)
+                              shutdown_grace=10.0, mode="process")
     with podrunner.PodRunner(config) as runner:
         yield RunningOperator(namespace, runner, tmp_path / "pods")
 

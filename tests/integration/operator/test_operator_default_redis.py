@@ -20,6 +20,7 @@ import redis
 from opkit import StartOperator, apply, condition, get, jobqueue, wait_condition, wait_for
 
 import devenv
+import images
 import jobqueue as jq
 import podrunner
 from jobqueue_operator import defaultredis
@@ -71,7 +72,7 @@ def test_a_password_url_reaches_the_workers_through_the_secret_and_nowhere_else(
     password = str(redis.connection.parse_url(password_url)["password"])
     start_operator(namespaces=[namespace], redis_url=password_url)
     apply(cluster, jobqueue("mailer", namespace, scaling={"minReplicas": 1},
-                            worker={"image": "registry.invalid/glec-jobs:1", "imports": ["glec_jobs"]}))
+                            worker={"image": images.GLEC_JOBS.ref, "imports": ["glec_jobs"]}))
     apply(cluster, {"apiVersion": "jobqueue.glec.io/v1alpha1", "kind": "RecurringJob",
                     "metadata": {"name": "nightly", "namespace": namespace},
                     "spec": {"queue": "mailer", "schedule": "0 2 * * *",

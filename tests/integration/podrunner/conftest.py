@@ -33,6 +33,7 @@ def runner_config(cluster: devenv.Cluster, namespace: str, tmp_path: Path) -> po
         pythonpath=(tmp_path / "pylib",), state_dir=tmp_path / "state",
         backoff_initial=1.0, backoff_max=4.0,  # the kubelet's 10 s → 300 s would make tests slow
         shutdown_grace=5.0,  # a failed test's leftovers need not get their full 30 s
+        mode="process",  # these tests are about the process mode (test_pod_containers: the other)
     )
 
 

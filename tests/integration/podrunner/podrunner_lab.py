@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import devenv
+import images
 import podrunner
 
 RUN_LABEL = {"podrunner.test/run": "yes"}
@@ -73,6 +74,22 @@ class Lab:
         return {"apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": name, "labels": {**RUN_LABEL, **(labels or {})}},
                 "spec": self.pod_spec(command, **spec)}
+
+    def in_image(self, name: str, script: str, *, image: str = images.OPERATOR.ref, restart: str = "Never",
+                 container: dict[str, Any] | None = None, volumes: list[dict[str, Any]] | None = None,
+                 mounts: list[dict[str, Any]] | None = None, labels: dict[str, str] | None = None,
+                 **spec: Any) -> dict[str, Any]:
+        """A pod running ``sh -c script`` in ``image`` (built by ``make image``), with the
+        evidence folder mounted at its own path (a hostPath volume, writable by any uid), so
+        ``$OUT`` is the same path in container mode and in process mode."""
+        self.out.chmod(0o777)
+        out = {"name": "out", "hostPath": {"path": str(self.out), "type": "Directory"}}
+        return self.pod(name, ["sh", "-c", script], labels=labels, restartPolicy=restart, **spec,
+                        volumes=[out, *(volumes or [])],
+                        container={"image": image,
+                                   "volumeMounts": [{"name": "out", "mountPath": str(self.out)},
+                                                    *(mounts or [])],
+                                   **(container or {})})
 
     def wait(self, what: str, check: Callable[[], Any], timeout: float = WAIT) -> Any:
         return devenv.wait_until(what, check, timeout=timeout, interval=0.1)

@@ -25,12 +25,13 @@ import rjkit
 from opkit import RunningOperator
 
 import devenv
+import images
 import podrunner
 from jobqueue import client
 from jobqueue_operator.builders import cronjob
 
 BIN = Path(sys.executable).parent
-WORKER = {"image": "registry.invalid/glec-jobs:1", "imports": ["glec_jobs"]}
+WORKER = {"image": images.GLEC_JOBS.ref, "imports": ["glec_jobs"]}
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """Job functions the autoscaler's integration tests run on real worker pods.
 
-Imported by the workers as ``integration.scaling.scalejobs`` (the test JobQueues put the
-repository's ``tests/`` folder on the pods' ``PYTHONPATH``). Each run records which pod ran
+Imported by the workers as ``integration.scaling.scalejobs``: from the tests' worker image
+(tests/testimages.py) in container mode, from the repository's ``tests/`` folder (on the pod
+runner's ``PYTHONPATH``) in process mode. Each run records which pod ran
 it, in the queue's own Redis, so tests can tell a job that ran once from one that ran twice.
 """
 
@@ -27,5 +28,18 @@ def nap(tag: str, seconds: float) -> str:
     pod = os.environ.get("POD_NAME", "?")
     _redis().rpush(f"test:runs:{tag}", pod)
     time.sleep(seconds)
+    _redis().rpush(f"test:done:{tag}", pod)
+    return tag
+
+
+@job
+def hog_once(tag: str, megabytes: int) -> str:
+    """Allocate ``megabytes`` on the first run only (a memory limit then kills the worker); later
+    runs finish. ``test:runs:<tag>`` and ``test:done:<tag>`` as for :func:`nap`."""
+    pod = os.environ.get("POD_NAME", "?")
+    first = _redis().rpush(f"test:runs:{tag}", pod) == 1
+    if first:
+        hog = bytearray(megabytes * 2**20)
+        hog[::4096] = b"x" * len(hog[::4096])  # touch every page: RSS, not just address space
     _redis().rpush(f"test:done:{tag}", pod)
     return tag

@@ -13,17 +13,17 @@ from lightkube.resources.apps_v1 import Deployment
 from opkit import kubectl_json
 
 import devenv
+import testimages
 
 ROOT = Path(__file__).resolve().parents[3]
 JOBS = "integration.scaling.scalejobs"
 
 
 def worker_spec(concurrency_per_pod: int = 1, **extra: Any) -> dict[str, Any]:
-    """A worker that runs :mod:`scalejobs` on the pod runner (threads: cheap to start)."""
-    return {"image": "registry.invalid/scale-tests:1", "imports": [JOBS], "mode": "thread",
-            "concurrencyPerPod": concurrency_per_pod,
-            "env": [{"name": "PYTHONPATH", "value": str(ROOT / "tests")}],
-            **extra}
+    """A worker that runs :mod:`scalejobs` on the pod runner (threads: cheap to start), in
+    the tests' worker image (in process mode: from ``tests/`` on the runner's PYTHONPATH)."""
+    return {"image": testimages.SCALE_TESTS.ref, "imports": [JOBS], "mode": "thread",
+            "concurrencyPerPod": concurrency_per_pod, "env": [], **extra}
 
 
 def replicas(cluster: devenv.Cluster, namespace: str, deployment: str) -> int | None:

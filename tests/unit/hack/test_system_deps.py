@@ -20,7 +20,11 @@ ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "hack" / "system-deps.sh"
 #: What each Debian package provides, for the stand-in apt-get.
 PROVIDES = {"redis-server": ["redis-server"], "prometheus": ["prometheus", "promtool"],
-            "chromium": ["chromium"]}
+            "chromium": ["chromium"],
+            "mmdebstrap": ["mmdebstrap"], "buildah": ["buildah"], "umoci": ["umoci"], "runc": ["runc"]}
+#: The image build's and the container mode's tools: present unless a case asks otherwise, so
+#: the other cases read as about the servers.
+IMAGE_TOOLS = ("mmdebstrap", "buildah", "umoci", "runc")
 EXTERNAL = ["dirname", "mkdir", "date", "env", "cat", "true", "chmod"]
 
 
@@ -51,8 +55,9 @@ def machine(tmp_path: Path):  # type: ignore[no-untyped-def]
     calls = tmp_path / "apt-calls"
 
     def make(*, have: tuple[str, ...] = (), uid: int = 0, apt: bool = True, sudo: bool = False,
-             apt_fails: bool = False, brings: tuple[str, ...] = ("go", "npm", "python3")) -> Path:
-        for cmd in (*have, *brings):
+             apt_fails: bool = False, brings: tuple[str, ...] = ("go", "npm", "python3"),
+             image_tools: bool = True) -> Path:
+        for cmd in (*have, *brings, *(IMAGE_TOOLS if image_tools else ())):
             executable(bin_dir / cmd, "exit 0\n")
         executable(bin_dir / "id", f'[ "$1" = -u ] && echo {uid}\n')
         if sudo:
@@ -83,6 +88,14 @@ def run(bin_dir: Path, *args: str) -> Run:
 def test_everything_present_is_silent_and_installs_nothing(machine) -> None:  # type: ignore[no-untyped-def]
     r = run(machine(have=("redis-server", "prometheus", "promtool", "chromium")))
     assert (r.code, r.stderr, r.apt_calls) == (0, "", [])
+
+
+def test_the_image_tools_are_installed_when_missing(machine) -> None:  # type: ignore[no-untyped-def]
+    bin_dir = machine(have=("redis-server", "prometheus", "promtool", "chromium"), image_tools=False)
+    r = run(bin_dir)
+    assert r.code == 0, r.stderr
+    assert r.apt_calls[-1] == "install -y -q --no-install-recommends mmdebstrap buildah umoci runc"
+    assert all((bin_dir / tool).exists() for tool in IMAGE_TOOLS)
 
 
 def test_root_with_apt_installs_exactly_the_missing_packages(machine) -> None:  # type: ignore[no-untyped-def]
