@@ -116,10 +116,18 @@ def test_scale_in_marks_idle_pods_cheapest_and_the_busy_pod_keeps_its_job(
     assert done(redis_conn, "long") == [busy_pod]
 
 
+@pytest.fixture
+def no_pods_run(cluster: devenv.Cluster, namespace: str) -> None:
+    """The test's pods stay fake (kwok's Running, no process): the session's pod runner,
+    which an earlier test may have started, leaves a namespace labelled this way alone."""
+    cluster.kubectl("label", "namespace", namespace, f"{podrunner.PRIVATE_NAMESPACE_LABEL}=true")
+
+
+@pytest.mark.usefixtures("no_pods_run")
 def test_redis_unreachable_holds_replicas_and_says_so(
         *, cluster: devenv.Cluster, namespace: str, redis_conn: redis.Redis,
         redis_server: devenv.RedisServer, operator: RunningOperator) -> None:
-    """No pod runner: the fake pods take no job, so the backlog (and the need) stays."""
+    """No pod runs: the fake pods take no job, so the backlog (and the need) stays."""
     apply(cluster, queue("held", namespace, concurrency=4, worker=worker_spec(),
                          scaling={"maxReplicas": 4, "scaleDownDelaySeconds": 1, "idleSecondsBeforeZero": 2}))
     wait_for("the worker Deployment", lambda: replicas(cluster, namespace, "held-worker") == 0)
@@ -146,10 +154,11 @@ def test_redis_unreachable_holds_replicas_and_says_so(
     assert any(reason == "RedisUnavailable" for _, reason, _ in events(cluster, namespace, "held"))
 
 
+@pytest.mark.usefixtures("no_pods_run")
 def test_a_paused_queue_is_held_at_min_replicas_and_its_status_says_why(
         *, cluster: devenv.Cluster, namespace: str, redis_conn: redis.Redis,
         operator: RunningOperator) -> None:
-    """No pod runner: the fake pods take no job, so the backlog (and the need) stays."""
+    """No pod runs: the fake pods take no job, so the backlog (and the need) stays."""
     apply(cluster, queue("paused", namespace, concurrency=4, worker=worker_spec(),
                          scaling={"minReplicas": 1, "maxReplicas": 4, "scaleDownDelaySeconds": 600}))
     queue_name = f"{namespace}.paused"
@@ -233,10 +242,11 @@ def test_a_pod_deleted_gracefully_finishes_its_job_which_never_runs_twice(
     assert not [r for _, r, _ in events(cluster, namespace, "grace") if r == "LostJobsRecovered"]
 
 
+@pytest.mark.usefixtures("no_pods_run")
 def test_a_worker_budget_goes_to_the_more_important_queue_first(
         *, cluster: devenv.Cluster, namespace: str, redis_url: str, redis_conn: redis.Redis,
         start_operator: StartOperator) -> None:
-    """No pod runner: nothing drains, so both needs stand; 3 pods for a need of 2 + 3."""
+    """No pod runs: nothing drains, so both needs stand; 3 pods for a need of 2 + 3."""
     start_operator(namespaces=[namespace], redis_url=redis_url, worker_budget="3")
     for name, priority in (("urgent", 1), ("whenever", 5)):
         apply(cluster, queue(name, namespace, priority=priority, concurrency=3, worker=worker_spec()))
