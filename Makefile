@@ -46,6 +46,7 @@ generate: setup  ## regenerate CRDs, install manifests, dashboards, alert rules 
 	$(PY) -m jobqueue_operator.monitoring
 	$(PY) -m jobqueue.api.openapi docs/openapi.json
 	$(PY) helm/jobqueue-operator/hack/render_install.py
+	$(PY) helm/jobqueue-operator/hack/render_readme.py
 
 demo: deps setup bins pod-images  ## the main job: a local cluster running the seed's queues
 	$(PY) hack/demo.py
