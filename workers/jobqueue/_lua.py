@@ -10,7 +10,8 @@ several round trips, and a crash between two of them loses or duplicates a job (
   backoff, failure), progress, jobs handed back (also those claimed by its earlier calls
   whose replies were lost to a timeout), then promote due scheduled jobs and claim
   new ones (pending list -> ``rq:wip`` with a lease, status ``started``), fairly across the
-  priority levels;
+  priority levels and within the queue's concurrency cap; a record that cannot run is failed
+  right there with the reason;
 * ``HEARTBEAT`` — extend the leases of the jobs a worker holds and its worker hash;
 * ``REAP`` — any live worker re-queues (or fails) jobs whose lease expired: the worker-side
   fallback of lost-job recovery, with no lock (the script is atomic, so two reapers never
@@ -18,6 +19,12 @@ several round trips, and a crash between two of them loses or duplicates a job (
 * ``RECOVER_POD`` — the operator's recovery of every job held by one vanished pod;
 * ``SNAPSHOT`` — every figure of every queue, read-only;
 * ``RETRY`` / ``REMOVE`` — the admin operations.
+
+Every script treats what it reads from a job hash as untrusted (anyone who can write to Redis
+wrote it): numbers are checked, reasons quote bytes as ``\\xHH``, and each step that touches
+one job runs under ``pcall``, because a script that fails on a record fails the same way on
+every later call and stalls the queue. A job that reaches a final status also settles the
+jobs that wait on it through RQ's ``depends_on`` (``settle_dependents``), in the same step.
 
 The scripts build key names from the queue name (the ``qkey`` helper mirrors
 :func:`jobqueue.keys.level_key`), so they are for a single Redis primary, not Redis Cluster —

@@ -19,7 +19,12 @@ The coordinator's loop is built for throughput and for never losing a job:
   sleeps in ``BLMOVE`` on the queue's signal list until work arrives or the next delayed
   job is due, so delayed jobs and retries start within a few ms of their time;
 * a background thread renews the leases and the worker's RQ record (heartbeat), reaps
-  expired leases, and re-reads the queue's published settings (``suspend`` included).
+  expired leases, and re-reads the queue's published settings (``suspend`` included);
+* the queue-wide ``concurrency`` is enforced where jobs are claimed (the SYNC script counts
+  ``rq:wip``), so it holds across pods, rollouts and manual scaling;
+* nothing a job record holds or a job function does ends the worker: the script fails
+  records that cannot run, and this module turns every other surprise (a payload it cannot
+  decode, an exception it cannot print, a process that dies) into that job's failure.
 
 Signals: the first SIGTERM/SIGINT stops claiming, hands back claimed-but-unstarted jobs,
 lets running jobs finish and exits 0. A second one aborts running jobs, puts them back in
