@@ -71,7 +71,7 @@ local function keep_of(v)
   local k = num(v)
   if k == nil then return nil end
   if k < 0 then return -1 end
-  return math.min(k, MAX_KEEP)
+  return math.min(math.ceil(k), MAX_KEEP)  -- (whole seconds, as EXPIRE takes them)
 end
 
 -- a redis.call that answers nil instead of failing (a key of the wrong type)
@@ -178,7 +178,7 @@ end
 -- Decide one deferred child: queue it (in its own queue, at the front if RQ's
 -- Dependency(enqueue_at_front=True) asked), fail it for good, or leave it waiting.
 -- Returns the child's new status ('queued', 'failed') or nil.
-local function settle_child(child, now, iso, final)
+local function settle_child(child, now, iso, final, q)
   local ck = 'rq:job:' .. child
   local c = try('HMGET', ck, 'status', 'origin', 'allow_dependency_failures', 'enqueue_at_front', 'jq_prio')
   if not c or c[1] ~= 'deferred' then return nil end
@@ -196,14 +196,15 @@ local function settle_child(child, now, iso, final)
   end
   if verdict == 'run' then verdict = 'it has no origin (queue) field' end
   if origin then redis.call('ZREM', 'rq:deferred:' .. origin, child) end
-  fail_job(origin or '', child, 'not run: ' .. verdict .. " (RQ's depends_on" ..
+  -- (a child without origin is kept in the failed registry of the queue that settled it)
+  fail_job((origin and origin ~= '') and origin or q, child, 'not run: ' .. verdict .. " (RQ's depends_on" ..
            (c[3] == '1' and ')' or ' without allow_failure)'), now, iso)
   return 'failed'
 end
 
 -- A job reached a final status: settle its dependents, and theirs in turn (a failed child's
 -- own children), as one worklist (no recursion: a chain may be long).
-local function settle_dependents(id, status, now, iso)
+local function settle_dependents(q, id, status, now, iso)
   local final = {[id] = status}
   local todo = {id}
   local i = 1
@@ -214,7 +215,7 @@ local function settle_dependents(id, status, now, iso)
     if #children > 0 then
       redis.call('DEL', dk)
       for _, child in ipairs(children) do
-        local s = settle_child(child, now, iso, final)
+        local s = settle_child(child, now, iso, final, q)
         if s == 'failed' then
           final[child] = s
           table.insert(todo, child)
@@ -245,7 +246,7 @@ local function end_claim(q, id, member, now, now_iso, reason, refund)
     return 'requeued'
   end
   fail_job(q, id, reason .. ' (attempt ' .. made .. ' of ' .. attempts .. ', none left)', now, now_iso)
-  settle_dependents(id, 'failed', now, now_iso)
+  settle_dependents(q, id, 'failed', now, now_iso)
   return 'failed'
 end
 """
@@ -374,7 +375,7 @@ local function ack(k)
     if k[9] ~= '' then table.insert(stream, 'return_value'); table.insert(stream, k[9]) end
     redis.call('XADD', rk, 'MAXLEN', '~', 10, '*', unpack(stream))
     retain('rq:finished:' .. q, jk, rk, id, now, tonumber(k[8]))
-    settle_dependents(id, 'finished', now, iso)
+    settle_dependents(q, id, 'finished', now, iso)
     return
   end
   stream[2] = 2
@@ -401,7 +402,7 @@ local function ack(k)
     redis.call('HSET', jk, 'status', 'failed', 'retries_left', 0)
     exhausted(q, id, jk, k[12])
     retain('rq:failed:' .. q, jk, rk, id, now, tonumber(k[8]))
-    settle_dependents(id, 'failed', now, iso)
+    settle_dependents(q, id, 'failed', now, iso)
   end
 end
 for _, k in ipairs(a.acks) do
@@ -492,11 +493,12 @@ local function claim_one(id, best)
     return nil
   end
   if not f[1] and not f[11] then
-    -- no record (removed, or RQ's `ttl` ran out): dropped, as RQ's workers do
-    if not valid_id(id) and redis.call('EXISTS', jk) == 0 then
-      report(id, 'dropped from the queue: not a valid job id, and no job record')
+    if redis.call('EXISTS', jk) == 0 then
+      -- no record (removed, or RQ's `ttl` ran out): dropped, as RQ's workers do
+      if not valid_id(id) then report(id, 'dropped from the queue: not a valid job id, and no job record') end
+      return nil
     end
-    return nil
+    -- (a hash with neither a payload nor a status: failed below, naming the status)
   end
   if not valid_id(id) then
     return 'job id "' .. shown(id, 100) .. '" is not valid: RQ allows 1-1024 characters of A-Z a-z 0-9 _ -'
@@ -615,7 +617,7 @@ if n > 0 and not paused and nonempty > 0 then
         -- a record that cannot run is failed for good at once: no worker ever sees it
         why = 'rejected: ' .. why
         if guarded(id, fail_job, q, id, why, now, iso) then
-          guarded(id, settle_dependents, id, 'failed', now, iso)
+          guarded(id, settle_dependents, q, id, 'failed', now, iso)
         end
         report(id, why)
       end
@@ -718,12 +720,12 @@ if total > 0 then
   local batch = redis.call('ZRANGE', deferred, from, from + 49)
   local settled = 0
   for _, child in ipairs(batch) do
-    local ok, s = pcall(settle_child, child, now, iso, {})
+    local ok, s = pcall(settle_child, child, now, iso, {}, q)
     if not ok or not s then
       local st = try('HGET', 'rq:job:' .. child, 'status')
       if st ~= 'deferred' then redis.call('ZREM', deferred, child); s = 'gone' end
     end
-    if s == 'failed' then pcall(settle_dependents, child, 'failed', now, iso) end
+    if s == 'failed' then pcall(settle_dependents, q, child, 'failed', now, iso) end
     if s then settled = settled + 1 end
   end
   redis.call('HSET', wrr, 'deferred', from + #batch - settled)
@@ -884,6 +886,6 @@ for _, r in ipairs({'scheduled', 'finished', 'failed', 'deferred', 'canceled'}) 
 end
 redis.call('DEL', jk, 'rq:results:' .. id)
 -- RQ's depends_on: children waiting on it can never run now
-settle_dependents(id, 'removed', now, iso)
+settle_dependents(q, id, 'removed', now, iso)
 return f[1]
 """

@@ -677,9 +677,10 @@ class Worker:
             )
         if paused:
             self.paused_until = time.monotonic() + 1.0
-        self.capped = bool(capped)
-        if self.capped:
-            self.paused_until = time.monotonic() + CAP_POLL_SECONDS * random.uniform(0.5, 1.5)
+        if n > 0:  # (a call that claims nothing says nothing about the cap)
+            self.capped = bool(capped)
+            if self.capped:
+                self.paused_until = time.monotonic() + CAP_POLL_SECONDS * random.uniform(0.5, 1.5)
         for i in range(0, len(rejected), 2):
             # failed for good by the script, unseen by any worker: its record cannot run
             log.warning("job %s %s", text(rejected[i]), text(rejected[i + 1]))
