@@ -103,6 +103,9 @@ class Progress:
 class Died:
     seq: int
     reason: str
+    #: False when the job ended its own process (an exit code, a crash signal): it would do it
+    #: again. A SIGKILL comes from outside (the OOM killer, a person): worth another attempt.
+    retryable: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -544,7 +547,9 @@ class ProcessExecutor(Executor):
         c.conn.close()
         if seq is not None and not cancelled:
             how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-            self.events.put(Died(seq, f"WorkerProcessDied: the process running this job died ({how})"))
+            retry = code == -signal.SIGKILL
+            reason = f"WorkerProcessDied: the process running this job died ({how})"
+            self.events.put(Died(seq, reason if retry else f"{reason}; not retried", retryable=retry))
         if self._closing:
             return
         if time.monotonic() - c.born < 1.0:

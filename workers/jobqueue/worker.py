@@ -396,10 +396,8 @@ class Worker:
         elif isinstance(ev, executors.Died):
             run = self.running.pop(ev.seq, None)
             if run is not None:
-                # a job that takes its process down (os._exit, a segfault, the OOM killer) would
-                # do it again: it is not retried
-                reason, ended = f"{ev.reason}; not retried", time.time()
-                self._failed(run.job, reason, reason, run.started or ended, ended, retryable=False)
+                end = time.time()
+                self._failed(run.job, ev.reason, ev.reason, run.started or end, end, retryable=ev.retryable)
                 self._busy_changed()
         elif isinstance(ev, executors.Cancelled):
             run = self.running.pop(ev.seq, None)

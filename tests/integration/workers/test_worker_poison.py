@@ -218,6 +218,16 @@ def test_a_job_that_kills_its_process_fails_for_good(
         alive(w)
 
 
+def test_a_job_process_killed_from_outside_is_retried(redis_conn: redis.Redis, redis_url: str) -> None:
+    """SIGKILL comes from outside (the OOM killer, a person): another attempt may well succeed."""
+    publish(redis_conn, "po", attempts=2, backoff={"type": "fixed", "delaySeconds": 0})
+    enqueue_many("po", [JobSpec(FN + "sigkilled_once", ("o",), job_id="oom")], connection=redis_conn)
+    with worker_process(redis_url, "po", mode="process", concurrency=1) as w:
+        info = wait_status(redis_conn, "po", "oom", "finished", timeout=30)
+        assert (info.attempts_made, info.result) == (2, "ok")
+        alive(w)
+
+
 def test_malformed_hash_fields_fail_the_job_naming_the_field(
     redis_conn: redis.Redis, redis_url: str
 ) -> None:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import signal
 import time
 from typing import Any
 
@@ -177,6 +178,14 @@ async def cancel_self() -> None:
 @job
 def segfault() -> None:
     ctypes.string_at(0)
+
+
+@job
+def sigkilled_once(tag: str) -> str:
+    """Its first attempt's process gets SIGKILL (as from the OOM killer); later ones succeed."""
+    if _redis().rpush(f"test:attempts:{tag}", repr(time.time())) == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return "ok"
 
 
 @job
