@@ -50,8 +50,9 @@ JSON = st.recursive(
     max_leaves=8,
 )
 FUNCTIONS = st.sampled_from(
-    [FN + "noop", FN + "add", FN + "always_fail", FN + "not_a_job", "os.system", "", "x" * 300]
-) | ANY_TEXT
+    [FN + "noop", FN + "add", FN + "always_fail", FN + "unprintable", FN + "not_a_job", "os.system", "",
+     "x" * 300]
+) | ANY_TEXT  # fmt: skip
 #: numbers a field may hold, and garbage: never a large whole number (a record asking for
 #: 5,000 attempts of a failing function is legal, and only slow)
 GARBAGE = st.sampled_from(
