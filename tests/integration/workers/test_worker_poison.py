@@ -28,7 +28,7 @@ from integration.workers.whelpers import (
     wait_status,
     worker_process,
 )
-from jobqueue import JobSpec, UnknownJobError, enqueue_many, get_job
+from jobqueue import JobSpec, UnknownJobError, admin, enqueue_many, get_job
 
 MODES = ["process", "thread", "async"]
 
@@ -317,6 +317,11 @@ def test_readers_show_poison_records(redis_conn: redis.Redis, redis_url: str) ->
             assert b"Traceback" not in out.stderr, out.stderr.decode(errors="replace")
     with pytest.raises(UnknownJobError, match="not a job record"):
         get_job("pr", "str", connection=redis_conn)
+    # the admin API's listing: the non-UTF-8 id is found (shown escaped), the non-hash left out
+    redis_conn.zadd("rq:failed:pr", {b"bad\xffid": "+inf", b"markup": "+inf", b"str": "+inf"})
+    page = admin.list_jobs("pr", "failed", connection=redis_conn)
+    assert sorted(j.id for j in page.jobs) == ["bad\\udcffid", "markup"]
+    assert page.total == 3
 
     shown = jqb(redis_url, "status", "pr", "markup").stdout.decode()
     assert "[/bold] [red]boom" in shown  # printed as text, never read as markup
