@@ -10,7 +10,8 @@ several round trips, and a crash between two of them loses or duplicates a job (
   backoff, failure), progress, jobs handed back (also those claimed by its earlier calls
   whose replies were lost to a timeout), then promote due scheduled jobs and claim
   new ones (pending list -> ``rq:wip`` with a lease, status ``started``), fairly across the
-  priority levels;
+  priority levels and within the queue's concurrency cap; a record that cannot run is failed
+  right there with the reason;
 * ``HEARTBEAT`` — extend the leases of the jobs a worker holds and its worker hash;
 * ``REAP`` — any live worker re-queues (or fails) jobs whose lease expired: the worker-side
   fallback of lost-job recovery, with no lock (the script is atomic, so two reapers never
@@ -18,6 +19,12 @@ several round trips, and a crash between two of them loses or duplicates a job (
 * ``RECOVER_POD`` — the operator's recovery of every job held by one vanished pod;
 * ``SNAPSHOT`` — every figure of every queue, read-only;
 * ``RETRY`` / ``REMOVE`` — the admin operations.
+
+Every script treats what it reads from a job hash as untrusted (anyone who can write to Redis
+wrote it): numbers are checked, reasons quote bytes as ``\\xHH``, and each step that touches
+one job runs under ``pcall``, because a script that fails on a record fails the same way on
+every later call and stalls the queue. A job that reaches a final status also settles the
+jobs that wait on it through RQ's ``depends_on`` (``settle_dependents``), in the same step.
 
 The scripts build key names from the queue name (the ``qkey`` helper mirrors
 :func:`jobqueue.keys.level_key`), so they are for a single Redis primary, not Redis Cluster —
@@ -33,17 +40,63 @@ from jobqueue import settings
 
 _PRELUDE_SRC: Final = r"""
 local KEEP_FAILED = __KEEP_FAILED__  -- settings.DEFAULT_KEEP_FAILED_SECONDS
+local MAX_KEEP = __MAX_KEEP__  -- retention beyond this (settings.MAX_KEEP_SECONDS) is clamped
 
 local function qkey(q, level)
   if level == 3 then return 'rq:queue:' .. q end
   return 'rq:queue:' .. q .. ':p' .. level
 end
 
+-- Anything in a job hash may be garbage (a raw write, another tool): every value read from
+-- one goes through these, so no script ever fails on it (a failing script would fail the
+-- same way on every call, and wedge the queue).
+
+-- a finite number, or nil (Lua's tonumber also takes 'nan', 'inf', '0x10', ' 5 ')
+local function num(v)
+  local x = tonumber(v)
+  if x and x == x and x > -math.huge and x < math.huge then return x end
+  return nil
+end
+
+-- a priority level 1..5; 3 (RQ's own list) for anything else
+local function level_of(v)
+  local l = tonumber(v)
+  if l == 1 or l == 2 or l == 3 or l == 4 or l == 5 then return l end
+  return 3
+end
+
+-- retention seconds: -1 forever (any negative, as RQ's -1), 0 at once, at most MAX_KEEP;
+-- nil if not a number
+local function keep_of(v)
+  local k = num(v)
+  if k == nil then return nil end
+  if k < 0 then return -1 end
+  return math.min(math.ceil(k), MAX_KEEP)  -- (whole seconds, as EXPIRE takes them)
+end
+
+-- a redis.call that answers nil instead of failing (a key of the wrong type)
+local function try(...)
+  local r = redis.pcall(...)
+  if type(r) == 'table' and r.err then return nil end
+  return r
+end
+
+-- text of any bytes for a reason: printable ASCII kept, anything else as \xHH, cut at `max`
+local function shown(s, max)
+  s = tostring(s)
+  local cut = #s > max
+  if cut then s = string.sub(s, 1, max) end
+  s = (string.gsub(s, '[^%w%p ]', function(c) return string.format('\\x%02x', string.byte(c)) end))
+  if cut then s = s .. '...' end
+  return s
+end
+
 -- unix seconds of an RQ timestamp ('2026-01-31T12:00:00.123456Z'); nil if malformed
 local function iso_ts(s)
-  if not s or s == '' then return nil end
-  local y, mo, d, h, mi, sec = string.match(s, '^(%d+)-(%d+)-(%d+)T(%d+):(%d+):([%d%.]+)')
-  if not y then return nil end
+  if type(s) ~= 'string' or s == '' then return nil end
+  local y, mo, d, h, mi, sec = string.match(s, '^(%d%d%d%d)-(%d%d)-(%d%d)T(%d%d):(%d%d):(%d%d[%d%.]*)')
+  sec = tonumber(sec)
+  if not y or not sec then return nil end
   y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
   if mo <= 2 then y = y - 1 end
   local era = math.floor(y / 400)
@@ -51,7 +104,7 @@ local function iso_ts(s)
   local mp = (mo + 9) % 12
   local doy = math.floor((153 * mp + 2) / 5) + d - 1
   local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
-  return (era * 146097 + doe - 719468) * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
+  return num((era * 146097 + doe - 719468) * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + sec)
 end
 
 local function signal(q)
@@ -85,40 +138,122 @@ local function retain(registry, jk, rk, id, now, keep)
   end
 end
 
+-- Fail a job for good, now, with `reason`: in its queue's failed registry, kept for its
+-- failure_ttl. The caller then settles its dependents.
+local function fail_job(q, id, reason, now, iso)
+  local jk = 'rq:job:' .. id
+  redis.call('HSET', jk, 'status', 'failed', 'jq_reason', reason, 'exc_info', reason,
+             'ended_at', iso, 'jq_end', now, 'jq_exec', '', 'retries_left', 0)
+  exhausted(q, id, jk, reason)
+  retain('rq:failed:' .. q, jk, 'rq:results:' .. id, id, now,
+         keep_of(redis.call('HGET', jk, 'failure_ttl')) or KEEP_FAILED)
+end
+
+-- RQ's depends_on. RQ keeps a child job `deferred` (rq:deferred:<its queue>) with its parents
+-- in the set rq:job::<child>:dependencies (two colons, as RQ spells it) and itself in each
+-- parent's rq:job:<parent>:dependents.
+local PENDING = {queued = true, started = true, scheduled = true, deferred = true, created = true}
+local ENDED = {failed = 'failed', canceled = 'was canceled', stopped = 'was stopped', removed = 'was removed'}
+
+-- 'run' (every parent finished, or failed with allow_failure, or is gone: RQ counts a
+-- missing parent as met), 'wait' (a parent has yet to end), or why the child can never run.
+-- `final` holds statuses this call just gave (a parent's hash may be deleted already).
+local function deps_verdict(child, allow, final)
+  local waiting, why = false, nil
+  for _, dep in ipairs(try('SMEMBERS', 'rq:job::' .. child .. ':dependencies') or {}) do
+    local s = final[dep] or try('HGET', 'rq:job:' .. dep, 'status')
+    if type(s) ~= 'string' or s == 'finished' or (s == 'failed' and allow) then
+      -- met
+    elseif PENDING[s] then
+      waiting = true
+    elseif not why then
+      why = 'its dependency ' .. shown(dep, 200) .. ' ' ..
+            (ENDED[s] or ('has status "' .. shown(s, 40) .. '"'))
+    end
+  end
+  if why then return why end
+  return waiting and 'wait' or 'run'
+end
+
+-- Decide one deferred child: queue it (in its own queue, at the front if RQ's
+-- Dependency(enqueue_at_front=True) asked), fail it for good, or leave it waiting.
+-- Returns the child's new status ('queued', 'failed') or nil.
+local function settle_child(child, now, iso, final, q)
+  local ck = 'rq:job:' .. child
+  local c = try('HMGET', ck, 'status', 'origin', 'allow_dependency_failures', 'enqueue_at_front', 'jq_prio')
+  if not c or c[1] ~= 'deferred' then return nil end
+  local origin = c[2]
+  local verdict = deps_verdict(child, c[3] == '1', final)
+  if verdict == 'wait' then return nil end
+  if verdict == 'run' and origin and origin ~= '' then
+    redis.call('ZREM', 'rq:deferred:' .. origin, child)
+    local level = level_of(c[5])
+    redis.call('HSET', ck, 'status', 'queued', 'enqueued_at', iso, 'jq_ready', now)
+    redis.call(c[4] == '1' and 'LPUSH' or 'RPUSH', qkey(origin, level), child)
+    redis.call('SADD', 'rq:queues', qkey(origin, level))
+    signal(origin)
+    return 'queued'
+  end
+  if verdict == 'run' then verdict = 'it has no origin (queue) field' end
+  if origin then redis.call('ZREM', 'rq:deferred:' .. origin, child) end
+  -- (a child without origin is kept in the failed registry of the queue that settled it)
+  fail_job((origin and origin ~= '') and origin or q, child, 'not run: ' .. verdict .. " (RQ's depends_on" ..
+           (c[3] == '1' and ')' or ' without allow_failure)'), now, iso)
+  return 'failed'
+end
+
+-- A job reached a final status: settle its dependents, and theirs in turn (a failed child's
+-- own children), as one worklist (no recursion: a chain may be long).
+local function settle_dependents(q, id, status, now, iso)
+  local final = {[id] = status}
+  local todo = {id}
+  local i = 1
+  while todo[i] do
+    local dk = 'rq:job:' .. todo[i] .. ':dependents'
+    i = i + 1
+    local children = try('SMEMBERS', dk) or {}
+    if #children > 0 then
+      redis.call('DEL', dk)
+      for _, child in ipairs(children) do
+        local s = settle_child(child, now, iso, final, q)
+        if s == 'failed' then
+          final[child] = s
+          table.insert(todo, child)
+        end
+      end
+    end
+  end
+end
+
 -- A claim that ended without a result: the worker was lost (reason ~= '') or handed the
 -- job back before starting it (refund = true). Re-queue it at the front of its level if an
 -- attempt is left, else fail it with the reason. The caller removed or checked the wip member.
 local function end_claim(q, id, member, now, now_iso, reason, refund)
   local jk = 'rq:job:' .. id
   redis.call('ZREM', 'rq:wip:' .. q, member)
-  local f = redis.call('HMGET', jk, 'jq_attempts', 'jq_made', 'jq_prio', 'failure_ttl', 'status',
-                       'retries_left')
-  if not f[5] then return 'gone' end
-  local made = tonumber(f[2]) or 1
+  local f = try('HMGET', jk, 'jq_attempts', 'jq_made', 'jq_prio', 'failure_ttl', 'status', 'retries_left')
+  if not f or not f[5] then return 'gone' end
+  local made = num(f[2]) or 1
   -- a job only plain RQ ever ran has no jq_attempts: RQ's retries_left says what is left
-  local attempts = tonumber(f[1]) or (made + (tonumber(f[6]) or 0))
-  local level = tonumber(f[3]) or 3
+  local attempts = num(f[1]) or (made + (num(f[6]) or 0))
   if refund then made = math.max(made - 1, 0) end
   if made < attempts then
     redis.call('HSET', jk, 'status', 'queued', 'jq_made', made, 'retries_left', attempts - made - 1,
                'jq_ready', now, 'enqueued_at', now_iso, 'jq_exec', '')
     if reason ~= '' then redis.call('HSET', jk, 'jq_reason', reason) end
-    redis.call('LPUSH', qkey(q, level), id)
+    redis.call('LPUSH', qkey(q, level_of(f[3])), id)
     signal(q)
     return 'requeued'
   end
-  local text = reason .. ' (attempt ' .. made .. ' of ' .. attempts .. ', none left)'
-  redis.call('HSET', jk, 'status', 'failed', 'jq_reason', text, 'exc_info', text,
-             'ended_at', now_iso, 'jq_end', now, 'jq_exec', '', 'retries_left', 0)
-  local keep = tonumber(f[4])
-  if keep == nil then keep = KEEP_FAILED end
-  exhausted(q, id, jk, text)
-  retain('rq:failed:' .. q, jk, 'rq:results:' .. id, id, now, keep)
+  fail_job(q, id, reason .. ' (attempt ' .. made .. ' of ' .. attempts .. ', none left)', now, now_iso)
+  settle_dependents(q, id, 'failed', now, now_iso)
   return 'failed'
 end
 """
 
-_PRELUDE: Final = _PRELUDE_SRC.replace("__KEEP_FAILED__", str(settings.DEFAULT_KEEP_FAILED_SECONDS))
+_PRELUDE: Final = _PRELUDE_SRC.replace("__KEEP_FAILED__", str(settings.DEFAULT_KEEP_FAILED_SECONDS)).replace(
+    "__MAX_KEEP__", str(settings.MAX_KEEP_SECONDS)
+)
 
 ENQUEUE: Final = _PRELUDE + r"""
 -- ARGV: queue, created_iso, created_ts, njobs, nsets, then each option set (nfields, field,
@@ -142,10 +277,10 @@ local added = 0
 for j = 1, n do
   local id, kind, level, ready = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
   local jk = 'rq:job:' .. id
-  local existing = redis.call('HGET', jk, 'status')
+  local existing = try('HGET', jk, 'status')
   if existing then
     out[j] = existing
-  elseif redis.call('EXISTS', jk) == 1 then
+  elseif redis.call('EXISTS', jk) == 1 then  -- (a hash without status, or not a hash)
     out[j] = 'unknown'
   else
     redis.call('HSET', jk, 'created_at', created, 'jq_created', created_ts, 'origin', q,
@@ -180,73 +315,107 @@ local wip = 'rq:wip:' .. q
 local wname = a.w
 local wk = 'rq:worker:' .. wname
 local stale = {}
+-- [id, reason] of jobs this call failed at once because their record cannot run, or
+-- entries it could not process at all (reported, so the worker logs them)
+local rejected = {}
 local touched = false
 
+local function report(id, reason)
+  rejected[#rejected + 1] = shown(id, 200)
+  rejected[#rejected + 1] = reason
+end
+
+-- Each step below touches one job, under pcall: a record that makes a command fail (a key
+-- of the wrong type) costs that step only, never the whole call.
+local function guarded(id, fn, ...)
+  local ok, err = pcall(fn, ...)
+  if not ok then
+    report(id, 'could not be processed: ' .. shown(type(err) == 'table' and err.err or err, 300))
+  end
+  return ok
+end
+
 -- 1. progress: [id, exec, value] (before the acks, so a job's last report is kept)
-for _, p in ipairs(a.prog) do
+local function progress(p)
   local id = p[1]
   if redis.call('ZSCORE', wip, id .. ':' .. p[2]) then
     local jk = 'rq:job:' .. id
     redis.call('HSET', jk, 'jq_progress', p[3])
-    local ok, meta = pcall(cjson.decode, redis.call('HGET', jk, 'meta') or '{}')
-    if not ok or type(meta) ~= 'table' then meta = {} end
-    meta['progress'] = tonumber(p[3])
-    redis.call('HSET', jk, 'meta', cjson.encode(meta))
+    -- RQ's meta is whatever its serializer wrote: only a JSON object gets the progress key
+    local raw = redis.call('HGET', jk, 'meta')
+    local ok, meta = true, {}
+    if raw then ok, meta = pcall(cjson.decode, raw) end
+    if ok and type(meta) == 'table' then
+      meta['progress'] = tonumber(p[3])
+      local enc_ok, enc = pcall(cjson.encode, meta)
+      if enc_ok then redis.call('HSET', jk, 'meta', enc) end
+    end
   end
 end
+for _, p in ipairs(a.prog) do guarded(p[1], progress, p) end
 
 -- 2. attempts that ended: [id, exec, outcome, started_iso, ended_iso, started, ended,
 --    keep_or_delay, result_b64, exc_text, exc_b64z, reason]
-for _, k in ipairs(a.acks) do
+local function ack(k)
   local id, ex, outcome = k[1], k[2], k[3]
   local member = id .. ':' .. ex
   local jk, rk = 'rq:job:' .. id, 'rq:results:' .. id
   if not redis.call('ZSCORE', wip, member) then
     table.insert(stale, id)  -- taken from us (lease expired, pod recovered): drop the result
-  else
-    touched = true
-    redis.call('ZREM', wip, member)
-    redis.call('HSET', jk, 'started_at', k[4], 'ended_at', k[5], 'last_heartbeat', k[5],
-               'jq_start', k[6], 'jq_end', k[7], 'jq_exec', '')
-    local stream = {'type', 1, 'worker_name', wname, 'execution_id', ex,
-                    'execution_started_at', k[6], 'execution_ended_at', k[7]}
-    if outcome == 'ok' then
-      redis.call('HSET', jk, 'status', 'finished')
-      if k[9] ~= '' then table.insert(stream, 'return_value'); table.insert(stream, k[9]) end
-      redis.call('XADD', rk, 'MAXLEN', '~', 10, '*', unpack(stream))
-      retain('rq:finished:' .. q, jk, rk, id, now, tonumber(k[8]))
-    else
-      stream[2] = 2
-      table.insert(stream, 'exc_string'); table.insert(stream, k[11])
-      redis.call('XADD', rk, 'MAXLEN', '~', 10, '*', unpack(stream))
-      redis.call('HSET', jk, 'exc_info', k[10], 'jq_reason', k[12])
-      if outcome == 'retry' then
-        local f = redis.call('HMGET', jk, 'jq_attempts', 'jq_made', 'jq_prio', 'failure_ttl')
-        local delay = tonumber(k[8])
-        redis.call('HSET', jk, 'retries_left', (tonumber(f[1]) or 1) - (tonumber(f[2]) or 1) - 1)
-        local keepf = tonumber(f[4]) or KEEP_FAILED
-        if keepf > 0 then redis.call('EXPIRE', rk, math.ceil(keepf)) end
-        if delay > 0 then
-          redis.call('HSET', jk, 'status', 'scheduled', 'jq_ready', now + delay)
-          redis.call('ZADD', 'rq:scheduled:' .. q, now + delay, id)
-        else
-          redis.call('HSET', jk, 'status', 'queued', 'jq_ready', now, 'enqueued_at', iso)
-          redis.call('RPUSH', qkey(q, tonumber(f[3]) or 3), id)
-        end
-        signal(q)
-      else
-        redis.call('HSET', jk, 'status', 'failed', 'retries_left', 0)
-        exhausted(q, id, jk, k[12])
-        retain('rq:failed:' .. q, jk, rk, id, now, tonumber(k[8]))
-      end
-    end
+    return
   end
+  touched = true
+  redis.call('ZREM', wip, member)
+  redis.call('HSET', jk, 'started_at', k[4], 'ended_at', k[5], 'last_heartbeat', k[5],
+             'jq_start', k[6], 'jq_end', k[7], 'jq_exec', '')
+  local stream = {'type', 1, 'worker_name', wname, 'execution_id', ex,
+                  'execution_started_at', k[6], 'execution_ended_at', k[7]}
+  if outcome == 'ok' then
+    redis.call('HSET', jk, 'status', 'finished')
+    if k[9] ~= '' then table.insert(stream, 'return_value'); table.insert(stream, k[9]) end
+    redis.call('XADD', rk, 'MAXLEN', '~', 10, '*', unpack(stream))
+    retain('rq:finished:' .. q, jk, rk, id, now, tonumber(k[8]))
+    settle_dependents(q, id, 'finished', now, iso)
+    return
+  end
+  stream[2] = 2
+  table.insert(stream, 'exc_string'); table.insert(stream, k[11])
+  redis.call('XADD', rk, 'MAXLEN', '~', 10, '*', unpack(stream))
+  redis.call('HSET', jk, 'exc_info', k[10], 'jq_reason', k[12])
+  if outcome == 'retry' then
+    local f = redis.call('HMGET', jk, 'jq_attempts', 'jq_made', 'jq_prio', 'failure_ttl',
+                         'enqueue_at_front_on_retry')
+    local delay = tonumber(k[8])
+    redis.call('HSET', jk, 'retries_left', math.max((num(f[1]) or 1) - (num(f[2]) or 1) - 1, 0))
+    local keepf = keep_of(f[4]) or KEEP_FAILED
+    if keepf > 0 then redis.call('EXPIRE', rk, math.ceil(keepf)) end
+    if delay > 0 then
+      redis.call('HSET', jk, 'status', 'scheduled', 'jq_ready', now + delay)
+      redis.call('ZADD', 'rq:scheduled:' .. q, now + delay, id)
+    else
+      redis.call('HSET', jk, 'status', 'queued', 'jq_ready', now, 'enqueued_at', iso)
+      -- RQ's Retry(enqueue_at_front=True)
+      redis.call(f[5] == '1' and 'LPUSH' or 'RPUSH', qkey(q, level_of(f[3])), id)
+    end
+    signal(q)
+  else
+    redis.call('HSET', jk, 'status', 'failed', 'retries_left', 0)
+    exhausted(q, id, jk, k[12])
+    retain('rq:failed:' .. q, jk, rk, id, now, tonumber(k[8]))
+    settle_dependents(q, id, 'failed', now, iso)
+  end
+end
+for _, k in ipairs(a.acks) do
+  -- (a result that cannot be written at all is dropped with its claim, not retried forever)
+  if not guarded(k[1], ack, k) then redis.call('ZREM', wip, k[1] .. ':' .. k[2]) end
 end
 
 -- 3. jobs handed back unstarted (the worker is stopping): [id, exec]
 for _, r in ipairs(a.rel) do
   local member = r[1] .. ':' .. r[2]
-  if redis.call('ZSCORE', wip, member) then end_claim(q, r[1], member, now, iso, '', true) end
+  if redis.call('ZSCORE', wip, member) then
+    guarded(r[1], end_claim, q, r[1], member, now, iso, '', true)
+  end
 end
 
 -- 3b. claims of this worker's calls that failed without a reply ([lease, exec prefix]): the
@@ -256,7 +425,7 @@ for _, c in ipairs(a.lost or {}) do
   local lease, xp = tonumber(c[1]), c[2]
   for _, m in ipairs(redis.call('ZRANGEBYSCORE', wip, lease - 0.001, lease + 0.001)) do
     local id, ex = string.match(m, '^(.*):([^:]*)$')
-    if id and string.sub(ex, 1, #xp) == xp then end_claim(q, id, m, now, iso, '', true) end
+    if id and string.sub(ex, 1, #xp) == xp then guarded(id, end_claim, q, id, m, now, iso, '', true) end
   end
 end
 
@@ -267,17 +436,143 @@ for j = 1, #due, 2 do
   local id = due[j]
   redis.call('ZREM', sched, id)
   local jk = 'rq:job:' .. id
-  local level = redis.call('HGET', jk, 'jq_prio')
-  if level or redis.call('EXISTS', jk) == 1 then
-    level = tonumber(level) or 3
-    redis.call('HSET', jk, 'status', 'queued', 'enqueued_at', iso, 'jq_ready', due[j + 1])
-    redis.call('RPUSH', qkey(q, level), id)
+  if redis.call('EXISTS', jk) == 1 then
+    local level = level_of(try('HGET', jk, 'jq_prio'))
+    local ready = due[j + 1]
+    if guarded(id, redis.call, 'HSET', jk, 'status', 'queued', 'enqueued_at', iso, 'jq_ready', ready) then
+      redis.call('RPUSH', qkey(q, level), id)
+    end
   end
 end
 
--- 5. claim up to n jobs, fairly across the levels (smooth weighted round-robin)
+-- 5. claim up to n jobs, fairly across the levels (smooth weighted round-robin), within the
+--    queue's concurrency: the JobQueue's spec.concurrency, read from its published settings,
+--    bounds the jobs held in rq:wip (running, or claimed to start at once) over every worker
 local claimed = {}
 local n = tonumber(a.n)
+local capped = false
+if n > 0 then
+  local st = try('GET', '__SETTINGS__' .. q)
+  local cap = type(st) == 'string' and tonumber(string.match(st, '"concurrency":%s*(%d+)'))
+  if cap then
+    local room = math.max(cap - redis.call('ZCARD', wip), 0)
+    if room < n then
+      -- under the cap, no prefetch: a unit another worker's free slot could run now stays free
+      n = math.min(room, tonumber(a.nf) or n)
+      capped = true
+    end
+  end
+end
+
+-- RQ's rule for job ids (rq/job.py), which the producer API enforces too (client.py)
+local function valid_id(id) return #id <= 1024 and string.find(id, '^[%w_%-]+$') ~= nil end
+local FIELDS = {'data', 'timeout', 'jq_attempts', 'jq_made', 'jq_backoff', 'result_ttl', 'failure_ttl',
+                'retries_left', 'jq_ready', 'enqueued_at', 'status', 'retry_intervals',
+                'success_callback_name', 'failure_callback_name', 'stopped_callback_name', 'webhooks',
+                'repeats_left'}
+-- RQ job options these workers do not carry out: such a job is failed at once, never run
+-- without them (docs/jobs.md, "Working with RQ")
+local UNSUPPORTED = {[13] = "RQ's on_success callback", [14] = "RQ's on_failure callback",
+                     [15] = "RQ's on_stopped callback", [16] = "RQ's webhooks", [17] = "RQ's Repeat"}
+local STATUSES = {started = true, finished = true, failed = true, scheduled = true, deferred = true,
+                  canceled = true, stopped = true, created = true}
+local function field(i, v, want)
+  local is = v and ('"' .. shown(v, 60) .. '"') or 'missing'
+  return 'field ' .. FIELDS[i] .. ' is ' .. is .. ', not ' .. want
+end
+local d = a.d
+local seq = 0
+
+-- One popped id: claim it (appends three flat values to `claimed`), fail it at once
+-- (returns the reason), or drop it (returns nil: no record, or a stale duplicate entry).
+local function claim_one(id, best)
+  local jk = 'rq:job:' .. id
+  local f = redis.pcall('HMGET', jk, unpack(FIELDS))
+  if f.err then
+    report(id, 'dropped from the queue: ' .. shown(jk, 200) .. ' is not a job hash (' .. f.err .. ')')
+    return nil
+  end
+  if not f[1] and not f[11] then
+    if redis.call('EXISTS', jk) == 0 then
+      -- no record (removed, or RQ's `ttl` ran out): dropped, as RQ's workers do
+      if not valid_id(id) then report(id, 'dropped from the queue: not a valid job id, and no job record') end
+      return nil
+    end
+    -- (a hash with neither a payload nor a status: failed below, naming the status)
+  end
+  if not valid_id(id) then
+    return 'job id "' .. shown(id, 100) .. '" is not valid: RQ allows 1-1024 characters of A-Z a-z 0-9 _ -'
+  end
+  if f[11] ~= 'queued' then
+    -- an id listed twice (RQ's own clean-up racing a reaper): dropped, never run twice
+    if STATUSES[f[11]] then return nil end
+    return field(11, f[11], '"queued"')
+  end
+  if not f[1] or f[1] == '' then return field(1, f[1], 'a payload (the function call to run)') end
+  for i, what in pairs(UNSUPPORTED) do
+    local v = f[i]
+    if v and v ~= '' and not (i == 17 and num(v) == 0) then
+      return 'uses ' .. what .. ' (' .. FIELDS[i] .. ' "' .. shown(v, 80) .. '"), which jobqueue workers ' ..
+             'do not carry out'
+    end
+  end
+  local timeout = num(d.timeout)
+  if f[2] then
+    timeout = num(f[2])
+    if not timeout or (timeout <= 0 and timeout ~= -1) then
+      return field(2, f[2], 'a number of seconds > 0 (or -1: no limit)')
+    end
+  end
+  local attempts = num(f[3])
+  if f[3] and not (attempts and attempts >= 1 and attempts <= 10000 and attempts % 1 == 0) then
+    return field(3, f[3], 'a whole number 1..10000')
+  end
+  if not attempts then
+    local rl = num(f[8])
+    if f[8] and not (rl and rl >= 0 and rl < 10000 and rl % 1 == 0) then
+      return field(8, f[8], 'a whole number >= 0')
+    end
+    attempts = rl and (rl + 1) or num(d.attempts)
+  end
+  local made = num(f[4] or 0)
+  if not (made and made >= 0 and made % 1 == 0) then return field(4, f[4], 'a whole number >= 0') end
+  made = made + 1
+  if made > attempts then
+    return 'no attempt left: field jq_made is ' .. (made - 1) .. ' of jq_attempts ' .. attempts
+  end
+  local keepc, keepf = num(d.keepc), num(d.keepf)
+  if f[6] then keepc = keep_of(f[6]) if not keepc then return field(6, f[6], 'a number of seconds') end end
+  if f[7] then keepf = keep_of(f[7]) if not keepf then return field(7, f[7], 'a number of seconds') end end
+  -- the backoff: ours (jq_backoff); else RQ's Retry intervals, kept as they are so every
+  -- attempt reads them; else the queue's
+  local backoff = f[5]
+  local ready = num(f[9]) or iso_ts(f[10]) or now
+  seq = seq + 1
+  local ex = a.xp .. seq
+  redis.call('ZADD', wip, a.lease, id .. ':' .. ex)
+  redis.call('HSET', jk, 'status', 'started', 'worker_name', wname, 'started_at', iso,
+             'last_heartbeat', iso, 'jq_pod', a.pod, 'jq_exec', ex, 'jq_made', made,
+             'jq_attempts', attempts, 'retries_left', attempts - made, 'jq_prio', best,
+             'timeout', timeout, 'result_ttl', keepc, 'failure_ttl', keepf)
+  if not backoff then
+    if f[12] and f[12] ~= '' and f[12] ~= '[]' then
+      backoff = f[12]
+    else
+      backoff = d.backoff
+      redis.call('HSET', jk, 'jq_backoff', backoff)
+    end
+  end
+  redis.call('PERSIST', jk)
+  -- three flat values per job (a nested reply costs the client more to parse); the id last
+  -- in the header, so nothing in it can shift the other fields
+  local n0 = #claimed
+  claimed[n0 + 1] = table.concat({ex, tostring(timeout), tostring(attempts), tostring(made),
+                                  tostring(keepc), tostring(keepf), tostring(best), tostring(ready), id}, '|')
+  claimed[n0 + 2] = f[1]
+  claimed[n0 + 3] = backoff
+  return nil
+end
+
 local weights = {16, 8, 4, 2, 1}
 local lens = {}
 local nonempty = 0
@@ -295,9 +590,7 @@ if n > 0 and not paused and nonempty > 0 then
     local c = redis.call('HMGET', wrr, 1, 2, 3, 4, 5)
     for l = 1, 5 do cur[l] = tonumber(c[l]) or 0 end
   end
-  local d = a.d
-  local seq = 0
-  local guard = n + 10000
+  local guard = n + 500  -- entries dropped or rejected per call at most (bounds the call's time)
   while #claimed < 3 * n and nonempty > 0 and guard > 0 do
     guard = guard - 1
     local best, total = nil, 0
@@ -315,51 +608,32 @@ if n > 0 and not paused and nonempty > 0 then
     lens[best] = lens[best] - 1
     if lens[best] <= 0 then lens[best] = 0; nonempty = nonempty - 1 end
     if id then
-      local jk = 'rq:job:' .. id
-      local f = redis.call('HMGET', jk, 'data', 'timeout', 'jq_attempts', 'jq_made', 'jq_backoff',
-                           'result_ttl', 'failure_ttl', 'retries_left', 'jq_ready', 'enqueued_at', 'status')
-      -- a missing hash (removed, or its RQ `ttl` ran out) or an id listed twice (RQ's own
-      -- clean-up racing a reaper) is dropped, never run
-      if f[1] and f[11] == 'queued' then
-        local attempts = tonumber(f[3])
-        if not attempts then
-          local rl = tonumber(f[8])
-          attempts = rl and (rl + 1) or tonumber(d.attempts)
+      local ok, why = pcall(claim_one, id, best)
+      if not ok then
+        why = 'could not be claimed: ' .. shown(type(why) == 'table' and why.err or why, 300)
+        redis.pcall('ZREM', wip, id .. ':' .. a.xp .. seq)  -- (if it failed after its claim)
+      end
+      if why then
+        -- a record that cannot run is failed for good at once: no worker ever sees it
+        why = 'rejected: ' .. why
+        if guarded(id, fail_job, q, id, why, now, iso) then
+          guarded(id, settle_dependents, q, id, 'failed', now, iso)
         end
-        local made = (tonumber(f[4]) or 0) + 1
-        local timeout = tonumber(f[2]) or tonumber(d.timeout)
-        local backoff = f[5] or d.backoff
-        local keepc = tonumber(f[6]) or tonumber(d.keepc)
-        local keepf = tonumber(f[7]) or tonumber(d.keepf)
-        local ready = tonumber(f[9]) or iso_ts(f[10]) or now
-        seq = seq + 1
-        local ex = a.xp .. seq
-        redis.call('ZADD', wip, a.lease, id .. ':' .. ex)
-        redis.call('HSET', jk, 'status', 'started', 'worker_name', wname, 'started_at', iso,
-                   'last_heartbeat', iso, 'jq_pod', a.pod, 'jq_exec', ex, 'jq_made', made,
-                   'jq_attempts', attempts, 'retries_left', attempts - made, 'jq_prio', best,
-                   'timeout', timeout, 'jq_backoff', backoff, 'result_ttl', keepc, 'failure_ttl', keepf)
-        redis.call('PERSIST', jk)
-        -- three flat values per job (a nested reply costs the client more to parse)
-        local n0 = #claimed
-        claimed[n0 + 1] = table.concat({id, ex, tostring(timeout), tostring(attempts), tostring(made),
-                                        tostring(keepc), tostring(keepf), tostring(best), tostring(ready)},
-                                       '|')
-        claimed[n0 + 2] = f[1]
-        claimed[n0 + 3] = backoff
+        report(id, why)
       end
     end
   end
   if multi then redis.call('HSET', wrr, 1, cur[1], 2, cur[2], 3, cur[3], 4, cur[4], 5, cur[5]) end
 end
 if nonempty == 0 then redis.call('DEL', 'jobqueue:signal:' .. q) end
-if #claimed > 0 then touched = true end
+capped = capped and nonempty > 0 and not paused
+if #claimed > 0 or #rejected > 0 then touched = true end
 if touched then redis.call('HSET', 'jobqueue:activity', q, a.now) end
 
 -- 6. the worker record, as RQ shows it (busy while any slot runs a job)
 local busy = tonumber(a.busy) + #claimed / 3
 local current = a.cur
-if current == '' and #claimed > 0 then current = string.match(claimed[1], '^[^|]*') end
+if current == '' and #claimed > 0 then current = string.match(claimed[1], '([^|]*)$') end
 -- (never recreate a record that expired or was declared dead: the heartbeat re-registers)
 if redis.call('EXISTS', wk) == 1 then
   redis.call('HSET', wk, 'state', busy > 0 and 'busy' or 'idle', 'current_job', current, 'jq_busy',
@@ -370,8 +644,8 @@ if redis.call('EXISTS', wk) == 1 then
 end
 
 local nxt = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
-return {nxt[2] or '', stale, claimed, paused and 1 or 0}
-"""
+return {nxt[2] or '', stale, claimed, paused and 1 or 0, capped and 1 or 0, rejected}
+""".replace("__SETTINGS__", settings.SETTINGS_KEY_PREFIX)
 
 HEARTBEAT: Final = r"""
 -- ARGV[1] JSON {q, w, iso, ttl, lease, members:[...]}; returns {worker still registered 0/1,
@@ -396,30 +670,36 @@ return {registered and 1 or 0, gone}
 """
 
 REAP: Final = _PRELUDE + r"""
--- ARGV: queue, now, now_iso, limit, stale_after. Re-queue or fail jobs whose lease expired.
+-- ARGV: queue, now, now_iso, limit, stale_after. Re-queue or fail jobs whose lease expired;
+-- settle a few deferred jobs nobody told (see below).
 local q, now, iso, stale_after = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[5])
 local wip = 'rq:wip:' .. q
 local requeued, failed = {}, {}
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', wip, '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))) do
+local function reap(m)
   local id, ex = string.match(m, '^(.*):([^:]*)$')
   local f = id and redis.call('HMGET', 'rq:job:' .. id, 'jq_exec', 'worker_name', 'jq_pod', 'status')
   if not id or not f[4] or (f[1] and f[1] ~= ex) then
     redis.call('ZREM', wip, m)  -- the job is gone, or the entry is from an older claim
-  else
-    local reason = 'lost: worker ' .. (f[2] or '?') .. ' on pod ' .. (f[3] or '?') ..
-                   ' stopped renewing its lease on this job (crashed, killed or frozen)'
-    local r = end_claim(q, id, m, now, iso, reason, false)
-    -- its worker stopped heart-beating too: retire the record now rather than at its TTL
-    local wk = 'rq:worker:' .. (f[2] or '')
-    local hb = iso_ts(redis.call('HGET', wk, 'last_heartbeat'))
-    if hb and hb < now - stale_after and redis.call('HEXISTS', wk, 'death') == 0 then
-      redis.call('SREM', 'rq:workers:' .. q, wk)
-      redis.call('SREM', 'rq:workers', wk)
-      redis.call('HSET', wk, 'death', iso, 'state', 'dead')
-      redis.call('EXPIRE', wk, 60)
-    end
-    if r == 'requeued' then table.insert(requeued, id) elseif r == 'failed' then table.insert(failed, id) end
+    return
   end
+  local reason = 'lost: worker ' .. shown(f[2] or '?', 200) .. ' on pod ' .. shown(f[3] or '?', 200) ..
+                 ' stopped renewing its lease on this job (crashed, killed or frozen)'
+  local r = end_claim(q, id, m, now, iso, reason, false)
+  -- its worker stopped heart-beating too: retire the record now rather than at its TTL
+  local wk = 'rq:worker:' .. (f[2] or '')
+  local hb = iso_ts(try('HGET', wk, 'last_heartbeat'))
+  if hb and hb < now - stale_after and try('HEXISTS', wk, 'death') == 0 then
+    redis.call('SREM', 'rq:workers:' .. q, wk)
+    redis.call('SREM', 'rq:workers', wk)
+    redis.call('HSET', wk, 'death', iso, 'state', 'dead')
+    redis.call('EXPIRE', wk, 60)
+  end
+  if r == 'requeued' then table.insert(requeued, id) elseif r == 'failed' then table.insert(failed, id) end
+end
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', wip, '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))) do
+  -- (an entry that cannot be handled at all, e.g. its job key is not a hash, is dropped:
+  -- retried, it would fail again on every pass)
+  if not pcall(reap, m) then redis.call('ZREM', wip, m) end
 end
 -- forget worker registrations whose hash expired (RQ does this only in its maintenance)
 for _, wk in ipairs(redis.call('SMEMBERS', 'rq:workers:' .. q)) do
@@ -427,6 +707,28 @@ for _, wk in ipairs(redis.call('SMEMBERS', 'rq:workers:' .. q)) do
     redis.call('SREM', 'rq:workers:' .. q, wk)
     redis.call('SREM', 'rq:workers', wk)
   end
+end
+-- Deferred jobs (RQ's depends_on) are settled when a parent ends here; one whose parent
+-- ended elsewhere (a plain RQ worker failed it: RQ then leaves its children deferred
+-- forever) or vanished (deleted, expired) is caught by this sweep: a few per pass, in turn.
+local deferred = 'rq:deferred:' .. q
+local total = redis.call('ZCARD', deferred)
+if total > 0 then
+  local wrr = 'jobqueue:wrr:' .. q
+  local from = tonumber(redis.call('HGET', wrr, 'deferred')) or 0
+  if from >= total then from = 0 end
+  local batch = redis.call('ZRANGE', deferred, from, from + 49)
+  local settled = 0
+  for _, child in ipairs(batch) do
+    local ok, s = pcall(settle_child, child, now, iso, {}, q)
+    if not ok or not s then
+      local st = try('HGET', 'rq:job:' .. child, 'status')
+      if st ~= 'deferred' then redis.call('ZREM', deferred, child); s = 'gone' end
+    end
+    if s == 'failed' then pcall(settle_dependents, q, child, 'failed', now, iso) end
+    if s then settled = settled + 1 end
+  end
+  redis.call('HSET', wrr, 'deferred', from + #batch - settled)
 end
 -- registries hold ids until their retention ends; the job hashes expire by themselves
 redis.call('ZREMRANGEBYSCORE', 'rq:finished:' .. q, '-inf', now)
@@ -442,23 +744,24 @@ local requeued, failed, workers = {}, {}, {}
 for _, m in ipairs(redis.call('ZRANGE', wip, 0, -1)) do
   local id, ex = string.match(m, '^(.*):([^:]*)$')
   if id then
-    local f = redis.call('HMGET', 'rq:job:' .. id, 'jq_exec', 'jq_pod', 'worker_name', 'status')
+    local f = try('HMGET', 'rq:job:' .. id, 'jq_exec', 'jq_pod', 'worker_name', 'status') or {}
     local owner = f[2]
-    if not owner and f[3] then owner = redis.call('HGET', 'rq:worker:' .. f[3], 'hostname') end
+    if not owner and f[3] then owner = try('HGET', 'rq:worker:' .. f[3], 'hostname') end
     if f[4] and owner == pod and (not f[1] or f[1] == ex) then
-      local r = end_claim(q, id, m, now, iso, reason, false)
+      local ok, r = pcall(end_claim, q, id, m, now, iso, reason, false)
+      if not ok then redis.call('ZREM', wip, m) end
       if r == 'requeued' then table.insert(requeued, id) end
       if r == 'failed' then table.insert(failed, id) end
     end
   end
 end
 for _, wk in ipairs(redis.call('SMEMBERS', 'rq:workers:' .. q)) do
-  local host = redis.call('HGET', wk, 'hostname')
+  local host = try('HGET', wk, 'hostname')
   if host == pod or not host then
     redis.call('SREM', 'rq:workers:' .. q, wk)
     redis.call('SREM', 'rq:workers', wk)
     if host then
-      redis.call('HSET', wk, 'death', iso, 'state', 'dead')
+      try('HSET', wk, 'death', iso, 'state', 'dead')
       redis.call('EXPIRE', wk, 60)
       table.insert(workers, string.sub(wk, 11))
     end
@@ -508,7 +811,7 @@ for qi, q in ipairs(names) do
           f[l] = len
           if len > 0 then
             local jk = 'rq:job:' .. call('LINDEX', lkeys[l], 0)
-            local t = tonumber(call('HGET', jk, 'jq_ready')) or iso_ts(call('HGET', jk, 'enqueued_at'))
+            local t = num(try('HGET', jk, 'jq_ready')) or iso_ts(try('HGET', jk, 'enqueued_at'))
             if t and (oldest == nil or t < oldest) then oldest = t end
           end
         end
@@ -516,7 +819,7 @@ for qi, q in ipairs(names) do
       local first = call('ZRANGE', sched, 0, 0, 'WITHSCORES')
       if first[1] then
         f[6] = call('ZCARD', sched)
-        local due_from = tonumber(first[2])
+        local due_from = num(first[2]) or now
         if due_from <= now then
           f[7] = call('ZCOUNT', sched, '-inf', now)
           if oldest == nil or due_from < oldest then oldest = due_from end
@@ -531,9 +834,11 @@ for qi, q in ipairs(names) do
     out[#out + 1] = table.concat(f, ',')
     local rows = {}
     for _, wk in ipairs(members) do
-      local w = call('HMGET', wk, 'state', 'current_job', 'hostname', 'jq_busy', 'jq_slots', 'death')
-      if w[1] and not w[6] then
+      local w = try('HMGET', wk, 'state', 'current_job', 'hostname', 'jq_busy', 'jq_slots', 'death')
+      if w and w[1] and not w[6] then
         local row = {string.sub(wk, 11), w[3] or '', w[1], w[2] or '', w[4] or '', w[5] or ''}
+        -- (any worker may register here, plain RQ ones included: no field may hold a separator)
+        for i = 1, 6 do row[i] = string.gsub(row[i], '[\30\31]', '?') end
         rows[#rows + 1] = table.concat(row, '\31')
       end
     end
@@ -547,19 +852,19 @@ RETRY: Final = _PRELUDE + r"""
 -- ARGV: queue, id, now, now_iso. Returns the status before, or 'missing' / 'origin:<q>'.
 local q, id, now, iso = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local jk = 'rq:job:' .. id
-local f = redis.call('HMGET', jk, 'status', 'origin', 'jq_attempts', 'jq_prio')
+local f = try('HMGET', jk, 'status', 'origin', 'jq_attempts', 'jq_prio') or {}
 if not f[1] then return 'missing' end
-if f[2] ~= q then return 'origin:' .. (f[2] or '') end
+if f[2] and f[2] ~= '' and f[2] ~= q then return 'origin:' .. f[2] end
 if f[1] ~= 'failed' and f[1] ~= 'stopped' and f[1] ~= 'canceled' then return f[1] end
 redis.call('ZREM', 'rq:failed:' .. q, id)
 redis.call('ZREM', 'rq:canceled:' .. q, id)
-local attempts = tonumber(f[3]) or 1
+local attempts = math.max(math.floor(num(f[3]) or 1), 1)
 redis.call('HSET', jk, 'status', 'queued', 'jq_made', 0, 'retries_left', attempts - 1, 'jq_ready', now,
            'enqueued_at', iso, 'jq_reason', '', 'jq_progress', 0, 'ended_at', '')
 redis.call('HDEL', jk, 'exc_info')
 redis.call('PERSIST', jk)
 redis.call('PERSIST', 'rq:results:' .. id)
-local level = tonumber(f[4]) or 3
+local level = level_of(f[4])
 redis.call('RPUSH', qkey(q, level), id)
 redis.call('SADD', 'rq:queues', qkey(q, level))
 signal(q)
@@ -567,17 +872,20 @@ return f[1]
 """
 
 REMOVE: Final = _PRELUDE + r"""
--- ARGV: queue, id. Returns the status before, or 'missing' / 'origin:<q>' / 'started' (refused).
-local q, id = ARGV[1], ARGV[2]
+-- ARGV: queue, id, now, now_iso. Returns the status before, or 'missing' / 'origin:<q>' /
+-- 'started' (refused).
+local q, id, now, iso = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local jk = 'rq:job:' .. id
-local f = redis.call('HMGET', jk, 'status', 'origin', 'jq_prio')
+local f = try('HMGET', jk, 'status', 'origin', 'jq_prio') or {}
 if not f[1] then return 'missing' end
-if f[2] ~= q then return 'origin:' .. (f[2] or '') end
+if f[2] and f[2] ~= '' and f[2] ~= q then return 'origin:' .. f[2] end
 if f[1] == 'started' then return 'started' end
 for l = 1, 5 do redis.call('LREM', qkey(q, l), 0, id) end
 for _, r in ipairs({'scheduled', 'finished', 'failed', 'deferred', 'canceled'}) do
   redis.call('ZREM', 'rq:' .. r .. ':' .. q, id)
 end
 redis.call('DEL', jk, 'rq:results:' .. id)
+-- RQ's depends_on: children waiting on it can never run now
+settle_dependents(q, id, 'removed', now, iso)
 return f[1]
 """

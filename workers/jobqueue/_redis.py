@@ -53,9 +53,20 @@ class Script:
 
 
 def text(value: Any) -> str:
-    """A Redis reply (bytes or str, or None) as text."""
+    """A Redis reply (bytes or str, or None) as text (invalid UTF-8 replaced)."""
     if value is None:
         return ""
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)
+
+
+def clean(value: str) -> str:
+    """``value`` made encodable as UTF-8: lone surrogates (from JSON escapes like ``"\\ud800"``,
+    or ``surrogateescape``) become ``\\udXXX`` text. Redis, Lua's cjson and a UTF-8 terminal
+    all refuse them, so any text that came from a job goes through this on its way out."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode()
+    return value

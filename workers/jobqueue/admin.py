@@ -26,7 +26,6 @@ from typing import Final, Literal, get_args
 import redis
 
 from jobqueue import client, keys, settings, stats
-from jobqueue._redis import text
 
 JobState = Literal["queued", "scheduled", "started", "finished", "failed"]
 #: The states a queue's jobs can be listed by (RQ's names: started = running).
@@ -139,7 +138,7 @@ def list_jobs(
             if lo <= hi:
                 pipe.lrange(key, lo, hi)
             start += length
-        ids = [text(m) for chunk in pipe.execute() for m in chunk]
+        ids = [client.id_text(m) for chunk in pipe.execute() for m in chunk]
     elif state in ("scheduled", "started"):
         key = keys.scheduled(queue) if state == "scheduled" else keys.wip(queue)
         pipe = conn.pipeline(transaction=False)
@@ -147,7 +146,8 @@ def list_jobs(
         pipe.zrange(key, offset, stop)
         total, members = pipe.execute()
         # rq:wip members are "<id>:<execution>"
-        ids = [text(m) if state == "scheduled" else text(m).rsplit(":", 1)[0] for m in members]
+        ids = [client.id_text(m) if state == "scheduled" else client.id_text(m).rsplit(":", 1)[0]
+               for m in members]
     else:
         key = keys.finished(queue) if state == "finished" else keys.failed(queue)
         now = time.time()  # registry scores are expiry times: lower ones are gone (RQ's rule)
@@ -155,7 +155,7 @@ def list_jobs(
         pipe.zcount(key, now, "+inf")
         pipe.zrevrangebyscore(key, "+inf", now, start=offset, num=limit)
         total, members = pipe.execute()
-        ids = [text(m) for m in members]
+        ids = [client.id_text(m) for m in members]
     return JobPage(queue, state, int(total), offset, limit, client.get_jobs(queue, ids, connection=conn))
 
 

@@ -104,11 +104,24 @@ def _chosen(output: str, as_json: bool) -> str:
     return "json" if as_json else output
 
 
+def _json(value: Any) -> str:
+    """JSON of a value from a job record, which may nest deeper than the encoder goes."""
+    try:
+        return json.dumps(value, default=str)
+    except (RecursionError, ValueError) as exc:
+        return json.dumps(f"<cannot be shown: {type(exc).__name__}>")
+
+
 def _print_data(data: Any, output: str) -> None:
+    try:
+        text = json.dumps(data, indent=2, default=str)
+    except RecursionError:  # (a job's arguments or result: shown as text instead)
+        data = {k: json.loads(_json(v)) for k, v in data.items()}
+        text = json.dumps(data, indent=2, default=str)
     if output == "json":
-        click.echo(json.dumps(data, indent=2, default=str))
+        click.echo(text)
     else:
-        click.echo(yaml.safe_dump(json.loads(json.dumps(data, default=str)), sort_keys=False).rstrip())
+        click.echo(yaml.safe_dump(json.loads(text), sort_keys=False).rstrip())
 
 
 def _print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -163,6 +176,11 @@ _log_level = click.option(
 def main(ctx: click.Context, redis_url: str | None) -> None:
     """Run workers, enqueue jobs and inspect queues of jobqueue-operator."""
     ctx.obj = {"redis_url": redis_url}
+    # A job record may hold text no terminal encoding can print (lone surrogates from JSON
+    # escapes): print those as \\udxxxx escapes rather than die on them.
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="backslashreplace")
 
 
 # --------------------------------------------------------------------------------------
@@ -327,12 +345,15 @@ def enqueue(
         _print_data(res.__dict__, _chosen(output, as_json))
     elif res.duplicate:
         out.print(
-            f"duplicate: job [bold]{res.id}[/] already exists in {queue} (status {res.status}); "
-            f"nothing was added",
+            f"duplicate: job [bold]{escape(res.id)}[/] already exists in {escape(queue)} "
+            f"(status {escape(res.status)}); nothing was added",
             highlight=False,
         )
     else:
-        out.print(f"enqueued job [bold]{res.id}[/] into {queue} (status {res.status})", highlight=False)
+        out.print(
+            f"enqueued job [bold]{escape(res.id)}[/] into {escape(queue)} (status {res.status})",
+            highlight=False,
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -341,7 +362,7 @@ def enqueue(
 
 def _job_rows(info: client.JobInfo, wide: bool) -> list[tuple[str, str]]:
     def shown(value: Any, limit: int) -> str:
-        text = json.dumps(value)
+        text = _json(value)
         return text if wide or len(text) <= limit else text[: limit - 1] + "…"
 
     rows: list[tuple[str, str]] = [
@@ -407,13 +428,13 @@ def wait(ctx: click.Context, queue: str, job_id: str, timeout: float | None) -> 
         console=err,
         transient=False,
     ) as bar:
-        task = bar.add_task(f"{job_id} queued", total=100)
+        task = bar.add_task(escape(f"{job_id} queued"), total=100)
 
         def update(info: client.JobInfo) -> None:
             bar.update(
                 task,
                 completed=100 if info.status == "finished" else info.progress,
-                description=f"{job_id} {info.status} (attempt {info.attempts_made}/{info.attempts})",
+                description=escape(f"{job_id} {info.status} (attempt {info.attempts_made}/{info.attempts})"),
             )
 
         try:
@@ -425,9 +446,9 @@ def wait(ctx: click.Context, queue: str, job_id: str, timeout: float | None) -> 
             _fail(str(exc), ExitCode.TIMEOUT)
     if info.status == "finished":
         out.print(
-            f"job {job_id} finished"
-            + (f": {json.dumps(info.result)[:500]}" if info.result is not None else ""),
+            f"job {job_id} finished" + (f": {_json(info.result)[:500]}" if info.result is not None else ""),
             highlight=False,
+            markup=False,  # (records may hold anything: never read them as markup)
         )
         return
     _fail(f"job {job_id} {info.status}: {info.failed_reason or 'no reason recorded'}", ExitCode.FAILED)
@@ -441,7 +462,9 @@ def retry(ctx: click.Context, queue: str, job_id: str) -> None:
     """Put a failed job back in its queue with fresh attempts."""
     conn = _conn(ctx)
     info = _call(lambda: client.retry(queue, job_id, connection=conn))
-    out.print(f"job {job_id} is {info.status} again ({info.attempts} attempt(s))", highlight=False)
+    out.print(
+        f"job {job_id} is {info.status} again ({info.attempts} attempt(s))", highlight=False, markup=False
+    )
 
 
 @main.command()
@@ -452,7 +475,7 @@ def remove(ctx: click.Context, queue: str, job_id: str) -> None:
     """Delete a job that is not running."""
     conn = _conn(ctx)
     before = _call(lambda: client.remove(queue, job_id, connection=conn))
-    out.print(f"removed job {job_id} (it was {before})", highlight=False)
+    out.print(f"removed job {job_id} (it was {before})", highlight=False, markup=False)
 
 
 # --------------------------------------------------------------------------------------

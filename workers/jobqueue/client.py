@@ -34,7 +34,7 @@ import pydantic
 import redis
 
 from jobqueue import _lua, keys, payload, registry, settings, stats
-from jobqueue._redis import Script, connect, text
+from jobqueue._redis import Script, clean, connect, text
 from jobqueue.errors import InvalidJobError, JobStateError, UnknownJobError
 
 _ENQUEUE = Script(_lua.ENQUEUE)
@@ -298,28 +298,43 @@ def enqueue_many(
 # status, retry, remove, stats
 
 
-def _dt(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
-
-
 def _float(raw: Mapping[bytes, bytes], name: str) -> float | None:
+    """A finite number field; None when missing or not one (a record may hold anything)."""
     v = raw.get(name.encode())
     if not v:
         return None
     try:
-        return float(v)
+        f = float(v)
     except ValueError:
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _int(raw: Mapping[bytes, bytes], name: str) -> int | None:
+    f = _float(raw, name)
+    return None if f is None or abs(f) > 1e15 else int(f)
+
+
+def _dt(value: float | None) -> datetime | None:
+    try:
+        return None if value is None else datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):  # a time no calendar has
         return None
 
 
 def _job_info(queue: str, job_id: str, raw: Mapping[bytes, bytes], latest: list[Any]) -> JobInfo:
+    """Everything a job record says, shown as it is: a record written by hand or by another
+    tool may hold anything, and a reader must still show it (a worker fails such a job with
+    the reason; this is how people read that reason)."""
+
     def s(name: str) -> str:
-        return text(raw.get(name.encode()))
+        return clean(text(raw.get(name.encode())))
 
     try:
         fn, args, kwargs = payload.decode(raw.get(b"data", b""))
     except payload.PayloadError as exc:
         fn, args, kwargs = f"<undecodable payload: {exc}>", [], {}
+    fn = clean(fn)
     status = s("status") or "unknown"
     result: Any = None
     if latest:
@@ -328,27 +343,28 @@ def _job_info(queue: str, job_id: str, raw: Mapping[bytes, bytes], latest: list[
         if rv is not None and text(fields.get("type")) == "1":
             try:
                 result = json.loads(base64.b64decode(rv))
-            except ValueError:
+            except (ValueError, RecursionError):
                 result = "<undecodable result>"
     exc_info = s("exc_info")
     if exc_info and raw.get(b"exc_info", b"")[:1] == b"x":  # RQ compresses it
         with contextlib.suppress(zlib.error):
-            exc_info = zlib.decompress(raw[b"exc_info"]).decode("utf-8", "replace")
+            exc_info = clean(zlib.decompress(raw[b"exc_info"]).decode("utf-8", "replace"))
     reason = s(keys.F_REASON) or (exc_info.strip().splitlines()[-1] if exc_info.strip() else "")
-    attempts_raw = s(keys.F_ATTEMPTS)
-    made = int(s(keys.F_MADE) or 0)
-    retries_left = s("retries_left")
-    attempts = int(attempts_raw) if attempts_raw else made + int(retries_left or 0) + (0 if made else 1)
+    made = max(_int(raw, keys.F_MADE) or 0, 0)
+    attempts = _int(raw, keys.F_ATTEMPTS)
+    if attempts is None:
+        attempts = made + max(_int(raw, "retries_left") or 0, 0) + (0 if made else 1)
     progress = _float(raw, keys.F_PROGRESS) or 0.0
-    timeout = s("timeout")
+    timeout = _int(raw, "timeout")
+    level = _int(raw, keys.F_PRIORITY)
     return JobInfo(
-        id=job_id,
+        id=clean(job_id),
         queue=queue,
         function=fn,
         args=args,
         kwargs=kwargs,
         status=status,
-        priority=int(s(keys.F_PRIORITY) or keys.DEFAULT_PRIORITY),
+        priority=level if level in keys.PRIORITY_LEVELS else keys.DEFAULT_PRIORITY,
         progress=int(progress) if progress.is_integer() else progress,
         attempts_made=made,
         attempts=attempts,
@@ -363,10 +379,18 @@ def _job_info(queue: str, job_id: str, raw: Mapping[bytes, bytes], latest: list[
         else None,
         worker=s("worker_name") or None,
         pod=s(keys.F_POD) or None,
-        timeout_seconds=int(float(timeout))
-        if timeout and timeout.lstrip("-").replace(".", "").isdigit()
-        else None,
+        timeout_seconds=timeout,
     )
+
+
+def _id_bytes(queue: str, job_id: str) -> bytes:
+    """The id's exact bytes. Any id a record can have is accepted, so a poison record can be
+    read and removed: an argument that is not UTF-8 reaches Python surrogate-escaped (how
+    ``sys.argv`` decodes), and is encoded back the same way."""
+    try:
+        return job_id.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise UnknownJobError(queue, job_id, "not a valid job id") from None
 
 
 def get_job(queue: str, job_id: str, *, connection: redis.Redis | None = None) -> JobInfo:
@@ -374,25 +398,40 @@ def get_job(queue: str, job_id: str, *, connection: redis.Redis | None = None) -
     conn = _connection(connection)
     ((raw, info),) = _fetch(conn, queue, [job_id])
     if info is None:
+        if isinstance(raw, redis.ResponseError):  # (a key of another type under a job's name)
+            raise UnknownJobError(queue, job_id, f"its key is not a job record: {raw}")
         if not raw:
             raise UnknownJobError(queue, job_id)
-        raise UnknownJobError(queue, job_id, f"that id belongs to queue {text(raw.get(b'origin'))!r}")
+        raise UnknownJobError(queue, job_id, f"that id belongs to queue {clean(text(raw.get(b'origin')))!r}")
     return info
+
+
+def id_text(raw: bytes) -> str:
+    """A job id read from Redis as text that :func:`get_job` maps back to the same bytes (an
+    id that is not UTF-8 stays surrogate-escaped; :class:`JobInfo` shows it escaped)."""
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def _fetch(
     conn: redis.Redis, queue: str, job_ids: Sequence[str]
-) -> list[tuple[Mapping[bytes, bytes], JobInfo | None]]:
-    """Each job's raw hash and its JobInfo (None: gone, or a job of another queue); one round trip."""
+) -> list[tuple[Mapping[bytes, bytes] | redis.ResponseError, JobInfo | None]]:
+    """Each job's raw hash (or the error reading it) and its JobInfo (None: gone, not a hash,
+    or a job of another queue); one round trip. Any id a record can have is read."""
     pipe = conn.pipeline(transaction=False)
     for job_id in job_ids:
-        pipe.hgetall(keys.job_key(job_id))
-        pipe.xrevrange(keys.results_key(job_id), "+", "-", count=1)
-    replies = pipe.execute()
-    out: list[tuple[Mapping[bytes, bytes], JobInfo | None]] = []
+        key = _id_bytes(queue, job_id)
+        pipe.hgetall(b"rq:job:" + key)
+        pipe.xrevrange(b"rq:results:" + key, "+", "-", count=1)
+    replies = pipe.execute(raise_on_error=False)
+    out: list[tuple[Mapping[bytes, bytes] | redis.ResponseError, JobInfo | None]] = []
     for job_id, raw, latest in zip(job_ids, replies[::2], replies[1::2], strict=True):
-        ours = bool(raw) and text(raw.get(b"origin")) == queue
-        out.append((raw, _job_info(queue, job_id, raw, latest) if ours else None))
+        if isinstance(raw, redis.ResponseError):
+            out.append((raw, None))
+            continue
+        # (a record without origin is shown: it names no other queue)
+        ours = bool(raw) and text(raw.get(b"origin")) in (queue, "")
+        results = [] if isinstance(latest, redis.ResponseError) else latest
+        out.append((raw, _job_info(queue, job_id, raw, results) if ours else None))
     return out
 
 
@@ -404,13 +443,11 @@ def get_jobs(queue: str, job_ids: Sequence[str], *, connection: redis.Redis | No
 
 
 def _admin(script: Script, conn: redis.Redis, queue: str, job_id: str, *args: Any) -> str:
-    if not JOB_ID_PATTERN.match(job_id):
-        raise UnknownJobError(queue, job_id, "not a valid job id")
-    before = text(script(conn, queue, job_id, *args))
+    before = text(script(conn, queue, _id_bytes(queue, job_id), *args))
     if before == "missing":
         raise UnknownJobError(queue, job_id)
     if before.startswith("origin:"):
-        raise UnknownJobError(queue, job_id, f"that id belongs to queue {before[7:]!r}")
+        raise UnknownJobError(queue, job_id, f"that id belongs to queue {clean(before[7:])!r}")
     return before
 
 
@@ -429,7 +466,8 @@ def retry(queue: str, job_id: str, *, connection: redis.Redis | None = None) -> 
 def remove(queue: str, job_id: str, *, connection: redis.Redis | None = None) -> str:
     """Delete a job that is not running, from wherever it is; returns its status before."""
     conn = _connection(connection)
-    before = _admin(_REMOVE, conn, queue, job_id)
+    now = time.time()
+    before = _admin(_REMOVE, conn, queue, job_id, repr(now), payload.utcformat(now))
     if before == "started":
         raise JobStateError(
             queue, job_id, before, f"job {job_id!r} is running; it can be removed once it finished or failed"

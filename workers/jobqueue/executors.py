@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import ctypes
 import json
 import logging
@@ -62,6 +63,11 @@ MAX_TRACE: Final = 64 * 1024
 
 class JobTimeout(BaseException):
     """Raised asynchronously into a thread-mode job whose deadline passed."""
+
+
+class SubmitError(Exception):
+    """A task cannot be handed to its executor (process mode: arguments that cannot be sent
+    to a job process); the message says why, and becomes the job's failure reason."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +103,16 @@ class Progress:
 class Died:
     seq: int
     reason: str
+    #: False when the job ended its own process (an exit code, a crash signal): it would do it
+    #: again. A SIGKILL comes from outside (the OOM killer, a person): worth another attempt.
+    retryable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    """Async mode: a task the coordinator cancelled at its deadline ended."""
+
+    seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,17 +128,36 @@ class Wake:
     """Not from an executor: the coordinator's own wake-up (new work, a signal)."""
 
 
-Event = Done | Progress | Died | Started | Wake
+Event = Done | Progress | Died | Cancelled | Started | Wake
 Events = queue.SimpleQueue[Event]
 
 
 def describe(exc: BaseException) -> tuple[str, str]:
-    """(one-line reason, traceback) of an exception raised by job code."""
-    line = f"{type(exc).__name__}: {exc}".strip().replace("\n", " ")
+    """(one-line reason, traceback) of an exception raised by job code.
+
+    Never raises: a job's exception is job code too — its ``__str__`` may raise or return
+    anything — and a failure to describe it must not cost the slot or the process."""
+    try:
+        name = type(exc).__name__
+    except BaseException:  # (a metaclass of the job's may override even that)
+        name = "Exception"
+    try:
+        message = str(exc)
+    except BaseException as inner:
+        message = f"<its message could not be read: str() raised {type(inner).__name__}>"
+    line = f"{name}: {message}".strip().replace("\n", " ")
     if len(line) > MAX_REASON:
         line = line[:MAX_REASON] + "…"
-    trace = "".join(traceback.format_exception(exc))
+    try:
+        trace = "".join(traceback.format_exception(exc))
+    except BaseException as inner:
+        trace = f"{line}\n(no traceback: formatting it raised {type(inner).__name__})"
     return line, trace[-MAX_TRACE:]
+
+
+def _failure(seq: int, exc: BaseException, started: float) -> Done:
+    line, trace = describe(exc)
+    return Done(seq, False, None, line, trace, started, time.time())
 
 
 def run_call(task: Task, report: Callable[[float], None]) -> Done:
@@ -136,11 +171,11 @@ def run_call(task: Task, report: Callable[[float], None]) -> Done:
         else:
             value = task.function.func(*task.args, **task.kwargs)
     except BaseException as exc:  # job code may raise anything, SystemExit included
-        line, trace = describe(exc)
-        return Done(task.seq, False, None, line, trace, started, time.time())
+        return _failure(task.seq, exc, started)
     finally:
         context.deactivate(token)
     return Done(task.seq, True, payload.encode_result(value), "", "", started, time.time())
+
 
 
 class Executor(ABC):
@@ -255,10 +290,12 @@ class ThreadExecutor(Executor):
 class AsyncExecutor(Executor):
     def start(self) -> None:
         self._loop = asyncio.new_event_loop()
+        # (for job code's own asyncio.to_thread / run_in_executor)
         self._loop.set_default_executor(
             ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="jobqueue-sync-job")
         )
         self._running: dict[int, asyncio.Task[None]] = {}
+        self._cancelling: set[int] = set()  # tasks the coordinator cancelled (loop thread only)
         self._thread = threading.Thread(target=self._loop.run_forever, name="jobqueue-asyncio", daemon=True)
         self._thread.start()
 
@@ -279,22 +316,61 @@ class AsyncExecutor(Executor):
             if task.function.is_async:
                 value = await task.function.func(*task.args, **task.kwargs)
             else:
-                value = await asyncio.to_thread(task.function.func, *task.args, **task.kwargs)
-        except asyncio.CancelledError:
-            return  # cancelled at its deadline: the coordinator already failed the attempt
-        except BaseException as exc:
+                value = await self._in_thread(task)
+        except asyncio.CancelledError as exc:
+            if task.seq in self._cancelling:  # at its deadline: the coordinator records the outcome
+                self.events.put(Cancelled(task.seq))
+                return
+            # the job's own code was cancelled (or raised CancelledError): an ordinary failure
             line, trace = describe(exc)
+            if line == "CancelledError:":
+                line = "CancelledError: raised in the job's own code (the worker did not cancel it)"
             self.events.put(Done(task.seq, False, None, line, trace, started, time.time()))
+            return
+        except BaseException as exc:
+            self.events.put(_failure(task.seq, exc, started))
             return
         finally:
             context.deactivate(token)
             self._running.pop(task.seq, None)
+            self._cancelling.discard(task.seq)
         self.events.put(Done(task.seq, True, payload.encode_result(value), "", "", started, time.time()))
+
+    async def _in_thread(self, task: Task) -> Any:
+        """Run a plain function on a daemon thread of its own (not a pool's): one that outlives
+        its deadline keeps no pool worker busy and cannot hold up the process's exit."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        call = contextvars.copy_context()
+
+        def settle(error: BaseException | None, value: Any) -> None:
+            if future.done():  # cancelled at its deadline: the late outcome is dropped
+                return
+            if error is None:
+                future.set_result(value)
+            else:
+                future.set_exception(error)
+
+        def body() -> None:
+            error: BaseException | None = None
+            value: Any = None
+            try:
+                value = call.run(task.function.func, *task.args, **task.kwargs)
+            except StopIteration as exc:  # (a Future refuses StopIteration)
+                error = RuntimeError(f"the job raised StopIteration: {describe(exc)[0]}")
+            except BaseException as exc:  # job code may raise anything, SystemExit included
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the worker stopped
+                loop.call_soon_threadsafe(settle, error, value)
+
+        threading.Thread(target=body, name="jobqueue-sync-job", daemon=True).start()
+        return await future
 
     def cancel(self, seq: int) -> None:
         def do() -> None:
             t = self._running.get(seq)
             if t is not None:
+                self._cancelling.add(seq)
                 t.cancel()
 
         self._loop.call_soon_threadsafe(do)
@@ -302,7 +378,8 @@ class AsyncExecutor(Executor):
     def stop(self, *, kill: bool) -> None:
         def shutdown() -> None:
             if kill:
-                for t in self._running.values():
+                for seq, t in self._running.items():
+                    self._cancelling.add(seq)
                     t.cancel()
             self._loop.stop()
 
@@ -364,7 +441,7 @@ class ProcessExecutor(Executor):
         self._ctx.set_forkserver_preload(["jobqueue.executors", *self.allow.modules])
         self._lock = threading.Lock()
         self._children: list[_Child] = []
-        self._pending: deque[Task] = deque()
+        self._pending: deque[tuple[int, bytes]] = deque()  # (seq, encoded task)
         self._closing = False
         for _ in range(self.slots):
             self._children.append(self._spawn())
@@ -380,10 +457,10 @@ class ProcessExecutor(Executor):
         child.close()
         return _Child(proc, parent, born=time.monotonic())
 
-    def _send(self, child: _Child, task: Task) -> None:
-        child.seq = task.seq
-        child.conn.send_bytes(
-            json.dumps(
+    @staticmethod
+    def _encode(task: Task) -> bytes:
+        try:
+            return json.dumps(
                 [
                     task.seq,
                     task.function.name,
@@ -395,27 +472,41 @@ class ProcessExecutor(Executor):
                     task.attempts,
                 ]
             ).encode()
-        )
+        except (RecursionError, ValueError, TypeError) as exc:  # (decoded once, so only depth)
+            raise SubmitError(
+                f"its arguments cannot be sent to a job process ({type(exc).__name__}: {exc})"
+            ) from None
+
+    def _send(self, child: _Child, seq: int, data: bytes) -> bool:
+        """Hand a task to an idle child (lock held); False if the child's pipe is broken (it
+        died while idle: the reader replaces it, and no attempt is charged)."""
+        try:
+            child.conn.send_bytes(data)
+        except OSError:
+            child.cancelled = True  # never picked again; its replacement takes the task
+            return False
+        child.seq = seq
+        return True
 
     def submit(self, task: Task) -> bool:
+        data = self._encode(task)
         with self._lock:
             for c in self._children:
-                if c.seq is None and not c.cancelled:
-                    self._send(c, task)
+                if c.seq is None and not c.cancelled and self._send(c, task.seq, data):
                     return True
-            self._pending.append(task)  # the next child to free up (or be replaced) takes it
+            # the next child to free up (or be replaced) takes it
+            self._pending.append((task.seq, data))
             return False
 
     def _send_pending(self, c: _Child) -> None:
         """Hand the next queued task to an idle child at once (called with the lock held)."""
-        if self._pending:
-            task = self._pending.popleft()
-            self._send(c, task)
-            self.events.put(Started(task.seq, time.time()))
+        if self._pending and self._send(c, *self._pending[0]):
+            seq, _ = self._pending.popleft()
+            self.events.put(Started(seq, time.time()))
 
     def take_back(self) -> list[int]:
         with self._lock:
-            seqs = [t.seq for t in self._pending]
+            seqs = [seq for seq, _ in self._pending]
             self._pending.clear()
         return seqs
 
@@ -456,7 +547,9 @@ class ProcessExecutor(Executor):
         c.conn.close()
         if seq is not None and not cancelled:
             how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-            self.events.put(Died(seq, f"WorkerProcessDied: the process running this job died ({how})"))
+            retry = code == -signal.SIGKILL
+            reason = f"WorkerProcessDied: the process running this job died ({how})"
+            self.events.put(Died(seq, reason if retry else f"{reason}; not retried", retryable=retry))
         if self._closing:
             return
         if time.monotonic() - c.born < 1.0:
@@ -475,7 +568,7 @@ class ProcessExecutor(Executor):
                         with contextlib.suppress(ProcessLookupError):
                             os.kill(c.proc.pid, signal.SIGKILL)
                     return
-            self._pending = deque(t for t in self._pending if t.seq != seq)
+            self._pending = deque(p for p in self._pending if p[0] != seq)
 
     def stop(self, *, kill: bool) -> None:
         self._closing = True

@@ -62,6 +62,10 @@ def decode(data: bytes) -> tuple[str, list[Any], dict[str, Any]]:
         value = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
         raise PayloadError(f"payload is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise PayloadError(
+            "payload nests arrays/objects deeper than the JSON decoder allows (about 1,000 levels)"
+        ) from None
     if not (isinstance(value, list) and len(value) == 4):
         raise PayloadError("payload must be a JSON array [function, null, args, kwargs]")
     name, instance, args, kwargs = value
@@ -80,7 +84,7 @@ def encode_result(value: Any) -> bytes | None:
         return None
     try:
         return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
-    except (TypeError, ValueError):
+    except Exception:  # (not JSON, nested too deep, or a type whose encoding raises)
         return json.dumps("Unserializable return value").encode()
 
 

@@ -36,6 +36,9 @@ DEFAULT_KEEP_COMPLETED_SECONDS: Final = 3600
 #: Failed jobs stay a week for inspection and manual retry (RQ keeps a year, which mostly
 #: fills Redis with jobs nobody looks at).
 DEFAULT_KEEP_FAILED_SECONDS: Final = 7 * 24 * 3600
+#: Longest retention a job may ask for (ten years); workers clamp longer ones (RQ's own
+#: result_ttl/failure_ttl have no bound, and Redis refuses an EXPIRE beyond its range).
+MAX_KEEP_SECONDS: Final = 10 * 365 * 86400
 
 
 class UnknownQueueError(JobQueueError, LookupError):
@@ -76,7 +79,9 @@ class Backoff(_Model):
         """
         if retry < 1:
             raise ValueError("retry counts from 1")
-        delay = self.delay_seconds * (2 ** (retry - 1) if self.type == "exponential" else 1)
+        # (the exponent is capped: a job record may ask for thousands of attempts, and 2**1000
+        # seconds is no longer a float)
+        delay = self.delay_seconds * (2 ** min(retry - 1, 64) if self.type == "exponential" else 1)
         if self.max_delay_seconds is not None:
             delay = min(delay, self.max_delay_seconds)
         return delay * (1 - self.jitter * (1 - rand))
@@ -85,18 +90,18 @@ class Backoff(_Model):
 class Retention(_Model):
     """How long an ended job stays readable (``keepCompleted``, ``keepFailed``)."""
 
-    age_seconds: Annotated[int, Field(alias="ageSeconds", ge=0, le=10 * 365 * 86400)]
+    age_seconds: Annotated[int, Field(alias="ageSeconds", ge=0, le=MAX_KEEP_SECONDS)]
 
 
 class CompletedRetention(Retention):
     age_seconds: Annotated[int, Field(
-        alias="ageSeconds", ge=0, le=10 * 365 * 86400,
+        alias="ageSeconds", ge=0, le=MAX_KEEP_SECONDS,
         description="seconds a succeeded job and its result stay readable; 0 removes them at once")]
 
 
 class FailedRetention(Retention):
     age_seconds: Annotated[int, Field(
-        alias="ageSeconds", ge=0, le=10 * 365 * 86400,
+        alias="ageSeconds", ge=0, le=MAX_KEEP_SECONDS,
         description="seconds a failed job stays readable and retryable; 0 removes it at once")]
 
 
@@ -157,7 +162,10 @@ class QueueSettings(_Model):
     namespace: str | None = None
     jobqueue: str | None = Field(default=None, description="name of the JobQueue object")
     priority: int = Field(default=3, ge=1, le=5)
-    concurrency: int = Field(default=1, ge=1)
+    concurrency: int | None = Field(
+        default=None, ge=1,
+        description="most jobs of the queue running at once over all workers (the claim script "
+                    "enforces it); None: no queue-wide limit")
     imports: tuple[str, ...] = ()
     job_defaults: JobOptions = Field(default_factory=JobOptions, alias="jobDefaults")
     suspend: bool = False
@@ -189,7 +197,9 @@ def unpublish(conn: redis.Redis, queue_name: str) -> None:
 
 
 def published_queue_names(conn: redis.Redis) -> set[str]:
-    return {m.decode() if isinstance(m, bytes) else str(m) for m in conn.smembers(SETTINGS_INDEX_KEY)}
+    # (replace: a name written by hand may not be UTF-8; it then matches no JobQueue)
+    members = conn.smembers(SETTINGS_INDEX_KEY)
+    return {m.decode("utf-8", "replace") if isinstance(m, bytes) else str(m) for m in members}
 
 
 def load(conn: redis.Redis, queue_name: str) -> QueueSettings:

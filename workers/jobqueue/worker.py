@@ -19,7 +19,12 @@ The coordinator's loop is built for throughput and for never losing a job:
   sleeps in ``BLMOVE`` on the queue's signal list until work arrives or the next delayed
   job is due, so delayed jobs and retries start within a few ms of their time;
 * a background thread renews the leases and the worker's RQ record (heartbeat), reaps
-  expired leases, and re-reads the queue's published settings (``suspend`` included).
+  expired leases, and re-reads the queue's published settings (``suspend`` included);
+* the queue-wide ``concurrency`` is enforced where jobs are claimed (the SYNC script counts
+  ``rq:wip``), so it holds across pods, rollouts and manual scaling;
+* nothing a job record holds or a job function does ends the worker: the script fails
+  records that cannot run, and this module turns every other surprise (a payload it cannot
+  decode, an exception it cannot print, a process that dies) into that job's failure.
 
 Signals: the first SIGTERM/SIGINT stops claiming, hands back claimed-but-unstarted jobs,
 lets running jobs finish and exits 0. A second one aborts running jobs, puts them back in
@@ -57,7 +62,7 @@ from redis.typing import EncodableT
 from rq.version import VERSION as RQ_VERSION
 
 from jobqueue import _lua, executors, keys, payload, settings
-from jobqueue._redis import Script, text
+from jobqueue._redis import Script, clean, text
 from jobqueue.errors import RegistrationError
 from jobqueue.metrics import UNREGISTERED, WorkerMetrics
 from jobqueue.registry import Allowlist, JobFunction
@@ -92,6 +97,16 @@ PROMOTE_LIMIT: Final = 200
 PROGRESS_INTERVAL: Final = 0.1
 #: Process mode queues one task per process ahead while jobs average less than this (s).
 QUEUE_AHEAD_BELOW: Final = 0.05
+#: A worker whose claim the queue's concurrency cap cut short asks again after this long
+#: (jittered) while none of its own jobs ends: the cap binds only when a queue has more slots
+#: than its concurrency (a rollout's extra pod, manual scaling, rounding), so polling costs
+#: a few calls per second per such worker, while a worker whose own job ends claims at once.
+CAP_POLL_SECONDS: Final = 0.1
+#: An async job cancelled at its deadline gets this long to end; one still running then
+#: caught the CancelledError and carries on: its attempt fails for good (retrying would start
+#: a second copy next to it) and it is left to run in the background.
+CANCEL_GRACE_SECONDS: Final = 2.0
+_DEFAULT_BACKOFF: Final = settings.Backoff()
 
 
 @dataclass
@@ -110,6 +125,8 @@ class Claimed:
     function: JobFunction | None = None
     args: list[Any] = field(default_factory=list)
     kwargs: dict[str, Any] = field(default_factory=dict)
+    #: RQ's Retry(interval=[...]) of a job plain RQ enqueued (None: ``backoff`` applies)
+    rq_intervals: list[float] | None = None
 
     @property
     def member(self) -> str:
@@ -122,6 +139,7 @@ class Running:
     seq: int
     started: float | None  # None: submitted ahead, waiting for a slot in the executor
     deadline: float  # time.monotonic(); inf until started
+    cancelled: bool = False  # async mode: cancelled at its deadline, given CANCEL_GRACE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -171,6 +189,7 @@ class Worker:
         self.avg_run: float | None = None
         self.queue_empty = False
         self.paused_until = 0.0
+        self.capped = False  # the last claim was cut short by the queue's concurrency cap
         self.next_due: float | None = None
         self.drained = False
         self.stopping = False
@@ -184,7 +203,7 @@ class Worker:
         self._want_signal = threading.Event()
         self._done = threading.Event()
         self._stop_signals = 0
-        self._backoffs: dict[str, settings.Backoff] = {}
+        self._backoffs: dict[str, settings.Backoff | list[float] | str] = {}
         self._settings: settings.QueueSettings | None = None
         self._defaults: dict[str, Any] = {}
 
@@ -349,6 +368,8 @@ class Worker:
         if self.next_due is not None and len(self.running) < self._capacity():
             t = min(t, max(0.0, self.next_due - time.time()))
         now = time.monotonic()
+        if self.capped:
+            t = min(t, max(0.0, self.paused_until - now))
         if self.acks:
             t = min(t, max(0.0, self.first_ack + ACK_DELAY - now))
         if self.progress:
@@ -375,8 +396,13 @@ class Worker:
         elif isinstance(ev, executors.Died):
             run = self.running.pop(ev.seq, None)
             if run is not None:
-                self._failed(run.job, ev.reason, ev.reason, run.started or time.time(), time.time())
+                end = time.time()
+                self._failed(run.job, ev.reason, ev.reason, run.started or end, end, retryable=ev.retryable)
                 self._busy_changed()
+        elif isinstance(ev, executors.Cancelled):
+            run = self.running.pop(ev.seq, None)
+            if run is not None:
+                self._timed_out(run, retryable=True)
         elif isinstance(ev, executors.Started):
             run = self.running.get(ev.seq)
             if run is not None and run.started is None:
@@ -393,6 +419,9 @@ class Worker:
         run = self.running.pop(ev.seq, None)
         if run is None:
             return  # already failed at its deadline
+        if run.cancelled:  # ended (caught the cancellation, then returned) after its deadline
+            self._timed_out(run, retryable=True)
+            return
         run_time = max(0.0, ev.ended - ev.started)
         self.avg_run = run_time if self.avg_run is None else 0.8 * self.avg_run + 0.2 * run_time
         fn = run.job.function.name if run.job.function else UNREGISTERED
@@ -430,6 +459,7 @@ class Worker:
     ) -> None:
         if not self.acks:
             self.first_ack = time.monotonic()
+        trace, reason = clean(trace), clean(reason)  # (job text may hold lone surrogates)
         exc_z = base64.b64encode(zlib.compress(trace.encode())).decode() if trace else ""
         self.acks.append(
             [
@@ -457,8 +487,14 @@ class Worker:
         self.ko_count += 1
         self.work_time += max(0.0, ended - started)
         if retryable and job.made < job.attempts:
-            rand = random.random() if job.backoff.jitter else 1.0
-            delay = job.backoff.delay_for_retry(job.made, rand)
+            if job.rq_intervals is not None:
+                # RQ's own rule (Job.get_retry_interval): the list read from the back of the
+                # retries left, its first value repeated while more retries are left than values
+                left = job.attempts - job.made
+                delay = job.rq_intervals[min(max(len(job.rq_intervals) - left, 0), len(job.rq_intervals) - 1)]
+            else:
+                rand = random.random() if job.backoff.jitter else 1.0
+                delay = job.backoff.delay_for_retry(job.made, rand)
             self._ack(job, "retry", started, ended, round(delay, 3), trace=trace or reason, reason=reason)
             if self.metrics:
                 self.metrics.fn(fn).retried.inc()
@@ -483,18 +519,36 @@ class Worker:
         for seq, run in list(self.running.items()):
             if now < run.deadline:
                 continue
+            if run.cancelled:  # the grace passed: it swallowed the CancelledError
+                del self.running[seq]
+                self._timed_out(run, retryable=False)
+                continue
             self.executor.cancel(seq)
+            if self.cfg.mode == "async":
+                # a task ends at its next await, unless it catches the CancelledError: wait
+                # for the executor's Cancelled (or Done) before recording the outcome
+                run.cancelled = True
+                run.deadline = now + CANCEL_GRACE_SECONDS
+                continue
             del self.running[seq]
-            how = {
-                "process": "its process was killed",
-                "async": "it was cancelled",
-                "thread": "the worker gave up on it (threads cannot be killed)",
-            }[self.cfg.mode]
-            reason = f"JobTimeoutError: the attempt exceeded its timeout of {run.job.timeout:g} s; {how}"
-            if self.metrics and run.job.function:
-                self.metrics.fn(run.job.function.name).timed_out.inc()
-            self._failed(run.job, reason, reason, run.started or time.time(), time.time())
-            self._busy_changed()
+            self._timed_out(run, retryable=True)
+
+    def _timed_out(self, run: Running, *, retryable: bool) -> None:
+        how = {
+            "process": "its process was killed",
+            "async": "it was cancelled",
+            "thread": "the worker gave up on it (threads cannot be killed)",
+        }[self.cfg.mode]
+        reason = f"JobTimeoutError: the attempt exceeded its timeout of {run.job.timeout:g} s; {how}"
+        if not retryable:
+            reason += (
+                f", but it caught the CancelledError and still runs {CANCEL_GRACE_SECONDS:g} s later "
+                f"(left to run in the background); not retried"
+            )
+        if self.metrics and run.job.function:
+            self.metrics.fn(run.job.function.name).timed_out.inc()
+        self._failed(run.job, reason, reason, run.started or time.time(), time.time(), retryable=retryable)
+        self._busy_changed()
 
     def _capacity(self) -> int:
         """Tasks the executor may hold: its slots, plus as many queued ahead when jobs are
@@ -516,7 +570,13 @@ class Worker:
             task = executors.Task(
                 self.seq, job.id, job.function, job.args, job.kwargs, self.queue, job.made, job.attempts
             )
-            if self.executor.submit(task):
+            try:
+                started = self.executor.submit(task)
+            except executors.SubmitError as exc:
+                del self.running[self.seq]
+                self._reject(job, str(exc))
+                continue
+            if started:
                 self._started(run, time.time())
         self._busy_changed()
 
@@ -533,7 +593,10 @@ class Worker:
         return min(PREFETCH_MAX, int(PREFETCH_SECONDS * self.slots / max(self.avg_run, 1e-6)))
 
     def _claim_count(self) -> int:
-        if self.stopping or self.queue_empty or time.monotonic() < self.paused_until:
+        if self.stopping or self.queue_empty:
+            return 0
+        # (under the concurrency cap, a job of ours that ended frees a unit: claim with its ack)
+        if time.monotonic() < self.paused_until and not (self.capped and self.acks):
             return 0
         if self._settings is not None and self._settings.suspend:
             return 0
@@ -566,6 +629,8 @@ class Worker:
             "w": self.name,
             "pod": self.pod,
             "n": n,
+            # the free slots (n less the prefetch): all a claim takes when the cap binds
+            "nf": max(0, min(n, self._capacity() - len(self.running) - len(self.buffer))),
             "xp": f"{self.token}{self.sync_count:x}.",
             "susp": 0,
             "busy": self._busy(),
@@ -582,7 +647,7 @@ class Worker:
             "lost": self.unanswered,
         }
         try:
-            nxt, stale, claimed, paused = _SYNC(self.conn, json.dumps(args))
+            nxt, stale, claimed, paused, capped, rejected = _SYNC(self.conn, json.dumps(args))
         except redis.RedisError as exc:
             self.redis_error_at = now
             log.warning("Redis call failed (%s); %d result(s) kept for the next try", exc, len(self.acks))
@@ -610,33 +675,41 @@ class Worker:
             )
         if paused:
             self.paused_until = time.monotonic() + 1.0
+        if n > 0:  # (a call that claims nothing says nothing about the cap)
+            self.capped = bool(capped)
+            if self.capped:
+                self.paused_until = time.monotonic() + CAP_POLL_SECONDS * random.uniform(0.5, 1.5)
+        for i in range(0, len(rejected), 2):
+            # failed for good by the script, unseen by any worker: its record cannot run
+            log.warning("job %s %s", text(rejected[i]), text(rejected[i + 1]))
+            if self.metrics:
+                self.metrics.fn(UNREGISTERED).rejected.inc()
         for i in range(0, len(claimed), 3):
-            self._claimed(claimed[i], claimed[i + 1], claimed[i + 2])
+            try:
+                self._claimed(claimed[i], claimed[i + 1], claimed[i + 2])
+            except Exception:  # a bug, not a record: the claim script checked every field
+                log.exception("cannot read claimed job %r; its lease will run out", claimed[i][-200:])
         if n > 0:
-            self.queue_empty = len(claimed) // 3 < n and not paused
+            self.queue_empty = len(claimed) // 3 < n and not paused and not self.capped
             if self.queue_empty:
                 self._want_signal.set()
-            self.drained = not claimed and not nxt and not paused
+            self.drained = not claimed and not nxt and not paused and not self.capped
         return True
 
     def _claimed(self, header: bytes, data: bytes, backoff: bytes) -> None:
-        job_id, ex, timeout, attempts, made, keepc, keepf, level, ready = header.decode().split("|")
-        bo = text(backoff)
-        backoff_model = self._backoffs.get(bo)
-        if backoff_model is None:
-            try:
-                backoff_model = settings.Backoff.model_validate_json(bo)
-            except ValueError:
-                backoff_model = settings.Backoff()
-            self._backoffs[bo] = backoff_model
+        # the script validated every field (the id last: nothing in it can shift the others)
+        ex, timeout, attempts, made, keepc, keepf, level, ready, job_id = header.decode(
+            "utf-8", "surrogateescape"
+        ).split("|", 8)
+        seconds = float(timeout)
         job = Claimed(
             id=job_id,
             exec=ex,
             data=data,
-            timeout=float(timeout),
-            attempts=int(attempts),
-            made=int(made),
-            backoff=backoff_model,
+            timeout=seconds if seconds > 0 else math.inf,  # RQ's -1: no limit
+            attempts=int(float(attempts)),
+            made=int(float(made)),
+            backoff=_DEFAULT_BACKOFF,  # (replaced below; a model per job would cost throughput)
             keep_completed=int(float(keepc)),
             keep_failed=int(float(keepf)),
             level=int(level),
@@ -645,17 +718,59 @@ class Worker:
         with self._held_lock:
             self._held.add(job.member)
         try:
+            retry = self._backoff(text(backoff))
+            if isinstance(retry, str):
+                raise payload.PayloadError(retry)
+            if isinstance(retry, list):
+                job.rq_intervals = retry
+            else:
+                job.backoff = retry
             name, job.args, job.kwargs = payload.decode(job.data)
             job.function = self.allow.lookup(name)
         except (payload.PayloadError, RegistrationError) as exc:
-            reason = f"rejected: {exc}"
-            log.warning("job %s %s", job.id, reason)
-            if self.metrics:
-                self.metrics.fn(UNREGISTERED).rejected.inc()
-            now = time.time()
-            self._failed(job, reason, reason, now, now, retryable=False)
+            self._reject(job, str(exc))
+            return
+        except Exception as exc:  # anything a record can hold ends as this job's failure
+            self._reject(job, f"its record could not be read ({type(exc).__name__}: {exc})")
             return
         self.buffer.append(job)
+
+    def _backoff(self, raw: str) -> settings.Backoff | list[float] | str:
+        """The retry delays a claimed job carries: our backoff (``jq_backoff``), RQ's Retry
+        intervals (a JSON list, for jobs plain RQ enqueued), or why neither is valid."""
+        found = self._backoffs.get(raw)
+        if found is not None:
+            return found
+        if raw.startswith("["):
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                value = None
+            ok = isinstance(value, list) and all(
+                isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 86400 * 366
+                for v in value
+            )
+            found = [float(v) for v in value] if ok and value else (
+                f"field retry_intervals is {raw[:80]!r}, not a JSON list of seconds (RQ's Retry intervals)"
+            )
+        else:
+            try:
+                found = settings.Backoff.model_validate_json(raw)
+            except ValueError as exc:
+                first = str(exc).splitlines()[1:2] or [""]
+                found = f"field jq_backoff is {raw[:80]!r}, not a valid backoff ({first[0].strip()})"
+        if len(self._backoffs) < 1000:  # (a queue has a handful; don't grow on garbage)
+            self._backoffs[raw] = found
+        return found
+
+    def _reject(self, job: Claimed, why: str) -> None:
+        """Fail a claimed job for good: it cannot run, and retrying cannot help."""
+        reason = f"rejected: {why}"
+        log.warning("job %s %s", job.id, reason)
+        if self.metrics:
+            self.metrics.fn(UNREGISTERED).rejected.inc()
+        now = time.time()
+        self._failed(job, reason, reason, now, now, retryable=False)
 
     def _release_unstarted(self) -> None:
         """Hand back claimed jobs that have not started: in our buffer or queued ahead."""
@@ -738,6 +853,8 @@ class Worker:
                     # (JobQueue deleted: keep the last settings until the pod is removed)
                     with contextlib.suppress(settings.UnknownQueueError):
                         self._apply_settings(settings.load(conn, self.queue))
+            except ValueError as exc:  # settings someone wrote by hand: this thread must live on
+                log.warning("settings of queue %s unreadable (%s); keeping the last", self.queue, exc)
             except redis.RedisError as exc:
                 self.redis_error_at = now
                 log.warning("heartbeat failed: %s", exc)

@@ -9,20 +9,9 @@ import sys
 import redis
 import yaml
 
-from integration.workers.whelpers import FN, publish, thread_worker, wait_status, worker_env
+from integration.workers.whelpers import FN, jq, publish, thread_worker, wait_status
 from jobqueue import enqueue, get_job
 from jobqueue.cli import ExitCode
-
-
-def jq(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "jobqueue.cli", *args],
-        capture_output=True,
-        text=True,
-        env=worker_env(redis_url, "cli"),
-        timeout=60,
-        check=False,
-    )
 
 
 def test_enqueue_is_idempotent_for_cron_ticks(redis_conn: redis.Redis, redis_url: str) -> None:

@@ -102,13 +102,15 @@ def test_timeouts_fail_the_attempt_at_the_deadline(
         assert wait_status(redis_conn, "to", "next", "finished", timeout=15).result == 3
 
 
-def test_a_crashing_process_fails_only_its_attempt(redis_conn: redis.Redis, redis_url: str) -> None:
+def test_a_crashing_process_fails_its_job_for_good(redis_conn: redis.Redis, redis_url: str) -> None:
     publish(redis_conn, "cr", attempts=2, backoff={"type": "fixed", "delaySeconds": 0})
     enqueue("cr", FN + "crash", job_id="boom", connection=redis_conn)
     with worker_process(redis_url, "cr", mode="process", concurrency=1):
         info = wait_status(redis_conn, "cr", "boom", "failed", timeout=20)
-        assert info.attempts_made == 2
-        assert info.failed_reason == "WorkerProcessDied: the process running this job died (exit code 3)"
+        assert info.attempts_made == 1  # it would take its process down again: not retried
+        assert info.failed_reason == (
+            "WorkerProcessDied: the process running this job died (exit code 3); not retried"
+        )
         enqueue("cr", FN + "add", 2, 2, job_id="alive", connection=redis_conn)
         assert wait_status(redis_conn, "cr", "alive", "finished").result == 4
 

@@ -29,9 +29,12 @@ JOBS = "integration.workers.wjobs"
 FN = JOBS + "."
 
 
-def publish(conn: redis.Redis, queue: str, **job_defaults: Any) -> settings.QueueSettings:
+def publish(
+    conn: redis.Redis, queue: str, *, concurrency: int | None = None, **job_defaults: Any
+) -> settings.QueueSettings:
+    """Publish a queue as the operator would (``concurrency``: the queue-wide cap, none by default)."""
     qs = settings.QueueSettings.model_validate(
-        {"queueName": queue, "jobDefaults": job_defaults, "imports": [JOBS]}
+        {"queueName": queue, "jobDefaults": job_defaults, "imports": [JOBS], "concurrency": concurrency}
     )
     settings.publish(conn, qs)
     return qs
@@ -66,6 +69,19 @@ def worker_env(redis_url: str, pod: str) -> dict[str, str]:
     )
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return env
+
+
+def jq(redis_url: str, *args: str | bytes, text: bool = True) -> subprocess.CompletedProcess[Any]:
+    """The ``jobqueue`` command in a subprocess, as a CronJob pod or a person runs it
+    (``text=False``: raw bytes, for output that need not be UTF-8)."""
+    return subprocess.run(
+        [sys.executable, "-m", "jobqueue.cli", *args],
+        capture_output=True,
+        text=text,
+        env=worker_env(redis_url, "cli"),
+        timeout=60,
+        check=False,
+    )
 
 
 class WorkerProcess:
@@ -215,6 +231,7 @@ def claim(
                 "w": worker,
                 "pod": pod,
                 "n": n,
+                "nf": n,
                 "xp": xp or f"{uuid.uuid4().hex[:8]}.",
                 "susp": 0,
                 "busy": 0,
@@ -238,5 +255,6 @@ def claim(
             }
         ),
     )
-    flat = reply[2]  # per job: "id|exec|…" header, payload, backoff
-    return [[*flat[i].decode().split("|")[:2], flat[i + 1]] for i in range(0, len(flat), 3)]
+    flat = reply[2]  # per job: "exec|…|id" header, payload, backoff
+    rows = [flat[i].decode().split("|", 8) for i in range(0, len(flat), 3)]
+    return [[row[8], row[0], flat[i * 3 + 1]] for i, row in enumerate(rows)]

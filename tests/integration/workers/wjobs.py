@@ -7,7 +7,10 @@ job's effect from outside the worker process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import os
+import signal
 import time
 from typing import Any
 
@@ -116,3 +119,89 @@ def count_event() -> int:
 
 def not_a_job() -> None:
     _redis().rpush("test:runs", "not_a_job ran")
+
+
+# --- jobs that misbehave (tests/integration/workers/test_worker_poison.py)
+
+
+class Unprintable(Exception):
+    """An exception that cannot be turned into text: its __str__ and __repr__ raise."""
+
+    def __str__(self) -> str:
+        raise ValueError("no text for you")
+
+    def __repr__(self) -> str:
+        raise ValueError("no repr either")
+
+
+_BASE = {"SystemExit": SystemExit, "KeyboardInterrupt": KeyboardInterrupt, "GeneratorExit": GeneratorExit}
+
+
+@job
+def unprintable() -> None:
+    raise Unprintable()
+
+
+@job
+async def aunprintable() -> None:
+    await asyncio.sleep(0)
+    raise Unprintable()
+
+
+@job
+def raise_base(kind: str) -> None:
+    raise _BASE[kind]("from a job")
+
+
+@job
+async def araise_base(kind: str) -> None:
+    await asyncio.sleep(0)
+    raise _BASE[kind]("from a job")
+
+
+@job
+async def swallow_cancel(seconds: float) -> str:
+    """Ignores every cancellation for `seconds`, then returns (so the test process ends)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.05)
+    _redis().rpush("test:swallowed", "done")
+    return "survived"
+
+
+@job
+async def cancel_self() -> None:
+    raise asyncio.CancelledError()
+
+
+@job
+def segfault() -> None:
+    ctypes.string_at(0)
+
+
+@job
+def sigkilled_once(tag: str) -> str:
+    """Its first attempt's process gets SIGKILL (as from the OOM killer); later ones succeed."""
+    if _redis().rpush(f"test:attempts:{tag}", repr(time.time())) == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return "ok"
+
+
+@job
+def capped(seconds: float) -> int:
+    """Counts jobs running at once (test:running) and records the most seen (test:running:max)."""
+    r = _redis()
+    n = int(r.eval(_ENTER, 2, "test:running", "test:running:max"))
+    try:
+        time.sleep(seconds)
+    finally:
+        r.decr("test:running")
+    return n
+
+
+_ENTER = """
+local n = redis.call('INCR', KEYS[1])
+if n > tonumber(redis.call('GET', KEYS[2]) or 0) then redis.call('SET', KEYS[2], n) end
+return n
+"""

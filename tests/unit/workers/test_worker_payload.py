@@ -83,3 +83,17 @@ def test_rq_timestamps() -> None:
     assert payload.utcparse("2026-01-01T00:00:00Z") == 1767225600.0
     assert payload.utcparse("") is None
     assert payload.utcparse("yesterday") is None
+
+
+def test_a_payload_nested_deeper_than_the_decoder_goes_is_refused() -> None:
+    deep = zlib.compress(b'["a.b", null, [' + b"[" * 20_000 + b"]" * 20_000 + b"], {}]")
+    with pytest.raises(payload.PayloadError, match="nests arrays/objects deeper than the JSON decoder"):
+        payload.decode(deep)
+
+
+def test_a_return_value_that_cannot_be_encoded_gets_rqs_placeholder() -> None:
+    deep: list[object] = []
+    for _ in range(5000):
+        deep = [deep]
+    for value in (deep, object(), float("nan"), {("tuple", "key"): 1}):
+        assert payload.encode_result(value) == b'"Unserializable return value"'
