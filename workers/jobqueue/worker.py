@@ -33,7 +33,6 @@ and the autoscaler see it.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import logging
 import math
@@ -252,7 +251,7 @@ class Worker:
         waited = False
         while not self.stopping:
             try:
-                self._apply_settings(settings.load(self.conn, self.queue))
+                self._apply_settings(settings.load(self.conn, self.queue, owner=settings.pod_owner()))
                 return True
             except settings.UnknownQueueError as exc:
                 if not waited:
@@ -735,9 +734,14 @@ class Worker:
                         )
                 if mono - last_settings >= SETTINGS_REFRESH_SECONDS:
                     last_settings = mono
-                    # (JobQueue deleted: keep the last settings until the pod is removed)
-                    with contextlib.suppress(settings.UnknownQueueError):
-                        self._apply_settings(settings.load(conn, self.queue))
+                    try:
+                        self._apply_settings(settings.load(conn, self.queue, owner=settings.pod_owner()))
+                    except settings.ForeignQueueError as exc:  # another JobQueue's queue now: take nothing
+                        if self._settings is not None and not self._settings.suspend:
+                            log.warning("%s", exc)
+                            self._apply_settings(self._settings.model_copy(update={"suspend": True}))
+                    except settings.UnknownQueueError:
+                        pass  # (JobQueue deleted: keep the last settings until the pod is removed)
             except redis.RedisError as exc:
                 self.redis_error_at = now
                 log.warning("heartbeat failed: %s", exc)
