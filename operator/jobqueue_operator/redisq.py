@@ -133,6 +133,11 @@ class RedisHub:
     def client(self, url: str) -> redis.Redis:
         return self._server(url).client
 
+    def proven(self, url: str) -> bool:
+        """Whether the server at ``url`` answered its last call (a new or failing one did not)."""
+        server = self._servers.get(url)
+        return server is not None and server.proven
+
     async def run(self, url: str, fn: Callable[[redis.Redis], T]) -> T:
         """Run ``fn(connection)`` in a Redis thread; Redis failures become RedisUnavailable."""
         server = self._server(url)

@@ -58,6 +58,8 @@ PENDING_WRITE_SECONDS: Final = 5.0
 #: Passes a scale-in may wait for its pod-deletion-cost annotations to show in the pod watch;
 #: after that it goes ahead (the costs are best effort; busy workers still drain on SIGTERM).
 MAX_COST_WAITS: Final = 3
+#: How long a pass waits for reads when no server of it has answered before.
+PROBATION_WAIT_SECONDS: Final = 0.1
 
 Key = index.Key
 
@@ -299,8 +301,10 @@ class Autoscaler:
     # ---- Redis
 
     async def _read_all(self, by_url: Mapping[str, list[index.QueueRef]]) -> dict[str, _Read]:
-        """This pass's read of every Redis; one still running from an earlier pass is waited
-        for no longer than the pass interval (its queues are simply not decided this time)."""
+        """This pass's read of every Redis. Only servers that answered their last call are
+        waited for, and no longer than the pass interval; a new or failing one's read is
+        taken when it is done, in this pass or a later one (its queues are simply not decided
+        meanwhile): a dead URL of one JobQueue never holds up the scaling of the others."""
         watched = self._lost.watched()
         for url, group in by_url.items():
             if url in self._reads:
@@ -312,8 +316,11 @@ class Autoscaler:
                     pods[queue].add(pod[2])
             self._reads[url] = asyncio.create_task(
                 self._read(url, sorted(set(queues.values())), pods, self._reuse.setdefault(url, {})))
-        if self._reads:
-            await asyncio.wait(self._reads.values(), timeout=self._interval)
+        proven = [task for url, task in self._reads.items() if self._hub.proven(url)]
+        if proven:
+            await asyncio.wait(proven, timeout=self._interval)
+        elif self._reads:  # (nothing proven yet, e.g. the first pass: a moment for quick answers)
+            await asyncio.wait(self._reads.values(), timeout=min(self._interval, PROBATION_WAIT_SECONDS))
         out: dict[str, _Read] = {}
         for url, task in list(self._reads.items()):
             if task.done():
