@@ -34,10 +34,12 @@ from typing import Final
 DATABASES_KEY: Final = "jobqueue-operator:databases"
 USER_PREFIX: Final = "jobqueue-ns-"
 
-#: Keys a namespace may read and write: RQ's, and ours beside them (docs/jobs.md).
-READ_WRITE_KEYS: Final = ("rq:*", "jobqueue:signal:*", "jobqueue:wrr:*", "jobqueue:activity")
+#: Keys a namespace may read and write: RQ's, and ours beside them (docs/jobs.md) — every
+#: ``jobqueue:`` key but the settings, whatever keys are added later (``[^s]``: not starting
+#: with an s, so ``jobqueue:signal:*`` is named on its own).
+READ_WRITE_KEYS: Final = ("rq:*", "jobqueue:[^s]*", "jobqueue:signal:*")
 #: Keys a namespace may only read: the settings the operator publishes from its JobQueues.
-READ_ONLY_KEYS: Final = ("jobqueue:settings:*",)
+READ_ONLY_KEYS: Final = ("jobqueue:settings*",)
 #: Commands a namespace may not run, beyond the administrative and dangerous categories:
 #: everything that reaches another database or the whole server.
 DENIED_COMMANDS: Final = ("move", "copy", "function", "fcall", "fcall_ro", "script|flush",

@@ -90,6 +90,15 @@ def test_each_namespace_gets_its_own_database_and_credentials_and_nothing_else(
                  .status == "finished", timeout=60)
     with pytest.raises(jq.UnknownJobError):  # B's job is not in A's queue, though the names match
         jq.get_job("orders", "b-1", connection=conn_a)
+    # a job that fails for good (recorded in the failures stream too) and a paused queue: the
+    # namespace's own keys beside RQ's, within its credentials
+    jq.enqueue("orders", "glec_jobs.update_order_status", "a-2", "delivered", "created", job_id="a-2",
+               connection=conn_a)
+    wait_for("job a-2 failed", lambda: jq.get_job("orders", "a-2", connection=conn_a).status == "failed",
+             timeout=60)
+    assert conn_a.xlen("jobqueue:exhausted") >= 1
+    conn_a.hset("jobqueue:paused", "orders", "{}")
+    conn_a.hdel("jobqueue:paused", "orders")
 
     # what A's credentials cannot do: reach B's database, or anything server-wide
     assert "select" in refused(lambda: conn_a.execute_command("SELECT", db_b))

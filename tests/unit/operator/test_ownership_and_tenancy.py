@@ -91,8 +91,9 @@ def test_acl_rules_confine_a_namespace_to_its_database() -> None:
     assert f"#{redisacl.password_hash('pw')}" in rules
     assert "pw" not in rules  # the password itself never travels
     assert rules.index("-select") < rules.index("+select|7")
-    assert "%R~jobqueue:settings:*" in rules
+    assert "%R~jobqueue:settings*" in rules
     assert "~jobqueue:*" not in rules  # the settings must stay read-only
+    assert "~jobqueue:[^s]*" in rules  # every other key of ours, later ones included
     for denied in ("-move", "-copy", "-@admin", "-@dangerous", "-client|tracking", "-pubsub", "-function"):
         assert denied in rules
     assert "resetchannels" in rules
