@@ -20,13 +20,15 @@ import redis
 from opkit import StartOperator, apply, condition, events, get, jobqueue, wait_condition, wait_for
 
 import devenv
+import images
 import jobqueue as jq
 import podrunner
 from jobqueue_operator.builders import redisacl
 
 SECRET = "jobqueue-default-redis"
 ADMIN_PASSWORD = f"admin-{uuid.uuid4().hex}"
-WORKER = {"image": "registry.invalid/glec-jobs:1", "imports": ["glec_jobs"], "mode": "thread"}
+#: the demo's job image (built for the session's pod runner): its pods really run
+WORKER = {"image": images.GLEC_JOBS.ref, "imports": ["glec_jobs"], "mode": "thread"}
 
 
 @pytest.fixture(scope="module")
