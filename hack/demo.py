@@ -111,6 +111,9 @@ class Demo:
         self.run("helm", "upgrade", "--install", RELEASE, str(ROOT / "helm" / "jobqueue-operator"),
                  "--namespace", OPERATOR_NAMESPACE, "--create-namespace",
                  "--set", f"redis.url={self.state['redis_url']}", "--set", "operator.logFormat=plain",
+                 # one tenant on a throw-away local Redis without a password: namespace
+                 # isolation (the chart's default) needs a password on the default user
+                 "--set", "redis.isolation=none",
                  "--wait", "--timeout", "120s")
         devenv.wait_until("the operator to serve", self._operator_ready, timeout=120)
         self.say("operator running: " + self.kubectl(

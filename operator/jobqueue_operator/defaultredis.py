@@ -27,6 +27,13 @@ settings sweep calls :meth:`DefaultRedisSecrets.sweep`, which re-reads every Sec
 makes it exact: one deleted by hand, or by the garbage collector in a race with a new
 owner, is back within ``JOBQUEUE_RESYNC_SECONDS``.
 
+**Namespace isolation** (``JOBQUEUE_REDIS_ISOLATION=namespace``): the Secret holds the
+namespace's own credentials (:mod:`jobqueue_operator.tenancy`) instead of the operator's URL.
+Its password is kept across restarts (the Secret is where it lives; Redis stores only a
+hash), re-applied to Redis by every verifying pass (a restarted Redis forgets ACL users),
+replaced when the Secret is deleted by hand (that is how a password is rotated: the new
+revision rolls the workers), and the user is deleted with the Secret.
+
 Size: an owner reference takes ~150 bytes; :data:`OWNER_LIMIT` of them keep the Secret
 small however many JobQueues a namespace holds.
 """
@@ -38,8 +45,8 @@ import logging
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
-from jobqueue_operator import errors, index, k8s
-from jobqueue_operator.builders import names, redissecret
+from jobqueue_operator import errors, index, k8s, tenancy
+from jobqueue_operator.builders import names, redisacl, redissecret
 
 logger = logging.getLogger(__name__)
 
@@ -71,10 +78,12 @@ def pick_owners(eligible: Iterable[redissecret.Owner],
 
 class DefaultRedisSecrets:
     def __init__(self, kube: k8s.Kube, url: str | None,
-                 queues: Callable[[], Iterable[index.QueueRef]]) -> None:
+                 queues: Callable[[], Iterable[index.QueueRef]],
+                 tenants: tenancy.Tenancy | None = None) -> None:
         self._kube = kube
         self._url = url
         self._queues = queues
+        self._tenants = tenants if tenants is not None and tenants.isolated else None
         self._locks: dict[str, asyncio.Lock] = {}
         self._known: dict[str, _State] = {}
         #: the last revision of each namespace's URL, kept when the Secret goes: recreating
@@ -98,35 +107,47 @@ class DefaultRedisSecrets:
         """Make the namespace's Secret what it should be and return its revision (None: it
         should not exist). ``jobqueue``: the JobQueue being reconciled, and whether it uses
         the default Redis now. ``verify``: re-read the Secret even if nothing seems to have
-        changed. Raises :class:`~jobqueue_operator.errors.RedisSecretConflict` and
-        :class:`~jobqueue_operator.k8s.ApiError`."""
+        changed. Raises :class:`~jobqueue_operator.errors.RedisSecretConflict`,
+        :class:`~jobqueue_operator.k8s.ApiError`, and with namespace isolation the Redis errors
+        of setting up its credentials."""
         async with self._locks.setdefault(namespace, asyncio.Lock()):
             known = self._known.get(namespace)
+            # the URL it should hold: the operator's, or (isolation) the namespace's own as last
+            # known (worked out again below whenever the Secret is read)
+            default_url = self._url if self._tenants is None else known.url if known is not None else None
             if (not verify and known is not None and jobqueue is not None and uses_default
-                    and self._url is not None and known.url == self._url
+                    and default_url is not None and known.url == default_url
                     and (jobqueue in known.owners or len(known.owners) >= OWNER_LIMIT)):
                 return known.revision  # the common case, decided without looking at the index
             eligible = self._eligible(namespace, jobqueue, uses_default)
             owners = pick_owners(eligible, {o.uid for o in known.owners} if known else ())
-            url = self._url if owners else None
-            if not verify and known is not None and self._settled(known, url, owners, jobqueue, uses_default):
+            url = default_url if owners else None
+            if (not verify and known is not None and (url is not None or not owners)
+                    and self._settled(known, url, owners, jobqueue, uses_default)):
                 return known.revision if url is not None else None
             self._known.pop(namespace, None)  # unknown until the API has answered
             body = await self._kube.get_secret(namespace, redissecret.SECRET_NAME)
             live = None if body is None else redissecret.Live.of(body)
             if live is not None and not live.ours:
                 raise errors.RedisSecretConflict(namespace, redissecret.SECRET_NAME)
-            if url is None:
+            if not owners:
                 if live is not None:
                     await self._kube.delete_secret(namespace, redissecret.SECRET_NAME)
                     logger.info("deleted Secret %s/%s: no JobQueue there uses the default Redis any more",
                                 namespace, redissecret.SECRET_NAME)
+                if self._tenants is not None and (live is not None or (known and known.url)):
+                    # (also when the garbage collector deleted the Secret with its last owner)
+                    await self._tenants.revoke(namespace)
                 self._known[namespace] = _ABSENT
                 return None
             owners = pick_owners(eligible, live.owners if live is not None else ())
+            if self._tenants is not None:
+                url = await self._tenants.credentials(
+                    namespace, redisacl.password_of(live.url if live else None, namespace))
+            assert url is not None
             remembered = self._revisions.get(namespace)
             revision = redissecret.revision(
-                live, url, known=remembered[1] if remembered and remembered[0] == url else 0)
+                live, url, known=0 if remembered is None else remembered[1] + (remembered[0] != url))
             if live is None or (live.url, live.revision, live.owners) != (
                     url, revision, frozenset(o.uid for o in owners)):
                 await self._kube.apply(
@@ -166,7 +187,8 @@ class DefaultRedisSecrets:
             return
         try:
             await self.ensure(namespace, jobqueue, uses_default=False)
-        except (errors.RedisSecretConflict, k8s.ApiError) as e:
+        except (errors.RedisSecretConflict, errors.RedisConfigError, errors.RedisUnavailable,
+                k8s.ApiError) as e:
             logger.warning("Secret %s/%s not updated after JobQueue %s left the default Redis: %s",
                            namespace, redissecret.SECRET_NAME, jobqueue.name, e)
 
@@ -179,7 +201,8 @@ class DefaultRedisSecrets:
             return
         try:
             await self.ensure(namespace, jobqueue, uses_default=False, verify=True)
-        except (errors.RedisSecretConflict, k8s.ApiError) as e:
+        except (errors.RedisSecretConflict, errors.RedisConfigError, errors.RedisUnavailable,
+                k8s.ApiError) as e:
             logger.warning("Secret %s/%s: no owner put in the place of deleted JobQueue %s: %s",
                            namespace, redissecret.SECRET_NAME, jobqueue.name, e)
 
@@ -191,7 +214,7 @@ class DefaultRedisSecrets:
         for namespace in sorted(namespaces):
             try:
                 await self.ensure(namespace, verify=True)
-            except errors.RedisSecretConflict as e:
+            except (errors.RedisSecretConflict, errors.RedisConfigError, errors.RedisUnavailable) as e:
                 logger.warning("%s", e)
             except k8s.ApiError as e:
                 logger.warning("Secret %s/%s not checked: %s", namespace, redissecret.SECRET_NAME,

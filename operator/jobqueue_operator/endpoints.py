@@ -1,5 +1,10 @@
 """Which Redis a JobQueue lives in: ``spec.redis.urlSecretRef``, else the operator's default.
 
+A JobQueue's own URL must pass the admin's rules (:mod:`jobqueue_operator.hostpolicy`:
+no ``unix://``, only allowed hosts) before the operator ever connects to it. The default
+Redis is the admin's own choice; with namespace isolation its URL is the operator's, on the
+namespace's database (:mod:`jobqueue_operator.tenancy`).
+
 Resolution reads the Secret through the API (RBAC ``get secrets``) and caches it briefly:
 the autoscaler resolves every queue every second and must not turn that into Secret
 reads, while a reconcile asks for a fresh read so that a Secret created (or fixed) just
@@ -11,20 +16,23 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Final
 
-from jobqueue_operator import errors, index, k8s, models, redisq
+from jobqueue_operator import errors, hostpolicy, index, k8s, models, redisq, tenancy
 
 #: Seconds a Secret read is reused by non-fresh lookups.
 CACHE_SECONDS: Final = 10.0
 
 
 class Endpoints:
-    def __init__(self, kube: k8s.Kube, default_url: str | None, *, ttl: float = CACHE_SECONDS) -> None:
+    def __init__(self, kube: k8s.Kube, default_url: str | None, *, ttl: float = CACHE_SECONDS,
+                 tenants: tenancy.Tenancy | None = None, allowed_hosts: Sequence[str] = ()) -> None:
         self._kube = kube
         self._default = default_url
         self._ttl = ttl
+        self._tenants = tenants if tenants is not None and tenants.isolated else None
+        self._allowed = tuple(allowed_hosts)
         self._secrets: dict[tuple[str, str], tuple[float, dict[str, bytes] | None]] = {}
 
     async def url(self, namespace: str, redis: models.RedisSpec | None, *, fresh: bool = False) -> str:
@@ -35,10 +43,18 @@ class Endpoints:
                     "NoRedisConfigured", "spec.redis is not set and the operator has no default Redis "
                     "(JOBQUEUE_REDIS_URL)")
             redisq.check_url(self._default)
+            if self._tenants is not None:
+                return await self._tenants.operator_url(namespace)
             return self._default
-        url = await self._value(namespace, redis.url_secret_ref, "spec.redis.urlSecretRef", fresh=fresh,
+        ref = redis.url_secret_ref
+        url = await self._value(namespace, ref, "spec.redis.urlSecretRef", fresh=fresh,
                                 not_text="InvalidRedisURL")
         redisq.check_url(url)
+        refused = hostpolicy.refusal(url, self._allowed)
+        if refused:
+            raise errors.RedisConfigError(
+                "RedisURLRefused", f"spec.redis.urlSecretRef: Secret {namespace}/{ref.name} key {ref.key!r}: "
+                f"{refused}")
         return url
 
     async def by_url(self, refs: Iterable[index.QueueRef]) -> dict[str, list[index.QueueRef]]:
@@ -47,7 +63,9 @@ class Endpoints:
         by_url: dict[str, list[index.QueueRef]] = collections.defaultdict(list)
         resolved: dict[tuple[str, tuple[str, str] | None], str | None] = {}
         for ref in refs:
-            where = (ref.namespace, ref.redis_secret) if ref.redis_secret else ("", None)
+            # (with namespace isolation, each namespace has its own database of the default Redis)
+            shared = ref.redis_secret is None and self._tenants is None
+            where = ("", None) if shared else (ref.namespace, ref.redis_secret)
             if where not in resolved:
                 try:
                     resolved[where] = await self.url(ref.namespace, ref.redis_spec)

@@ -43,7 +43,8 @@ class QueueNameTaken(JobQueueOperatorError):
     """The queue name is published by another JobQueue (``owner``: its namespace and name)."""
 
     def __init__(self, queue_name: str, owner: tuple[str, str]) -> None:
-        super().__init__(f"queue {queue_name!r} is already declared by JobQueue {owner[0]}/{owner[1]}")
+        # (the message names no JobQueue: the owner may be another tenant's)
+        super().__init__(f"queue {queue_name!r} is already declared by another JobQueue")
         self.queue_name = queue_name
         self.owner = owner
 

@@ -51,6 +51,7 @@ from jobqueue_operator import (
     redisq,
     statuskeeper,
     sweeper,
+    tenancy,
 )
 from jobqueue_operator import settings as operator_settings
 from jobqueue_operator.builders import cronjob, deployment, names
@@ -79,6 +80,7 @@ class Runtime:
     reconciler: reconcile.Reconciler
     sweeper: sweeper.Sweeper
     sweep_task: asyncio.Task[None]
+    tenants: tenancy.Tenancy
     #: None when JOBQUEUE_POLL_INTERVAL=0 (replicas left to someone else)
     autoscaler: scaling_poller.Autoscaler | None = None
     #: jobs that failed for good → Events, a metric, spec.failureNotification
@@ -127,6 +129,12 @@ def _refs(idx: kopf.Index[index.Key, index.QueueRef]) -> Iterator[index.QueueRef
         yield from store
 
 
+def _endpoints(kube: k8s.Kube, config: operator_settings.Settings,
+               tenants: tenancy.Tenancy) -> endpoints.Endpoints:
+    return endpoints.Endpoints(kube, config.redis_url, tenants=tenants,
+                               allowed_hosts=config.redis_allowed_hosts)
+
+
 def worker_defaults(config: operator_settings.Settings) -> deployment.WorkerDefaults:
     """What the operator's settings contribute to every worker and CronJob pod (never the
     default Redis URL itself: the pods read it from a Secret)."""
@@ -164,20 +172,19 @@ async def startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo,
     tune(settings)
     kube = k8s.Kube.connect()
     hub = redisq.RedisHub(timeout=config.redis_timeout_seconds)
-    eps = endpoints.Endpoints(kube, config.redis_url)
+    tenants = tenancy.Tenancy(hub, config.redis_url, isolated=config.redis_isolation == "namespace")
+    eps = _endpoints(kube, config, tenants)
     emit = _emitter(kube)
-    deployments = worker_deployment_index
-    assert deployments is not None
     reconciler = reconcile.Reconciler(
         kube=kube, hub=hub, endpoints=eps, keeper=statuskeeper.StatusKeeper(kube, emit), emit=emit,
         defaults=worker_defaults(config),
         secrets=defaultredis.DefaultRedisSecrets(kube, config.redis_url,
-                                                 queues=lambda: _refs(jobqueue_index)),
-        deployment_seen=lambda key: key in deployments)
+                                                 queues=lambda: _refs(jobqueue_index), tenants=tenants))
     sweep = sweeper.Sweeper(reconciler=reconciler, kube=kube, hub=hub, endpoints=eps, config=config,
                             queues=lambda: _refs(jobqueue_index))
     memo.runtime = Runtime(config=config, kube=kube, hub=hub, reconciler=reconciler, sweeper=sweep,
-                           sweep_task=asyncio.create_task(sweep.run(), name="settings-sweep"))
+                           sweep_task=asyncio.create_task(sweep.run(), name="settings-sweep"),
+                           tenants=tenants)
     if config.poll_interval > 0:
         assert worker_deployment_index is not None
         assert worker_pod_index is not None
@@ -309,7 +316,7 @@ async def recurring_startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo,
     settings.watching.label_selectors["batch", "cronjobs"] = cronjob.CRONJOB_SELECTOR
     config = runtime.config
     jobs = recurring.RecurringJobs(
-        kube=runtime.kube, hub=runtime.hub, endpoints=endpoints.Endpoints(runtime.kube, config.redis_url),
+        kube=runtime.kube, hub=runtime.hub, endpoints=_endpoints(runtime.kube, config, runtime.tenants),
         emit=_emitter(runtime.kube), defaults=worker_defaults(config))
     memo.recurring = RecurringRuntime(jobs, asyncio.create_task(jobs.run(), name="recurringjob-refresher"))
 
@@ -330,6 +337,8 @@ async def reconcile_recurringjob(body: kopf.Body, memo: kopf.Memo, **_: Any) -> 
         outcome = await _recurring(memo).reconcile(_raw(body))
     except k8s.ApiError as e:
         raise kopf.TemporaryError(f"Kubernetes API error: {k8s.message(e)}", delay=RETRY_DELAY) from e
+    if outcome.retry_error:
+        raise kopf.TemporaryError(outcome.retry_error, delay=SECRET_RETRY_DELAY)
     if outcome.permanent_error:
         raise kopf.PermanentError(outcome.permanent_error)
 

@@ -119,6 +119,17 @@ class Kube:
             patch_type=PatchType.APPLY, field_manager=field_manager, force=True)
         return _as_dict(result)
 
+    async def delete_deployment(self, namespace: str, name: str) -> None:
+        """Delete a Deployment (already gone is fine); its pods go with it."""
+        await self._delete(Deployment, namespace, name)
+
+    async def _delete(self, resource: Any, namespace: str, name: str) -> None:
+        try:
+            await self._client.delete(resource, name, namespace=namespace)
+        except ApiError as e:
+            if not is_not_found(e):
+                raise
+
     async def get_cronjob(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._get(CronJob, namespace, name)
 
@@ -194,11 +205,7 @@ class Kube:
 
     async def delete_secret(self, namespace: str, name: str) -> None:
         """Delete a Secret (already gone is fine)."""
-        try:
-            await self._client.delete(Secret, name, namespace=namespace)
-        except ApiError as e:
-            if not is_not_found(e):
-                raise
+        await self._delete(Secret, namespace, name)
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
         """A Secret's decoded data, or None if it does not exist."""

@@ -40,7 +40,7 @@ RECURRINGJOB_PLURAL: Final = "recurringjobs"
 MAX_NAME_LENGTH: Final = 63
 
 #: Environment variables the operator sets on every worker; ``worker.env`` may not redefine them.
-RESERVED_ENV: Final = ("JOBQUEUE_REDIS_URL", "POD_NAME", "POD_NAMESPACE")
+RESERVED_ENV: Final = ("JOBQUEUE_REDIS_URL", "POD_NAME", "POD_NAMESPACE", "JOBQUEUE_NAME")
 
 # Regular expressions shared by the CEL rules (CEL uses RE2: no look-arounds).
 DNS_LABEL: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"

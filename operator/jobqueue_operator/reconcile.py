@@ -2,15 +2,25 @@
 
 Level-based and idempotent: :meth:`Reconciler.reconcile` computes everything from the
 object as it is now, so kopf may call it on create, update and resume (and the Deployment
-watch and the settings sweep may call it again) without harm. Publishing the settings and
-applying the Deployment are independent and run concurrently (a new pod needs seconds to
-start; the settings take milliseconds).
+watch and the settings sweep may call it again) without harm. The settings are published
+first (milliseconds), then the Deployment is applied.
 
-**Redis problems never fail the reconcile.** An unreachable Redis, a missing Secret or a
-queue name taken by another JobQueue become the ``RedisReachable``/``Ready`` conditions;
-the Deployment is applied anyway, and the settings sweep
+**A queue belongs to one JobQueue.** If another JobQueue already publishes the queue name
+in that Redis, this one gets no workers: no Deployment is created, and one it had (it was
+renamed onto the taken name) is deleted, so its image never takes the other queue's jobs
+(``Ready=False``, ``QueueNameConflict``; the message names the other JobQueue only when it
+is in the same namespace). The workers check it too: they refuse settings published by any
+other JobQueue than their own (``JOBQUEUE_NAME``/``POD_NAMESPACE``).
+
+**Other Redis problems never fail the reconcile.** An unreachable Redis or a missing
+Secret become the ``RedisReachable``/``Ready`` conditions; the Deployment is applied
+anyway (its workers wait for their settings), and the settings sweep
 (:mod:`jobqueue_operator.sweeper`) publishes as soon as the Redis answers. Only Kubernetes
 API errors propagate (the handler turns them into kopf retries).
+
+**Never someone else's Deployment.** A Deployment of the worker Deployment's name that lacks
+our labels or this JobQueue's controller reference is left alone (``Ready=False``,
+``NameConflict``, retried: it may be deleted meanwhile).
 
 **The default Redis URL reaches the pods through a Secret.** For a queue without
 ``spec.redis`` the namespace's Secret of the operator's default URL
@@ -42,7 +52,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -60,8 +70,9 @@ logger = logging.getLogger(__name__)
 #: beyond a few dozen concurrent requests a 2-core API server gets no faster anyway.
 CONCURRENT_RECONCILES: Final = 32
 #: Ready reasons of a Deployment held back because the default-Redis Secret could not be
-#: written: retried (the cause is outside the JobQueue's spec), unlike a refused Deployment.
-SECRET_PROBLEMS: Final = frozenset({"RedisSecretConflict", "RedisSecretFailed"})
+#: written, or its name is someone else's Deployment's: retried (the cause is outside the
+#: JobQueue's spec), unlike a refused Deployment.
+SECRET_PROBLEMS: Final = frozenset({"RedisSecretConflict", "RedisSecretFailed", "NameConflict"})
 
 
 @dataclass(frozen=True)
@@ -73,11 +84,25 @@ class Outcome:
     retry_error: str | None = None
 
 
+def _ours(current: Mapping[str, Any], uid: str) -> bool:
+    """A live worker Deployment is ours: our labels and this JobQueue's controller reference."""
+    return names.owned_by_us(current, kind=models.JOBQUEUE_KIND, component=names.WORKER_COMPONENT,
+                             owner_uid=uid)
+
+
+def conflict_message(namespace: str, queue: str, owner: index.Key) -> str:
+    """Why a JobQueue gets no workers: its queue name is taken. The owner is named only when
+    it is in the same namespace (another namespace is another tenant: not even its name)."""
+    who = (f"JobQueue {owner[1]} of this namespace" if owner[0] == namespace
+           else "a JobQueue of another namespace")
+    return (f"queue name {queue!r} is already declared by {who} in this Redis; this JobQueue gets no "
+            "workers until it declares a queue name of its own (spec.queueName)")
+
+
 class Reconciler:
     def __init__(self, *, kube: k8s.Kube, hub: redisq.RedisHub, endpoints: endpoints.Endpoints,
                  keeper: StatusKeeper, defaults: deployment.WorkerDefaults, emit: Emit,
-                 secrets: defaultredis.DefaultRedisSecrets,
-                 deployment_seen: Callable[[index.Key], bool] = lambda key: True) -> None:
+                 secrets: defaultredis.DefaultRedisSecrets) -> None:
         self._kube = kube
         self._hub = hub
         self._endpoints = endpoints
@@ -85,7 +110,6 @@ class Reconciler:
         self._secrets = secrets
         self._defaults = defaults
         self._emit = emit
-        self._deployment_seen = deployment_seen
         self._locks: dict[index.Key, asyncio.Lock] = {}
         self._slots = asyncio.Semaphore(CONCURRENT_RECONCILES)
         self._queues: dict[index.Key, str] = {}
@@ -133,13 +157,23 @@ class Reconciler:
         queue = spec.effective_queue_name(namespace, name)
         settings = published.queue_settings(namespace=namespace, name=name, generation=generation, spec=spec)
         previous_queue = (body.get("status") or {}).get("queueName")
-        publishing = asyncio.create_task(self._publish(namespace, name, spec, settings, previous_queue))
+        # The live Deployment is read while the Secret and the settings are written (its
+        # owner must be checked before any write, and the read costs no time this way). The
+        # default Redis's Secret comes first: with namespace isolation it also sets up the
+        # namespace's database, where the settings are published.
+        reading = asyncio.create_task(self._kube.get_deployment(namespace, names.deployment_name(name)))
         try:
-            summary, apply_error = await self._apply_deployment(body, spec, queue)
+            revision, apply_error = await self._default_secret(body, spec)
+            publication = await self._publish(namespace, name, spec, settings, previous_queue)
+            current = await reading
         except BaseException:
-            publishing.cancel()
+            reading.cancel()
             raise
-        publication = await publishing
+        summary = None
+        if publication.reachable and not publication.published:  # another JobQueue's queue
+            await self._stop_workers(body, current)
+        elif apply_error is None:
+            summary, apply_error = await self._apply_deployment(body, spec, queue, revision, current)
         if publication.published and (body.get("status") or {}).get("observedGeneration") != generation:
             await self._emit(object_ref(body), type="Normal", reason="SettingsPublished",
                              message=publication.message)
@@ -162,44 +196,79 @@ class Reconciler:
                 await self._hub.publish(url, settings)
             except errors.QueueNameTaken as taken:
                 if await self._still_declares(taken.owner, queue):
-                    return status.Publication.conflict(
-                        f"queue name {queue!r} is already declared by JobQueue {taken.owner[0]}/"
-                        f"{taken.owner[1]} in Redis {redisq.redact(url)}; choose another spec.queueName")
+                    return status.Publication.conflict(conflict_message(namespace, queue, taken.owner))
                 await self._hub.publish(url, settings, replace=taken.owner)  # the other one is gone
         except errors.RedisConfigError as e:
             return status.Publication.unreachable(e.reason, e.message)
         except errors.RedisUnavailable as e:
             return status.Publication.unreachable("RedisUnavailable", str(e))
         except errors.QueueNameTaken as e:  # lost a race against yet another JobQueue
-            return status.Publication.conflict(str(e))
+            return status.Publication.conflict(conflict_message(namespace, queue, e.owner))
         return status.Publication.ok(queue, settings.generation)
 
     async def _still_declares(self, owner: index.Key, queue: str) -> bool:
-        body = await self._kube.get_jobqueue(*owner)
+        """Whether JobQueue ``owner`` (which published ``queue``) still declares it. Unsure —
+        a namespace this operator may not read — counts as yes: the name stays taken."""
+        try:
+            body = await self._kube.get_jobqueue(*owner)
+        except k8s.ApiError as e:
+            if k8s.is_forbidden(e):
+                return True
+            raise
         if body is None:
             return False
         ref = index.queue_ref(body)
         return ref is not None and not ref.deleting and ref.queue_name == queue
 
-    async def _apply_deployment(self, body: Mapping[str, Any], spec: models.JobQueueSpec, queue: str,
-                                ) -> tuple[status.DeploymentSummary | None, tuple[str, str] | None]:
-        """The Deployment's summary, or why it was not applied as (reason, message)."""
+    async def _stop_workers(self, body: Mapping[str, Any], current: Mapping[str, Any] | None) -> None:
+        """No workers for a queue another JobQueue owns: delete this JobQueue's Deployment
+        (``current``, if there is one and it is really ours)."""
         meta = body["metadata"]
-        namespace, owner = meta["namespace"], redissecret.Owner(meta["name"], meta["uid"])
-        revision = None
+        namespace, dep_name = meta["namespace"], names.deployment_name(meta["name"])
+        if current is None or not _ours(current, meta["uid"]):
+            return
+        await self._kube.delete_deployment(namespace, dep_name)
+        await self._emit(object_ref(body), type="Warning", reason="WorkersStopped",
+                         message=f"deleted worker Deployment {dep_name}: its queue is another JobQueue's")
+        logger.warning("JobQueue %s/%s: deleted Deployment %s, its queue name is another JobQueue's",
+                       namespace, meta["name"], dep_name)
+
+    async def _default_secret(self, body: Mapping[str, Any], spec: models.JobQueueSpec,
+                              ) -> tuple[int | None, tuple[str, str] | None]:
+        """For a queue on the default Redis: its Secret's revision, or why the Secret could not
+        be written as (reason, message)."""
         if spec.redis is None:
+            meta = body["metadata"]
+            namespace, owner = meta["namespace"], redissecret.Owner(meta["name"], meta["uid"])
             try:
-                revision = await self._secrets.ensure(namespace, owner)
+                return await self._secrets.ensure(namespace, owner), None
             except errors.RedisSecretConflict as e:
                 return None, ("RedisSecretConflict", str(e))
+            except (errors.RedisConfigError, errors.RedisUnavailable) as e:
+                return None, ("RedisSecretFailed",
+                              f"the operator could not set up this namespace's credentials for the default "
+                              f"Redis: {e}")
             except k8s.ApiError as e:
                 if not (k8s.is_forbidden(e) or k8s.is_invalid(e)):
                     raise
                 return None, ("RedisSecretFailed",
                               f"the operator could not write Secret {namespace}/{redissecret.SECRET_NAME} "
                               f"(the default Redis URL of the pods): {k8s.message(e)}")
+        return None, None
+
+    async def _apply_deployment(self, body: Mapping[str, Any], spec: models.JobQueueSpec, queue: str,
+                                revision: int | None, current: Mapping[str, Any] | None,
+                                ) -> tuple[status.DeploymentSummary | None, tuple[str, str] | None]:
+        """The Deployment's summary, or why it was not applied as (reason, message).
+        ``current``: the live Deployment of that name (None: there is none)."""
+        meta = body["metadata"]
+        namespace, owner = meta["namespace"], redissecret.Owner(meta["name"], meta["uid"])
+        if current is not None and not _ours(current, meta["uid"]):
+            dep_name = names.deployment_name(meta["name"])
+            return None, ("NameConflict", names.name_conflict("Deployment", namespace, dep_name,
+                                                               f"JobQueue {meta['name']}"))
         try:
-            summary = await self._ensure_deployment(body, spec, queue, revision)
+            summary = await self._ensure_deployment(body, spec, queue, revision, current)
         except k8s.ApiError as e:
             if not k8s.is_invalid(e):
                 raise
@@ -209,20 +278,15 @@ class Reconciler:
             await self._secrets.release(namespace, owner)
         return summary, None
 
-    async def _ensure_deployment(self, body: Mapping[str, Any], spec: models.JobQueueSpec,
-                                 queue: str, redis_revision: int | None) -> status.DeploymentSummary:
+    async def _ensure_deployment(self, body: Mapping[str, Any], spec: models.JobQueueSpec, queue: str,
+                                 redis_revision: int | None,
+                                 current: Mapping[str, Any] | None) -> status.DeploymentSummary:
+        """Apply the worker Deployment (``current``: the live one, ours, or None)."""
         meta = body["metadata"]
         desired = deployment.build(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"],
                                    spec=spec, queue_name=queue, defaults=self._defaults,
                                    redis_revision=redis_revision)
         namespace, dep_name = meta["namespace"], desired["metadata"]["name"]
-        # A JobQueue never reconciled whose Deployment the watch has never shown is new: its
-        # Deployment is created without reading it first (one API round trip less between
-        # `kubectl apply` and the Deployment). Anything else reads the live object, so that
-        # replicas another manager owns are never reset.
-        brand_new = (not (body.get("status") or {}).get("observedGeneration")
-                     and not self._deployment_seen((namespace, meta["name"])))
-        current = None if brand_new else await self._kube.get_deployment(namespace, dep_name)
         op = names.OPERATOR_MANAGER
         if current is None:
             initial = 0 if spec.suspend else spec.scaling.min_replicas

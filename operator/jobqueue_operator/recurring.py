@@ -22,6 +22,11 @@ when it appears and when it is fixed:
 * ``ScheduleNeverFires`` — a schedule like ``0 0 30 2 *``: valid cron, no date.
 * ``CronJobRejected`` — the API server refused the CronJob anyway (e.g. its time zone
   database differs from the operator's); the message is the API server's.
+* ``NameConflict`` — a CronJob of that name exists and is not this RecurringJob's (our
+  labels and its controller reference): it is never applied, suspended or taken over;
+  retried, as it may be deleted meanwhile.
+* ``QueueNameConflict`` — the target JobQueue's queue name is published by another JobQueue
+  (the JobQueue says so too, and gets no workers).
 * ``RedisUnreachable`` / ``QueueNotPublished`` — ticks would fail: the queue's Redis does not
   answer (the ``RedisReachable`` condition says why), or its settings are not published there.
 * ``InvalidSpec`` — the object does not match the operator's model (CRD older than the operator).
@@ -47,6 +52,7 @@ from typing import Any, Final
 
 import pydantic
 
+from jobqueue.redaction import redact
 from jobqueue_operator import endpoints, errors, k8s, metrics, models, redisq, statuskeeper
 from jobqueue_operator.builders import cronjob, deployment, names, status
 from jobqueue_operator.index import Key
@@ -112,6 +118,8 @@ class RedisFacts:
     #: RQ status of the job ``job_id`` (None: not in Redis)
     job_status: str | None = None
     job_id: str | None = None
+    #: the settings there are the target JobQueue's (not another JobQueue's of that name)
+    owned: bool = True
 
     @classmethod
     def unreachable(cls, reason: str, message: str) -> RedisFacts:
@@ -170,7 +178,8 @@ def next_tick(facts: Facts, now: datetime.datetime) -> tuple[datetime.datetime |
         return None, f"cannot compute the next tick of {facts.schedule!r} in {facts.time_zone}: {e}"
 
 
-def ready_condition(facts: Facts, never: str | None) -> tuple[status.ConditionStatus, str, str]:
+def ready_condition(facts: Facts, never: str | None,  # noqa: PLR0911 (a decision table)
+                    ) -> tuple[status.ConditionStatus, str, str]:
     redis = facts.redis
     if facts.problem is not None:
         return "False", *facts.problem
@@ -178,6 +187,10 @@ def ready_condition(facts: Facts, never: str | None) -> tuple[status.ConditionSt
         return "False", "ScheduleNeverFires", never
     if redis is not None and not redis.reachable:
         return "False", "RedisUnreachable", redis.message
+    if redis is not None and redis.published and not redis.owned:
+        return "False", "QueueNameConflict", (
+            f"queue {facts.queue_name!r} is published by another JobQueue than the target one (see the "
+            "JobQueue's conditions): its ticks would not reach that JobQueue's workers")
     if redis is not None and not redis.published:
         return "False", "QueueNotPublished", (
             f"queue {facts.queue_name!r} has no published settings in its Redis (see the JobQueue's "
@@ -256,9 +269,11 @@ def _parse_time(text: Any) -> datetime.datetime | None:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What the handler needs to know: a permanent failure (retrying the same spec is useless)."""
+    """What the handler needs to know: a permanent failure (retrying the same spec is useless),
+    or one to retry later although nothing in the spec changes."""
 
     permanent_error: str | None = None
+    retry_error: str | None = None
 
 
 class _Missing:
@@ -392,13 +407,12 @@ class RecurringJobs:
                     raise
                 problem = ("CronJobRejected", f"the API server refused CronJob {cron_name}: {k8s.message(e)}")
                 outcome = Outcome(permanent_error=problem[1])
+            if live is None and problem is None:
+                problem = ("NameConflict", names.name_conflict("CronJob", namespace, cron_name,
+                                                              f"RecurringJob {name}"))
+                outcome = Outcome(retry_error=problem[1])
         else:
-            live = await self._kube.get_cronjob(namespace, cron_name)
-            if live is not None and problem[0] == "QueueMissing":
-                if not (live.get("spec") or {}).get("suspend"):
-                    live = await self._kube.suspend_cronjob(namespace, cron_name,
-                                                            field_manager=names.OPERATOR_MANAGER)
-                problem = (problem[0], f"{problem[1]}; CronJob {cron_name} is suspended until it exists")
+            live, problem = await self._hold(namespace, cron_name, meta["uid"], problem)
 
         facts = replace(facts, problem=problem, cronjob=None if live is None else CronJobSummary.of(live))
         entry.target = target if isinstance(target, cronjob.QueueTarget) and problem is None else None
@@ -420,9 +434,31 @@ class RecurringJobs:
             return f"JobQueue {queue!r} cannot be read: {e}"
         return cronjob.target(namespace=namespace, name=queue, spec=spec)
 
-    async def _apply(self, body: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+    async def _hold(self, namespace: str, cron_name: str, uid: str, problem: tuple[str, str],
+                    ) -> tuple[dict[str, Any] | None, tuple[str, str]]:
+        """No CronJob can be built: the live one (None: none of ours) and the problem to report.
+        Without its queue every tick would fail, so the CronJob is suspended until it is back."""
+        live = await self._kube.get_cronjob(namespace, cron_name)
+        if live is None or not self._ours(live, uid):
+            return None, problem  # someone else's CronJob: not ours to suspend, nor to report on
+        if problem[0] == "QueueMissing":
+            if not (live.get("spec") or {}).get("suspend"):
+                live = await self._kube.suspend_cronjob(namespace, cron_name,
+                                                        field_manager=names.OPERATOR_MANAGER)
+            problem = (problem[0], f"{problem[1]}; CronJob {cron_name} is suspended until it exists")
+        return live, problem
+
+    @staticmethod
+    def _ours(cron: Mapping[str, Any], uid: str) -> bool:
+        return names.owned_by_us(cron, kind=models.RECURRINGJOB_KIND, component=cronjob.COMPONENT,
+                                 owner_uid=uid)
+
+    async def _apply(self, body: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Apply the CronJob; None if its name is taken by a CronJob not this RecurringJob's."""
         meta = desired["metadata"]
         before = await self._kube.get_cronjob(meta["namespace"], meta["name"])
+        if before is not None and not self._ours(before, body["metadata"]["uid"]):
+            return None
         live = await self._kube.apply(desired, field_manager=names.OPERATOR_MANAGER)
         ref = object_ref(body)
         if before is None:
@@ -452,8 +488,9 @@ class RecurringJobs:
             return RedisFacts.unreachable(e.reason, e.message)
         except errors.RedisUnavailable as e:
             return RedisFacts.unreachable("RedisUnavailable", str(e))
-        return RedisFacts(True, "Reachable", f"Redis {redisq.redact(url)} answered", state.published,
-                          state.job_status, job_id)
+        owned = state.owner is None or state.owner == (namespace, target.name)
+        return RedisFacts(True, "Reachable", f"Redis {redact(url)} answered", state.published,
+                          state.job_status, job_id, owned=owned)
 
     # ---- status
 
@@ -582,6 +619,12 @@ class RecurringJobs:
     async def refresh_all(self) -> None:
         for key, entry in list(self._entries.items()):
             try:
+                problem = entry.facts.problem if entry.facts is not None else None
+                if problem is not None and problem[0] == "NameConflict" and entry.body is not None:
+                    # someone else's CronJob had the name (its deletion is no event of ours):
+                    # try again, whichever path found the conflict
+                    await self.reconcile(entry.body)
+                    continue
                 await self._refresh(entry)
             except Exception:  # one object's trouble must not stop the others' refreshes
                 logger.exception("RecurringJob %s/%s: status refresh failed", *key)

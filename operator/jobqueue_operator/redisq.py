@@ -5,13 +5,23 @@ The data plane (:mod:`jobqueue.settings`, :mod:`jobqueue.stats` and
 operator does it without hurting itself:
 
 * **One client per Redis URL**, shared by every queue on it (a connection pool each).
-* **A dedicated thread pool.** redis-py is synchronous; its calls run in a few threads of
-  their own, so a hanging Redis can occupy them but never kopf's executor or the loop.
-* **Short timeouts and a circuit breaker.** After a failure, calls to that Redis fail at
-  once (with the last error) for :data:`RETRY_AFTER_SECONDS`: a thousand queues on one dead
-  Redis cost one timeout, not a thousand.
-* **Redacted errors.** Messages name ``redis://host:port/db``, never the password, because
-  they end up in conditions, Events and logs.
+* **Threads of its own, and a dead server costs only its own queues.** redis-py is
+  synchronous; its calls run in thread pools of this module, never kopf's executor or the
+  loop. A server that answered its last call (*proven*) is called in the main pool; one
+  that never answered yet or failed since (*on probation*) only in a pool of its own, so
+  a dozen dead or hanging URLs of some JobQueues never delay the servers of the others.
+  Each server has at most :data:`CALLS_PER_SERVER` calls in flight (more wait, costing no
+  thread), a call gives up after :attr:`RedisHub.deadline` whatever the socket does
+  (a slow DNS answer is not covered by socket timeouts), and its thread stays counted
+  against its server until it really returns.
+* **A circuit breaker.** After a failure, calls to that server fail at once (with the
+  same message) for :data:`RETRY_AFTER_SECONDS`: a thousand queues on one dead Redis cost
+  one timeout, not a thousand.
+* **Messages that reveal nothing.** Status conditions and Events, which every JobQueue
+  author reads, say only that the server (``redis://host:port/db``, never a credential,
+  :func:`jobqueue.redaction.redact`) did not answer; what went wrong (refused, timed out,
+  wrong password) goes to the operator's log, so the operator cannot serve as a port
+  scanner for URLs someone put in a JobQueue.
 
 Settings ownership: a queue's settings are replaced or removed only by the JobQueue that
 published them (``namespace``/``jobqueue`` in the settings), so two JobQueues declaring the
@@ -21,12 +31,13 @@ same queue name in one Redis are reported instead of overwriting each other.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
+import logging
 import time
 import urllib.parse
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
 import pydantic
@@ -35,13 +46,23 @@ import redis
 from jobqueue import client as producer
 from jobqueue import failures, keys, payload, recovery, stats
 from jobqueue import settings as qsettings
+from jobqueue.redaction import check, redact, scrub
 from jobqueue_operator import errors
+from jobqueue_operator.builders import redisacl
+
+logger = logging.getLogger(__name__)
 
 #: How long a Redis that just failed is not tried again (calls fail fast meanwhile).
 RETRY_AFTER_SECONDS: Final = 5.0
-#: Threads for Redis calls: enough for a few slow Redis servers at once; a whole pool
-#: stuck on one dead server is what the circuit breaker prevents.
-THREADS: Final = 4
+#: Threads for proven servers: enough for many healthy servers at once.
+THREADS: Final = 8
+#: Threads for servers on probation (new, or failed since their last answer): they wait
+#: for each other, never for the healthy ones.
+PROBATION_THREADS: Final = 8
+#: Calls one server may have in flight (in a thread) at once.
+CALLS_PER_SERVER: Final = 2
+#: A call's deadline in socket timeouts (a connect and a few round trips).
+DEADLINE_TIMEOUTS: Final = 3.0
 
 T = TypeVar("T")
 #: The operator's consumer name in the failure stream's group (stable across restarts, so a
@@ -50,31 +71,20 @@ CONSUMER: Final = "jobqueue-operator"
 Owner = tuple[str, str]
 
 
-def redact(url: str) -> str:
-    """``url`` without user name and password."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-    except ValueError:
-        return "<malformed URL>"
-
-
 def check_url(url: str) -> None:
-    """Raise :class:`~jobqueue_operator.errors.RedisConfigError` if ``url`` is not a Redis URL."""
+    """Raise :class:`~jobqueue_operator.errors.RedisConfigError` if ``url`` is not a Redis URL.
+    The message quotes nothing of the URL but its redacted form."""
     problem = None
     try:
-        parts = urllib.parse.urlsplit(url)
+        check(url)
+        parts = urllib.parse.urlsplit(url.strip())
         if parts.scheme not in ("redis", "rediss", "unix"):
             problem = "the scheme must be redis://, rediss:// or unix://"
         elif parts.scheme != "unix" and not parts.hostname:
             problem = "no host"
         elif parts.scheme != "unix" and parts.path.strip("/") and not parts.path.strip("/").isdigit():
             problem = "the path must be a database number"
-        else:
-            _ = parts.port  # raises on a non-numeric port
-    except ValueError as e:
+    except ValueError as e:  # (check's messages quote nothing of the URL)
         problem = str(e)
     if problem:
         raise errors.RedisConfigError("InvalidRedisURL", f"invalid Redis URL {redact(url)!r}: {problem}")
@@ -86,45 +96,89 @@ def _owner(settings: qsettings.QueueSettings) -> Owner | None:
     return settings.namespace, settings.jobqueue
 
 
+@dataclass
+class _Server:
+    """One Redis URL as the hub knows it."""
+
+    client: redis.Redis
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CALLS_PER_SERVER))
+    #: its last call succeeded: its calls run in the main pool
+    proven: bool = False
+    #: (monotonic time until which calls fail at once, the message they fail with)
+    broken: tuple[float, str] | None = None
+
+
 class RedisHub:
     """Connections to every Redis the operator uses."""
 
     def __init__(self, *, timeout: float, retry_after: float = RETRY_AFTER_SECONDS) -> None:
         self._timeout = timeout
         self._retry_after = retry_after
-        self._clients: dict[str, redis.Redis] = {}
-        self._broken: dict[str, tuple[float, str]] = {}
-        self._pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="redis")
+        #: a call's deadline, whatever its socket does
+        self.deadline = timeout * DEADLINE_TIMEOUTS
+        self._servers: dict[str, _Server] = {}
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="redis")
+        self._probation = concurrent.futures.ThreadPoolExecutor(
+            max_workers=PROBATION_THREADS, thread_name_prefix="redis-probation")
+
+    def _server(self, url: str) -> _Server:
+        server = self._servers.get(url)
+        if server is None:
+            check_url(url)
+            client = redis.Redis.from_url(url, socket_timeout=self._timeout,
+                                          socket_connect_timeout=self._timeout, health_check_interval=30)
+            server = self._servers[url] = _Server(client)
+        return server
 
     def client(self, url: str) -> redis.Redis:
-        conn = self._clients.get(url)
-        if conn is None:
-            check_url(url)
-            conn = redis.Redis.from_url(url, socket_timeout=self._timeout,
-                                        socket_connect_timeout=self._timeout, health_check_interval=30)
-            self._clients[url] = conn
-        return conn
+        return self._server(url).client
+
+    def proven(self, url: str) -> bool:
+        """Whether the server at ``url`` answered its last call (a new or failing one did not)."""
+        server = self._servers.get(url)
+        return server is not None and server.proven
 
     async def run(self, url: str, fn: Callable[[redis.Redis], T]) -> T:
-        """Run ``fn(connection)`` in the Redis threads; Redis failures become RedisUnavailable."""
-        conn = self.client(url)
-        broken = self._broken.get(url)
-        if broken and time.monotonic() < broken[0]:
-            raise errors.RedisUnavailable(broken[1])
+        """Run ``fn(connection)`` in a Redis thread; Redis failures become RedisUnavailable."""
+        server = self._server(url)
+        if server.broken and time.monotonic() < server.broken[0]:
+            raise errors.RedisUnavailable(server.broken[1])
+        loop = asyncio.get_running_loop()
+        await server.slots.acquire()
         try:
-            result = await asyncio.get_running_loop().run_in_executor(self._pool, fn, conn)
-        except (redis.RedisError, OSError) as e:
-            text = f"Redis {redact(url)} unavailable: {type(e).__name__}: {e}"
-            self._broken[url] = (time.monotonic() + self._retry_after, text)
-            raise errors.RedisUnavailable(text) from None
-        self._broken.pop(url, None)
+            if server.broken and time.monotonic() < server.broken[0]:  # failed while we waited
+                raise errors.RedisUnavailable(server.broken[1])
+            pool = self._pool if server.proven else self._probation
+            future = pool.submit(fn, server.client)
+        except BaseException:
+            server.slots.release()
+            raise
+        # the slot is the thread's, held until the call really returns (not when we give up)
+        future.add_done_callback(lambda _: loop.call_soon_threadsafe(server.slots.release))
+        try:
+            result = await asyncio.wait_for(asyncio.wrap_future(future), self.deadline)
+        except (redis.RedisError, OSError, TimeoutError) as e:
+            self._failed(url, server, e)
+            raise errors.RedisUnavailable(server.broken[1] if server.broken else str(e)) from None
+        server.proven, server.broken = True, None
         return result
+
+    def _failed(self, url: str, server: _Server, error: BaseException) -> None:
+        shown = redact(url)
+        if server.broken is None:  # news: the operator's log says what (its readers are admins)
+            detail = scrub(f"{type(error).__name__}: {error}", url) if str(error) else type(error).__name__
+            logger.warning("Redis %s did not answer: %s", shown, detail)
+        text = (f"Redis {shown} did not answer: no connection, no reply within {self._timeout:g}s, or "
+                "these credentials were not accepted (the operator's log has the details)")
+        server.proven = False
+        server.broken = (time.monotonic() + self._retry_after, text)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-        for conn in self._clients.values():
-            conn.close()
-        self._clients.clear()
+        self._probation.shutdown(wait=False, cancel_futures=True)
+        for server in self._servers.values():
+            server.client.close()
+        self._servers.clear()
 
     # ---- queue settings
 
@@ -162,14 +216,16 @@ class RedisHub:
 
         def read(conn: redis.Redis) -> RecurringState:
             pipe = conn.pipeline(transaction=False)
-            pipe.exists(qsettings.SETTINGS_KEY_PREFIX + queue_name)
+            pipe.get(qsettings.SETTINGS_KEY_PREFIX + queue_name)
             if job_id is not None:
                 pipe.hmget(keys.job_key(job_id), ["status", "origin"])
-            published, *job = pipe.execute()
+            raw, *job = pipe.execute()
             status = None
             if job and job[0][0] is not None and job[0][1] == queue_name.encode():
                 status = job[0][0].decode()
-            return RecurringState(published=bool(published), job_status=status)
+            found = _parse(raw)
+            return RecurringState(published=raw is not None, job_status=status,
+                                  owner=_owner(found) if found else None)
 
         return await self.run(url, read)
 
@@ -251,6 +307,79 @@ class RedisHub:
         return await self.run(url, read)
 
 
+    # ---- namespace isolation (jobqueue_operator.builders.redisacl)
+
+    async def ensure_tenant(self, admin_url: str, namespace: str, password: str) -> int:
+        """Give ``namespace`` its own database of the default Redis (the one it has, or the
+        lowest empty one never given to anyone) and (re)set its ACL user with ``password``.
+        Returns the database number. Raises RedisConfigError when this Redis cannot isolate
+        namespaces (what to change is in the message), RedisUnavailable."""
+        own = redisacl.database_of(admin_url)
+
+        def ensure(conn: redis.Redis) -> int:
+            try:
+                flags = (conn.acl_getuser("default") or {}).get("flags") or []
+                if isinstance(flags, list) and "on" in flags and "nopass" in flags:
+                    raise errors.RedisConfigError("IsolationImpossible", (
+                        "the default Redis lets anyone in without a password (its 'default' user has "
+                        "nopass), so per-namespace credentials would protect nothing: set requirepass "
+                        "or disable that user, or run the operator with redis.isolation=none"))
+                count = int(str(conn.config_get("databases").get("databases") or 16))
+                busy = [int(db[2:]) for db in conn.info("keyspace")
+                        if db.startswith("db") and db[2:].isdigit()]
+                database = int(conn.eval(_ALLOCATE, 1, redisacl.DATABASES_KEY, namespace, count,
+                                         0, own, *busy))
+                if database < 0:
+                    raise errors.RedisConfigError("IsolationImpossible", (
+                        f"the default Redis has no empty database left for namespace {namespace} (it "
+                        f"has {count}; database 0 and the operator's own are never given out): raise "
+                        "its 'databases' setting"))
+                conn.execute_command("ACL", "SETUSER", redisacl.user_name(namespace),  # type: ignore[no-untyped-call]
+                                     *redisacl.rules(database, password))
+                return database
+            except redis.ResponseError as e:  # NOPERM, unknown command: a server that cannot do it
+                raise errors.RedisConfigError("IsolationImpossible", (
+                    "the default Redis refused to set up this namespace's own user and database "
+                    f"({scrub(str(e), admin_url)}): it needs Redis 7 or later, and the operator's user "
+                    "needs ACL SETUSER, CONFIG GET, INFO and EVAL")) from None
+
+        return await self.run(admin_url, ensure)
+
+    async def tenant_database(self, admin_url: str, namespace: str) -> int | None:
+        """The database ``namespace`` was given (None: none yet)."""
+
+        def read(conn: redis.Redis) -> int | None:
+            raw = conn.hget(redisacl.DATABASES_KEY, namespace)
+            return None if raw is None else int(raw)
+
+        return await self.run(admin_url, read)
+
+    async def drop_tenant_user(self, admin_url: str, namespace: str) -> None:
+        """Delete ``namespace``'s ACL user (its open connections are closed). Its database and
+        what is in it stay, for the day the namespace uses the default Redis again."""
+        await self.run(admin_url, lambda conn: conn.acl_deluser(redisacl.user_name(namespace)))
+
+
+#: Give a namespace a database: the one it has, else the lowest one that is neither taken
+#: nor in ARGV[3..] (database 0, the operator's, and every non-empty one). Atomic, so two
+#: operators sharing a Redis never hand out one database twice.
+_ALLOCATE: Final = """
+local have = redis.call('HGET', KEYS[1], ARGV[1])
+if have then return tonumber(have) end
+local taken = {}
+for i = 3, #ARGV do taken[tonumber(ARGV[i])] = true end
+local given = redis.call('HGETALL', KEYS[1])
+for i = 2, #given, 2 do taken[tonumber(given[i])] = true end
+for db = 1, tonumber(ARGV[2]) - 1 do
+  if not taken[db] then
+    redis.call('HSET', KEYS[1], ARGV[1], db)
+    return db
+  end
+end
+return -1
+"""
+
+
 @dataclass(frozen=True)
 class Poll:
     """One read of a Redis for the autoscaler."""
@@ -274,6 +403,8 @@ class RecurringState:
     published: bool
     #: RQ's status of the latest tick's job (queued, started, finished, failed, ...); None: not there
     job_status: str | None
+    #: (namespace, JobQueue) that published the settings (None: unknown or not a JobQueue)
+    owner: Owner | None = None
 
 
 def _parse(raw: bytes | str | None) -> qsettings.QueueSettings | None:

@@ -24,6 +24,15 @@ variable                                  meaning (default)
                                           leaving replicas to someone else, e.g. KEDA (1)
 ``JOBQUEUE_WORKER_BUDGET``                most worker pods of all queues together, shared out by
                                           priority; empty: no limit (empty)
+``JOBQUEUE_REDIS_ISOLATION``              ``namespace``: each namespace gets its own database and
+                                          ACL user on the default Redis, and only its own
+                                          credentials; ``none``: every namespace gets the
+                                          operator's URL (docs/security.md) (none; the
+                                          chart's default is namespace)
+``JOBQUEUE_REDIS_ALLOWED_HOSTS``          comma-separated hosts a ``spec.redis`` URL may name
+                                          (``*`` globs, ``host:port``, IP networks like
+                                          ``10.0.0.0/8``); empty: any host. ``unix://`` URLs are
+                                          always refused there (empty)
 ========================================  ==========================================================
 """
 
@@ -34,7 +43,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal, TypeVar
 
-from jobqueue_operator import errors
+from jobqueue_operator import errors, hostpolicy
 
 PREFIX: Final = "JOBQUEUE_"
 DEFAULT_METRICS_PORT: Final = 8080
@@ -52,6 +61,7 @@ DEFAULT_POLL_INTERVAL: Final = 1.0
 MIN_POLL_INTERVAL: Final = 0.1
 
 LogFormat = Literal["json", "plain"]
+Isolation = Literal["namespace", "none"]
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 _PULL_POLICIES: Final = ("Always", "IfNotPresent", "Never")
 
@@ -77,6 +87,10 @@ class Settings:
     poll_interval: float = DEFAULT_POLL_INTERVAL
     #: most worker pods of all queues together; None: unlimited
     worker_budget: int | None = None
+    #: ``namespace``: one database and ACL user per namespace on the default Redis
+    redis_isolation: Isolation = "none"
+    #: hosts ``spec.redis`` URLs may name; empty: any (see :mod:`jobqueue_operator.endpoints`)
+    redis_allowed_hosts: tuple[str, ...] = ()
 
     @property
     def clusterwide(self) -> bool:
@@ -106,6 +120,15 @@ class Settings:
         redis_url = get("REDIS_URL") or None
         _check(redis_url is None or redis_url.startswith(("redis://", "rediss://", "unix://")),
                "REDIS_URL", "<hidden>", "a redis://, rediss:// or unix:// URL")
+        isolation = (get("REDIS_ISOLATION") or "none").lower()
+        _check(isolation in ("namespace", "none"), "REDIS_ISOLATION", isolation, "namespace or none")
+        _check(isolation == "none" or redis_url is None or not redis_url.startswith("unix://"),
+               "REDIS_ISOLATION", isolation, "none with a unix:// JOBQUEUE_REDIS_URL (pods cannot "
+               "reach the operator's socket)")
+        allowed = tuple(h.strip() for h in get("REDIS_ALLOWED_HOSTS").split(",") if h.strip())
+        for pattern in allowed:
+            _check(hostpolicy.valid_pattern(pattern), "REDIS_ALLOWED_HOSTS", pattern,
+                   "host names (with * globs), host:port, or IP networks such as 10.0.0.0/8")
         return cls(
             namespaces=tuple(ns.strip() for ns in get("NAMESPACES").split(",") if ns.strip()),
             redis_url=redis_url,
@@ -121,6 +144,8 @@ class Settings:
             poll_interval=poll,
             worker_budget=(_number(get, "WORKER_BUDGET", 0, int, low=0, high=1_000_000)
                            if get("WORKER_BUDGET") else None),
+            redis_isolation="namespace" if isolation == "namespace" else "none",
+            redis_allowed_hosts=allowed,
         )
 
 

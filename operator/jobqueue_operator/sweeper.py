@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from jobqueue.redaction import redact
 from jobqueue.settings import QueueSettings
 from jobqueue_operator import endpoints, errors, index, k8s, metrics, redisq, settings
 from jobqueue_operator.builders import status
@@ -147,7 +148,7 @@ class Sweeper:
                 report.withdrawn += 1
                 metrics.ORPHANED_SETTINGS_REMOVED.inc()
                 logger.info("withdrew settings of queue %r from %s: JobQueue %s/%s no longer declares it",
-                            queue, redisq.redact(url), *owner)
+                            queue, redact(url), *owner)
 
     async def _still_declared_here(self, owner: index.Key, queue: str, url: str) -> bool:
         body = await self._kube.get_jobqueue(*owner)

@@ -14,6 +14,8 @@ from typing import Any, Final
 
 import redis
 
+from jobqueue import redaction
+
 URL_ENV: Final = "JOBQUEUE_REDIS_URL"
 
 
@@ -22,6 +24,7 @@ def connect(url: str | None = None) -> redis.Redis:
     url = url or os.environ.get(URL_ENV)
     if not url:
         raise ValueError(f"no Redis URL: pass --redis-url / connection=, or set {URL_ENV}")
+    redaction.check(url)
     return redis.Redis.from_url(url)
 
 

@@ -33,6 +33,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from jobqueue import admin, client, settings, stats
 from jobqueue._redis import URL_ENV, connect
 from jobqueue.errors import InvalidJobError, JobQueueError, UnknownJobError
+from jobqueue.redaction import redact, scrub
 from jobqueue.settings import UnknownQueueError
 
 
@@ -59,15 +60,22 @@ def _fail(message: str, code: ExitCode) -> NoReturn:
     sys.exit(code)
 
 
-def _conn(ctx: click.Context) -> redis.Redis:
+def _client(url: str) -> redis.Redis:
+    """A client for ``url``, or exit with a message that shows no credential of it (CronJob
+    pods run this command: what it prints ends up in pod logs)."""
     try:
-        conn = connect(ctx.obj["redis_url"])
+        return connect(url)
+    except ValueError as exc:  # (redis-py's messages may quote a piece of the URL)
+        _fail(scrub(f"invalid Redis URL {redact(url)}: {exc}", url) if url else str(exc), ExitCode.USAGE)
+
+
+def _conn(ctx: click.Context) -> redis.Redis:
+    url = ctx.obj["redis_url"] or os.environ.get(URL_ENV) or ""
+    conn = _client(url)
+    try:
         conn.ping()
-    except ValueError as exc:
-        _fail(str(exc), ExitCode.USAGE)
     except redis.RedisError as exc:
-        url = ctx.obj["redis_url"] or os.environ.get(URL_ENV)
-        _fail(f"cannot reach Redis at {url}: {exc}", ExitCode.REDIS)
+        _fail(scrub(f"cannot reach Redis at {redact(url)}: {exc}", url), ExitCode.REDIS)
     return conn
 
 
@@ -81,7 +89,7 @@ def _call(fn: Callable[[], T]) -> T:
     except JobQueueError as exc:
         _fail(str(exc), ExitCode.FAILED)
     except redis.RedisError as exc:
-        _fail(f"Redis error: {exc}", ExitCode.REDIS)
+        _fail(scrub(f"Redis error: {exc}"), ExitCode.REDIS)
 
 
 OUTPUT_FORMATS = ("table", "wide", "json", "yaml")
@@ -249,6 +257,7 @@ def worker(
     url = ctx.obj["redis_url"] or os.environ.get(URL_ENV)
     if not url:
         _fail(f"no Redis URL: pass --redis-url or set {URL_ENV}", ExitCode.USAGE)
+    _client(url).close()  # a malformed URL is refused here, with its credentials hidden
     # prometheus_client picks its storage when first imported: set the multiprocess
     # directory before anything imports it (jobqueue.metrics does).
     own_dir = None

@@ -15,6 +15,7 @@ the queue's defaults on the built-in defaults.
 from __future__ import annotations
 
 import json
+import os
 from typing import Annotated, Final, Literal
 
 import redis
@@ -23,6 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from jobqueue.errors import JobQueueError
 
 SETTINGS_KEY_PREFIX: Final = "jobqueue:settings:"
+#: Environment of the operator's pods: their JobQueue (with ``POD_NAMESPACE``, from the
+#: downward API). A worker takes jobs only from a queue whose settings name that JobQueue.
+OWNER_NAME_ENV: Final = "JOBQUEUE_NAME"
+OWNER_NAMESPACE_ENV: Final = "POD_NAMESPACE"
 #: SET of every queue name whose settings are published (lets the operator find orphans).
 SETTINGS_INDEX_KEY: Final = "jobqueue:settings"
 
@@ -50,6 +55,24 @@ class UnknownQueueError(JobQueueError, LookupError):
             f"(check `kubectl get jobqueues -A` and the queue's spec.queueName)"
         )
         self.queue_name = queue_name
+
+
+class ForeignQueueError(UnknownQueueError):
+    """The queue's settings were published by another JobQueue than the caller's own: its jobs
+    are not the caller's to take. (Names no other JobQueue: it may be another tenant's.)"""
+
+    def __init__(self, queue_name: str, owner: tuple[str, str]) -> None:
+        JobQueueError.__init__(
+            self, f"queue {queue_name!r} belongs to another JobQueue than {owner[0]}/{owner[1]} (this "
+            f"pod's): it takes none of its jobs (check that JobQueue's spec.queueName and conditions)")
+        self.queue_name = queue_name
+        self.owner = owner
+
+
+def pod_owner() -> tuple[str, str] | None:
+    """(namespace, JobQueue) of the operator's pod this process runs in; None outside one."""
+    namespace, name = os.environ.get(OWNER_NAMESPACE_ENV), os.environ.get(OWNER_NAME_ENV)
+    return (namespace, name) if namespace and name else None
 
 
 class _Model(BaseModel):
@@ -202,8 +225,13 @@ def published_queue_names(conn: redis.Redis) -> set[str]:
     return {m.decode("utf-8", "replace") if isinstance(m, bytes) else str(m) for m in members}
 
 
-def load(conn: redis.Redis, queue_name: str) -> QueueSettings:
+def load(conn: redis.Redis, queue_name: str, *, owner: tuple[str, str] | None = None) -> QueueSettings:
+    """The queue's published settings. ``owner`` (namespace, JobQueue): raise
+    :class:`ForeignQueueError` unless that JobQueue published them."""
     raw = conn.get(_key(queue_name))
     if raw is None:
         raise UnknownQueueError(queue_name)
-    return QueueSettings.model_validate(json.loads(raw))
+    found = QueueSettings.model_validate(json.loads(raw))
+    if owner is not None and (found.namespace, found.jobqueue) != owner:
+        raise ForeignQueueError(queue_name, owner)
+    return found

@@ -38,7 +38,6 @@ and the autoscaler see it.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import logging
 import math
@@ -271,7 +270,7 @@ class Worker:
         waited = False
         while not self.stopping:
             try:
-                self._apply_settings(settings.load(self.conn, self.queue))
+                self._apply_settings(settings.load(self.conn, self.queue, owner=settings.pod_owner()))
                 return True
             except settings.UnknownQueueError as exc:
                 if not waited:
@@ -850,9 +849,14 @@ class Worker:
                         )
                 if mono - last_settings >= SETTINGS_REFRESH_SECONDS:
                     last_settings = mono
-                    # (JobQueue deleted: keep the last settings until the pod is removed)
-                    with contextlib.suppress(settings.UnknownQueueError):
-                        self._apply_settings(settings.load(conn, self.queue))
+                    try:
+                        self._apply_settings(settings.load(conn, self.queue, owner=settings.pod_owner()))
+                    except settings.ForeignQueueError as exc:  # another JobQueue's queue now: take nothing
+                        if self._settings is not None and not self._settings.suspend:
+                            log.warning("%s", exc)
+                            self._apply_settings(self._settings.model_copy(update={"suspend": True}))
+                    except settings.UnknownQueueError:
+                        pass  # (JobQueue deleted: keep the last settings until the pod is removed)
             except ValueError as exc:  # settings someone wrote by hand: this thread must live on
                 log.warning("settings of queue %s unreadable (%s); keeping the last", self.queue, exc)
             except redis.RedisError as exc:

@@ -106,6 +106,7 @@ Deployment with "duplicate entries for key", naming neither the value nor the fi
   "JOBQUEUE_PRIORITY_CLASS_PREFIX" "priorityClasses.namePrefix" "JOBQUEUE_WORKER_IMAGE_PULL_POLICY" "operator.workerImagePullPolicy"
   "JOBQUEUE_RESYNC_SECONDS" "operator.resyncSeconds" "JOBQUEUE_REDIS_TIMEOUT_SECONDS" "operator.redisTimeoutSeconds"
   "JOBQUEUE_POLL_INTERVAL" "autoscaler.pollInterval" "JOBQUEUE_WORKER_BUDGET" "autoscaler.workerBudget"
+  "JOBQUEUE_REDIS_ISOLATION" "redis.isolation" "JOBQUEUE_REDIS_ALLOWED_HOSTS" "redis.allowedHosts"
   "POD_NAME" "(the pod's own name)" "POD_NAMESPACE" "(the pod's own namespace)" }}
 {{- range .Values.operator.extraEnv }}
 {{- if hasKey $byChart .name }}
@@ -124,6 +125,12 @@ Deployment with "duplicate entries for key", naming neither the value nor the fi
       # Secret exists (then restart it)
       optional: true
       {{- end }}
+- name: JOBQUEUE_REDIS_ISOLATION
+  value: {{ .Values.redis.isolation | quote }}
+{{- with .Values.redis.allowedHosts }}
+- name: JOBQUEUE_REDIS_ALLOWED_HOSTS
+  value: {{ join "," . | quote }}
+{{- end }}
 - name: JOBQUEUE_METRICS_PORT
   value: {{ .Values.operator.metricsPort | quote }}
 - name: JOBQUEUE_HEALTH_PORT

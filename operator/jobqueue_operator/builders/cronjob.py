@@ -162,7 +162,7 @@ def build(*, namespace: str, name: str, uid: str, spec: models.RecurringJobSpec,
     annotations = {names.QUEUE_ANNOTATION: queue.queue_name}
     env = [
         # the same JOBQUEUE_REDIS_URL (and POD_NAME/POD_NAMESPACE) as the queue's workers
-        *deployment.operator_env(queue.spec, defaults),
+        *deployment.operator_env(queue.spec, defaults, jobqueue=queue.name),
         {"name": JOB_NAME_ENV, "valueFrom": {"fieldRef": {
             "apiVersion": "v1", "fieldPath": f"metadata.labels['{JOB_NAME_LABEL}']"}}},
     ]

@@ -31,11 +31,14 @@ from typing import Any, Final
 
 from pydantic import BaseModel
 
+from jobqueue import settings
 from jobqueue.settings import resolve
 from jobqueue_operator import models
 from jobqueue_operator.builders import names, redissecret
 
 CONTAINER: Final = "worker"
+#: The pods' JobQueue (with POD_NAMESPACE: whose published settings they accept).
+JOBQUEUE_NAME_ENV: Final = settings.OWNER_NAME_ENV
 METRICS_PORT: Final = 9100
 #: Added to the queue's job timeout for the grace period: the worker's own shutdown
 #: (deregistering, flushing metrics) after its last job.
@@ -104,7 +107,8 @@ def build(*, namespace: str, name: str, uid: str, spec: models.JobQueueSpec, que
         "command": worker_command(spec, queue_name),
         # the metrics port comes from the environment, not the command line, so the dev pod
         # runner (all pods on one host network) can give every pod its own port
-        "env": [*operator_env(spec, defaults), {"name": "JOBQUEUE_METRICS_PORT", "value": str(METRICS_PORT)},
+        "env": [*operator_env(spec, defaults, jobqueue=name),
+                {"name": "JOBQUEUE_METRICS_PORT", "value": str(METRICS_PORT)},
                 *(_dump_all(worker.env) or [])],
         "envFrom": _dump_all(worker.env_from),
         "resources": _dump(worker.resources),
@@ -166,9 +170,12 @@ def build(*, namespace: str, name: str, uid: str, spec: models.JobQueueSpec, que
     }
 
 
-def operator_env(spec: models.JobQueueSpec, defaults: WorkerDefaults) -> list[dict[str, Any]]:
+def operator_env(spec: models.JobQueueSpec, defaults: WorkerDefaults, *,
+                 jobqueue: str) -> list[dict[str, Any]]:
     """What every pod of a queue needs from the operator: its Redis URL (always by Secret
-    reference) and who it is."""
+    reference) and who it is — its pod and namespace (downward API) and its JobQueue
+    (``JOBQUEUE_NAME``): a worker takes jobs only from a queue whose published settings
+    name that namespace and JobQueue (:func:`jobqueue.settings.load`)."""
     env: list[dict[str, Any]] = []
     if spec.redis is not None:
         ref = spec.redis.url_secret_ref
@@ -177,6 +184,7 @@ def operator_env(spec: models.JobQueueSpec, defaults: WorkerDefaults) -> list[di
         env.append(_secret_env("JOBQUEUE_REDIS_URL", redissecret.SECRET_NAME, redissecret.URL_KEY))
     for name, path in (("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")):
         env.append({"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}})
+    env.append({"name": JOBQUEUE_NAME_ENV, "value": jobqueue})
     return env
 
 

@@ -62,6 +62,32 @@ def owner_reference(*, kind: str, name: str, uid: str, controller: bool = True) 
     return ref
 
 
+def owned_by_us(child: Mapping[str, Any], *, kind: str, component: str,
+                owner_uid: str | None = None) -> bool:
+    """Whether ``child`` (a live object) is one the operator made: it carries our
+    ``managed-by`` and ``component`` labels and an owner reference to one of our ``kind`` —
+    the controller reference of the object with ``owner_uid`` when that is given (a
+    Deployment, a CronJob), any reference otherwise (the Secret several JobQueues share).
+    Anything else is never applied, scaled, suspended or deleted: someone else's object of
+    the same name is reported (``NameConflict``), not taken over."""
+    meta = child.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    if labels.get(MANAGED_BY_LABEL) != MANAGED_BY or labels.get(COMPONENT_LABEL) != component:
+        return False
+    for ref in meta.get("ownerReferences") or []:
+        if (str(ref.get("apiVersion", "")).split("/")[0] != models.GROUP or ref.get("kind") != kind):
+            continue
+        if owner_uid is None or (ref.get("uid") == owner_uid and ref.get("controller") is True):
+            return True
+    return False
+
+
+def name_conflict(kind: str, namespace: str, name: str, owner: str) -> str:
+    """The message of a ``NameConflict``: an object of ours would take a name someone else's has."""
+    return (f"a {kind} named {name} already exists in namespace {namespace} and was not made by "
+            f"jobqueue-operator for {owner}; it is left untouched: delete or rename it, or rename {owner}")
+
+
 def recreates(owner: Mapping[str, Any], deleted_child: Mapping[str, Any]) -> bool:
     """Whether ``owner`` (as read after its child was deleted) should make the child again:
     it is not being deleted (else the deletion was garbage collection), and it is the owner

@@ -57,7 +57,8 @@ class Owner:
 class Live:
     """What the operator needs from the Secret as it is in the cluster."""
 
-    #: created by this operator (else it is someone else's and must be left alone)
+    #: created by this operator: our labels and an owner reference to a JobQueue (else it is
+    #: someone else's and must be left alone)
     ours: bool
     url: str | None
     revision: int
@@ -67,13 +68,11 @@ class Live:
     @classmethod
     def of(cls, secret: Mapping[str, Any]) -> Live:
         meta = secret.get("metadata") or {}
-        labels = meta.get("labels") or {}
         try:
             revision = int((meta.get("annotations") or {}).get(REVISION_ANNOTATION, 0))
         except ValueError:
             revision = 0
-        return cls(ours=labels.get(names.MANAGED_BY_LABEL) == names.MANAGED_BY
-                   and labels.get(names.COMPONENT_LABEL) == COMPONENT,
+        return cls(ours=names.owned_by_us(secret, kind=models.JOBQUEUE_KIND, component=COMPONENT),
                    url=_decode((secret.get("data") or {}).get(URL_KEY)), revision=revision,
                    owners=frozenset(str(r.get("uid")) for r in meta.get("ownerReferences") or []),
                    uid=str(meta.get("uid", "")))
@@ -81,8 +80,9 @@ class Live:
 
 def revision(live: Live | None, url: str, *, known: int = 0) -> int:
     """The revision of ``url``: the live one if the URL is unchanged, else the next.
-    ``known``: a revision remembered for this URL, used when the Secret is gone (deleted by
-    someone), so recreating it does not roll every worker again."""
+    ``known``: the revision remembered for this URL (the last one plus one for another URL),
+    used when the Secret is gone (deleted by someone): recreating it with the same URL does
+    not roll every worker again, with a new one (a rotated password) it does."""
     if live is None:
         return max(known, 1)
     return live.revision if live.url == url and live.revision > 0 else live.revision + 1

@@ -21,7 +21,8 @@ almost nothing. Each pass:
    dead (:mod:`.lost`), then their jobs are re-queued or failed.
 
 Safety rules: a queue missing from the index is never scaled (the index fills gradually
-after a start); a queue whose Redis cannot be read keeps its replicas and gets
+after a start), nor a Deployment without this JobQueue's controller reference; a queue
+whose Redis cannot be read keeps its replicas and gets
 ``RedisReachable=False``; every queue's writes are isolated (one failing queue never stops
 the others); any exception is logged and the loop carries on; Kubernetes calls are bounded
 by two semaphores (scale writes are never queued behind status writes).
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from jobqueue import stats as stats_module
+from jobqueue.redaction import redact
 from jobqueue.stats import QueueStats
 from jobqueue_operator import endpoints, errors, index, k8s, metrics, models, redisq
 from jobqueue_operator.builders import names, status
@@ -56,6 +58,8 @@ PENDING_WRITE_SECONDS: Final = 5.0
 #: Passes a scale-in may wait for its pod-deletion-cost annotations to show in the pod watch;
 #: after that it goes ahead (the costs are best effort; busy workers still drain on SIGTERM).
 MAX_COST_WAITS: Final = 3
+#: How long a pass waits for reads when no server of it has answered before.
+PROBATION_WAIT_SECONDS: Final = 0.1
 
 Key = index.Key
 
@@ -199,8 +203,10 @@ class Autoscaler:
             polled = None if read is None or isinstance(read.result, Exception) else read.result.queues
             for ref in group:
                 deployment = self._one(self._deployments, ref.key)
-                if deployment is None:
-                    continue  # not created yet, or not in the index yet: nothing to scale
+                if deployment is None or deployment.controller_uid != ref.uid:
+                    # not created yet, not in the index yet, or not this JobQueue's (labels
+                    # alone can be copied): nothing to scale
+                    continue
                 if polled is not None and self._still_at_rest(ref, deployment, polled):
                     if self._budget is not None:  # a queue at rest keeps its pods, and they count
                         resting.append(plans.Wish(str(ref.key), ref.priority, deployment.replicas, None, 0))
@@ -295,8 +301,10 @@ class Autoscaler:
     # ---- Redis
 
     async def _read_all(self, by_url: Mapping[str, list[index.QueueRef]]) -> dict[str, _Read]:
-        """This pass's read of every Redis; one still running from an earlier pass is waited
-        for no longer than the pass interval (its queues are simply not decided this time)."""
+        """This pass's read of every Redis. Only servers that answered their last call are
+        waited for, and no longer than the pass interval; a new or failing one's read is
+        taken when it is done, in this pass or a later one (its queues are simply not decided
+        meanwhile): a dead URL of one JobQueue never holds up the scaling of the others."""
         watched = self._lost.watched()
         for url, group in by_url.items():
             if url in self._reads:
@@ -308,8 +316,11 @@ class Autoscaler:
                     pods[queue].add(pod[2])
             self._reads[url] = asyncio.create_task(
                 self._read(url, sorted(set(queues.values())), pods, self._reuse.setdefault(url, {})))
-        if self._reads:
-            await asyncio.wait(self._reads.values(), timeout=self._interval)
+        proven = [task for url, task in self._reads.items() if self._hub.proven(url)]
+        if proven:
+            await asyncio.wait(proven, timeout=self._interval)
+        elif self._reads:  # (nothing proven yet, e.g. the first pass: a moment for quick answers)
+            await asyncio.wait(self._reads.values(), timeout=min(self._interval, PROBATION_WAIT_SECONDS))
         out: dict[str, _Read] = {}
         for url, task in list(self._reads.items()):
             if task.done():
@@ -322,7 +333,7 @@ class Autoscaler:
     async def _read(self, url: str, queue_names: list[str], pods: Mapping[str, set[str]],
                     reuse: stats_module.Reuse) -> _Read:
         started = self._monotonic()
-        label = redisq.redact(url)
+        label = redact(url)
         try:
             poll = await self._hub.poll(url, queue_names, pods, reuse=reuse)
         except Exception as e:  # RedisUnavailable, or a bug: either way this Redis is unknown now
@@ -346,7 +357,7 @@ class Autoscaler:
         if isinstance(result, errors.RedisUnavailable):
             if url not in self._redis_down:
                 logger.warning("Redis %s unreachable: holding the replicas of %d queue(s): %s",
-                               redisq.redact(url), len(refs), result)
+                               redact(url), len(refs), result)
             self._redis_down[url] = str(result)
             lost_pub = status.Publication.unreachable("RedisUnavailable", str(result))
             fresh = [ref for ref in refs if ref.key not in self._marked]
@@ -359,7 +370,7 @@ class Autoscaler:
         if isinstance(result, Exception) or url not in self._redis_down:
             return
         del self._redis_down[url]
-        logger.info("Redis %s reachable again", redisq.redact(url))
+        logger.info("Redis %s reachable again", redact(url))
         marked = {ref.key: (ref, self._marked.pop(ref.key, None)) for ref in refs}
         self._spawn(self._restore(url, list(marked.values())))
 
@@ -422,7 +433,9 @@ class Autoscaler:
     async def _costs_in_place(self, step: _Step, now: float) -> bool:
         """Before a scale-in: are idle pods the cheapest to delete? If not, mark them and wait."""
         q, stats = step.q, step.stats
-        pods = plans.live_pods(_all(self._pods, q.ref.key))
+        prefix = f"{step.deployment.name}-"  # its ReplicaSets' pods only, not look-alikes
+        pods = [p for p in plans.live_pods(_all(self._pods, q.ref.key))
+                if p.replica_set is not None and p.replica_set.startswith(prefix)]
         if stats is None or not pods:
             return True
         busy_jobs = [w.current_job for ws in plans.busy_workers(stats).values() for w in ws if w.current_job]

@@ -35,6 +35,9 @@ class DeploymentView:
     name: str
     #: ``spec.replicas`` (the Deployment default of 1 when unset)
     replicas: int
+    #: uid of the JobQueue holding its controller reference (None: none): a Deployment that
+    #: merely carries our labels is never scaled
+    controller_uid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,9 @@ class PodView:
     terminating: bool
     #: phase Failed or Succeeded (evicted, or its node shut down): its containers have stopped
     finished: bool
+    #: name of the ReplicaSet holding its controller reference (None: none): only pods of the
+    #: worker Deployment's ReplicaSets get a deletion cost
+    replica_set: str | None = None
 
 
 def _key(body: Mapping[str, Any]) -> Key | None:
@@ -63,7 +69,8 @@ def deployment_entry(body: Mapping[str, Any]) -> dict[Key, DeploymentView] | Non
         return None
     replicas = (body.get("spec") or {}).get("replicas")
     name = str(body["metadata"]["name"])
-    return {key: DeploymentView(name=name, replicas=1 if replicas is None else int(replicas))}
+    return {key: DeploymentView(name=name, replicas=1 if replicas is None else int(replicas),
+                                controller_uid=_controller(body, "JobQueue", "uid"))}
 
 
 def pod_entry(body: Mapping[str, Any]) -> dict[Key, PodView] | None:
@@ -79,7 +86,16 @@ def pod_entry(body: Mapping[str, Any]) -> dict[Key, PodView] | None:
     phase = (body.get("status") or {}).get("phase")
     return {key: PodView(name=str(meta["name"]), deletion_cost=cost,
                          terminating=bool(meta.get("deletionTimestamp")),
-                         finished=phase in ("Failed", "Succeeded"))}
+                         finished=phase in ("Failed", "Succeeded"),
+                         replica_set=_controller(body, "ReplicaSet", "name"))}
+
+
+def _controller(body: Mapping[str, Any], kind: str, field: str) -> str | None:
+    """``field`` (uid, name) of the controller owner reference of ``body`` if it is a ``kind``."""
+    for ref in (body.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller") is True and ref.get("kind") == kind:
+            return str(ref.get(field))
+    return None
 
 
 def status_entry(body: Mapping[str, Any]) -> dict[Key, dict[str, Any]] | None:

@@ -38,7 +38,10 @@ def test_the_chart_deploys_a_working_api(*, cluster: devenv.Cluster, helm: clust
                                         redis_conn: redis.Redis, tmp_path: Path) -> None:
     namespace = make_namespace(labels={"pod-security.kubernetes.io/enforce": "restricted",
                                        podrunner.PRIVATE_NAMESPACE_LABEL: "true"})
-    helm.install(RELEASE, namespace, values={"watchNamespaces": [namespace], "redis": {"url": redis_url},
+    # isolation none: the test's Redis has no password, and the admin API reads the queues of
+    # the operator's own database (with namespace isolation they live in one per namespace)
+    helm.install(RELEASE, namespace, values={"watchNamespaces": [namespace],
+                                             "redis": {"url": redis_url, "isolation": "none"},
                                              "api": {"enabled": True}})
     service = clusterkit.get_json(cluster, "service", API, "-n", namespace)
     assert service["spec"]["selector"]["app.kubernetes.io/component"] == "api"

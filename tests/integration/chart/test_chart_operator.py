@@ -107,7 +107,7 @@ def running_operator(request: pytest.FixtureRequest, *, cluster: devenv.Cluster,
                                        podrunner.PRIVATE_NAMESPACE_LABEL: "true"})
     helm.install(RELEASE, namespace, values={
         "watchNamespaces": [] if cluster_wide else [namespace],
-        "redis": {"url": redis_url},
+        "redis": {"url": redis_url, "isolation": "none"},  # a Redis without password: one tenant
         "operator": {"logFormat": "plain", "resyncSeconds": 5},
     })
     pylib = tmp_path / "pylib"
@@ -151,7 +151,11 @@ def test_operator_becomes_live_and_reconciles_a_sample_queue(
         except TimeoutError:
             print(json.dumps(get_json(cluster, "jobqueues", "ei-update", "-n", op.namespace), indent=1))
             raise
-        worker = get_json(cluster, "deployment", "ei-update-worker", "-n", op.namespace)
+        # (cluster-wide, the JobQueue of the other parametrisation may still be in its namespace,
+        # being deleted, holding the queue name: no workers until a sweep sees it gone)
+        worker = devenv.wait_until("the worker Deployment", lambda: clusterkit.exists(
+            cluster, "deployment", "ei-update-worker", "-n", op.namespace) and get_json(
+            cluster, "deployment", "ei-update-worker", "-n", op.namespace), timeout=90)
         (owner,) = worker["metadata"]["ownerReferences"]
         assert (owner["kind"], owner["name"], owner.get("controller")) == ("JobQueue", "ei-update", True)
         container = worker["spec"]["template"]["spec"]["containers"][0]

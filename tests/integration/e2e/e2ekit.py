@@ -61,7 +61,9 @@ class Product:
         helm = clusterkit.Helm(cluster)
         helm.install(release, namespace, values={
             "watchNamespaces": [namespace],
-            "redis": {"url": redis_url},
+            # the tests' Redis has no password, so namespace isolation (the chart's default)
+            # could not protect anything there; the tests that need it set their own values
+            "redis": {"url": redis_url, "isolation": "none"},
             "operator": {"logFormat": "plain", "resyncSeconds": 5,
                          "extraEnv": [{"name": k, "value": v} for k, v in (env or {}).items()]},
             **(values or {}),

@@ -194,6 +194,7 @@ def test_spec_changes_roll_out_and_removed_fields_disappear(
         "JOBQUEUE_REDIS_URL",
         "POD_NAME",
         "POD_NAMESPACE",
+        "JOBQUEUE_NAME",
         "JOBQUEUE_METRICS_PORT",
     ]
     assert pod["containers"][0]["command"].count("--import") == 2

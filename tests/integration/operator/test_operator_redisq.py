@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 import redis
@@ -90,3 +91,30 @@ async def test_a_hanging_redis_does_not_block_the_event_loop(
         task.cancel()
         hub.close()
     assert ticks >= 3  # the loop kept running while a Redis call hung in its thread
+
+
+async def test_dead_servers_cost_only_their_own_calls(redis_url: str) -> None:
+    """Regression (issue 20): every Redis shared 4 threads with 2 s timeouts, so 8 dead URLs
+    (of JobQueues pointing anywhere) delayed an unrelated queue's call by seconds. Twelve
+    servers that accept connections and never answer: the healthy server's call is answered
+    while every one of their calls is still waiting."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)  # connections are accepted by the kernel and never answered
+    port = listener.getsockname()[1]
+    dead = [f"redis://:pw{db}@127.0.0.1:{port}/{db}" for db in range(12)]
+    hub = redisq.RedisHub(timeout=2)
+    try:
+        await hub.published(redis_url)
+        stuck = [asyncio.create_task(hub.published(url)) for url in dead for _ in range(3)]
+        await asyncio.sleep(0.3)  # every thread they can have is taken now
+        assert await hub.published(redis_url) == {}
+        assert not any(call.done() for call in stuck)
+        for call in stuck:
+            with pytest.raises(errors.RedisUnavailable) as failed:
+                await call
+            assert "did not answer" in str(failed.value)
+            assert "pw" not in str(failed.value)
+    finally:
+        hub.close()
+        listener.close()

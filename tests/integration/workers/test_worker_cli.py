@@ -9,7 +9,7 @@ import sys
 import redis
 import yaml
 
-from integration.workers.whelpers import FN, jq, publish, thread_worker, wait_status
+from integration.workers.whelpers import FN, JOBS, jq, publish, thread_worker, wait_status, worker_env
 from jobqueue import enqueue, get_job
 from jobqueue.cli import ExitCode
 
@@ -162,3 +162,37 @@ def test_status_reads_in_a_pipe_and_as_yaml(redis_conn: redis.Redis, redis_url: 
     assert "x" * 200 in wide  # ... and whole in wide
     data = yaml.safe_load(jq(redis_url, "status", "ops", "long", "-o", "yaml").stdout)
     assert (data["id"], data["status"], data["args"]) == ("long", "queued", [["x" * 200]])
+
+
+def test_errors_never_print_the_redis_password(redis_url: str) -> None:
+    """Regression (issue 20): `_conn` printed the whole URL, and CronJob pods run this command,
+    so a Redis outage put the password in pod logs. A password with an unencoded '/' or '@'
+    is refused up front (redis-py would take part of it for the host and port, connect there
+    and quote it in its errors)."""
+    cases = {
+        "redis://user:12345/xyz@127.0.0.1:1/0": ExitCode.USAGE,  # ambiguous: refused, says why
+        "redis://:pa55word@127.0.0.1:notaport/0": ExitCode.USAGE,
+        "redis://:s3cr3t-pw@127.0.0.1:1/0": ExitCode.REDIS,  # unreachable
+        "redis://jq:s3cr3t-pw@127.0.0.1:1/0?socket_timeout=1": ExitCode.REDIS,
+        "redis://127.0.0.1:1/0?password=s3cr3t-pw": ExitCode.REDIS,
+    }
+    env = worker_env(redis_url, "cli")
+    for url, code in cases.items():
+        for args in (["stats"], ["enqueue", "q", FN + "add"], ["worker", "-q", "q", "--import", JOBS]):
+            try:
+                result = subprocess.run([sys.executable, "-m", "jobqueue.cli", "--redis-url", url, *args],
+                                        capture_output=True, text=True, timeout=8, check=False, env=env)
+                output, returncode = result.stdout + result.stderr, result.returncode
+            except subprocess.TimeoutExpired as running:  # a worker waits for its Redis, logging
+                output = (running.stdout or b"").decode() + (running.stderr or b"").decode()
+                returncode = None
+            if args[0] == "worker" and code == ExitCode.REDIS:
+                assert returncode is None, output
+                assert "Redis unavailable" in output, output
+            else:
+                assert returncode == code, (url, args, output)
+            for secret in ("12345", "xyz", "s3cr3t-pw", "pa55word"):
+                if secret in url:
+                    assert secret not in output, (url, args, output)
+        if code == ExitCode.USAGE:
+            assert "percent-encode" in output or "port is not a number" in output, output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -76,6 +77,7 @@ def test_values_become_operator_environment(render: Render) -> None:
     }), "Deployment"))
     assert {k: v for k, v in env.items() if isinstance(v, str)} == {
         "JOBQUEUE_NAMESPACES": "team-a,team-b",
+        "JOBQUEUE_REDIS_ISOLATION": "namespace",
         "JOBQUEUE_METRICS_PORT": "9090",
         "JOBQUEUE_HEALTH_PORT": "9091",
         "JOBQUEUE_LOG_LEVEL": "DEBUG",
@@ -144,11 +146,38 @@ def test_redis_url_is_kept_in_a_secret_not_in_the_deployment(render: Render) -> 
     assert url not in json.dumps(deploy)
     assert container_env(deploy)["JOBQUEUE_REDIS_URL"] == {
         "secretKeyRef": {"name": "t-jobqueue-operator-redis", "key": "url"}}
-    # a changed URL restarts the operator
-    other = one(render({"redis": {"url": "redis://other:6379/0"}}), "Deployment")
-    annotation = "checksum/redis-url"
-    assert deploy["spec"]["template"]["metadata"]["annotations"][annotation] != \
-        other["spec"]["template"]["metadata"]["annotations"][annotation]
+    # no hash of the URL on the pod either (issue 20: an unsalted sha256 of it let anyone who
+    # may read Deployments test password guesses offline)
+    digest = hashlib.sha256(url.encode()).hexdigest()
+    assert digest not in json.dumps(deploy)
+    assert "annotations" not in deploy["spec"]["template"]["metadata"]
+
+
+@pytest.mark.parametrize(("redis", "isolation", "hosts"), [
+    ({}, "namespace", None),  # the default: each namespace its own database and user
+    ({"isolation": "none"}, "none", None),
+    ({"allowedHosts": ["*.redis.svc.cluster.local", "10.0.0.0/8", "redis.example.com:6380"]}, "namespace",
+     "*.redis.svc.cluster.local,10.0.0.0/8,redis.example.com:6380"),
+])
+def test_redis_isolation_and_allowed_hosts_become_operator_settings(
+        render: Render, redis: dict[str, Any], isolation: str, hosts: str | None) -> None:
+    env = container_env(one(render({"redis": {"url": "redis://:pw@redis:6379/0", **redis}}), "Deployment"))
+    assert env["JOBQUEUE_REDIS_ISOLATION"] == isolation
+    assert env.get("JOBQUEUE_REDIS_ALLOWED_HOSTS") == hosts
+    config = Settings.from_env({k: v for k, v in env.items() if isinstance(v, str)})
+    assert config.redis_isolation == isolation
+    assert ",".join(config.redis_allowed_hosts) == (hosts or "")
+
+
+def test_admission_policy_is_off_by_default_and_renders_only_the_lists_given(render: Render) -> None:
+    assert kinds(render(), "ValidatingAdmissionPolicy") == []
+    objects = render({"admissionPolicy": {"enabled": True, "allowedImagePrefixes": ["registry.example/"]}})
+    policy = one(objects, "ValidatingAdmissionPolicy", "t-jobqueue-operator-jobqueues")
+    expressions = [v["expression"] for v in policy["spec"]["validations"]]
+    assert any("['registry.example/']" in e for e in expressions)
+    assert not any("serviceAccountName" in e for e in expressions)  # a null list is no rule
+    binding = one(objects, "ValidatingAdmissionPolicyBinding", "t-jobqueue-operator-jobqueues")
+    assert binding["spec"]["validationActions"] == ["Deny"]
 
 
 def test_redis_from_an_existing_secret(render: Render) -> None:

@@ -158,8 +158,10 @@ def test_the_container_runs_the_worker_contract_command() -> None:
     }
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
-    # the user's own env comes last, so it can override what the operator sets
-    assert [e["name"] for e in container["env"]][4:] == ["LOG_LEVEL", "API_KEY"]
+    # the workers take jobs only from a queue whose settings their own JobQueue published
+    assert env["JOBQUEUE_NAME"] == {"name": "JOBQUEUE_NAME", "value": "ei-update"}
+    # the user's own env comes last (the CRD refuses the operator's names in it)
+    assert [e["name"] for e in container["env"]][5:] == ["LOG_LEVEL", "API_KEY"]
 
 
 def test_default_redis_url_reaches_workers_without_spec_redis_through_the_namespace_secret() -> None:
@@ -173,7 +175,8 @@ def test_default_redis_url_reaches_workers_without_spec_redis_through_the_namesp
     # no default Redis configured: no variable, no annotation
     template = build(minimal(), deployment.WorkerDefaults(), redis_revision=None)["spec"]["template"]
     (container,) = template["spec"]["containers"]
-    assert [e["name"] for e in container["env"]] == ["POD_NAME", "POD_NAMESPACE", "JOBQUEUE_METRICS_PORT"]
+    assert [e["name"] for e in container["env"]] == ["POD_NAME", "POD_NAMESPACE", "JOBQUEUE_NAME",
+                                                      "JOBQUEUE_METRICS_PORT"]
     assert "jobqueue.glec.io/redis-revision" not in template["metadata"]["annotations"]
 
 

@@ -142,3 +142,19 @@ def test_events_mark_problems_and_recoveries_only() -> None:
     assert [(e.type, e.reason) for e in status.transitions(healthy, missing)] == [("Warning", "QueueMissing")]
     assert [(e.type, e.reason) for e in status.transitions(missing, healthy)] == [("Normal", "Ready")]
     assert status.transitions(healthy, healthy) == []
+
+
+def test_a_queue_name_another_jobqueue_publishes_is_reported() -> None:
+    taken = replace(HEALTHY, redis=replace(REACHABLE, job_id=TICK_ID, job_status="finished", owned=False))
+    out = render(taken)
+    assert conditions(out)["Ready"] == ("False", "QueueNameConflict")
+    ready = next(c for c in out["conditions"] if c["type"] == "Ready")
+    assert "published by another JobQueue" in ready["message"]
+
+
+def test_someone_elses_cronjob_is_a_name_conflict() -> None:
+    problem = ("NameConflict", "a CronJob named daily-analytics already exists in namespace glec and "
+                               "was not made by jobqueue-operator; it is left untouched")
+    out = render(replace(HEALTHY, problem=problem, cronjob=None, redis=None))
+    assert conditions(out)["Ready"] == ("False", "NameConflict")
+    assert "nextScheduleTime" not in out
