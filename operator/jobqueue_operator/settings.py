@@ -24,6 +24,12 @@ variable                                  meaning (default)
                                           leaving replicas to someone else, e.g. KEDA (1)
 ``JOBQUEUE_WORKER_BUDGET``                most worker pods of all queues together, shared out by
                                           priority; empty: no limit (empty)
+``JOBQUEUE_LEADER_LEASE``                 name of the Lease (in ``POD_NAMESPACE``) whose holder
+                                          alone runs the operator; empty: no election, run at
+                                          once — one replica only (empty)
+``JOBQUEUE_LEADER_LEASE_SECONDS``         how long an unrenewed Lease stays its holder's (3)
+``JOBQUEUE_LEADER_RENEW_DEADLINE_SECONDS`` the leader stops when it could not renew this long (2)
+``JOBQUEUE_LEADER_RETRY_PERIOD_SECONDS``  how often the leader renews and a standby looks (0.5)
 ========================================  ==========================================================
 """
 
@@ -50,6 +56,14 @@ DEFAULT_REDIS_TIMEOUT_SECONDS: Final = 2.0
 DEFAULT_POLL_INTERVAL: Final = 1.0
 #: Below this the poller would mostly measure itself.
 MIN_POLL_INTERVAL: Final = 0.1
+#: Leader election (:mod:`jobqueue_operator.leader`): a standby takes over 2.5-3.5 s after the
+#: leader died without releasing the Lease, within 0.5 s after a clean stop. client-go's
+#: defaults (15 s / 10 s / 2 s) would make that 13-17 s; renewing every 0.5 s costs the API
+#: server two small writes a second, and the leader keeps a 1 s margin between giving up
+#: (2 s without a renewal) and the earliest takeover (3 s).
+DEFAULT_LEASE_SECONDS: Final = 3
+DEFAULT_RENEW_DEADLINE_SECONDS: Final = 2.0
+DEFAULT_RETRY_PERIOD_SECONDS: Final = 0.5
 
 LogFormat = Literal["json", "plain"]
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -77,6 +91,11 @@ class Settings:
     poll_interval: float = DEFAULT_POLL_INTERVAL
     #: most worker pods of all queues together; None: unlimited
     worker_budget: int | None = None
+    #: the leader Lease (name, namespace); None: no election
+    leader_lease: tuple[str, str] | None = None
+    lease_seconds: int = DEFAULT_LEASE_SECONDS
+    renew_deadline_seconds: float = DEFAULT_RENEW_DEADLINE_SECONDS
+    retry_period_seconds: float = DEFAULT_RETRY_PERIOD_SECONDS
 
     @property
     def clusterwide(self) -> bool:
@@ -106,6 +125,20 @@ class Settings:
         redis_url = get("REDIS_URL") or None
         _check(redis_url is None or redis_url.startswith(("redis://", "rediss://", "unix://")),
                "REDIS_URL", "<hidden>", "a redis://, rediss:// or unix:// URL")
+        lease = get("LEADER_LEASE") or None
+        namespace = env.get("POD_NAMESPACE", "").strip()
+        _check(lease is None or bool(namespace), "LEADER_LEASE", lease or "",
+               "a Lease name together with POD_NAMESPACE (the namespace the Lease lives in)")
+        timings = (_number(get, "LEADER_LEASE_SECONDS", DEFAULT_LEASE_SECONDS, int, low=1, high=3600),
+                   _number(get, "LEADER_RENEW_DEADLINE_SECONDS", DEFAULT_RENEW_DEADLINE_SECONDS, float,
+                           low=0.1, high=3600),
+                   _number(get, "LEADER_RETRY_PERIOD_SECONDS", DEFAULT_RETRY_PERIOD_SECONDS, float,
+                           low=0.05, high=3600))
+        if not timings[2] < timings[1] < timings[0]:
+            raise errors.SettingsError(
+                f"{PREFIX}LEADER_RETRY_PERIOD_SECONDS={timings[2]:g} < {PREFIX}LEADER_RENEW_DEADLINE_SECONDS="
+                f"{timings[1]:g} < {PREFIX}LEADER_LEASE_SECONDS={timings[0]} does not hold: the leader "
+                "must renew several times within its deadline, and give up before anyone may take over")
         return cls(
             namespaces=tuple(ns.strip() for ns in get("NAMESPACES").split(",") if ns.strip()),
             redis_url=redis_url,
@@ -121,6 +154,8 @@ class Settings:
             poll_interval=poll,
             worker_budget=(_number(get, "WORKER_BUDGET", 0, int, low=0, high=1_000_000)
                            if get("WORKER_BUDGET") else None),
+            leader_lease=None if lease is None else (lease, namespace),
+            lease_seconds=timings[0], renew_deadline_seconds=timings[1], retry_period_seconds=timings[2],
         )
 
 

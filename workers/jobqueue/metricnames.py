@@ -42,3 +42,4 @@ RECONCILE_TOTAL: Final = f"{PREFIX}_reconcile_total"  # labels: kind, result=ok|
 RECONCILE_SECONDS: Final = f"{PREFIX}_reconcile_seconds"  # histogram, labels: kind
 ORPHANED_SETTINGS_REMOVED: Final = f"{PREFIX}_orphaned_settings_removed_total"  # settings sweep
 OPERATOR_INFO: Final = f"{PREFIX}_operator_info"  # gauge 1, labels: version
+OPERATOR_LEADER: Final = f"{PREFIX}_operator_leader"  # gauge 1 on the Lease holder, 0 standing by; + lease

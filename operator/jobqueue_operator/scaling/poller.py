@@ -121,7 +121,8 @@ class Autoscaler:
                  statuses: Mapping[Key, Collection[Mapping[str, Any]]],
                  interval: float, budget: int | None,
                  clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 acting: Callable[[], bool] = lambda: True) -> None:
         self._kube = kube
         self._hub = hub
         self._endpoints = endpoints
@@ -135,6 +136,10 @@ class Autoscaler:
         self._budget = budget
         self._clock = clock
         self._monotonic = monotonic
+        #: False once this replica may no longer act (its leader Lease not renewed in time):
+        #: checked before every pass and every scale or recovery, so a leader that wakes up
+        #: from a freeze writes nothing before it notices it was replaced
+        self._acting = acting
         self._state: dict[Key, _Queue] = {}
         self._lost = lost.LostPods()
         self._reads: dict[str, asyncio.Task[_Read]] = {}
@@ -154,10 +159,16 @@ class Autoscaler:
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="autoscaler")
 
-    async def stop(self) -> None:
+    def halt(self) -> list[asyncio.Task[Any]]:
+        """Cancel the loop and everything it started, at once (no await: a leader that lost
+        its Lease must stop writing now); the tasks, for :meth:`stop` to wait for."""
         tasks = [t for t in (self._task, *self._reads.values(), *self._background) if t is not None]
         for task in tasks:
             task.cancel()
+        return tasks
+
+    async def stop(self) -> None:
+        tasks = self.halt()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
@@ -180,6 +191,8 @@ class Autoscaler:
     # ---- one pass
 
     async def cycle(self) -> None:
+        if not self._acting():
+            return
         now, mono = self._clock(), self._monotonic()
         refs = {ref.key: ref for ref in self._queues() if not ref.deleting}
         self._forget_gone(refs)
@@ -468,6 +481,8 @@ class Autoscaler:
         q, current, deployment = step.q, step.current, step.deployment.name
         namespace, name = q.ref.key
         async with self._scale_slots:
+            if not self._acting():
+                return False
             try:
                 await self._kube.scale_deployment(namespace, deployment, decision.replicas,
                                                   field_manager=names.AUTOSCALER_MANAGER)
@@ -603,6 +618,8 @@ class Autoscaler:
         how = self._lost.how(pod)
         reason = (f"lost: worker pod {pod_name} {how} while running this job "
                   "(its workers stopped heart-beating)")
+        if not self._acting():
+            return
         try:
             report = await self._hub.recover_pod(url, queue, pod_name, reason=reason)
         except errors.RedisUnavailable as e:

@@ -105,7 +105,10 @@ def test_every_value_has_a_helm_docs_comment() -> None:
 
 
 @pytest.mark.parametrize(("values", "message"), [
-    ({"replicaCount": 2}, "additional properties 'replicaCount' not allowed"),
+    ({"replicas": 2}, "additional properties 'replicas' not allowed"),
+    ({"replicaCount": 0}, "minimum"),
+    ({"podAntiAffinity": "always"}, "podAntiAffinity"),
+    ({"leaderElection": {"leaseDurationSeconds": 2.5}}, "leaseDurationSeconds"),
     ({"image": {"pullpolicy": "Always"}}, "additional properties 'pullpolicy' not allowed"),
     ({"rbac": {"clusterWide": True}}, "additional properties 'clusterWide' not allowed"),
     ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
