@@ -29,12 +29,12 @@ for _p in (bl.ROOT / "tests", bl.ROOT / "tests" / "integration", bl.ROOT / "test
 import chaoskit  # noqa: E402
 import e2edrain  # noqa: E402
 import redis  # noqa: E402
-from e2ekit import Product  # noqa: E402
+from e2ekit import Product, load  # noqa: E402
 
 import devenv  # noqa: E402
 import podrunner  # noqa: E402
 
-__all__ = ["Installed", "chaoskit", "conclude", "e2edrain", "installed"]
+__all__ = ["Installed", "chaoskit", "conclude", "e2edrain", "installed", "load"]
 
 
 @dataclass

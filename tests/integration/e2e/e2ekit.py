@@ -30,6 +30,7 @@ import podrunner
 from integration.chart import clusterkit
 from integration.scaling import scalekit
 from jobqueue import JobSpec, enqueue_many
+from unit.chart import chartkit
 
 NAP = f"{scalekit.JOBS}.nap"
 #: The chart's operator pod (selector labels of helm/jobqueue-operator's Deployment).
@@ -42,14 +43,18 @@ OPERATOR_COMPONENT = "app.kubernetes.io/component=operator"
 
 @dataclass
 class Product:
-    """The chart installed in one namespace (watching it, namespaced RBAC), its operator pod
-    run by a pod runner with a token of the chart's ServiceAccount, as ``make demo`` does."""
+    """The chart installed in one namespace (watching it, namespaced RBAC), its operator pods
+    run by a pod runner with a token of the chart's ServiceAccount, as ``make demo`` does.
+    With the chart's defaults two operator pods run: the leader (holder of the Lease
+    :attr:`deployment`) and a standby."""
 
     cluster: devenv.Cluster
     namespace: str
     release: str
     runner: podrunner.PodRunner
     helm: clusterkit.Helm = field(repr=False)
+    #: leader election on (the chart's default): "live" means holding the Lease
+    elected: bool = True
 
     @classmethod
     def install(cls, cluster: devenv.Cluster, namespace: str, runner: podrunner.PodRunner, *,
@@ -66,9 +71,16 @@ class Product:
                          "extraEnv": [{"name": k, "value": v} for k, v in (env or {}).items()]},
             **(values or {}),
         })
-        product = cls(cluster, namespace, release, runner, helm)
+        product = cls(cluster, namespace, release, runner, helm,
+                      elected=(values or {}).get("leaderElection", {}).get("enabled", True))
         product.wait_live()
         return product
+
+    def upgrade(self, values: Mapping[str, Any]) -> None:
+        """``helm upgrade --reuse-values`` with ``values`` changed (a change of the pod template
+        rolls the operator pods), waiting for the rollout as ``helm upgrade --wait`` does."""
+        self.helm.run("upgrade", self.release, str(chartkit.CHART), "--namespace", self.namespace,
+                      "--reuse-values", "--wait", "--timeout", "150s", values=dict(values))
 
     def uninstall(self) -> None:
         for release, namespace in list(self.helm.releases):
@@ -86,37 +98,78 @@ class Product:
                              f"app.kubernetes.io/instance={self.release},{OPERATOR_COMPONENT}")["items"]
         return [p["metadata"]["name"] for p in items if not p["metadata"].get("deletionTimestamp")]
 
-    def operator_process(self, exclude: Iterable[str] = ()) -> podrunner.ProcessInfo | None:
-        """The running process of the current operator pod (none of ``exclude``)."""
-        pods = set(self.operator_pods()) - set(exclude)
+    def operator_process(self, name: str | None = None,
+                         exclude: Iterable[str] = ()) -> podrunner.ProcessInfo | None:
+        """The running process of operator pod ``name`` (default: any operator pod, none of
+        ``exclude``)."""
+        pods = {name} if name else set(self.operator_pods()) - set(exclude)
         return next((p for p in self.runner.snapshot() if p.namespace == self.namespace
                      and p.name in pods and p.state == "running"), None)
 
+    def leader(self) -> str | None:
+        """The operator pod holding the leader Lease, if it still exists (pod runner identity:
+        ``<pod>_<random>``)."""
+        found = kubectl_json(self.cluster, "get", "leases", "-n", self.namespace)["items"]
+        holders = [str(lease["spec"].get("holderIdentity") or "") for lease in found
+                   if lease["metadata"]["name"] == self.deployment]
+        pod = holders[0].rsplit("_", 1)[0] if holders and holders[0] else None
+        return pod if pod in self.operator_pods() else None
+
     def wait_live(self, exclude: Iterable[str] = (), timeout: float = 120) -> str:
-        """Wait until an operator pod (none of ``exclude``) answers ``/healthz``; its name."""
+        """Wait until an operator pod (none of ``exclude``) runs the operator — holds the Lease
+        and answers ``/healthz`` with kopf's probes, not as a standby; its name."""
         skip = list(exclude)
 
         def live() -> str | None:
-            info = self.operator_process(skip)
+            name = self.leader() if self.elected else next(
+                (p for p in self.operator_pods() if p not in skip), None)
+            info = self.operator_process(name) if name and name not in skip else None
             if info is None or "JOBQUEUE_HEALTH_PORT" not in info.ports:
                 return None
-            status, _ = http_get(info.ports["JOBQUEUE_HEALTH_PORT"], "/healthz")
-            return info.name if status == 200 else None
+            try:
+                status, body = http_get(info.ports["JOBQUEUE_HEALTH_PORT"], "/healthz")
+            except OSError:
+                return None
+            return info.name if status == 200 and json.loads(body).get("role") != "standby" else None
 
-        name: str = devenv.wait_until("the chart's operator answering /healthz", live, timeout=timeout,
+        name: str = devenv.wait_until("an operator pod running the operator", live, timeout=timeout,
+                                      interval=0.05)
+        return name
+
+    def wait_standby(self, exclude: Iterable[str] = (), timeout: float = 120) -> str:
+        """Wait until an operator pod (none of ``exclude``) stands by (answers ``/healthz`` as a
+        standby); its name."""
+        skip = set(exclude)
+
+        def standing_by() -> str | None:
+            for name in self.operator_pods():
+                info = self.operator_process(name)
+                if name in skip or info is None or "JOBQUEUE_HEALTH_PORT" not in info.ports:
+                    continue
+                try:
+                    status, body = http_get(info.ports["JOBQUEUE_HEALTH_PORT"], "/healthz")
+                except OSError:
+                    continue
+                if status == 200 and json.loads(body).get("role") == "standby":
+                    return name
+            return None
+
+        name: str = devenv.wait_until("an operator pod standing by", standing_by, timeout=timeout,
                                       interval=0.1)
         return name
 
-    def restart(self, *, force: bool) -> str:
-        """Restart the operator; return the pod that was replaced. ``force``: the pod is
-        deleted with ``--grace-period=0 --force`` (SIGKILL, as a crash or a node loss);
-        otherwise ``kubectl rollout restart``, as ``helm upgrade`` does (SIGTERM, Recreate)."""
-        (old,) = self.operator_pods()
+    def restart(self, *, force: bool) -> list[str]:
+        """Restart the operator; return the pods that are replaced. ``force``: the leader's pod
+        (the operator's pod, without leader election) is deleted with ``--grace-period=0
+        --force`` (SIGKILL, as a crash or a node loss); otherwise ``kubectl rollout restart``,
+        as ``helm upgrade`` does (every pod SIGTERMed in turn)."""
         if force:
+            old = self.wait_live()
             self.cluster.kubectl("delete", "pod", old, "-n", self.namespace, "--grace-period=0", "--force")
-        else:
-            self.cluster.kubectl("rollout", "restart", f"deployment/{self.deployment}", "-n", self.namespace)
-        return old
+            return [old]
+        pods = self.operator_pods()
+        self.cluster.kubectl("rollout", "restart", f"deployment/{self.deployment}", "-n", self.namespace)
+        return pods
 
     def logs(self) -> str:
         """The operator pods' logs (pod runner), for failure messages."""
