@@ -32,7 +32,7 @@ from typing import Final, TypeVar
 import pydantic
 import redis
 
-from jobqueue import keys, payload, recovery, stats
+from jobqueue import _redis, keys, payload, recovery, stats
 from jobqueue import settings as qsettings
 from jobqueue_operator import errors
 
@@ -47,7 +47,10 @@ Owner = tuple[str, str]
 
 
 def redact(url: str) -> str:
-    """``url`` without user name and password."""
+    """``url`` without user name and password (nor query: it may hold a Sentinel password)."""
+    if _redis.is_sentinel(url):
+        scheme, _, rest = url.strip().partition("://")
+        return f"{scheme}://{rest.rpartition('@')[2].partition('?')[0].partition('#')[0]}"
     try:
         parts = urllib.parse.urlsplit(url)
         host = parts.hostname or ""
@@ -62,8 +65,10 @@ def check_url(url: str) -> None:
     problem = None
     try:
         parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("redis", "rediss", "unix"):
-            problem = "the scheme must be redis://, rediss:// or unix://"
+        if _redis.is_sentinel(url):
+            _redis.parse_sentinel(url)
+        elif parts.scheme not in ("redis", "rediss", "unix"):
+            problem = "the scheme must be redis://, rediss://, unix://, redis+sentinel:// or rediss+sentinel://"
         elif parts.scheme != "unix" and not parts.hostname:
             problem = "no host"
         elif parts.scheme != "unix" and parts.path.strip("/") and not parts.path.strip("/").isdigit():
@@ -96,8 +101,8 @@ class RedisHub:
         conn = self._clients.get(url)
         if conn is None:
             check_url(url)
-            conn = redis.Redis.from_url(url, socket_timeout=self._timeout,
-                                        socket_connect_timeout=self._timeout, health_check_interval=30)
+            conn = _redis.connect(url, socket_timeout=self._timeout, socket_connect_timeout=self._timeout,
+                                  health_check_interval=30)
             self._clients[url] = conn
         return conn
 

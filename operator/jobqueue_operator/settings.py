@@ -65,6 +65,9 @@ DEFAULT_LEASE_SECONDS: Final = 3
 DEFAULT_RENEW_DEADLINE_SECONDS: Final = 2.0
 DEFAULT_RETRY_PERIOD_SECONDS: Final = 0.5
 
+#: What a Redis URL starts with (redis-py's forms, and Sentinel's: jobqueue._redis).
+REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://")
+
 LogFormat = Literal["json", "plain"]
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 _PULL_POLICIES: Final = ("Always", "IfNotPresent", "Never")
@@ -123,8 +126,8 @@ class Settings:
         _check(poll == 0 or poll >= MIN_POLL_INTERVAL, "POLL_INTERVAL", get("POLL_INTERVAL"),
                f"0 (no autoscaler) or at least {MIN_POLL_INTERVAL:g} seconds")
         redis_url = get("REDIS_URL") or None
-        _check(redis_url is None or redis_url.startswith(("redis://", "rediss://", "unix://")),
-               "REDIS_URL", "<hidden>", "a redis://, rediss:// or unix:// URL")
+        _check(redis_url is None or redis_url.startswith(REDIS_SCHEMES), "REDIS_URL", "<hidden>",
+               "a redis://, rediss://, unix://, redis+sentinel:// or rediss+sentinel:// URL")
         lease = get("LEADER_LEASE") or None
         namespace = env.get("POD_NAMESPACE", "").strip()
         _check(lease is None or bool(namespace), "LEADER_LEASE", lease or "",

@@ -19,7 +19,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "hack" / "system-deps.sh"
 #: What each Debian package provides, for the stand-in apt-get.
-PROVIDES = {"redis-server": ["redis-server"], "prometheus": ["prometheus", "promtool"]}
+PROVIDES = {"redis-server": ["redis-server"], "redis-sentinel": ["redis-sentinel"],
+            "prometheus": ["prometheus", "promtool"]}
+ALL = ("redis-server", "redis-sentinel", "prometheus", "promtool")
 EXTERNAL = ["dirname", "mkdir", "date", "env", "cat", "true", "chmod"]
 
 
@@ -80,12 +82,12 @@ def run(bin_dir: Path, *args: str) -> Run:
 
 
 def test_everything_present_is_silent_and_installs_nothing(machine) -> None:  # type: ignore[no-untyped-def]
-    r = run(machine(have=("redis-server", "prometheus", "promtool")))
+    r = run(machine(have=ALL))
     assert (r.code, r.stderr, r.apt_calls) == (0, "", [])
 
 
 def test_root_with_apt_installs_exactly_the_missing_packages(machine) -> None:  # type: ignore[no-untyped-def]
-    bin_dir = machine(have=("redis-server",))
+    bin_dir = machine(have=("redis-server", "redis-sentinel"))
     r = run(bin_dir)
     assert r.code == 0, r.stderr
     log = bin_dir.parent / "deps.log"
@@ -97,26 +99,26 @@ def test_root_with_apt_installs_exactly_the_missing_packages(machine) -> None:  
 
 def test_a_package_is_named_once_however_many_of_its_commands_are_missing(machine) -> None:  # type: ignore[no-untyped-def]
     r = run(machine())
-    assert r.apt_calls[-1] == "install -y -q --no-install-recommends redis-server prometheus"
+    assert r.apt_calls[-1] == "install -y -q --no-install-recommends redis-server redis-sentinel prometheus"
 
 
 def test_not_root_with_passwordless_sudo_installs_through_sudo(machine) -> None:  # type: ignore[no-untyped-def]
     r = run(machine(uid=1000, sudo=True))
     assert r.code == 0, r.stderr
-    assert r.apt_calls[-1].endswith("redis-server prometheus")
+    assert r.apt_calls[-1].endswith("redis-server redis-sentinel prometheus")
 
 
 def test_not_root_without_sudo_says_what_to_run(machine) -> None:  # type: ignore[no-untyped-def]
     r = run(machine(uid=1000))
     assert r.code == 2
-    assert r.lines == ["jobqueue: missing system packages: redis-server prometheus; not root and no "
-                       "password-less sudo, so install them yourself: sudo apt-get install -y "
-                       "redis-server prometheus"]
+    assert r.lines == ["jobqueue: missing system packages: redis-server redis-sentinel prometheus; not "
+                       "root and no password-less sudo, so install them yourself: sudo apt-get install -y "
+                       "redis-server redis-sentinel prometheus"]
     assert r.apt_calls == []
 
 
 def test_no_apt_names_the_packages(machine) -> None:  # type: ignore[no-untyped-def]
-    r = run(machine(apt=False, have=("prometheus", "promtool")))
+    r = run(machine(apt=False, have=("redis-sentinel", "prometheus", "promtool")))
     assert r.code == 2
     assert len(r.lines) == 1
     assert "redis-server" in r.lines[0]
@@ -128,16 +130,17 @@ def test_a_failed_install_points_at_its_log(machine) -> None:  # type: ignore[no
     r = run(bin_dir)
     log = bin_dir.parent / "deps.log"
     assert r.code == 1
-    assert r.lines[-1] == f"jobqueue: apt-get could not install redis-server prometheus (exit 100); see {log}"
-    assert "apt-get install redis-server prometheus" in log.read_text()
+    assert r.lines[-1] == ("jobqueue: apt-get could not install redis-server redis-sentinel prometheus "
+                           f"(exit 100); see {log}")
+    assert "apt-get install redis-server redis-sentinel prometheus" in log.read_text()
 
 
 def test_check_only_reports_and_installs_nothing(machine) -> None:  # type: ignore[no-untyped-def]
     r = run(machine(), "--check")
     assert r.code == 2
     assert r.apt_calls == []
-    assert r.lines == ["jobqueue: missing system packages: redis-server prometheus "
-                       "(install them with: sudo apt-get install -y redis-server prometheus)"]
+    assert r.lines == ["jobqueue: missing system packages: redis-server redis-sentinel prometheus "
+                       "(install them with: sudo apt-get install -y redis-server redis-sentinel prometheus)"]
 
 
 @pytest.mark.parametrize("tool", ["go", "npm", "python3"])
