@@ -428,7 +428,8 @@ class Failovers:
 
 
 class LeaseWatch:
-    """The holders of the leader Lease in turn (a thread reading it every 0.1 s)."""
+    """The holders of the leader Lease in turn (a thread reading it every 0.1 s, through the
+    product's API client)."""
 
     def __init__(self, product: Product) -> None:
         self._product = product
@@ -447,8 +448,7 @@ class LeaseWatch:
     def _run(self) -> None:
         while not self._stop.wait(0.1):
             with contextlib.suppress(Exception):  # (an API hiccup: read again next time)
-                body = get(self._product.cluster, "lease", self._product.deployment, self._product.namespace)
-                who = str(((body or {}).get("spec") or {}).get("holderIdentity") or "").rsplit("_", 1)[0]
+                who = self._product.holder()
                 if who and (not self.holders or self.holders[-1] != who):
                     self.holders.append(who)
 

@@ -14,6 +14,7 @@ RQ results stream (``rq:results:<id>``): one success entry per finished job.
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 import urllib.request
@@ -23,6 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from lightkube import ApiError, Client, KubeConfig
+from lightkube.resources.coordination_v1 import Lease
+from lightkube.resources.core_v1 import Pod
 from opkit import kubectl_json
 
 import devenv
@@ -33,8 +37,6 @@ from jobqueue import JobSpec, enqueue_many
 from unit.chart import chartkit
 
 NAP = f"{scalekit.JOBS}.nap"
-#: The chart's operator pod (selector labels of helm/jobqueue-operator's Deployment).
-OPERATOR_COMPONENT = "app.kubernetes.io/component=operator"
 
 
 # --------------------------------------------------------------------------------------
@@ -92,11 +94,18 @@ class Product:
     def deployment(self) -> str:
         return f"{self.release}-jobqueue-operator"
 
+    @functools.cached_property
+    def _api(self) -> Client:
+        """For the reads that are repeated many times a second while waiting (a kubectl
+        process each would cost the shared cores more than what is measured)."""
+        return Client(config=KubeConfig.from_file(str(self.cluster.kubeconfig)))
+
     def operator_pods(self) -> list[str]:
         """Names of the operator's pods that are not terminating."""
-        items = kubectl_json(self.cluster, "get", "pods", "-n", self.namespace, "-l",
-                             f"app.kubernetes.io/instance={self.release},{OPERATOR_COMPONENT}")["items"]
-        return [p["metadata"]["name"] for p in items if not p["metadata"].get("deletionTimestamp")]
+        pods = self._api.list(Pod, namespace=self.namespace, labels={
+            "app.kubernetes.io/instance": self.release, "app.kubernetes.io/component": "operator"})
+        return [p.metadata.name for p in pods if p.metadata and p.metadata.name
+                and not p.metadata.deletionTimestamp]
 
     def operator_process(self, name: str | None = None,
                          exclude: Iterable[str] = ()) -> podrunner.ProcessInfo | None:
@@ -109,11 +118,19 @@ class Product:
     def leader(self) -> str | None:
         """The operator pod holding the leader Lease, if it still exists (pod runner identity:
         ``<pod>_<random>``)."""
-        found = kubectl_json(self.cluster, "get", "leases", "-n", self.namespace)["items"]
-        holders = [str(lease["spec"].get("holderIdentity") or "") for lease in found
-                   if lease["metadata"]["name"] == self.deployment]
-        pod = holders[0].rsplit("_", 1)[0] if holders and holders[0] else None
-        return pod if pod in self.operator_pods() else None
+        pod = self.holder()
+        return pod if pod and pod in self.operator_pods() else None
+
+    def holder(self) -> str | None:
+        """The pod named by the leader Lease's holder (None: no Lease, or released)."""
+        try:
+            lease = self._api.get(Lease, self.deployment, namespace=self.namespace)
+        except ApiError as e:
+            if e.status.code == 404:
+                return None
+            raise
+        identity = lease.spec.holderIdentity if lease.spec else None
+        return identity.rsplit("_", 1)[0] if identity else None
 
     def wait_live(self, exclude: Iterable[str] = (), timeout: float = 120) -> str:
         """Wait until an operator pod (none of ``exclude``) runs the operator — holds the Lease
