@@ -151,15 +151,28 @@ async def _standby_health(elector: leader.Elector, port: int) -> web.AppRunner:
     return runner
 
 
+async def _signals_stop(ready: asyncio.Event, stop: asyncio.Event) -> None:
+    """Once kopf runs, let SIGTERM/SIGINT set the stop flag instead of kopf's own signal
+    handling: kopf then stops the same way, but its task waiting on a stop flag that is never
+    set would hold up its exit by 5 s — and so the hand-over, which waits for the exit."""
+    await ready.wait()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
 async def _lead(elector: leader.Elector, config: operator_settings.Settings) -> int:
     from jobqueue_operator import handlers  # noqa: PLC0415 (imported by main already)
 
     memo = kopf.Memo(acting=elector.valid)  # (the autoscaler checks it before each write)
-    stop = asyncio.Event()
+    stop, ready = asyncio.Event(), asyncio.Event()
     # created before kopf starts: kopf cancels, when it stops, only the tasks started after it
     holding = asyncio.create_task(elector.hold(), name="leader-lease")
-    running = asyncio.create_task(kopf.operator(**_kopf_options(config), stop_flag=stop, memo=memo))
+    signals = asyncio.create_task(_signals_stop(ready, stop), name="signals-to-stop-flag")
+    running = asyncio.create_task(kopf.operator(**_kopf_options(config), stop_flag=stop, ready_flag=ready,
+                                                memo=memo))
     await asyncio.wait({holding, running}, return_when=asyncio.FIRST_COMPLETED)
+    signals.cancel()
     if running.done():  # SIGTERM (or kopf failed): the operator has stopped acting, hand over
         holding.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -53,6 +53,11 @@ SCALE_CONCURRENCY: Final = 8
 REPORT_CONCURRENCY: Final = 4
 #: How long a replica count we wrote outranks the Deployment index (its watch event may lag).
 PENDING_WRITE_SECONDS: Final = 5.0
+#: Right after a start (or a leader takeover) kopf's indexes fill within a fraction of a
+#: second: until a pass has found a queue to decide on, passes come this often (for at most
+#: WARMUP_SECONDS), so the first decisions do not wait a whole interval for the next pass.
+WARMUP_INTERVAL: Final = 0.1
+WARMUP_SECONDS: Final = 5.0
 #: Passes a scale-in may wait for its pod-deletion-cost annotations to show in the pod watch;
 #: after that it goes ahead (the costs are best effort; busy workers still drain on SIGTERM).
 MAX_COST_WAITS: Final = 3
@@ -177,6 +182,7 @@ class Autoscaler:
         """Pass after pass, one every ``interval`` seconds, until cancelled."""
         logger.info("autoscaler started: a pass every %.1fs, worker budget %s", self._interval,
                     "unlimited" if self._budget is None else self._budget)
+        warm_until = self._monotonic() + WARMUP_SECONDS
         while True:
             started = self._monotonic()
             try:
@@ -186,7 +192,10 @@ class Autoscaler:
             elapsed = self._monotonic() - started
             metrics.AUTOSCALER_CYCLE_SECONDS.observe(elapsed)
             self.last_pass = self._monotonic()
-            await asyncio.sleep(max(0.0, self._interval - elapsed))
+            if self._state or self.last_pass >= warm_until:
+                warm_until = 0.0  # (warm: a queue was decided on, or the warm-up is over)
+            interval = WARMUP_INTERVAL if warm_until else self._interval
+            await asyncio.sleep(max(0.0, interval - elapsed))
 
     # ---- one pass
 
