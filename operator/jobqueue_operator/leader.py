@@ -187,7 +187,14 @@ class Elector:
         someone else, or not renewed for ``renew_deadline`` — with :attr:`leading` False."""
         deadline = self.timing.renew_deadline
         while self.leading:
+            asleep = self._mono()
             await asyncio.sleep(self.timing.retry_period)
+            late = self._mono() - asleep - self.timing.retry_period
+            if late > (deadline - self.timing.retry_period) / 2:
+                # the event loop was busy (or the process starved of CPU) for that long: half
+                # the margin before the leader must give up is gone
+                logger.warning("lease %s/%s: renewal %.1fs late (event loop busy)", self.namespace,
+                               self.name, late)
             left = self._renewed + deadline - self._mono()
             if left > 0:
                 try:
