@@ -85,19 +85,15 @@ class Record:
     holder: str
     #: 0 when the Lease does not say (then the candidate's own lease duration applies)
     lease_seconds: int
-    transitions: int
     #: ``metadata.resourceVersion``: changes with every write, renewals included
     version: str
-    acquire_time: str | None
 
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> Record:
         spec = body.get("spec") or {}
         return cls(holder=spec.get("holderIdentity") or "",
                    lease_seconds=int(spec.get("leaseDurationSeconds") or 0),
-                   transitions=int(spec.get("leaseTransitions") or 0),
-                   version=str(body["metadata"].get("resourceVersion") or ""),
-                   acquire_time=spec.get("acquireTime"))
+                   version=str(body["metadata"].get("resourceVersion") or ""))
 
 
 Verdict = Literal["mine", "free", "expired", "held"]

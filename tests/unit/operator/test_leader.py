@@ -9,7 +9,7 @@ from jobqueue_operator.leader import Observer, Record
 
 
 def record(holder: str, version: str, seconds: int = 3) -> Record:
-    return Record(holder=holder, lease_seconds=seconds, transitions=0, version=version, acquire_time=None)
+    return Record(holder=holder, lease_seconds=seconds, version=version)
 
 
 def test_a_lease_held_by_someone_else_expires_only_after_its_duration_unchanged() -> None:
@@ -28,11 +28,10 @@ def test_every_renewal_restarts_the_count() -> None:
 
 
 def test_a_new_candidate_waits_a_full_duration_whatever_the_lease_says_about_time() -> None:
-    """The first sighting starts the count: the candidate's clock is never compared with
-    renewTime (another node's clock)."""
+    """The first sighting starts the count, however long ago the Lease was renewed: the
+    candidate's clock is never compared with renewTime (another node's clock)."""
     seen = Observer()
-    old = Record(holder="a", lease_seconds=3, transitions=7, version="9",
-                 acquire_time="2001-01-01T00:00:00.000000Z")
+    old = Record(holder="a", lease_seconds=3, version="9")
     assert seen.verdict(old, "me", now=5000.0, default_seconds=3) == "held"
     assert seen.verdict(old, "me", now=5003.0, default_seconds=3) == "expired"
 
@@ -55,9 +54,9 @@ def test_released_and_own_leases() -> None:
 def test_record_of_a_lease_body() -> None:
     body = {"metadata": {"name": "l", "namespace": "n", "resourceVersion": "42"},
             "spec": {"holderIdentity": "pod-a_1234", "leaseDurationSeconds": 3, "leaseTransitions": 5,
-                     "acquireTime": "2026-01-01T00:00:00.000000Z"}}
-    assert Record.of(body) == Record("pod-a_1234", 3, 5, "42", "2026-01-01T00:00:00.000000Z")
-    assert Record.of({"metadata": {"resourceVersion": "1"}}) == Record("", 0, 0, "1", None)
+                     "renewTime": "2001-01-01T00:00:00.000000Z"}}
+    assert Record.of(body) == Record("pod-a_1234", 3, "42")
+    assert Record.of({"metadata": {"resourceVersion": "1"}}) == Record("", 0, "1")
 
 
 def test_timings_must_nest() -> None:
