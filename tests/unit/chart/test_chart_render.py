@@ -46,6 +46,7 @@ def test_operator_deployment_shape(render: Render) -> None:
     pod = spec["template"]["spec"]
     container = pod["containers"][0]
     assert spec["replicas"] == 2
+    assert spec["minReadySeconds"] == 5  # a new pod is up as a standby before an old one stops
     assert spec["strategy"] == {"type": "RollingUpdate",
                                 "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     assert container["command"] == ["jobqueue-operator"]
