@@ -478,7 +478,8 @@ def leader_failovers(product: Product, conn: redis.Redis, *,
     """Queue ``steady`` (4 slots, 2 pods) runs a burst of one-second jobs throughout. For each
     kill: once a leader and (with leader election) a standby are up, the leader is killed and
     queue ``fresh`` (at zero) gets ``fresh_jobs`` jobs at once, which only a running operator
-    can scale for; measured: kill → the next operator running, kill → ``fresh`` scaled. Then
+    can scale for; measured: kill → the next operator running, kill → ``fresh`` scaled (a
+    SIGKILLed pod is deleted afterwards, so that the next run has a fresh standby). Then
     (``upgrade``) the chart is upgraded with a value that rolls the operator pods while
     ``fresh`` gets work. Every job must run once, and every scale Event must match a replica
     change the watch saw (no decision carried out twice)."""
@@ -514,6 +515,10 @@ def leader_failovers(product: Product, conn: redis.Redis, *,
                                   timeout=120, interval=0.05)
                 runs.append(Failover(how, leader, at, successor, live, _first_up_after(w_fresh, at) or 0.0))
                 n += 1
+                if how == "sigkill":
+                    # every run starts afresh: a pod whose container is killed again and again is
+                    # restarted later and later (the kubelet's back-off, and the pod runner's)
+                    cluster.kubectl("delete", "pod", leader, "-n", namespace, "--wait=false")
         if upgrade:
             devenv.wait_until("fresh at zero", lambda: w_fresh.values[-1] == 0, timeout=120)
             product.wait_live()
