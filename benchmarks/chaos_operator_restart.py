@@ -2,11 +2,14 @@
 
     .venv/bin/python benchmarks/chaos_operator_restart.py
 
-The product as installed by the chart. Queue ``steady`` gets 320 one-second jobs and scales
-to 4 pods; the operator is crashed (its pod force-deleted: SIGKILL) and queue ``latecomer``
-gets 40 jobs while it is down; then, with ``steady`` still busy, it is restarted the way
-``helm upgrade`` does (``kubectl rollout restart``: SIGTERM, Recreate) and ``steady``'s
-``maxReplicas`` is lowered to 3 while it is down. Reported: how soon each new operator is
+The product as installed by the chart, with **one** operator replica (``replicaCount: 1``:
+no standby, so these are real restarts; two replicas are ``chaos_leader_failover.py``'s).
+Queue ``steady`` gets 320 one-second jobs and scales to 4 pods; the operator is crashed (its
+pod force-deleted: SIGKILL; the new pod waits out the Lease the dead one never released) and
+queue ``latecomer`` gets 40 jobs while it is down; then, with ``steady`` still busy, it is
+restarted the way ``helm upgrade`` does (``kubectl rollout restart``: the new pod starts as a
+standby, the old one is SIGTERMed and releases the Lease) and ``steady``'s ``maxReplicas`` is
+lowered to 3 meanwhile. Reported: how soon each new operator is
 live, how soon the work and the spec change that arrived while it was down are acted on,
 every replica value seen, the children per owner (goal: exactly one Deployment per JobQueue
 and one CronJob per RecurringJob) and the jobs' audit (goal: each ran once).
@@ -27,7 +30,7 @@ import operator_benchlib as bl
 
 def main() -> None:
     result: dict[str, Any] = {"benchmark": "chaos_operator_restart"}
-    with el.installed("restart") as setup:
+    with el.installed("restart", values={"replicaCount": 1}) as setup:
         bl.log("burst, crash, work while down, rollout restart, spec change while down")
         run = el.chaoskit.operator_restarts(setup.product, setup.conn)
     print(run.report())

@@ -29,7 +29,7 @@ for _p in (bl.ROOT / "tests", bl.ROOT / "tests" / "integration", bl.ROOT / "test
 import chaoskit  # noqa: E402
 import e2edrain  # noqa: E402
 import redis  # noqa: E402
-from e2ekit import Product  # noqa: E402
+from e2ekit import Product, load  # noqa: E402
 
 import devenv  # noqa: E402
 import images  # noqa: E402
@@ -37,7 +37,7 @@ import podrunner  # noqa: E402
 import podrunner_containers  # noqa: E402
 import testimages  # noqa: E402
 
-__all__ = ["Installed", "chaoskit", "conclude", "e2edrain", "installed"]
+__all__ = ["Installed", "chaoskit", "conclude", "e2edrain", "installed", "load"]
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Operator memory (RSS) and CPU with 1,000 JobQueues in place.
 
-    python benchmarks/operator_footprint.py [--queues 1000] [--window 60]
+    python benchmarks/operator_footprint.py [--queues 1000] [--window 60] [--leader-election]
 
 Phases, one operator process watching one namespace:
 
@@ -15,6 +15,11 @@ Phases, one operator process watching one namespace:
 
 Worker Deployments keep 0 replicas (minReplicas 0), so the cluster holds N Deployments but
 no pods: the figures are the operator's, not the fake nodes'.
+
+``--leader-election``: both processes run as the chart runs them, on a leader Lease (the
+second takes over the Lease the first releases). Reported besides: how often the leader's
+Lease renewal came late (its event loop busy: the create and resume bursts are the worst
+case) and whether it ever lost the Lease (goal: never).
 """
 
 from __future__ import annotations
@@ -62,12 +67,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--queues", type=int, default=1000)
     parser.add_argument("--window", type=float, default=60.0, help="seconds of each steady measurement")
+    parser.add_argument("--leader-election", action="store_true", help="run the operator on a leader Lease")
     args = parser.parse_args()
     result: dict[str, Any] = {"benchmark": "operator_footprint", "queues": args.queues}
     with bl.environment() as (cluster, redis_server), tempfile.TemporaryDirectory() as tmp:
         ns = f"bench-fp-{uuid.uuid4().hex[:4]}"
         cluster.kubectl("create", "namespace", ns)
-        op = bl.Operator(cluster, [ns], redis_server.url, Path(tmp) / "operator.log").start()
+        lease = {"JOBQUEUE_LEADER_LEASE": "bench-leader", "POD_NAMESPACE": ns} if args.leader_election else {}
+        op = bl.Operator(cluster, [ns], redis_server.url, Path(tmp) / "operator.log", extra_env=lease).start()
         try:
             bl.log(f"empty operator: measuring {args.window:.0f} s")
             result["empty"] = measure_window(op, args.window)
@@ -94,7 +101,7 @@ def main() -> None:
             op.stop()
 
         bl.log("restarting the operator with every JobQueue in place")
-        op = bl.Operator(cluster, [ns], redis_server.url, Path(tmp) / "operator-2.log")
+        op = bl.Operator(cluster, [ns], redis_server.url, Path(tmp) / "operator-2.log", extra_env=lease)
         writes = contextlib.ExitStack()
         jqs = writes.enter_context(bl.EventCount(cluster, ns, "jobqueues"))
         deps = writes.enter_context(bl.EventCount(cluster, ns, "deployments"))
@@ -124,6 +131,10 @@ def main() -> None:
             result["restart_steady"] = measure_window(op, args.window)
         finally:
             op.stop()
+        if args.leader_election:
+            logs = "".join((Path(tmp) / name).read_text() for name in ("operator.log", "operator-2.log"))
+            result["leader_election"] = {"late_renewals": logs.count("renewal "),
+                                         "leadership_lost": logs.count("stops leading")}
 
     print(f"operator with {args.queues} JobQueues (one namespace, Deployments at 0 replicas)")
     print(f"{'':<34}{'RSS MiB':>10}{'CPU % of a core':>18}")
@@ -138,6 +149,10 @@ def main() -> None:
     print(f"restart with {args.queues} in place: quiet after {r['seconds_to_quiet']} s, "
           f"{r['cpu_seconds']} CPU-s, {r['jobqueue_writes']} JobQueue and {r['deployment_writes']} "
           "Deployment writes (nothing changed: every write is needless)")
+    if "leader_election" in result:
+        le = result["leader_election"]
+        print(f"on a leader Lease: {le['late_renewals']} late renewals, leadership lost "
+              f"{le['leadership_lost']} times (goal 0)")
     bl.emit(result)
 
 

@@ -17,6 +17,7 @@ set -uo pipefail
 
 PACKAGES=(
   "redis-server redis-server"      # the queues' Redis (tests and the dev cluster start their own)
+  "redis-sentinel redis-sentinel"  # Redis Sentinel: the failover tests start three of them
   "prometheus prometheus"          # scrapes the operator and workers in the dev cluster
   "promtool prometheus"            # checks and unit-tests the alert rules
   "chromium chromium"              # headless browser: the web UI's integration test drives it over CDP

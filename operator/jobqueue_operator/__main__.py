@@ -2,21 +2,41 @@
 
 Reads the settings (:mod:`jobqueue_operator.settings`), sets up structured logging and the
 ``/metrics`` endpoint, and hands over to kopf: cluster-wide or in the configured
-namespaces, standalone (one replica with ``strategy: Recreate``; kopf's peering would
-not pause the operator's own loops anyway, kopf.md §1.6), with kopf's liveness endpoint
-at ``/healthz``. SIGTERM stops it gracefully.
+namespaces, standalone (without kopf's peering), with kopf's liveness endpoint at
+``/healthz``. SIGTERM stops it gracefully.
+
+With ``JOBQUEUE_LEADER_LEASE`` set (the chart's default, two replicas) the process first
+stands by as a candidate for that Lease (:mod:`jobqueue_operator.leader`), answering
+``/healthz`` itself, and runs kopf only once it holds the Lease — every handler and every
+loop of the operator, not just the loops: kopf keeps each object's handling state in the
+object's annotations, so two kopf instances on the same objects collide, and a handler
+skipped on a standby (a ``when=`` filter) still makes kopf record the change as handled
+(docs/operator.md, "Two replicas"). On SIGTERM the leader stops kopf and then releases the
+Lease, so the standby takes over at its next look; if it loses the Lease (could not renew
+in time, or someone else holds it) it stops the operator's loops at once, stops kopf and
+exits with status 1, to come back as a fresh candidate.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
 import sys
+from typing import Any, Final
 
 import kopf
+from aiohttp import web
 
-from jobqueue_operator import __version__, metrics
+from jobqueue_operator import __version__, k8s, leader, metrics
 from jobqueue_operator import errors as operator_errors
 from jobqueue_operator import settings as operator_settings
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a leader that lost its Lease gives kopf to stop before the process exits anyway.
+STOP_SECONDS: Final = 10.0
 
 
 class _QuietRoutine(logging.Filter):
@@ -53,18 +73,122 @@ def main() -> None:
         print(f"jobqueue-operator: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(config)
-    logging.getLogger(__name__).info(
-        "jobqueue-operator %s starting: namespaces=%s, default Redis %s", __version__,
-        ",".join(config.namespaces) or "<all>", "configured" if config.redis_url else "not configured")
+    logger.info(
+        "jobqueue-operator %s starting: namespaces=%s, default Redis %s, leader election %s", __version__,
+        ",".join(config.namespaces) or "<all>", "configured" if config.redis_url else "not configured",
+        "on Lease {1}/{0}".format(*config.leader_lease) if config.leader_lease else "off")
     metrics.serve(config.metrics_port)
     from jobqueue_operator import handlers  # noqa: F401, PLC0415 (registers the handlers)
 
-    kopf.run(
-        clusterwide=config.clusterwide,
-        namespaces=config.namespaces,
-        standalone=True,
-        liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port else None,
-    )
+    if config.leader_lease is None:
+        kopf.run(**_kopf_options(config))
+    else:
+        raise SystemExit(asyncio.run(elected(config)))
+
+
+def _kopf_options(config: operator_settings.Settings) -> dict[str, Any]:
+    liveness = f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port else None
+    return {"clusterwide": config.clusterwide, "namespaces": config.namespaces, "standalone": True,
+            "liveness_endpoint": liveness}
+
+
+async def elected(config: operator_settings.Settings) -> int:
+    """Stand by until this process holds the Lease, then run the operator while it does; the
+    exit status."""
+    assert config.leader_lease is not None
+    name, namespace = config.leader_lease
+    kube = k8s.Kube.connect()
+    elector = leader.Elector(kube, namespace=namespace, name=name, identity=leader.identity(),
+                             timing=leader.Timing(lease_seconds=config.lease_seconds,
+                                                  renew_deadline=config.renew_deadline_seconds,
+                                                  retry_period=config.retry_period_seconds))
+    try:
+        if not await _stand_by(elector, config.health_port):
+            return 0
+        return await _lead(elector, config)
+    finally:
+        await kube.close()
+
+
+async def _stand_by(elector: leader.Elector, health_port: int) -> bool:
+    """Wait for the Lease, serving ``/healthz``; False if SIGTERM/SIGINT came first."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    health = await _standby_health(elector, health_port) if health_port else None
+    acquiring = asyncio.create_task(elector.acquire(), name="leader-candidate")
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (acquiring, stopping):
+            task.cancel()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        if health is not None:
+            await health.cleanup()
+    if stop.is_set():
+        await elector.release()  # (won in the same instant)
+        logger.info("stopped while standing by")
+        return False
+    return True
+
+
+async def _standby_health(elector: leader.Elector, port: int) -> web.AppRunner:
+    """``/healthz`` of a standby: alive while it is a candidate (kopf's own endpoint takes the
+    port over once this process leads)."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"role": "standby", "lease": f"{elector.namespace}/{elector.name}",
+                                  "leader": elector.holder or None})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", port).start()  # noqa: S104 (the probe comes from the kubelet)
+    return runner
+
+
+async def _signals_stop(ready: asyncio.Event, stop: asyncio.Event) -> None:
+    """Once kopf runs, let SIGTERM/SIGINT set the stop flag instead of kopf's own signal
+    handling: kopf then stops the same way, but its task waiting on a stop flag that is never
+    set would hold up its exit by 5 s — and so the hand-over, which waits for the exit."""
+    await ready.wait()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def _lead(elector: leader.Elector, config: operator_settings.Settings) -> int:
+    from jobqueue_operator import handlers  # noqa: PLC0415 (imported by main already)
+
+    memo = kopf.Memo(acting=elector.valid)  # (the autoscaler checks it before each write)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    # created before kopf starts: kopf cancels, when it stops, only the tasks started after it
+    holding = asyncio.create_task(elector.hold(), name="leader-lease")
+    signals = asyncio.create_task(_signals_stop(ready, stop), name="signals-to-stop-flag")
+    running = asyncio.create_task(kopf.operator(**_kopf_options(config), stop_flag=stop, ready_flag=ready,
+                                                memo=memo))
+    await asyncio.wait({holding, running}, return_when=asyncio.FIRST_COMPLETED)
+    signals.cancel()
+    if running.done():  # SIGTERM (or kopf failed): the operator has stopped acting, hand over
+        holding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await holding
+        await elector.release()
+        running.result()
+        return 0
+    handlers.stand_down(memo)
+    stop.set()
+    try:
+        await asyncio.wait_for(running, STOP_SECONDS)
+    except Exception:
+        logger.exception("the operator did not stop cleanly after losing the Lease")
+    logger.error("lost the leader Lease %s/%s: exiting, to rejoin as a standby", elector.namespace,
+                 elector.name)
+    return 1
 
 
 if __name__ == "__main__":

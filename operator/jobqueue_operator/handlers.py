@@ -192,7 +192,8 @@ async def startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo,
         memo.runtime.autoscaler = scaling_poller.Autoscaler(
             kube=kube, hub=hub, endpoints=eps, keeper=reconciler.keeper, emit=emit,
             queues=lambda: _refs(jobqueue_index), deployments=worker_deployment_index, pods=worker_pod_index,
-            statuses=jobqueue_status_index, interval=config.poll_interval, budget=config.worker_budget)
+            statuses=jobqueue_status_index, interval=config.poll_interval, budget=config.worker_budget,
+            acting=getattr(memo, "acting", lambda: True))
         memo.runtime.autoscaler.start()
     memo.runtime.failures = notifier.FailureNotifier(
         hub=hub, endpoints=eps, emit=emit, queues=lambda: _refs(jobqueue_index),
@@ -217,6 +218,21 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 #: One per process, like kopf's indexes themselves (index handlers run before any startup
 #: handler could create it in the memo).
 _QUEUE_REFS: Final = index.QueueRefs()
+
+
+def stand_down(memo: Any) -> None:
+    """Stop, at once, the loops that act on their own — the autoscaler (and lost-job
+    recovery), the settings sweep, the RecurringJob refresher — when the leader Lease is lost
+    (:mod:`jobqueue_operator.__main__`): another replica may take over any moment. kopf's
+    cleanup handlers would stop them too, but only once its watches have stopped."""
+    runtime: Runtime | None = getattr(memo, "runtime", None)
+    if runtime is not None:
+        runtime.sweep_task.cancel()
+        if runtime.autoscaler is not None:
+            runtime.autoscaler.halt()
+    recurring_runtime: RecurringRuntime | None = getattr(memo, "recurring", None)
+    if recurring_runtime is not None:
+        recurring_runtime.refresher.cancel()
 
 
 @kopf.index(GROUP, VERSION, models.JOBQUEUE_PLURAL)

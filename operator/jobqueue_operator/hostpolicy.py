@@ -11,7 +11,8 @@ conditions it reports) or open a local socket of the operator's pod. So:
   ``JOBQUEUE_REDIS_ALLOWED_HOSTS``), the URL's host must match one: a host name with ``*``
   globs (``*.redis.svc.cluster.local``), optionally with ``:port``, or an IP network
   (``10.20.0.0/16``) that an IP-literal host must fall in. Names are matched as written,
-  never resolved (a resolver answer can change after the check).
+  never resolved (a resolver answer can change after the check). Sentinel URLs are refused
+  then: the Sentinels, not the URL, name the server the operator would connect to.
 
 A refusal says which rule refused the URL and nothing about the target: no connection is
 attempted, so there is nothing to reveal.
@@ -31,6 +32,10 @@ _NAME = re.compile(r"[a-z0-9*]([a-z0-9*.-]{0,251}[a-z0-9*])?")
 
 UNIX_REFUSED: Final = ("unix:// sockets are refused for spec.redis (they would be the operator's own "
                        "files); use a redis:// or rediss:// URL")
+SENTINEL_REFUSED: Final = ("Sentinel URLs are refused for spec.redis while the cluster admin limits its "
+                           "hosts (operator setting redis.allowedHosts): the primary's address would come "
+                           "from the Sentinels, unchecked; use a redis:// or rediss:// URL, or the default "
+                           "Redis")
 HOST_REFUSED: Final = ("its host is not among the Redis hosts the cluster admin allows for spec.redis "
                        "(operator setting redis.allowedHosts); ask them, or use the default Redis")
 
@@ -76,6 +81,8 @@ def refusal(url: str, allowed: Sequence[str]) -> str | None:
         return UNIX_REFUSED
     if not allowed:
         return None
+    if "+sentinel" in parts.scheme.lower():
+        return SENTINEL_REFUSED
     host = (parts.hostname or "").rstrip(".").lower()
     port = parts.port or DEFAULT_PORT
     if any(_matches(p, host, port) for p in allowed):

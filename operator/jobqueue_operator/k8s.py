@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import os
 import socket
 from collections.abc import Mapping
 from typing import Any, Final, cast
@@ -27,6 +28,7 @@ from lightkube import ApiError, AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.batch_v1 import CronJob
+from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import Event, Pod, Secret
 from lightkube.types import PatchType
 
@@ -192,10 +194,31 @@ class Kube:
                                "namespace": meta["namespace"], "uid": meta.get("uid")},
             "type": type, "reason": reason, "message": message[:EVENT_MESSAGE_LIMIT],
             "source": {"component": EVENT_COMPONENT}, "reportingComponent": EVENT_COMPONENT,
-            "reportingInstance": socket.gethostname()[:128],
+            "reportingInstance": (os.environ.get("POD_NAME") or socket.gethostname())[:128],
             "firstTimestamp": now, "lastTimestamp": now, "count": 1,
         }
         await self._client.create(cast(Event, Event.from_dict(event)))
+
+    # ---- leases (leader election, :mod:`jobqueue_operator.leader`)
+
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get(Lease, namespace, name)
+
+    async def create_lease(self, body: Mapping[str, Any], *, field_manager: str) -> dict[str, Any]:
+        """Create a Lease that was not there, by server-side apply — so that RBAC can limit even
+        ``create`` to the Lease's name (an apply is authorised with the name in its URL; a POST
+        is not). Without ``force``, a Lease created meanwhile by another field manager makes
+        the apply fail with 409 (:func:`is_conflict`) instead of changing its holder."""
+        meta = body["metadata"]
+        return _as_dict(await self._client.patch(
+            Lease, meta["name"], dict(body), namespace=meta["namespace"], patch_type=PatchType.APPLY,
+            field_manager=field_manager, force=False))
+
+    async def replace_lease(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Replace (PUT) a Lease. ``body`` carries the ``metadata.resourceVersion`` it was read
+        at, so the write fails with 409 if anyone changed the Lease since: the compare-and-swap
+        leader election rests on."""
+        return _as_dict(await self._client.replace(cast(Lease, Lease.from_dict(dict(body)))))
 
     # ---- configuration
 

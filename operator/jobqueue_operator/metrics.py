@@ -22,6 +22,9 @@ KIND_JOBQUEUE: Final = "JobQueue"
 KIND_SWEEP: Final = "sweep"
 
 OPERATOR_INFO: Final = prometheus_client.Gauge(mn.OPERATOR_INFO, "jobqueue-operator build", ["version"])
+LEADER: Final = prometheus_client.Gauge(
+    mn.OPERATOR_LEADER, "1 while this replica holds the leader Lease (and acts), 0 while it stands by",
+    ["lease"])
 RECONCILE_TOTAL: Final = prometheus_client.Counter(
     mn.RECONCILE_TOTAL, "Reconciles (and settings sweeps) by outcome", ["kind", "result"])
 RECONCILE_SECONDS: Final = prometheus_client.Histogram(

@@ -319,7 +319,8 @@ class RedisSpec(_Model):
     """Where the queue lives; default: the operator's configured Redis."""
 
     url_secret_ref: SecretKeyRef = Field(
-        alias="urlSecretRef", description="Secret key holding the redis:// or rediss:// URL")
+        alias="urlSecretRef", description="Secret key holding the Redis URL (redis://, rediss://, "
+        "or redis+sentinel://host:26379,…/service/db for a Redis watched by Sentinel)")
 
 
 class NotificationJob(_Model):

@@ -43,8 +43,8 @@ from typing import Final, TypeVar
 import pydantic
 import redis
 
+from jobqueue import _redis, failures, keys, payload, recovery, stats
 from jobqueue import client as producer
-from jobqueue import failures, keys, payload, recovery, stats
 from jobqueue import settings as qsettings
 from jobqueue.redaction import check, redact, scrub
 from jobqueue_operator import errors
@@ -78,8 +78,10 @@ def check_url(url: str) -> None:
     try:
         check(url)
         parts = urllib.parse.urlsplit(url.strip())
-        if parts.scheme not in ("redis", "rediss", "unix"):
-            problem = "the scheme must be redis://, rediss:// or unix://"
+        if _redis.is_sentinel(url):
+            _redis.parse_sentinel(url)
+        elif parts.scheme not in ("redis", "rediss", "unix"):
+            problem = "the scheme must be redis://, rediss://, unix://, redis+sentinel:// or rediss+sentinel://"
         elif parts.scheme != "unix" and not parts.hostname:
             problem = "no host"
         elif parts.scheme != "unix" and parts.path.strip("/") and not parts.path.strip("/").isdigit():
@@ -125,8 +127,8 @@ class RedisHub:
         server = self._servers.get(url)
         if server is None:
             check_url(url)
-            client = redis.Redis.from_url(url, socket_timeout=self._timeout,
-                                          socket_connect_timeout=self._timeout, health_check_interval=30)
+            client = _redis.connect(url, socket_timeout=self._timeout, socket_connect_timeout=self._timeout,
+                                    health_check_interval=30)
             server = self._servers[url] = _Server(client)
         return server
 

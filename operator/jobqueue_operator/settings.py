@@ -33,6 +33,12 @@ variable                                  meaning (default)
                                           (``*`` globs, ``host:port``, IP networks like
                                           ``10.0.0.0/8``); empty: any host. ``unix://`` URLs are
                                           always refused there (empty)
+``JOBQUEUE_LEADER_LEASE``                 name of the Lease (in ``POD_NAMESPACE``) whose holder
+                                          alone runs the operator; empty: no election, run at
+                                          once — one replica only (empty)
+``JOBQUEUE_LEADER_LEASE_SECONDS``         how long an unrenewed Lease stays its holder's (3)
+``JOBQUEUE_LEADER_RENEW_DEADLINE_SECONDS`` the leader stops when it could not renew this long (2)
+``JOBQUEUE_LEADER_RETRY_PERIOD_SECONDS``  how often the leader renews and a standby looks (0.5)
 ========================================  ==========================================================
 """
 
@@ -59,6 +65,17 @@ DEFAULT_REDIS_TIMEOUT_SECONDS: Final = 2.0
 DEFAULT_POLL_INTERVAL: Final = 1.0
 #: Below this the poller would mostly measure itself.
 MIN_POLL_INTERVAL: Final = 0.1
+#: Leader election (:mod:`jobqueue_operator.leader`): a standby takes over 2.5-3.5 s after the
+#: leader died without releasing the Lease, within 0.5 s after a clean stop. client-go's
+#: defaults (15 s / 10 s / 2 s) would make that 13-17 s; renewing every 0.5 s costs the API
+#: server two small writes a second, and the leader keeps a 1 s margin between giving up
+#: (2 s without a renewal) and the earliest takeover (3 s).
+DEFAULT_LEASE_SECONDS: Final = 3
+DEFAULT_RENEW_DEADLINE_SECONDS: Final = 2.0
+DEFAULT_RETRY_PERIOD_SECONDS: Final = 0.5
+
+#: What a Redis URL starts with (redis-py's forms, and Sentinel's: jobqueue._redis).
+REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://")
 
 LogFormat = Literal["json", "plain"]
 Isolation = Literal["namespace", "none"]
@@ -91,6 +108,11 @@ class Settings:
     redis_isolation: Isolation = "none"
     #: hosts ``spec.redis`` URLs may name; empty: any (see :mod:`jobqueue_operator.endpoints`)
     redis_allowed_hosts: tuple[str, ...] = ()
+    #: the leader Lease (name, namespace); None: no election
+    leader_lease: tuple[str, str] | None = None
+    lease_seconds: int = DEFAULT_LEASE_SECONDS
+    renew_deadline_seconds: float = DEFAULT_RENEW_DEADLINE_SECONDS
+    retry_period_seconds: float = DEFAULT_RETRY_PERIOD_SECONDS
 
     @property
     def clusterwide(self) -> bool:
@@ -118,8 +140,8 @@ class Settings:
         _check(poll == 0 or poll >= MIN_POLL_INTERVAL, "POLL_INTERVAL", get("POLL_INTERVAL"),
                f"0 (no autoscaler) or at least {MIN_POLL_INTERVAL:g} seconds")
         redis_url = get("REDIS_URL") or None
-        _check(redis_url is None or redis_url.startswith(("redis://", "rediss://", "unix://")),
-               "REDIS_URL", "<hidden>", "a redis://, rediss:// or unix:// URL")
+        _check(redis_url is None or redis_url.startswith(REDIS_SCHEMES), "REDIS_URL", "<hidden>",
+               "a redis://, rediss://, unix://, redis+sentinel:// or rediss+sentinel:// URL")
         isolation = (get("REDIS_ISOLATION") or "none").lower()
         _check(isolation in ("namespace", "none"), "REDIS_ISOLATION", isolation, "namespace or none")
         _check(isolation == "none" or redis_url is None or not redis_url.startswith("unix://"),
@@ -129,6 +151,20 @@ class Settings:
         for pattern in allowed:
             _check(hostpolicy.valid_pattern(pattern), "REDIS_ALLOWED_HOSTS", pattern,
                    "host names (with * globs), host:port, or IP networks such as 10.0.0.0/8")
+        lease = get("LEADER_LEASE") or None
+        namespace = env.get("POD_NAMESPACE", "").strip()
+        _check(lease is None or bool(namespace), "LEADER_LEASE", lease or "",
+               "a Lease name together with POD_NAMESPACE (the namespace the Lease lives in)")
+        timings = (_number(get, "LEADER_LEASE_SECONDS", DEFAULT_LEASE_SECONDS, int, low=1, high=3600),
+                   _number(get, "LEADER_RENEW_DEADLINE_SECONDS", DEFAULT_RENEW_DEADLINE_SECONDS, float,
+                           low=0.1, high=3600),
+                   _number(get, "LEADER_RETRY_PERIOD_SECONDS", DEFAULT_RETRY_PERIOD_SECONDS, float,
+                           low=0.05, high=3600))
+        if not timings[2] < timings[1] < timings[0]:
+            raise errors.SettingsError(
+                f"{PREFIX}LEADER_RETRY_PERIOD_SECONDS={timings[2]:g} < {PREFIX}LEADER_RENEW_DEADLINE_SECONDS="
+                f"{timings[1]:g} < {PREFIX}LEADER_LEASE_SECONDS={timings[0]} does not hold: the leader "
+                "must renew several times within its deadline, and give up before anyone may take over")
         return cls(
             namespaces=tuple(ns.strip() for ns in get("NAMESPACES").split(",") if ns.strip()),
             redis_url=redis_url,
@@ -146,6 +182,8 @@ class Settings:
                            if get("WORKER_BUDGET") else None),
             redis_isolation="namespace" if isolation == "namespace" else "none",
             redis_allowed_hosts=allowed,
+            leader_lease=None if lease is None else (lease, namespace),
+            lease_seconds=timings[0], renew_deadline_seconds=timings[1], retry_period_seconds=timings[2],
         )
 
 

@@ -4,8 +4,9 @@ jobqueue_operator``) against the session's real cluster: operator/, recurring/, 
 * ``crds`` — the generated CRDs, applied once per session (they are cluster-scoped; other
   test folders may have installed them already, through the chart: server-side apply with
   ``--force-conflicts`` takes them over, the content is the same);
-* ``start_operator(namespaces=…, redis_url=…, **env)`` — an operator process of this test,
-  configured through its ``JOBQUEUE_*`` environment like a Deployment would, watching only
+* ``start_operator(namespaces=…, redis_url=…, env=…, **settings)`` — an operator process of
+  this test, configured through its ``JOBQUEUE_*`` environment (``settings``; ``env``: other
+  variables, e.g. ``POD_NAME``) like a Deployment would, watching only
   the test's namespaces so that concurrent tests never share an operator; it is stopped
   (SIGTERM) at teardown and its log is printed when the test fails;
 * ``operator`` — one such operator for ``namespace`` and ``redis_url``.
@@ -57,11 +58,14 @@ def start_operator(kubeconfig: str, crds: None, tmp_path: Path,
                    request: pytest.FixtureRequest) -> Iterator[StartOperator]:
     started: list[RunningOperator] = []
 
-    def start(*, namespaces: list[str], redis_url: str | None, **settings: str) -> RunningOperator:
+    def start(*, namespaces: list[str], redis_url: str | None, env: dict[str, str] | None = None,
+              **settings: str) -> RunningOperator:
         metrics_port, health_port = devenv.free_port(), devenv.free_port()
+        extra = env or {}
         env = {k: v for k, v in os.environ.items() if not k.startswith("JOBQUEUE_")}
         # the code of this checkout, whatever the virtualenv has installed
         code = [str(ROOT / "operator"), str(ROOT / "workers"), env.get("PYTHONPATH", "")]
+        env |= extra
         env |= {
             "PYTHONPATH": os.pathsep.join(p for p in code if p),
             "KUBECONFIG": kubeconfig,

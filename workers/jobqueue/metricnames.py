@@ -44,3 +44,4 @@ ORPHANED_SETTINGS_REMOVED: Final = f"{PREFIX}_orphaned_settings_removed_total"  
 OPERATOR_INFO: Final = f"{PREFIX}_operator_info"  # gauge 1, labels: version
 JOBS_EXHAUSTED: Final = f"{PREFIX}_jobs_exhausted_total"  # failed for good, every cause (operator's count)
 FAILURE_NOTIFICATIONS: Final = f"{PREFIX}_failure_notifications_total"  # + channel=job|webhook, outcome
+OPERATOR_LEADER: Final = f"{PREFIX}_operator_leader"  # gauge 1 on the Lease holder, 0 standing by; + lease

@@ -28,16 +28,21 @@ _SCHEME = re.compile(r"\s*([A-Za-z][A-Za-z0-9+.-]{0,15})://")
 _HOST = re.compile(r"[A-Za-z0-9_.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]")
 _PORT = re.compile(r"[0-9]{1,5}")
 _DB = re.compile(r"[0-9]{1,6}")
+#: Sentinel URLs (``redis+sentinel://s1:26379,s2/service/db``, see :mod:`jobqueue._redis`): the
+#: path is the name the Sentinels monitor the primary under, then the database.
+SENTINEL_SCHEMES: Final = ("redis+sentinel", "rediss+sentinel")
+_SENTINEL_PATH = re.compile(r"[A-Za-z0-9_.-]{1,128}(/[0-9]{1,6})?")
 #: A Redis URL inside free text: from its scheme to the next white space or quote.
-_EMBEDDED = re.compile(r"(?i)\b(?:rediss?|unix)://[^\s'\"<>]+")
+_EMBEDDED = re.compile(r"(?i)\b(?:rediss?(?:\+sentinel)?|unix)://[^\s'\"<>]+")
 #: Credentials shorter than this are not searched for in free text: ``a`` would match
 #: everywhere, and URL parts this short are not secrets worth the name.
 _MIN_SECRET = 3
 
 
 def redact(url: str) -> str:
-    """``url`` reduced to ``scheme://host:port/db`` (``unix://path`` for a socket): no user
-    name, password, query or fragment. Text that is not a URL gives ``<hidden>``."""
+    """``url`` reduced to ``scheme://host:port/db`` (``unix://path`` for a socket,
+    ``scheme://host:port,host:port/service/db`` for Sentinels): no user name, password, query
+    or fragment. Text that is not a URL gives ``<hidden>``."""
     match = _SCHEME.match(url)
     if match is None:
         return HIDDEN
@@ -52,15 +57,26 @@ def redact(url: str) -> str:
         path = rest if re.fullmatch(r"/[A-Za-z0-9_./-]{0,200}", rest) else HIDDEN
         return f"unix://{path}"
     authority, _, path = rest.partition("/")
+    if scheme in SENTINEL_SCHEMES:  # host[:port],host[:port]…/service[/db]
+        shown = ",".join(_address(a) for a in authority.split(","))
+        if path:
+            shown += f"/{path}" if _SENTINEL_PATH.fullmatch(path) else f"/{HIDDEN}"
+        return f"{scheme}://{shown}"
+    shown = _address(authority)
+    if path:
+        shown += f"/{path}" if _DB.fullmatch(path) else f"/{HIDDEN}"
+    return f"{scheme}://{shown}"
+
+
+def _address(authority: str) -> str:
+    """``host[:port]`` as it may be shown."""
     host, port = authority, ""
     if not authority.endswith("]") and ":" in authority:
         host, _, port = authority.rpartition(":")
     shown = host if _HOST.fullmatch(host) else HIDDEN
     if port:
         shown += f":{port}" if _PORT.fullmatch(port) else f":{HIDDEN}"
-    if path:
-        shown += f"/{path}" if _DB.fullmatch(path) else f"/{HIDDEN}"
-    return f"{scheme}://{shown}"
+    return shown
 
 
 def check(url: str) -> None:
@@ -71,11 +87,13 @@ def check(url: str) -> None:
     match = _SCHEME.match(url)
     if match is None:
         raise ValueError("no scheme: expected redis://[user:password@]host[:port][/db]")
-    if match.group(1).lower() == "unix":
+    scheme = match.group(1).lower()
+    if scheme == "unix":
         return
     try:
         parts = urllib.parse.urlsplit(url.strip())
-        _ = parts.port
+        if scheme not in SENTINEL_SCHEMES:  # (several host:port, read by jobqueue._redis)
+            _ = parts.port
     except ValueError:
         raise ValueError("the port is not a number (percent-encode ':', '/', '@', '?' and '#' in the "
                          "user name and password)") from None

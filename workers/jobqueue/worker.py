@@ -61,7 +61,7 @@ from redis.typing import EncodableT
 from rq.version import VERSION as RQ_VERSION
 
 from jobqueue import _lua, executors, keys, payload, settings
-from jobqueue._redis import Script, clean, text
+from jobqueue._redis import Script, clean, connect, text
 from jobqueue.errors import RegistrationError
 from jobqueue.metrics import UNREGISTERED, WorkerMetrics
 from jobqueue.registry import Allowlist, JobFunction
@@ -170,7 +170,7 @@ class Worker:
         self.wkey = keys.worker_key(self.name)
         self.events: executors.Events = queue.SimpleQueue()
         self.executor = executors.make(config.mode, self.slots, self.events, self.allow)
-        self.conn = redis.Redis.from_url(redis_url)
+        self.conn = connect(redis_url)
         # coordinator state (coordinator thread only, except _held which the heartbeat reads)
         self.running: dict[int, Running] = {}
         self.buffer: deque[Claimed] = deque()
@@ -800,7 +800,7 @@ class Worker:
     # ---------------------------------------------------------------- background threads
 
     def _housekeeping(self) -> None:
-        conn = redis.Redis.from_url(self.url)
+        conn = connect(self.url)
         last_reap = last_settings = time.monotonic()
         while not self._done.wait(self.cfg.heartbeat_seconds):
             now = time.time()
@@ -866,7 +866,7 @@ class Worker:
 
     def _watch(self) -> None:
         """Sleep in BLMOVE on the queue's signal list while the queue is empty (see keys.py)."""
-        conn = redis.Redis.from_url(self.url)
+        conn = connect(self.url)
         sig = keys.signal(self.queue)
         while not self._done.is_set():
             if not self._want_signal.wait(0.5):

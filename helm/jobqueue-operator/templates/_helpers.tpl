@@ -94,6 +94,44 @@ chart creates from `redis.url` (also the name to create by hand when neither is 
 {{- end }}
 
 {{/*
+Operator replicas: more than one only with leader election (two operators without it would
+both act on every object).
+*/}}
+{{- define "jobqueue-operator.replicas" -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
+{{- fail "replicaCount > 1 needs leaderElection.enabled: without it every replica would act (set replicaCount: 1 or enable leader election)" }}
+{{- end }}
+{{- int .Values.replicaCount }}
+{{- end }}
+
+{{/*
+Name of the leader Lease (in the release namespace).
+*/}}
+{{- define "jobqueue-operator.leaseName" -}}
+{{- include "jobqueue-operator.fullname" . }}
+{{- end }}
+
+{{/*
+Affinity of the operator pods: the user's `affinity`, else (with more than one replica) the
+`podAntiAffinity` preset spreading them over nodes, so that a node loss takes at most one.
+*/}}
+{{- define "jobqueue-operator.affinity" -}}
+{{- if .Values.affinity }}
+{{- toYaml .Values.affinity }}
+{{- else if and (gt (int .Values.replicaCount) 1) (ne .Values.podAntiAffinity "none") }}
+{{- $term := dict "topologyKey" "kubernetes.io/hostname" "labelSelector" (dict "matchLabels" (merge (dict "app.kubernetes.io/component" "operator") (include "jobqueue-operator.selectorLabels" . | fromYaml))) }}
+podAntiAffinity:
+{{- if eq .Values.podAntiAffinity "hard" }}
+  requiredDuringSchedulingIgnoredDuringExecution:
+    {{- toYaml (list $term) | nindent 4 }}
+{{- else }}
+  preferredDuringSchedulingIgnoredDuringExecution:
+    {{- toYaml (list (dict "weight" 100 "podAffinityTerm" $term)) | nindent 4 }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
 The operator's environment: the ONLY place values become JOBQUEUE_* variables (the operator
 reads them in jobqueue_operator/settings.py).
 */}}
@@ -107,6 +145,9 @@ Deployment with "duplicate entries for key", naming neither the value nor the fi
   "JOBQUEUE_RESYNC_SECONDS" "operator.resyncSeconds" "JOBQUEUE_REDIS_TIMEOUT_SECONDS" "operator.redisTimeoutSeconds"
   "JOBQUEUE_POLL_INTERVAL" "autoscaler.pollInterval" "JOBQUEUE_WORKER_BUDGET" "autoscaler.workerBudget"
   "JOBQUEUE_REDIS_ISOLATION" "redis.isolation" "JOBQUEUE_REDIS_ALLOWED_HOSTS" "redis.allowedHosts"
+  "JOBQUEUE_LEADER_LEASE" "leaderElection.enabled" "JOBQUEUE_LEADER_LEASE_SECONDS" "leaderElection.leaseDurationSeconds"
+  "JOBQUEUE_LEADER_RENEW_DEADLINE_SECONDS" "leaderElection.renewDeadlineSeconds"
+  "JOBQUEUE_LEADER_RETRY_PERIOD_SECONDS" "leaderElection.retryPeriodSeconds"
   "POD_NAME" "(the pod's own name)" "POD_NAMESPACE" "(the pod's own namespace)" }}
 {{- range .Values.operator.extraEnv }}
 {{- if hasKey $byChart .name }}
@@ -156,6 +197,16 @@ reach templates as float64, which would print 1000000 as "1e+06". */}}
 {{- if not (kindIs "invalid" .Values.autoscaler.workerBudget) }}
 - name: JOBQUEUE_WORKER_BUDGET
   value: {{ .Values.autoscaler.workerBudget | int64 | quote }}
+{{- end }}
+{{- if .Values.leaderElection.enabled }}
+- name: JOBQUEUE_LEADER_LEASE
+  value: {{ include "jobqueue-operator.leaseName" . | quote }}
+- name: JOBQUEUE_LEADER_LEASE_SECONDS
+  value: {{ .Values.leaderElection.leaseDurationSeconds | int64 | quote }}
+- name: JOBQUEUE_LEADER_RENEW_DEADLINE_SECONDS
+  value: {{ .Values.leaderElection.renewDeadlineSeconds | quote }}
+- name: JOBQUEUE_LEADER_RETRY_PERIOD_SECONDS
+  value: {{ .Values.leaderElection.retryPeriodSeconds | quote }}
 {{- end }}
 - name: POD_NAME
   valueFrom:

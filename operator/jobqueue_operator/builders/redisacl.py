@@ -68,30 +68,54 @@ def rules(database: int, password: str) -> list[str]:
     ]
 
 
-def _host(parts: urllib.parse.SplitResult) -> str:
+def _is_sentinel(parts: urllib.parse.SplitResult) -> bool:
+    return parts.scheme.lower().endswith("+sentinel")
+
+
+def _servers(parts: urllib.parse.SplitResult) -> str:
+    """``host[:port]``, or a Sentinel URL's ``host:port,host:port…`` (credentials left out)."""
+    if _is_sentinel(parts):
+        return parts.netloc.rpartition("@")[2]
     host = parts.hostname or ""
     if ":" in host:  # IPv6
         host = f"[{host}]"
     return f"{host}:{parts.port}" if parts.port else host
 
 
+def _path(parts: urllib.parse.SplitResult, database: int) -> str:
+    """The URL's path with ``database``: ``/n``, or a Sentinel URL's ``/service/n``."""
+    if _is_sentinel(parts):
+        return f"/{parts.path.strip('/').split('/')[0]}/{database}"
+    return f"/{database}"
+
+
 def tenant_url(admin_url: str, namespace: str, password: str, database: int) -> str:
     """The URL the pods of ``namespace`` get: the operator's server, the namespace's user,
-    password and database. The operator URL's query (it may hold a password) is not copied."""
+    password and database. The operator URL's query (it may hold a password) is not copied,
+    but for a Sentinel URL's ``sentinel_*`` options: the pods need them to find the primary
+    (so a Sentinel password is every namespace's; docs/security.md)."""
     parts = urllib.parse.urlsplit(admin_url)
     credentials = f"{user_name(namespace)}:{urllib.parse.quote(password, safe='')}"
-    return f"{parts.scheme}://{credentials}@{_host(parts)}/{database}"
+    query = ""
+    if _is_sentinel(parts):
+        query = urllib.parse.urlencode([(k, v) for k, v in urllib.parse.parse_qsl(parts.query)
+                                        if k.startswith("sentinel_")])
+    return urllib.parse.urlunsplit((parts.scheme, f"{credentials}@{_servers(parts)}", _path(parts, database),
+                                    query, ""))
 
 
 def operator_url(admin_url: str, database: int) -> str:
     """The operator's own URL, on ``database``."""
     parts = urllib.parse.urlsplit(admin_url)
     query = urllib.parse.urlencode([(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "db"])
-    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, f"/{database}", query, ""))
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, _path(parts, database), query, ""))
 
 
 def database_of(url: str) -> int:
-    path = urllib.parse.urlsplit(url).path.strip("/")
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path.strip("/")
+    if _is_sentinel(parts):
+        path = path.partition("/")[2]
     return int(path) if path.isdigit() else 0
 
 
@@ -103,8 +127,3 @@ def password_of(url: str | None, namespace: str) -> str | None:
     if parts.username != user_name(namespace) or not parts.password:
         return None
     return urllib.parse.unquote(parts.password)
-
-
-def same_server(a: str, b: str) -> bool:
-    pa, pb = urllib.parse.urlsplit(a), urllib.parse.urlsplit(b)
-    return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)

@@ -163,14 +163,17 @@ def operator_down() -> Alert:
     return Alert(
         name="JobQueueOperatorDown",
         # the operator's own info series: absent when no operator is scraped at all,
-        # whatever job label the scrape configuration gives it
-        expr=f"absent({m.OPERATOR_INFO})\n",
+        # whatever job label the scrape configuration gives it; and with leader election,
+        # operators that all stand by (none holds the Lease: e.g. none may write it) act as
+        # little as none at all
+        expr=f"absent({m.OPERATOR_INFO}) or max({m.OPERATOR_LEADER}) < 1\n",
         for_=t["for_"],
         severity="critical",
         summary="The jobqueue operator is down (or Prometheus does not scrape it).",
         description=(
-            f"No jobqueue operator has exposed metrics for {t['for_']}. Worker pools are "
-            "not scaled, lost jobs are not recovered and JobQueue changes are not applied."
+            f"No jobqueue operator has exposed metrics, or none has held the leader Lease, for "
+            f"{t['for_']}. Worker pools are not scaled, lost jobs are not recovered and JobQueue "
+            "changes are not applied."
         ),
     )
 

@@ -296,8 +296,10 @@ def reconcile_duration() -> timeseries.Panel:
 
 
 def operator_version() -> timeseries.Panel:
-    return _ts("Operator version", "Running operator instances, by version.", "short",
-               query(f"sum by (version) ({m.OPERATOR_INFO})", "{{version}}"))
+    return _ts("Operator version", "Running operator instances, by version, and how many of them act "
+               "(hold the leader Lease: 1 when healthy; the others stand by).", "short",
+               query(f"sum by (version) ({m.OPERATOR_INFO})", "{{version}}"),
+               query(f"sum({m.OPERATOR_LEADER})", "leading"))
 
 
 # --- assembly ---------------------------------------------------------------------------

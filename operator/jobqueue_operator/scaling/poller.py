@@ -55,6 +55,11 @@ SCALE_CONCURRENCY: Final = 8
 REPORT_CONCURRENCY: Final = 4
 #: How long a replica count we wrote outranks the Deployment index (its watch event may lag).
 PENDING_WRITE_SECONDS: Final = 5.0
+#: Right after a start (or a leader takeover) kopf's indexes fill within a fraction of a
+#: second: until a pass has found a queue to decide on, passes come this often (for at most
+#: WARMUP_SECONDS), so the first decisions do not wait a whole interval for the next pass.
+WARMUP_INTERVAL: Final = 0.1
+WARMUP_SECONDS: Final = 5.0
 #: Passes a scale-in may wait for its pod-deletion-cost annotations to show in the pod watch;
 #: after that it goes ahead (the costs are best effort; busy workers still drain on SIGTERM).
 MAX_COST_WAITS: Final = 3
@@ -125,7 +130,8 @@ class Autoscaler:
                  statuses: Mapping[Key, Collection[Mapping[str, Any]]],
                  interval: float, budget: int | None,
                  clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 acting: Callable[[], bool] = lambda: True) -> None:
         self._kube = kube
         self._hub = hub
         self._endpoints = endpoints
@@ -139,6 +145,10 @@ class Autoscaler:
         self._budget = budget
         self._clock = clock
         self._monotonic = monotonic
+        #: False once this replica may no longer act (its leader Lease not renewed in time):
+        #: checked before every pass and every scale or recovery, so a leader that wakes up
+        #: from a freeze writes nothing before it notices it was replaced
+        self._acting = acting
         self._state: dict[Key, _Queue] = {}
         self._lost = lost.LostPods()
         self._reads: dict[str, asyncio.Task[_Read]] = {}
@@ -158,10 +168,16 @@ class Autoscaler:
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="autoscaler")
 
-    async def stop(self) -> None:
+    def halt(self) -> list[asyncio.Task[Any]]:
+        """Cancel the loop and everything it started, at once (no await: a leader that lost
+        its Lease must stop writing now); the tasks, for :meth:`stop` to wait for."""
         tasks = [t for t in (self._task, *self._reads.values(), *self._background) if t is not None]
         for task in tasks:
             task.cancel()
+        return tasks
+
+    async def stop(self) -> None:
+        tasks = self.halt()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
@@ -170,6 +186,7 @@ class Autoscaler:
         """Pass after pass, one every ``interval`` seconds, until cancelled."""
         logger.info("autoscaler started: a pass every %.1fs, worker budget %s", self._interval,
                     "unlimited" if self._budget is None else self._budget)
+        warm_until = self._monotonic() + WARMUP_SECONDS
         while True:
             started = self._monotonic()
             try:
@@ -179,11 +196,16 @@ class Autoscaler:
             elapsed = self._monotonic() - started
             metrics.AUTOSCALER_CYCLE_SECONDS.observe(elapsed)
             self.last_pass = self._monotonic()
-            await asyncio.sleep(max(0.0, self._interval - elapsed))
+            if self._state or self.last_pass >= warm_until:
+                warm_until = 0.0  # (warm: a queue was decided on, or the warm-up is over)
+            interval = WARMUP_INTERVAL if warm_until else self._interval
+            await asyncio.sleep(max(0.0, interval - elapsed))
 
     # ---- one pass
 
     async def cycle(self) -> None:
+        if not self._acting():
+            return
         now, mono = self._clock(), self._monotonic()
         refs = {ref.key: ref for ref in self._queues() if not ref.deleting}
         self._forget_gone(refs)
@@ -468,6 +490,8 @@ class Autoscaler:
         q, current, deployment = step.q, step.current, step.deployment.name
         namespace, name = q.ref.key
         async with self._scale_slots:
+            if not self._acting():
+                return False
             try:
                 await self._kube.scale_deployment(namespace, deployment, decision.replicas,
                                                   field_manager=names.AUTOSCALER_MANAGER)
@@ -603,6 +627,8 @@ class Autoscaler:
         how = self._lost.how(pod)
         reason = (f"lost: worker pod {pod_name} {how} while running this job "
                   "(its workers stopped heart-beating)")
+        if not self._acting():
+            return
         try:
             report = await self._hub.recover_pod(url, queue, pod_name, reason=reason)
         except errors.RedisUnavailable as e:

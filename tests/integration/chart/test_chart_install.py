@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 import devenv
+import podrunner
 from integration.chart import clusterkit
 from integration.chart.clusterkit import can_i, exists, get_json
 from unit.chart import chartkit
@@ -60,13 +61,38 @@ def default_release(cluster: devenv.Cluster) -> Iterator[Release]:
 
 def test_default_install_runs_the_operator(cluster: devenv.Cluster, default_release: Release) -> None:
     deploy = get_json(cluster, "deployment", default_release.fullname, "-n", default_release.namespace)
-    assert deploy["status"]["readyReplicas"] == 1
-    assert deploy["spec"]["strategy"]["type"] == "Recreate"
+    assert deploy["status"]["readyReplicas"] == 2
+    assert deploy["spec"]["strategy"]["type"] == "RollingUpdate"
     pods = get_json(cluster, "pods", "-n", default_release.namespace,
                     "-l", "app.kubernetes.io/component=operator")["items"]
-    assert [p["status"]["phase"] for p in pods] == ["Running"]
-    assert pods[0]["spec"]["serviceAccountName"] == default_release.fullname
+    assert [p["status"]["phase"] for p in pods] == ["Running", "Running"]
+    assert {p["spec"]["serviceAccountName"] for p in pods} == {default_release.fullname}
+    # spread over the two nodes (preferred anti-affinity), and a budget keeps one through a drain
+    assert len({p["spec"]["nodeName"] for p in pods}) == 2
+    pdb = get_json(cluster, "poddisruptionbudget", default_release.fullname, "-n", default_release.namespace)
+    devenv.wait_until("the disruption budget counting both pods", lambda: get_json(
+        cluster, "poddisruptionbudget", default_release.fullname, "-n", default_release.namespace,
+    )["status"].get("currentHealthy") == 2, timeout=30)
+    assert pdb["spec"]["maxUnavailable"] == 1
     assert exists(cluster, "service", f"{default_release.fullname}-metrics", "-n", default_release.namespace)
+
+
+def test_one_operator_pod_holds_the_leader_lease(cluster: devenv.Cluster, default_release: Release,
+                                                 pod_runner: podrunner.PodRunner) -> None:
+    """The operator pods (run by the session's pod runner) elect a leader on the chart's Lease,
+    with the chart's RBAC: its holder is one of them."""
+    items = get_json(cluster, "pods", "-n", default_release.namespace,
+                     "-l", "app.kubernetes.io/component=operator")["items"]
+    pods = {p["metadata"]["name"] for p in items}
+
+    def holder() -> str | None:
+        if not exists(cluster, "lease", default_release.fullname, "-n", default_release.namespace):
+            return None
+        lease = get_json(cluster, "lease", default_release.fullname, "-n", default_release.namespace)
+        who = str(lease["spec"].get("holderIdentity") or "").rsplit("_", 1)[0]
+        return who if who in pods else None
+
+    devenv.wait_until("an operator pod holding the Lease", holder, timeout=60)
 
 
 def test_operator_pod_is_admitted_by_a_restricted_namespace(
@@ -142,6 +168,14 @@ def test_cluster_wide_rbac_allows_what_the_operator_does(
     assert can_i(cluster, sa, "watch", "jobqueues.jobqueue.glec.io")  # --all-namespaces
     assert can_i(cluster, sa, "list", "customresourcedefinitions.apiextensions.k8s.io")
     assert can_i(cluster, sa, "watch", "namespaces")
+    # the leader Lease: that one by name, in the release namespace only
+    home, lease = default_release.namespace, f"lease.coordination.k8s.io/{default_release.fullname}"
+    for verb in ("get", "create", "update", "patch"):
+        assert can_i(cluster, sa, verb, lease, namespace=home), verb
+    for verb, what in (("create", "leases.coordination.k8s.io"), ("delete", lease),
+                       ("update", "lease.coordination.k8s.io/other"), ("list", "leases.coordination.k8s.io")):
+        assert not can_i(cluster, sa, verb, what, namespace=home), (verb, what)
+    assert not can_i(cluster, sa, "get", lease, namespace=anywhere)
 
 
 def test_cluster_wide_rbac_refuses_what_the_operator_must_not_do(
@@ -254,7 +288,7 @@ def test_ci_scenario_installs_and_uninstalls(cluster: devenv.Cluster, helm: clus
     assert "STATUS: deployed" in out
     values = yaml.safe_load(values_file.read_text())
     deploy = get_json(cluster, "deployment", release.fullname, "-n", namespace)
-    assert deploy["status"]["readyReplicas"] == 1
+    assert deploy["status"]["readyReplicas"] == values.get("replicaCount", 2)
     env = chartkit.container_env(deploy)
     assert env["JOBQUEUE_NAMESPACES"] == ",".join(values.get("watchNamespaces", []))
     if values.get("watchNamespaces"):

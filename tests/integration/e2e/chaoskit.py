@@ -7,6 +7,9 @@
 * :func:`operator_restarts` — the operator crashed (SIGKILL) and then restarted the way
   ``helm upgrade`` does, in the middle of a burst, with work and a spec change arriving while
   it is down;
+* :func:`leader_failovers` — the leader of two operator replicas killed again and again in the
+  middle of a burst (its process SIGKILLed, or its pod deleted), then the chart upgraded with
+  a rolling update of the operator pods while work keeps arriving;
 * :func:`redis_outage` — Redis frozen (SIGSTOP) or stopped and restarted on the same port for
   30 s while workers run.
 """
@@ -14,8 +17,11 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import os
 import random
+import signal
 import threading
 import time
 from collections import Counter
@@ -276,7 +282,7 @@ class Restarts:
         f = self.figures()
         return "\n".join([
             "operator restarted twice in a burst: crash (pod force-deleted: SIGKILL), then "
-            "`kubectl rollout restart` (SIGTERM, Recreate)",
+            "`kubectl rollout restart` (SIGTERM)",
             f"  new operator live after {f['operator_live_after_crash_seconds']} s (crash), "
             f"{f['operator_live_after_rollout_restart_seconds']} s (rollout)",
             f"  work enqueued while it was down: scaled {self.latecomer_scaled_after:.2f} s after the crash",
@@ -311,7 +317,7 @@ def operator_restarts(product: Product, conn: redis.Redis, *, jobs: int = 320,
         crashed = product.restart(force=True)
         t_crash = time.time()
         ids += enqueue_naps(conn, late, "late", 40, job_seconds)
-        product.wait_live(exclude=[crashed])
+        product.wait_live(exclude=crashed)
         live_crash = time.time() - t_crash
         devenv.wait_until("latecomer scaled up", lambda: w_late.values[-1] == 2, timeout=120)
         late_scaled = next(t for t, r in w_late.timeline if r == 2) - t_crash
@@ -320,7 +326,7 @@ def operator_restarts(product: Product, conn: redis.Redis, *, jobs: int = 320,
         stopped = product.restart(force=False)
         t_rollout = time.time()
         rjkit.merge_patch(cluster, "jq", "steady", namespace, {"spec": {"scaling": {"maxReplicas": 3}}})
-        product.wait_live(exclude=[crashed, stopped])
+        product.wait_live(exclude=[*crashed, *stopped])
         live_rollout = time.time() - t_rollout
         devenv.wait_until("steady at its new maxReplicas", lambda: w_steady.values[-1] == 3, timeout=120)
         max_applied = next(t for t, r in w_steady.timeline if t > t_rollout and r == 3) - t_rollout
@@ -336,6 +342,230 @@ def operator_restarts(product: Product, conn: redis.Redis, *, jobs: int = 320,
     return Restarts(live_after=(live_crash, live_rollout), latecomer_scaled_after=late_scaled,
                     max_applied_after=max_applied, replicas=history, children=children,
                     audit=audit(conn, ids))
+
+
+# --------------------------------------------------------------------------------------
+# The leader killed
+
+
+KillHow = Literal["sigkill", "delete"]
+
+
+@dataclass
+class Failover:
+    """One kill of the leader."""
+
+    how: KillHow
+    killed: str
+    #: unix time of the kill
+    at: float
+    #: the pod running the operator afterwards, and seconds from the kill until it did
+    successor: str
+    live_after: float
+    #: seconds from the kill to the replicas written for work that arrived with the kill
+    scaled_after: float
+
+
+@dataclass
+class Failovers:
+    runs: list[Failover]
+    #: the rolling upgrade: seconds `helm upgrade --wait` took, the Lease holders it went
+    #: through, and the seconds from its start to the scale-up of work that arrived meanwhile
+    upgrade_seconds: float | None
+    upgrade_leaders: list[str]
+    upgrade_scaled_after: float | None
+    #: replica changes (before, after) the watch saw, per queue
+    transitions: dict[str, list[tuple[int, int]]]
+    #: scale Events (before, after) per queue, and by which operator pod (reportingInstance)
+    events: dict[str, list[tuple[int, int]]]
+    scalers: dict[str, int]
+    children: dict[str, list[int]]
+    audit: Audit
+
+    @property
+    def decided_twice(self) -> int:
+        """Scale Events beyond the replica changes the watch saw: a change written twice (two
+        replicas acting on one decision), or a write that changed nothing."""
+        return sum(sum((Counter(self.events[q]) - Counter(self.transitions[q])).values())
+                   for q in self.events)
+
+    def latencies(self, how: KillHow, what: Literal["live", "scaled"]) -> list[float]:
+        return [r.live_after if what == "live" else r.scaled_after for r in self.runs if r.how == how]
+
+    def figures(self) -> dict[str, Any]:
+        by_how = {how: {"runs": len(self.latencies(how, "live")),
+                        "operator_live_seconds": distribution(self.latencies(how, "live")),
+                        "scaling_resumed_seconds": distribution(self.latencies(how, "scaled"))}
+                  for how in ("sigkill", "delete") if self.latencies(how, "live")}
+        return {"kills": by_how,
+                "rolling_upgrade": None if self.upgrade_seconds is None else {
+                    "helm_upgrade_seconds": round(self.upgrade_seconds, 2), "leaders": self.upgrade_leaders,
+                    "work_scaled_after_seconds": None if self.upgrade_scaled_after is None
+                    else round(self.upgrade_scaled_after, 2)},
+                "replica_changes": sum(len(t) for t in self.transitions.values()),
+                "scale_events": sum(len(e) for e in self.events.values()),
+                "scale_events_by_pod": self.scalers, "decided_twice": self.decided_twice,
+                "children_per_owner": self.children, "audit": self.audit.figures()}
+
+    def report(self) -> str:
+        f = self.figures()
+        lines = []
+        for how, figs in f["kills"].items():
+            live, scaled = figs["operator_live_seconds"], figs["scaling_resumed_seconds"]
+            what = "process SIGKILLed" if how == "sigkill" else "pod deleted (SIGTERM)"
+            lines.append(f"leader {what}, {figs['runs']} runs: next operator running after p50 "
+                         f"{live['p50']} s / p99 {live['p99']} s; work that came with the kill scaled after "
+                         f"p50 {scaled['p50']} s / p99 {scaled['p99']} s (max {scaled['max']} s)")
+        if f["rolling_upgrade"]:
+            u = f["rolling_upgrade"]
+            lines.append(f"rolling upgrade during the burst: helm upgrade --wait "
+                         f"{u['helm_upgrade_seconds']} s, Lease holders {u['leaders']}; work arriving "
+                         f"meanwhile scaled after {u['work_scaled_after_seconds']} s")
+        lines.append(f"replica changes {f['replica_changes']}, scale Events {f['scale_events']} "
+                     f"(by pod {f['scale_events_by_pod']}), decided twice: {f['decided_twice']}")
+        lines.append(f"children per owner {f['children_per_owner']}; jobs: {f['audit']}")
+        return "\n".join(lines)
+
+
+class LeaseWatch:
+    """The holders of the leader Lease in turn (a thread reading it every 0.1 s, through the
+    product's API client)."""
+
+    def __init__(self, product: Product) -> None:
+        self._product = product
+        self.holders: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> LeaseWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            with contextlib.suppress(Exception):  # (an API hiccup: read again next time)
+                who = self._product.holder()
+                if who and (not self.holders or self.holders[-1] != who):
+                    self.holders.append(who)
+
+
+def kill_operator(product: Product, pod: str, how: KillHow) -> float:
+    """SIGKILL the operator process of ``pod`` (a crash: its container restarts, after the pod
+    runner's back-off) or delete the pod (SIGTERM and its grace period, as a drain or a scale
+    in does); the unix time it was done."""
+    at = time.time()
+    if how == "sigkill":
+        info = product.operator_process(pod)
+        assert info is not None, f"no running process for {pod}"
+        assert info.pid is not None
+        os.killpg(info.pid, signal.SIGKILL)
+    else:
+        product.cluster.kubectl("delete", "pod", pod, "-n", product.namespace, "--wait=false")
+    return at
+
+
+def _first_up_after(watch: ReplicaWatch, since: float) -> float | None:
+    return next((t - since for t, r in watch.timeline if t >= since and r > 0), None)
+
+
+def leader_failovers(product: Product, conn: redis.Redis, *,
+                     kills: tuple[tuple[KillHow, int], ...] = (("sigkill", 10), ("delete", 10)),
+                     upgrade: bool = True, fresh_jobs: int = 8) -> Failovers:
+    """Queue ``steady`` (4 slots, 2 pods) runs a burst of one-second jobs throughout. For each
+    kill: once a leader and (with leader election) a standby are up, the leader is killed and
+    queue ``fresh`` (at zero) gets ``fresh_jobs`` jobs at once, which only a running operator
+    can scale for; measured: kill → the next operator running, kill → ``fresh`` scaled (a
+    SIGKILLed pod is deleted afterwards, so that the next run has a fresh standby). Then
+    (``upgrade``) the chart is upgraded with a value that rolls the operator pods while
+    ``fresh`` gets work. Every job must run once, and every scale Event must match a replica
+    change the watch saw (no decision carried out twice)."""
+    cluster, namespace = product.cluster, product.namespace
+    total_runs = sum(n for _, n in kills) + (2 if upgrade else 0)
+    steady = apply_queue(cluster, conn, queue_body(
+        "steady", namespace, concurrency=4, per_pod=2, maxReplicas=2, scaleDownDelaySeconds=3,
+        idleSecondsBeforeZero=5))
+    fresh = apply_queue(cluster, conn, queue_body(
+        "fresh", namespace, concurrency=4, per_pod=2, scaleDownDelaySeconds=1, idleSecondsBeforeZero=2))
+    runs: list[Failover] = []
+    ids: dict[str, list[str]] = {steady: [], fresh: []}
+    upgrade_leaders: list[str] = []
+    upgrade_seconds: float | None = None
+    upgrade_scaled: float | None = None
+    with ReplicaWatch(cluster, namespace, "steady-worker") as w_steady, \
+            ReplicaWatch(cluster, namespace, "fresh-worker") as w_fresh, LeaseWatch(product) as lease:
+        # enough one-second jobs to keep 4 slots busy for about 15 s a run
+        ids[steady] += enqueue_naps(conn, steady, "steady", 60 * total_runs, 1.0)
+        devenv.wait_until("steady at 2 replicas", lambda: w_steady.values[-1] == 2, timeout=60)
+        n = 0
+        for how, count in kills:
+            for _ in range(count):
+                devenv.wait_until("fresh at zero", lambda: w_fresh.values[-1] == 0, timeout=120)
+                leader = product.wait_live()
+                if product.elected:
+                    product.wait_standby(exclude=[leader])
+                at = kill_operator(product, leader, how)
+                ids[fresh] += enqueue_naps(conn, fresh, f"fresh{n:03d}", fresh_jobs, 0.2)
+                successor = product.wait_live(exclude=[leader] if product.elected else [])
+                live = time.time() - at
+                devenv.wait_until("fresh scaled up", lambda t=at: _first_up_after(w_fresh, t) is not None,
+                                  timeout=120, interval=0.05)
+                runs.append(Failover(how, leader, at, successor, live, _first_up_after(w_fresh, at) or 0.0))
+                n += 1
+                if how == "sigkill":
+                    # every run starts afresh: a pod whose container is killed again and again is
+                    # restarted later and later (the kubelet's back-off, and the pod runner's)
+                    cluster.kubectl("delete", "pod", leader, "-n", namespace, "--wait=false")
+        if upgrade:
+            devenv.wait_until("fresh at zero", lambda: w_fresh.values[-1] == 0, timeout=120)
+            product.wait_live()
+            before = len(lease.holders)
+            done = threading.Event()
+
+            def roll() -> None:
+                try:
+                    product.upgrade({"podAnnotations": {"jobqueue.test/rolled": str(time.time())}})
+                finally:
+                    done.set()
+
+            started = time.time()
+            roller = threading.Thread(target=roll, daemon=True)
+            roller.start()
+            time.sleep(1.0)  # the new pods are starting: work arrives in the middle of the rollout
+            ids[fresh] += enqueue_naps(conn, fresh, "fresh-upgrade", fresh_jobs * 4, 0.5)
+            arrived = time.time()
+            roller.join(300)
+            assert done.is_set(), "helm upgrade did not return"
+            upgrade_seconds = time.time() - started
+            devenv.wait_until("fresh scaled up", lambda: _first_up_after(w_fresh, arrived) is not None,
+                              timeout=120, interval=0.05)
+            upgrade_scaled = _first_up_after(w_fresh, arrived)
+            product.wait_live()
+            upgrade_leaders = lease.holders[max(0, before - 1):]
+        for queue, queued in ids.items():
+            wait_settled(conn, queue, len(queued), timeout=600)
+        for name, watch in (("steady", w_steady), ("fresh", w_fresh)):
+            devenv.wait_until(f"{name} back to zero", lambda w=watch: w.values[-1] == 0, timeout=180)
+        transitions = {q: list(itertools.pairwise(w.changes())) for q, w in
+                       (("steady", w_steady), ("fresh", w_fresh))}
+    events: dict[str, list[tuple[int, int]]] = {"steady": [], "fresh": []}
+    scalers: Counter[str] = Counter()
+    for e in kubectl_json(cluster, "get", "events", "-n", namespace)["items"]:
+        name = e["involvedObject"]["name"]
+        if e["reason"] in ("ScaledUp", "ScaledDown") and name in events:
+            before, after = e["message"].split(":", 1)[0].removeprefix("worker replicas ").split(" → ")
+            events[name].append((int(before), int(after)))
+            scalers[e.get("reportingInstance") or "?"] += 1
+    children = {}
+    for kind, owner_kind in (("deployments", "jobqueues"),):
+        owned = owned_children(cluster, namespace, kind)
+        children[kind] = [len(owned.get(uid, [])) for uid in uids(cluster, namespace, owner_kind).values()]
+    return Failovers(runs=runs, upgrade_seconds=upgrade_seconds, upgrade_leaders=upgrade_leaders,
+                     upgrade_scaled_after=upgrade_scaled, transitions=transitions, events=events,
+                     scalers=dict(scalers), children=children, audit=audit(conn, [*ids[steady], *ids[fresh]]))
 
 
 # --------------------------------------------------------------------------------------

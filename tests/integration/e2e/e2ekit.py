@@ -14,6 +14,7 @@ RQ results stream (``rq:results:<id>``): one success entry per finished job.
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 import urllib.request
@@ -23,6 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from lightkube import ApiError, Client, KubeConfig
+from lightkube.resources.coordination_v1 import Lease
+from lightkube.resources.core_v1 import Pod
 from opkit import kubectl_json
 
 import devenv
@@ -30,10 +34,9 @@ import podrunner
 from integration.chart import clusterkit
 from integration.scaling import scalekit
 from jobqueue import JobSpec, enqueue_many
+from unit.chart import chartkit
 
 NAP = f"{scalekit.JOBS}.nap"
-#: The chart's operator pod (selector labels of helm/jobqueue-operator's Deployment).
-OPERATOR_COMPONENT = "app.kubernetes.io/component=operator"
 
 
 # --------------------------------------------------------------------------------------
@@ -42,14 +45,18 @@ OPERATOR_COMPONENT = "app.kubernetes.io/component=operator"
 
 @dataclass
 class Product:
-    """The chart installed in one namespace (watching it, namespaced RBAC), its operator pod
-    run by a pod runner with a token of the chart's ServiceAccount, as ``make demo`` does."""
+    """The chart installed in one namespace (watching it, namespaced RBAC), its operator pods
+    run by a pod runner with a token of the chart's ServiceAccount, as ``make demo`` does.
+    With the chart's defaults two operator pods run: the leader (holder of the Lease
+    :attr:`deployment`) and a standby."""
 
     cluster: devenv.Cluster
     namespace: str
     release: str
     runner: podrunner.PodRunner
     helm: clusterkit.Helm = field(repr=False)
+    #: leader election on (the chart's default): "live" means holding the Lease
+    elected: bool = True
 
     @classmethod
     def install(cls, cluster: devenv.Cluster, namespace: str, runner: podrunner.PodRunner, *,
@@ -68,9 +75,16 @@ class Product:
                          "extraEnv": [{"name": k, "value": v} for k, v in (env or {}).items()]},
             **(values or {}),
         })
-        product = cls(cluster, namespace, release, runner, helm)
+        product = cls(cluster, namespace, release, runner, helm,
+                      elected=(values or {}).get("leaderElection", {}).get("enabled", True))
         product.wait_live()
         return product
+
+    def upgrade(self, values: Mapping[str, Any]) -> None:
+        """``helm upgrade --reuse-values`` with ``values`` changed (a change of the pod template
+        rolls the operator pods), waiting for the rollout as ``helm upgrade --wait`` does."""
+        self.helm.run("upgrade", self.release, str(chartkit.CHART), "--namespace", self.namespace,
+                      "--reuse-values", "--wait", "--timeout", "150s", values=dict(values))
 
     def uninstall(self) -> None:
         for release, namespace in list(self.helm.releases):
@@ -82,43 +96,99 @@ class Product:
     def deployment(self) -> str:
         return f"{self.release}-jobqueue-operator"
 
+    @functools.cached_property
+    def _api(self) -> Client:
+        """For the reads that are repeated many times a second while waiting (a kubectl
+        process each would cost the shared cores more than what is measured)."""
+        return Client(config=KubeConfig.from_file(str(self.cluster.kubeconfig)))
+
     def operator_pods(self) -> list[str]:
         """Names of the operator's pods that are not terminating."""
-        items = kubectl_json(self.cluster, "get", "pods", "-n", self.namespace, "-l",
-                             f"app.kubernetes.io/instance={self.release},{OPERATOR_COMPONENT}")["items"]
-        return [p["metadata"]["name"] for p in items if not p["metadata"].get("deletionTimestamp")]
+        pods = self._api.list(Pod, namespace=self.namespace, labels={
+            "app.kubernetes.io/instance": self.release, "app.kubernetes.io/component": "operator"})
+        return [p.metadata.name for p in pods if p.metadata and p.metadata.name
+                and not p.metadata.deletionTimestamp]
 
-    def operator_process(self, exclude: Iterable[str] = ()) -> podrunner.ProcessInfo | None:
-        """The running process of the current operator pod (none of ``exclude``)."""
-        pods = set(self.operator_pods()) - set(exclude)
+    def operator_process(self, name: str | None = None,
+                         exclude: Iterable[str] = ()) -> podrunner.ProcessInfo | None:
+        """The running process of operator pod ``name`` (default: any operator pod, none of
+        ``exclude``)."""
+        pods = {name} if name else set(self.operator_pods()) - set(exclude)
         return next((p for p in self.runner.snapshot() if p.namespace == self.namespace
                      and p.name in pods and p.state == "running"), None)
 
+    def leader(self) -> str | None:
+        """The operator pod holding the leader Lease, if it still exists (pod runner identity:
+        ``<pod>_<random>``)."""
+        pod = self.holder()
+        return pod if pod and pod in self.operator_pods() else None
+
+    def holder(self) -> str | None:
+        """The pod named by the leader Lease's holder (None: no Lease, or released)."""
+        try:
+            lease = self._api.get(Lease, self.deployment, namespace=self.namespace)
+        except ApiError as e:
+            if e.status.code == 404:
+                return None
+            raise
+        identity = lease.spec.holderIdentity if lease.spec else None
+        return identity.rsplit("_", 1)[0] if identity else None
+
     def wait_live(self, exclude: Iterable[str] = (), timeout: float = 120) -> str:
-        """Wait until an operator pod (none of ``exclude``) answers ``/healthz``; its name."""
+        """Wait until an operator pod (none of ``exclude``) runs the operator — holds the Lease
+        and answers ``/healthz`` with kopf's probes, not as a standby; its name."""
         skip = list(exclude)
 
         def live() -> str | None:
-            info = self.operator_process(skip)
+            name = self.leader() if self.elected else next(
+                (p for p in self.operator_pods() if p not in skip), None)
+            info = self.operator_process(name) if name and name not in skip else None
             if info is None or "JOBQUEUE_HEALTH_PORT" not in info.ports:
                 return None
-            status, _ = http_get(info.ports["JOBQUEUE_HEALTH_PORT"], "/healthz")
-            return info.name if status == 200 else None
+            try:
+                status, body = http_get(info.ports["JOBQUEUE_HEALTH_PORT"], "/healthz")
+            except OSError:
+                return None
+            return info.name if status == 200 and json.loads(body).get("role") != "standby" else None
 
-        name: str = devenv.wait_until("the chart's operator answering /healthz", live, timeout=timeout,
+        name: str = devenv.wait_until("an operator pod running the operator", live, timeout=timeout,
+                                      interval=0.05)
+        return name
+
+    def wait_standby(self, exclude: Iterable[str] = (), timeout: float = 120) -> str:
+        """Wait until an operator pod (none of ``exclude``) stands by (answers ``/healthz`` as a
+        standby); its name."""
+        skip = set(exclude)
+
+        def standing_by() -> str | None:
+            for name in self.operator_pods():
+                info = self.operator_process(name)
+                if name in skip or info is None or "JOBQUEUE_HEALTH_PORT" not in info.ports:
+                    continue
+                try:
+                    status, body = http_get(info.ports["JOBQUEUE_HEALTH_PORT"], "/healthz")
+                except OSError:
+                    continue
+                if status == 200 and json.loads(body).get("role") == "standby":
+                    return name
+            return None
+
+        name: str = devenv.wait_until("an operator pod standing by", standing_by, timeout=timeout,
                                       interval=0.1)
         return name
 
-    def restart(self, *, force: bool) -> str:
-        """Restart the operator; return the pod that was replaced. ``force``: the pod is
-        deleted with ``--grace-period=0 --force`` (SIGKILL, as a crash or a node loss);
-        otherwise ``kubectl rollout restart``, as ``helm upgrade`` does (SIGTERM, Recreate)."""
-        (old,) = self.operator_pods()
+    def restart(self, *, force: bool) -> list[str]:
+        """Restart the operator; return the pods that are replaced. ``force``: the leader's pod
+        (the operator's pod, without leader election) is deleted with ``--grace-period=0
+        --force`` (SIGKILL, as a crash or a node loss); otherwise ``kubectl rollout restart``,
+        as ``helm upgrade`` does (every pod SIGTERMed in turn)."""
         if force:
+            old = self.wait_live()
             self.cluster.kubectl("delete", "pod", old, "-n", self.namespace, "--grace-period=0", "--force")
-        else:
-            self.cluster.kubectl("rollout", "restart", f"deployment/{self.deployment}", "-n", self.namespace)
-        return old
+            return [old]
+        pods = self.operator_pods()
+        self.cluster.kubectl("rollout", "restart", f"deployment/{self.deployment}", "-n", self.namespace)
+        return pods
 
     def logs(self) -> str:
         """The operator pods' logs (pod runner), for failure messages."""

@@ -1,6 +1,7 @@
-"""Chaos: the operator restarted in the middle of a burst — first crashed (its pod
-force-deleted: SIGKILL), then restarted the way ``helm upgrade`` does (``kubectl rollout
-restart``: SIGTERM, Recreate) — with work arriving and a spec change made meanwhile.
+"""Chaos: the operator (one replica) restarted in the middle of a burst — first crashed (its
+pod force-deleted: SIGKILL), then restarted the way ``helm upgrade`` does (``kubectl rollout
+restart``: the new pod stands by until the old one, SIGTERMed, releases the Lease) — with work
+arriving and a spec change made meanwhile.
 
 Asserted: it converges — exactly one Deployment per JobQueue and one CronJob per RecurringJob
 (counted by owner uid), the queue that got work while the operator was down is scaled up,
@@ -23,6 +24,9 @@ import devenv
 pytestmark = [pytest.mark.integration, pytest.mark.k8s, pytest.mark.redis, pytest.mark.slow]
 
 
+# One replica: no standby to take over, so the restarts are really restarts (the Lease still
+# hands over to the new pod of the rolling restart). Two replicas: test_chaos_leader_failover.py
+@pytest.mark.parametrize("product", [{"replicaCount": 1}], indirect=True)
 def test_operator_restarted_mid_burst_converges_without_duplicates_or_lost_scaling(
         cluster: devenv.Cluster, namespace: str, product: Product, redis_conn: redis.Redis) -> None:
     run = chaoskit.operator_restarts(product, redis_conn)

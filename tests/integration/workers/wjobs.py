@@ -39,6 +39,20 @@ def noop() -> None:
 
 
 @job
+def journal(tag: str, seconds: float) -> str:
+    """Sleeps ``seconds``, then appends ``tag`` to the file ``JOBQUEUE_TEST_JOURNAL`` (one
+    line, one write: whole lines even from many processes). Outside Redis, so a failover that
+    loses Redis writes cannot lose the record of a run."""
+    time.sleep(seconds)
+    fd = os.open(os.environ["JOBQUEUE_TEST_JOURNAL"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{tag}\n".encode())
+    finally:
+        os.close(fd)
+    return tag
+
+
+@job
 def add(a: int, b: int) -> int:
     return a + b
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -45,8 +46,10 @@ def test_operator_deployment_shape(render: Render) -> None:
     spec = deploy["spec"]
     pod = spec["template"]["spec"]
     container = pod["containers"][0]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    assert spec["replicas"] == 2
+    assert spec["minReadySeconds"] == 5  # a new pod is up as a standby before an old one stops
+    assert spec["strategy"] == {"type": "RollingUpdate",
+                                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     assert container["command"] == ["jobqueue-operator"]
     assert container["image"] == "registry.example/jobqueue-operator:0.1.0"
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
@@ -88,6 +91,10 @@ def test_values_become_operator_environment(render: Render) -> None:
         "JOBQUEUE_REDIS_TIMEOUT_SECONDS": "1.5",
         "JOBQUEUE_POLL_INTERVAL": "0.5",
         "JOBQUEUE_WORKER_BUDGET": "40",
+        "JOBQUEUE_LEADER_LEASE": "t-jobqueue-operator",
+        "JOBQUEUE_LEADER_LEASE_SECONDS": "3",
+        "JOBQUEUE_LEADER_RENEW_DEADLINE_SECONDS": "2",
+        "JOBQUEUE_LEADER_RETRY_PERIOD_SECONDS": "0.5",
         "EXTRA": "1",
     }
     assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
@@ -120,11 +127,92 @@ def test_autoscaler_environment_is_what_the_operator_accepts(render: Render) -> 
     """The rendered variables read back through the operator's own settings parser."""
     env = container_env(one(render({"autoscaler": {"pollInterval": 0.25, "workerBudget": 1000000}}),
                             "Deployment"))
-    config = Settings.from_env({k: v for k, v in env.items() if isinstance(v, str)})
+    config = Settings.from_env({**plain(env), "POD_NAMESPACE": NAMESPACE})
     assert (config.poll_interval, config.worker_budget) == (0.25, 1000000)
-    config = Settings.from_env({k: v for k, v in container_env(one(render(), "Deployment")).items()
-                                if isinstance(v, str)})
+    env = container_env(one(render(), "Deployment"))
+    config = Settings.from_env({**plain(env), "POD_NAMESPACE": NAMESPACE})
     assert (config.poll_interval, config.worker_budget) == (1.0, None)
+
+
+def plain(env: dict[str, Any]) -> dict[str, str]:
+    """The literal variables of a container (POD_NAMESPACE &c. come from the downward API)."""
+    return {k: v for k, v in env.items() if isinstance(v, str)}
+
+
+# --- two replicas: leader election, disruption budget, spreading ------------------------------
+
+
+LEASE_ROLE = "t-jobqueue-operator-leader-election"
+
+
+def test_leader_election_values_are_what_the_operator_accepts(render: Render) -> None:
+    env = container_env(one(render({"leaderElection": {"leaseDurationSeconds": 15, "renewDeadlineSeconds": 10,
+                                                       "retryPeriodSeconds": 2}}), "Deployment"))
+    config = Settings.from_env({**plain(env), "POD_NAMESPACE": NAMESPACE})
+    assert config.leader_lease == ("t-jobqueue-operator", NAMESPACE)
+    timings = (config.lease_seconds, config.renew_deadline_seconds, config.retry_period_seconds)
+    assert timings == (15, 10.0, 2.0)
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+
+
+@pytest.mark.parametrize("values", [{}, {"watchNamespaces": ["team-a"]}])
+def test_the_lease_rbac_is_one_named_lease_in_the_release_namespace(render: Render,
+                                                                    values: dict[str, Any]) -> None:
+    objects = render(values)
+    role = one(objects, "Role", LEASE_ROLE)
+    assert role["metadata"]["namespace"] == NAMESPACE
+    lease = "t-jobqueue-operator"
+    for verb in ("get", "create", "update", "patch"):
+        assert rules_allow(role["rules"], "coordination.k8s.io", "leases", verb, name=lease), verb
+    for rule in role["rules"]:  # nothing but that Lease: no list/watch/delete, no other to write
+        assert rule["resources"] == ["leases"]
+        assert rule["resourceNames"] == [lease]
+    binding = one(objects, "RoleBinding", LEASE_ROLE)
+    assert binding["metadata"]["namespace"] == NAMESPACE
+    assert binding["roleRef"]["name"] == LEASE_ROLE
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "t-jobqueue-operator",
+                                    "namespace": NAMESPACE}]
+
+
+def test_two_replicas_get_a_disruption_budget_and_are_spread_over_nodes(render: Render) -> None:
+    objects = render()
+    pdb = one(objects, "PodDisruptionBudget")
+    deploy = one(objects, "Deployment")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"] == deploy["spec"]["selector"]
+    (preferred,) = deploy["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"]
+    term = preferred["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"] == deploy["spec"]["selector"]
+    hard = one(render({"podAntiAffinity": "hard"}), "Deployment")["spec"]["template"]["spec"]["affinity"]
+    assert hard["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] == [term]
+    mine = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}}
+    assert one(render({"affinity": mine}), "Deployment")["spec"]["template"]["spec"]["affinity"] == mine
+    unspread = one(render({"podAntiAffinity": "none"}), "Deployment")
+    assert "affinity" not in unspread["spec"]["template"]["spec"]
+
+
+def test_one_replica_has_no_budget_and_no_spreading(render: Render) -> None:
+    objects = render({"replicaCount": 1})
+    assert kinds(objects, "PodDisruptionBudget") == []
+    deploy = one(objects, "Deployment")
+    assert "affinity" not in deploy["spec"]["template"]["spec"]
+    assert deploy["spec"]["strategy"]["type"] == "RollingUpdate"  # the Lease still hands over
+
+
+def test_without_leader_election_one_replica_recreated(render: Render) -> None:
+    objects = render({"replicaCount": 1, "leaderElection": {"enabled": False}})
+    deploy = one(objects, "Deployment")
+    assert (deploy["spec"]["replicas"], deploy["spec"]["strategy"]) == (1, {"type": "Recreate"})
+    assert not [k for k in container_env(deploy) if k.startswith("JOBQUEUE_LEADER")]
+    assert [r for r in kinds(objects, "Role") if r["metadata"]["name"] == LEASE_ROLE] == []
+
+
+def test_two_replicas_without_leader_election_are_refused(
+        render_error: Callable[[dict[str, Any]], str]) -> None:
+    error = render_error({"leaderElection": {"enabled": False}})
+    assert "replicaCount > 1 needs leaderElection.enabled" in error
 
 
 def test_image_digest_wins_over_tag(render: Render) -> None:
@@ -164,7 +252,9 @@ def test_redis_isolation_and_allowed_hosts_become_operator_settings(
     env = container_env(one(render({"redis": {"url": "redis://:pw@redis:6379/0", **redis}}), "Deployment"))
     assert env["JOBQUEUE_REDIS_ISOLATION"] == isolation
     assert env.get("JOBQUEUE_REDIS_ALLOWED_HOSTS") == hosts
-    config = Settings.from_env({k: v for k, v in env.items() if isinstance(v, str)})
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    # (the kubelet fills the downward API's values)
+    config = Settings.from_env({**{k: v for k, v in env.items() if isinstance(v, str)}, "POD_NAMESPACE": "ns"})
     assert config.redis_isolation == isolation
     assert ",".join(config.redis_allowed_hosts) == (hosts or "")
 
@@ -219,8 +309,8 @@ NEEDED = [
 
 def test_cluster_wide_rbac_by_default(render: Render) -> None:
     objects = render()
-    assert kinds(objects, "Role") == []
-    assert kinds(objects, "RoleBinding") == []
+    assert [r["metadata"]["name"] for r in kinds(objects, "Role")] == [LEASE_ROLE]  # and nothing else
+    assert [r["metadata"]["name"] for r in kinds(objects, "RoleBinding")] == [LEASE_ROLE]
     role = one(objects, "ClusterRole", "t-jobqueue-operator")
     for group, resource, verb in NEEDED:
         assert rules_allow(role["rules"], group, resource, verb), (group, resource, verb)
@@ -233,9 +323,10 @@ def test_cluster_wide_rbac_by_default(render: Render) -> None:
 
 def test_namespaced_rbac_gives_a_role_per_watched_namespace(render: Render) -> None:
     objects = render({"watchNamespaces": ["team-a", "team-b"]})
-    roles = kinds(objects, "Role")
+    roles = [r for r in kinds(objects, "Role") if r["metadata"]["name"] != LEASE_ROLE]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
-    assert sorted(b["metadata"]["namespace"] for b in kinds(objects, "RoleBinding")) == ["team-a", "team-b"]
+    assert sorted(b["metadata"]["namespace"] for b in kinds(objects, "RoleBinding")
+                  if b["metadata"]["name"] != LEASE_ROLE) == ["team-a", "team-b"]
     for role in roles:
         for group, resource, verb in NEEDED:
             assert rules_allow(role["rules"], group, resource, verb), (group, resource, verb)

@@ -105,13 +105,17 @@ def test_every_value_has_a_helm_docs_comment() -> None:
 
 
 @pytest.mark.parametrize(("values", "message"), [
-    ({"replicaCount": 2}, "additional properties 'replicaCount' not allowed"),
+    ({"replicas": 2}, "additional properties 'replicas' not allowed"),
+    ({"replicaCount": 0}, "minimum"),
+    ({"podAntiAffinity": "always"}, "podAntiAffinity"),
+    ({"leaderElection": {"leaseDurationSeconds": 2.5}}, "leaseDurationSeconds"),
     ({"image": {"pullpolicy": "Always"}}, "additional properties 'pullpolicy' not allowed"),
     ({"rbac": {"clusterWide": True}}, "additional properties 'clusterWide' not allowed"),
     ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
     ({"operator": {"logFormat": "xml"}}, "logFormat"),
     ({"watchNamespaces": ["Team_A"]}, "does not match pattern"),
     ({"redis": {"url": "http://redis:6379"}}, "does not match pattern"),
+    ({"redis": {"url": "sentinel://s1:26379/mymaster"}}, "does not match pattern"),
     ({"priorityClasses": {"values": {"1": 2000000000}}}, "maximum"),
     ({"metrics": {"serviceMonitor": {"interval": "soon"}}}, "does not match pattern"),
     ({"autoscaler": {"pollInterval": 0.05}}, "minimum: got 0.05, want 0.1"),
@@ -124,6 +128,13 @@ def test_every_value_has_a_helm_docs_comment() -> None:
 def test_schema_refuses_bad_values(render_error: Callable[[dict[str, Any]], str],
                                    values: dict[str, Any], message: str) -> None:
     assert message in render_error(values)
+
+
+@pytest.mark.parametrize("url", ["redis+sentinel://s1:26379,s2:26379/mymaster/0",
+                                 "rediss+sentinel://jq:pw@s1/mymaster?ssl_ca_certs=/ca.pem"])
+def test_sentinel_urls_are_accepted(render: Callable[..., list[dict[str, Any]]], url: str) -> None:
+    secrets = [o for o in render({"redis": {"url": url}}) if o["kind"] == "Secret"]
+    assert [s["stringData"] for s in secrets] == [{"url": url}]
 
 
 def test_a_url_and_an_existing_secret_together_are_refused(

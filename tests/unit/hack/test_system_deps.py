@@ -19,12 +19,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "hack" / "system-deps.sh"
 #: What each Debian package provides, for the stand-in apt-get.
-PROVIDES = {"redis-server": ["redis-server"], "prometheus": ["prometheus", "promtool"],
+PROVIDES = {"redis-server": ["redis-server"], "redis-sentinel": ["redis-sentinel"],
+            "prometheus": ["prometheus", "promtool"],
             "chromium": ["chromium"],
             "mmdebstrap": ["mmdebstrap"], "buildah": ["buildah"], "umoci": ["umoci"], "runc": ["runc"]}
 #: The image build's and the container mode's tools: present unless a case asks otherwise, so
 #: the other cases read as about the servers.
 IMAGE_TOOLS = ("mmdebstrap", "buildah", "umoci", "runc")
+#: The packages of the servers and the browser, in the script's order (what a bare machine lacks).
+SERVERS = "redis-server redis-sentinel prometheus chromium"
+#: Their commands, all present.
+ALL_SERVERS = ("redis-server", "redis-sentinel", "prometheus", "promtool", "chromium")
 EXTERNAL = ["dirname", "mkdir", "date", "env", "cat", "true", "chmod"]
 
 
@@ -86,12 +91,12 @@ def run(bin_dir: Path, *args: str) -> Run:
 
 
 def test_everything_present_is_silent_and_installs_nothing(machine) -> None:  # type: ignore[no-untyped-def]
-    r = run(machine(have=("redis-server", "prometheus", "promtool", "chromium")))
+    r = run(machine(have=ALL_SERVERS))
     assert (r.code, r.stderr, r.apt_calls) == (0, "", [])
 
 
 def test_the_image_tools_are_installed_when_missing(machine) -> None:  # type: ignore[no-untyped-def]
-    bin_dir = machine(have=("redis-server", "prometheus", "promtool", "chromium"), image_tools=False)
+    bin_dir = machine(have=ALL_SERVERS, image_tools=False)
     r = run(bin_dir)
     assert r.code == 0, r.stderr
     assert r.apt_calls[-1] == "install -y -q --no-install-recommends mmdebstrap buildah umoci runc"
@@ -99,7 +104,7 @@ def test_the_image_tools_are_installed_when_missing(machine) -> None:  # type: i
 
 
 def test_root_with_apt_installs_exactly_the_missing_packages(machine) -> None:  # type: ignore[no-untyped-def]
-    bin_dir = machine(have=("redis-server", "chromium"))
+    bin_dir = machine(have=("redis-server", "redis-sentinel", "chromium"))
     r = run(bin_dir)
     assert r.code == 0, r.stderr
     log = bin_dir.parent / "deps.log"
@@ -111,26 +116,25 @@ def test_root_with_apt_installs_exactly_the_missing_packages(machine) -> None:  
 
 def test_a_package_is_named_once_however_many_of_its_commands_are_missing(machine) -> None:  # type: ignore[no-untyped-def]
     r = run(machine())
-    assert r.apt_calls[-1] == "install -y -q --no-install-recommends redis-server prometheus chromium"
+    assert r.apt_calls[-1] == f"install -y -q --no-install-recommends {SERVERS}"
 
 
 def test_not_root_with_passwordless_sudo_installs_through_sudo(machine) -> None:  # type: ignore[no-untyped-def]
     r = run(machine(uid=1000, sudo=True))
     assert r.code == 0, r.stderr
-    assert r.apt_calls[-1].endswith("redis-server prometheus chromium")
+    assert r.apt_calls[-1].endswith(SERVERS)
 
 
 def test_not_root_without_sudo_says_what_to_run(machine) -> None:  # type: ignore[no-untyped-def]
     r = run(machine(uid=1000))
     assert r.code == 2
-    assert r.lines == ["jobqueue: missing system packages: redis-server prometheus chromium; not root and "
-                       "no password-less sudo, so install them yourself: sudo apt-get install -y "
-                       "redis-server prometheus chromium"]
+    assert r.lines == [f"jobqueue: missing system packages: {SERVERS}; not root and no password-less sudo, "
+                       f"so install them yourself: sudo apt-get install -y {SERVERS}"]
     assert r.apt_calls == []
 
 
 def test_no_apt_names_the_packages(machine) -> None:  # type: ignore[no-untyped-def]
-    r = run(machine(apt=False, have=("prometheus", "promtool")))
+    r = run(machine(apt=False, have=("redis-sentinel", "prometheus", "promtool")))
     assert r.code == 2
     assert len(r.lines) == 1
     assert "redis-server" in r.lines[0]
@@ -142,17 +146,16 @@ def test_a_failed_install_points_at_its_log(machine) -> None:  # type: ignore[no
     r = run(bin_dir)
     log = bin_dir.parent / "deps.log"
     assert r.code == 1
-    assert r.lines[-1] == (f"jobqueue: apt-get could not install redis-server prometheus chromium "
-                           f"(exit 100); see {log}")
-    assert "apt-get install redis-server prometheus chromium" in log.read_text()
+    assert r.lines[-1] == f"jobqueue: apt-get could not install {SERVERS} (exit 100); see {log}"
+    assert f"apt-get install {SERVERS}" in log.read_text()
 
 
 def test_check_only_reports_and_installs_nothing(machine) -> None:  # type: ignore[no-untyped-def]
     r = run(machine(), "--check")
     assert r.code == 2
     assert r.apt_calls == []
-    assert r.lines == ["jobqueue: missing system packages: redis-server prometheus chromium "
-                       "(install them with: sudo apt-get install -y redis-server prometheus chromium)"]
+    assert r.lines == [f"jobqueue: missing system packages: {SERVERS} "
+                       f"(install them with: sudo apt-get install -y {SERVERS})"]
 
 
 @pytest.mark.parametrize("tool", ["go", "npm", "python3"])

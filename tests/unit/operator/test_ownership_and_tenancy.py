@@ -73,7 +73,19 @@ def test_a_namespace_url_has_its_own_user_password_and_database_and_nothing_of_t
     assert redisacl.password_of(url, "other") is None  # another namespace's URL is no password of ours
     assert redisacl.password_of(ADMIN, "glec") is None
     assert redisacl.database_of(url) == 7
-    assert redisacl.same_server(url, ADMIN)
+
+
+SENTINELS = "redis+sentinel://:admin-secret@s1:26379,s2:26380/mymaster/0?sentinel_password=s3nt&socket_timeout=3"
+
+
+def test_a_namespace_url_on_sentinels_keeps_the_sentinels_and_what_reaching_them_needs() -> None:
+    url = redisacl.tenant_url(SENTINELS, "glec", "pw", 7)
+    assert url == "redis+sentinel://jobqueue-ns-glec:pw@s1:26379,s2:26380/mymaster/7?sentinel_password=s3nt"
+    assert redisacl.database_of(url) == 7
+    assert redisacl.password_of(url, "glec") == "pw"
+    assert redisacl.operator_url(SENTINELS, 7) == (
+        "redis+sentinel://:admin-secret@s1:26379,s2:26380/mymaster/7?sentinel_password=s3nt&socket_timeout=3")
+    assert redisacl.database_of(SENTINELS) == 0
 
 
 def test_the_operator_keeps_its_own_credentials_on_the_namespace_database() -> None:
