@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: deps setup bins image pod-images test test-unit lint typecheck generate demo dev-up dev-down clean
+.PHONY: deps setup bins keda image pod-images test test-keda test-unit lint typecheck generate demo dev-up dev-down clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,6 +18,9 @@ deps:  ## system packages (redis-server, prometheus, ...): installs what is miss
 
 bins:  ## build (once) the local control plane, kwok, and fetch helm/kubectl
 	hack/build-control-plane.sh
+
+keda:  ## build (once) the real KEDA, the autoscaling benchmarks' baseline (not part of bins)
+	hack/build-keda.sh
 
 image: deps  ## the operator image and the demo's worker image (buildah, no daemon; cached by inputs)
 	python3 hack/images.py build
