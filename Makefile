@@ -41,6 +41,9 @@ typecheck: setup
 test: deps setup bins lint typecheck  ## everything: lint, types, unit and integration tests
 	$(PYTEST)
 
+test-keda: deps setup bins keda  ## the opt-in tests against the real KEDA (pytest -m keda)
+	$(PYTEST) -m keda
+
 test-unit: setup  ## the fast tests only (no cluster, Redis or Prometheus)
 	$(PYTEST) -m "not integration"
 

@@ -1,0 +1,74 @@
+"""The baseline of the autoscaling benchmarks is the real KEDA, and it really works here.
+
+KEDA 2.21 built from its Go module (hack/keda.py) scales a Deployment of plain ``rq worker``
+pods (run by the pod runner) with a ScaledObject on the queue's Redis list: from 0 to 1 by
+KEDA's own activation, to the needed count by the real kube-controller-manager's HPA reading
+KEDA's metric through the API server's aggregation layer, and back to 0 by KEDA's cooldown.
+If any link breaks (the build, the APIService, the front-proxy certificates, the HPA), this
+fails — so the benchmarks' KEDA figures cannot silently become figures of a KEDA that never
+scaled. Opt-in: ``make test-keda`` (see tests/integration/keda/conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+from rq import Queue
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+import devenv
+import keda
+from integration.scaling.scalekit import ReplicaWatch
+
+pytestmark = pytest.mark.keda
+
+JOBS = 40
+JOB_SECONDS = 3
+LIST_LENGTH = 5
+MAX_REPLICAS = 4
+
+
+@pytest.mark.usefixtures("running_keda", "pod_runner")
+def test_keda_scales_plain_rq_workers_from_zero_to_the_needed_count_and_back(
+        cluster: devenv.Cluster, namespace: str, redis_server: devenv.RedisServer, redis_url: str,
+        redis_conn: redis.Redis) -> None:
+    name, queue = "plain-rq", "plain"
+    database = int(redis_url.rsplit("/", 1)[1])
+    tuning = keda.tuned(max_replicas=MAX_REPLICAS, scale_down_delay=0, idle_before_zero=5, polling_interval=2)
+    body = json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        keda.plain_rq_deployment(name, namespace, queue=queue, redis_url=redis_url,
+                                 image="registry.invalid/plain-rq:1"),
+        keda.scaled_object(name, namespace, deployment=name, redis_address=f"127.0.0.1:{redis_server.port}",
+                           list_name=f"rq:queue:{queue}", list_length=LIST_LENGTH,
+                           max_replicas=MAX_REPLICAS, database=database, tuning=tuning)]})
+    cluster.kubectl("apply", "-f", "-", input=body)
+    cluster.kubectl("wait", "--for=condition=Ready", f"scaledobject/{name}", "-n", namespace,
+                    "--timeout=60s", timeout=70)
+
+    with ReplicaWatch(cluster, namespace, name) as watch:
+        rq_queue = Queue(queue, connection=redis_conn, serializer=JSONSerializer)
+        ids = [rq_queue.enqueue("time.sleep", JOB_SECONDS).id for _ in range(JOBS)]
+
+        def all_finished() -> bool:
+            jobs = Job.fetch_many(ids, connection=redis_conn, serializer=JSONSerializer)
+            return all(j is not None and j.get_status() == JobStatus.FINISHED for j in jobs)
+
+        devenv.wait_until(f"{JOBS} jobs finished by the plain RQ workers", all_finished, timeout=240,
+                          interval=1)
+        hpa = json.loads(cluster.kubectl("get", "hpa", f"keda-hpa-{name}", "-n", namespace,
+                                         "-o", "json").stdout)
+        devenv.wait_until("KEDA's cooldown back to 0 replicas", lambda: watch.values[-1] == 0, timeout=90)
+        values = list(watch.values)
+
+    assert values[0] == 0, values
+    # KEDA itself only ever activates to 1; anything above is the HPA acting on KEDA's metric
+    assert values[1] == 1, values
+    assert max(values) == MAX_REPLICAS, f"the HPA never scaled to the needed count: {values}"
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["type"] == "External"
+    assert metric["external"]["target"] == {"type": "AverageValue", "averageValue": str(LIST_LENGTH)}
+    conditions = {c["type"]: c["status"] for c in hpa["status"]["conditions"]}
+    assert conditions.get("ScalingActive") == "True", hpa["status"]
