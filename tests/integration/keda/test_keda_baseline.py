@@ -72,3 +72,14 @@ def test_keda_scales_plain_rq_workers_from_zero_to_the_needed_count_and_back(
     assert metric["external"]["target"] == {"type": "AverageValue", "averageValue": str(LIST_LENGTH)}
     conditions = {c["type"]: c["status"] for c in hpa["status"]["conditions"]}
     assert conditions.get("ScalingActive") == "True", hpa["status"]
+
+
+@pytest.mark.usefixtures("running_keda")
+def test_the_defaults_scaled_object_passes_kedas_schema(cluster: devenv.Cluster, namespace: str) -> None:
+    # the benchmarks' other variant; the test above applies the tuned one for real
+    body = keda.scaled_object("plain-rq", namespace, deployment="plain-rq", redis_address="127.0.0.1:6379",
+                              list_name="rq:queue:q", list_length=1, max_replicas=20, tuning=keda.DEFAULTS)
+    out = cluster.kubectl("apply", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(body))
+    spec = json.loads(out.stdout)["spec"]
+    assert spec["triggers"][0]["metadata"]["listName"] == "rq:queue:q"
+    assert "pollingInterval" not in spec  # KEDA's default (30 s) applies
