@@ -169,6 +169,11 @@ def main() -> None:
                   f"finished {base['finished']:,}")
             print(f"ours / plain RQ: {result['ratio_ours_over_plain_rq']} (ours starts from zero "
                   f"replicas and scales itself)")
+            for label in ("defaults", "tuned"):
+                if f"keda_{label}" in result:  # the same workers, scaled by KEDA instead of started by hand
+                    ratio = result[f"ratio_keda_{label}_over_plain_rq"] = round(
+                        result[f"keda_{label}"]["seconds"] / base["seconds"], 3)
+                    print(f"KEDA {label} / plain RQ started by hand (the same workers): {ratio}")
     ok = drain.audit.exactly_once() and drain.ratio <= 1.25
     el.conclude(result, f"ratio to the ideal <= 1.25 (here {drain.ratio:.3f}), every job once", ok)
 

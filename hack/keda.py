@@ -37,14 +37,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
-import math
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,15 +172,6 @@ def plain_rq_deployment(name: str, namespace: str, *, queue: str, redis_url: str
             "metadata": {"name": name, "namespace": namespace, "labels": pod_labels},
             "spec": {"replicas": replicas, "selector": {"matchLabels": selector},
                      "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec}}}
-
-
-def needed_replicas(queued: int, list_length: int, max_replicas: int) -> int:
-    """What the HPA computes for an AverageValue target once KEDA has activated the
-    Deployment: ``ceil(queued / listLength)`` clamped to [1, max]; 0 for an empty list
-    (KEDA deactivates after its cooldown)."""
-    if queued <= 0:
-        return 0
-    return max(1, min(max_replicas, math.ceil(queued / list_length)))
 
 
 # --------------------------------------------------------------------------------------
@@ -380,13 +370,6 @@ class Keda:
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
-
-
-@contextlib.contextmanager
-def running(cluster: devenv.Cluster) -> Iterator[Keda]:
-    """KEDA against ``cluster`` for the duration of the block."""
-    with Keda(cluster) as keda:
-        yield keda
 
 
 # --------------------------------------------------------------------------------------

@@ -92,13 +92,6 @@ def test_plain_rq_pods_meet_the_restricted_pod_security_standard() -> None:
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
 
 
-@pytest.mark.parametrize(("queued", "list_length", "maximum", "expected"), [
-    (0, 4, 25, 0), (1, 4, 25, 1), (4, 4, 25, 1), (5, 4, 25, 2), (400, 4, 25, 25), (10_000, 1, 20, 20)])
-def test_needed_replicas_is_the_hpas_average_value_arithmetic(queued: int, list_length: int, maximum: int,
-                                                              expected: int) -> None:
-    assert keda.needed_replicas(queued, list_length, maximum) == expected
-
-
 def test_crd_names_come_from_kedas_file_names() -> None:
     assert keda.crd_name(Path("keda.sh_scaledobjects.yaml")) == "scaledobjects.keda.sh"
     assert keda.crd_name(Path("eventing.keda.sh_cloudeventsources.yaml")) == (
