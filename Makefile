@@ -28,7 +28,7 @@ image: deps  ## the operator image and the demo's worker image (buildah, no daem
 pod-images: deps  # what the pod runner runs; where it cannot (not root), says so and goes on
 	python3 hack/images.py build --for-pods
 
-DOCKERFILES := Dockerfile examples/Dockerfile tests/integration/scaling/Dockerfile
+DOCKERFILES := Dockerfile examples/Dockerfile tests/integration/scaling/Dockerfile benchmarks/Dockerfile
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -33,6 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -46,7 +47,10 @@ import operator_benchlib as bl
 assert str(bl.ROOT / "hack") in sys.path  # operator_benchlib put it there
 
 import devenv  # noqa: E402
+import images  # noqa: E402
 import keda  # noqa: E402
+import podrunner  # noqa: E402
+import podrunner_containers  # noqa: E402
 
 KEDA_POLLING_INTERVAL = 30.0
 KEDA_COOLDOWN_PERIOD = 300.0
@@ -231,10 +235,31 @@ class KedaSimulator:
 # --------------------------------------------------------------------------------------
 # The real KEDA
 
-#: Any image with ``rq`` in it will do (the project's worker image has it); in the pod
-#: runner's process mode the command runs from the project's virtualenv whatever the image.
-PLAIN_RQ_IMAGE = "registry.invalid/plain-rq:1"
+#: The benchmarks' worker image (benchmarks/Dockerfile): the project's image — ``jobqueue`` and
+#: ``rq`` — plus the benchmarks' job modules. The pod runner's container mode runs it (built by
+#: :func:`pod_runner` when needed); its process mode ignores images and finds the modules on
+#: PYTHONPATH.
+BENCH_WORKERS = images.ImageSpec(
+    name="bench-workers", ref="registry.invalid/bench-workers:1", parent=images.OPERATOR.name,
+    dockerfile=bl.ROOT / "benchmarks/Dockerfile", context=bl.ROOT / "benchmarks",
+    inputs=tuple(bl.ROOT / "benchmarks" / f
+                 for f in (".dockerignore", "autoscaler_jobs.py", "worker_rqjobs.py")))
+#: the plain ``rq worker`` pods' image
+PLAIN_RQ_IMAGE = BENCH_WORKERS.ref
 KEDA_LABEL = "bench.jobqueue.dev/keda"
+
+
+def pod_runner(cluster: devenv.Cluster, namespace: str, state_dir: Path, *, mode: podrunner.Mode = "auto",
+               shutdown_grace: float = 5.0) -> podrunner.PodRunner:
+    """A pod runner (not started) for ``namespace`` whose pods find the benchmarks' job modules:
+    in :data:`BENCH_WORKERS` under runc — built first when containers will run here — or on the
+    processes' PYTHONPATH."""
+    if mode != "process" and podrunner_containers.problem() is None:
+        images.Builder(images.Store()).build([BENCH_WORKERS.name],
+                                             specs={**images.IMAGES, BENCH_WORKERS.name: BENCH_WORKERS})
+    return podrunner.PodRunner(podrunner.Config(
+        kubeconfig=cluster.kubeconfig, namespace=namespace, pythonpath=(bl.ROOT / "benchmarks",),
+        state_dir=state_dir, shutdown_grace=shutdown_grace, mode=mode))
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,12 @@
 """No busy worker killed: a soak where demand rises and falls while long jobs run, then idle → 0 → back.
 
     .venv/bin/python benchmarks/bench_autoscaler_soak.py [--waves 6] [--gap 50] [--idle 30]
-        [--no-zero]
+        [--no-zero] [--mode auto|container|process]
 
-Four worker Deployments run side by side on the real cluster, their pods run as real processes
-by the pod runner, and get the very same jobs at the same moments (per wave: some long jobs of
-20–40 s and some short ones of 1–3 s, one job per pod, at most 6 pods):
+Four worker Deployments run side by side on the real cluster, their pods run by the pod runner
+(``--mode``: in the benchmarks' worker image under runc, or as host processes), and get the
+very same jobs at the same moments (per wave: some long jobs of 20–40 s and some short ones of
+1–3 s, one job per pod, at most 6 pods):
 
 * **ours**: a JobQueue's Deployment of ``jobqueue worker`` pods, scaled by the operator (demand =
   queued + running, never below busy pods, idle pods marked cheapest to delete before a
@@ -54,10 +55,8 @@ from rq.serializers import JSONSerializer
 import autoscaler_benchlib as al
 import keda
 import operator_benchlib as bl
-import podrunner
 from jobqueue import JobSpec, enqueue_many
 
-ROOT = Path(__file__).resolve().parent.parent
 MAX_PODS = 6
 SCALE_DOWN_DELAY = 10
 IDLE_BEFORE_ZERO = 20
@@ -74,7 +73,7 @@ LABELS = {"ours": "ours", "keda_defaults": "KEDA defaults", "keda_tuned": "KEDA 
 
 def spec() -> dict[str, Any]:
     return {"concurrency": MAX_PODS,
-            "worker": {"image": "registry.invalid/soak:1", "imports": ["autoscaler_jobs"], "mode": "thread",
+            "worker": {"image": al.BENCH_WORKERS.ref, "imports": ["autoscaler_jobs"], "mode": "thread",
                        "concurrencyPerPod": 1},
             "jobDefaults": {"attempts": 3, "timeoutSeconds": JOB_TIMEOUT},
             "scaling": {"minReplicas": 0, "maxReplicas": MAX_PODS, "scaleDownDelaySeconds": SCALE_DOWN_DELAY,
@@ -161,20 +160,19 @@ def main() -> None:
     parser.add_argument("--gap", type=float, default=50.0, help="seconds between two waves")
     parser.add_argument("--idle", type=float, default=30.0, help="seconds at zero before the job that wakes")
     parser.add_argument("--no-zero", action="store_true", help="skip idle → 0 → back (~6.5 min)")
+    parser.add_argument("--mode", choices=["auto", "container", "process"], default="auto",
+                        help="the pod runner's (auto: containers where runc works here)")
     parser.add_argument("--seed", type=int, default=3)
     args = parser.parse_args()
     rnd = random.Random(args.seed)
     result: dict[str, Any] = {"benchmark": "autoscaler_soak", "waves": args.waves, "gap_seconds": args.gap,
-                              "keda_version": keda.Binaries.locate().version}
+                              "keda_version": keda.Binaries.locate().version, "pod_runner_mode": args.mode}
     with bl.environment() as (cluster, redis_server), keda.Keda(cluster), \
             tempfile.TemporaryDirectory() as tmp:
         conn = redis.Redis.from_url(redis_server.url)
         ns = f"bench-soak-{uuid.uuid4().hex[:4]}"
         cluster.create_namespace(ns)
         op = bl.Operator(cluster, [ns], redis_server.url, Path(tmp) / "operator.log").start()
-        config = podrunner.Config(kubeconfig=cluster.kubeconfig, namespace=ns,
-                                  pythonpath=(ROOT / "benchmarks",), state_dir=Path(tmp) / "pods",
-                                  shutdown_grace=5.0)
         kube = bl.client(cluster)
         jobs = Contenders(conn, ns)
         try:
@@ -193,7 +191,8 @@ def main() -> None:
             bl.wait_all("settings", lambda: conn.exists(f"jobqueue:settings:{ns}.soak"), timeout=120)
             deletions = al.PodDeletions(bl.client(cluster), ns)
             watch = al.ReplicaTimeline(bl.client(cluster), ns)
-            with podrunner.PodRunner(config), al.KedaSimulator(kube, conn, ns, [model], rnd):
+            with al.pod_runner(cluster, ns, Path(tmp) / "pods", mode=args.mode), \
+                    al.KedaSimulator(kube, conn, ns, [model], rnd):
                 soak_start = time.monotonic()
                 for wave in range(args.waves):
                     longs, shorts = rnd.randint(1, MAX_PODS), rnd.randint(0, 8)

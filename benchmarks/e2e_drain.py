@@ -1,6 +1,7 @@
 """Drain time end to end: 10,000 jobs of 50 ms into an empty queue of concurrency 20 at zero replicas.
 
     .venv/bin/python benchmarks/e2e_drain.py [--jobs 10000] [--no-baseline] [--no-keda]
+        [--mode auto|container|process]
 
 * **ours**: the chart installed (operator pod under the chart's RBAC), a JobQueue with
   ``concurrency: 20``, 5 job slots per pod, ``minReplicas: 0``; the jobs land at once and the
@@ -91,7 +92,7 @@ def plain_rq(url: str, conn: redis.Redis, jobs: int) -> dict[str, Any]:
 
 
 def keda_drain(cluster: devenv.Cluster, redis_server: devenv.RedisServer, tuning: keda.Tuning,
-               jobs: int) -> dict[str, Any]:
+               jobs: int, mode: podrunner.Mode) -> dict[str, Any]:
     """The same jobs into a plain-RQ Deployment at 0 that the real KEDA scales (``tuning``), in
     a restricted namespace of its own whose pods a pod runner runs; drain measured as above."""
     name = f"keda-{tuning.label}"
@@ -103,9 +104,7 @@ def keda_drain(cluster: devenv.Cluster, redis_server: devenv.RedisServer, tuning
         cluster.create_namespace(ns)
         cluster.kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
         stack.callback(cluster.kubectl, "delete", "namespace", ns, "--wait=false", check=False)
-        stack.enter_context(podrunner.PodRunner(podrunner.Config(
-            kubeconfig=cluster.kubeconfig, namespace=ns, pythonpath=(bl.ROOT / "benchmarks",),
-            state_dir=tmp / "pods", shutdown_grace=10.0)))
+        stack.enter_context(al.pod_runner(cluster, ns, tmp / "pods", mode=mode, shutdown_grace=10.0))
         target = al.KedaTarget(name, name, 1, CONCURRENCY, tuning)
         al.RealKeda(cluster, ns, redis_server, [target]).apply()
         watch = al.ReplicaTimeline(bl.client(cluster), ns)
@@ -124,7 +123,7 @@ def keda_drain(cluster: devenv.Cluster, redis_server: devenv.RedisServer, tuning
 
 
 def keda_runs(environment: tuple[devenv.Cluster, devenv.RedisServer], jobs: int, ours: float,
-              result: dict[str, Any]) -> None:
+              result: dict[str, Any], mode: podrunner.Mode) -> None:
     """KEDA's defaults, then tuned, each draining the same jobs; figures into ``result``."""
     cluster, redis_server = environment
     with keda.Keda(cluster) as running:
@@ -132,7 +131,7 @@ def keda_runs(environment: tuple[devenv.Cluster, devenv.RedisServer], jobs: int,
         for tuning in (keda.DEFAULTS, keda.tuned(max_replicas=CONCURRENCY, scale_down_delay=5,
                                                  idle_before_zero=5)):
             bl.log(f"draining {jobs:,} jobs through plain RQ pods scaled by KEDA ({tuning.label})")
-            k = result[f"keda_{tuning.label}"] = keda_drain(cluster, redis_server, tuning, jobs)
+            k = result[f"keda_{tuning.label}"] = keda_drain(cluster, redis_server, tuning, jobs, mode)
             ratio = result[f"ratio_keda_{tuning.label}_over_ours"] = round(k["seconds"] / ours, 2)
             print(f"KEDA {version} {tuning.label}: drain {k['seconds']:.2f} s, ratio to ideal "
                   f"{k['ratio']:.3f}, finished {k['finished']:,}; first replica "
@@ -145,10 +144,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--no-baseline", action="store_true", help="skip the plain-RQ run")
     parser.add_argument("--no-keda", action="store_true", help="skip the two runs under the real KEDA")
+    parser.add_argument("--mode", choices=["auto", "container", "process"], default="auto",
+                        help="the pod runner's (auto: containers where runc works here)")
     args = parser.parse_args()
-    result: dict[str, Any] = {"benchmark": "e2e_drain"}
+    result: dict[str, Any] = {"benchmark": "e2e_drain", "pod_runner_mode": args.mode}
     with bl.environment() as environment:
-        with el.installed("drain", environment=environment) as setup:
+        with el.installed("drain", environment=environment, mode=args.mode) as setup:
             bl.log(f"draining {args.jobs:,} jobs through the product")
             drain = el.e2edrain.run(setup.cluster, setup.namespace, setup.conn, jobs=args.jobs,
                                  job_seconds=JOB_SECONDS, concurrency=CONCURRENCY, per_pod=PER_POD,
@@ -156,7 +157,7 @@ def main() -> None:
         print(drain.report())
         result["ours"] = drain.figures()
         if not args.no_keda:
-            keda_runs(environment, args.jobs, drain.seconds, result)
+            keda_runs(environment, args.jobs, drain.seconds, result, args.mode)
         if not args.no_baseline:
             bl.log(f"draining {args.jobs:,} jobs with 20 plain RQ workers")
             conn = redis.Redis.from_url(environment[1].url)

@@ -1,12 +1,13 @@
 """The baseline of the autoscaling benchmarks is the real KEDA, and it really works here.
 
 KEDA 2.21 built from its Go module (hack/keda.py) scales a Deployment of plain ``rq worker``
-pods (run by the pod runner) with a ScaledObject on the queue's Redis list: from 0 to 1 by
-KEDA's own activation, to the needed count by the real kube-controller-manager's HPA reading
-KEDA's metric through the API server's aggregation layer, and back to 0 by KEDA's cooldown.
-If any link breaks (the build, the APIService, the front-proxy certificates, the HPA), this
-fails — so the benchmarks' KEDA figures cannot silently become figures of a KEDA that never
-scaled. Opt-in: ``make test-keda`` (see tests/integration/keda/conftest.py).
+pods (run by the session's pod runner, in the project's image or as processes) with a
+ScaledObject on the queue's Redis list: from 0 to 1 by KEDA's own activation, to the needed
+count by the real kube-controller-manager's HPA reading KEDA's metric through the API server's
+aggregation layer, and back to 0 by KEDA's cooldown. If any link breaks (the build, the
+APIService, the front-proxy certificates, the HPA), this fails — so the benchmarks' KEDA
+figures cannot silently become figures of a KEDA that never scaled. Opt-in: ``make test-keda``
+(see tests/integration/keda/conftest.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 import devenv
+import images
 import keda
 from integration.scaling.scalekit import ReplicaWatch
 
@@ -39,8 +41,9 @@ def test_keda_scales_plain_rq_workers_from_zero_to_the_needed_count_and_back(
     database = int(redis_url.rsplit("/", 1)[1])
     tuning = keda.tuned(max_replicas=MAX_REPLICAS, scale_down_delay=0, idle_before_zero=5, polling_interval=2)
     body = json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        # the project's image has rq; the jobs are time.sleep, in any Python (process mode: the venv's)
         keda.plain_rq_deployment(name, namespace, queue=queue, redis_url=redis_url,
-                                 image="registry.invalid/plain-rq:1"),
+                                 image=images.OPERATOR.ref),
         keda.scaled_object(name, namespace, deployment=name, redis_address=f"127.0.0.1:{redis_server.port}",
                            list_name=f"rq:queue:{queue}", list_length=LIST_LENGTH,
                            max_replicas=MAX_REPLICAS, database=database, tuning=tuning)]})
