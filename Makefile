@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: deps setup bins image pod-images test test-unit lint typecheck generate demo dev-up dev-down clean
+.PHONY: deps setup bins keda image pod-images test test-keda test-unit lint typecheck generate demo dev-up dev-down clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,13 +19,16 @@ deps:  ## system packages (redis-server, prometheus, ...): installs what is miss
 bins:  ## build (once) the local control plane, kwok, and fetch helm/kubectl
 	hack/build-control-plane.sh
 
+keda:  ## build (once) the real KEDA, the autoscaling benchmarks' baseline (not part of bins)
+	hack/build-keda.sh
+
 image: deps  ## the operator image and the demo's worker image (buildah, no daemon; cached by inputs)
 	python3 hack/images.py build
 
 pod-images: deps  # what the pod runner runs; where it cannot (not root), says so and goes on
 	python3 hack/images.py build --for-pods
 
-DOCKERFILES := Dockerfile examples/Dockerfile tests/integration/scaling/Dockerfile
+DOCKERFILES := Dockerfile examples/Dockerfile tests/integration/scaling/Dockerfile benchmarks/Dockerfile
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -37,6 +40,9 @@ typecheck: setup
 
 test: deps setup bins lint typecheck  ## everything: lint, types, unit and integration tests
 	$(PYTEST)
+
+test-keda: deps setup bins keda  ## the opt-in tests against the real KEDA (pytest -m keda)
+	$(PYTEST) -m keda
 
 test-unit: setup  ## the fast tests only (no cluster, Redis or Prometheus)
 	$(PYTEST) -m "not integration"

@@ -2,6 +2,8 @@
 
 Each run records, in the queue's own Redis, which pod ran it and when it started and ended
 (unix time), so the soak benchmark can tell whether the pod was told to stop while it ran.
+Plain ``rq worker`` pods (the KEDA baseline) run it too: they have ``REDIS_URL`` instead of
+``JOBQUEUE_REDIS_URL``, and ``@job`` leaves the function a plain one.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from jobqueue import job
 
 @functools.cache
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(os.environ["JOBQUEUE_REDIS_URL"])
+    return redis.Redis.from_url(os.environ.get("JOBQUEUE_REDIS_URL") or os.environ["REDIS_URL"])
 
 
 @job

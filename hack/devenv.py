@@ -104,7 +104,7 @@ def wait_until(what: str, check: Any, timeout: float = 60.0, interval: float = 0
 # Binaries
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
     out: dict[str, str] = {}
     for raw in (HACK / "versions.env").read_text().splitlines():
         line = raw.strip()
@@ -123,7 +123,7 @@ class Binaries:
 
     @classmethod
     def locate(cls) -> Binaries:
-        v = _versions()
+        v = versions()
         gover = subprocess.run(
             ["go", "env", "GOVERSION"], check=True, capture_output=True, text=True
         ).stdout.strip()
@@ -365,7 +365,7 @@ class Cluster:
         b = self.binaries
         path = CACHE / "kwok" / f"{self.name}.kwokctl.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        v = _versions()
+        v = versions()
         path.write_text(
             "apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokctlConfiguration\noptions:\n"
             "  runtime: binary\n  bindAddress: 127.0.0.1\n"
@@ -377,8 +377,25 @@ class Cluster:
             f"  etcdBinary: {b.bin_dir / 'etcd'}\n"
             f"  kwokControllerBinary: {b.bin_dir / 'kwok'}\n"
             "  quietPull: true\n"
+            + self._front_proxy_patch()
         )
         return path
+
+    def _front_proxy_patch(self) -> str:
+        """The aggregation layer's front-proxy settings, as a real cluster has them.
+
+        kwokctl gives the API server a proxy client certificate (its admin certificate) but no
+        ``--requestheader-*`` flags, so an aggregated API server (KEDA's metrics server,
+        hack/keda.py) could not tell who the proxied caller is. With these it reads the
+        caller from the ``X-Remote-*`` headers of requests signed by the cluster's CA and
+        presented by the API server's proxy certificate (CN ``kwok-admin``)."""
+        args = {"requestheader-client-ca-file": str(self.workdir / "pki" / "ca.crt"),
+                "requestheader-allowed-names": "kwok-admin",
+                "requestheader-username-headers": "X-Remote-User",
+                "requestheader-group-headers": "X-Remote-Group",
+                "requestheader-extra-headers-prefix": "X-Remote-Extra-"}
+        return "componentsPatches:\n- name: kube-apiserver\n  extraArgs:\n" + "".join(
+            f"  - key: {k}\n    value: {v}\n" for k, v in args.items())
 
     def exists(self) -> bool:
         return self.kubeconfig.exists()
@@ -494,7 +511,7 @@ def session_cluster(nodes: int = 2) -> Iterator[Cluster]:
 # Long-lived dev environment: python hack/devenv.py up|down|status|env
 
 
-def _save_state(state: dict[str, Any]) -> None:
+def save_state(state: dict[str, Any]) -> None:
     STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
     STATE_FILE.write_text(json.dumps(state, indent=2))
 
@@ -523,7 +540,7 @@ def cmd_up() -> None:
     # Recorded before anything starts and after each start, so that a failure part-way (or a
     # later `down`) stops exactly what is running.
     state: dict[str, Any] = {"cluster": DEV_CLUSTER_NAME}
-    _save_state(state)
+    save_state(state)
     try:
         _start_environment(binaries, state)
     except BaseException:
@@ -544,7 +561,7 @@ def _start_environment(binaries: Binaries, state: dict[str, Any]) -> None:
          "--appendonly", "no"],
         devdir / "redis.log")
     state["redis_url"] = f"redis://127.0.0.1:{redis_port}/0"
-    _save_state(state)
+    save_state(state)
     wait_until("redis", lambda: RedisServer(port=redis_port).ping(), timeout=20)
     import podrunner  # the pods' metrics targets are where the runner writes them
 
@@ -560,9 +577,9 @@ def _start_environment(binaries: Binaries, state: dict[str, Any]) -> None:
     finally:  # started but never ready still needs stopping
         if prom.proc:
             state["prometheus_pid"] = prom.proc.pid
-            _save_state(state)
+            save_state(state)
     state["podrunner_pid"] = _start_podrunner(cluster, devdir)
-    _save_state(state)
+    save_state(state)
 
 
 def _start_podrunner(cluster: Cluster, devdir: Path) -> int:
@@ -584,8 +601,8 @@ def cmd_down() -> None:
         log("nothing to stop")
         return
     state = load_state()
-    for key in ("redis_pid", "prometheus_pid", "operator_pid", "podrunner_pid"):
-        pid = state.get(key)
+    pids = [state.get(k) for k in ("redis_pid", "prometheus_pid", "operator_pid", "podrunner_pid")]
+    for pid in [*pids, *state.get("keda_pids", [])]:  # keda_pids: `python hack/keda.py up`
         if pid and pid_alive(int(pid)):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(int(pid), signal.SIGTERM)

@@ -41,6 +41,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "/integration/" in str(item.path):
             item.add_marker(pytest.mark.integration)
+    # The `keda` tests need KEDA's binaries (~15 min to build once): they run only when the
+    # marker expression names them (`pytest -m keda`, `make test-keda`). Deselected, not
+    # skipped: pytest reports them as "deselected", and once selected nothing skips them.
+    if "keda" not in (config.getoption("markexpr") or ""):
+        keda_tests = [item for item in items if item.get_closest_marker("keda")]
+        if keda_tests:
+            config.hook.pytest_deselected(items=keda_tests)
+            items[:] = [item for item in items if not item.get_closest_marker("keda")]
 
 
 # --------------------------------------------------------------------------------------

@@ -65,6 +65,17 @@ def test_deleting_an_owner_garbage_collects_its_dependents(cluster: devenv.Clust
         "get", "configmap", "dependent", "-n", namespace, check=False).returncode != 0, timeout=60)
 
 
+def test_aggregation_layer_publishes_front_proxy_settings(cluster: devenv.Cluster) -> None:
+    # An aggregated API server (KEDA's metrics server, hack/keda.py) authenticates the API
+    # server's proxied requests from these; kwokctl alone sets no --requestheader-* flags.
+    data = kubectl_json(cluster, "get", "configmap", "extension-apiserver-authentication",
+                        "-n", "kube-system")["data"]
+    assert data["requestheader-client-ca-file"] == data["client-ca-file"]
+    assert json.loads(data["requestheader-allowed-names"]) == ["kwok-admin"]
+    assert json.loads(data["requestheader-username-headers"]) == ["X-Remote-User"]
+    assert json.loads(data["requestheader-group-headers"]) == ["X-Remote-Group"]
+
+
 def test_restricted_namespace_rejects_a_privileged_pod(cluster: devenv.Cluster, namespace: str) -> None:
     cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
     pod = {
