@@ -253,8 +253,8 @@ def test_redis_isolation_and_allowed_hosts_become_operator_settings(
     assert env["JOBQUEUE_REDIS_ISOLATION"] == isolation
     assert env.get("JOBQUEUE_REDIS_ALLOWED_HOSTS") == hosts
     assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
-    # (the kubelet fills the downward API's values)
-    config = Settings.from_env({**{k: v for k, v in env.items() if isinstance(v, str)}, "POD_NAMESPACE": "ns"})
+    plain = {k: v for k, v in env.items() if isinstance(v, str)}
+    config = Settings.from_env({**plain, "POD_NAMESPACE": "ns"})  # (the kubelet fills the downward API's)
     assert config.redis_isolation == isolation
     assert ",".join(config.redis_allowed_hosts) == (hosts or "")
 
