@@ -37,6 +37,7 @@ FULLNAME = f"{RELEASE}-jobqueue-operator"
 
 @dataclass
 class RunningOperator:
+    cluster: devenv.Cluster
     namespace: str
     runner: podrunner.PodRunner
     pod_logs: Path
@@ -53,9 +54,19 @@ class RunningOperator:
                                                         running, timeout=90)
         return dict(info.ports)
 
+    def leader(self) -> str:
+        """The operator pod holding the Lease: the one that acts (a standby serves /metrics
+        too, with the autoscaler's metric families registered but never moving)."""
+        def holder() -> str | None:
+            lease = get_json(self.cluster, "lease", FULLNAME, "-n", self.namespace)
+            return (lease["spec"].get("holderIdentity") or "").rpartition("_")[0] or None
+
+        return devenv.wait_until("a leader on the Lease", lambda: clusterkit.exists(
+            self.cluster, "lease", FULLNAME, "-n", self.namespace) and holder(), timeout=90)
+
     @property
     def metrics_port(self) -> int:
-        return self.host_ports(FULLNAME)["JOBQUEUE_METRICS_PORT"]
+        return self.host_ports(self.leader())["JOBQUEUE_METRICS_PORT"]
 
     @property
     def health_port(self) -> int:
@@ -118,7 +129,7 @@ def running_operator(request: pytest.FixtureRequest, *, cluster: devenv.Cluster,
                               state_dir=tmp_path / "pods", backoff_initial=1.0, backoff_max=4.0,
                               shutdown_grace=10.0, mode="process")
     with podrunner.PodRunner(config) as runner:
-        yield RunningOperator(namespace, runner, tmp_path / "pods")
+        yield RunningOperator(cluster, namespace, runner, tmp_path / "pods")
 
 
 def sample_queue(name: str) -> dict[str, Any]:
