@@ -503,7 +503,10 @@ def leader_failovers(product: Product, conn: redis.Redis, *,
         n = 0
         for how, count in kills:
             for _ in range(count):
-                devenv.wait_until("fresh at zero", lambda: w_fresh.values[-1] == 0, timeout=120)
+                # at zero and its last pod gone: a worker still finishing (SIGTERM) would take
+                # the jobs that come with the kill, and there would be nothing to scale for
+                devenv.wait_until("fresh at zero", lambda: w_fresh.values[-1] == 0 and not live_worker_pods(
+                    product.runner, namespace, "fresh"), timeout=120)
                 leader = product.wait_live()
                 if product.elected:
                     product.wait_standby(exclude=[leader])
@@ -520,7 +523,8 @@ def leader_failovers(product: Product, conn: redis.Redis, *,
                     # restarted later and later (the kubelet's back-off, and the pod runner's)
                     cluster.kubectl("delete", "pod", leader, "-n", namespace, "--wait=false")
         if upgrade:
-            devenv.wait_until("fresh at zero", lambda: w_fresh.values[-1] == 0, timeout=120)
+            devenv.wait_until("fresh at zero", lambda: w_fresh.values[-1] == 0 and not live_worker_pods(
+                product.runner, namespace, "fresh"), timeout=120)
             product.wait_live()
             before = len(lease.holders)
             done = threading.Event()
