@@ -17,7 +17,13 @@ real API server, N real JobQueues (minReplicas 0), no worker process:
 4. **baseline, same figures read per queue**: what a per-queue scaler pays (KEDA polls each
    ScaledObject's trigger on its own; kopf timers would do one read per object): the same
    snapshot taken one queue per call, and KEDA's own Redis-list Lua (TYPE + LLEN) one queue
-   per call, for all N queues, timed against one batched :func:`jobqueue.stats.snapshot`.
+   per call, for all N queues, timed against one batched :func:`jobqueue.stats.snapshot`;
+5. **baseline, the real KEDA** (2.21, built by ``make keda``; ``--no-keda`` skips it): N
+   ScaledObjects on the same N queues' lists, each scaling a plain-RQ Deployment at 0 (how a
+   KEDA user would run these queues), once at KEDA's default ``pollingInterval`` (30 s) and
+   once at 1 s, our poll's pace. KEDA's operator and metrics server CPU and RSS over the same
+   window, and the kube-controller-manager's (its HPA controller syncs the HPA KEDA makes for
+   each ScaledObject), against our operator's idle figures.
 
 Prints a table and, last, one JSON line. The API server, etcd and kwok are not the
 operator's cost and are not counted (they run as separate processes).
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 import tempfile
 import time
 import urllib.request
@@ -39,6 +46,9 @@ import redis
 import operator_benchlib as bl
 import operator_footprint
 from jobqueue import JobSpec, enqueue_many, stats
+
+assert str(bl.ROOT / "hack") in sys.path  # operator_benchlib put it there
+import keda  # noqa: E402
 
 #: KEDA's redis scaler script (pkg/scalers/redis_scaler.go, paraphrased): the length of one key.
 KEDA_LIST_LENGTH_LUA = """
@@ -163,6 +173,87 @@ def per_queue_baseline(conn: redis.Redis, names: list[str], rounds: int = 5) -> 
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / bl.CLOCK_TICKS
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def controller_manager_pid(cluster: bl.devenv.Cluster) -> int | None:
+    """The dev cluster's kube-controller-manager (the HPA controller runs in it)."""
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                argv0 = (proc / "cmdline").read_bytes().split(b"\0", 1)[0].decode()
+            except OSError:
+                continue
+            if argv0.endswith("/kube-controller-manager") and f"/{cluster.name}/" in argv0:
+                return int(proc.name)
+    return None
+
+
+def hpas(cluster: bl.devenv.Cluster, namespace: str) -> int:
+    out = cluster.kubectl("get", "hpa", "-n", namespace, "-o", "name", check=False, timeout=120)
+    return len(out.stdout.split()) if out.returncode == 0 else 0
+
+
+def keda_windows(cluster: bl.devenv.Cluster, redis_server: bl.devenv.RedisServer, conn: redis.Redis,
+                 queues: list[str], seconds: float) -> dict[str, Any]:
+    """The real KEDA scaling the same queues: one ScaledObject per queue on its RQ list, each
+    scaling a plain-RQ Deployment at 0 (no pod runs: idle queues, as in our idle window);
+    KEDA's processes' CPU and RSS, the kube-controller-manager's CPU and Redis time, per
+    polling interval."""
+    ns = f"bench-keda-{uuid.uuid4().hex[:4]}"
+    cluster.create_namespace(ns)
+    database = int(redis_server.url.rsplit("/", 1)[1] or 0)
+    names = [f"k{i:05d}" for i in range(len(queues))]
+    for start in range(0, len(names), 200):
+        bl.kubectl_apply(cluster, [keda.plain_rq_deployment(n, ns, queue=q, redis_url=redis_server.url,
+                                                             image="registry.invalid/plain-rq:1")
+                                   for n, q in zip(names[start:start + 200], queues[start:start + 200],
+                                                   strict=True)])
+    kcm = controller_manager_pid(cluster)
+    out: dict[str, Any] = {"keda_version": keda.Binaries.locate().version, "scaled_objects": len(names)}
+    with keda.Keda(cluster, log_level="error") as running:
+        assert running.operator is not None
+        assert running.adapter is not None
+        pids = {"operator": running.operator.pid, "metrics_server": running.adapter.pid}
+        for label, polling in (("keda_defaults", None), ("keda_polling_1s", 1)):
+            tuning = keda.Tuning(label, polling_interval=polling)
+            for start in range(0, len(names), 200):
+                bl.kubectl_apply(cluster, [keda.scaled_object(
+                    n, ns, deployment=n, redis_address=f"127.0.0.1:{redis_server.port}",
+                    list_name=f"rq:queue:{q}", list_length=5, max_replicas=5, tuning=tuning,
+                    database=database) for n, q in zip(names[start:start + 200], queues[start:start + 200],
+                                                       strict=True)])
+            bl.wait_all(f"KEDA made an HPA for each of {len(names)} ScaledObjects",
+                        lambda: hpas(cluster, ns) >= len(names), timeout=1800)
+            time.sleep(SETTLE_SECONDS + (polling or 30))  # a polling round at the new interval
+            bl.log(f"KEDA, {len(names)} ScaledObjects, {label}: measuring {seconds:.0f} s")
+            cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+            kcm0 = cpu_seconds(kcm) if kcm else 0.0
+            usec0, t0 = redis_usec(conn), time.monotonic()
+            time.sleep(seconds)
+            elapsed = time.monotonic() - t0
+            row = {f"{k}_cpu_percent_of_one_core": round(100 * (cpu_seconds(p) - cpu0[k]) / elapsed, 2)
+                   for k, p in pids.items()}
+            row["cpu_percent_of_one_core"] = round(sum(row.values()), 2)
+            row["rss_mib"] = round(sum(rss_mib(p) for p in pids.values()), 1)
+            if kcm:
+                row["controller_manager_cpu_percent_of_one_core"] = round(
+                    100 * (cpu_seconds(kcm) - kcm0) / elapsed, 2)
+            row["redis_ms_per_second_all_commands"] = round((redis_usec(conn) - usec0) / 1000 / elapsed, 2)
+            out[label] = row
+    cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+    return out
+
+
 def all_scaled(cluster: bl.devenv.Cluster, namespace: str, names: list[str], replicas: int) -> bool:
     out = cluster.kubectl("get", "deployments", "-n", namespace, "--no-headers", "-o",
                           "custom-columns=N:.metadata.name,R:.spec.replicas", timeout=120).stdout
@@ -176,6 +267,7 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=60.0, help="seconds of each steady measurement")
     parser.add_argument("--busy", type=float, default=0.1, help="share of queues given a backlog")
     parser.add_argument("--profile", type=Path, help="directory for py-spy flame graphs of each window")
+    parser.add_argument("--no-keda", action="store_true", help="skip the real KEDA's windows")
     args = parser.parse_args()
 
     def profile(label: str) -> Path | None:
@@ -229,6 +321,10 @@ def main() -> None:
             off.stop()
         bl.log("baseline: the same figures read one queue per call")
         result["reads"] = per_queue_baseline(conn, [f"{ns}.{n}" for n in names])
+        if not args.no_keda:
+            bl.log(f"baseline: the real KEDA with {args.queues} ScaledObjects on the same queues")
+            result["keda"] = keda_windows(cluster, redis_server, conn, [f"{ns}.{n}" for n in names],
+                                          args.window)
 
     idle, backlog, off_ = result["idle"], result["backlog"], result["autoscaler_off"]
     reads = result["reads"]
@@ -264,6 +360,22 @@ def main() -> None:
         print(f"  {label:<30} wall {row['wall_ms']:>9.2f} ms   Redis {row['redis_ms']:>9.2f} ms")
     print(f"per-queue reads vs one batched snapshot: {result['per_queue_vs_batched_redis_ratio']}x the "
           f"Redis time, {result['per_queue_vs_batched_wall_ratio']}x the wall time")
+    if "keda" in result:
+        k = result["keda"]
+        print(f"the real KEDA {k['keda_version']}, {k['scaled_objects']} ScaledObjects on the same idle "
+              "queues (operator + metrics server; the controller-manager runs the HPAs):")
+        print(f"{'':<40}{'CPU %':>8}{'RSS MiB':>9}{'KCM CPU %':>11}{'Redis ms/s':>12}{'CPU vs ours':>13}")
+        ours = idle["cpu_percent_of_one_core"]
+        print(f"{'ours, idle (whole operator, 1 s passes)':<40}{ours:>8.2f}{idle['rss_mib']:>9.1f}{'':>11}"
+              f"{idle['redis_ms_per_second_all_commands']:>12.2f}{'1.00x':>13}")
+        for label, text in (("keda_defaults", "KEDA, default 30 s polling"),
+                            ("keda_polling_1s", "KEDA, 1 s polling")):
+            row = k[label]
+            ratio = result[f"{label}_cpu_ratio_to_ours_idle"] = round(row["cpu_percent_of_one_core"]
+                                                                     / max(ours, 1e-3), 2)
+            print(f"{text:<40}{row['cpu_percent_of_one_core']:>8.2f}{row['rss_mib']:>9.1f}"
+                  f"{row.get('controller_manager_cpu_percent_of_one_core', float('nan')):>11.2f}"
+                  f"{row['redis_ms_per_second_all_commands']:>12.2f}{ratio:>12.2f}x")
     bl.emit(result)
 
 

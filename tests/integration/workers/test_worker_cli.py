@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import redis
 import yaml
 
-from integration.workers.whelpers import FN, JOBS, jq, publish, thread_worker, wait_status, worker_env
+from integration.workers.whelpers import (
+    FN,
+    JOBS,
+    jq,
+    publish,
+    thread_worker,
+    wait_for,
+    wait_status,
+    worker_env,
+)
 from jobqueue import enqueue, get_job
 from jobqueue.cli import ExitCode
 
@@ -196,3 +209,26 @@ def test_errors_never_print_the_redis_password(redis_url: str) -> None:
                     assert secret not in output, (url, args, output)
         if code == ExitCode.USAGE:
             assert "percent-encode" in output or "port is not a number" in output, output
+
+
+def test_sigterm_stops_the_command_as_a_containers_first_process(redis_url: str) -> None:
+    """In a pod the command is its container's PID 1, for which the kernel drops any signal it
+    has no handler for: a pod deleted while ``jobqueue`` started ignored SIGTERM (a worker then
+    claimed jobs and ran them until the SIGKILL). Here it is PID 1 of a PID namespace of its
+    own, sent SIGTERM from outside as the runtime does, while it waits for a job."""
+    conn = redis.Redis.from_url(redis_url)
+    publish(conn, "pid1")
+    enqueue("pid1", f"{FN}add", 1, 2, job_id="never-run", connection=conn)
+    jobqueue_command = str(Path(sys.executable).with_name("jobqueue"))  # the console script, as in the image
+    command = [jobqueue_command, "wait", "pid1", "never-run", "--timeout", "60"]
+    proc = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", *command],
+                            env=worker_env(redis_url, "cli"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        first = wait_for("the command started in its namespace", lambda: children.read_text().split(), 10)[0]
+        time.sleep(1.0)  # well into its wait
+        os.kill(int(first), signal.SIGTERM)
+        assert proc.wait(timeout=10) == 128 + signal.SIGTERM, proc.stderr.read() if proc.stderr else ""
+    finally:
+        proc.kill()
+        proc.wait()
