@@ -7,7 +7,9 @@ and ran them until the kubelet's SIGKILL at the end of the grace period. Importe
 the package: until the worker installs its graceful handler (and for the short commands),
 SIGTERM exits 143, as it would for any other process. Only for the CLI — an application
 that imports the library as its PID 1 keeps its own signal handling — and stdlib only, so
-that it runs before anything slow.
+that it runs before anything slow. What is left is the interpreter's own start-up (tens of
+milliseconds) during which no Python code runs; an init process in the container (tini, or
+the pod's ``shareProcessNamespace``) would close that too.
 """
 
 from __future__ import annotations

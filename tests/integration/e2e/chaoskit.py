@@ -201,6 +201,14 @@ class PodKills:
         ])
 
 
+def worker_pods_alive(runner: podrunner.PodRunner, namespace: str, name: str) -> list[str]:
+    """Pods of JobQueue ``name`` whose process has not ended, stopping ones included: a pod
+    stopped in the moment its container started may not have seen its SIGTERM (the kernel
+    drops signals PID 1 has no handler for yet) and works on until the SIGKILL."""
+    return [p.name for p in runner.snapshot() if p.namespace == namespace
+            and p.name.startswith(f"{name}-worker-") and p.state in ("running", "stopping")]
+
+
 def live_worker_pods(runner: podrunner.PodRunner, namespace: str, name: str) -> list[str]:
     """Pods of JobQueue ``name`` whose process runs."""
     return [p.name for p in runner.snapshot() if p.namespace == namespace
@@ -503,10 +511,10 @@ def leader_failovers(product: Product, conn: redis.Redis, *,
         n = 0
         for how, count in kills:
             for _ in range(count):
-                # at zero and its last pod gone: a worker still finishing (SIGTERM) would take
-                # the jobs that come with the kill, and there would be nothing to scale for
-                devenv.wait_until("fresh at zero", lambda: w_fresh.values[-1] == 0 and not live_worker_pods(
-                    product.runner, namespace, "fresh"), timeout=120)
+                # at zero and its last pod gone: a worker still running would take the jobs that
+                # come with the kill, and there would be nothing to scale for
+                devenv.wait_until("fresh at zero", lambda: w_fresh.values[-1] == 0 and not worker_pods_alive(
+                    product.runner, namespace, "fresh"), timeout=180)
                 leader = product.wait_live()
                 if product.elected:
                     product.wait_standby(exclude=[leader])
@@ -523,8 +531,8 @@ def leader_failovers(product: Product, conn: redis.Redis, *,
                     # restarted later and later (the kubelet's back-off, and the pod runner's)
                     cluster.kubectl("delete", "pod", leader, "-n", namespace, "--wait=false")
         if upgrade:
-            devenv.wait_until("fresh at zero", lambda: w_fresh.values[-1] == 0 and not live_worker_pods(
-                product.runner, namespace, "fresh"), timeout=120)
+            devenv.wait_until("fresh at zero", lambda: w_fresh.values[-1] == 0 and not worker_pods_alive(
+                product.runner, namespace, "fresh"), timeout=180)
             product.wait_live()
             before = len(lease.holders)
             done = threading.Event()
