@@ -132,6 +132,22 @@ podAntiAffinity:
 {{- end }}
 
 {{/*
+The user's topologySpreadConstraints, each without a `labelSelector` given the operator pods'
+own (a constraint selecting nothing would spread nothing).
+*/}}
+{{- define "jobqueue-operator.topologySpreadConstraints" -}}
+{{- $selector := dict "matchLabels" (merge (dict "app.kubernetes.io/component" "operator") (include "jobqueue-operator.selectorLabels" . | fromYaml)) }}
+{{- $out := list }}
+{{- range .Values.topologySpreadConstraints }}
+{{- /* not `merge`: it is deep, and would add our labels to the user's own selector */}}
+{{- $out = append $out (ternary . (set (deepCopy .) "labelSelector" $selector) (hasKey . "labelSelector")) }}
+{{- end }}
+{{- with $out }}
+{{- toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
 The operator's environment: the ONLY place values become JOBQUEUE_* variables (the operator
 reads them in jobqueue_operator/settings.py).
 */}}
@@ -317,10 +333,11 @@ The RoleBinding/ClusterRoleBinding subject: the operator's ServiceAccount.
 {{- end }}
 
 {{/*
-The Prometheus Operator API a monitoring object needs, and whether the cluster serves it.
-Usage: include "jobqueue-operator.hasMonitoringAPI" (list . "ServiceMonitor")
+Whether to render a monitoring object: the cluster serves its Prometheus Operator API, or
+`monitoringCapabilityCheck` is off (GitOps tools render without a cluster, where no API is
+ever reported). Usage: include "jobqueue-operator.hasMonitoringAPI" (list . "ServiceMonitor")
 */}}
 {{- define "jobqueue-operator.hasMonitoringAPI" -}}
 {{- $root := index . 0 }}
-{{- if $root.Capabilities.APIVersions.Has (printf "monitoring.coreos.com/v1/%s" (index . 1)) }}true{{ end }}
+{{- if or (not $root.Values.monitoringCapabilityCheck) ($root.Capabilities.APIVersions.Has (printf "monitoring.coreos.com/v1/%s" (index . 1))) }}true{{ end }}
 {{- end }}
