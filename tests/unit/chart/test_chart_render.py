@@ -32,6 +32,13 @@ def test_crds_are_templates_gated_by_crds_install(render: Render) -> None:
     assert off == []
 
 
+def test_crds_are_kept_on_uninstall_unless_crds_keep_is_false(render: Render) -> None:
+    for crd in kinds(render(), "CustomResourceDefinition"):
+        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    for crd in kinds(render({"crds": {"keep": False}}), "CustomResourceDefinition"):
+        assert "annotations" not in crd["metadata"]
+
+
 def test_the_chart_crds_are_the_checked_in_crds(render: Render) -> None:
     for crd in kinds(render(), "CustomResourceDefinition"):
         source = yaml.safe_load((ROOT / "crds" / f"{crd['metadata']['name']}.yaml").read_text())
