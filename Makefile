@@ -53,6 +53,7 @@ generate: setup  ## regenerate CRDs, install manifests, dashboards, alert rules 
 	$(PY) -m jobqueue.api.openapi docs/openapi.json
 	$(PY) helm/jobqueue-operator/hack/render_install.py
 	$(PY) helm/jobqueue-operator/hack/render_readme.py
+	$(PY) helm/jobqueue-operator/hack/render_permissions.py
 
 demo: deps setup bins pod-images  ## the main job: a local cluster running the seed's queues
 	$(PY) hack/demo.py

@@ -279,6 +279,7 @@ ClusterRole when it watches all). Each rule says why; docs/install.md lists them
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]
+# the same events through the events.k8s.io API
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
@@ -315,9 +316,11 @@ What the operator needs cluster-wide in either mode: read-only discovery for kop
 CRDs and namespaces exist). Nothing here reads or changes workloads.
 */}}
 {{- define "jobqueue-operator.rbac.clusterRules" -}}
+# kopf's discovery: whether the JobQueue and RecurringJob CRDs are served
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
   verbs: [get, list, watch]
+# kopf's discovery of the namespaces it serves (watchNamespaces, or all of them)
 - apiGroups: [""]
   resources: [namespaces]
   verbs: [get, list, watch]
