@@ -20,7 +20,6 @@ import os
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -163,64 +162,24 @@ class Binaries:
 # Redis
 
 
-@dataclass(frozen=True)
-class TLSFiles:
-    """A private CA and a server certificate it signed (PEM files)."""
-
-    ca: Path
-    cert: Path
-    key: Path
-
-
-def make_tls_files(directory: Path, *, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> TLSFiles:
-    """A throw-away private CA (``ca.crt``) and a certificate for ``hosts`` signed by it, made
-    with ``openssl`` (valid one day: tests only). The CA is in no trust store, as a company's
-    private CA is not."""
-    require_tools("openssl")
-    directory.mkdir(parents=True, exist_ok=True)
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    sans = ",".join(f"IP:{h}" if h.replace(".", "").isdigit() else f"DNS:{h}" for h in hosts)
-    (directory / "san.ext").write_text(f"subjectAltName={sans}\n")
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True, timeout=60)
-
-    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
-            "-subj", "/CN=jobqueue test private CA")
-    openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", f"/CN={hosts[0]}")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", "server.crt", "-days", "1", "-extfile", "san.ext")
-    # redis-server and the operator's container run as other users than the one making the files
-    for name in ("ca.crt", "server.crt", "server.key"):
-        (directory / name).chmod(0o644)
-    return TLSFiles(ca=directory / "ca.crt", cert=directory / "server.crt", key=directory / "server.key")
-
-
 @dataclass
 class RedisServer:
-    """A throw-away ``redis-server`` on a free loopback port, no persistence; with ``tls``,
-    TLS only (``rediss://``; clients need the CA, not a certificate of their own)."""
+    """A throw-away ``redis-server`` on a free loopback port, no persistence."""
 
     port: int = field(default_factory=free_port)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="jq-redis-")))
     proc: subprocess.Popen[bytes] | None = None
-    tls: TLSFiles | None = None
 
     @property
     def url(self) -> str:
-        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
+        return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
         exe = shutil.which("redis-server")
         if not exe:
             raise SetupError(MISSING_TOOL.format(tool="redis-server"))
-        listen = ["--port", str(self.port)]
-        if self.tls:
-            listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.tls.cert),
-                      "--tls-key-file", str(self.tls.key), "--tls-ca-cert-file", str(self.tls.ca),
-                      "--tls-auth-clients", "no"]
         self.proc = subprocess.Popen(
-            [exe, *listen, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.workdir), "--databases", "64", "--loglevel", "warning"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
@@ -228,11 +187,7 @@ class RedisServer:
         return self
 
     def ping(self) -> bool:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as raw:
-            s = raw
-            if self.tls:
-                context = ssl.create_default_context(cafile=str(self.tls.ca))
-                s = context.wrap_socket(raw, server_hostname="127.0.0.1")
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
             s.sendall(b"PING\r\n")
             return s.recv(16).startswith(b"+PONG")
 

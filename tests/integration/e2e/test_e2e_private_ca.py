@@ -21,6 +21,7 @@ from opkit import wait_condition
 import devenv
 import podrunner
 import podrunner_containers
+import redisfarm
 
 pytestmark = [pytest.mark.integration, pytest.mark.k8s, pytest.mark.redis]
 
@@ -31,16 +32,17 @@ def test_the_operator_reaches_a_private_ca_redis_through_the_mounted_ca(
         cluster: devenv.Cluster, namespace: str, pod_runner: podrunner.PodRunner, crds: None,
         tmp_path: Path) -> None:
     assert podrunner_containers.problem() is None, "this test needs the pod runner's container mode"
-    tls = devenv.make_tls_files(tmp_path / "tls")
-    server = devenv.RedisServer(tls=tls).start()
+    tls = redisfarm.make_certificates(tmp_path / "tls")
+    server = redisfarm.tls_server(tls)
+    url = f"rediss://127.0.0.1:{server.port}/0"
     try:
         with pytest.raises(redis.ConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
-            redis.Redis.from_url(server.url).ping()  # the CA is trusted nowhere by default
-        host_conn = redis.Redis.from_url(f"{server.url}?ssl_ca_certs={tls.ca}")
+            redis.Redis.from_url(url).ping()  # the CA is trusted nowhere by default
+        host_conn = redis.Redis.from_url(f"{url}?ssl_ca_certs={tls.ca}")
         cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
         product = Product.install(
             cluster, namespace, pod_runner, release=f"ca-{namespace[-5:]}",
-            redis_url=f"{server.url}?ssl_ca_certs={CA_DIR}/ca.crt",
+            redis_url=f"{url}?ssl_ca_certs={CA_DIR}/ca.crt",
             values={
                 "extraObjects": [{"apiVersion": "v1", "kind": "Secret",
                                   "metadata": {"name": "{{ .Release.Name }}-redis-ca"},
