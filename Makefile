@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: deps setup bins keda image pod-images test test-keda test-unit lint typecheck generate demo dev-up dev-down clean
+.PHONY: deps setup bins keda image chart pod-images test test-keda test-unit lint typecheck generate demo dev-up dev-down clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -24,6 +24,9 @@ keda:  ## build (once) the real KEDA, the autoscaling benchmarks' baseline (not 
 
 image: deps  ## the operator image and the demo's worker image (buildah, no daemon; cached by inputs)
 	python3 hack/images.py build
+
+chart: setup  ## the chart as an archive for an OCI registry (.cache/chart/), with the push commands
+	$(PY) helm/jobqueue-operator/hack/package_chart.py
 
 pod-images: deps  # what the pod runner runs; where it cannot (not root), says so and goes on
 	python3 hack/images.py build --for-pods
@@ -53,6 +56,7 @@ generate: setup  ## regenerate CRDs, install manifests, dashboards, alert rules 
 	$(PY) -m jobqueue.api.openapi docs/openapi.json
 	$(PY) helm/jobqueue-operator/hack/render_install.py
 	$(PY) helm/jobqueue-operator/hack/render_readme.py
+	$(PY) helm/jobqueue-operator/hack/render_permissions.py
 
 demo: deps setup bins pod-images  ## the main job: a local cluster running the seed's queues
 	$(PY) hack/demo.py

@@ -487,11 +487,13 @@ def reap_stale_test_clusters(binaries: Binaries) -> None:
 
 
 @contextlib.contextmanager
-def session_cluster(nodes: int = 2) -> Iterator[Cluster]:
-    """A fresh cluster for one test session, deleted afterwards (also on SIGTERM/SIGINT)."""
+def session_cluster(nodes: int = 2, *, suffix: str = "") -> Iterator[Cluster]:
+    """A fresh cluster for one test session, deleted afterwards (also on SIGTERM/SIGINT);
+    ``suffix`` names a second one of the same session (a test that must not touch the shared
+    cluster's cluster-scoped objects, e.g. delete its CRDs)."""
     binaries = Binaries.locate().ensure()
     reap_stale_test_clusters(binaries)
-    cluster = Cluster(f"{TEST_CLUSTER_PREFIX}{os.getpid()}", binaries, nodes=nodes)
+    cluster = Cluster(f"{TEST_CLUSTER_PREFIX}{os.getpid()}{suffix}", binaries, nodes=nodes)
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_term(signum: int, frame: Any) -> None:

@@ -21,6 +21,7 @@ PACKAGES=(
   "prometheus prometheus"          # scrapes the operator and workers in the dev cluster
   "promtool prometheus"            # checks and unit-tests the alert rules
   "chromium chromium"              # headless browser: the web UI's integration test drives it over CDP
+  "openssl openssl"                # private CAs and certificates of the TLS Redis tests
   "mmdebstrap mmdebstrap"          # the image's Debian base root filesystem (no image registry here)
   "buildah buildah"                # builds the Dockerfile without a daemon (make image)
   "umoci umoci"                    # unpacks the built OCI images for the pod runner

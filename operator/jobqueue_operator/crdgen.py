@@ -251,15 +251,22 @@ def render(crd: Mapping[str, Any]) -> str:
     return HEADER + yaml.safe_dump(dict(crd), sort_keys=False, width=100, allow_unicode=True)
 
 
+#: What marks the CRDs to be left alone by ``helm uninstall`` when ``crds.keep`` is true.
+KEEP_ANNOTATION: Final = {"helm.sh/resource-policy": "keep"}
+
+
 def render_helm(crd: Mapping[str, Any]) -> str:
     """The chart's copy: installed and upgraded with the release when ``crds.install`` is true,
-    and kept on ``helm uninstall`` (deleting a CRD deletes every JobQueue in the cluster)."""
+    and kept on ``helm uninstall`` when ``crds.keep`` is (deleting a CRD deletes every JobQueue
+    in the cluster, so the chart keeps them unless told otherwise)."""
     body = dict(crd)
-    metadata = dict(body["metadata"])
-    metadata["annotations"] = {"helm.sh/resource-policy": "keep"}
-    body["metadata"] = metadata
-    return (HEADER + "{{- if .Values.crds.install }}\n"
-            + yaml.safe_dump(body, sort_keys=False, width=100, allow_unicode=True) + "{{- end }}\n")
+    body["metadata"] = {**body["metadata"], "annotations": KEEP_ANNOTATION}
+    text = yaml.safe_dump(body, sort_keys=False, width=100, allow_unicode=True)
+    plain = "  annotations:\n    helm.sh/resource-policy: keep\n"
+    if text.count(plain) != 1:
+        raise RuntimeError("the CRD's keep annotation must be rendered once, in its metadata")
+    keep = "  {{- if .Values.crds.keep }}\n" + plain + "  {{- end }}\n"
+    return HEADER + "{{- if .Values.crds.install }}\n" + text.replace(plain, keep) + "{{- end }}\n"
 
 
 # --------------------------------------------------------------------------------------

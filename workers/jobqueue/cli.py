@@ -5,7 +5,9 @@ contract"); ``jobqueue enqueue`` is what a RecurringJob's CronJob pod runs — i
 the job id already exists, so a retried pod or a duplicated tick is harmless. The commands
 that show things take ``-o table|wide|json|yaml`` like kubectl: ``table`` fits 80 columns,
 ``wide`` adds the rest, and both are plain text that reads the same in a terminal and a pipe.
-Every command takes the Redis URL from ``--redis-url`` or ``JOBQUEUE_REDIS_URL``.
+Every command takes the Redis URL from ``--redis-url`` or ``JOBQUEUE_REDIS_URL``. A queue is
+named as in Redis (``ei:update``), or, with ``-n NAMESPACE``, by its JobQueue (``-n prod
+ei-update``), which :mod:`jobqueue.kube` resolves like kubectl would.
 
 Exit codes (stable; scripts and the CronJob's podFailurePolicy rely on them): see ``ExitCode``.
 """
@@ -30,7 +32,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from jobqueue import admin, client, settings, stats
+from jobqueue import __version__, admin, client, kube, settings, stats
 from jobqueue._redis import URL_ENV, connect
 from jobqueue.errors import InvalidJobError, JobQueueError, UnknownJobError
 from jobqueue.redaction import redact, scrub
@@ -69,8 +71,16 @@ def _client(url: str) -> redis.Redis:
         _fail(scrub(f"invalid Redis URL {redact(url)}: {exc}", url) if url else str(exc), ExitCode.USAGE)
 
 
+#: Where the CLI finds a Redis URL in a cluster (docs/jobs.md, "In the cluster"): a worker pod
+#: has its namespace's (the operator's may be another database, under namespace isolation).
+IN_CLUSTER_HINT = "kubectl exec -n NAMESPACE deploy/JOBQUEUE-worker -- jobqueue stats"
+
+
 def _conn(ctx: click.Context) -> redis.Redis:
     url = ctx.obj["redis_url"] or os.environ.get(URL_ENV) or ""
+    if not url:
+        _fail(f"no Redis URL: pass --redis-url or set {URL_ENV} (worker pods have it set: "
+              f"{IN_CLUSTER_HINT})", ExitCode.USAGE)
     conn = _client(url)
     try:
         conn.ping()
@@ -88,6 +98,19 @@ def _call(fn: Callable[[], T]) -> T:
         _fail(str(exc), ExitCode.USAGE)
     except JobQueueError as exc:
         _fail(str(exc), ExitCode.FAILED)
+    except redis.RedisError as exc:
+        _fail(scrub(f"Redis error: {exc}"), ExitCode.REDIS)
+
+
+def _queue(ctx: click.Context, conn: redis.Redis, name: str) -> str:
+    """The RQ queue a QUEUE argument names: itself, or with ``-n`` the JobQueue's queue."""
+    namespace = ctx.obj["namespace"]
+    if not namespace:
+        return name
+    try:
+        return kube.resolve(conn, namespace, name).queue
+    except kube.NotResolved as exc:
+        _fail(str(exc), ExitCode.NOT_FOUND)
     except redis.RedisError as exc:
         _fail(scrub(f"Redis error: {exc}"), ExitCode.REDIS)
 
@@ -179,11 +202,19 @@ _log_level = click.option(
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="jobqueue", message="%(prog)s %(version)s")
 @click.option("--redis-url", envvar=URL_ENV, show_envvar=True, help="Redis holding the queues.")
+@click.option(
+    "-n",
+    "--namespace",
+    help="Name queues by their JobQueue in this namespace (`-n prod ei-update`), resolved through "
+    "the kubeconfig like kubectl ($KUBECONFIG, ~/.kube/config, or the pod's service account), else "
+    "the settings in Redis, else taken as a queue name; `stats` shows only this namespace.",
+)
 @click.pass_context
-def main(ctx: click.Context, redis_url: str | None) -> None:
+def main(ctx: click.Context, redis_url: str | None, namespace: str | None) -> None:
     """Run workers, enqueue jobs and inspect queues of jobqueue-operator."""
-    ctx.obj = {"redis_url": redis_url}
+    ctx.obj = {"redis_url": redis_url, "namespace": namespace}
     # A job record may hold text no terminal encoding can print (lone surrogates from JSON
     # escapes): print those as \\udxxxx escapes rather than die on them.
     reconfigure = getattr(sys.stdout, "reconfigure", None)
@@ -337,6 +368,7 @@ def enqueue(
     kwargs = _json_arg(kwargs_json, "--kwargs-json", dict)
     options = _json_arg(options_json, "--options-json", dict)
     conn = _conn(ctx)
+    queue = _queue(ctx, conn, queue)
     res = _call(
         lambda: client.enqueue(
             queue,
@@ -408,6 +440,7 @@ def status(
 ) -> None:
     """Show one job (the seed's getJobStatus)."""
     conn = _conn(ctx)
+    queue = _queue(ctx, conn, queue)
     info = _call(lambda: client.get_job(queue, job_id, connection=conn))
     output = _chosen(output, as_json)
     if output in ("json", "yaml"):
@@ -429,6 +462,7 @@ def status(
 def wait(ctx: click.Context, queue: str, job_id: str, timeout: float | None) -> None:
     """Wait for a job to finish, with a progress bar; exit 0 if it succeeded, 1 if it failed."""
     conn = _conn(ctx)
+    queue = _queue(ctx, conn, queue)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -470,6 +504,7 @@ def wait(ctx: click.Context, queue: str, job_id: str, timeout: float | None) -> 
 def retry(ctx: click.Context, queue: str, job_id: str) -> None:
     """Put a failed job back in its queue with fresh attempts."""
     conn = _conn(ctx)
+    queue = _queue(ctx, conn, queue)
     info = _call(lambda: client.retry(queue, job_id, connection=conn))
     out.print(
         f"job {job_id} is {info.status} again ({info.attempts} attempt(s))", highlight=False, markup=False
@@ -483,6 +518,7 @@ def retry(ctx: click.Context, queue: str, job_id: str) -> None:
 def remove(ctx: click.Context, queue: str, job_id: str) -> None:
     """Delete a job that is not running."""
     conn = _conn(ctx)
+    queue = _queue(ctx, conn, queue)
     before = _call(lambda: client.remove(queue, job_id, connection=conn))
     out.print(f"removed job {job_id} (it was {before})", highlight=False, markup=False)
 
@@ -499,6 +535,7 @@ def pause(ctx: click.Context, queue: str, by: str | None) -> None:
     """Pause QUEUE: producers can still enqueue, workers take nothing new (running jobs
     finish), the autoscaler holds its workers at minReplicas. Undo with `jobqueue resume`."""
     conn = _conn(ctx)
+    queue = _queue(ctx, conn, queue)
     state = _call(lambda: admin.pause(queue, by=by or os.environ.get("USER"), connection=conn))
     out.print(f"queue {queue} is paused (since {_when(state.since)}, by {state.by or '-'})", highlight=False)
 
@@ -509,6 +546,7 @@ def pause(ctx: click.Context, queue: str, by: str | None) -> None:
 def resume(ctx: click.Context, queue: str) -> None:
     """Resume a paused QUEUE: workers take its jobs again within about a second."""
     conn = _conn(ctx)
+    queue = _queue(ctx, conn, queue)
     was = _call(lambda: admin.resume(queue, connection=conn))
     out.print(f"queue {queue} {'resumed' if was else 'was not paused'}", highlight=False)
 
@@ -557,15 +595,25 @@ def api(ctx: click.Context, host: str, port: int, auth_mode: str, log_level: str
 # stats
 
 
-def _stats_dict(s: stats.QueueStats) -> dict[str, Any]:
+def _stats_dict(s: stats.QueueStats, owner: settings.QueueSettings | None) -> dict[str, Any]:
     d = dict(s.__dict__)
     d["workers"] = [w.__dict__ for w in s.workers]
+    d["namespace"], d["jobqueue"] = (owner.namespace, owner.jobqueue) if owner else (None, None)
     return d
 
 
-def _stats_row(s: stats.QueueStats, now: float) -> dict[str, str]:
-    """Every column of ``stats -o wide``, in order; ``TABLE_COLUMNS`` are the 80-column few."""
+def _stats_row(s: stats.QueueStats, owner: settings.QueueSettings | None, now: float) -> dict[str, str]:
+    """Every column of ``stats -o wide``, in order; ``TABLE_COLUMNS`` are the 80-column few.
+    A queue no JobQueue declares (published by hand, or by an operator too old to say) has
+    NAMESPACE ``-`` and its queue name as JOBQUEUE: the name to give the commands without ``-n``."""
+    if owner is not None and owner.namespace and owner.jobqueue:
+        namespace, name = owner.namespace, owner.jobqueue
+    else:
+        namespace, name = "-", s.queue
     return {
+        "NAMESPACE": namespace,
+        "JOBQUEUE": name + (" (paused)" if s.paused else ""),
+        "QUEUE": s.queue,
         "QUEUED": str(s.queued),
         "BY PRIORITY 1-5": "/".join(str(s.queued_by_priority[p]) for p in sorted(s.queued_by_priority)),
         "SCHEDULED": str(s.scheduled),
@@ -581,7 +629,18 @@ def _stats_row(s: stats.QueueStats, now: float) -> dict[str, str]:
     }
 
 
-TABLE_COLUMNS = ("QUEUED", "SCHEDULED", "RUNNING", "FAILED", "WORKERS", "OLDEST")
+TABLE_COLUMNS = ("NAMESPACE", "JOBQUEUE", "QUEUED", "RUNNING", "FAILED", "WORKERS", "OLDEST")
+
+
+def _owners(conn: redis.Redis, names: Sequence[str]) -> dict[str, settings.QueueSettings | None]:
+    """Each queue's published settings (its namespace and JobQueue), None where withdrawn."""
+    found: dict[str, settings.QueueSettings | None] = {}
+    for q in names:
+        try:
+            found[q] = settings.load(conn, q)
+        except settings.UnknownQueueError:
+            found[q] = None
+    return found
 
 
 @main.command("stats")
@@ -592,24 +651,32 @@ TABLE_COLUMNS = ("QUEUED", "SCHEDULED", "RUNNING", "FAILED", "WORKERS", "OLDEST"
 def stats_cmd(
     ctx: click.Context, /, *, queues: tuple[str, ...], output: str, as_json: bool, show_workers: bool
 ) -> None:
-    """Show queue statistics (all declared queues if none is named)."""
+    """Show queue statistics (all declared queues if none is named; with -n, that namespace's)."""
     conn = _conn(ctx)
-    names = list(queues) or sorted(_call(lambda: settings.published_queue_names(conn)))
-    for q in queues:
-        _call(lambda q=q: settings.load(conn, q))  # type: ignore[misc]
+    namespace = ctx.obj["namespace"]
+    names = [_queue(ctx, conn, q) for q in queues] or sorted(
+        _call(lambda: settings.published_queue_names(conn)))
+    owners = _call(lambda: _owners(conn, names))
+    for q in names if queues else ():
+        if owners[q] is None:
+            _fail(str(settings.UnknownQueueError(q)), ExitCode.NOT_FOUND)
+    if namespace and not queues:
+        names = [q for q in names if (owner := owners[q]) is not None and owner.namespace == namespace]
     snap = _call(lambda: stats.snapshot(conn, names))
     output = _chosen(output, as_json)
     if output in ("json", "yaml"):
-        _print_data({q: _stats_dict(s) for q, s in snap.items()}, output)
+        _print_data({q: _stats_dict(s, owners[q]) for q, s in snap.items()}, output)
         return
     if not names:
-        click.echo("no queues are declared in this Redis")
+        click.echo(f"no queues of namespace {namespace} are declared in this Redis" if namespace
+                   else "no queues are declared in this Redis")
         return
     now = time.time()
-    rows = {q: _stats_row(snap[q], now) for q in names}
+    rows = {q: _stats_row(snap[q], owners[q], now) for q in names}
     columns = list(rows[names[0]]) if output == "wide" else list(TABLE_COLUMNS)
-    shown = {q: q + (" (paused)" if snap[q].paused else "") for q in names}
-    _print_table(["QUEUE", *columns], [[shown[q], *(rows[q][c] for c in columns)] for q in names])
+    if namespace:  # like kubectl -n: the namespace goes without saying
+        columns.remove("NAMESPACE")
+    _print_table(columns, [[rows[q][c] for c in columns] for q in names])
     if show_workers:
         click.echo()
         _print_table(["QUEUE", "WORKER", "POD", "STATE", "SLOTS BUSY", "CURRENT JOB"],

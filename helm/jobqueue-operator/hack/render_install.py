@@ -77,16 +77,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="fail when manifests/install.yaml is stale")
     parser.add_argument("--helm", help="the helm binary")
     args = parser.parse_args(argv)
-    text = render(find_helm(args.helm))
-    current = OUTPUT.read_text() if OUTPUT.exists() else None
-    if args.check:
+    return write_or_check(OUTPUT, render(find_helm(args.helm)), check=args.check)
+
+
+def write_or_check(path: Path, text: str, *, check: bool) -> int:
+    """Write ``text`` to ``path`` if it differs; with ``check``, write nothing and return 1 when
+    it differs (the drift tests run that)."""
+    current = path.read_text() if path.exists() else None
+    if check:
         if current != text:
-            print(f"{OUTPUT.relative_to(ROOT)} is out of date: run `make generate`", file=sys.stderr)
+            print(f"{path.relative_to(ROOT)} is out of date: run `make generate`", file=sys.stderr)
             return 1
         return 0
     if current != text:
-        OUTPUT.write_text(text)
-        print(f"wrote {OUTPUT.relative_to(ROOT)}")
+        path.write_text(text)
+        print(f"wrote {path.relative_to(ROOT)}")
     return 0
 
 

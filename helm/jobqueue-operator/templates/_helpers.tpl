@@ -132,6 +132,22 @@ podAntiAffinity:
 {{- end }}
 
 {{/*
+The user's topologySpreadConstraints, each without a `labelSelector` given the operator pods'
+own (a constraint selecting nothing would spread nothing).
+*/}}
+{{- define "jobqueue-operator.topologySpreadConstraints" -}}
+{{- $selector := dict "matchLabels" (merge (dict "app.kubernetes.io/component" "operator") (include "jobqueue-operator.selectorLabels" . | fromYaml)) }}
+{{- $out := list }}
+{{- range .Values.topologySpreadConstraints }}
+{{- /* not `merge`: it is deep, and would add our labels to the user's own selector */}}
+{{- $out = append $out (ternary . (set (deepCopy .) "labelSelector" $selector) (hasKey . "labelSelector")) }}
+{{- end }}
+{{- with $out }}
+{{- toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
 The operator's environment: the ONLY place values become JOBQUEUE_* variables (the operator
 reads them in jobqueue_operator/settings.py).
 */}}
@@ -263,6 +279,7 @@ ClusterRole when it watches all). Each rule says why; docs/install.md lists them
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]
+# the same events through the events.k8s.io API
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
@@ -299,9 +316,11 @@ What the operator needs cluster-wide in either mode: read-only discovery for kop
 CRDs and namespaces exist). Nothing here reads or changes workloads.
 */}}
 {{- define "jobqueue-operator.rbac.clusterRules" -}}
+# kopf's discovery: whether the JobQueue and RecurringJob CRDs are served
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
   verbs: [get, list, watch]
+# kopf's discovery of the namespaces it serves (watchNamespaces, or all of them)
 - apiGroups: [""]
   resources: [namespaces]
   verbs: [get, list, watch]
@@ -317,10 +336,11 @@ The RoleBinding/ClusterRoleBinding subject: the operator's ServiceAccount.
 {{- end }}
 
 {{/*
-The Prometheus Operator API a monitoring object needs, and whether the cluster serves it.
-Usage: include "jobqueue-operator.hasMonitoringAPI" (list . "ServiceMonitor")
+Whether to render a monitoring object: the cluster serves its Prometheus Operator API, or
+`monitoringCapabilityCheck` is off (GitOps tools render without a cluster, where no API is
+ever reported). Usage: include "jobqueue-operator.hasMonitoringAPI" (list . "ServiceMonitor")
 */}}
 {{- define "jobqueue-operator.hasMonitoringAPI" -}}
 {{- $root := index . 0 }}
-{{- if $root.Capabilities.APIVersions.Has (printf "monitoring.coreos.com/v1/%s" (index . 1)) }}true{{ end }}
+{{- if or (not $root.Values.monitoringCapabilityCheck) ($root.Capabilities.APIVersions.Has (printf "monitoring.coreos.com/v1/%s" (index . 1))) }}true{{ end }}
 {{- end }}

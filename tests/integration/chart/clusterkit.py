@@ -56,3 +56,13 @@ def can_i(cluster: devenv.Cluster, service_account: str, verb: str, resource: st
     answer = cluster.kubectl(*args, check=False).stdout.strip()
     assert answer in ("yes", "no"), answer
     return answer == "yes"
+
+
+def release_objects(cluster: devenv.Cluster, release: str) -> list[str]:
+    """``Kind/name`` of every object labelled with ``release``, of every kind the chart makes
+    (and the worker pods' ReplicaSets and pods its Deployment makes)."""
+    selector = f"app.kubernetes.io/instance={release}"
+    found = get_json(cluster, "deployments,replicasets,pods,services,serviceaccounts,secrets,configmaps,"
+                     "roles,rolebindings,poddisruptionbudgets,networkpolicies", "-A", "-l", selector)["items"]
+    found += get_json(cluster, "clusterroles,clusterrolebindings,priorityclasses", "-l", selector)["items"]
+    return [f"{o['kind']}/{o['metadata']['name']}" for o in found]

@@ -21,6 +21,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -61,12 +62,13 @@ class Product:
     @classmethod
     def install(cls, cluster: devenv.Cluster, namespace: str, runner: podrunner.PodRunner, *,
                 redis_url: str, release: str = "jq", env: Mapping[str, str] | None = None,
-                values: Mapping[str, Any] | None = None) -> Product:
+                values: Mapping[str, Any] | None = None, chart: Path = chartkit.CHART) -> Product:
         """``helm install`` with the test's Redis; ``env`` goes to the operator as
         ``operator.extraEnv`` (``JOBQUEUE_*`` settings the chart has no value for), ``values``
-        are further top-level chart values (e.g. ``autoscaler``)."""
+        are further top-level chart values (e.g. ``autoscaler``); ``chart``: another version of
+        the chart (the upgrade test's previous one)."""
         helm = clusterkit.Helm(cluster)
-        helm.install(release, namespace, values={
+        helm.install(release, namespace, chart=chart, values={
             "watchNamespaces": [namespace],
             # the tests' Redis has no password, so namespace isolation (the chart's default)
             # could not protect anything there; the tests that need it set their own values

@@ -145,16 +145,18 @@ def test_stats_fits_80_columns_and_survives_a_pipe(redis_conn: redis.Redis, redi
     table = jq(redis_url, "stats")  # captured: stdout is a pipe, as in `jobqueue stats | grep`
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
-    assert lines[0].split() == ["QUEUE", "QUEUED", "SCHEDULED", "RUNNING", "FAILED", "WORKERS", "OLDEST"]
+    assert lines[0].split() == ["NAMESPACE", "JOBQUEUE", "QUEUED", "RUNNING", "FAILED", "WORKERS", "OLDEST"]
     assert max(len(line) for line in lines) <= 80, table.stdout
     assert "…" not in table.stdout
-    row = next(line for line in lines if line.startswith("analytics:aggregate "))
-    assert row.split()[1] == "12345"  # whole names and numbers, columns aligned
+    # (published by hand, as by no JobQueue: NAMESPACE "-" and the queue's own name)
+    row = next(line for line in lines if line.startswith("-   ") and " analytics:aggregate " in line)
+    assert row.split()[2] == "12345"  # whole names and numbers, columns aligned
     start = lines[0].index("QUEUED")
     assert all(line[start - 3:start] == "   " and line[start] != " " for line in lines)
 
     wide = jq(redis_url, "stats", "-o", "wide").stdout.splitlines()
-    for column in ("BY PRIORITY 1-5", "DUE", "LOST", "FINISHED", "SLOTS BUSY", "LAST ACTIVITY"):
+    for column in ("QUEUE", "BY PRIORITY 1-5", "SCHEDULED", "DUE", "LOST", "FINISHED", "SLOTS BUSY",
+                   "LAST ACTIVITY"):
         assert column in wide[0]
     as_json = json.loads(jq(redis_url, "stats", "-o", "json").stdout)
     assert as_json == json.loads(jq(redis_url, "stats", "--json").stdout)  # the old flag stays

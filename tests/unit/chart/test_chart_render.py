@@ -32,6 +32,13 @@ def test_crds_are_templates_gated_by_crds_install(render: Render) -> None:
     assert off == []
 
 
+def test_crds_are_kept_on_uninstall_unless_crds_keep_is_false(render: Render) -> None:
+    for crd in kinds(render(), "CustomResourceDefinition"):
+        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    for crd in kinds(render({"crds": {"keep": False}}), "CustomResourceDefinition"):
+        assert "annotations" not in crd["metadata"]
+
+
 def test_the_chart_crds_are_the_checked_in_crds(render: Render) -> None:
     for crd in kinds(render(), "CustomResourceDefinition"):
         source = yaml.safe_load((ROOT / "crds" / f"{crd['metadata']['name']}.yaml").read_text())
@@ -220,6 +227,71 @@ def test_image_digest_wins_over_tag(render: Render) -> None:
     deploy = one(render({"image": {"tag": "9.9.9", "digest": digest}}), "Deployment")
     assert deploy["spec"]["template"]["spec"]["containers"][0]["image"] == \
         f"registry.example/jobqueue-operator@{digest}"
+
+
+# --- knobs of the operator Deployment --------------------------------------------------------
+
+
+def test_deployment_knobs_default_to_nothing_extra(render: Render) -> None:
+    deploy = one(render(), "Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    assert deploy["spec"]["revisionHistoryLimit"] == 10
+    assert "annotations" not in deploy["metadata"]
+    assert "topologySpreadConstraints" not in pod
+    assert [v["name"] for v in pod["volumes"]] == ["tmp"]
+    assert [m["name"] for m in pod["containers"][0]["volumeMounts"]] == ["tmp"]
+
+
+def test_extra_volumes_and_mounts_join_the_operator_pod(render: Render) -> None:
+    """What a private Redis CA needs (docs/operations.md): a Secret volume, mounted read-only."""
+    volume = {"name": "redis-ca", "secret": {"secretName": "redis-ca"}}
+    mount = {"name": "redis-ca", "mountPath": "/etc/jobqueue/redis-ca", "readOnly": True}
+    pod = one(render({"extraVolumes": [volume], "extraVolumeMounts": [mount]}),
+              "Deployment")["spec"]["template"]["spec"]
+    assert pod["volumes"][1:] == [volume]
+    assert pod["containers"][0]["volumeMounts"][1:] == [mount]
+    chartkit.assert_restricted(pod)  # a Secret volume keeps the pod "restricted"
+
+
+def test_probes_revision_history_and_deployment_annotations(render: Render) -> None:
+    probe_values = {"initialDelaySeconds": 2, "periodSeconds": 7, "failureThreshold": 5}
+    deploy = one(render({"readinessProbe": probe_values, "revisionHistoryLimit": 3,
+                         "deploymentAnnotations": {"team": "platform"}}), "Deployment")
+    probe = deploy["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+    assert probe == {"httpGet": {"path": "/healthz", "port": "health"}, "initialDelaySeconds": 2,
+                     "periodSeconds": 7, "timeoutSeconds": 5, "failureThreshold": 5}
+    assert deploy["spec"]["revisionHistoryLimit"] == 3
+    assert deploy["metadata"]["annotations"] == {"team": "platform"}
+    assert "team" not in deploy["spec"]["template"]["metadata"].get("annotations", {})  # not the pods'
+
+
+def test_topology_spread_constraints_select_the_operator_pods_unless_told_otherwise(render: Render) -> None:
+    zone = {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"}
+    own = {**zone, "topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"x": "y"}}}
+    deploy = one(render({"topologySpreadConstraints": [zone, own]}), "Deployment")
+    constraints = deploy["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert constraints == [{**zone, "labelSelector": deploy["spec"]["selector"]}, own]
+
+
+def test_extra_objects_render_through_tpl_as_objects_or_strings(render: Render) -> None:
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "{{ .Release.Name }}-redis-ca"},
+              "stringData": {"ca.crt": "PEM"}}
+    text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n  namespace: {{ .Release.Namespace }}"
+    objects = render({"extraObjects": [secret, text]})
+    assert one(objects, "Secret", "t-redis-ca")["stringData"] == {"ca.crt": "PEM"}
+    assert one(objects, "ConfigMap", "extra")["metadata"]["namespace"] == NAMESPACE
+
+
+@pytest.mark.parametrize(("values", "complaint"), [
+    ({"extraVolumeMounts": [{"name": "ca"}]}, "mountPath"),
+    ({"extraVolumes": [{"secret": {"secretName": "ca"}}]}, "name"),
+    ({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone"}]}, "whenUnsatisfiable"),
+    ({"revisionHistoryLimit": -1}, "revisionHistoryLimit"),
+    ({"extraObjects": [1]}, "extraObjects"),
+])
+def test_malformed_knobs_are_refused_naming_the_field(
+        render_error: Callable[[dict[str, Any]], str], values: dict[str, Any], complaint: str) -> None:
+    assert complaint in render_error(values)
 
 
 # --- Redis connection -----------------------------------------------------------------------
@@ -454,6 +526,85 @@ def test_prometheus_rule_carries_the_generated_rule_file(render: Render) -> None
     generated = yaml.safe_load((ROOT / "manifests" / "monitoring" / "jobqueue-alerts.yaml").read_text())
     assert rule["spec"] == generated
     assert len(rule["spec"]["groups"][0]["rules"]) >= 6
+
+
+def test_gitops_renders_the_monitors_without_any_cluster(render: Render) -> None:
+    """`helm template`, Argo CD and Flux render with no cluster to report the Prometheus
+    Operator API: with the check off, `enabled: true` means the objects are there."""
+    objects = render({**ALL_MONITORING, "monitoringCapabilityCheck": False})  # no --api-versions
+    assert sorted(o["kind"] for o in objects if o["apiVersion"] == "monitoring.coreos.com/v1") == [
+        "PodMonitor", "PrometheusRule", "ServiceMonitor"]
+    # and nothing that was not enabled
+    assert not [o for o in render({"monitoringCapabilityCheck": False})
+                if o["apiVersion"].startswith("monitoring.coreos.com")]
+
+
+def test_monitor_fields_namespace_timeouts_relabelings_job_label(render: Render) -> None:
+    drop = [{"sourceLabels": ["__name__"], "regex": "python_.*", "action": "drop"}]
+    node = [{"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}]
+    fields = {"namespace": "monitoring", "scrapeTimeout": "10s", "jobLabel": "app.kubernetes.io/name",
+              "relabelings": node, "metricRelabelings": drop}
+    objects = render({"monitoringCapabilityCheck": False,
+                      "metrics": {"serviceMonitor": {"enabled": True, **fields},
+                                  "podMonitor": {"enabled": True, **fields}}})
+    service_monitor, pod_monitor = one(objects, "ServiceMonitor"), one(objects, "PodMonitor")
+    for monitor, endpoints in ((service_monitor, "endpoints"), (pod_monitor, "podMetricsEndpoints")):
+        assert monitor["metadata"]["namespace"] == "monitoring"
+        assert monitor["spec"]["jobLabel"] == "app.kubernetes.io/name"
+        (endpoint,) = monitor["spec"][endpoints]
+        assert endpoint["scrapeTimeout"] == "10s"
+        assert endpoint["metricRelabelings"] == drop
+    # still scraping the release namespace's operator, from the monitors' namespace
+    assert service_monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    assert service_monitor["spec"]["endpoints"][0]["relabelings"] == node
+    # the user's relabelings come after the chart's own `jobqueue` label
+    assert pod_monitor["spec"]["podMetricsEndpoints"][0]["relabelings"][1:] == node
+    assert pod_monitor["spec"]["podMetricsEndpoints"][0]["relabelings"][0]["targetLabel"] == "jobqueue"
+
+
+def test_monitor_defaults_leave_the_optional_fields_out(render: Render) -> None:
+    objects = render({**ALL_MONITORING, "monitoringCapabilityCheck": False})
+    service_monitor, pod_monitor = one(objects, "ServiceMonitor"), one(objects, "PodMonitor")
+    assert "jobLabel" not in service_monitor["spec"]
+    assert "jobLabel" not in pod_monitor["spec"]
+    assert "scrapeTimeout" not in service_monitor["spec"]["endpoints"][0]
+    assert "metricRelabelings" not in pod_monitor["spec"]["podMetricsEndpoints"][0]
+    assert one(objects, "PrometheusRule")["metadata"]["namespace"] == NAMESPACE
+
+
+def shipped_alerts() -> dict[str, dict[str, Any]]:
+    generated = yaml.safe_load((ROOT / "manifests" / "monitoring" / "jobqueue-alerts.yaml").read_text())
+    return {r["alert"]: r for g in generated["groups"] for r in g["rules"] if "alert" in r}
+
+
+def test_alerts_can_be_turned_off_changed_and_added_to(render: Render) -> None:
+    shipped = shipped_alerts()
+    off, changed = sorted(shipped)[:2]
+    extra = {"alert": "MyQueueEmpty", "expr": "sum(jobqueue_queue_jobs) == 0", "for": "1h",
+             "labels": {"severity": "info"}}
+    rule = one(render({"monitoringCapabilityCheck": False, "prometheusRule": {
+        "enabled": True, "namespace": "monitoring",
+        "alerts": {off: {"enabled": False}, changed: {"for": "45m", "labels": {"severity": "critical",
+                                                                             "team": "platform"}}},
+        "extraRules": [extra]}}), "PrometheusRule")
+    assert rule["metadata"]["namespace"] == "monitoring"
+    rendered = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert set(rendered) == set(shipped) - {off} | {"MyQueueEmpty"}
+    assert rendered[changed]["for"] == "45m"
+    assert rendered[changed]["labels"] == {**shipped[changed]["labels"], "severity": "critical",
+                                           "team": "platform"}
+    assert rendered[changed]["annotations"] == shipped[changed]["annotations"]  # untouched
+    assert rendered["MyQueueEmpty"] == extra
+    untouched = set(shipped) - {off, changed}
+    assert all(rendered[name] == shipped[name] for name in untouched)
+
+
+def test_an_unknown_alert_name_is_refused_listing_the_real_ones(
+        render_error: Callable[[dict[str, Any]], str]) -> None:
+    error = render_error({"monitoringCapabilityCheck": False, "prometheusRule": {
+        "enabled": True, "alerts": {"JobQueueBacklogGrowin": {"enabled": False}}}})
+    assert "prometheusRule.alerts.JobQueueBacklogGrowin: there is no such alert" in error
+    assert "JobQueueBacklogGrowing" in error
 
 
 def test_dashboard_configmap_for_the_grafana_sidecar(render: Render) -> None:

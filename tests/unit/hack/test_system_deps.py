@@ -21,15 +21,15 @@ SCRIPT = ROOT / "hack" / "system-deps.sh"
 #: What each Debian package provides, for the stand-in apt-get.
 PROVIDES = {"redis-server": ["redis-server"], "redis-sentinel": ["redis-sentinel"],
             "prometheus": ["prometheus", "promtool"],
-            "chromium": ["chromium"],
+            "chromium": ["chromium"], "openssl": ["openssl"],
             "mmdebstrap": ["mmdebstrap"], "buildah": ["buildah"], "umoci": ["umoci"], "runc": ["runc"]}
 #: The image build's and the container mode's tools: present unless a case asks otherwise, so
 #: the other cases read as about the servers.
 IMAGE_TOOLS = ("mmdebstrap", "buildah", "umoci", "runc")
 #: The packages of the servers and the browser, in the script's order (what a bare machine lacks).
-SERVERS = "redis-server redis-sentinel prometheus chromium"
+SERVERS = "redis-server redis-sentinel prometheus chromium openssl"
 #: Their commands, all present.
-ALL_SERVERS = ("redis-server", "redis-sentinel", "prometheus", "promtool", "chromium")
+ALL_SERVERS = ("redis-server", "redis-sentinel", "prometheus", "promtool", "chromium", "openssl")
 EXTERNAL = ["dirname", "mkdir", "date", "env", "cat", "true", "chmod"]
 
 
@@ -104,7 +104,7 @@ def test_the_image_tools_are_installed_when_missing(machine) -> None:  # type: i
 
 
 def test_root_with_apt_installs_exactly_the_missing_packages(machine) -> None:  # type: ignore[no-untyped-def]
-    bin_dir = machine(have=("redis-server", "redis-sentinel", "chromium"))
+    bin_dir = machine(have=("redis-server", "redis-sentinel", "chromium", "openssl"))
     r = run(bin_dir)
     assert r.code == 0, r.stderr
     log = bin_dir.parent / "deps.log"
