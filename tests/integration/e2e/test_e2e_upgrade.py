@@ -3,14 +3,14 @@ lost or run twice, the worker pods not restarted (the worker Deployment's templa
 change), the operator live again after it (were its pod template to change, its two replicas
 would roll one by one under leader election).
 
-The previous chart is the chart at :data:`PREVIOUS`, taken from git: the last state of the
-chart before this version's changes (CHANGELOG.md, "Unreleased"). When a version is released
-and tagged, point it at the tag.
+The previous chart is :data:`PREVIOUS`, the chart as users run it before this version's
+changes (CHANGELOG.md, "Unreleased"): ``helm package`` of the chart at main a25d088, kept as
+the archive a user has (a clone of any depth has it; git history may be shallow). When a
+version is released, replace it with that version's package.
 """
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,22 +25,15 @@ from unit.chart import chartkit
 pytestmark = [pytest.mark.integration, pytest.mark.k8s, pytest.mark.redis, pytest.mark.slow]
 
 #: The chart before issue 22's changes (main at a25d088): the version users run today.
-PREVIOUS = "a25d08808c9f558c5f5e6295f6a226d10c904203"
-
-
-def previous_chart(directory: Path) -> Path:
-    archive = subprocess.run(["git", "-C", str(chartkit.ROOT), "archive", PREVIOUS, "helm/jobqueue-operator"],
-                             check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(directory)], input=archive, check=True)
-    return directory / "helm" / "jobqueue-operator"
+PREVIOUS = Path(__file__).parent / "charts" / "jobqueue-operator-before-issue-22.tgz"
 
 
 def test_upgrade_from_the_previous_chart_loses_no_job_and_restarts_no_worker(
         *, cluster: devenv.Cluster, namespace: str, redis_url: str, redis_conn: redis.Redis,
-        pod_runner: podrunner.PodRunner, crds: None, tmp_path: Path) -> None:
+        pod_runner: podrunner.PodRunner, crds: None) -> None:
     cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
     product = Product.install(cluster, namespace, pod_runner, redis_url=redis_url,
-                              release=f"up-{namespace[-5:]}", chart=previous_chart(tmp_path))
+                              release=f"up-{namespace[-5:]}", chart=PREVIOUS)
     try:
         queue = apply_queue(cluster, redis_conn, queue_body("steady", namespace, concurrency=4, per_pod=2,
                                                             minReplicas=2, maxReplicas=2))
