@@ -391,11 +391,18 @@ class Failovers:
     audit: Audit
 
     @property
+    def unmatched_events(self) -> dict[str, list[tuple[int, int, int]]]:
+        """Per queue, the scale Events (before, after, how many) beyond the replica changes the
+        watch saw: a change written twice (two replicas acting on one decision), or a write
+        that changed nothing."""
+        out = {q: [(before, after, n) for (before, after), n in
+                   sorted((Counter(self.events[q]) - Counter(self.transitions[q])).items())]
+               for q in self.events}
+        return {q: rows for q, rows in out.items() if rows}
+
+    @property
     def decided_twice(self) -> int:
-        """Scale Events beyond the replica changes the watch saw: a change written twice (two
-        replicas acting on one decision), or a write that changed nothing."""
-        return sum(sum((Counter(self.events[q]) - Counter(self.transitions[q])).values())
-                   for q in self.events)
+        return sum(n for rows in self.unmatched_events.values() for *_, n in rows)
 
     def latencies(self, how: KillHow, what: Literal["live", "scaled"]) -> list[float]:
         return [r.live_after if what == "live" else r.scaled_after for r in self.runs if r.how == how]
@@ -413,6 +420,7 @@ class Failovers:
                 "replica_changes": sum(len(t) for t in self.transitions.values()),
                 "scale_events": sum(len(e) for e in self.events.values()),
                 "scale_events_by_pod": self.scalers, "decided_twice": self.decided_twice,
+                "unmatched_scale_events": self.unmatched_events,
                 "children_per_owner": self.children, "audit": self.audit.figures()}
 
     def report(self) -> str:
@@ -430,7 +438,8 @@ class Failovers:
                          f"{u['helm_upgrade_seconds']} s, Lease holders {u['leaders']}; work arriving "
                          f"meanwhile scaled after {u['work_scaled_after_seconds']} s")
         lines.append(f"replica changes {f['replica_changes']}, scale Events {f['scale_events']} "
-                     f"(by pod {f['scale_events_by_pod']}), decided twice: {f['decided_twice']}")
+                     f"(by pod {f['scale_events_by_pod']}), decided twice: {f['decided_twice']}"
+                     + (f" {f['unmatched_scale_events']}" if f["unmatched_scale_events"] else ""))
         lines.append(f"children per owner {f['children_per_owner']}; jobs: {f['audit']}")
         return "\n".join(lines)
 
