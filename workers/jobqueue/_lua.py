@@ -18,7 +18,8 @@ several round trips, and a crash between two of them loses or duplicates a job (
   handle the same job twice);
 * ``RECOVER_POD`` — the operator's recovery of every job held by one vanished pod;
 * ``SNAPSHOT`` — every figure of every queue, read-only;
-* ``RETRY`` / ``REMOVE`` — the admin operations.
+* ``RETRY`` / ``REMOVE`` — the admin operations on one job; ``BULK`` — the same on a batch of
+  jobs of one state (``jobqueue retry/remove --state``), each re-checked inside the script.
 
 Every script treats what it reads from a job hash as untrusted (anyone who can write to Redis
 wrote it): numbers are checked, reasons quote bytes as ``\\xHH``, and each step that touches
@@ -848,44 +849,100 @@ end
 return out
 """
 
-RETRY: Final = _PRELUDE + r"""
+# The admin operations' steps on one job, shared by the one-job scripts (RETRY, REMOVE) and
+# the bulk one (BULK), so a job retried or removed alone or in a batch changes the same way.
+_ADMIN: Final = _PRELUDE + r"""
+-- Put a failed (or stopped / canceled) job back in its queue with a fresh set of attempts.
+-- f: HMGET of jq_attempts, jq_prio.
+local function retry_one(q, id, f, now, iso)
+  local jk = 'rq:job:' .. id
+  redis.call('ZREM', 'rq:failed:' .. q, id)
+  redis.call('ZREM', 'rq:canceled:' .. q, id)
+  local attempts = math.max(math.floor(num(f[1]) or 1), 1)
+  redis.call('HSET', jk, 'status', 'queued', 'jq_made', 0, 'retries_left', attempts - 1, 'jq_ready', now,
+             'enqueued_at', iso, 'jq_reason', '', 'jq_progress', 0, 'ended_at', '')
+  redis.call('HDEL', jk, 'exc_info', 'jq_cancel')
+  redis.call('PERSIST', jk)
+  redis.call('PERSIST', 'rq:results:' .. id)
+  local level = level_of(f[2])
+  redis.call('RPUSH', qkey(q, level), id)
+  redis.call('SADD', 'rq:queues', qkey(q, level))
+  signal(q)
+end
+
+-- Delete a job that is not running from wherever it is. A queued one is looked for in its
+-- own level's list first, from the head (LREM count 1: a bulk purge that walks a long list
+-- in order then costs O(batch), not O(list) per job).
+local function remove_one(q, id, status, prio, now, iso)
+  if status == 'queued' then
+    local l = level_of(prio)
+    if redis.call('LREM', qkey(q, l), 1, id) == 0 then
+      for k = 1, 5 do if k ~= l then redis.call('LREM', qkey(q, k), 1, id) end end
+    end
+  end
+  for _, r in ipairs({'scheduled', 'finished', 'failed', 'deferred', 'canceled'}) do
+    redis.call('ZREM', 'rq:' .. r .. ':' .. q, id)
+  end
+  redis.call('DEL', 'rq:job:' .. id, 'rq:results:' .. id)
+  -- RQ's depends_on: children waiting on it can never run now
+  settle_dependents(q, id, 'removed', now, iso)
+end
+"""
+
+RETRY: Final = _ADMIN + r"""
 -- ARGV: queue, id, now, now_iso. Returns the status before, or 'missing' / 'origin:<q>'.
 local q, id, now, iso = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local jk = 'rq:job:' .. id
-local f = try('HMGET', jk, 'status', 'origin', 'jq_attempts', 'jq_prio') or {}
+local f = try('HMGET', 'rq:job:' .. id, 'status', 'origin', 'jq_attempts', 'jq_prio') or {}
 if not f[1] then return 'missing' end
 if f[2] and f[2] ~= '' and f[2] ~= q then return 'origin:' .. f[2] end
 if f[1] ~= 'failed' and f[1] ~= 'stopped' and f[1] ~= 'canceled' then return f[1] end
-redis.call('ZREM', 'rq:failed:' .. q, id)
-redis.call('ZREM', 'rq:canceled:' .. q, id)
-local attempts = math.max(math.floor(num(f[3]) or 1), 1)
-redis.call('HSET', jk, 'status', 'queued', 'jq_made', 0, 'retries_left', attempts - 1, 'jq_ready', now,
-           'enqueued_at', iso, 'jq_reason', '', 'jq_progress', 0, 'ended_at', '')
-redis.call('HDEL', jk, 'exc_info')
-redis.call('PERSIST', jk)
-redis.call('PERSIST', 'rq:results:' .. id)
-local level = level_of(f[4])
-redis.call('RPUSH', qkey(q, level), id)
-redis.call('SADD', 'rq:queues', qkey(q, level))
-signal(q)
+retry_one(q, id, {f[3], f[4]}, now, iso)
 return f[1]
 """
 
-REMOVE: Final = _PRELUDE + r"""
+REMOVE: Final = _ADMIN + r"""
 -- ARGV: queue, id, now, now_iso. Returns the status before, or 'missing' / 'origin:<q>' /
 -- 'started' (refused).
 local q, id, now, iso = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local jk = 'rq:job:' .. id
-local f = try('HMGET', jk, 'status', 'origin', 'jq_prio') or {}
+local f = try('HMGET', 'rq:job:' .. id, 'status', 'origin', 'jq_prio') or {}
 if not f[1] then return 'missing' end
 if f[2] and f[2] ~= '' and f[2] ~= q then return 'origin:' .. f[2] end
 if f[1] == 'started' then return 'started' end
-for l = 1, 5 do redis.call('LREM', qkey(q, l), 0, id) end
-for _, r in ipairs({'scheduled', 'finished', 'failed', 'deferred', 'canceled'}) do
-  redis.call('ZREM', 'rq:' .. r .. ':' .. q, id)
-end
-redis.call('DEL', jk, 'rq:results:' .. id)
--- RQ's depends_on: children waiting on it can never run now
-settle_dependents(q, id, 'removed', now, iso)
+remove_one(q, id, f[1], f[3], now, iso)
 return f[1]
+"""
+
+BULK: Final = _ADMIN + r"""
+-- ARGV: action ('retry' | 'remove' | 'count': a dry run), queue, state, now, now_iso,
+-- changed_before ('' or unix time), then job ids listed in `state` a moment ago.
+-- One batch, atomically: each id is acted on only if its job is still in this queue, still in
+-- `state` and (with changed_before) entered it before that time -- a job a worker claimed,
+-- finished or retried since it was listed is skipped, never half-handled. Returns
+-- {ids acted on (or that would be, for 'count'), number skipped (changed), number too young}.
+local action, q, state, now, iso = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local before = num(ARGV[6])
+local done, skipped, young = {}, 0, 0
+-- when a job entered its state (what --older-than compares): ended, queued, or created
+local function since(f)
+  if state == 'queued' then return num(f[5]) or iso_ts(f[6]) end
+  if state == 'scheduled' then return num(f[7]) or iso_ts(f[8]) end
+  return num(f[9]) or iso_ts(f[10])
+end
+for i = 7, #ARGV do
+  local id = ARGV[i]
+  local f = try('HMGET', 'rq:job:' .. id, 'status', 'origin', 'jq_attempts', 'jq_prio', 'jq_ready',
+                'enqueued_at', 'jq_created', 'created_at', 'jq_end', 'ended_at')
+  local ok = f and f[1] == state and (not f[2] or f[2] == '' or f[2] == q) and state ~= 'started'
+  local t = ok and before and since(f)
+  if not ok then
+    skipped = skipped + 1
+  elseif before and not (t and t < before) then
+    young = young + 1  -- (no time recorded: not known to be old enough)
+  else
+    if action == 'retry' then retry_one(q, id, {f[3], f[4]}, now, iso)
+    elseif action == 'remove' then remove_one(q, id, f[1], f[4], now, iso) end
+    done[#done + 1] = id
+  end
+end
+return {done, skipped, young}
 """

@@ -171,6 +171,25 @@ def _job_routes(app: FastAPI, api: _Api) -> None:
         return schemas.Removed(id=job_id, queue=queue, previous_state=before)
 
 
+    @app.post(f"{PREFIX}/queues/{{queue}}/bulk/retry", tags=["jobs"])
+    def retry_jobs(queue: QueueName, body: schemas.BulkRequest, who: User) -> schemas.BulkResult:
+        """Retry every failed job (filters: age, function; `dryRun`), in atomic batches
+        (`update jobqueues/jobs`)."""
+        api.check(who, auth.MANAGE_JOBS, queue)
+        return schemas.BulkResult.of(admin.retry_jobs(
+            queue, body.state, older_than=body.older_than_seconds, function=body.function,
+            dry_run=body.dry_run, connection=api.conn))
+
+    @app.post(f"{PREFIX}/queues/{{queue}}/bulk/remove", tags=["jobs"])
+    def remove_jobs(queue: QueueName, body: schemas.BulkRequest, who: User) -> schemas.BulkResult:
+        """Delete every job in a state (a purge; filters: age, function; `dryRun`), in atomic
+        batches (`update jobqueues/jobs`)."""
+        api.check(who, auth.MANAGE_JOBS, queue)
+        return schemas.BulkResult.of(admin.remove_jobs(
+            queue, body.state, older_than=body.older_than_seconds, function=body.function,
+            dry_run=body.dry_run, connection=api.conn))
+
+
 def _probes_and_ui(app: FastAPI, api: _Api) -> None:
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> schemas.Health:

@@ -138,6 +138,29 @@ class Removed(_Doc):
     previous_state: str
 
 
+class BulkRequest(_Doc):
+    state: str = Field(description="retry: failed; remove: queued, scheduled, finished or failed")
+    older_than_seconds: Annotated[float | None, Field(
+        ge=0, description="only jobs that entered the state at least this long ago")] = None
+    function: Annotated[str | None, Field(max_length=300, description="only jobs of this function")] = None
+    dry_run: bool = Field(default=False, description="count and list, change nothing")
+
+
+class BulkResult(_Doc):
+    queue: str
+    state: str
+    action: str
+    dry_run: bool
+    matched: int = Field(description="jobs in the state (and matching the filters) when the call started")
+    done: int = Field(description="retried / removed (dry run: that would be)")
+    skipped: int = Field(description="matched, but changed state before their batch reached them")
+    ids: list[str]
+
+    @classmethod
+    def of(cls, res: admin.BulkResult) -> BulkResult:
+        return cls.model_validate(res.__dict__)
+
+
 class PauseState(_Doc):
     queue: str
     paused: bool

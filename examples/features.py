@@ -1,0 +1,87 @@
+"""Runnable examples of docs/bulk-operations.md, docs/cancel.md and docs/completion-events.md.
+
+    redis-server --port 6399 --save '' --daemonize yes
+    export JOBQUEUE_REDIS_URL=redis://127.0.0.1:6399/0
+    PYTHONPATH=examples python examples/features.py bulk     # or: cancel, wait
+
+The jobs are in ``feature_jobs.py`` (workers import job modules by name). Each example
+declares its queue as the operator would for a JobQueue (``settings.publish``), runs a real
+worker in this process (thread or process mode, as a pod would) and prints what happens.
+Exit status 0 when everything behaved as the page says.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import feature_jobs
+
+from jobqueue import JobSpec, admin, enqueue_many, settings
+from jobqueue._redis import connect
+from jobqueue.worker import Worker, WorkerConfig
+
+
+def declare(queue: str, **job_defaults: Any) -> None:
+    settings.publish(connect(), settings.QueueSettings.model_validate(
+        {"queueName": queue, "imports": ["feature_jobs"], "jobDefaults": job_defaults}))
+
+
+@contextmanager
+def worker(queue: str, mode: str = "thread", concurrency: int = 8) -> Iterator[Worker]:
+    w = Worker(os.environ["JOBQUEUE_REDIS_URL"],
+               WorkerConfig(queue=queue, imports=("feature_jobs",), concurrency=concurrency, mode=mode))  # type: ignore[arg-type]
+    t = threading.Thread(target=w.run, daemon=True)
+    t.start()
+    try:
+        yield w
+    finally:
+        w.request_stop()
+        t.join(30)
+
+
+def until(check: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit("timed out")
+        time.sleep(0.05)
+
+
+def bulk() -> None:
+    q = "demo:bulk"
+    declare(q, attempts=1)
+    conn = connect()
+    # an outage: 1,000 e-mails fail while the relay is down
+    os.environ["RELAY_DOWN"] = "1"
+    enqueue_many(q, [JobSpec(feature_jobs.send_email, (f"user{i}@example.com",)) for i in range(1000)])
+    with worker(q):
+        until(lambda: admin.list_jobs(q, "failed", limit=1).total == 1000)
+    page = admin.list_jobs(q, "failed", limit=3)
+    print(f"failed: {page.total}; first: {page.jobs[0].id} {page.jobs[0].failed_reason}")
+    print("dry run:", admin.retry_jobs(q, "failed", dry_run=True).done, "would be retried")
+    # the relay is back: retry them all, in atomic batches of 500, while a worker runs
+    del os.environ["RELAY_DOWN"]
+    with worker(q):
+        res = admin.retry_jobs(q, "failed", function="feature_jobs.send_email")
+        print(f"retried {res.done} (skipped {res.skipped})")
+        until(lambda: admin.list_jobs(q, "finished", limit=1).total == 1000)
+    purged = admin.remove_jobs(q, "finished")
+    print(f"finished: 1000; purged {purged.done}; left {conn.zcard('rq:finished:' + q)}")
+    assert (res.done, purged.done) == (1000, 1000)
+
+
+def main() -> None:
+    examples = {"bulk": bulk}
+    if len(sys.argv) != 2 or sys.argv[1] not in examples:
+        raise SystemExit(f"usage: features.py {'|'.join(examples)}")
+    examples[sys.argv[1]]()
+
+
+if __name__ == "__main__":
+    main()

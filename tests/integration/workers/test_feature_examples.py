@@ -1,0 +1,30 @@
+"""The runnable examples of the feature pages in docs/ (examples/features.py) run as the pages
+say, against real Redis with real workers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from integration.workers.whelpers import ROOT
+
+pytestmark = [pytest.mark.integration, pytest.mark.redis]
+
+
+def run_example(redis_url: str, name: str) -> str:
+    env = {**os.environ, "JOBQUEUE_REDIS_URL": redis_url, "PYTHONPATH": str(ROOT / "examples")}
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "features.py"), name], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_bulk_operations_example(redis_url: str) -> None:
+    out = run_example(redis_url, "bulk").splitlines()
+    assert out[0].startswith("failed: 1000; first: ")
+    assert "ConnectionError: mail relay down" in out[0]
+    assert out[1:] == ["dry run: 1000 would be retried", "retried 1000 (skipped 0)",
+                       "finished: 1000; purged 1000; left 0"]
