@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
 
-from jobqueue import job
+from jobqueue import current_job, job
 
 
 @job
@@ -13,3 +14,21 @@ def send_email(to: str) -> str:
     if os.environ.get("RELAY_DOWN"):
         raise ConnectionError(f"mail relay down, cannot send to {to}")
     return f"sent to {to}"
+
+
+@job
+def slow_export(seconds: float) -> str:
+    """A long job (process mode: a cancel kills its process)."""
+    time.sleep(seconds)
+    return "exported"
+
+
+@job
+def nightly_export(rows: int) -> int:
+    """A long job for thread mode: it checks ``current_job().cancel_requested`` between steps
+    and returns early (it then ends canceled); threads cannot be killed."""
+    for i in range(rows):
+        if current_job().cancel_requested:
+            return i
+        time.sleep(0.01)
+    return rows

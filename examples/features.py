@@ -22,7 +22,7 @@ from typing import Any
 
 import feature_jobs
 
-from jobqueue import JobSpec, admin, enqueue_many, settings
+from jobqueue import JobSpec, admin, cancel, enqueue, enqueue_many, get_job, settings
 from jobqueue._redis import connect
 from jobqueue.worker import Worker, WorkerConfig
 
@@ -76,8 +76,33 @@ def bulk() -> None:
     assert (res.done, purged.done) == (1000, 1000)
 
 
+def cancel_one(q: str, mode: str, fn: Callable[..., Any], *args: Any) -> None:
+    declare(q, attempts=3)
+    pending = enqueue(q, fn, *args, delay=30)  # scheduled: cancelled before it starts
+    print(f"{mode}: cancel a scheduled job ->", cancel(q, pending.id).previous_status, "->",
+          get_job(q, pending.id).status)
+    running = enqueue(q, fn, *args)
+    with worker(q, mode=mode, concurrency=1):
+        until(lambda: get_job(q, running.id).status == "started")
+        time.sleep(0.5)
+        asked = time.time()
+        cancel(q, running.id, by="example")
+        until(lambda: get_job(q, running.id).status == "canceled")
+    info = get_job(q, running.id)
+    took = info.finished_at.timestamp() - asked if info.finished_at else float("nan")
+    print(f"{mode}: running job stopped {took * 1000:.0f} ms after cancel; {info.status} "
+          f"({info.failed_reason}); attempts used {info.attempts_made} of {info.attempts}")
+    assert took < 1.0
+    assert info.attempts_made == 1
+
+
+def cancel_example() -> None:
+    cancel_one("demo:cancel-process", "process", feature_jobs.slow_export, 60)
+    cancel_one("demo:cancel-thread", "thread", feature_jobs.nightly_export, 6000)
+
+
 def main() -> None:
-    examples = {"bulk": bulk}
+    examples = {"bulk": bulk, "cancel": cancel_example}
     if len(sys.argv) != 2 or sys.argv[1] not in examples:
         raise SystemExit(f"usage: features.py {'|'.join(examples)}")
     examples[sys.argv[1]]()

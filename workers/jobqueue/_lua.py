@@ -19,7 +19,10 @@ several round trips, and a crash between two of them loses or duplicates a job (
 * ``RECOVER_POD`` — the operator's recovery of every job held by one vanished pod;
 * ``SNAPSHOT`` — every figure of every queue, read-only;
 * ``RETRY`` / ``REMOVE`` — the admin operations on one job; ``BULK`` — the same on a batch of
-  jobs of one state (``jobqueue retry/remove --state``), each re-checked inside the script.
+  jobs of one state (``jobqueue retry/remove --state``), each re-checked inside the script;
+* ``CANCEL`` — cancel a job from anywhere: a pending one at once, a running one through its
+  worker's cancel list (``jobqueue:cancel:<worker>``) and the ``jq_cancel`` flag, which the ack
+  and ``end_claim`` honour so a cancelled job is never retried.
 
 Every script treats what it reads from a job hash as untrusted (anyone who can write to Redis
 wrote it): numbers are checked, reasons quote bytes as ``\\xHH``, and each step that touches
@@ -226,14 +229,32 @@ local function settle_dependents(q, id, status, now, iso)
   end
 end
 
+-- [cancel, issue 21] End a job `canceled` (RQ's status and CanceledJobRegistry): never retried,
+-- kept like a failed job (failure_ttl), a result entry of RQ's type 3 (stopped) so a waiter on
+-- the results stream wakes, and its depends_on children failed ('was canceled').
+local function cancel_job(q, id, now, iso, reason)
+  local jk, rk = 'rq:job:' .. id, 'rq:results:' .. id
+  redis.call('HSET', jk, 'status', 'canceled', 'jq_reason', reason, 'ended_at', iso, 'jq_end', now,
+             'jq_exec', '', 'retries_left', 0)
+  redis.call('XADD', rk, 'MAXLEN', '~', 10, '*', 'type', 3, 'exc_string', reason)
+  retain('rq:canceled:' .. q, jk, rk, id, now, keep_of(try('HGET', jk, 'failure_ttl')) or KEEP_FAILED)
+  settle_dependents(q, id, 'canceled', now, iso)
+end
+
 -- A claim that ended without a result: the worker was lost (reason ~= '') or handed the
 -- job back before starting it (refund = true). Re-queue it at the front of its level if an
 -- attempt is left, else fail it with the reason. The caller removed or checked the wip member.
 local function end_claim(q, id, member, now, now_iso, reason, refund)
   local jk = 'rq:job:' .. id
   redis.call('ZREM', 'rq:wip:' .. q, member)
-  local f = try('HMGET', jk, 'jq_attempts', 'jq_made', 'jq_prio', 'failure_ttl', 'status', 'retries_left')
+  local f = try('HMGET', jk, 'jq_attempts', 'jq_made', 'jq_prio', 'failure_ttl', 'status', 'retries_left',
+                'jq_cancel', 'jq_reason')
   if not f or not f[5] then return 'gone' end
+  if f[7] and f[7] ~= '' then  -- [cancel] a cancel was asked for: it ends here, never re-queued
+    local how = reason ~= '' and 'was lost' or 'handed it back'
+    cancel_job(q, id, now, now_iso, (f[8] or 'canceled') .. ' (its worker ' .. how .. ')')
+    return 'canceled'
+  end
   local made = num(f[2]) or 1
   -- a job only plain RQ ever ran has no jq_attempts: RQ's retries_left says what is left
   local attempts = num(f[1]) or (made + (num(f[6]) or 0))
@@ -369,6 +390,13 @@ local function ack(k)
   redis.call('ZREM', wip, member)
   redis.call('HSET', jk, 'started_at', k[4], 'ended_at', k[5], 'last_heartbeat', k[5],
              'jq_start', k[6], 'jq_end', k[7], 'jq_exec', '')
+  -- [cancel, issue 21] stopped on request; or failed while a cancel was on its way: never retried
+  if outcome == 'cancel' or (outcome ~= 'ok' and (redis.call('HGET', jk, 'jq_cancel') or '') ~= '') then
+    local asked = redis.call('HGET', jk, 'jq_reason') or 'canceled'
+    local why = asked .. '; ' .. (outcome == 'cancel' and k[12] or ('its attempt had failed: ' .. k[12]))
+    cancel_job(q, id, now, iso, why)
+    return
+  end
   local stream = {'type', 1, 'worker_name', wname, 'execution_id', ex,
                   'execution_started_at', k[6], 'execution_ended_at', k[7]}
   if outcome == 'ok' then
@@ -734,6 +762,7 @@ end
 -- registries hold ids until their retention ends; the job hashes expire by themselves
 redis.call('ZREMRANGEBYSCORE', 'rq:finished:' .. q, '-inf', now)
 redis.call('ZREMRANGEBYSCORE', 'rq:failed:' .. q, '-inf', now)
+redis.call('ZREMRANGEBYSCORE', 'rq:canceled:' .. q, '-inf', now)
 return {requeued, failed}
 """
 
@@ -945,4 +974,41 @@ for i = 7, #ARGV do
   end
 end
 return {done, skipped, young}
+"""
+
+CANCEL: Final = _ADMIN + r"""
+-- [cancel, issue 21] ARGV: queue, id, now, now_iso, by. Returns {status before, worker} or
+-- {'missing'} / {'origin', q}. A queued, scheduled or deferred job is canceled here, so it never
+-- starts (a claim is a script too: one of them wins). A running one gets jq_cancel and its
+-- worker a message on its cancel list (jobqueue:cancel:<worker>, where the worker blocks):
+-- the worker stops it and reports 'cancel'; if the worker is lost first, end_claim cancels it.
+local q, id, now, iso, by = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local jk = 'rq:job:' .. id
+local f = try('HMGET', jk, 'status', 'origin', 'jq_prio', 'worker_name', 'jq_exec') or {}
+if not f[1] then return {'missing'} end
+if f[2] and f[2] ~= '' and f[2] ~= q then return {'origin', f[2]} end
+local reason = 'canceled' .. (by ~= '' and (' by ' .. by) or '')
+if f[1] == 'queued' or f[1] == 'scheduled' or f[1] == 'deferred' or f[1] == 'created' then
+  if f[1] == 'queued' then
+    local l = level_of(f[3])
+    if redis.call('LREM', qkey(q, l), 1, id) == 0 then
+      for k = 1, 5 do if k ~= l then redis.call('LREM', qkey(q, k), 1, id) end end
+    end
+  end
+  redis.call('ZREM', 'rq:scheduled:' .. q, id)
+  redis.call('ZREM', 'rq:deferred:' .. q, id)
+  redis.call('HSET', jk, 'jq_cancel', now)
+  cancel_job(q, id, now, iso, reason .. ' before it started')
+  return {f[1], ''}
+end
+if f[1] == 'started' then
+  redis.call('HSET', jk, 'jq_cancel', now, 'jq_reason', reason)
+  if f[4] and f[4] ~= '' and f[5] and f[5] ~= '' then
+    local ck = 'jobqueue:cancel:' .. f[4]
+    redis.call('RPUSH', ck, id .. ':' .. f[5])
+    redis.call('EXPIRE', ck, 300)  -- (a worker that is gone never reads it)
+  end
+  return {'started', f[4] or ''}
+end
+return {f[1], ''}  -- ended already: nothing to cancel
 """

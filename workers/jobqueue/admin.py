@@ -30,12 +30,12 @@ from jobqueue._redis import Script
 
 _BULK = Script(_lua.BULK)
 
-JobState = Literal["queued", "scheduled", "started", "finished", "failed"]
+JobState = Literal["queued", "scheduled", "started", "finished", "failed", "canceled"]
 #: The states a queue's jobs can be listed by (RQ's names: started = running).
 STATES: Final[tuple[str, ...]] = get_args(JobState)
 #: States ``retry_jobs`` / ``remove_jobs`` take (a running job is cancelled, not removed).
-RETRY_STATES: Final = ("failed",)
-REMOVE_STATES: Final = ("queued", "scheduled", "finished", "failed")
+RETRY_STATES: Final = ("failed", "canceled")
+REMOVE_STATES: Final = ("queued", "scheduled", "finished", "failed", "canceled")
 #: Jobs per BULK script call: one call holds Redis for a few milliseconds at most, so workers
 #: and producers keep going while thousands of jobs are retried or removed.
 BULK_BATCH: Final = 500
@@ -127,6 +127,10 @@ def _page(offset: object, limit: object) -> tuple[int, int]:
     return offset, limit
 
 
+def _ended_registry(queue: str, state: str) -> str:
+    return {"finished": keys.finished, "failed": keys.failed, "canceled": keys.canceled}[state](queue)
+
+
 def list_jobs(
     queue: str,
     state: str,
@@ -139,7 +143,7 @@ def list_jobs(
 
     Order: ``queued`` by priority level (1 first), then first in first out — the order
     workers take them in, near enough; ``scheduled`` by due time; ``started`` by claim;
-    ``finished`` and ``failed`` newest first. ValueError for a bad state, offset or limit.
+    ``finished``, ``failed`` and ``canceled`` newest first. ValueError for a bad state, offset or limit.
     """
     if state not in STATES:
         raise ValueError(f"state must be one of {', '.join(STATES)}, got {state!r}")
@@ -172,7 +176,7 @@ def list_jobs(
         ids = [client.id_text(m) if state == "scheduled" else client.id_text(m).rsplit(":", 1)[0]
                for m in members]
     else:
-        key = keys.finished(queue) if state == "finished" else keys.failed(queue)
+        key = _ended_registry(queue, state)
         now = time.time()  # registry scores are expiry times: lower ones are gone (RQ's rule)
         pipe = conn.pipeline(transaction=False)
         pipe.zcount(key, now, "+inf")
@@ -215,8 +219,7 @@ def _state_ids(conn: redis.Redis, queue: str, state: str) -> list[bytes]:
     elif state == "scheduled":
         pipe.zrange(keys.scheduled(queue), 0, -1)
     else:
-        key = keys.finished(queue) if state == "finished" else keys.failed(queue)
-        pipe.zrevrangebyscore(key, "+inf", time.time())
+        pipe.zrevrangebyscore(_ended_registry(queue, state), "+inf", time.time())
     seen: set[bytes] = set()
     out = []
     for chunk in pipe.execute():

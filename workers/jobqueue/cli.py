@@ -600,9 +600,41 @@ def remove(ctx: click.Context, /, *, queue: str, job_id: str | None, state: str 
 
 @main.command()
 @click.argument("queue")
+@click.argument("job_id")
+@click.option("--wait", "wait_end", is_flag=True,
+              help="Wait until the job has ended (exit 0 once it is canceled).")
+@click.option("--timeout", type=click.FloatRange(min=0), default=30, show_default=True,
+              help="With --wait: give up after this many seconds (exit 124).")
+@click.option("--by", help="Who cancels it (recorded in the job's reason); default: $USER.")
+@click.pass_context
+def cancel(ctx: click.Context, /, *, queue: str, job_id: str, wait_end: bool, timeout: float,
+           by: str | None) -> None:
+    """Cancel a job: a pending one never starts; a running one is stopped (process and async
+    mode within a second; thread mode: the job is asked, and abandoned at its timeout). It
+    ends canceled and is never retried."""
+    conn = _conn(ctx)
+    res = _call(lambda: client.cancel(queue, job_id, by=by or os.environ.get("USER"), connection=conn))
+    if not res.stopping:
+        out.print(f"canceled job {job_id} (it was {res.previous_status})", highlight=False, markup=False)
+        return
+    out.print(f"job {job_id} is running on {res.worker or 'a worker'}: asked it to stop",
+              highlight=False, markup=False)
+    if wait_end:
+        try:
+            info = _call(lambda: client.wait(queue, job_id, timeout=timeout, connection=conn))
+        except TimeoutError as exc:
+            _fail(str(exc), ExitCode.TIMEOUT)
+        out.print(f"job {job_id} {info.status}" + (f": {info.failed_reason}" if info.failed_reason else ""),
+                  highlight=False, markup=False)
+        if info.status != "canceled":
+            sys.exit(ExitCode.FAILED)
+
+
+@main.command()
+@click.argument("queue")
 @click.option("--state", type=click.Choice(admin.STATES), required=True,
               help="queued (by priority, oldest first), scheduled (by due time), started (running), "
-                   "finished or failed (newest first).")
+                   "finished, failed or canceled (newest first).")
 @click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True, help="Jobs to skip.")
 @click.option("--limit", type=click.IntRange(1, admin.MAX_PAGE), default=50, show_default=True,
               help="Jobs to show.")
@@ -622,7 +654,7 @@ def jobs(ctx: click.Context, /, *, queue: str, state: str, offset: int, limit: i
     now = time.time()
 
     def when(info: client.JobInfo) -> str:
-        ended = state in ("finished", "failed", "started")
+        ended = state in ("finished", "failed", "canceled", "started")
         at = (info.finished_at or info.started_at) if ended else info.ready_at
         if at is None:
             return "-"
@@ -631,7 +663,7 @@ def jobs(ctx: click.Context, /, *, queue: str, state: str, offset: int, limit: i
     headers = ["ID", "FUNCTION", "PRIO", "ATTEMPTS", "SINCE"]
     rows = [[j.id, j.function, str(j.priority), f"{j.attempts_made}/{j.attempts}", when(j)]
             for j in page.jobs]
-    if output == "wide" or state == "failed":
+    if output == "wide" or state in ("failed", "canceled"):
         headers.append("REASON")
         for row, j in zip(rows, page.jobs, strict=True):
             reason = j.failed_reason or "-"

@@ -40,6 +40,7 @@ from jobqueue.errors import InvalidJobError, JobStateError, UnknownJobError
 _ENQUEUE = Script(_lua.ENQUEUE)
 _RETRY = Script(_lua.RETRY)
 _REMOVE = Script(_lua.REMOVE)
+_CANCEL = Script(_lua.CANCEL)
 
 #: RQ's rule for job ids (rq/job.py), so RQ tools can fetch every job we create; ':' in
 #: particular would break the ``<id>:<execution>`` members of ``rq:wip``.
@@ -473,6 +474,42 @@ def remove(queue: str, job_id: str, *, connection: redis.Redis | None = None) ->
             queue, job_id, before, f"job {job_id!r} is running; it can be removed once it finished or failed"
         )
     return before
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """What :func:`cancel` did."""
+
+    id: str
+    queue: str
+    previous_status: str  # queued, scheduled, deferred: canceled now; started: being stopped
+    stopping: bool  # True: it was running; its worker stops it (see :func:`cancel`)
+    worker: str | None  # the worker running it
+
+
+def cancel(
+    queue: str, job_id: str, *, by: str | None = None, connection: redis.Redis | None = None
+) -> Cancelled:
+    """Cancel a job from anywhere; it ends ``canceled`` (RQ's status) and is never retried.
+
+    A queued, scheduled or deferred job is canceled at once and never starts. A running one is
+    stopped by the worker running it, told through Redis at once: process mode kills the
+    job's process and async mode cancels its task, both within a second; thread mode cannot
+    stop a thread, so it sets a flag the job reads as ``current_job().cancel_requested`` and, if
+    the job does not end, abandons it at its timeout. A job that ends by itself before the
+    stop reaches it keeps that outcome if it succeeded (finished), and ends canceled if it
+    failed. :func:`wait` returns when it has ended. JobStateError if it had ended already."""
+    conn = _connection(connection)
+    reply = [text(x) for x in _CANCEL(conn, queue, _id_bytes(queue, job_id), repr(time.time()),
+                                      payload.utcformat(time.time()), by or "")]
+    if reply[0] == "missing":
+        raise UnknownJobError(queue, job_id)
+    if reply[0] == "origin":
+        raise UnknownJobError(queue, job_id, f"that id belongs to queue {clean(reply[1])!r}")
+    before, worker = reply
+    if before in TERMINAL_STATUSES:
+        raise JobStateError(queue, job_id, before, f"job {job_id!r} is {before} already; nothing to cancel")
+    return Cancelled(job_id, queue, before, before == "started", worker or None)
 
 
 def queue_stats(queue: str, *, connection: redis.Redis | None = None) -> stats.QueueStats:

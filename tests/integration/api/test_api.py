@@ -250,3 +250,17 @@ def test_bulk_retry_and_remove(*, server: ApiServer, ops: str, viewer: str, fail
     purged = server.call("POST", f"/api/v1/queues/{Q}/bulk/remove", ops, {"state": "queued"})
     assert (purged.status, purged.body["done"], purged.body["ids"]) == (200, 1, [failed_job]), purged.body
     assert not redis_conn.exists(f"rq:job:{failed_job}")
+
+
+def test_cancel(*, server: ApiServer, ops: str, viewer: str, redis_conn: redis.Redis, namespace: str) -> None:
+    declare(redis_conn, Q, namespace, "emails", attempts=3)
+    enqueue(Q, FN + "noop", job_id="later", delay=60, connection=redis_conn)
+    assert server.call("POST", f"/api/v1/queues/{Q}/jobs/later/cancel", viewer).status == 403
+    done = server.call("POST", f"/api/v1/queues/{Q}/jobs/later/cancel", ops)
+    assert done.status == 200, done.body
+    assert (done.body["previousState"], done.body["stopping"]) == ("scheduled", False)
+    info = get_job(Q, "later", connection=redis_conn)
+    assert (info.status, info.failed_reason) == (
+        "canceled", f"canceled by system:serviceaccount:{namespace}:ops before it started")
+    again = server.call("POST", f"/api/v1/queues/{Q}/jobs/later/cancel", ops)
+    assert again.status == 409, again.body

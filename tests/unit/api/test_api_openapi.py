@@ -28,6 +28,7 @@ def test_every_operation_is_documented_with_its_errors() -> None:
         ("GET", "/api/v1/queues/{queue}/jobs/{job_id}"),
         ("POST", "/api/v1/queues/{queue}/jobs/{job_id}/retry"),
         ("DELETE", "/api/v1/queues/{queue}/jobs/{job_id}"),
+        ("POST", "/api/v1/queues/{queue}/jobs/{job_id}/cancel"),
         ("POST", "/api/v1/queues/{queue}/bulk/retry"),
         ("POST", "/api/v1/queues/{queue}/bulk/remove"),
     }

@@ -18,7 +18,7 @@ paging → 400, Redis unreachable → 503; authentication 401, authorization 403
 # and those name types local to the functions that define the routes.
 import importlib.resources
 from collections.abc import Callable
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final
 
 import redis
 from fastapi import Depends, FastAPI, Path, Query, Request, Response
@@ -124,8 +124,7 @@ def _job_routes(app: FastAPI, api: _Api) -> None:
 
     @app.get(f"{PREFIX}/queues/{{queue}}/jobs", tags=["jobs"])
     def list_jobs(queue: QueueName, who: User,
-                  state: Annotated[Literal["queued", "scheduled", "started", "finished", "failed"],
-                                   Query(description="RQ's state names (started = running)")],
+                  state: Annotated[admin.JobState, Query(description="RQ's state names (started = running)")],
                   offset: Annotated[int, Query(ge=0)] = 0,
                   limit: Annotated[int, Query(ge=1, le=admin.MAX_PAGE)] = 50) -> schemas.JobPage:
         """A page of the queue's jobs in one state (queued: by priority level, then oldest first;
@@ -161,6 +160,16 @@ def _job_routes(app: FastAPI, api: _Api) -> None:
         """Put a failed job back with a fresh set of attempts (`update jobqueues/jobs`)."""
         api.check(who, auth.MANAGE_JOBS, queue)
         return schemas.Job.of(client.retry(queue, job_id, connection=api.conn))
+
+    @app.post(f"{PREFIX}/queues/{{queue}}/jobs/{{job_id}}/cancel", tags=["jobs"],
+              responses={409: {"model": schemas.Problem, "description": "the job has ended already"}})
+    def cancel(queue: QueueName, job_id: JobId, who: User) -> schemas.Cancelled:
+        """Cancel a job (`update jobqueues/jobs`): a pending one never starts, a running one is
+        stopped by its worker; it ends canceled, never retried."""
+        api.check(who, auth.MANAGE_JOBS, queue)
+        res = client.cancel(queue, job_id, by=who.name, connection=api.conn)
+        return schemas.Cancelled(id=job_id, queue=queue, previous_state=res.previous_status,
+                                 stopping=res.stopping, worker=res.worker)
 
     @app.delete(f"{PREFIX}/queues/{{queue}}/jobs/{{job_id}}", tags=["jobs"],
                 responses={409: {"model": schemas.Problem, "description": "the job is running"}})

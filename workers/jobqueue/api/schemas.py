@@ -161,6 +161,14 @@ class BulkResult(_Doc):
         return cls.model_validate(res.__dict__)
 
 
+class Cancelled(_Doc):
+    id: str
+    queue: str
+    previous_state: str
+    stopping: bool = Field(description="true: it was running; its worker stops it, then it ends canceled")
+    worker: str | None
+
+
 class PauseState(_Doc):
     queue: str
     paused: bool
