@@ -32,3 +32,9 @@ def nightly_export(rows: int) -> int:
             return i
         time.sleep(0.01)
     return rows
+
+
+@job
+def quote(amount: float) -> dict[str, float]:
+    """A fast job a caller waits for (a price quote); returns when it ended (time.time())."""
+    return {"total": round(amount * 1.1, 2), "ended": time.time()}

@@ -22,7 +22,7 @@ from typing import Any
 
 import feature_jobs
 
-from jobqueue import JobSpec, admin, cancel, enqueue, enqueue_many, get_job, settings
+from jobqueue import JobSpec, admin, cancel, enqueue, enqueue_many, get_job, settings, wait
 from jobqueue._redis import connect
 from jobqueue.worker import Worker, WorkerConfig
 
@@ -101,8 +101,23 @@ def cancel_example() -> None:
     cancel_one("demo:cancel-thread", "thread", feature_jobs.nightly_export, 6000)
 
 
+def wait_example() -> None:
+    q = "demo:quotes"
+    declare(q)
+    late = []
+    with worker(q, concurrency=1):
+        for i in range(200):
+            res = enqueue(q, feature_jobs.quote, 100 + i)
+            info = wait(q, res.id, timeout=10)  # blocks on the job's results stream: no polling
+            late.append(time.time() - info.result["ended"])
+    late.sort()
+    print(f"200 quotes; job end -> wait() returned: p50 {late[100] * 1000:.2f} ms, "
+          f"p99 {late[198] * 1000:.2f} ms; last total {info.result['total']}")
+    assert late[198] < 0.5
+
+
 def main() -> None:
-    examples = {"bulk": bulk, "cancel": cancel_example}
+    examples = {"bulk": bulk, "cancel": cancel_example, "wait": wait_example}
     if len(sys.argv) != 2 or sys.argv[1] not in examples:
         raise SystemExit(f"usage: features.py {'|'.join(examples)}")
     examples[sys.argv[1]]()

@@ -149,6 +149,8 @@ local function fail_job(q, id, reason, now, iso)
   redis.call('HSET', jk, 'status', 'failed', 'jq_reason', reason, 'exc_info', reason,
              'ended_at', iso, 'jq_end', now, 'jq_exec', '', 'retries_left', 0)
   exhausted(q, id, jk, reason)
+  -- [wait, issue 21] every end has a result entry (RQ's type 2, failed): waiters block on it
+  redis.call('XADD', 'rq:results:' .. id, 'MAXLEN', '~', 10, '*', 'type', 2, 'exc_string', reason)
   retain('rq:failed:' .. q, jk, 'rq:results:' .. id, id, now,
          keep_of(redis.call('HGET', jk, 'failure_ttl')) or KEEP_FAILED)
 end

@@ -519,24 +519,49 @@ def queue_stats(queue: str, *, connection: redis.Redis | None = None) -> stats.Q
     return stats.snapshot(conn, [queue])[queue]
 
 
+#: ``wait`` wakes on the job's results stream; it re-reads the job at least this often anyway
+#: (seconds), a safety net for an end that writes no entry (a hash edited by hand) or a stream
+#: deleted with its job (keepCompleted 0) — never the way a normal end is noticed.
+WAIT_RECHECK_SECONDS: Final = 5.0
+#: With ``on_update`` (a progress bar) the job is re-read this often too: progress writes no entry.
+WAIT_UPDATE_SECONDS: Final = 0.5
+
+
 def wait(
     queue: str,
     job_id: str,
     *,
     timeout: float | None = None,
-    poll_interval: float = 0.2,
     connection: redis.Redis | None = None,
     on_update: Callable[[JobInfo], None] | None = None,
 ) -> JobInfo:
-    """Block until the job finished or failed (or ``timeout`` seconds passed: TimeoutError)."""
+    """Block until the job has ended — finished, failed or canceled — and return it
+    (``timeout`` seconds passed first: TimeoutError).
+
+    No polling: every end of an attempt appends an entry to the job's results stream
+    (``rq:results:<id>``, RQ's), in the same script that records it; this blocks on that stream
+    (``XREAD BLOCK``) from its last entry, so it returns within a round trip of the end. An
+    attempt that failed and will be retried wakes it too; it reads the job and waits on."""
     conn = _connection(connection)
     deadline = None if timeout is None else time.monotonic() + timeout
+    stream = b"rq:results:" + _id_bytes(queue, job_id)
+    step = WAIT_UPDATE_SECONDS if on_update is not None else WAIT_RECHECK_SECONDS
+    socket_timeout = conn.connection_pool.connection_kwargs.get("socket_timeout")
+    if socket_timeout:  # (a block longer than the client's socket timeout would fail)
+        step = max(0.01, min(step, float(socket_timeout) - 0.1))
     while True:
+        # the last entry first, then the job: an end between the two shows in the job
+        last = conn.xrevrange(stream, "+", "-", count=1)
         info = get_job(queue, job_id, connection=conn)
         if on_update is not None:
             on_update(info)
         if info.done:
             return info
-        if deadline is not None and time.monotonic() >= deadline:
-            raise TimeoutError(f"job {job_id!r} is still {info.status} after {timeout} s")
-        time.sleep(poll_interval)
+        block = step
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"job {job_id!r} is still {info.status} after {timeout} s")
+            block = min(block, left)
+        since = text(last[0][0]) if last else "0-0"
+        conn.xread({stream: since}, count=1, block=max(1, int(block * 1000)))

@@ -38,3 +38,9 @@ def test_cancel_example(redis_url: str) -> None:
                            "attempts used 1 of 3")
     assert out[2] == "thread: cancel a scheduled job -> scheduled -> canceled"
     assert "(current_job().cancel_requested)); attempts used 1 of 3" in out[3]
+
+
+def test_wait_example(redis_url: str) -> None:
+    (line,) = run_example(redis_url, "wait").splitlines()
+    assert line.startswith("200 quotes; job end -> wait() returned: p50 ")
+    assert line.endswith("; last total 328.9")

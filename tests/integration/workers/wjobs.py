@@ -250,3 +250,10 @@ def cooperative(tag: str, seconds: float) -> str:
         time.sleep(0.01)
     _redis().rpush("test:marks", tag)
     return tag
+
+
+@job
+def stamp_after(seconds: float) -> float:
+    """Sleeps, then returns the time it ended (time.time()), its very last act."""
+    time.sleep(seconds)
+    return time.time()
