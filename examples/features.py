@@ -1,8 +1,8 @@
-"""Runnable examples of docs/bulk-operations.md, docs/cancel.md and docs/completion-events.md.
+"""Runnable examples of docs/bulk-operations.md, cancel.md, completion-events.md, rate-limits.md.
 
     redis-server --port 6399 --save '' --daemonize yes
     export JOBQUEUE_REDIS_URL=redis://127.0.0.1:6399/0
-    PYTHONPATH=examples python examples/features.py bulk     # or: cancel, wait
+    PYTHONPATH=examples python examples/features.py bulk     # or: cancel, wait, rate
 
 The jobs are in ``feature_jobs.py`` (workers import job modules by name). Each example
 declares its queue as the operator would for a JobQueue (``settings.publish``), runs a real
@@ -27,15 +27,17 @@ from jobqueue._redis import connect
 from jobqueue.worker import Worker, WorkerConfig
 
 
-def declare(queue: str, **job_defaults: Any) -> None:
+def declare(queue: str, rate_limit: dict[str, float] | None = None, **job_defaults: Any) -> None:
     settings.publish(connect(), settings.QueueSettings.model_validate(
-        {"queueName": queue, "imports": ["feature_jobs"], "jobDefaults": job_defaults}))
+        {"queueName": queue, "imports": ["feature_jobs"], "jobDefaults": job_defaults,
+         "rateLimit": rate_limit}))
 
 
 @contextmanager
-def worker(queue: str, mode: str = "thread", concurrency: int = 8) -> Iterator[Worker]:
+def worker(queue: str, mode: str = "thread", concurrency: int = 8, pod: str = "example") -> Iterator[Worker]:
     w = Worker(os.environ["JOBQUEUE_REDIS_URL"],
-               WorkerConfig(queue=queue, imports=("feature_jobs",), concurrency=concurrency, mode=mode))  # type: ignore[arg-type]
+               WorkerConfig(queue=queue, imports=("feature_jobs",), concurrency=concurrency, mode=mode,  # type: ignore[arg-type]
+                            pod=pod))
     t = threading.Thread(target=w.run, daemon=True)
     t.start()
     try:
@@ -116,8 +118,23 @@ def wait_example() -> None:
     assert late[198] < 0.5
 
 
+def rate() -> None:
+    q = "demo:sms"
+    declare(q, rate_limit={"jobs": 10, "perSeconds": 1})  # the SMS provider's quota: 10 a second
+    enqueue_many(q, [JobSpec(feature_jobs.send_email, (f"+8210{i:08d}",)) for i in range(300)])
+    with worker(q, pod="pod-a"), worker(q, pod="pod-b"), worker(q, pod="pod-c"):  # three "pods"
+        time.sleep(8.5)
+    starts = sorted(j.started_at.timestamp() for j in admin.list_jobs(q, "finished", limit=500).jobs
+                  if j.started_at)
+    busiest = max(sum(1 for t in starts if s <= t < s + 0.95) for s in starts)
+    pods = {j.pod for j in admin.list_jobs(q, "finished", limit=500).jobs}
+    print(f"limit 10/s, pods {sorted(p or '-' for p in pods)}: {len(starts)} jobs started in 8.5 s, "
+          f"at most {busiest} in any 0.95 s; {admin.list_jobs(q, 'queued', limit=1).total} still queued")
+    assert busiest <= 10
+
+
 def main() -> None:
-    examples = {"bulk": bulk, "cancel": cancel_example, "wait": wait_example}
+    examples = {"bulk": bulk, "cancel": cancel_example, "wait": wait_example, "rate": rate}
     if len(sys.argv) != 2 or sys.argv[1] not in examples:
         raise SystemExit(f"usage: features.py {'|'.join(examples)}")
     examples[sys.argv[1]]()

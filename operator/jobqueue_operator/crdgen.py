@@ -48,6 +48,11 @@ EXTRA_RULES: Final[Mapping[str, list[dict[str, Any]]]] = {
     "Backoff": [cel(
         "!has(self.maxDelaySeconds) || self.maxDelaySeconds >= self.delaySeconds",
         "backoff.maxDelaySeconds must not be below backoff.delaySeconds", field_path=".maxDelaySeconds")],
+    # (the API server compares an integer value with a fractional minimum as integers: 0 >= 0.01
+    # passes the schema's minimum, so the rule says it again)
+    "RateLimit": [cel(
+        "self.perSeconds >= 0.01", "rateLimit.perSeconds must be at least 0.01 (seconds)",
+        field_path=".perSeconds")],
 }
 
 # Human order of keys in the output, unknown keys after these (alphabetically).

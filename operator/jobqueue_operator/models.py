@@ -25,7 +25,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobqueue.settings import JobOptions
+from jobqueue.settings import JobOptions, RateLimit
 
 GROUP: Final = "jobqueue.glec.io"
 VERSION: Final = "v1alpha1"
@@ -410,6 +410,10 @@ class JobQueueSpec(_Model):
     priority: int = Field(default=3, ge=1, le=5, description="1 = most important ... 5 = least")
     concurrency: int = Field(default=1, ge=1, le=10000,
                              description="most jobs running at once for the whole queue")
+    rate_limit: RateLimit | None = Field(
+        default=None, alias="rateLimit",
+        description="at most rateLimit.jobs jobs of the queue start in any rateLimit.perSeconds window, "
+                    "over every worker (exact: enforced in Redis where workers claim jobs)")
     worker: WorkerSpec
     scaling: ScalingSpec = Field(default_factory=ScalingSpec, json_schema_extra={"default": {}})
     job_defaults: JobOptions | None = Field(

@@ -482,6 +482,7 @@ end
 local claimed = {}
 local n = tonumber(a.n)
 local capped = false
+local rate = nil  -- [rate limit] {key, per, limited}
 if n > 0 then
   local st = try('GET', '__SETTINGS__' .. q)
   local cap = type(st) == 'string' and tonumber(string.match(st, '"concurrency":%s*(%d+)'))
@@ -490,6 +491,23 @@ if n > 0 then
     if room < n then
       -- under the cap, no prefetch: a unit another worker's free slot could run now stays free
       n = math.min(room, tonumber(a.nf) or n)
+      capped = true
+    end
+  end
+  -- [rate limit, issue 21] spec.rateLimit {jobs, perSeconds}: the claim times of the last
+  -- perSeconds live in jobqueue:rate:<q> (one member per job claimed), so at most `jobs` are
+  -- claimed in any window (t - perSeconds, t] over every worker. A limited call reports
+  -- `capped` and, as its wake-up time, when the oldest claim leaves the window.
+  local rl = type(st) == 'string' and string.match(st, '"rateLimit":%s*(%b{})')
+  local rjobs = rl and tonumber(string.match(rl, '"jobs":%s*(%d+)'))
+  local rper = rl and num(string.match(rl, '"perSeconds":%s*([%d%.eE%+%-]+)'))
+  if rjobs and rper and rper > 0 then
+    rate = {key = 'jobqueue:rate:' .. q, per = rper}
+    redis.call('ZREMRANGEBYSCORE', rate.key, '-inf', now - rper)
+    local room = math.max(rjobs - redis.call('ZCARD', rate.key), 0)
+    if room < n then
+      n = room
+      rate.limited = true
       capped = true
     end
   end
@@ -657,6 +675,14 @@ if n > 0 and not paused and nonempty > 0 then
   if multi then redis.call('HSET', wrr, 1, cur[1], 2, cur[2], 3, cur[3], 4, cur[4], 5, cur[5]) end
 end
 if nonempty == 0 then redis.call('DEL', 'jobqueue:signal:' .. q) end
+-- [rate limit] record this call's claims in the window; a limited call's wake-up time
+local rate_free = nil
+if rate then
+  for i = 1, #claimed / 3 do redis.call('ZADD', rate.key, now, a.xp .. i) end
+  redis.call('PEXPIRE', rate.key, math.ceil(rate.per * 1000) + 1000)
+  local oldest = redis.call('ZRANGE', rate.key, 0, 0, 'WITHSCORES')
+  if rate.limited and oldest[2] then rate_free = tonumber(oldest[2]) + rate.per end
+end
 capped = capped and nonempty > 0 and not paused
 if #claimed > 0 or #rejected > 0 then touched = true end
 if touched then redis.call('HSET', 'jobqueue:activity', q, a.now) end
@@ -675,7 +701,11 @@ if redis.call('EXISTS', wk) == 1 then
 end
 
 local nxt = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
-return {nxt[2] or '', stale, claimed, paused and 1 or 0, capped and 1 or 0, rejected}
+local wake = nxt[2] or ''
+if rate_free and capped and (wake == '' or rate_free < tonumber(wake)) then  -- [rate limit]
+  wake = string.format('%.6f', rate_free)
+end
+return {wake, stale, claimed, paused and 1 or 0, capped and 1 or 0, rejected}
 """.replace("__SETTINGS__", settings.SETTINGS_KEY_PREFIX)
 
 HEARTBEAT: Final = r"""

@@ -744,7 +744,7 @@ class Worker:
         if n > 0:  # (a call that claims nothing says nothing about the cap)
             self.capped = bool(capped)
             if self.capped:
-                self.paused_until = time.monotonic() + CAP_POLL_SECONDS * random.uniform(0.5, 1.5)
+                self._pause_capped(now)
         for i in range(0, len(rejected), 2):
             # failed for good by the script, unseen by any worker: its record cannot run
             log.warning("job %s %s", text(rejected[i]), text(rejected[i + 1]))
@@ -761,6 +761,13 @@ class Worker:
                 self._want_signal.set()
             self.drained = not claimed and not nxt and not paused and not self.capped
         return True
+
+    def _pause_capped(self, now: float) -> None:
+        """The cap or the rate limit cut the claim short: ask again a little later, or when the
+        script said a unit frees ([rate limit]: the oldest claim leaves the window; or a due job)."""
+        self.paused_until = time.monotonic() + CAP_POLL_SECONDS * random.uniform(0.5, 1.5)
+        if self.next_due is not None:
+            self.paused_until = min(self.paused_until, time.monotonic() + max(0.0, self.next_due - now))
 
     def _claimed(self, header: bytes, data: bytes, backoff: bytes) -> None:
         # the script validated every field (the id last: nothing in it can shift the others)

@@ -44,3 +44,9 @@ def test_wait_example(redis_url: str) -> None:
     (line,) = run_example(redis_url, "wait").splitlines()
     assert line.startswith("200 quotes; job end -> wait() returned: p50 ")
     assert line.endswith("; last total 328.9")
+
+
+def test_rate_limit_example(redis_url: str) -> None:
+    (line,) = run_example(redis_url, "rate").splitlines()
+    assert line.startswith("limit 10/s, pods ['pod-a', 'pod-b', 'pod-c']: ")
+    assert "at most 10 in any 0.95 s;" in line

@@ -1,0 +1,61 @@
+"""Rate limits (issue 21, item 1): spec.rateLimit {jobs, perSeconds} holds over every worker —
+three real `jobqueue worker` pods on one queue start at most `jobs` jobs in any window, and as
+many as that while there is work (the observed rate within 2 % of the limit)."""
+
+from __future__ import annotations
+
+import bisect
+import time
+
+import pytest
+import redis
+
+from integration.workers.whelpers import FN, JOBS, WorkerProcess, wait_for
+from jobqueue import JobSpec, enqueue_many, settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.redis]
+
+
+def declare(conn: redis.Redis, queue: str, jobs: int, per: float) -> None:
+    settings.publish(conn, settings.QueueSettings.model_validate(
+        {"queueName": queue, "imports": [JOBS], "rateLimit": {"jobs": jobs, "perSeconds": per}}))
+
+
+def starts(conn: redis.Redis, ids: list[str]) -> list[float]:
+    pipe = conn.pipeline(transaction=False)
+    for job_id in ids:
+        pipe.hget(f"rq:job:{job_id}", "jq_start")
+    return sorted(float(t) for t in pipe.execute() if t)
+
+
+def most_in_any_window(times: list[float], width: float) -> int:
+    return max(bisect.bisect_left(times, t + width) - i for i, t in enumerate(times))
+
+
+@pytest.mark.parametrize(("jobs", "per", "seconds"), [(40, 1.0, 15.0), (15, 2.5, 15.0)])
+def test_three_pods_run_at_the_limit_and_never_above(
+        redis_conn: redis.Redis, redis_url: str, jobs: int, per: float, seconds: float) -> None:
+    queue = "limited"
+    declare(redis_conn, queue, jobs, per)
+    n = int(jobs * seconds / per * 1.5)  # more than the limit lets run: demand all along
+    ids = [f"j{i}" for i in range(n)]
+    enqueue_many(queue, [JobSpec(FN + "noop", job_id=i) for i in ids], connection=redis_conn)
+    pods = [WorkerProcess(redis_url, queue, pod=f"pod-{p}", mode="thread", concurrency=4) for p in "abc"]
+    try:
+        wait_for("the first job", lambda: redis_conn.zcard(f"rq:finished:{queue}") > 0, timeout=30)
+        first = min(starts(redis_conn, ids))
+        time.sleep(max(0.0, first + seconds + 1.0 - time.time()))
+    finally:
+        for w in pods:
+            w.stop()
+    times = starts(redis_conn, ids)
+    assert len(times) < n  # the limit, not the work, ended the run
+    in_span = bisect.bisect_left(times, first + seconds)
+    rate, limit = in_span / seconds, jobs / per
+    assert abs(rate - limit) <= 0.02 * limit, f"observed {rate:.2f} jobs/s, limit {limit:.2f}"
+    # never above it: a job starts within 50 ms of its claim, so no (per - 0.05) s window holds more
+    assert most_in_any_window(times, per - 0.05) <= jobs
+    print(f"limit {limit:.2f}/s: observed {rate:.2f}/s over {seconds:g} s; most in a window "
+          f"{most_in_any_window(times, per - 0.05)} of {jobs}")
+    # every pod took part
+    assert {redis_conn.hget(f"rq:job:{i}", "jq_pod") for i in ids[:in_span]} == {b"pod-a", b"pod-b", b"pod-c"}
