@@ -222,6 +222,8 @@ def jobqueue_crd() -> dict[str, Any]:
             _column("Reason", "string", f"{ready}.reason", "why (not) ready", priority=1),
             _column("Suspend", "boolean", ".spec.suspend", "taking no new jobs", priority=1),
             _column("Paused", "boolean", ".status.paused", "paused in Redis: taking no new jobs", priority=1),
+            _column("Limited", "boolean", ".status.rateLimited", "spec.rateLimit holds jobs back now",
+                    priority=1),
         ])
 
 

@@ -489,6 +489,9 @@ class JobQueueStatus(_Model):
                                           description="why it did (the demand it saw)")
     paused: bool | None = Field(default=None, description="paused in Redis (`jobqueue pause`, the admin "
                                 "API): workers take nothing new, replicas are held at minReplicas")
+    rate_limited: bool | None = Field(default=None, alias="rateLimited",
+                                      description="spec.rateLimit is holding jobs back now (it cut a "
+                                                  "claim short within the last 2 s)")
 
 
 # --------------------------------------------------------------------------------------

@@ -681,7 +681,10 @@ if rate then
   for i = 1, #claimed / 3 do redis.call('ZADD', rate.key, now, a.xp .. i) end
   redis.call('PEXPIRE', rate.key, math.ceil(rate.per * 1000) + 1000)
   local oldest = redis.call('ZRANGE', rate.key, 0, 0, 'WITHSCORES')
-  if rate.limited and oldest[2] then rate_free = tonumber(oldest[2]) + rate.per end
+  if rate.limited and oldest[2] then
+    rate_free = tonumber(oldest[2]) + rate.per
+    redis.call('HSET', 'jobqueue:limited', q, rate_free)  -- (SNAPSHOT: the queue is being limited)
+  end
 end
 capped = capped and nonempty > 0 and not paused
 if #claimed > 0 or #rejected > 0 then touched = true end
@@ -835,7 +838,8 @@ return {requeued, failed, workers}
 SNAPSHOT: Final = _PRELUDE + r"""
 -- ARGV: now, queue... Read-only. Two values per queue (packed: a reply of a few thousand
 -- strings costs both sides far less than one of tens of thousands of elements):
---   "p1,p2,p3,p4,p5,scheduled,scheduled_due,oldest_ready,running,lost,failed,finished,last_activity,paused"
+--   "p1,p2,p3,p4,p5,scheduled,scheduled_due,oldest_ready,running,lost,failed,finished,last_activity,paused,
+--    rate_limited" (rate_limited: a claim was cut short by spec.rateLimit within the last 2 s)
 --   the live workers, "\30"-separated, each "name\31pod\31state\31current_job\31busy\31slots"
 -- A queue with no key at all (no job in any state, no worker: most queues, most of the time)
 -- is one EXISTS and one short reply, "=last_activity" (",1" added when paused) and "".
@@ -849,6 +853,7 @@ local names = {}
 for i = 2, #ARGV do names[i - 1] = ARGV[i] end
 local activity = call('HMGET', 'jobqueue:activity', unpack(names))
 local paused = call('HMGET', 'jobqueue:paused', unpack(names))
+local limited = call('HMGET', 'jobqueue:limited', unpack(names))  -- [rate limit]
 for qi, q in ipairs(names) do
   local base = 'rq:queue:' .. q
   local lkeys = {base .. ':p1', base .. ':p2', base, base .. ':p4', base .. ':p5'}
@@ -862,7 +867,8 @@ for qi, q in ipairs(names) do
   else
     local members = call('SMEMBERS', workers)
     if #members > 0 then any = any - 1 end  -- the rest are job keys
-    local f = {0, 0, 0, 0, 0, 0, 0, '', 0, 0, 0, 0, activity[qi] or '', paused[qi] and 1 or 0}
+    local f = {0, 0, 0, 0, 0, 0, 0, '', 0, 0, 0, 0, activity[qi] or '', paused[qi] and 1 or 0,
+               (num(limited[qi]) or 0) > now - 2 and 1 or 0}
     if any > 0 then
       local oldest = nil
       -- most queues use only the default level: one EXISTS rules out the four others

@@ -10,8 +10,8 @@ import time
 import pytest
 import redis
 
-from integration.workers.whelpers import FN, JOBS, WorkerProcess, wait_for
-from jobqueue import JobSpec, enqueue_many, settings
+from integration.workers.whelpers import FN, JOBS, WorkerProcess, jq, wait_for
+from jobqueue import JobSpec, enqueue_many, settings, stats
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]
 
@@ -45,9 +45,15 @@ def test_three_pods_run_at_the_limit_and_never_above(
         wait_for("the first job", lambda: redis_conn.zcard(f"rq:finished:{queue}") > 0, timeout=30)
         first = min(starts(redis_conn, ids))
         time.sleep(max(0.0, first + seconds + 1.0 - time.time()))
+        # what `kubectl get jq -o wide` (LIMITED) and `jobqueue stats` show
+        assert stats.snapshot(redis_conn, [queue])[queue].rate_limited
+        shown = jq(redis_url, "stats", queue)
+        assert f"{queue} (rate-limited)" in shown.stdout, shown.stdout
     finally:
         for w in pods:
             w.stop()
+    wait_for("the limit no longer binding",
+             lambda: not stats.snapshot(redis_conn, [queue])[queue].rate_limited, timeout=5)
     times = starts(redis_conn, ids)
     assert len(times) < n  # the limit, not the work, ended the run
     in_span = bisect.bisect_left(times, first + seconds)
