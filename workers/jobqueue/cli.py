@@ -795,8 +795,7 @@ def stats_cmd(
     now = time.time()
     rows = {q: _stats_row(snap[q], now) for q in names}
     columns = list(rows[names[0]]) if output == "wide" else list(TABLE_COLUMNS)
-    shown = {q: q + (" (paused)" if snap[q].paused else "")
-             + (" (rate-limited)" if snap[q].rate_limited else "") for q in names}
+    shown = {q: q + (" (paused)" if snap[q].paused else "") for q in names}
     _print_table(["QUEUE", *columns], [[shown[q], *(rows[q][c] for c in columns)] for q in names])
     if show_workers:
         click.echo()
