@@ -4,11 +4,12 @@ limit, and the most starts in any window, beside the same pods without a limit i
     .venv/bin/python benchmarks/bench_rate_limit.py [--jobs 50] [--per 1] [--seconds 60] [--pods 3]
 
 One redis-server; three ``jobqueue worker --mode thread --concurrency 4`` processes ("pods")
-on one queue with more no-op jobs than the limit lets run in ``--seconds``. Observed rate =
-jobs started in [first start, first start + seconds) / seconds (``jq_start`` read back from
-Redis); the window check counts starts in every window of ``per - 0.05`` s (a job starts within
-a few ms of its claim, and the claims are what the limit counts). The baseline is the same
-pods on the same kind of queue without a limit, 20,000 jobs: how far above the limit they go.
+on one queue with more no-op jobs than the limit lets run in ``--seconds``; start times are
+``jq_start`` read back from Redis. The window check counts starts in every window of
+``per - 0.05`` s (a job starts within a few ms of its claim, and the claims are what the limit
+counts). The rate is taken from the first start to the last, less the first window's jobs
+(m windows of starts span m - 1 windows). The baseline is the same pods on the same kind of
+queue without a limit, 20,000 jobs: how far above the limit they go.
 Table first, one JSON line last (ratio: observed / limit).
 """
 
@@ -74,7 +75,8 @@ def main() -> None:
         declare(conn, "rl:limited", {"jobs": args.jobs, "perSeconds": args.per})
         limited = run(url, conn, "rl:limited", n=int(limit * args.seconds * 1.3) + args.jobs,
                       seconds=args.seconds, pods=args.pods)
-    observed = len(limited) / args.seconds
+    # m windows' worth of starts span m - 1 windows: the first window's jobs are left out
+    observed = (len(limited) - args.jobs) / (limited[-1] - limited[0])
     out |= {"observed_per_second": round(observed, 3),
             "ratio_observed_over_limit": round(observed / limit, 4),
             "most_in_any_window": most_in_window(limited, args.per - 0.05), "window_jobs": args.jobs,

@@ -53,6 +53,9 @@ EXTRA_RULES: Final[Mapping[str, list[dict[str, Any]]]] = {
     "RateLimit": [cel(
         "self.perSeconds >= 0.01", "rateLimit.perSeconds must be at least 0.01 (seconds)",
         field_path=".perSeconds")],
+    "KeyRateLimit": [cel(
+        "self.perSeconds >= 0.01", "keyRateLimit.perSeconds must be at least 0.01 (seconds)",
+        field_path=".perSeconds")],
 }
 
 # Human order of keys in the output, unknown keys after these (alphabetically).

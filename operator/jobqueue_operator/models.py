@@ -25,7 +25,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobqueue.settings import JobOptions, RateLimit
+from jobqueue.settings import JobOptions, KeyRateLimit, RateLimit
 
 GROUP: Final = "jobqueue.glec.io"
 VERSION: Final = "v1alpha1"
@@ -414,6 +414,11 @@ class JobQueueSpec(_Model):
         default=None, alias="rateLimit",
         description="at most rateLimit.jobs jobs of the queue start in any rateLimit.perSeconds window, "
                     "over every worker (exact: enforced in Redis where workers claim jobs)")
+    key_rate_limit: KeyRateLimit | None = Field(
+        default=None, alias="keyRateLimit",
+        description="at most keyRateLimit.jobs jobs with the same rateKey (a tenant, an API host: set by "
+                    "the producer) start in any keyRateLimit.perSeconds window, each key on its own; "
+                    "jobs of a key at its limit wait without holding up other keys")
     worker: WorkerSpec
     scaling: ScalingSpec = Field(default_factory=ScalingSpec, json_schema_extra={"default": {}})
     job_defaults: JobOptions | None = Field(

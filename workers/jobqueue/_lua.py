@@ -483,6 +483,17 @@ local claimed = {}
 local n = tonumber(a.n)
 local capped = false
 local rate = nil  -- [rate limit] {key, per, limited}
+local krate = nil  -- [rate limit per key] {jobs, per}
+-- [rate limit] the windows use the server's clock, not the caller's `now`: a worker descheduled
+-- between reading its clock and this call would record its claims as older than they are
+local rnow = nil
+local function server_now()
+  if not rnow then
+    local t = redis.call('TIME')
+    rnow = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  end
+  return rnow
+end
 if n > 0 then
   local st = try('GET', '__SETTINGS__' .. q)
   local cap = type(st) == 'string' and tonumber(string.match(st, '"concurrency":%s*(%d+)'))
@@ -501,9 +512,13 @@ if n > 0 then
   local rl = type(st) == 'string' and string.match(st, '"rateLimit":%s*(%b{})')
   local rjobs = rl and tonumber(string.match(rl, '"jobs":%s*(%d+)'))
   local rper = rl and num(string.match(rl, '"perSeconds":%s*([%d%.eE%+%-]+)'))
+  local kl = type(st) == 'string' and string.match(st, '"keyRateLimit":%s*(%b{})')
+  local kjobs = kl and tonumber(string.match(kl, '"jobs":%s*(%d+)'))
+  local kper = kl and num(string.match(kl, '"perSeconds":%s*([%d%.eE%+%-]+)'))
+  if kjobs and kper and kper > 0 then krate = {jobs = kjobs, per = kper} end
   if rjobs and rper and rper > 0 then
     rate = {key = 'jobqueue:rate:' .. q, per = rper}
-    redis.call('ZREMRANGEBYSCORE', rate.key, '-inf', now - rper)
+    redis.call('ZREMRANGEBYSCORE', rate.key, '-inf', server_now() - rper)
     local room = math.max(rjobs - redis.call('ZCARD', rate.key), 0)
     if room < n then
       n = room
@@ -518,7 +533,7 @@ local function valid_id(id) return #id <= 1024 and string.find(id, '^[%w_%-]+$')
 local FIELDS = {'data', 'timeout', 'jq_attempts', 'jq_made', 'jq_backoff', 'result_ttl', 'failure_ttl',
                 'retries_left', 'jq_ready', 'enqueued_at', 'status', 'retry_intervals',
                 'success_callback_name', 'failure_callback_name', 'stopped_callback_name', 'webhooks',
-                'repeats_left'}
+                'repeats_left', 'jq_rkey'}
 -- RQ job options these workers do not carry out: such a job is failed at once, never run
 -- without them (docs/jobs.md, "Working with RQ")
 local UNSUPPORTED = {[13] = "RQ's on_success callback", [14] = "RQ's on_failure callback",
@@ -596,8 +611,41 @@ local function claim_one(id, best)
   -- attempt reads them; else the queue's
   local backoff = f[5]
   local ready = num(f[9]) or iso_ts(f[10]) or now
+  -- [rate limit per key, issue 21] spec.keyRateLimit: each rateKey (jq_rkey) has its own
+  -- window, jobqueue:rate:<q>:k:<key>. A job whose key is at its limit is not claimed: it waits,
+  -- scheduled, for a slot reserved in a later window (jobqueue:ratekeys:<q>, key -> "due,count":
+  -- `jobs` jobs per window), so a key's backlog comes back a window's worth at a time instead
+  -- of being popped again and again, and the other keys' jobs are claimed meanwhile.
+  local kk = nil
+  if krate and f[18] and f[18] ~= '' then
+    kk = 'jobqueue:rate:' .. q .. ':k:' .. f[18]
+    redis.call('ZREMRANGEBYSCORE', kk, '-inf', server_now() - krate.per)
+    if redis.call('ZCARD', kk) >= krate.jobs then
+      local free = tonumber(redis.call('ZRANGE', kk, 0, 0, 'WITHSCORES')[2]) + krate.per
+      local due = free
+      if not redis.call('HGET', jk, 'jq_rdue') then
+        -- a new arrival takes the next reserved slot; one that came back for its slot and
+        -- found the window still full (another pod's claim) retries when the oldest leaves
+        local hk = 'jobqueue:ratekeys:' .. q
+        local d, c = string.match(redis.call('HGET', hk, f[18]) or '', '^([^,]+),(%d+)$')
+        local count = 0
+        if num(d) and num(d) >= free then due, count = num(d), tonumber(c) end
+        if count >= krate.jobs then due, count = due + krate.per, 0 end
+        redis.call('HSET', hk, f[18], string.format('%.6f', due) .. ',' .. (count + 1))
+        local ttl = math.ceil((due - server_now() + krate.per) * 1000)
+        if redis.call('PTTL', hk) < ttl then redis.call('PEXPIRE', hk, ttl) end
+      end
+      redis.call('HSET', jk, 'status', 'scheduled', 'jq_ready', due, 'jq_rdue', due)
+      redis.call('ZADD', 'rq:scheduled:' .. q, due, id)
+      return nil
+    end
+  end
   seq = seq + 1
   local ex = a.xp .. seq
+  if kk then
+    redis.call('ZADD', kk, server_now(), ex)
+    redis.call('PEXPIRE', kk, math.ceil(krate.per * 1000) + 1000)
+  end
   redis.call('ZADD', wip, a.lease, id .. ':' .. ex)
   redis.call('HSET', jk, 'status', 'started', 'worker_name', wname, 'started_at', iso,
              'last_heartbeat', iso, 'jq_pod', a.pod, 'jq_exec', ex, 'jq_made', made,
@@ -678,7 +726,7 @@ if nonempty == 0 then redis.call('DEL', 'jobqueue:signal:' .. q) end
 -- [rate limit] record this call's claims in the window; a limited call's wake-up time
 local rate_free = nil
 if rate then
-  for i = 1, #claimed / 3 do redis.call('ZADD', rate.key, now, a.xp .. i) end
+  for i = 1, #claimed / 3 do redis.call('ZADD', rate.key, server_now(), a.xp .. i) end
   redis.call('PEXPIRE', rate.key, math.ceil(rate.per * 1000) + 1000)
   local oldest = redis.call('ZRANGE', rate.key, 0, 0, 'WITHSCORES')
   if rate.limited and oldest[2] then

@@ -315,6 +315,7 @@ def worker(
 @click.option("--job-id", help="Idempotency key: a job with this id is added at most once.")
 @click.option("--delay", type=click.FloatRange(min=0), help="Seconds before the job may run.")
 @click.option("--priority", type=click.IntRange(1, 5), help="1 (most important) .. 5; default 3.")
+@click.option("--rate-key", help="What the queue's keyRateLimit counts it against (a tenant, an API host).")
 @output_options
 @click.pass_context
 def enqueue(
@@ -329,6 +330,7 @@ def enqueue(
     job_id: str | None,
     delay: float | None,
     priority: int | None,
+    rate_key: str | None,
     output: str,
     as_json: bool,
 ) -> None:
@@ -346,6 +348,7 @@ def enqueue(
             job_id=job_id,
             delay=delay,
             priority=priority,
+            rate_key=rate_key,
             connection=conn,
             **options,
         )

@@ -66,6 +66,8 @@ class JobSpec:
     delay: float | timedelta | None = None
     priority: int | None = None
     options: Mapping[str, Any] | settings.JobOptions | None = None
+    #: the key spec.keyRateLimit counts per (a tenant, an API host); None: no key
+    rate_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -174,12 +176,12 @@ class _Builder:
         self.now = time.time()
         self.now_iso = payload.utcformat(self.now)
         self.created = repr(self.now)
-        self._sets: dict[settings.JobOptions | None, int] = {}
+        self._sets: dict[tuple[settings.JobOptions | None, str | None], int] = {}
         self.sets: list[list[Any]] = []
 
-    def option_set(self, overrides: settings.JobOptions | None) -> int:
-        """Index (1-based) of the hash fields of the resolved options, shared by jobs."""
-        idx = self._sets.get(overrides)
+    def option_set(self, overrides: settings.JobOptions | None, rate_key: str | None = None) -> int:
+        """Index (1-based) of the hash fields of the resolved options (and rate key), shared by jobs."""
+        idx = self._sets.get((overrides, rate_key))
         if idx is None:
             eff = self.qs.effective(overrides)
             self.sets.append([
@@ -187,8 +189,9 @@ class _Builder:
                 "failure_ttl", eff.keep_failed_seconds, "retries_left", eff.attempts - 1,
                 "retry_intervals", _retry_intervals(eff), keys.F_ATTEMPTS, eff.attempts, keys.F_MADE, 0,
                 keys.F_BACKOFF, eff.backoff.model_dump_json(by_alias=True, exclude_none=True),
+                *((keys.F_RATE_KEY, rate_key) if rate_key is not None else ()),
             ])  # fmt: skip
-            idx = self._sets[overrides] = len(self.sets)
+            idx = self._sets[(overrides, rate_key)] = len(self.sets)
         return idx
 
     def build(self, spec: JobSpec) -> tuple[str, str, list[Any]]:
@@ -213,12 +216,16 @@ class _Builder:
             data, description = payload.encode_call(fn, spec.args, kwargs)
         except (TypeError, ValueError) as exc:
             raise InvalidJobError(f"arguments of {fn} must be JSON values (no pickling): {exc}") from None
+        rate_key = spec.rate_key
+        if rate_key is not None and not (isinstance(rate_key, str) and 1 <= len(rate_key) <= 200):
+            raise InvalidJobError(f"rate_key must be a string of 1-200 characters, got {spec.rate_key!r}")
         kind = "s" if delay > 0 else "q"
         ready = repr(self.now + delay) if delay > 0 else self.created
         return (
             job_id,
             kind,
-            [job_id, kind, level, ready, self.option_set(_options(spec.options)), data, description],
+            [job_id, kind, level, ready, self.option_set(_options(spec.options), rate_key), data,
+             description],
         )
 
     def option_sets(self) -> list[Any]:
@@ -260,6 +267,7 @@ def enqueue(
     job_id: str | None = None,
     delay: float | timedelta | None = None,
     priority: int | None = None,
+    rate_key: str | None = None,
     connection: redis.Redis | None = None,
     **options: Any,
 ) -> EnqueueResult:
@@ -267,14 +275,15 @@ def enqueue(
 
     ``function`` is a ``@job`` function or its dotted name; ``args``/``kwargs`` must be JSON
     values. ``delay`` (seconds) makes it a delayed job; ``priority`` 1 (most important) .. 5
-    picks its level (default 3); ``options`` override the queue's job defaults
+    picks its level (default 3); ``rate_key`` names what the queue's ``keyRateLimit`` counts
+    this job against (a tenant, an API host); ``options`` override the queue's job defaults
     (``attempts=5``, ``backoff={"type": "fixed", "delaySeconds": 2}``, ``timeout_seconds=30``,
     ``keep_completed=3600``, ``keep_failed=86400``). Raises UnknownQueueError when no JobQueue
     publishes ``queue``, InvalidJobError for anything malformed.
     """
     conn = _connection(connection)
     builder = _Builder(settings.load(conn, queue))
-    spec = JobSpec(function, args, kwargs or {}, job_id, delay, priority, options or None)
+    spec = JobSpec(function, args, kwargs or {}, job_id, delay, priority, options or None, rate_key)
     return _run_enqueue(conn, builder, [builder.build(spec)])[0]
 
 

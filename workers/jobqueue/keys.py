@@ -61,6 +61,7 @@ F_REASON: Final = "jq_reason"  # why the last attempt failed, one line
 F_PROGRESS: Final = "jq_progress"  # 0..100, also mirrored into meta["progress"]
 F_STARTED: Final = "jq_start"  # unix time the current/last attempt really started
 F_ENDED: Final = "jq_end"  # unix time the last attempt ended
+F_RATE_KEY: Final = "jq_rkey"  # the producer's rateKey (spec.keyRateLimit applies per key)
 F_CANCEL: Final = "jq_cancel"  # unix time a cancel was asked for (the job ends canceled, never retried)
 
 

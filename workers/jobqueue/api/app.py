@@ -143,7 +143,8 @@ def _job_routes(app: FastAPI, api: _Api) -> None:
         api.check(who, auth.ENQUEUE, queue)
         options = body.options.model_dump(by_alias=True, exclude_none=True) if body.options else {}
         res = client.enqueue(queue, body.function, *body.args, kwargs=body.kwargs, job_id=body.job_id,
-                             delay=body.delay_seconds, priority=body.priority, connection=api.conn, **options)
+                             delay=body.delay_seconds, priority=body.priority, rate_key=body.rate_key,
+                             connection=api.conn, **options)
         if res.duplicate:
             response.status_code = 200
         return schemas.Enqueued(id=res.id, queue=res.queue, duplicate=res.duplicate, state=res.status)

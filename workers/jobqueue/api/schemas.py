@@ -193,6 +193,9 @@ class EnqueueRequest(_Doc):
                                           description="1 (most important) … 5; default 3")] = None
     options: settings.JobOptions | None = Field(
         default=None, description="overrides of the queue's jobDefaults (attempts, backoff, timeoutSeconds)")
+    rate_key: Annotated[str | None, Field(
+        min_length=1, max_length=200,
+        description="what the queue's keyRateLimit counts this job against (a tenant, an API host)")] = None
 
 
 class Enqueued(_Doc):
