@@ -22,6 +22,10 @@ next to them:
   them, producers still add;
 * ``jobqueue:cancel:<worker>`` — a list of ``<id>:<execution>`` the CANCEL script pushes for
   a running job; the worker that runs it blocks on it (BLPOP) and stops the job at once;
+* ``jobqueue:rate:<q>`` and ``jobqueue:rate:<q>:k:<key>`` — sorted sets of the claim times of
+  the last ``perSeconds`` (``spec.rateLimit`` / ``spec.keyRateLimit``), ``jobqueue:ratekeys:<q>``
+  the slot reserved for a key's next waiting job, ``jobqueue:limited`` hash queue -> when its
+  window next frees (SNAPSHOT reports the queue as rate-limited);
 * ``jq_*`` fields in RQ's job and worker hashes (RQ ignores fields it does not know).
 
 Every Lua script builds these names itself from the queue name (see :mod:`jobqueue._lua`);
