@@ -44,3 +44,9 @@ def _redis() -> redis.Redis:
     if _conn is None:
         _conn = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
     return _conn
+
+
+@job
+def stamp() -> float:
+    """Returns the time it ended (time.time()), its last act (bench_wait_latency.py)."""
+    return time.time()

@@ -48,6 +48,14 @@ EXTRA_RULES: Final[Mapping[str, list[dict[str, Any]]]] = {
     "Backoff": [cel(
         "!has(self.maxDelaySeconds) || self.maxDelaySeconds >= self.delaySeconds",
         "backoff.maxDelaySeconds must not be below backoff.delaySeconds", field_path=".maxDelaySeconds")],
+    # (the API server compares an integer value with a fractional minimum as integers: 0 >= 0.01
+    # passes the schema's minimum, so the rule says it again)
+    "RateLimit": [cel(
+        "self.perSeconds >= 0.01", "rateLimit.perSeconds must be at least 0.01 (seconds)",
+        field_path=".perSeconds")],
+    "KeyRateLimit": [cel(
+        "self.perSeconds >= 0.01", "keyRateLimit.perSeconds must be at least 0.01 (seconds)",
+        field_path=".perSeconds")],
 }
 
 # Human order of keys in the output, unknown keys after these (alphabetically).
@@ -217,6 +225,8 @@ def jobqueue_crd() -> dict[str, Any]:
             _column("Reason", "string", f"{ready}.reason", "why (not) ready", priority=1),
             _column("Suspend", "boolean", ".spec.suspend", "taking no new jobs", priority=1),
             _column("Paused", "boolean", ".status.paused", "paused in Redis: taking no new jobs", priority=1),
+            _column("Limited", "boolean", ".status.rateLimited", "spec.rateLimit holds jobs back now",
+                    priority=1),
         ])
 
 

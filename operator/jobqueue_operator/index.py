@@ -51,6 +51,8 @@ class QueueRef:
     deleting: bool
     #: spec.failureNotification (None: Events and the metric only)
     failure_notification: models.FailureNotification | None = None
+    #: spec.rateLimit.jobs: most jobs that may start in one window (None: no rate limit)
+    rate_limit_jobs: int | None = None
 
     @functools.cached_property
     def key(self) -> Key:  # (read a dozen times per queue per autoscaler pass: made once)
@@ -92,6 +94,7 @@ def queue_ref(body: Mapping[str, Any]) -> QueueRef | None:
         deployment_name=names.deployment_name(name),
         deleting=bool(meta.get("deletionTimestamp")),
         failure_notification=spec.failure_notification,
+        rate_limit_jobs=spec.rate_limit.jobs if spec.rate_limit else None,
     )
 
 

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobqueue.settings import JobOptions
+from jobqueue.settings import JobOptions, KeyRateLimit, RateLimit
 
 GROUP: Final = "jobqueue.glec.io"
 VERSION: Final = "v1alpha1"
@@ -410,6 +410,15 @@ class JobQueueSpec(_Model):
     priority: int = Field(default=3, ge=1, le=5, description="1 = most important ... 5 = least")
     concurrency: int = Field(default=1, ge=1, le=10000,
                              description="most jobs running at once for the whole queue")
+    rate_limit: RateLimit | None = Field(
+        default=None, alias="rateLimit",
+        description="at most rateLimit.jobs jobs of the queue start in any rateLimit.perSeconds window, "
+                    "over every worker (exact: enforced in Redis where workers claim jobs)")
+    key_rate_limit: KeyRateLimit | None = Field(
+        default=None, alias="keyRateLimit",
+        description="at most keyRateLimit.jobs jobs with the same rateKey (a tenant, an API host: set by "
+                    "the producer) start in any keyRateLimit.perSeconds window, each key on its own; "
+                    "jobs of a key at its limit wait without holding up other keys")
     worker: WorkerSpec
     scaling: ScalingSpec = Field(default_factory=ScalingSpec, json_schema_extra={"default": {}})
     job_defaults: JobOptions | None = Field(
@@ -485,6 +494,9 @@ class JobQueueStatus(_Model):
                                           description="why it did (the demand it saw)")
     paused: bool | None = Field(default=None, description="paused in Redis (`jobqueue pause`, the admin "
                                 "API): workers take nothing new, replicas are held at minReplicas")
+    rate_limited: bool | None = Field(default=None, alias="rateLimited",
+                                      description="spec.rateLimit is holding jobs back now (it cut a "
+                                                  "claim short within the last 2 s)")
 
 
 # --------------------------------------------------------------------------------------

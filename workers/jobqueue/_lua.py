@@ -18,7 +18,11 @@ several round trips, and a crash between two of them loses or duplicates a job (
   handle the same job twice);
 * ``RECOVER_POD`` — the operator's recovery of every job held by one vanished pod;
 * ``SNAPSHOT`` — every figure of every queue, read-only;
-* ``RETRY`` / ``REMOVE`` — the admin operations.
+* ``RETRY`` / ``REMOVE`` — the admin operations on one job; ``BULK`` — the same on a batch of
+  jobs of one state (``jobqueue retry/remove --state``), each re-checked inside the script;
+* ``CANCEL`` — cancel a job from anywhere: a pending one at once, a running one through its
+  worker's cancel list (``jobqueue:cancel:<worker>``) and the ``jq_cancel`` flag, which the ack
+  and ``end_claim`` honour so a cancelled job is never retried.
 
 Every script treats what it reads from a job hash as untrusted (anyone who can write to Redis
 wrote it): numbers are checked, reasons quote bytes as ``\\xHH``, and each step that touches
@@ -145,6 +149,8 @@ local function fail_job(q, id, reason, now, iso)
   redis.call('HSET', jk, 'status', 'failed', 'jq_reason', reason, 'exc_info', reason,
              'ended_at', iso, 'jq_end', now, 'jq_exec', '', 'retries_left', 0)
   exhausted(q, id, jk, reason)
+  -- [wait, issue 21] every end has a result entry (RQ's type 2, failed): waiters block on it
+  redis.call('XADD', 'rq:results:' .. id, 'MAXLEN', '~', 10, '*', 'type', 2, 'exc_string', reason)
   retain('rq:failed:' .. q, jk, 'rq:results:' .. id, id, now,
          keep_of(redis.call('HGET', jk, 'failure_ttl')) or KEEP_FAILED)
 end
@@ -225,14 +231,32 @@ local function settle_dependents(q, id, status, now, iso)
   end
 end
 
+-- [cancel, issue 21] End a job `canceled` (RQ's status and CanceledJobRegistry): never retried,
+-- kept like a failed job (failure_ttl), a result entry of RQ's type 3 (stopped) so a waiter on
+-- the results stream wakes, and its depends_on children failed ('was canceled').
+local function cancel_job(q, id, now, iso, reason)
+  local jk, rk = 'rq:job:' .. id, 'rq:results:' .. id
+  redis.call('HSET', jk, 'status', 'canceled', 'jq_reason', reason, 'ended_at', iso, 'jq_end', now,
+             'jq_exec', '', 'retries_left', 0)
+  redis.call('XADD', rk, 'MAXLEN', '~', 10, '*', 'type', 3, 'exc_string', reason)
+  retain('rq:canceled:' .. q, jk, rk, id, now, keep_of(try('HGET', jk, 'failure_ttl')) or KEEP_FAILED)
+  settle_dependents(q, id, 'canceled', now, iso)
+end
+
 -- A claim that ended without a result: the worker was lost (reason ~= '') or handed the
 -- job back before starting it (refund = true). Re-queue it at the front of its level if an
 -- attempt is left, else fail it with the reason. The caller removed or checked the wip member.
 local function end_claim(q, id, member, now, now_iso, reason, refund)
   local jk = 'rq:job:' .. id
   redis.call('ZREM', 'rq:wip:' .. q, member)
-  local f = try('HMGET', jk, 'jq_attempts', 'jq_made', 'jq_prio', 'failure_ttl', 'status', 'retries_left')
+  local f = try('HMGET', jk, 'jq_attempts', 'jq_made', 'jq_prio', 'failure_ttl', 'status', 'retries_left',
+                'jq_cancel', 'jq_reason')
   if not f or not f[5] then return 'gone' end
+  if f[7] and f[7] ~= '' then  -- [cancel] a cancel was asked for: it ends here, never re-queued
+    local how = reason ~= '' and 'was lost' or 'handed it back'
+    cancel_job(q, id, now, now_iso, (f[8] or 'canceled') .. ' (its worker ' .. how .. ')')
+    return 'canceled'
+  end
   local made = num(f[2]) or 1
   -- a job only plain RQ ever ran has no jq_attempts: RQ's retries_left says what is left
   local attempts = num(f[1]) or (made + (num(f[6]) or 0))
@@ -368,6 +392,13 @@ local function ack(k)
   redis.call('ZREM', wip, member)
   redis.call('HSET', jk, 'started_at', k[4], 'ended_at', k[5], 'last_heartbeat', k[5],
              'jq_start', k[6], 'jq_end', k[7], 'jq_exec', '')
+  -- [cancel, issue 21] stopped on request; or failed while a cancel was on its way: never retried
+  if outcome == 'cancel' or (outcome ~= 'ok' and (redis.call('HGET', jk, 'jq_cancel') or '') ~= '') then
+    local asked = redis.call('HGET', jk, 'jq_reason') or 'canceled'
+    local why = asked .. '; ' .. (outcome == 'cancel' and k[12] or ('its attempt had failed: ' .. k[12]))
+    cancel_job(q, id, now, iso, why)
+    return
+  end
   local stream = {'type', 1, 'worker_name', wname, 'execution_id', ex,
                   'execution_started_at', k[6], 'execution_ended_at', k[7]}
   if outcome == 'ok' then
@@ -451,6 +482,18 @@ end
 local claimed = {}
 local n = tonumber(a.n)
 local capped = false
+local rate = nil  -- [rate limit] {key, per, limited}
+local krate = nil  -- [rate limit per key] {jobs, per}
+-- [rate limit] the windows use the server's clock, not the caller's `now`: a worker descheduled
+-- between reading its clock and this call would record its claims as older than they are
+local rnow = nil
+local function server_now()
+  if not rnow then
+    local t = redis.call('TIME')
+    rnow = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  end
+  return rnow
+end
 if n > 0 then
   local st = try('GET', '__SETTINGS__' .. q)
   local cap = type(st) == 'string' and tonumber(string.match(st, '"concurrency":%s*(%d+)'))
@@ -462,6 +505,27 @@ if n > 0 then
       capped = true
     end
   end
+  -- [rate limit, issue 21] spec.rateLimit {jobs, perSeconds}: the claim times of the last
+  -- perSeconds live in jobqueue:rate:<q> (one member per job claimed), so at most `jobs` are
+  -- claimed in any window (t - perSeconds, t] over every worker. A limited call reports
+  -- `capped` and, as its wake-up time, when the oldest claim leaves the window.
+  local rl = type(st) == 'string' and string.match(st, '"rateLimit":%s*(%b{})')
+  local rjobs = rl and tonumber(string.match(rl, '"jobs":%s*(%d+)'))
+  local rper = rl and num(string.match(rl, '"perSeconds":%s*([%d%.eE%+%-]+)'))
+  local kl = type(st) == 'string' and string.match(st, '"keyRateLimit":%s*(%b{})')
+  local kjobs = kl and tonumber(string.match(kl, '"jobs":%s*(%d+)'))
+  local kper = kl and num(string.match(kl, '"perSeconds":%s*([%d%.eE%+%-]+)'))
+  if kjobs and kper and kper > 0 then krate = {jobs = kjobs, per = kper} end
+  if rjobs and rper and rper > 0 then
+    rate = {key = 'jobqueue:rate:' .. q, per = rper}
+    redis.call('ZREMRANGEBYSCORE', rate.key, '-inf', server_now() - rper)
+    local room = math.max(rjobs - redis.call('ZCARD', rate.key), 0)
+    if room < n then
+      n = room
+      rate.limited = true
+      capped = true
+    end
+  end
 end
 
 -- RQ's rule for job ids (rq/job.py), which the producer API enforces too (client.py)
@@ -469,7 +533,7 @@ local function valid_id(id) return #id <= 1024 and string.find(id, '^[%w_%-]+$')
 local FIELDS = {'data', 'timeout', 'jq_attempts', 'jq_made', 'jq_backoff', 'result_ttl', 'failure_ttl',
                 'retries_left', 'jq_ready', 'enqueued_at', 'status', 'retry_intervals',
                 'success_callback_name', 'failure_callback_name', 'stopped_callback_name', 'webhooks',
-                'repeats_left'}
+                'repeats_left', 'jq_rkey'}
 -- RQ job options these workers do not carry out: such a job is failed at once, never run
 -- without them (docs/jobs.md, "Working with RQ")
 local UNSUPPORTED = {[13] = "RQ's on_success callback", [14] = "RQ's on_failure callback",
@@ -547,8 +611,41 @@ local function claim_one(id, best)
   -- attempt reads them; else the queue's
   local backoff = f[5]
   local ready = num(f[9]) or iso_ts(f[10]) or now
+  -- [rate limit per key, issue 21] spec.keyRateLimit: each rateKey (jq_rkey) has its own
+  -- window, jobqueue:rate:<q>:k:<key>. A job whose key is at its limit is not claimed: it waits,
+  -- scheduled, for a slot reserved in a later window (jobqueue:ratekeys:<q>, key -> "due,count":
+  -- `jobs` jobs per window), so a key's backlog comes back a window's worth at a time instead
+  -- of being popped again and again, and the other keys' jobs are claimed meanwhile.
+  local kk = nil
+  if krate and f[18] and f[18] ~= '' then
+    kk = 'jobqueue:rate:' .. q .. ':k:' .. f[18]
+    redis.call('ZREMRANGEBYSCORE', kk, '-inf', server_now() - krate.per)
+    if redis.call('ZCARD', kk) >= krate.jobs then
+      local free = tonumber(redis.call('ZRANGE', kk, 0, 0, 'WITHSCORES')[2]) + krate.per
+      local due = free
+      if not redis.call('HGET', jk, 'jq_rdue') then
+        -- a new arrival takes the next reserved slot; one that came back for its slot and
+        -- found the window still full (another pod's claim) retries when the oldest leaves
+        local hk = 'jobqueue:ratekeys:' .. q
+        local d, c = string.match(redis.call('HGET', hk, f[18]) or '', '^([^,]+),(%d+)$')
+        local count = 0
+        if num(d) and num(d) >= free then due, count = num(d), tonumber(c) end
+        if count >= krate.jobs then due, count = due + krate.per, 0 end
+        redis.call('HSET', hk, f[18], string.format('%.6f', due) .. ',' .. (count + 1))
+        local ttl = math.ceil((due - server_now() + krate.per) * 1000)
+        if redis.call('PTTL', hk) < ttl then redis.call('PEXPIRE', hk, ttl) end
+      end
+      redis.call('HSET', jk, 'status', 'scheduled', 'jq_ready', due, 'jq_rdue', due)
+      redis.call('ZADD', 'rq:scheduled:' .. q, due, id)
+      return nil
+    end
+  end
   seq = seq + 1
   local ex = a.xp .. seq
+  if kk then
+    redis.call('ZADD', kk, server_now(), ex)
+    redis.call('PEXPIRE', kk, math.ceil(krate.per * 1000) + 1000)
+  end
   redis.call('ZADD', wip, a.lease, id .. ':' .. ex)
   redis.call('HSET', jk, 'status', 'started', 'worker_name', wname, 'started_at', iso,
              'last_heartbeat', iso, 'jq_pod', a.pod, 'jq_exec', ex, 'jq_made', made,
@@ -626,6 +723,17 @@ if n > 0 and not paused and nonempty > 0 then
   if multi then redis.call('HSET', wrr, 1, cur[1], 2, cur[2], 3, cur[3], 4, cur[4], 5, cur[5]) end
 end
 if nonempty == 0 then redis.call('DEL', 'jobqueue:signal:' .. q) end
+-- [rate limit] record this call's claims in the window; a limited call's wake-up time
+local rate_free = nil
+if rate then
+  for i = 1, #claimed / 3 do redis.call('ZADD', rate.key, server_now(), a.xp .. i) end
+  redis.call('PEXPIRE', rate.key, math.ceil(rate.per * 1000) + 1000)
+  local oldest = redis.call('ZRANGE', rate.key, 0, 0, 'WITHSCORES')
+  if rate.limited and oldest[2] then
+    rate_free = tonumber(oldest[2]) + rate.per
+    redis.call('HSET', 'jobqueue:limited', q, rate_free)  -- (SNAPSHOT: the queue is being limited)
+  end
+end
 capped = capped and nonempty > 0 and not paused
 if #claimed > 0 or #rejected > 0 then touched = true end
 if touched then redis.call('HSET', 'jobqueue:activity', q, a.now) end
@@ -644,7 +752,11 @@ if redis.call('EXISTS', wk) == 1 then
 end
 
 local nxt = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
-return {nxt[2] or '', stale, claimed, paused and 1 or 0, capped and 1 or 0, rejected}
+local wake = nxt[2] or ''
+if rate_free and capped and (wake == '' or rate_free < tonumber(wake)) then  -- [rate limit]
+  wake = string.format('%.6f', rate_free)
+end
+return {wake, stale, claimed, paused and 1 or 0, capped and 1 or 0, rejected}
 """.replace("__SETTINGS__", settings.SETTINGS_KEY_PREFIX)
 
 HEARTBEAT: Final = r"""
@@ -733,6 +845,7 @@ end
 -- registries hold ids until their retention ends; the job hashes expire by themselves
 redis.call('ZREMRANGEBYSCORE', 'rq:finished:' .. q, '-inf', now)
 redis.call('ZREMRANGEBYSCORE', 'rq:failed:' .. q, '-inf', now)
+redis.call('ZREMRANGEBYSCORE', 'rq:canceled:' .. q, '-inf', now)
 return {requeued, failed}
 """
 
@@ -773,7 +886,8 @@ return {requeued, failed, workers}
 SNAPSHOT: Final = _PRELUDE + r"""
 -- ARGV: now, queue... Read-only. Two values per queue (packed: a reply of a few thousand
 -- strings costs both sides far less than one of tens of thousands of elements):
---   "p1,p2,p3,p4,p5,scheduled,scheduled_due,oldest_ready,running,lost,failed,finished,last_activity,paused"
+--   "p1,p2,p3,p4,p5,scheduled,scheduled_due,oldest_ready,running,lost,failed,finished,last_activity,paused,
+--    rate_limited" (rate_limited: a claim was cut short by spec.rateLimit within the last 2 s)
 --   the live workers, "\30"-separated, each "name\31pod\31state\31current_job\31busy\31slots"
 -- A queue with no key at all (no job in any state, no worker: most queues, most of the time)
 -- is one EXISTS and one short reply, "=last_activity" (",1" added when paused) and "".
@@ -787,6 +901,7 @@ local names = {}
 for i = 2, #ARGV do names[i - 1] = ARGV[i] end
 local activity = call('HMGET', 'jobqueue:activity', unpack(names))
 local paused = call('HMGET', 'jobqueue:paused', unpack(names))
+local limited = call('HMGET', 'jobqueue:limited', unpack(names))  -- [rate limit]
 for qi, q in ipairs(names) do
   local base = 'rq:queue:' .. q
   local lkeys = {base .. ':p1', base .. ':p2', base, base .. ':p4', base .. ':p5'}
@@ -800,7 +915,8 @@ for qi, q in ipairs(names) do
   else
     local members = call('SMEMBERS', workers)
     if #members > 0 then any = any - 1 end  -- the rest are job keys
-    local f = {0, 0, 0, 0, 0, 0, 0, '', 0, 0, 0, 0, activity[qi] or '', paused[qi] and 1 or 0}
+    local f = {0, 0, 0, 0, 0, 0, 0, '', 0, 0, 0, 0, activity[qi] or '', paused[qi] and 1 or 0,
+               (num(limited[qi]) or 0) > now - 2 and 1 or 0}
     if any > 0 then
       local oldest = nil
       -- most queues use only the default level: one EXISTS rules out the four others
@@ -848,44 +964,137 @@ end
 return out
 """
 
-RETRY: Final = _PRELUDE + r"""
+# The admin operations' steps on one job, shared by the one-job scripts (RETRY, REMOVE) and
+# the bulk one (BULK), so a job retried or removed alone or in a batch changes the same way.
+_ADMIN: Final = _PRELUDE + r"""
+-- Put a failed (or stopped / canceled) job back in its queue with a fresh set of attempts.
+-- f: HMGET of jq_attempts, jq_prio.
+local function retry_one(q, id, f, now, iso)
+  local jk = 'rq:job:' .. id
+  redis.call('ZREM', 'rq:failed:' .. q, id)
+  redis.call('ZREM', 'rq:canceled:' .. q, id)
+  local attempts = math.max(math.floor(num(f[1]) or 1), 1)
+  redis.call('HSET', jk, 'status', 'queued', 'jq_made', 0, 'retries_left', attempts - 1, 'jq_ready', now,
+             'enqueued_at', iso, 'jq_reason', '', 'jq_progress', 0, 'ended_at', '')
+  redis.call('HDEL', jk, 'exc_info', 'jq_cancel')
+  redis.call('PERSIST', jk)
+  redis.call('PERSIST', 'rq:results:' .. id)
+  local level = level_of(f[2])
+  redis.call('RPUSH', qkey(q, level), id)
+  redis.call('SADD', 'rq:queues', qkey(q, level))
+  signal(q)
+end
+
+-- Delete a job that is not running from wherever it is. A queued one is looked for in its
+-- own level's list first, from the head (LREM count 1: a bulk purge that walks a long list
+-- in order then costs O(batch), not O(list) per job).
+local function remove_one(q, id, status, prio, now, iso)
+  if status == 'queued' then
+    local l = level_of(prio)
+    if redis.call('LREM', qkey(q, l), 1, id) == 0 then
+      for k = 1, 5 do if k ~= l then redis.call('LREM', qkey(q, k), 1, id) end end
+    end
+  end
+  for _, r in ipairs({'scheduled', 'finished', 'failed', 'deferred', 'canceled'}) do
+    redis.call('ZREM', 'rq:' .. r .. ':' .. q, id)
+  end
+  redis.call('DEL', 'rq:job:' .. id, 'rq:results:' .. id)
+  -- RQ's depends_on: children waiting on it can never run now
+  settle_dependents(q, id, 'removed', now, iso)
+end
+"""
+
+RETRY: Final = _ADMIN + r"""
 -- ARGV: queue, id, now, now_iso. Returns the status before, or 'missing' / 'origin:<q>'.
 local q, id, now, iso = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local jk = 'rq:job:' .. id
-local f = try('HMGET', jk, 'status', 'origin', 'jq_attempts', 'jq_prio') or {}
+local f = try('HMGET', 'rq:job:' .. id, 'status', 'origin', 'jq_attempts', 'jq_prio') or {}
 if not f[1] then return 'missing' end
 if f[2] and f[2] ~= '' and f[2] ~= q then return 'origin:' .. f[2] end
 if f[1] ~= 'failed' and f[1] ~= 'stopped' and f[1] ~= 'canceled' then return f[1] end
-redis.call('ZREM', 'rq:failed:' .. q, id)
-redis.call('ZREM', 'rq:canceled:' .. q, id)
-local attempts = math.max(math.floor(num(f[3]) or 1), 1)
-redis.call('HSET', jk, 'status', 'queued', 'jq_made', 0, 'retries_left', attempts - 1, 'jq_ready', now,
-           'enqueued_at', iso, 'jq_reason', '', 'jq_progress', 0, 'ended_at', '')
-redis.call('HDEL', jk, 'exc_info')
-redis.call('PERSIST', jk)
-redis.call('PERSIST', 'rq:results:' .. id)
-local level = level_of(f[4])
-redis.call('RPUSH', qkey(q, level), id)
-redis.call('SADD', 'rq:queues', qkey(q, level))
-signal(q)
+retry_one(q, id, {f[3], f[4]}, now, iso)
 return f[1]
 """
 
-REMOVE: Final = _PRELUDE + r"""
+REMOVE: Final = _ADMIN + r"""
 -- ARGV: queue, id, now, now_iso. Returns the status before, or 'missing' / 'origin:<q>' /
 -- 'started' (refused).
 local q, id, now, iso = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local jk = 'rq:job:' .. id
-local f = try('HMGET', jk, 'status', 'origin', 'jq_prio') or {}
+local f = try('HMGET', 'rq:job:' .. id, 'status', 'origin', 'jq_prio') or {}
 if not f[1] then return 'missing' end
 if f[2] and f[2] ~= '' and f[2] ~= q then return 'origin:' .. f[2] end
 if f[1] == 'started' then return 'started' end
-for l = 1, 5 do redis.call('LREM', qkey(q, l), 0, id) end
-for _, r in ipairs({'scheduled', 'finished', 'failed', 'deferred', 'canceled'}) do
-  redis.call('ZREM', 'rq:' .. r .. ':' .. q, id)
-end
-redis.call('DEL', jk, 'rq:results:' .. id)
--- RQ's depends_on: children waiting on it can never run now
-settle_dependents(q, id, 'removed', now, iso)
+remove_one(q, id, f[1], f[3], now, iso)
 return f[1]
+"""
+
+BULK: Final = _ADMIN + r"""
+-- ARGV: action ('retry' | 'remove' | 'count': a dry run), queue, state, now, now_iso,
+-- changed_before ('' or unix time), then job ids listed in `state` a moment ago.
+-- One batch, atomically: each id is acted on only if its job is still in this queue, still in
+-- `state` and (with changed_before) entered it before that time -- a job a worker claimed,
+-- finished or retried since it was listed is skipped, never half-handled. Returns
+-- {ids acted on (or that would be, for 'count'), number skipped (changed), number too young}.
+local action, q, state, now, iso = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local before = num(ARGV[6])
+local done, skipped, young = {}, 0, 0
+-- when a job entered its state (what --older-than compares): ended, queued, or created
+local function since(f)
+  if state == 'queued' then return num(f[5]) or iso_ts(f[6]) end
+  if state == 'scheduled' then return num(f[7]) or iso_ts(f[8]) end
+  return num(f[9]) or iso_ts(f[10])
+end
+for i = 7, #ARGV do
+  local id = ARGV[i]
+  local f = try('HMGET', 'rq:job:' .. id, 'status', 'origin', 'jq_attempts', 'jq_prio', 'jq_ready',
+                'enqueued_at', 'jq_created', 'created_at', 'jq_end', 'ended_at')
+  local ok = f and f[1] == state and (not f[2] or f[2] == '' or f[2] == q) and state ~= 'started'
+  local t = ok and before and since(f)
+  if not ok then
+    skipped = skipped + 1
+  elseif before and not (t and t < before) then
+    young = young + 1  -- (no time recorded: not known to be old enough)
+  else
+    if action == 'retry' then retry_one(q, id, {f[3], f[4]}, now, iso)
+    elseif action == 'remove' then remove_one(q, id, f[1], f[4], now, iso) end
+    done[#done + 1] = id
+  end
+end
+return {done, skipped, young}
+"""
+
+CANCEL: Final = _ADMIN + r"""
+-- [cancel, issue 21] ARGV: queue, id, now, now_iso, by. Returns {status before, worker} or
+-- {'missing'} / {'origin', q}. A queued, scheduled or deferred job is canceled here, so it never
+-- starts (a claim is a script too: one of them wins). A running one gets jq_cancel and its
+-- worker a message on its cancel list (jobqueue:cancel:<worker>, where the worker blocks):
+-- the worker stops it and reports 'cancel'; if the worker is lost first, end_claim cancels it.
+local q, id, now, iso, by = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local jk = 'rq:job:' .. id
+local f = try('HMGET', jk, 'status', 'origin', 'jq_prio', 'worker_name', 'jq_exec') or {}
+if not f[1] then return {'missing'} end
+if f[2] and f[2] ~= '' and f[2] ~= q then return {'origin', f[2]} end
+local reason = 'canceled' .. (by ~= '' and (' by ' .. by) or '')
+if f[1] == 'queued' or f[1] == 'scheduled' or f[1] == 'deferred' or f[1] == 'created' then
+  if f[1] == 'queued' then
+    local l = level_of(f[3])
+    if redis.call('LREM', qkey(q, l), 1, id) == 0 then
+      for k = 1, 5 do if k ~= l then redis.call('LREM', qkey(q, k), 1, id) end end
+    end
+  end
+  redis.call('ZREM', 'rq:scheduled:' .. q, id)
+  redis.call('ZREM', 'rq:deferred:' .. q, id)
+  redis.call('HSET', jk, 'jq_cancel', now)
+  cancel_job(q, id, now, iso, reason .. ' before it started')
+  return {f[1], ''}
+end
+if f[1] == 'started' then
+  redis.call('HSET', jk, 'jq_cancel', now, 'jq_reason', reason)
+  if f[4] and f[4] ~= '' and f[5] and f[5] ~= '' then
+    local ck = 'jobqueue:cancel:' .. f[4]
+    redis.call('RPUSH', ck, id .. ':' .. f[5])
+    redis.call('EXPIRE', ck, 300)  -- (a worker that is gone never reads it)
+  end
+  return {'started', f[4] or ''}
+end
+return {f[1], ''}  -- ended already: nothing to cancel
 """

@@ -25,11 +25,20 @@ from typing import Final, Literal, get_args
 
 import redis
 
-from jobqueue import client, keys, settings, stats
+from jobqueue import _lua, client, keys, payload, settings, stats
+from jobqueue._redis import Script
 
-JobState = Literal["queued", "scheduled", "started", "finished", "failed"]
+_BULK = Script(_lua.BULK)
+
+JobState = Literal["queued", "scheduled", "started", "finished", "failed", "canceled"]
 #: The states a queue's jobs can be listed by (RQ's names: started = running).
 STATES: Final[tuple[str, ...]] = get_args(JobState)
+#: States ``retry_jobs`` / ``remove_jobs`` take (a running job is cancelled, not removed).
+RETRY_STATES: Final = ("failed", "canceled")
+REMOVE_STATES: Final = ("queued", "scheduled", "finished", "failed", "canceled")
+#: Jobs per BULK script call: one call holds Redis for a few milliseconds at most, so workers
+#: and producers keep going while thousands of jobs are retried or removed.
+BULK_BATCH: Final = 500
 #: Most jobs one page lists: a page is read in two round trips, whatever its size, but each
 #: job is a hash to decode.
 MAX_PAGE: Final = 500
@@ -51,6 +60,20 @@ class JobPage:
     offset: int
     limit: int
     jobs: list[client.JobInfo]
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """What a bulk retry or remove did (or, with ``dry_run``, would do)."""
+
+    queue: str
+    state: str
+    action: str  # "retry" or "remove"
+    dry_run: bool
+    matched: int  # jobs in the state (and matching the filters) when the command started
+    done: int  # retried / removed (dry run: that would be, now)
+    skipped: int  # matched, but changed state before their batch reached them (a worker took them …)
+    ids: list[str]  # the jobs done, in order
 
 
 @dataclass(frozen=True)
@@ -104,6 +127,10 @@ def _page(offset: object, limit: object) -> tuple[int, int]:
     return offset, limit
 
 
+def _ended_registry(queue: str, state: str) -> str:
+    return {"finished": keys.finished, "failed": keys.failed, "canceled": keys.canceled}[state](queue)
+
+
 def list_jobs(
     queue: str,
     state: str,
@@ -116,7 +143,7 @@ def list_jobs(
 
     Order: ``queued`` by priority level (1 first), then first in first out — the order
     workers take them in, near enough; ``scheduled`` by due time; ``started`` by claim;
-    ``finished`` and ``failed`` newest first. ValueError for a bad state, offset or limit.
+    ``finished``, ``failed`` and ``canceled`` newest first. ValueError for a bad state, offset or limit.
     """
     if state not in STATES:
         raise ValueError(f"state must be one of {', '.join(STATES)}, got {state!r}")
@@ -149,7 +176,7 @@ def list_jobs(
         ids = [client.id_text(m) if state == "scheduled" else client.id_text(m).rsplit(":", 1)[0]
                for m in members]
     else:
-        key = keys.finished(queue) if state == "finished" else keys.failed(queue)
+        key = _ended_registry(queue, state)
         now = time.time()  # registry scores are expiry times: lower ones are gone (RQ's rule)
         pipe = conn.pipeline(transaction=False)
         pipe.zcount(key, now, "+inf")
@@ -181,3 +208,115 @@ def overview(
                 qs = None
         out.append(QueueOverview(name, qs, snap[name], _state(name, pauses.get(name.encode()))))
     return out
+
+
+def _state_ids(conn: redis.Redis, queue: str, state: str) -> list[bytes]:
+    """Every job id of ``queue`` in ``state`` now, in list order (see :func:`list_jobs`)."""
+    pipe = conn.pipeline(transaction=False)
+    if state == "queued":
+        for level in keys.PRIORITY_LEVELS:
+            pipe.lrange(keys.level_key(queue, level), 0, -1)
+    elif state == "scheduled":
+        pipe.zrange(keys.scheduled(queue), 0, -1)
+    else:
+        pipe.zrevrangebyscore(_ended_registry(queue, state), "+inf", time.time())
+    seen: set[bytes] = set()
+    out = []
+    for chunk in pipe.execute():
+        for job_id in chunk:
+            if job_id not in seen:  # (an id listed twice is handled once)
+                seen.add(job_id)
+                out.append(job_id)
+    return out
+
+
+def _functions(conn: redis.Redis, ids: list[bytes]) -> list[str | None]:
+    """The function name of each job (None: gone, or a payload that cannot be read)."""
+    pipe = conn.pipeline(transaction=False)
+    for job_id in ids:
+        pipe.hget(b"rq:job:" + job_id, "data")
+    names: list[str | None] = []
+    for data in pipe.execute(raise_on_error=False):
+        try:
+            names.append(payload.decode(data)[0] if isinstance(data, bytes) else None)
+        except payload.PayloadError:
+            names.append(None)
+    return names
+
+
+def _bulk(
+    action: str,
+    allowed: tuple[str, ...],
+    queue: str,
+    state: str,
+    *,
+    older_than: float | None,
+    function: str | None,
+    dry_run: bool,
+    connection: redis.Redis | None,
+) -> BulkResult:
+    if state not in allowed:
+        raise ValueError(f"{action} takes state {' or '.join(allowed)}, got {state!r}"
+                         + (" (a running job is cancelled instead)" if state == "started" else ""))
+    if older_than is not None and (isinstance(older_than, bool) or not isinstance(older_than, int | float)
+                                   or not older_than >= 0):
+        raise ValueError(f"older_than must be a number of seconds >= 0, got {older_than!r}")
+    conn = client._connection(connection)
+    settings.load(conn, queue)
+    now = time.time()
+    ids = _state_ids(conn, queue, state)
+    if function is not None:
+        kept: list[bytes] = []
+        for start in range(0, len(ids), BULK_BATCH):
+            chunk = ids[start : start + BULK_BATCH]
+            kept += [i for i, fn in zip(chunk, _functions(conn, chunk), strict=True) if fn == function]
+        ids = kept
+    cutoff = "" if older_than is None else repr(now - older_than)
+    done: list[str] = []
+    skipped = young = 0
+    for start in range(0, len(ids), BULK_BATCH):
+        at = time.time()
+        acted, changed, too_young = _BULK(conn, "count" if dry_run else action, queue, state, repr(at),
+                                          payload.utcformat(at), cutoff, *ids[start : start + BULK_BATCH])
+        done += [client.id_text(i) for i in acted]
+        skipped += int(changed)
+        young += int(too_young)  # (not a match: entered the state after the cut-off)
+    return BulkResult(queue, state, action, dry_run, len(ids) - young, len(done), skipped, done)
+
+
+def retry_jobs(
+    queue: str,
+    state: str = "failed",
+    *,
+    older_than: float | None = None,
+    function: str | None = None,
+    dry_run: bool = False,
+    connection: redis.Redis | None = None,
+) -> BulkResult:
+    """Retry every job of a declared queue in ``state`` (failed), each with a fresh set of
+    attempts, as :func:`jobqueue.retry` does for one; only those that failed at least
+    ``older_than`` seconds ago, only those of ``function`` (dotted name), when given.
+
+    Safe while workers run: the ids are listed first, then handled in batches of
+    :data:`BULK_BATCH`, each one script call that re-checks every job (a job retried or removed
+    meanwhile is skipped and counted). ``dry_run``: count, change nothing."""
+    return _bulk("retry", RETRY_STATES, queue, state, older_than=older_than, function=function,
+                 dry_run=dry_run, connection=connection)
+
+
+def remove_jobs(
+    queue: str,
+    state: str,
+    *,
+    older_than: float | None = None,
+    function: str | None = None,
+    dry_run: bool = False,
+    connection: redis.Redis | None = None,
+) -> BulkResult:
+    """Delete every job of a declared queue in ``state`` (queued, scheduled, finished or
+    failed: a purge), with the same filters, batching and re-checks as :func:`retry_jobs`.
+    ``older_than`` counts from when the job entered the state: queued (or due), created
+    (scheduled), ended (finished, failed). Jobs waiting on a removed one (RQ's depends_on)
+    fail, as with :func:`jobqueue.remove`."""
+    return _bulk("remove", REMOVE_STATES, queue, state, older_than=older_than, function=function,
+                 dry_run=dry_run, connection=connection)

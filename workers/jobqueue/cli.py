@@ -346,6 +346,7 @@ def worker(
 @click.option("--job-id", help="Idempotency key: a job with this id is added at most once.")
 @click.option("--delay", type=click.FloatRange(min=0), help="Seconds before the job may run.")
 @click.option("--priority", type=click.IntRange(1, 5), help="1 (most important) .. 5; default 3.")
+@click.option("--rate-key", help="What the queue's keyRateLimit counts it against (a tenant, an API host).")
 @output_options
 @click.pass_context
 def enqueue(
@@ -360,6 +361,7 @@ def enqueue(
     job_id: str | None,
     delay: float | None,
     priority: int | None,
+    rate_key: str | None,
     output: str,
     as_json: bool,
 ) -> None:
@@ -378,6 +380,7 @@ def enqueue(
             job_id=job_id,
             delay=delay,
             priority=priority,
+            rate_key=rate_key,
             connection=conn,
             **options,
         )
@@ -497,12 +500,116 @@ def wait(ctx: click.Context, queue: str, job_id: str, timeout: float | None) -> 
     _fail(f"job {job_id} {info.status}: {info.failed_reason or 'no reason recorded'}", ExitCode.FAILED)
 
 
+def _duration(value: str | None) -> float | None:
+    """Seconds of ``--older-than``: a number of seconds, or 90s, 15m, 2h, 7d, 1h30m."""
+    if value is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    total, number = 0.0, ""
+    for ch in value.strip():
+        if ch.isdigit() or ch == ".":
+            number += ch
+        elif ch in units and number:
+            total += float(number) * units[ch]
+            number = ""
+        else:
+            number = "x"
+            break
+    if number or not value.strip():
+        raise click.BadParameter(f"{value!r} is not a duration (seconds, or e.g. 90s, 15m, 2h, 7d, 1h30m)",
+                                 param_hint="--older-than")
+    return total
+
+
+def bulk_options(states: Sequence[str]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--state`` and its filters, for the commands that take one job id or a whole state."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed([
+            click.option("--state", type=click.Choice(states),
+                         help="Every job in this state instead of one JOB_ID (batches of "
+                              f"{admin.BULK_BATCH}, each atomic; safe while workers run)."),
+            click.option("--older-than", help="With --state: only jobs that entered it at least this long "
+                                              "ago (seconds, or 90s, 15m, 2h, 7d)."),
+            click.option("--function", "function_name", metavar="DOTTED.NAME",
+                         help="With --state: only jobs of this function."),
+            click.option("--dry-run", is_flag=True, help="With --state: count and list, change nothing."),
+        ]):
+            fn = option(fn)
+        return output_options(fn)
+
+    return wrap
+
+
+def _bulk_run(
+    ctx: click.Context,
+    queue: str,
+    job_id: str | None,
+    *,
+    state: str | None,
+    older_than: str | None,
+    function_name: str | None,
+    dry_run: bool,
+    output: str,
+    bulk: Callable[..., admin.BulkResult],
+) -> bool:
+    """Run the ``--state`` form of a command; False: the one-job form applies."""
+    if job_id is not None and state is not None:
+        raise click.UsageError("give either JOB_ID or --state, not both")
+    if state is None:
+        if job_id is None:
+            raise click.UsageError("give a JOB_ID, or --state for every job in a state")
+        if older_than or function_name or dry_run:
+            raise click.UsageError("--older-than, --function and --dry-run go with --state")
+        return False
+    seconds = _duration(older_than)
+    conn = _conn(ctx)
+    res = _call(lambda: _usage(lambda: bulk(queue, state, older_than=seconds, function=function_name,
+                                            dry_run=dry_run, connection=conn)))
+    if output in ("json", "yaml"):
+        _print_data(res.__dict__, output)
+        return True
+    verb = {"retry": "retried", "remove": "removed"}[res.action]
+    if res.dry_run:
+        line = f"dry run: would {res.action} {res.done} {res.state} job(s) of {queue}; nothing changed"
+    else:
+        line = f"{verb} {res.done} {res.state} job(s) of {queue}"
+    if res.skipped:
+        line += f" ({res.skipped} left alone: they changed state meanwhile)"
+    out.print(line, highlight=False, markup=False)
+    if output == "wide" or res.dry_run:
+        for job in res.ids:
+            click.echo(job)
+    return True
+
+
+def _usage(fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except ValueError as exc:
+        if isinstance(exc, JobQueueError):
+            raise
+        _fail(str(exc), ExitCode.USAGE)
+
+
 @main.command()
 @click.argument("queue")
-@click.argument("job_id")
+@click.argument("job_id", required=False)
+@bulk_options(admin.RETRY_STATES)
 @click.pass_context
-def retry(ctx: click.Context, queue: str, job_id: str) -> None:
-    """Put a failed job back in its queue with fresh attempts."""
+def retry(ctx: click.Context, /, *, queue: str, job_id: str | None, state: str | None,
+          older_than: str | None, function_name: str | None, dry_run: bool, output: str,
+          as_json: bool) -> None:
+    """Put a failed job (or, with --state failed, every failed job) back in its queue with
+    fresh attempts."""
+    if _bulk_run(ctx, queue, job_id, state=state, older_than=older_than, function_name=function_name,
+                 dry_run=dry_run, output=_chosen(output, as_json), bulk=admin.retry_jobs):
+        return
+    assert job_id is not None
     conn = _conn(ctx)
     queue = _queue(ctx, conn, queue)
     info = _call(lambda: client.retry(queue, job_id, connection=conn))
@@ -513,14 +620,97 @@ def retry(ctx: click.Context, queue: str, job_id: str) -> None:
 
 @main.command()
 @click.argument("queue")
-@click.argument("job_id")
+@click.argument("job_id", required=False)
+@bulk_options(admin.REMOVE_STATES)
 @click.pass_context
-def remove(ctx: click.Context, queue: str, job_id: str) -> None:
-    """Delete a job that is not running."""
+def remove(ctx: click.Context, /, *, queue: str, job_id: str | None, state: str | None,
+           older_than: str | None, function_name: str | None, dry_run: bool, output: str,
+           as_json: bool) -> None:
+    """Delete a job that is not running (or, with --state, every job in that state: a purge)."""
+    if _bulk_run(ctx, queue, job_id, state=state, older_than=older_than, function_name=function_name,
+                 dry_run=dry_run, output=_chosen(output, as_json), bulk=admin.remove_jobs):
+        return
+    assert job_id is not None
     conn = _conn(ctx)
     queue = _queue(ctx, conn, queue)
     before = _call(lambda: client.remove(queue, job_id, connection=conn))
     out.print(f"removed job {job_id} (it was {before})", highlight=False, markup=False)
+
+
+@main.command()
+@click.argument("queue")
+@click.argument("job_id")
+@click.option("--wait", "wait_end", is_flag=True,
+              help="Wait until the job has ended (exit 0 once it is canceled).")
+@click.option("--timeout", type=click.FloatRange(min=0), default=30, show_default=True,
+              help="With --wait: give up after this many seconds (exit 124).")
+@click.option("--by", help="Who cancels it (recorded in the job's reason); default: $USER.")
+@click.pass_context
+def cancel(ctx: click.Context, /, *, queue: str, job_id: str, wait_end: bool, timeout: float,
+           by: str | None) -> None:
+    """Cancel a job: a pending one never starts; a running one is stopped (process and async
+    mode within a second; thread mode: the job is asked, and abandoned at its timeout). It
+    ends canceled and is never retried."""
+    conn = _conn(ctx)
+    res = _call(lambda: client.cancel(queue, job_id, by=by or os.environ.get("USER"), connection=conn))
+    if not res.stopping:
+        out.print(f"canceled job {job_id} (it was {res.previous_status})", highlight=False, markup=False)
+        return
+    out.print(f"job {job_id} is running on {res.worker or 'a worker'}: asked it to stop",
+              highlight=False, markup=False)
+    if wait_end:
+        try:
+            info = _call(lambda: client.wait(queue, job_id, timeout=timeout, connection=conn))
+        except TimeoutError as exc:
+            _fail(str(exc), ExitCode.TIMEOUT)
+        out.print(f"job {job_id} {info.status}" + (f": {info.failed_reason}" if info.failed_reason else ""),
+                  highlight=False, markup=False)
+        if info.status != "canceled":
+            sys.exit(ExitCode.FAILED)
+
+
+@main.command()
+@click.argument("queue")
+@click.option("--state", type=click.Choice(admin.STATES), required=True,
+              help="queued (by priority, oldest first), scheduled (by due time), started (running), "
+                   "finished, failed or canceled (newest first).")
+@click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True, help="Jobs to skip.")
+@click.option("--limit", type=click.IntRange(1, admin.MAX_PAGE), default=50, show_default=True,
+              help="Jobs to show.")
+@output_options
+@click.pass_context
+def jobs(ctx: click.Context, /, *, queue: str, state: str, offset: int, limit: int, output: str,
+         as_json: bool) -> None:
+    """List a page of QUEUE's jobs in one state (-o json for scripts: total, offset, jobs)."""
+    conn = _conn(ctx)
+    page = _call(lambda: admin.list_jobs(queue, state, offset=offset, limit=limit, connection=conn))
+    output = _chosen(output, as_json)
+    if output in ("json", "yaml"):
+        data = {k: v for k, v in page.__dict__.items() if k != "jobs"}
+        data["jobs"] = [j.to_dict() for j in page.jobs]
+        _print_data(data, output)
+        return
+    now = time.time()
+
+    def when(info: client.JobInfo) -> str:
+        ended = state in ("finished", "failed", "canceled", "started")
+        at = (info.finished_at or info.started_at) if ended else info.ready_at
+        if at is None:
+            return "-"
+        return _age(abs(now - at.timestamp())) + (" ago" if at.timestamp() <= now else " ahead")
+
+    headers = ["ID", "FUNCTION", "PRIO", "ATTEMPTS", "SINCE"]
+    rows = [[j.id, j.function, str(j.priority), f"{j.attempts_made}/{j.attempts}", when(j)]
+            for j in page.jobs]
+    if output == "wide" or state in ("failed", "canceled"):
+        headers.append("REASON")
+        for row, j in zip(rows, page.jobs, strict=True):
+            reason = j.failed_reason or "-"
+            row.append(reason if output == "wide" or len(reason) <= 60 else reason[:59] + "…")
+    if rows:
+        _print_table(headers, rows)
+    shown = f"{offset + 1}-{offset + len(rows)}" if rows else "none"
+    click.echo(f"{state}: {page.total} job(s) in {queue}; showing {shown}", err=True)
 
 
 # --------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from jobqueue.errors import InvalidJobError, JobStateError, UnknownJobError
 _ENQUEUE = Script(_lua.ENQUEUE)
 _RETRY = Script(_lua.RETRY)
 _REMOVE = Script(_lua.REMOVE)
+_CANCEL = Script(_lua.CANCEL)
 
 #: RQ's rule for job ids (rq/job.py), so RQ tools can fetch every job we create; ':' in
 #: particular would break the ``<id>:<execution>`` members of ``rq:wip``.
@@ -65,6 +66,8 @@ class JobSpec:
     delay: float | timedelta | None = None
     priority: int | None = None
     options: Mapping[str, Any] | settings.JobOptions | None = None
+    #: the key spec.keyRateLimit counts per (a tenant, an API host); None: no key
+    rate_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -173,12 +176,12 @@ class _Builder:
         self.now = time.time()
         self.now_iso = payload.utcformat(self.now)
         self.created = repr(self.now)
-        self._sets: dict[settings.JobOptions | None, int] = {}
+        self._sets: dict[tuple[settings.JobOptions | None, str | None], int] = {}
         self.sets: list[list[Any]] = []
 
-    def option_set(self, overrides: settings.JobOptions | None) -> int:
-        """Index (1-based) of the hash fields of the resolved options, shared by jobs."""
-        idx = self._sets.get(overrides)
+    def option_set(self, overrides: settings.JobOptions | None, rate_key: str | None = None) -> int:
+        """Index (1-based) of the hash fields of the resolved options (and rate key), shared by jobs."""
+        idx = self._sets.get((overrides, rate_key))
         if idx is None:
             eff = self.qs.effective(overrides)
             self.sets.append([
@@ -186,8 +189,9 @@ class _Builder:
                 "failure_ttl", eff.keep_failed_seconds, "retries_left", eff.attempts - 1,
                 "retry_intervals", _retry_intervals(eff), keys.F_ATTEMPTS, eff.attempts, keys.F_MADE, 0,
                 keys.F_BACKOFF, eff.backoff.model_dump_json(by_alias=True, exclude_none=True),
+                *((keys.F_RATE_KEY, rate_key) if rate_key is not None else ()),
             ])  # fmt: skip
-            idx = self._sets[overrides] = len(self.sets)
+            idx = self._sets[(overrides, rate_key)] = len(self.sets)
         return idx
 
     def build(self, spec: JobSpec) -> tuple[str, str, list[Any]]:
@@ -212,12 +216,16 @@ class _Builder:
             data, description = payload.encode_call(fn, spec.args, kwargs)
         except (TypeError, ValueError) as exc:
             raise InvalidJobError(f"arguments of {fn} must be JSON values (no pickling): {exc}") from None
+        rate_key = spec.rate_key
+        if rate_key is not None and not (isinstance(rate_key, str) and 1 <= len(rate_key) <= 200):
+            raise InvalidJobError(f"rate_key must be a string of 1-200 characters, got {spec.rate_key!r}")
         kind = "s" if delay > 0 else "q"
         ready = repr(self.now + delay) if delay > 0 else self.created
         return (
             job_id,
             kind,
-            [job_id, kind, level, ready, self.option_set(_options(spec.options)), data, description],
+            [job_id, kind, level, ready, self.option_set(_options(spec.options), rate_key), data,
+             description],
         )
 
     def option_sets(self) -> list[Any]:
@@ -259,6 +267,7 @@ def enqueue(
     job_id: str | None = None,
     delay: float | timedelta | None = None,
     priority: int | None = None,
+    rate_key: str | None = None,
     connection: redis.Redis | None = None,
     **options: Any,
 ) -> EnqueueResult:
@@ -266,14 +275,15 @@ def enqueue(
 
     ``function`` is a ``@job`` function or its dotted name; ``args``/``kwargs`` must be JSON
     values. ``delay`` (seconds) makes it a delayed job; ``priority`` 1 (most important) .. 5
-    picks its level (default 3); ``options`` override the queue's job defaults
+    picks its level (default 3); ``rate_key`` names what the queue's ``keyRateLimit`` counts
+    this job against (a tenant, an API host); ``options`` override the queue's job defaults
     (``attempts=5``, ``backoff={"type": "fixed", "delaySeconds": 2}``, ``timeout_seconds=30``,
     ``keep_completed=3600``, ``keep_failed=86400``). Raises UnknownQueueError when no JobQueue
     publishes ``queue``, InvalidJobError for anything malformed.
     """
     conn = _connection(connection)
     builder = _Builder(settings.load(conn, queue))
-    spec = JobSpec(function, args, kwargs or {}, job_id, delay, priority, options or None)
+    spec = JobSpec(function, args, kwargs or {}, job_id, delay, priority, options or None, rate_key)
     return _run_enqueue(conn, builder, [builder.build(spec)])[0]
 
 
@@ -475,6 +485,42 @@ def remove(queue: str, job_id: str, *, connection: redis.Redis | None = None) ->
     return before
 
 
+@dataclass(frozen=True)
+class Cancelled:
+    """What :func:`cancel` did."""
+
+    id: str
+    queue: str
+    previous_status: str  # queued, scheduled, deferred: canceled now; started: being stopped
+    stopping: bool  # True: it was running; its worker stops it (see :func:`cancel`)
+    worker: str | None  # the worker running it
+
+
+def cancel(
+    queue: str, job_id: str, *, by: str | None = None, connection: redis.Redis | None = None
+) -> Cancelled:
+    """Cancel a job from anywhere; it ends ``canceled`` (RQ's status) and is never retried.
+
+    A queued, scheduled or deferred job is canceled at once and never starts. A running one is
+    stopped by the worker running it, told through Redis at once: process mode kills the
+    job's process and async mode cancels its task, both within a second; thread mode cannot
+    stop a thread, so it sets a flag the job reads as ``current_job().cancel_requested`` and, if
+    the job does not end, abandons it at its timeout. A job that ends by itself before the
+    stop reaches it keeps that outcome if it succeeded (finished), and ends canceled if it
+    failed. :func:`wait` returns when it has ended. JobStateError if it had ended already."""
+    conn = _connection(connection)
+    reply = [text(x) for x in _CANCEL(conn, queue, _id_bytes(queue, job_id), repr(time.time()),
+                                      payload.utcformat(time.time()), by or "")]
+    if reply[0] == "missing":
+        raise UnknownJobError(queue, job_id)
+    if reply[0] == "origin":
+        raise UnknownJobError(queue, job_id, f"that id belongs to queue {clean(reply[1])!r}")
+    before, worker = reply
+    if before in TERMINAL_STATUSES:
+        raise JobStateError(queue, job_id, before, f"job {job_id!r} is {before} already; nothing to cancel")
+    return Cancelled(job_id, queue, before, before == "started", worker or None)
+
+
 def queue_stats(queue: str, *, connection: redis.Redis | None = None) -> stats.QueueStats:
     """The seed's ``getQueueStats`` for one declared queue (UnknownQueueError otherwise)."""
     conn = _connection(connection)
@@ -482,24 +528,49 @@ def queue_stats(queue: str, *, connection: redis.Redis | None = None) -> stats.Q
     return stats.snapshot(conn, [queue])[queue]
 
 
+#: ``wait`` wakes on the job's results stream; it re-reads the job at least this often anyway
+#: (seconds), a safety net for an end that writes no entry (a hash edited by hand) or a stream
+#: deleted with its job (keepCompleted 0) — never the way a normal end is noticed.
+WAIT_RECHECK_SECONDS: Final = 5.0
+#: With ``on_update`` (a progress bar) the job is re-read this often too: progress writes no entry.
+WAIT_UPDATE_SECONDS: Final = 0.5
+
+
 def wait(
     queue: str,
     job_id: str,
     *,
     timeout: float | None = None,
-    poll_interval: float = 0.2,
     connection: redis.Redis | None = None,
     on_update: Callable[[JobInfo], None] | None = None,
 ) -> JobInfo:
-    """Block until the job finished or failed (or ``timeout`` seconds passed: TimeoutError)."""
+    """Block until the job has ended — finished, failed or canceled — and return it
+    (``timeout`` seconds passed first: TimeoutError).
+
+    No polling: every end of an attempt appends an entry to the job's results stream
+    (``rq:results:<id>``, RQ's), in the same script that records it; this blocks on that stream
+    (``XREAD BLOCK``) from its last entry, so it returns within a round trip of the end. An
+    attempt that failed and will be retried wakes it too; it reads the job and waits on."""
     conn = _connection(connection)
     deadline = None if timeout is None else time.monotonic() + timeout
+    stream = b"rq:results:" + _id_bytes(queue, job_id)
+    step = WAIT_UPDATE_SECONDS if on_update is not None else WAIT_RECHECK_SECONDS
+    socket_timeout = conn.connection_pool.connection_kwargs.get("socket_timeout")
+    if socket_timeout:  # (a block longer than the client's socket timeout would fail)
+        step = max(0.01, min(step, float(socket_timeout) - 0.1))
     while True:
+        # the last entry first, then the job: an end between the two shows in the job
+        last = conn.xrevrange(stream, "+", "-", count=1)
         info = get_job(queue, job_id, connection=conn)
         if on_update is not None:
             on_update(info)
         if info.done:
             return info
-        if deadline is not None and time.monotonic() >= deadline:
-            raise TimeoutError(f"job {job_id!r} is still {info.status} after {timeout} s")
-        time.sleep(poll_interval)
+        block = step
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"job {job_id!r} is still {info.status} after {timeout} s")
+            block = min(block, left)
+        since = text(last[0][0]) if last else "0-0"
+        conn.xread({stream: since}, count=1, block=max(1, int(block * 1000)))

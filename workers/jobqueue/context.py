@@ -28,6 +28,15 @@ class JobContext:
     attempt: int  # 1 for the first try
     attempts: int  # total tries allowed
     _report: Callable[[float], None] = field(repr=False, compare=False)
+    _cancel_asked: Callable[[], bool] = field(default=lambda: False, repr=False, compare=False)
+
+    @property
+    def cancel_requested(self) -> bool:
+        """True once someone cancelled this job (:func:`jobqueue.cancel`). Thread mode cannot
+        stop a running thread: a long job there should check this between steps and return
+        (it then ends ``canceled``); one that does not is abandoned at its timeout. Process and
+        async mode stop the job themselves within a second."""
+        return self._cancel_asked()
 
     def update_progress(self, percent: float) -> None:
         """Report progress, 0 (nothing done) … 100 (done)."""

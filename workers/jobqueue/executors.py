@@ -116,6 +116,14 @@ class Cancelled:
 
 
 @dataclass(frozen=True, slots=True)
+class CancelAsked:
+    """Not from an executor: someone cancelled a job this worker holds (issue 21)."""
+
+    job_id: str
+    exec: str
+
+
+@dataclass(frozen=True, slots=True)
 class Started:
     """A task submitted ahead (see :attr:`Executor.queue_ahead`) really started, at ``at``."""
 
@@ -128,7 +136,7 @@ class Wake:
     """Not from an executor: the coordinator's own wake-up (new work, a signal)."""
 
 
-Event = Done | Progress | Died | Cancelled | Started | Wake
+Event = Done | Progress | Died | Cancelled | CancelAsked | Started | Wake
 Events = queue.SimpleQueue[Event]
 
 
@@ -160,9 +168,15 @@ def _failure(seq: int, exc: BaseException, started: float) -> Done:
     return Done(seq, False, None, line, trace, started, time.time())
 
 
-def run_call(task: Task, report: Callable[[float], None]) -> Done:
+def _never() -> bool:
+    return False
+
+
+def run_call(task: Task, report: Callable[[float], None], cancel_asked: Callable[[], bool] = _never) -> Done:
     """Run one job function here and now (thread mode, and inside process children)."""
-    ctx = context.JobContext(task.job_id, task.queue, task.function.name, task.attempt, task.attempts, report)
+    ctx = context.JobContext(
+        task.job_id, task.queue, task.function.name, task.attempt, task.attempts, report, cancel_asked
+    )
     token = context.activate(ctx)
     started = time.time()
     try:
@@ -188,6 +202,8 @@ class Executor(ABC):
         self.slots = slots
         self.events = events
         self.allow = allow
+        #: seq -> set once the job is cancelled (``current_job().cancel_requested``)
+        self._cancel_flags: dict[int, threading.Event] = {}
 
     @abstractmethod
     def start(self) -> None: ...
@@ -208,6 +224,17 @@ class Executor(ABC):
     @abstractmethod
     def stop(self, *, kill: bool) -> None:
         """Release resources; ``kill`` aborts tasks still running."""
+
+    def flag_cancel(self, seq: int) -> None:
+        """Tell a running task it was cancelled: ``current_job().cancel_requested`` turns True
+        (thread and async mode; a process is killed instead)."""
+        flag = self._cancel_flags.get(seq)
+        if flag is not None:
+            flag.set()
+
+    def _cancel_check(self, seq: int) -> Callable[[], bool]:
+        flag = self._cancel_flags[seq] = threading.Event()
+        return flag.is_set
 
     def _report(self, seq: int) -> Callable[[float], None]:
         def report(value: float) -> None:
@@ -248,9 +275,10 @@ class ThreadExecutor(Executor):
             with self._lock:
                 self._thread_of[task.seq] = ident
             try:
-                done = run_call(task, self._report(task.seq))
+                done = run_call(task, self._report(task.seq), self._cancel_check(task.seq))
             except JobTimeout:  # arrived after the call returned
                 done = None
+            self._cancel_flags.pop(task.seq, None)
             with self._lock:
                 self._thread_of.pop(task.seq, None)
                 abandoned = task.seq in self._abandoned
@@ -308,7 +336,8 @@ class AsyncExecutor(Executor):
 
     async def _run(self, task: Task) -> None:
         ctx = context.JobContext(
-            task.job_id, task.queue, task.function.name, task.attempt, task.attempts, self._report(task.seq)
+            task.job_id, task.queue, task.function.name, task.attempt, task.attempts, self._report(task.seq),
+            self._cancel_check(task.seq),
         )
         token = context.activate(ctx)
         started = time.time()
@@ -334,6 +363,7 @@ class AsyncExecutor(Executor):
             context.deactivate(token)
             self._running.pop(task.seq, None)
             self._cancelling.discard(task.seq)
+            self._cancel_flags.pop(task.seq, None)
         self.events.put(Done(task.seq, True, payload.encode_result(value), "", "", started, time.time()))
 
     async def _in_thread(self, task: Task) -> Any:

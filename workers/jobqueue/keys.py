@@ -20,6 +20,12 @@ next to them:
 * ``jobqueue:paused`` — hash queue -> JSON ``{"at": unix time, "by": who}`` of the queues
   paused with ``jobqueue pause`` (:mod:`jobqueue.admin`): the claim script takes nothing from
   them, producers still add;
+* ``jobqueue:cancel:<worker>`` — a list of ``<id>:<execution>`` the CANCEL script pushes for
+  a running job; the worker that runs it blocks on it (BLPOP) and stops the job at once;
+* ``jobqueue:rate:<q>`` and ``jobqueue:rate:<q>:k:<key>`` — sorted sets of the claim times of
+  the last ``perSeconds`` (``spec.rateLimit`` / ``spec.keyRateLimit``), ``jobqueue:ratekeys:<q>``
+  the slot reserved for a key's next waiting job, ``jobqueue:limited`` hash queue -> when its
+  window next frees (SNAPSHOT reports the queue as rate-limited);
 * ``jq_*`` fields in RQ's job and worker hashes (RQ ignores fields it does not know).
 
 Every Lua script builds these names itself from the queue name (see :mod:`jobqueue._lua`);
@@ -59,6 +65,8 @@ F_REASON: Final = "jq_reason"  # why the last attempt failed, one line
 F_PROGRESS: Final = "jq_progress"  # 0..100, also mirrored into meta["progress"]
 F_STARTED: Final = "jq_start"  # unix time the current/last attempt really started
 F_ENDED: Final = "jq_end"  # unix time the last attempt ended
+F_RATE_KEY: Final = "jq_rkey"  # the producer's rateKey (spec.keyRateLimit applies per key)
+F_CANCEL: Final = "jq_cancel"  # unix time a cancel was asked for (the job ends canceled, never retried)
 
 
 def level_key(queue_name: str, level: int) -> str:
@@ -100,5 +108,13 @@ def failed(queue_name: str) -> str:
     return f"rq:failed:{queue_name}"
 
 
+def canceled(queue_name: str) -> str:
+    return f"rq:canceled:{queue_name}"
+
+
 def signal(queue_name: str) -> str:
     return f"jobqueue:signal:{queue_name}"
+
+
+def cancel_list(worker_name: str) -> str:
+    return f"jobqueue:cancel:{worker_name}"

@@ -144,6 +144,26 @@ class JobOptions(_Model):
         description="how long a failed job stays readable (for inspection and retry)")] = None
 
 
+class RateLimit(_Model):
+    """At most ``jobs`` jobs of the queue start in any ``perSeconds`` window, over every worker
+    (a sliding window kept in Redis by the claim script: exact across pods)."""
+
+    jobs: Annotated[int, Field(ge=1, le=100000, description="most jobs started in any window")]
+    per_seconds: Annotated[float, Field(
+        alias="perSeconds", ge=0.01, le=86400, description="the window, in seconds (fractions allowed)")]
+
+
+class KeyRateLimit(RateLimit):
+    """At most ``jobs`` jobs with the same rateKey start in any ``perSeconds`` window (each key
+    its own window)."""
+
+    jobs: Annotated[int, Field(ge=1, le=100000,
+                               description="most jobs of one rateKey started in any window")]
+    per_seconds: Annotated[float, Field(
+        alias="perSeconds", ge=0.01, le=86400,
+        description="each key's window, in seconds (fractions allowed)")]
+
+
 class EffectiveJobOptions(_Model):
     """Fully resolved options of one job: nothing left to inherit."""
 
@@ -189,6 +209,12 @@ class QueueSettings(_Model):
         default=None, ge=1,
         description="most jobs of the queue running at once over all workers (the claim script "
                     "enforces it); None: no queue-wide limit")
+    rate_limit: RateLimit | None = Field(
+        default=None, alias="rateLimit",
+        description="most jobs started per window over all workers (the claim script enforces it)")
+    key_rate_limit: KeyRateLimit | None = Field(
+        default=None, alias="keyRateLimit",
+        description="most jobs of one rateKey started per window (each key its own window)")
     imports: tuple[str, ...] = ()
     job_defaults: JobOptions = Field(default_factory=JobOptions, alias="jobDefaults")
     suspend: bool = False

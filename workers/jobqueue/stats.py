@@ -23,7 +23,8 @@ Reading the figures:
   idle time survives operator restarts;
 * ``workers`` are the live RQ worker records (one per ``jobqueue worker`` process; a record
   whose hash expired is dead and left out);
-* ``paused`` says the queue is paused (:func:`jobqueue.admin.pause`).
+* ``paused`` says the queue is paused (:func:`jobqueue.admin.pause`);
+* ``rate_limited`` that its ``spec.rateLimit`` held back a claim within the last 2 s.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class QueueStats:
     queued_by_priority: dict[int, int] = field(default_factory=dict)
     workers: list[WorkerInfo] = field(default_factory=list)
     paused: bool = False  # `jobqueue pause`: workers take nothing new, producers still add
+    rate_limited: bool = False  # spec.rateLimit held back a claim within the last 2 s
 
     @property
     def busy_workers(self) -> int:
@@ -125,7 +127,7 @@ def snapshot(
                     reuse[q] = (figures, rows, out[q])
                 continue
             (p1, p2, p3, p4, p5, scheduled, due, oldest, running, lost, failed, finished,
-             activity, paused) = packed.split(",")  # fmt: skip
+             activity, paused, limited) = packed.split(",")  # fmt: skip
             levels = dict(zip(PRIORITY_LEVELS, (int(p1), int(p2), int(p3), int(p4), int(p5)), strict=True))
             workers = []
             for row in text(rows).split("\x1e") if rows else ():
@@ -154,6 +156,7 @@ def snapshot(
                 last_activity_at=float(activity) if activity else None,
                 workers=workers,
                 paused=paused == "1",
+                rate_limited=limited == "1",
             )
             if reuse is not None:
                 if oldest:  # its age grows with the time: never the same stats twice

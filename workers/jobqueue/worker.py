@@ -139,6 +139,7 @@ class Running:
     started: float | None  # None: submitted ahead, waiting for a slot in the executor
     deadline: float  # time.monotonic(); inf until started
     cancelled: bool = False  # async mode: cancelled at its deadline, given CANCEL_GRACE_SECONDS
+    cancel_asked: bool = False  # someone cancelled the job (jobqueue.cancel): it ends canceled
 
 
 @dataclass(frozen=True)
@@ -249,6 +250,7 @@ class Worker:
         threads = [
             threading.Thread(target=self._housekeeping, name="jobqueue-heartbeat", daemon=True),
             threading.Thread(target=self._watch, name="jobqueue-watch", daemon=True),
+            threading.Thread(target=self._listen_cancels, name="jobqueue-cancel", daemon=True),
         ]
         for t in threads:
             t.start()
@@ -400,8 +402,12 @@ class Worker:
                 self._busy_changed()
         elif isinstance(ev, executors.Cancelled):
             run = self.running.pop(ev.seq, None)
-            if run is not None:
+            if run is not None and run.cancel_asked:
+                self._canceled(run, "its task was cancelled")
+            elif run is not None:
                 self._timed_out(run, retryable=True)
+        elif isinstance(ev, executors.CancelAsked):
+            self._cancel(ev.job_id, ev.exec)
         elif isinstance(ev, executors.Started):
             run = self.running.get(ev.seq)
             if run is not None and run.started is None:
@@ -418,6 +424,10 @@ class Worker:
         run = self.running.pop(ev.seq, None)
         if run is None:
             return  # already failed at its deadline
+        if run.cancel_asked:  # [cancel] ended after the request
+            self._canceled(run, "its task was cancelled" if run.cancelled else
+                           "it ended after it was asked to stop (current_job().cancel_requested)")
+            return
         if run.cancelled:  # ended (caught the cancellation, then returned) after its deadline
             self._timed_out(run, retryable=True)
             return
@@ -532,7 +542,64 @@ class Worker:
             del self.running[seq]
             self._timed_out(run, retryable=True)
 
+    # ---------------------------------------------------------------- cancel (issue 21)
+
+    def _cancel(self, job_id: str, ex: str) -> None:
+        """Stop a job someone cancelled (the CANCEL script told us through our cancel list)."""
+        for job in list(self.buffer):  # claimed, not started: it never will
+            if (job.id, job.exec) == (job_id, ex):
+                self.buffer.remove(job)
+                now = time.time()
+                self._ack(job, "cancel", now, now, job.keep_failed, reason="stopped before it started")
+                return
+        seq, run = next(((s, r) for s, r in self.running.items() if (r.job.id, r.job.exec) == (job_id, ex)),
+                        (0, None))
+        if run is None or run.cancel_asked:
+            return  # ended already (its outcome is on its way: the script honours the cancel), or asked twice
+        run.cancel_asked = True
+        log.info("job %s cancelled: stopping it (%s mode)", job_id, self.cfg.mode)
+        if self.cfg.mode == "process":
+            self.executor.cancel(seq)  # SIGKILL to its process (or out of the queue ahead)
+            del self.running[seq]
+            self._canceled(run, "its process was killed" if run.started is not None else "it had not started")
+        elif self.cfg.mode == "async":
+            self.executor.flag_cancel(seq)
+            self.executor.cancel(seq)
+            run.cancelled = True  # the Cancelled (or Done) event records it; see _enforce_deadlines
+            run.deadline = time.monotonic() + CANCEL_GRACE_SECONDS
+        else:  # threads cannot be stopped: the job reads the flag; at its timeout it is abandoned
+            self.executor.flag_cancel(seq)
+
+    def _canceled(self, run: Running, how: str) -> None:
+        end = time.time()
+        self._ack(run.job, "cancel", run.started or end, end, run.job.keep_failed, reason=f"stopped: {how}")
+        log.info("job %s canceled: %s", run.job.id, how)
+        self._busy_changed()
+
+    def _listen_cancels(self) -> None:
+        """Block on this worker's cancel list (see keys.py): a cancel reaches the job at once."""
+        conn = connect(self.url)
+        key = keys.cancel_list(self.name)
+        while not self._done.is_set():
+            try:
+                item = conn.blpop([key], timeout=1)
+            except redis.RedisError:
+                time.sleep(1.0)
+                continue
+            if item:
+                job_id, _, ex = text(item[1]).rpartition(":")
+                self.events.put(executors.CancelAsked(job_id, ex))
+        conn.close()
+
     def _timed_out(self, run: Running, *, retryable: bool) -> None:
+        if run.cancel_asked:  # [cancel] it did not stop when asked: recorded as canceled, never retried
+            self._canceled(run, {
+                "thread": f"it did not stop by its timeout of {run.job.timeout:g} s and was abandoned "
+                          "(threads cannot be killed; it may still run in the background)",
+                "async": f"it caught the CancelledError and still runs {CANCEL_GRACE_SECONDS:g} s later "
+                         "(left to run in the background)",
+                "process": "its process was killed"}[self.cfg.mode])
+            return
         how = {
             "process": "its process was killed",
             "async": "it was cancelled",
@@ -677,7 +744,7 @@ class Worker:
         if n > 0:  # (a call that claims nothing says nothing about the cap)
             self.capped = bool(capped)
             if self.capped:
-                self.paused_until = time.monotonic() + CAP_POLL_SECONDS * random.uniform(0.5, 1.5)
+                self._pause_capped(now)
         for i in range(0, len(rejected), 2):
             # failed for good by the script, unseen by any worker: its record cannot run
             log.warning("job %s %s", text(rejected[i]), text(rejected[i + 1]))
@@ -694,6 +761,13 @@ class Worker:
                 self._want_signal.set()
             self.drained = not claimed and not nxt and not paused and not self.capped
         return True
+
+    def _pause_capped(self, now: float) -> None:
+        """The cap or the rate limit cut the claim short: ask again a little later, or when the
+        script said a unit frees ([rate limit]: the oldest claim leaves the window; or a due job)."""
+        self.paused_until = time.monotonic() + CAP_POLL_SECONDS * random.uniform(0.5, 1.5)
+        if self.next_due is not None:
+            self.paused_until = min(self.paused_until, time.monotonic() + max(0.0, self.next_due - now))
 
     def _claimed(self, header: bytes, data: bytes, backoff: bytes) -> None:
         # the script validated every field (the id last: nothing in it can shift the others)

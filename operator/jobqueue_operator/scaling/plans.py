@@ -27,7 +27,8 @@ def spec_of(ref: QueueRef) -> policy.ScalingSpec:
     return policy.ScalingSpec(
         min_replicas=ref.min_replicas, max_replicas=ref.max_replicas, concurrency=ref.concurrency,
         concurrency_per_pod=ref.concurrency_per_pod, scale_down_delay_seconds=ref.scale_down_delay_seconds,
-        idle_seconds_before_zero=ref.idle_seconds_before_zero, suspend=ref.suspend)
+        idle_seconds_before_zero=ref.idle_seconds_before_zero, suspend=ref.suspend,
+        rate_limit_jobs=ref.rate_limit_jobs)
 
 
 def busy_workers(stats: QueueStats) -> dict[str, list[WorkerInfo]]:

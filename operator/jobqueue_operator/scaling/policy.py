@@ -51,6 +51,8 @@ class ScalingSpec:
     scale_down_delay_seconds: float
     idle_seconds_before_zero: float
     suspend: bool = False
+    #: spec.rateLimit.jobs: at most this many jobs start in any window (None: no rate limit)
+    rate_limit_jobs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -108,8 +110,15 @@ class Decision:
 
 
 def needed_replicas(spec: ScalingSpec, obs: Observation) -> int:
-    """Pods the observed demand needs, within min/max, never below the busy pods."""
-    demand = min(obs.outstanding, spec.concurrency)
+    """Pods the observed demand needs, within min/max, never below the busy pods.
+
+    A rate-limited queue's waiting jobs count only as far as the limit lets them start: at most
+    ``rate_limit_jobs`` in the next window, so 10,000 queued jobs at 10 per second ask for slots
+    for the running ones and 10 more, not for maxReplicas pods that would sit idle."""
+    waiting = (obs.queued or 0) + obs.scheduled_due
+    if spec.rate_limit_jobs is not None:
+        waiting = min(waiting, spec.rate_limit_jobs)
+    demand = min(waiting + obs.running, spec.concurrency)
     need = math.ceil(demand / spec.concurrency_per_pod)
     need = max(need, obs.busy_pods)
     return clamp(need, spec.min_replicas, spec.max_replicas)

@@ -46,6 +46,7 @@ def figures(stats: QueueStats, desired: int) -> dict[str, Any]:
         "oldestQueuedSeconds": round(stats.oldest_queued_seconds),
         "desiredReplicas": desired,
         "paused": stats.paused,
+        "rateLimited": stats.rate_limited,
     }
 
 

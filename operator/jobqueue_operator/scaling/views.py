@@ -25,7 +25,7 @@ DELETION_COST_ANNOTATION: Final = "controller.kubernetes.io/pod-deletion-cost"
 
 #: Status fields written by the autoscaler (the others belong to the reconcile).
 STATUS_FIELDS: Final = ("queued", "scheduled", "running", "failed", "oldestQueuedSeconds",
-                        "desiredReplicas", "lastScaleTime", "lastScaleReason", "paused")
+                        "desiredReplicas", "lastScaleTime", "lastScaleReason", "paused", "rateLimited")
 
 
 @dataclass(frozen=True)

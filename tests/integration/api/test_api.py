@@ -227,3 +227,40 @@ def test_the_queue_list_follows_rbac_per_namespace_and_per_object(
     # `get` on one JobQueue only: that queue
     assert [q["queue"] for q in server.call("GET", "/api/v1/queues", single).body["queues"]] == [Q]
     assert server.call("GET", "/api/v1/queues/ops:reports", single).status == 403
+
+
+def test_bulk_retry_and_remove(*, server: ApiServer, ops: str, viewer: str, failed_job: str,
+                               redis_conn: redis.Redis) -> None:
+    refused = server.call("POST", f"/api/v1/queues/{Q}/bulk/retry", viewer, {"state": "failed"})
+    assert refused.status == 403, refused.body
+    dry = server.call("POST", f"/api/v1/queues/{Q}/bulk/retry", ops, {"state": "failed", "dryRun": True})
+    assert dry.status == 200, dry.body
+    assert (dry.body["matched"], dry.body["done"], dry.body["dryRun"]) == (1, 1, True)
+    assert dry.body["ids"] == [failed_job]
+    assert get_job(Q, failed_job, connection=redis_conn).status == "failed"
+    young = server.call("POST", f"/api/v1/queues/{Q}/bulk/retry", ops,
+                        {"state": "failed", "olderThanSeconds": 3600})
+    assert (young.status, young.body["matched"], young.body["done"]) == (200, 0, 0), young.body
+    done = server.call("POST", f"/api/v1/queues/{Q}/bulk/retry", ops, {"state": "failed"})
+    assert (done.status, done.body["done"]) == (200, 1), done.body
+    assert get_job(Q, failed_job, connection=redis_conn).status == "queued"
+    bad = server.call("POST", f"/api/v1/queues/{Q}/bulk/remove", ops, {"state": "started"})
+    assert bad.status == 400, bad.body
+    assert "a running job is cancelled instead" in bad.body["detail"]
+    purged = server.call("POST", f"/api/v1/queues/{Q}/bulk/remove", ops, {"state": "queued"})
+    assert (purged.status, purged.body["done"], purged.body["ids"]) == (200, 1, [failed_job]), purged.body
+    assert not redis_conn.exists(f"rq:job:{failed_job}")
+
+
+def test_cancel(*, server: ApiServer, ops: str, viewer: str, redis_conn: redis.Redis, namespace: str) -> None:
+    declare(redis_conn, Q, namespace, "emails", attempts=3)
+    enqueue(Q, FN + "noop", job_id="later", delay=60, connection=redis_conn)
+    assert server.call("POST", f"/api/v1/queues/{Q}/jobs/later/cancel", viewer).status == 403
+    done = server.call("POST", f"/api/v1/queues/{Q}/jobs/later/cancel", ops)
+    assert done.status == 200, done.body
+    assert (done.body["previousState"], done.body["stopping"]) == ("scheduled", False)
+    info = get_job(Q, "later", connection=redis_conn)
+    assert (info.status, info.failed_reason) == (
+        "canceled", f"canceled by system:serviceaccount:{namespace}:ops before it started")
+    again = server.call("POST", f"/api/v1/queues/{Q}/jobs/later/cancel", ops)
+    assert again.status == 409, again.body

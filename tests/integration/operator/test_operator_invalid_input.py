@@ -74,6 +74,7 @@ FULL_QUEUE: dict[str, Any] = {
         "keepFailed": {"ageSeconds": 0},
     },
     "redis": {"urlSecretRef": {"name": "jobqueue-redis", "key": "url"}},
+    "rateLimit": {"jobs": 100, "perSeconds": 0.5},
     "suspend": True,
 }
 
@@ -106,6 +107,11 @@ QUEUE_CASES: list[tuple[str, Mutation, list[str]]] = [
     ("priority-zero", at("priority", 0), ["spec.priority", "greater than or equal to 1"]),
     ("priority-not-a-number", at("priority", "high"), ["spec.priority", "must be of type integer"]),
     ("concurrency-zero", at("concurrency", 0), ["spec.concurrency", "greater than or equal to 1"]),
+    ("rate-limit-zero-jobs", at("rateLimit", {"jobs": 0, "perSeconds": 1}),
+     ["spec.rateLimit.jobs", "greater than or equal to 1"]),
+    ("rate-limit-no-window", at("rateLimit", {"jobs": 10}), ["spec.rateLimit.perSeconds", "Required value"]),
+    ("rate-limit-zero-window", at("rateLimit", {"jobs": 10, "perSeconds": 0}),
+     ["spec.rateLimit.perSeconds", "rateLimit.perSeconds must be at least 0.01"]),
     ("suspend-not-boolean", at("suspend", "yes"), ["spec.suspend", "must be of type boolean"]),
     ("no-worker", without("worker"), ["spec.worker", "Required value"]),
     ("no-image", without("worker.image"), ["spec.worker.image", "Required value"]),

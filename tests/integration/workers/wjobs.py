@@ -219,3 +219,41 @@ local n = redis.call('INCR', KEYS[1])
 if n > tonumber(redis.call('GET', KEYS[2]) or 0) then redis.call('SET', KEYS[2], n) end
 return n
 """
+
+
+@job
+def mark_after(tag: str, seconds: float) -> str:
+    """Sleeps, then records `tag` in test:marks: a job stopped before the end records nothing."""
+    _redis().rpush("test:started", tag)
+    time.sleep(seconds)
+    _redis().rpush("test:marks", tag)
+    return tag
+
+
+@job
+async def amark_after(tag: str, seconds: float) -> str:
+    _redis().rpush("test:started", tag)
+    await asyncio.sleep(seconds)
+    _redis().rpush("test:marks", tag)
+    return tag
+
+
+@job
+def cooperative(tag: str, seconds: float) -> str:
+    """Checks current_job().cancel_requested between 10 ms steps (what thread-mode jobs do)."""
+    _redis().rpush("test:started", tag)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if current_job().cancel_requested:
+            _redis().rpush("test:saw-cancel", tag)
+            return "stopped early"
+        time.sleep(0.01)
+    _redis().rpush("test:marks", tag)
+    return tag
+
+
+@job
+def stamp_after(seconds: float) -> float:
+    """Sleeps, then returns the time it ended (time.time()), its very last act."""
+    time.sleep(seconds)
+    return time.time()

@@ -28,6 +28,9 @@ def test_every_operation_is_documented_with_its_errors() -> None:
         ("GET", "/api/v1/queues/{queue}/jobs/{job_id}"),
         ("POST", "/api/v1/queues/{queue}/jobs/{job_id}/retry"),
         ("DELETE", "/api/v1/queues/{queue}/jobs/{job_id}"),
+        ("POST", "/api/v1/queues/{queue}/jobs/{job_id}/cancel"),
+        ("POST", "/api/v1/queues/{queue}/bulk/retry"),
+        ("POST", "/api/v1/queues/{queue}/bulk/remove"),
     }
     for path, item in doc["paths"].items():
         for method, op in item.items():

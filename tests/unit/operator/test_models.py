@@ -154,3 +154,18 @@ def test_published_settings_carry_the_owner_and_the_generation() -> None:
         namespace="glec", name="r", generation=1, spec=models.JobQueueSpec.model_validate({"worker": WORKER})
     )
     assert no_defaults.job_defaults == JobOptions()
+    assert no_defaults.rate_limit is None
+
+
+def test_rate_limit_reaches_the_published_settings_and_the_autoscaler() -> None:
+    body_spec = {"worker": WORKER, "rateLimit": {"jobs": 30, "perSeconds": 60},
+                 "keyRateLimit": {"jobs": 2, "perSeconds": 0.5}}
+    spec = models.JobQueueSpec.model_validate(body_spec)
+    settings = published.queue_settings(namespace="glec", name="mail", generation=1, spec=spec)
+    assert settings.rate_limit is not None
+    assert (settings.rate_limit.jobs, settings.rate_limit.per_seconds) == (30, 60.0)
+    assert '"rateLimit":{"jobs":30,"perSeconds":60.0}' in settings.model_dump_json(by_alias=True)
+    assert '"keyRateLimit":{"jobs":2,"perSeconds":0.5}' in settings.model_dump_json(by_alias=True)
+    ref = index.queue_ref(body(body_spec, generation=1))
+    assert ref is not None
+    assert ref.rate_limit_jobs == 30

@@ -64,6 +64,17 @@ def test_concurrency_caps_demand_before_max_replicas() -> None:
     assert needed_replicas(spec, obs(queued=500)) == 3
 
 
+@pytest.mark.parametrize(("queued", "running", "expected"), [
+    (10000, 0, 2),   # 6 may start in a window: 2 pods of 4, not maxReplicas
+    (10000, 8, 4),   # the running ones, plus 6 more
+    (3, 0, 1),       # fewer waiting than the limit: as without one
+])
+def test_rate_limited_backlog_counts_only_as_fast_as_it_may_start(queued: int, running: int,
+                                                                  expected: int) -> None:
+    spec = replace(SPEC, rate_limit_jobs=6, max_replicas=10)
+    assert needed_replicas(spec, obs(queued, running)) == expected
+
+
 def test_never_below_busy_pods_even_when_per_pod_math_says_less() -> None:
     # 5 running jobs spread over 5 pods: ceil(5/4) = 2, but 3 of the pods would be busy victims
     assert needed_replicas(SPEC, obs(running=5, busy_pods=5)) == 5

@@ -14,7 +14,7 @@ def stats(queued: int = 0, oldest: float = 0.0) -> QueueStats:
 def test_figures_round_the_oldest_age() -> None:
     assert reporting.figures(stats(queued=7, oldest=12.6), 3) == {
         "queued": 7, "scheduled": 1, "running": 2, "failed": 3, "oldestQueuedSeconds": 13,
-        "desiredReplicas": 3, "paused": False}
+        "desiredReplicas": 3, "paused": False, "rateLimited": False}
 
 
 def test_a_pause_is_written_at_once() -> None:

@@ -14,6 +14,7 @@ EXPECTED = {
     "UnknownJobError",
     "UnknownQueueError",
     "__version__",
+    "cancel",
     "current_job",
     "enqueue",
     "enqueue_many",

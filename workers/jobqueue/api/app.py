@@ -18,7 +18,7 @@ paging → 400, Redis unreachable → 503; authentication 401, authorization 403
 # and those name types local to the functions that define the routes.
 import importlib.resources
 from collections.abc import Callable
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final
 
 import redis
 from fastapi import Depends, FastAPI, Path, Query, Request, Response
@@ -124,8 +124,7 @@ def _job_routes(app: FastAPI, api: _Api) -> None:
 
     @app.get(f"{PREFIX}/queues/{{queue}}/jobs", tags=["jobs"])
     def list_jobs(queue: QueueName, who: User,
-                  state: Annotated[Literal["queued", "scheduled", "started", "finished", "failed"],
-                                   Query(description="RQ's state names (started = running)")],
+                  state: Annotated[admin.JobState, Query(description="RQ's state names (started = running)")],
                   offset: Annotated[int, Query(ge=0)] = 0,
                   limit: Annotated[int, Query(ge=1, le=admin.MAX_PAGE)] = 50) -> schemas.JobPage:
         """A page of the queue's jobs in one state (queued: by priority level, then oldest first;
@@ -144,7 +143,8 @@ def _job_routes(app: FastAPI, api: _Api) -> None:
         api.check(who, auth.ENQUEUE, queue)
         options = body.options.model_dump(by_alias=True, exclude_none=True) if body.options else {}
         res = client.enqueue(queue, body.function, *body.args, kwargs=body.kwargs, job_id=body.job_id,
-                             delay=body.delay_seconds, priority=body.priority, connection=api.conn, **options)
+                             delay=body.delay_seconds, priority=body.priority, rate_key=body.rate_key,
+                             connection=api.conn, **options)
         if res.duplicate:
             response.status_code = 200
         return schemas.Enqueued(id=res.id, queue=res.queue, duplicate=res.duplicate, state=res.status)
@@ -162,6 +162,16 @@ def _job_routes(app: FastAPI, api: _Api) -> None:
         api.check(who, auth.MANAGE_JOBS, queue)
         return schemas.Job.of(client.retry(queue, job_id, connection=api.conn))
 
+    @app.post(f"{PREFIX}/queues/{{queue}}/jobs/{{job_id}}/cancel", tags=["jobs"],
+              responses={409: {"model": schemas.Problem, "description": "the job has ended already"}})
+    def cancel(queue: QueueName, job_id: JobId, who: User) -> schemas.Cancelled:
+        """Cancel a job (`update jobqueues/jobs`): a pending one never starts, a running one is
+        stopped by its worker; it ends canceled, never retried."""
+        api.check(who, auth.MANAGE_JOBS, queue)
+        res = client.cancel(queue, job_id, by=who.name, connection=api.conn)
+        return schemas.Cancelled(id=job_id, queue=queue, previous_state=res.previous_status,
+                                 stopping=res.stopping, worker=res.worker)
+
     @app.delete(f"{PREFIX}/queues/{{queue}}/jobs/{{job_id}}", tags=["jobs"],
                 responses={409: {"model": schemas.Problem, "description": "the job is running"}})
     def remove(queue: QueueName, job_id: JobId, who: User) -> schemas.Removed:
@@ -169,6 +179,25 @@ def _job_routes(app: FastAPI, api: _Api) -> None:
         api.check(who, auth.MANAGE_JOBS, queue)
         before = client.remove(queue, job_id, connection=api.conn)
         return schemas.Removed(id=job_id, queue=queue, previous_state=before)
+
+
+    @app.post(f"{PREFIX}/queues/{{queue}}/bulk/retry", tags=["jobs"])
+    def retry_jobs(queue: QueueName, body: schemas.BulkRequest, who: User) -> schemas.BulkResult:
+        """Retry every failed job (filters: age, function; `dryRun`), in atomic batches
+        (`update jobqueues/jobs`)."""
+        api.check(who, auth.MANAGE_JOBS, queue)
+        return schemas.BulkResult.of(admin.retry_jobs(
+            queue, body.state, older_than=body.older_than_seconds, function=body.function,
+            dry_run=body.dry_run, connection=api.conn))
+
+    @app.post(f"{PREFIX}/queues/{{queue}}/bulk/remove", tags=["jobs"])
+    def remove_jobs(queue: QueueName, body: schemas.BulkRequest, who: User) -> schemas.BulkResult:
+        """Delete every job in a state (a purge; filters: age, function; `dryRun`), in atomic
+        batches (`update jobqueues/jobs`)."""
+        api.check(who, auth.MANAGE_JOBS, queue)
+        return schemas.BulkResult.of(admin.remove_jobs(
+            queue, body.state, older_than=body.older_than_seconds, function=body.function,
+            dry_run=body.dry_run, connection=api.conn))
 
 
 def _probes_and_ui(app: FastAPI, api: _Api) -> None:

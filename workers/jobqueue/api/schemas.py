@@ -138,6 +138,37 @@ class Removed(_Doc):
     previous_state: str
 
 
+class BulkRequest(_Doc):
+    state: str = Field(description="retry: failed; remove: queued, scheduled, finished or failed")
+    older_than_seconds: Annotated[float | None, Field(
+        ge=0, description="only jobs that entered the state at least this long ago")] = None
+    function: Annotated[str | None, Field(max_length=300, description="only jobs of this function")] = None
+    dry_run: bool = Field(default=False, description="count and list, change nothing")
+
+
+class BulkResult(_Doc):
+    queue: str
+    state: str
+    action: str
+    dry_run: bool
+    matched: int = Field(description="jobs in the state (and matching the filters) when the call started")
+    done: int = Field(description="retried / removed (dry run: that would be)")
+    skipped: int = Field(description="matched, but changed state before their batch reached them")
+    ids: list[str]
+
+    @classmethod
+    def of(cls, res: admin.BulkResult) -> BulkResult:
+        return cls.model_validate(res.__dict__)
+
+
+class Cancelled(_Doc):
+    id: str
+    queue: str
+    previous_state: str
+    stopping: bool = Field(description="true: it was running; its worker stops it, then it ends canceled")
+    worker: str | None
+
+
 class PauseState(_Doc):
     queue: str
     paused: bool
@@ -162,6 +193,9 @@ class EnqueueRequest(_Doc):
                                           description="1 (most important) … 5; default 3")] = None
     options: settings.JobOptions | None = Field(
         default=None, description="overrides of the queue's jobDefaults (attempts, backoff, timeoutSeconds)")
+    rate_key: Annotated[str | None, Field(
+        min_length=1, max_length=200,
+        description="what the queue's keyRateLimit counts this job against (a tenant, an API host)")] = None
 
 
 class Enqueued(_Doc):
