@@ -802,7 +802,7 @@ def _stats_row(s: stats.QueueStats, owner: settings.QueueSettings | None, now: f
         namespace, name = "-", s.queue
     return {
         "NAMESPACE": namespace,
-        "JOBQUEUE": name + (" (paused)" if s.paused else ""),
+        "JOBQUEUE": name + (" (paused)" if s.paused else "") + (" (rate-limited)" if s.rate_limited else ""),
         "QUEUE": s.queue,
         "QUEUED": str(s.queued),
         "BY PRIORITY 1-5": "/".join(str(s.queued_by_priority[p]) for p in sorted(s.queued_by_priority)),
