@@ -63,7 +63,7 @@ from rq.version import VERSION as RQ_VERSION
 from jobqueue import _lua, executors, keys, payload, settings
 from jobqueue._redis import Script, clean, connect, text
 from jobqueue.errors import RegistrationError
-from jobqueue.metrics import UNREGISTERED, WorkerMetrics
+from jobqueue.metrics import UNREGISTERED, Tally, WorkerMetrics
 from jobqueue.registry import Allowlist, JobFunction
 
 log = logging.getLogger("jobqueue.worker")
@@ -164,6 +164,8 @@ class Worker:
         self.slots = config.concurrency
         self.allow = Allowlist(config.imports)
         self.metrics = metrics
+        self.tally = Tally()  # per-job metric updates, written once per loop turn
+        self._busy_shown: int | None = None  # the busy-slots gauge's value
         self.pod = config.pod or os.environ.get("POD_NAME") or socket.gethostname()
         self.token = uuid.uuid4().hex[:8]
         self.name = f"{self.pod}.{self.token}"
@@ -255,6 +257,7 @@ class Worker:
         try:
             self._loop()
         finally:
+            self._flush_metrics()
             self._done.set()
             self._want_signal.set()
             if not self.cold:  # _abort() already killed the running jobs
@@ -358,6 +361,7 @@ class Worker:
                 return
             if self.cfg.burst and self.drained and not (self.running or self.buffer or self.acks):
                 return
+            self._flush_metrics()
             self._collect(self._timeout())
 
     def _timeout(self) -> float:
@@ -425,14 +429,14 @@ class Worker:
         self.avg_run = run_time if self.avg_run is None else 0.8 * self.avg_run + 0.2 * run_time
         fn = run.job.function.name if run.job.function else UNREGISTERED
         if self.metrics:
-            self.metrics.fn(fn).run_seconds.observe(run_time)
+            self.tally.observe(self.metrics.fn(fn).run_seconds, run_time)
         if ev.ok:
             result = base64.b64encode(ev.result).decode() if ev.result is not None else ""
             self._ack(run.job, "ok", ev.started, ev.ended, run.job.keep_completed, result=result)
             self.ok_count += 1
             self.work_time += run_time
             if self.metrics:
-                self.metrics.fn(fn).succeeded.inc()
+                self.tally.inc(self.metrics.fn(fn).succeeded)
         else:
             self._failed(run.job, ev.error, ev.trace, ev.started, ev.ended)
         self._busy_changed()
@@ -441,8 +445,15 @@ class Worker:
         return sum(1 for r in self.running.values() if r.started is not None)
 
     def _busy_changed(self) -> None:
-        if self.metrics:
-            self.metrics.busy_slots.labels(self.queue).set(self._busy())
+        self._busy_shown = None  # (the gauge is written by _flush_metrics, once per loop turn)
+
+    def _flush_metrics(self) -> None:
+        if not self.metrics:
+            return
+        self.tally.flush()
+        if self._busy_shown is None:
+            self._busy_shown = self._busy()
+            self.metrics.busy_slots.labels(self.queue).set(self._busy_shown)
 
     def _ack(
         self,
@@ -583,8 +594,9 @@ class Worker:
         run.started = at
         run.deadline = time.monotonic() - (time.time() - at) + run.job.timeout
         if self.metrics and run.job.function:
-            self.metrics.fn(run.job.function.name).started.inc()
-            self.metrics.fn(run.job.function.name).wait_seconds.observe(max(0.0, at - run.job.ready))
+            series = self.metrics.fn(run.job.function.name)
+            self.tally.inc(series.started)
+            self.tally.observe(series.wait_seconds, max(0.0, at - run.job.ready))
 
     def _prefetch(self) -> int:
         if self.avg_run is None:
@@ -683,23 +695,25 @@ class Worker:
             log.warning("job %s %s", text(rejected[i]), text(rejected[i + 1]))
             if self.metrics:
                 self.metrics.fn(UNREGISTERED).rejected.inc()
-        for i in range(0, len(claimed), 3):
-            try:
-                self._claimed(claimed[i], claimed[i + 1], claimed[i + 2])
-            except Exception:  # a bug, not a record: the claim script checked every field
-                log.exception("cannot read claimed job %r; its lease will run out", claimed[i][-200:])
+        got = 0
+        try:
+            for header, data, backoff in unpack_claims(claimed):
+                got += 1
+                self._claimed(header, data, backoff)
+        except Exception:  # a bug, not a record: the claim script checked every field
+            # (the jobs not read yet are held by no one here: their leases run out, and the
+            # reaper re-queues them with the attempt counted, as for a crashed worker)
+            log.exception("cannot read the claimed jobs after %d of them; their leases will run out", got)
         if n > 0:
-            self.queue_empty = len(claimed) // 3 < n and not paused and not self.capped
+            self.queue_empty = got < n and not paused and not self.capped
             if self.queue_empty:
                 self._want_signal.set()
             self.drained = not claimed and not nxt and not paused and not self.capped
         return True
 
-    def _claimed(self, header: bytes, data: bytes, backoff: bytes) -> None:
+    def _claimed(self, header: list[str], data: bytes, backoff: bytes) -> None:
         # the script validated every field (the id last: nothing in it can shift the others)
-        ex, timeout, attempts, made, keepc, keepf, level, ready, job_id = header.decode(
-            "utf-8", "surrogateescape"
-        ).split("|", 8)
+        ex, timeout, attempts, made, keepc, keepf, level, ready, job_id = header
         seconds = float(timeout)
         job = Claimed(
             id=job_id,
@@ -884,6 +898,23 @@ class Worker:
                 time.sleep(1.0)
             self.events.put(executors.Wake())
         conn.close()
+
+
+def unpack_claims(packed: bytes) -> list[tuple[list[str], bytes, bytes]]:
+    """The jobs one SYNC call claimed, from its one packed string: per job a header
+    ``exec|timeout|attempts|made|keep_completed|keep_failed|level|ready|len(payload)|len(backoff)|id``,
+    a newline, then the payload and the backoff. Returns (the header's fields without the two
+    lengths, payload, backoff) per job."""
+    out = []
+    pos, end = 0, len(packed)
+    while pos < end:
+        nl = packed.index(b"\n", pos)
+        fields = packed[pos:nl].decode("utf-8", "surrogateescape").split("|", 10)
+        start = nl + 1
+        mid = start + int(fields[8])
+        pos = mid + int(fields[9])
+        out.append(([*fields[:8], fields[10]], packed[start:mid], packed[mid:pos]))
+    return out
 
 
 def run_worker(
