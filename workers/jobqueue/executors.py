@@ -128,7 +128,12 @@ class Wake:
     """Not from an executor: the coordinator's own wake-up (new work, a signal)."""
 
 
-Event = Done | Progress | Died | Cancelled | Started | Wake
+@dataclass(frozen=True, slots=True)
+class SyncDone:
+    """Not from an executor: the coordinator's SYNC call (run on its jobqueue-sync thread) ended."""
+
+
+Event = Done | Progress | Died | Cancelled | Started | Wake | SyncDone
 Events = queue.SimpleQueue[Event]
 
 

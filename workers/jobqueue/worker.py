@@ -91,7 +91,7 @@ ACK_BATCH: Final = 64
 ACK_DELAY: Final = 0.005
 #: Prefetch: hold about this much work (seconds) beyond the free slots, at most PREFETCH_MAX.
 PREFETCH_SECONDS: Final = 0.01
-PREFETCH_MAX: Final = 32
+PREFETCH_MAX: Final = 64
 PROMOTE_LIMIT: Final = 200
 PROGRESS_INTERVAL: Final = 0.1
 #: Process mode queues one task per process ahead while jobs average less than this (s).
@@ -141,6 +141,23 @@ class Running:
     cancelled: bool = False  # async mode: cancelled at its deadline, given CANCEL_GRACE_SECONDS
 
 
+@dataclass
+class _Call:
+    """One SYNC call: what it carries (taken out of the worker's pending lists when it is
+    sent: new results gather for the next call meanwhile) and, once Redis answered, the
+    reply or the error."""
+
+    n: int
+    args: dict[str, Any]
+    acks: list[list[Any]]
+    releases: list[list[str]]
+    progress: dict[tuple[str, str], float]
+    sent: tuple[int, int, float]  # ok_count, ko_count, work_time counted in this call
+    reply: Any = None
+    error: redis.RedisError | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
 @dataclass(frozen=True)
 class WorkerConfig:
     queue: str
@@ -155,6 +172,12 @@ class WorkerConfig:
 
 
 class Worker:
+    #: the SYNC call Redis is running now (at most one): the coordinator hands it to the
+    #: jobqueue-sync thread and goes on starting buffered jobs and collecting results while
+    #: Redis works, so Redis's time and ours overlap instead of adding up
+    inflight: _Call | None
+    _calls: queue.SimpleQueue[_Call | None]
+
     def __init__(self, redis_url: str, config: WorkerConfig, metrics: WorkerMetrics | None = None) -> None:
         if config.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -199,6 +222,7 @@ class Worker:
         self.redis_error_at = 0.0
         #: [lease, exec prefix] of claiming calls that failed without a reply (see _sync)
         self.unanswered: list[list[Any]] = []
+        self.inflight, self._calls = None, queue.SimpleQueue()
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
         self._want_signal = threading.Event()
@@ -251,6 +275,7 @@ class Worker:
         threads = [
             threading.Thread(target=self._housekeeping, name="jobqueue-heartbeat", daemon=True),
             threading.Thread(target=self._watch, name="jobqueue-watch", daemon=True),
+            threading.Thread(target=self._syncer, name="jobqueue-sync", daemon=True),
         ]
         for t in threads:
             t.start()
@@ -258,6 +283,7 @@ class Worker:
             self._loop()
         finally:
             self._flush_metrics()
+            self._calls.put(None)
             self._done.set()
             self._want_signal.set()
             if not self.cold:  # _abort() already killed the running jobs
@@ -350,33 +376,40 @@ class Worker:
                 return
             if self.stopping:
                 self._release_unstarted()
+            if self.inflight is not None and self.inflight.done.is_set():
+                call, self.inflight = self.inflight, None
+                if not self._settle(call):
+                    self._collect(1.0)  # Redis trouble: results stay pending, retried next turn
             self._dispatch()
             n = self._claim_count()
-            if self._should_sync(n):
-                if self._sync(n):
-                    self._dispatch()
-                else:
-                    self._collect(1.0)  # Redis trouble: results stay pending, retried next turn
-            if self.stopping and not (self.running or self.buffer or self.acks or self.releases):
-                return
-            if self.cfg.burst and self.drained and not (self.running or self.buffer or self.acks):
+            if self.inflight is None and self._should_sync(n):
+                self.inflight = self._prepare(n)
+                self._calls.put(self.inflight)
+            if self.inflight is None and self._finished():
                 return
             self._flush_metrics()
             self._collect(self._timeout())
 
+    def _finished(self) -> bool:
+        if self.stopping and not (self.running or self.buffer or self.acks or self.releases):
+            return True
+        return self.cfg.burst and self.drained and not (self.running or self.buffer or self.acks)
+
     def _timeout(self) -> float:
-        if self._claim_count() > 0:
-            return 0.0
         t = 1.0
-        if self.next_due is not None and len(self.running) < self._capacity():
-            t = min(t, max(0.0, self.next_due - time.time()))
         now = time.monotonic()
-        if self.capped:
-            t = min(t, max(0.0, self.paused_until - now))
-        if self.acks:
-            t = min(t, max(0.0, self.first_ack + ACK_DELAY - now))
-        if self.progress:
-            t = min(t, max(0.0, self.last_progress_flush + PROGRESS_INTERVAL - now))
+        # (while a call is in flight nothing can be sent: its reply, an event, ends the wait)
+        if self.inflight is None:
+            if self._claim_count() > 0:
+                return 0.0
+            if self.next_due is not None and len(self.running) < self._capacity():
+                t = min(t, max(0.0, self.next_due - time.time()))
+            if self.capped:
+                t = min(t, max(0.0, self.paused_until - now))
+            if self.acks:
+                t = min(t, max(0.0, self.first_ack + ACK_DELAY - now))
+            if self.progress:
+                t = min(t, max(0.0, self.last_progress_flush + PROGRESS_INTERVAL - now))
         for r in self.running.values():
             t = min(t, max(0.0, r.deadline - now))
         return t
@@ -415,6 +448,8 @@ class Worker:
             run = self.running.get(ev.seq)
             if run is not None:
                 self.progress[(run.job.id, run.job.exec)] = ev.value
+        elif isinstance(ev, executors.SyncDone):
+            pass  # the loop reads the reply (self.inflight)
         else:  # Wake
             self.queue_empty = False
 
@@ -629,6 +664,35 @@ class Worker:
         return bool(self.progress) and now - self.last_progress_flush >= PROGRESS_INTERVAL
 
     def _sync(self, n: int) -> bool:
+        """One SYNC call, waited for here (the aborting worker's last word)."""
+        if self.inflight is not None:  # (its outcome first: its acks go back in the lists)
+            self.inflight.done.wait(30)
+            call, self.inflight = self.inflight, None
+            self._settle(call)
+        call = self._prepare(n)
+        self._call(call)
+        return self._settle(call)
+
+    def _syncer(self) -> None:
+        """The jobqueue-sync thread: runs the calls the coordinator prepared, one at a time."""
+        while (call := self._calls.get()) is not None:
+            self._call(call)
+            self.events.put(executors.SyncDone())
+
+    def _call(self, call: _Call) -> None:
+        try:
+            call.reply = _SYNC(self.conn, json.dumps(call.args))
+        except redis.RedisError as exc:
+            call.error = exc
+        except Exception as exc:  # a bug: kept as a Redis error, so the results are kept too
+            log.exception("SYNC call failed")
+            call.error = redis.RedisError(f"{type(exc).__name__}: {exc}")
+        finally:
+            call.done.set()
+
+    def _prepare(self, n: int) -> _Call:
+        """The next SYNC call's arguments; the pending results, progress and hand-backs move
+        into it (_settle puts them back should the call fail)."""
         now = time.time()
         self.sync_count += 1
         current = next((r.job.id for r in self.running.values() if r.started is not None), "")
@@ -655,26 +719,44 @@ class Worker:
             "acks": self.acks,
             "prog": [[i, e, v] for (i, e), v in self.progress.items()],
             "rel": self.releases,
-            "lost": self.unanswered,
+            "lost": list(self.unanswered),
         }
-        try:
-            nxt, stale, claimed, paused, capped, rejected = _SYNC(self.conn, json.dumps(args))
-        except redis.RedisError as exc:
-            self.redis_error_at = now
-            log.warning("Redis call failed (%s); %d result(s) kept for the next try", exc, len(self.acks))
-            if n > 0:
-                # A timeout does not say the call did not run: a frozen or partitioned Redis
-                # runs it when it comes back, claiming jobs this worker never hears of. The
-                # next call hands them back, found by this call's lease and exec prefix
-                # (else they would wait out their lease and cost an attempt unrun). Best
-                # effort: a lost call that Redis runs after the next one still waits out
-                # its lease, as before.
-                self.unanswered = [*self.unanswered, [args["lease"], args["xp"]]][-UNANSWERED_LIMIT:]
-            return False
-        replayed = bool(self.unanswered)  # acks sent again may have been recorded by those calls
-        self.unanswered = []
-        self._ok_sent, self._ko_sent, self._wt_sent = self.ok_count, self.ko_count, self.work_time
+        call = _Call(
+            n, args, self.acks, self.releases, self.progress, (self.ok_count, self.ko_count, self.work_time)
+        )
         self.acks, self.releases, self.progress = [], [], {}
+        return call
+
+    def _keep(self, call: _Call, exc: redis.RedisError) -> None:
+        """A SYNC call failed: what it carried goes back to be sent with the next call."""
+        n, args = call.n, call.args
+        self.redis_error_at = args["now"]
+        # (results that ended while it was in flight came after its own)
+        self.acks = call.acks + self.acks
+        self.releases = call.releases + self.releases
+        self.progress = {**call.progress, **self.progress}
+        if self.acks:
+            self.first_ack = time.monotonic()
+        log.warning("Redis call failed (%s); %d result(s) kept for the next try", exc, len(self.acks))
+        if n > 0:
+            # A timeout does not say the call did not run: a frozen or partitioned Redis
+            # runs it when it comes back, claiming jobs this worker never hears of. The
+            # next call hands them back, found by this call's lease and exec prefix
+            # (else they would wait out their lease and cost an attempt unrun). Best
+            # effort: a lost call that Redis runs after the next one still waits out
+            # its lease, as before.
+            self.unanswered = [*self.unanswered, [args["lease"], args["xp"]]][-UNANSWERED_LIMIT:]
+
+    def _settle(self, call: _Call) -> bool:
+        """Take in a SYNC call's reply (True), or keep what it carried for the next (False)."""
+        n, args = call.n, call.args
+        if call.error is not None:
+            self._keep(call, call.error)
+            return False
+        nxt, stale, claimed, paused, capped, rejected = call.reply
+        replayed = bool(args["lost"])  # acks sent again may have been recorded by those calls
+        self.unanswered = []
+        self._ok_sent, self._ko_sent, self._wt_sent = call.sent
         self.last_progress_flush = time.monotonic()
         self.next_due = float(nxt) if nxt else None
         for job_id in stale:
