@@ -20,6 +20,11 @@ def noop() -> None:
 
 
 @job
+async def aio_noop() -> None:
+    return None
+
+
+@job
 def io_sleep(seconds: float) -> None:
     time.sleep(seconds)
 

@@ -384,16 +384,19 @@ local function ack(k)
   local id, ex, outcome = k[1], k[2], k[3]
   local member = id .. ':' .. ex
   local jk, rk = 'rq:job:' .. id, 'rq:results:' .. id
-  if not redis.call('ZSCORE', wip, member) then
+  -- (ZREM answers whether the member was there: one command checks and removes the claim)
+  if redis.call('ZREM', wip, member) == 0 then
     table.insert(stale, id)  -- taken from us (lease expired, pod recovered): drop the result
     return
   end
   touched = true
-  redis.call('ZREM', wip, member)
-  redis.call('HSET', jk, 'started_at', k[4], 'ended_at', k[5], 'last_heartbeat', k[5],
-             'jq_start', k[6], 'jq_end', k[7], 'jq_exec', '')
+  -- the attempt's fields and, for a success, its status in one HSET (commands per job are
+  -- what a busy queue pays for)
+  local fields = {'started_at', k[4], 'ended_at', k[5], 'last_heartbeat', k[5],
+                  'jq_start', k[6], 'jq_end', k[7], 'jq_exec', ''}
   -- [cancel, issue 21] stopped on request; or failed while a cancel was on its way: never retried
   if outcome == 'cancel' or (outcome ~= 'ok' and (redis.call('HGET', jk, 'jq_cancel') or '') ~= '') then
+    redis.call('HSET', jk, unpack(fields))
     local asked = redis.call('HGET', jk, 'jq_reason') or 'canceled'
     local why = asked .. '; ' .. (outcome == 'cancel' and k[12] or ('its attempt had failed: ' .. k[12]))
     cancel_job(q, id, now, iso, why)
@@ -402,7 +405,8 @@ local function ack(k)
   local stream = {'type', 1, 'worker_name', wname, 'execution_id', ex,
                   'execution_started_at', k[6], 'execution_ended_at', k[7]}
   if outcome == 'ok' then
-    redis.call('HSET', jk, 'status', 'finished')
+    table.insert(fields, 'status'); table.insert(fields, 'finished')
+    redis.call('HSET', jk, unpack(fields))
     if k[9] ~= '' then table.insert(stream, 'return_value'); table.insert(stream, k[9]) end
     redis.call('XADD', rk, 'MAXLEN', '~', 10, '*', unpack(stream))
     retain('rq:finished:' .. q, jk, rk, id, now, tonumber(k[8]))
@@ -412,7 +416,8 @@ local function ack(k)
   stream[2] = 2
   table.insert(stream, 'exc_string'); table.insert(stream, k[11])
   redis.call('XADD', rk, 'MAXLEN', '~', 10, '*', unpack(stream))
-  redis.call('HSET', jk, 'exc_info', k[10], 'jq_reason', k[12])
+  for _, v in ipairs({'exc_info', k[10], 'jq_reason', k[12]}) do table.insert(fields, v) end
+  redis.call('HSET', jk, unpack(fields))
   if outcome == 'retry' then
     local f = redis.call('HMGET', jk, 'jq_attempts', 'jq_made', 'jq_prio', 'failure_ttl',
                          'enqueue_at_front_on_retry')
@@ -547,7 +552,7 @@ end
 local d = a.d
 local seq = 0
 
--- One popped id: claim it (appends three flat values to `claimed`), fail it at once
+-- One popped id: claim it (appends its packed record to `claimed`), fail it at once
 -- (returns the reason), or drop it (returns nil: no record, or a stale duplicate entry).
 local function claim_one(id, best)
   local jk = 'rq:job:' .. id
@@ -660,13 +665,14 @@ local function claim_one(id, best)
     end
   end
   redis.call('PERSIST', jk)
-  -- three flat values per job (a nested reply costs the client more to parse); the id last
-  -- in the header, so nothing in it can shift the other fields
-  local n0 = #claimed
-  claimed[n0 + 1] = table.concat({ex, tostring(timeout), tostring(attempts), tostring(made),
-                                  tostring(keepc), tostring(keepf), tostring(best), tostring(ready), id}, '|')
-  claimed[n0 + 2] = f[1]
-  claimed[n0 + 3] = backoff
+  -- One record per job, all records returned as ONE string (each reply element costs the
+  -- client a parse step: one per call instead of three per job): a '|'-separated header
+  -- ending in the id, a newline, then the payload and the backoff, whose byte lengths are in
+  -- the header. The id was checked above (valid_id: no '|', no newline), so nothing can
+  -- shift the fields; the payload is any bytes.
+  claimed[#claimed + 1] = table.concat({ex, tostring(timeout), tostring(attempts), tostring(made),
+                                        tostring(keepc), tostring(keepf), tostring(best), tostring(ready),
+                                        #f[1], #backoff, id}, '|') .. '\n' .. f[1] .. backoff
   return nil
 end
 
@@ -688,7 +694,7 @@ if n > 0 and not paused and nonempty > 0 then
     for l = 1, 5 do cur[l] = tonumber(c[l]) or 0 end
   end
   local guard = n + 500  -- entries dropped or rejected per call at most (bounds the call's time)
-  while #claimed < 3 * n and nonempty > 0 and guard > 0 do
+  while #claimed < n and nonempty > 0 and guard > 0 do
     guard = guard - 1
     local best, total = nil, 0
     for l = 1, 5 do
@@ -701,10 +707,15 @@ if n > 0 and not paused and nonempty > 0 then
       end
     end
     cur[best] = cur[best] - total
-    local id = redis.call('LPOP', qkey(q, best))
-    lens[best] = lens[best] - 1
+    -- one level left (most queues use one): pop the ids still wanted with one LPOP
+    local take = 1
+    if nonempty == 1 then take = math.min(n - #claimed, lens[best]) end
+    local ids = redis.call('LPOP', qkey(q, best), take)
+    if not ids then ids = {} end
+    lens[best] = lens[best] - take
     if lens[best] <= 0 then lens[best] = 0; nonempty = nonempty - 1 end
-    if id then
+    for j, id in ipairs(ids) do
+      if j > 1 then guard = guard - 1 end
       local ok, why = pcall(claim_one, id, best)
       if not ok then
         why = 'could not be claimed: ' .. shown(type(why) == 'table' and why.err or why, 300)
@@ -726,7 +737,7 @@ if nonempty == 0 then redis.call('DEL', 'jobqueue:signal:' .. q) end
 -- [rate limit] record this call's claims in the window; a limited call's wake-up time
 local rate_free = nil
 if rate then
-  for i = 1, #claimed / 3 do redis.call('ZADD', rate.key, server_now(), a.xp .. i) end
+  for i = 1, #claimed do redis.call('ZADD', rate.key, server_now(), a.xp .. i) end
   redis.call('PEXPIRE', rate.key, math.ceil(rate.per * 1000) + 1000)
   local oldest = redis.call('ZRANGE', rate.key, 0, 0, 'WITHSCORES')
   if rate.limited and oldest[2] then
@@ -739,9 +750,9 @@ if #claimed > 0 or #rejected > 0 then touched = true end
 if touched then redis.call('HSET', 'jobqueue:activity', q, a.now) end
 
 -- 6. the worker record, as RQ shows it (busy while any slot runs a job)
-local busy = tonumber(a.busy) + #claimed / 3
+local busy = tonumber(a.busy) + #claimed
 local current = a.cur
-if current == '' and #claimed > 0 then current = string.match(claimed[1], '([^|]*)$') end
+if current == '' and #claimed > 0 then current = string.match(claimed[1], '([^|\n]*)\n') end
 -- (never recreate a record that expired or was declared dead: the heartbeat re-registers)
 if redis.call('EXISTS', wk) == 1 then
   redis.call('HSET', wk, 'state', busy > 0 and 'busy' or 'idle', 'current_job', current, 'jq_busy',
@@ -756,7 +767,7 @@ local wake = nxt[2] or ''
 if rate_free and capped and (wake == '' or rate_free < tonumber(wake)) then  -- [rate limit]
   wake = string.format('%.6f', rate_free)
 end
-return {wake, stale, claimed, paused and 1 or 0, capped and 1 or 0, rejected}
+return {wake, stale, table.concat(claimed), paused and 1 or 0, capped and 1 or 0, rejected}
 """.replace("__SETTINGS__", settings.SETTINGS_KEY_PREFIX)
 
 HEARTBEAT: Final = r"""

@@ -136,7 +136,12 @@ class Wake:
     """Not from an executor: the coordinator's own wake-up (new work, a signal)."""
 
 
-Event = Done | Progress | Died | Cancelled | CancelAsked | Started | Wake
+@dataclass(frozen=True, slots=True)
+class SyncDone:
+    """Not from an executor: the coordinator's SYNC call (run on its jobqueue-sync thread) ended."""
+
+
+Event = Done | Progress | Died | Cancelled | CancelAsked | Started | Wake | SyncDone
 Events = queue.SimpleQueue[Event]
 
 
@@ -324,15 +329,27 @@ class AsyncExecutor(Executor):
         )
         self._running: dict[int, asyncio.Task[None]] = {}
         self._cancelling: set[int] = set()  # tasks the coordinator cancelled (loop thread only)
+        # tasks submitted since the loop last took them: one wake-up of the loop (a write to
+        # its self-pipe) per batch, not per task
+        self._incoming: deque[Task] = deque()
+        self._incoming_lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop.run_forever, name="jobqueue-asyncio", daemon=True)
         self._thread.start()
 
     def submit(self, task: Task) -> bool:
-        self._loop.call_soon_threadsafe(self._create, task)
+        with self._incoming_lock:
+            self._incoming.append(task)
+            if len(self._incoming) > 1:
+                return True  # the wake-up of the first in the batch takes this one too
+        self._loop.call_soon_threadsafe(self._create)
         return True
 
-    def _create(self, task: Task) -> None:
-        self._running[task.seq] = self._loop.create_task(self._run(task))
+    def _create(self) -> None:
+        with self._incoming_lock:
+            tasks = list(self._incoming)
+            self._incoming.clear()
+        for task in tasks:
+            self._running[task.seq] = self._loop.create_task(self._run(task))
 
     async def _run(self, task: Task) -> None:
         ctx = context.JobContext(

@@ -14,6 +14,7 @@ payloads the worker refused (their names come from whoever wrote to Redis).
 
 from __future__ import annotations
 
+import bisect
 import os
 import shutil
 from dataclasses import dataclass
@@ -127,6 +128,54 @@ class FunctionMetrics:
     rejected: Counter
     run_seconds: Histogram
     wait_seconds: Histogram
+
+
+class Tally:
+    """Per-job counts and observations of many jobs, written to their series at once.
+
+    In multiprocess mode every ``inc``/``observe`` writes the series' mmap file under a lock;
+    at thousands of jobs a second that was a fifth of the coordinator's time. The worker
+    adds to a Tally per job and flushes it once per loop turn (before it waits), so the
+    series are never more than one turn behind and the totals are the same."""
+
+    def __init__(self) -> None:
+        self._counts: dict[Counter, int] = {}
+        self._values: dict[Histogram, list[float]] = {}
+
+    def inc(self, counter: Counter) -> None:
+        self._counts[counter] = self._counts.get(counter, 0) + 1
+
+    def observe(self, histogram: Histogram, value: float) -> None:
+        self._values.setdefault(histogram, []).append(value)
+
+    def flush(self) -> None:
+        counts, values = self._counts, self._values
+        self._counts, self._values = {}, {}
+        for counter, k in counts.items():
+            counter.inc(k)
+        for histogram, observed in values.items():
+            _observe_many(histogram, observed)
+
+
+def _observe_many(histogram: Histogram, values: list[float]) -> None:
+    """``observe`` each value, with one write per bucket and one for the sum. prometheus_client
+    has no public call for that: this reads the labelled child's buckets (``_upper_bounds``,
+    ``_buckets``, ``_sum``, as its own ``observe`` does), and falls back to ``observe`` per
+    value should a future release name them differently."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for v in values:
+            histogram.observe(v)
+        return
+    counts = [0] * len(bounds)
+    for v in values:
+        counts[bisect.bisect_left(bounds, v)] += 1  # the first bucket whose bound is >= v (+Inf last)
+    total.inc(sum(values))
+    for i, k in enumerate(counts):
+        if k:
+            buckets[i].inc(k)
 
 
 def multiprocess_dir() -> str | None:

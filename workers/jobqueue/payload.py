@@ -13,6 +13,7 @@ the job's failure reason.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import zlib
@@ -94,7 +95,13 @@ def utcformat(ts: float) -> str:
     micros = round((ts - whole) * 1_000_000)
     if micros == 1_000_000:
         whole, micros = whole + 1, 0
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(whole))}.{micros:06d}Z"
+    return f"{_utc_second(whole)}.{micros:06d}Z"
+
+
+@functools.lru_cache(maxsize=8)
+def _utc_second(whole: int) -> str:
+    # (a busy worker formats two timestamps per job, nearly all within the same second)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
 
 
 def utcparse(text: str) -> float | None:

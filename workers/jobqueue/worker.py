@@ -63,7 +63,7 @@ from rq.version import VERSION as RQ_VERSION
 from jobqueue import _lua, executors, keys, payload, settings
 from jobqueue._redis import Script, clean, connect, text
 from jobqueue.errors import RegistrationError
-from jobqueue.metrics import UNREGISTERED, WorkerMetrics
+from jobqueue.metrics import UNREGISTERED, Tally, WorkerMetrics
 from jobqueue.registry import Allowlist, JobFunction
 
 log = logging.getLogger("jobqueue.worker")
@@ -91,7 +91,7 @@ ACK_BATCH: Final = 64
 ACK_DELAY: Final = 0.005
 #: Prefetch: hold about this much work (seconds) beyond the free slots, at most PREFETCH_MAX.
 PREFETCH_SECONDS: Final = 0.01
-PREFETCH_MAX: Final = 32
+PREFETCH_MAX: Final = 64
 PROMOTE_LIMIT: Final = 200
 PROGRESS_INTERVAL: Final = 0.1
 #: Process mode queues one task per process ahead while jobs average less than this (s).
@@ -142,6 +142,23 @@ class Running:
     cancel_asked: bool = False  # someone cancelled the job (jobqueue.cancel): it ends canceled
 
 
+@dataclass
+class _Call:
+    """One SYNC call: what it carries (taken out of the worker's pending lists when it is
+    sent: new results gather for the next call meanwhile) and, once Redis answered, the
+    reply or the error."""
+
+    n: int
+    args: dict[str, Any]
+    acks: list[list[Any]]
+    releases: list[list[str]]
+    progress: dict[tuple[str, str], float]
+    sent: tuple[int, int, float]  # ok_count, ko_count, work_time counted in this call
+    reply: Any = None
+    error: redis.RedisError | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
 @dataclass(frozen=True)
 class WorkerConfig:
     queue: str
@@ -156,6 +173,12 @@ class WorkerConfig:
 
 
 class Worker:
+    #: the SYNC call Redis is running now (at most one): the coordinator hands it to the
+    #: jobqueue-sync thread and goes on starting buffered jobs and collecting results while
+    #: Redis works, so Redis's time and ours overlap instead of adding up
+    inflight: _Call | None
+    _calls: queue.SimpleQueue[_Call | None]
+
     def __init__(self, redis_url: str, config: WorkerConfig, metrics: WorkerMetrics | None = None) -> None:
         if config.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -165,6 +188,8 @@ class Worker:
         self.slots = config.concurrency
         self.allow = Allowlist(config.imports)
         self.metrics = metrics
+        self.tally = Tally()  # per-job metric updates, written once per loop turn
+        self._busy_shown: int | None = None  # the busy-slots gauge's value
         self.pod = config.pod or os.environ.get("POD_NAME") or socket.gethostname()
         self.token = uuid.uuid4().hex[:8]
         self.name = f"{self.pod}.{self.token}"
@@ -198,6 +223,7 @@ class Worker:
         self.redis_error_at = 0.0
         #: [lease, exec prefix] of claiming calls that failed without a reply (see _sync)
         self.unanswered: list[list[Any]] = []
+        self.inflight, self._calls = None, queue.SimpleQueue()
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
         self._want_signal = threading.Event()
@@ -250,6 +276,7 @@ class Worker:
         threads = [
             threading.Thread(target=self._housekeeping, name="jobqueue-heartbeat", daemon=True),
             threading.Thread(target=self._watch, name="jobqueue-watch", daemon=True),
+            threading.Thread(target=self._syncer, name="jobqueue-sync", daemon=True),
             threading.Thread(target=self._listen_cancels, name="jobqueue-cancel", daemon=True),
         ]
         for t in threads:
@@ -257,6 +284,8 @@ class Worker:
         try:
             self._loop()
         finally:
+            self._flush_metrics()
+            self._calls.put(None)
             self._done.set()
             self._want_signal.set()
             if not self.cold:  # _abort() already killed the running jobs
@@ -349,32 +378,40 @@ class Worker:
                 return
             if self.stopping:
                 self._release_unstarted()
+            if self.inflight is not None and self.inflight.done.is_set():
+                call, self.inflight = self.inflight, None
+                if not self._settle(call):
+                    self._collect(1.0)  # Redis trouble: results stay pending, retried next turn
             self._dispatch()
             n = self._claim_count()
-            if self._should_sync(n):
-                if self._sync(n):
-                    self._dispatch()
-                else:
-                    self._collect(1.0)  # Redis trouble: results stay pending, retried next turn
-            if self.stopping and not (self.running or self.buffer or self.acks or self.releases):
+            if self.inflight is None and self._should_sync(n):
+                self.inflight = self._prepare(n)
+                self._calls.put(self.inflight)
+            if self.inflight is None and self._finished():
                 return
-            if self.cfg.burst and self.drained and not (self.running or self.buffer or self.acks):
-                return
+            self._flush_metrics()
             self._collect(self._timeout())
 
+    def _finished(self) -> bool:
+        if self.stopping and not (self.running or self.buffer or self.acks or self.releases):
+            return True
+        return self.cfg.burst and self.drained and not (self.running or self.buffer or self.acks)
+
     def _timeout(self) -> float:
-        if self._claim_count() > 0:
-            return 0.0
         t = 1.0
-        if self.next_due is not None and len(self.running) < self._capacity():
-            t = min(t, max(0.0, self.next_due - time.time()))
         now = time.monotonic()
-        if self.capped:
-            t = min(t, max(0.0, self.paused_until - now))
-        if self.acks:
-            t = min(t, max(0.0, self.first_ack + ACK_DELAY - now))
-        if self.progress:
-            t = min(t, max(0.0, self.last_progress_flush + PROGRESS_INTERVAL - now))
+        # (while a call is in flight nothing can be sent: its reply, an event, ends the wait)
+        if self.inflight is None:
+            if self._claim_count() > 0:
+                return 0.0
+            if self.next_due is not None and len(self.running) < self._capacity():
+                t = min(t, max(0.0, self.next_due - time.time()))
+            if self.capped:
+                t = min(t, max(0.0, self.paused_until - now))
+            if self.acks:
+                t = min(t, max(0.0, self.first_ack + ACK_DELAY - now))
+            if self.progress:
+                t = min(t, max(0.0, self.last_progress_flush + PROGRESS_INTERVAL - now))
         for r in self.running.values():
             t = min(t, max(0.0, r.deadline - now))
         return t
@@ -401,11 +438,7 @@ class Worker:
                 self._failed(run.job, ev.reason, ev.reason, run.started or end, end, retryable=ev.retryable)
                 self._busy_changed()
         elif isinstance(ev, executors.Cancelled):
-            run = self.running.pop(ev.seq, None)
-            if run is not None and run.cancel_asked:
-                self._canceled(run, "its task was cancelled")
-            elif run is not None:
-                self._timed_out(run, retryable=True)
+            self._on_cancelled(ev)
         elif isinstance(ev, executors.CancelAsked):
             self._cancel(ev.job_id, ev.exec)
         elif isinstance(ev, executors.Started):
@@ -417,8 +450,18 @@ class Worker:
             run = self.running.get(ev.seq)
             if run is not None:
                 self.progress[(run.job.id, run.job.exec)] = ev.value
+        elif isinstance(ev, executors.SyncDone):
+            pass  # the loop reads the reply (self.inflight)
         else:  # Wake
             self.queue_empty = False
+
+    def _on_cancelled(self, ev: executors.Cancelled) -> None:
+        """Async mode: a task the coordinator cancelled ended (a cancel request, or its deadline)."""
+        run = self.running.pop(ev.seq, None)
+        if run is not None and run.cancel_asked:
+            self._canceled(run, "its task was cancelled")
+        elif run is not None:
+            self._timed_out(run, retryable=True)
 
     def _on_done(self, ev: executors.Done) -> None:
         run = self.running.pop(ev.seq, None)
@@ -435,14 +478,14 @@ class Worker:
         self.avg_run = run_time if self.avg_run is None else 0.8 * self.avg_run + 0.2 * run_time
         fn = run.job.function.name if run.job.function else UNREGISTERED
         if self.metrics:
-            self.metrics.fn(fn).run_seconds.observe(run_time)
+            self.tally.observe(self.metrics.fn(fn).run_seconds, run_time)
         if ev.ok:
             result = base64.b64encode(ev.result).decode() if ev.result is not None else ""
             self._ack(run.job, "ok", ev.started, ev.ended, run.job.keep_completed, result=result)
             self.ok_count += 1
             self.work_time += run_time
             if self.metrics:
-                self.metrics.fn(fn).succeeded.inc()
+                self.tally.inc(self.metrics.fn(fn).succeeded)
         else:
             self._failed(run.job, ev.error, ev.trace, ev.started, ev.ended)
         self._busy_changed()
@@ -451,8 +494,15 @@ class Worker:
         return sum(1 for r in self.running.values() if r.started is not None)
 
     def _busy_changed(self) -> None:
-        if self.metrics:
-            self.metrics.busy_slots.labels(self.queue).set(self._busy())
+        self._busy_shown = None  # (the gauge is written by _flush_metrics, once per loop turn)
+
+    def _flush_metrics(self) -> None:
+        if not self.metrics:
+            return
+        self.tally.flush()
+        if self._busy_shown is None:
+            self._busy_shown = self._busy()
+            self.metrics.busy_slots.labels(self.queue).set(self._busy_shown)
 
     def _ack(
         self,
@@ -650,8 +700,9 @@ class Worker:
         run.started = at
         run.deadline = time.monotonic() - (time.time() - at) + run.job.timeout
         if self.metrics and run.job.function:
-            self.metrics.fn(run.job.function.name).started.inc()
-            self.metrics.fn(run.job.function.name).wait_seconds.observe(max(0.0, at - run.job.ready))
+            series = self.metrics.fn(run.job.function.name)
+            self.tally.inc(series.started)
+            self.tally.observe(series.wait_seconds, max(0.0, at - run.job.ready))
 
     def _prefetch(self) -> int:
         if self.avg_run is None:
@@ -684,6 +735,35 @@ class Worker:
         return bool(self.progress) and now - self.last_progress_flush >= PROGRESS_INTERVAL
 
     def _sync(self, n: int) -> bool:
+        """One SYNC call, waited for here (the aborting worker's last word)."""
+        if self.inflight is not None:  # (its outcome first: its acks go back in the lists)
+            self.inflight.done.wait(30)
+            call, self.inflight = self.inflight, None
+            self._settle(call)
+        call = self._prepare(n)
+        self._call(call)
+        return self._settle(call)
+
+    def _syncer(self) -> None:
+        """The jobqueue-sync thread: runs the calls the coordinator prepared, one at a time."""
+        while (call := self._calls.get()) is not None:
+            self._call(call)
+            self.events.put(executors.SyncDone())
+
+    def _call(self, call: _Call) -> None:
+        try:
+            call.reply = _SYNC(self.conn, json.dumps(call.args))
+        except redis.RedisError as exc:
+            call.error = exc
+        except Exception as exc:  # a bug: kept as a Redis error, so the results are kept too
+            log.exception("SYNC call failed")
+            call.error = redis.RedisError(f"{type(exc).__name__}: {exc}")
+        finally:
+            call.done.set()
+
+    def _prepare(self, n: int) -> _Call:
+        """The next SYNC call's arguments; the pending results, progress and hand-backs move
+        into it (_settle puts them back should the call fail)."""
         now = time.time()
         self.sync_count += 1
         current = next((r.job.id for r in self.running.values() if r.started is not None), "")
@@ -710,26 +790,44 @@ class Worker:
             "acks": self.acks,
             "prog": [[i, e, v] for (i, e), v in self.progress.items()],
             "rel": self.releases,
-            "lost": self.unanswered,
+            "lost": list(self.unanswered),
         }
-        try:
-            nxt, stale, claimed, paused, capped, rejected = _SYNC(self.conn, json.dumps(args))
-        except redis.RedisError as exc:
-            self.redis_error_at = now
-            log.warning("Redis call failed (%s); %d result(s) kept for the next try", exc, len(self.acks))
-            if n > 0:
-                # A timeout does not say the call did not run: a frozen or partitioned Redis
-                # runs it when it comes back, claiming jobs this worker never hears of. The
-                # next call hands them back, found by this call's lease and exec prefix
-                # (else they would wait out their lease and cost an attempt unrun). Best
-                # effort: a lost call that Redis runs after the next one still waits out
-                # its lease, as before.
-                self.unanswered = [*self.unanswered, [args["lease"], args["xp"]]][-UNANSWERED_LIMIT:]
-            return False
-        replayed = bool(self.unanswered)  # acks sent again may have been recorded by those calls
-        self.unanswered = []
-        self._ok_sent, self._ko_sent, self._wt_sent = self.ok_count, self.ko_count, self.work_time
+        call = _Call(
+            n, args, self.acks, self.releases, self.progress, (self.ok_count, self.ko_count, self.work_time)
+        )
         self.acks, self.releases, self.progress = [], [], {}
+        return call
+
+    def _keep(self, call: _Call, exc: redis.RedisError) -> None:
+        """A SYNC call failed: what it carried goes back to be sent with the next call."""
+        n, args = call.n, call.args
+        self.redis_error_at = args["now"]
+        # (results that ended while it was in flight came after its own)
+        self.acks = call.acks + self.acks
+        self.releases = call.releases + self.releases
+        self.progress = {**call.progress, **self.progress}
+        if self.acks:
+            self.first_ack = time.monotonic()
+        log.warning("Redis call failed (%s); %d result(s) kept for the next try", exc, len(self.acks))
+        if n > 0:
+            # A timeout does not say the call did not run: a frozen or partitioned Redis
+            # runs it when it comes back, claiming jobs this worker never hears of. The
+            # next call hands them back, found by this call's lease and exec prefix
+            # (else they would wait out their lease and cost an attempt unrun). Best
+            # effort: a lost call that Redis runs after the next one still waits out
+            # its lease, as before.
+            self.unanswered = [*self.unanswered, [args["lease"], args["xp"]]][-UNANSWERED_LIMIT:]
+
+    def _settle(self, call: _Call) -> bool:
+        """Take in a SYNC call's reply (True), or keep what it carried for the next (False)."""
+        n, args = call.n, call.args
+        if call.error is not None:
+            self._keep(call, call.error)
+            return False
+        nxt, stale, claimed, paused, capped, rejected = call.reply
+        replayed = bool(args["lost"])  # acks sent again may have been recorded by those calls
+        self.unanswered = []
+        self._ok_sent, self._ko_sent, self._wt_sent = call.sent
         self.last_progress_flush = time.monotonic()
         self.next_due = float(nxt) if nxt else None
         for job_id in stale:
@@ -744,19 +842,23 @@ class Worker:
         if n > 0:  # (a call that claims nothing says nothing about the cap)
             self.capped = bool(capped)
             if self.capped:
-                self._pause_capped(now)
+                self._pause_capped(args["now"])
         for i in range(0, len(rejected), 2):
             # failed for good by the script, unseen by any worker: its record cannot run
             log.warning("job %s %s", text(rejected[i]), text(rejected[i + 1]))
             if self.metrics:
                 self.metrics.fn(UNREGISTERED).rejected.inc()
-        for i in range(0, len(claimed), 3):
-            try:
-                self._claimed(claimed[i], claimed[i + 1], claimed[i + 2])
-            except Exception:  # a bug, not a record: the claim script checked every field
-                log.exception("cannot read claimed job %r; its lease will run out", claimed[i][-200:])
+        got = 0
+        try:
+            for header, data, backoff in unpack_claims(claimed):
+                got += 1
+                self._claimed(header, data, backoff)
+        except Exception:  # a bug, not a record: the claim script checked every field
+            # (the jobs not read yet are held by no one here: their leases run out, and the
+            # reaper re-queues them with the attempt counted, as for a crashed worker)
+            log.exception("cannot read the claimed jobs after %d of them; their leases will run out", got)
         if n > 0:
-            self.queue_empty = len(claimed) // 3 < n and not paused and not self.capped
+            self.queue_empty = got < n and not paused and not self.capped
             if self.queue_empty:
                 self._want_signal.set()
             self.drained = not claimed and not nxt and not paused and not self.capped
@@ -769,11 +871,9 @@ class Worker:
         if self.next_due is not None:
             self.paused_until = min(self.paused_until, time.monotonic() + max(0.0, self.next_due - now))
 
-    def _claimed(self, header: bytes, data: bytes, backoff: bytes) -> None:
+    def _claimed(self, header: list[str], data: bytes, backoff: bytes) -> None:
         # the script validated every field (the id last: nothing in it can shift the others)
-        ex, timeout, attempts, made, keepc, keepf, level, ready, job_id = header.decode(
-            "utf-8", "surrogateescape"
-        ).split("|", 8)
+        ex, timeout, attempts, made, keepc, keepf, level, ready, job_id = header
         seconds = float(timeout)
         job = Claimed(
             id=job_id,
@@ -958,6 +1058,23 @@ class Worker:
                 time.sleep(1.0)
             self.events.put(executors.Wake())
         conn.close()
+
+
+def unpack_claims(packed: bytes) -> list[tuple[list[str], bytes, bytes]]:
+    """The jobs one SYNC call claimed, from its one packed string: per job a header
+    ``exec|timeout|attempts|made|keep_completed|keep_failed|level|ready|len(payload)|len(backoff)|id``,
+    a newline, then the payload and the backoff. Returns (the header's fields without the two
+    lengths, payload, backoff) per job."""
+    out = []
+    pos, end = 0, len(packed)
+    while pos < end:
+        nl = packed.index(b"\n", pos)
+        fields = packed[pos:nl].decode("utf-8", "surrogateescape").split("|", 10)
+        start = nl + 1
+        mid = start + int(fields[8])
+        pos = mid + int(fields[9])
+        out.append(([*fields[:8], fields[10]], packed[start:mid], packed[mid:pos]))
+    return out
 
 
 def run_worker(

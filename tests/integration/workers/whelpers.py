@@ -255,6 +255,6 @@ def claim(
             }
         ),
     )
-    flat = reply[2]  # per job: "exec|…|id" header, payload, backoff
-    rows = [flat[i].decode().split("|", 8) for i in range(0, len(flat), 3)]
-    return [[row[8], row[0], flat[i * 3 + 1]] for i, row in enumerate(rows)]
+    from jobqueue.worker import unpack_claims
+
+    return [[header[8], header[0], data] for header, data, _ in unpack_claims(reply[2])]
