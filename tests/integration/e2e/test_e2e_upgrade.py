@@ -32,8 +32,12 @@ def test_upgrade_from_the_previous_chart_loses_no_job_and_restarts_no_worker(
         *, cluster: devenv.Cluster, namespace: str, redis_url: str, redis_conn: redis.Redis,
         pod_runner: podrunner.PodRunner, crds: None) -> None:
     cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    # the CRDs stay this version's: the session's cluster is shared with every other test, so
+    # the previous release leaves them alone (crds.install=false, kept by --reuse-values);
+    # what is upgraded is the operator's release: its Deployment, RBAC, Secret, Lease
     product = Product.install(cluster, namespace, pod_runner, redis_url=redis_url,
-                              release=f"up-{namespace[-5:]}", chart=PREVIOUS)
+                              release=f"up-{namespace[-5:]}", chart=PREVIOUS,
+                              values={"crds": {"install": False}})
     try:
         queue = apply_queue(cluster, redis_conn, queue_body("steady", namespace, concurrency=4, per_pod=2,
                                                             minReplicas=2, maxReplicas=2))
