@@ -56,6 +56,13 @@ SIDE = BENCH / "bullmq_side.js"
 IO_SECONDS = 0.05
 
 
+
+def drained(n: int, executed: Any, wall: float, busy: float, *, cost: dict[str, Any],
+            checks: dict[str, bool]) -> dict[str, Any]:
+    """One side's drain as reported: throughput over the busy span, cost, the checks."""
+    return {"jobs": n, "executed": executed, "wall_s": round(wall, 2), "busy_s": round(busy, 3),
+            "jobs_per_s": round(n / busy, 1), **cost, "checks": checks, "ok": all(checks.values())}
+
 def install_bullmq() -> Path:
     """node_modules holding the pinned BullMQ, installed by npm on first use."""
     where = ROOT / ".cache" / f"bullmq-{BULLMQ['bullmq']}-ioredis-{BULLMQ['ioredis']}"
@@ -156,16 +163,7 @@ def bullmq_drain(
         and conn.zcard(f"bull:{q}:prioritized") == 0,
     }
     busy = (max(int(r[1]) for r in done) - min(int(r[0]) for r in done)) / 1000 if done else float("inf")
-    return {
-        "jobs": n,
-        "executed": executed,
-        "wall_s": round(wall, 2),
-        "busy_s": round(busy, 3),
-        "jobs_per_s": round(n / busy, 1),
-        **cost,
-        "checks": checks,
-        "ok": all(checks.values()),
-    }
+    return drained(n, executed, wall, busy, cost=cost, checks=checks)
 
 
 def ours_drain(
@@ -202,16 +200,7 @@ def ours_drain(
         and conn.zcard(f"rq:failed:{q}") == 0,
     }
     busy = max(float(r[2]) for r in rows) - min(float(r[1]) for r in rows)
-    return {
-        "jobs": n,
-        "executed": executed,
-        "wall_s": round(wall, 2),
-        "busy_s": round(busy, 3),
-        "jobs_per_s": round(n / busy, 1),
-        **cost,
-        "checks": checks,
-        "ok": all(checks.values()),
-    }
+    return drained(n, executed, wall, busy, cost=cost, checks=checks)
 
 
 def bullmq_bulk(modules: Path, url: str, conn: Any, n: int) -> dict[str, Any]:
