@@ -157,7 +157,6 @@ def build(*, namespace: str, name: str, uid: str, spec: models.RecurringJobSpec,
     """The apply body of RecurringJob ``namespace/name``'s CronJob; ``suspend`` suspends it
     whatever the spec says (the operator does that while the target queue is missing)."""
     worker = queue.spec.worker
-    security = worker.security_context
     job_labels = labels(name)
     annotations = {names.QUEUE_ANNOTATION: queue.queue_name}
     env = [
@@ -173,22 +172,12 @@ def build(*, namespace: str, name: str, uid: str, spec: models.RecurringJobSpec,
         "command": enqueue_command(namespace=namespace, spec=spec, queue_name=queue.queue_name),
         "env": env,
         "resources": RESOURCES,
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-        },
+        "securityContext": deployment.container_security(),
     })
     pod_spec = _drop_none({
         "restartPolicy": "Never",
         "containers": [container],
-        "securityContext": _drop_none({
-            "runAsNonRoot": True,
-            "runAsUser": (security and security.run_as_user) or deployment.DEFAULT_RUN_AS_USER,
-            "runAsGroup": security and security.run_as_group,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        }),
+        "securityContext": deployment.pod_security(worker),
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,

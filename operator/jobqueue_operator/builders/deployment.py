@@ -113,25 +113,13 @@ def build(*, namespace: str, name: str, uid: str, spec: models.JobQueueSpec, que
         "envFrom": _dump_all(worker.env_from),
         "resources": _dump(worker.resources),
         "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-        },
+        "securityContext": container_security(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 (an emptyDir)
     })
-    security = worker.security_context
     pod_spec = _drop_empty({
         "containers": [container],
         "volumes": [{"name": "tmp", "emptyDir": {}}],
-        "securityContext": _drop_empty({
-            "runAsNonRoot": True,
-            "runAsUser": (security and security.run_as_user) or DEFAULT_RUN_AS_USER,
-            "runAsGroup": security and security.run_as_group,
-            "fsGroup": security and security.fs_group,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        }),
+        "securityContext": pod_security(worker),
         "terminationGracePeriodSeconds": termination_grace_seconds(spec),
         "enableServiceLinks": False,
         "automountServiceAccountToken": worker.automount_service_account_token,
@@ -168,6 +156,32 @@ def build(*, namespace: str, name: str, uid: str, spec: models.JobQueueSpec, que
             },
         },
     }
+
+
+def container_security() -> dict[str, Any]:
+    """The securityContext of every container the operator makes (workers, RecurringJob
+    enqueuers): the restricted Pod Security Standard, and a root filesystem nothing can
+    write to. (A new dict each time: bodies are patched in place downstream.)"""
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+    }
+
+
+def pod_security(worker: models.WorkerSpec) -> dict[str, Any]:
+    """The pod securityContext of every pod the operator makes for a queue: non-root (UID
+    65532 unless the queue's ``worker.securityContext`` says otherwise), the runtime's default
+    seccomp profile."""
+    security = worker.security_context
+    return _drop_empty({
+        "runAsNonRoot": True,
+        "runAsUser": (security and security.run_as_user) or DEFAULT_RUN_AS_USER,
+        "runAsGroup": security and security.run_as_group,
+        "fsGroup": security and security.fs_group,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    })
 
 
 def operator_env(spec: models.JobQueueSpec, defaults: WorkerDefaults, *,
