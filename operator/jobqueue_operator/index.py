@@ -98,6 +98,17 @@ def queue_ref(body: Mapping[str, Any]) -> QueueRef | None:
     )
 
 
+def declares(body: Mapping[str, Any] | None, queue: str) -> bool:
+    """Whether JobQueue ``body`` (None: it is gone) still declares ``queue``. One policy for
+    the name's owner check and the settings sweep: a JobQueue being deleted declares nothing;
+    one whose spec cannot be read is taken at its word from before — unsure counts as yes,
+    so neither its queue name nor its settings are given away on a guess."""
+    if body is None:
+        return False
+    ref = queue_ref(body)
+    return ref is None or (not ref.deleting and ref.queue_name == queue)
+
+
 class QueueRefs:
     """:func:`queue_ref` with a memory: every watch event of one version of a JobQueue gets the
     same :class:`QueueRef` object. Status writes (the autoscaler's every few seconds per busy

@@ -208,17 +208,15 @@ class Reconciler:
 
     async def _still_declares(self, owner: index.Key, queue: str) -> bool:
         """Whether JobQueue ``owner`` (which published ``queue``) still declares it. Unsure —
-        a namespace this operator may not read — counts as yes: the name stays taken."""
+        a namespace this operator may not read, a spec it cannot read — counts as yes: the
+        name stays taken (:func:`index.declares`)."""
         try:
             body = await self._kube.get_jobqueue(*owner)
         except k8s.ApiError as e:
             if k8s.is_forbidden(e):
                 return True
             raise
-        if body is None:
-            return False
-        ref = index.queue_ref(body)
-        return ref is not None and not ref.deleting and ref.queue_name == queue
+        return index.declares(body, queue)
 
     async def _stop_workers(self, body: Mapping[str, Any], current: Mapping[str, Any] | None) -> None:
         """No workers for a queue another JobQueue owns: delete this JobQueue's Deployment

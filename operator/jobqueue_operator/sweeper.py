@@ -152,13 +152,11 @@ class Sweeper:
 
     async def _still_declared_here(self, owner: index.Key, queue: str, url: str) -> bool:
         body = await self._kube.get_jobqueue(*owner)
-        if body is None:
+        if not index.declares(body, queue):
             return False
-        ref = index.queue_ref(body)
+        ref = index.queue_ref(body) if body is not None else None
         if ref is None:
             return True  # unreadable spec: do not guess, keep its settings
-        if ref.deleting or ref.queue_name != queue:
-            return False
         try:
             return await self._endpoints.url(ref.namespace, ref.redis_spec) == url
         except errors.RedisConfigError:

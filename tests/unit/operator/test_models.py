@@ -109,6 +109,18 @@ def test_an_unreadable_spec_is_not_indexed() -> None:
     assert index.queue_ref(body({"worker": {"image": "x"}})) is None
 
 
+def test_whether_a_jobqueue_still_declares_a_queue_has_one_policy() -> None:
+    """The owner check of a queue name and the settings sweep ask the same question; an
+    unreadable spec counts as yes (nothing is given away on a guess), a deletion as no."""
+    raw = body({"worker": WORKER, "queueName": "ei:update"})
+    assert index.declares(raw, "ei:update")
+    assert not index.declares(raw, "ei:other")
+    assert not index.declares(None, "ei:update")
+    assert not index.declares(body({"worker": WORKER, "queueName": "ei:update"},
+                                   deletionTimestamp="2026-01-01T00:00:00Z"), "ei:update")
+    assert index.declares(body({"worker": {"image": "x"}}), "ei:update")
+
+
 def test_index_entries_are_reused_until_the_spec_or_the_deletion_changes() -> None:
     refs = index.QueueRefs()
     first = refs.of(body({"worker": WORKER, "priority": 2}))
