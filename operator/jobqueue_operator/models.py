@@ -25,6 +25,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from jobqueue.patterns import PY_FUNCTION, PY_MODULE
 from jobqueue.settings import JobOptions, KeyRateLimit, RateLimit
 
 GROUP: Final = "jobqueue.glec.io"
@@ -46,8 +47,6 @@ RESERVED_ENV: Final = ("JOBQUEUE_REDIS_URL", "POD_NAME", "POD_NAMESPACE", "JOBQU
 DNS_LABEL: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 QUEUE_NAME: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
-PY_MODULE: Final = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
-PY_FUNCTION: Final = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
 LABEL_KEY: Final = (r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
                     r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 LABEL_VALUE: Final = r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$"

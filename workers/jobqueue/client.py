@@ -33,7 +33,7 @@ from typing import Any, Final
 import pydantic
 import redis
 
-from jobqueue import _lua, keys, payload, registry, settings, stats
+from jobqueue import _lua, keys, patterns, payload, registry, settings, stats
 from jobqueue._redis import Script, clean, connect, text
 from jobqueue.errors import InvalidJobError, JobStateError, UnknownJobError
 
@@ -44,7 +44,7 @@ _CANCEL = Script(_lua.CANCEL)
 
 #: RQ's rule for job ids (rq/job.py), so RQ tools can fetch every job we create; ':' in
 #: particular would break the ``<id>:<execution>`` members of ``rq:wip``.
-JOB_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+JOB_ID_PATTERN: Final = re.compile(patterns.JOB_ID)
 #: Jobs per enqueue script call: big enough to amortise the round trip, small enough that
 #: one call blocks Redis for only a few milliseconds.
 BULK_CHUNK: Final = 500

@@ -22,13 +22,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar, overload
 
+from jobqueue import patterns
 from jobqueue.errors import RegistrationError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Attribute set on decorated functions: their registered (dotted) name.
 NAME_ATTR: Final = "__jobqueue_name__"
-_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+_DOTTED = re.compile(patterns.PY_FUNCTION)
+_MODULE = re.compile(patterns.PY_MODULE)
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ class Allowlist:
         if not self.modules:
             raise RegistrationError("a worker needs at least one --import module to take jobs from")
         for m in self.modules:
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$", m):
+            if not _MODULE.match(m):
                 raise RegistrationError(f"{m!r} is not a module name")
 
     def import_modules(self) -> None:

@@ -12,10 +12,10 @@ from typing import Annotated, Any, Final
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from jobqueue import admin, client, settings
+from jobqueue import admin, client, patterns, settings
 
-#: RQ's job id rule (client.JOB_ID_PATTERN), for path and body validation.
-JOB_ID: Final = r"^[A-Za-z0-9_-]{1,200}$"
+#: RQ's job id rule, for path and body validation.
+JOB_ID: Final = patterns.JOB_ID
 
 
 class _Doc(BaseModel):
