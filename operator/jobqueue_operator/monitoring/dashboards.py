@@ -362,15 +362,3 @@ def build(description: str) -> models.Dashboard:
             panel_id += 1
             board = board.with_panel(panel.id(panel_id))
     return board.build()
-
-
-def panel_queries(board: dict[str, object]) -> dict[str, list[str]]:
-    """Every PromQL expression of a dashboard's JSON, by panel title (tests and docs use it)."""
-    out: dict[str, list[str]] = {}
-    panels = board.get("panels", [])
-    assert isinstance(panels, list)
-    for panel in panels:
-        targets = panel.get("targets") or []
-        if targets:
-            out[panel["title"]] = [t["expr"] for t in targets]
-    return out

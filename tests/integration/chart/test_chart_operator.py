@@ -20,6 +20,7 @@ import pytest
 import redis
 import yaml
 
+import dashboardkit
 import devenv
 import jobqueue
 import podrunner
@@ -27,7 +28,7 @@ from integration.chart import clusterkit
 from integration.chart.clusterkit import get_json
 from jobqueue import metricnames
 from jobqueue import settings as queue_settings
-from jobqueue_operator.monitoring import dashboards, generate
+from jobqueue_operator.monitoring import generate
 from unit.chart import chartkit
 from unit.monitoring import vocabulary
 
@@ -245,7 +246,7 @@ def check_queries(prometheus: devenv.PrometheusServer, select: Callable[[set[str
     board = json.loads(generate.dashboard_json())
     missing: dict[str, list[str]] = {}
     checked = []
-    for title, exprs in dashboards.panel_queries(board).items():
+    for title, exprs in dashboardkit.panel_queries(board).items():
         for expr in exprs:
             if not select(vocabulary.base_names_in(expr)):
                 continue

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jobqueue_operator.monitoring import config, dashboards, generate
+import dashboardkit
+from jobqueue_operator.monitoring import config, generate
 from unit.monitoring.vocabulary import HISTOGRAM_SUFFIXES, NAMES, known, metric_names_in
 
 ROOT = Path(__file__).resolve().parents[3]
 BOARD = json.loads(generate.dashboard_json())
-QUERIES = dashboards.panel_queries(BOARD)
+QUERIES = dashboardkit.panel_queries(BOARD)
 ALL_EXPRS = [e for exprs in QUERIES.values() for e in exprs]
 
 def test_every_metric_name_in_the_dashboard_is_defined_in_metricnames() -> None:
