@@ -5,7 +5,8 @@ plain-RQ Deployments). :class:`KedaSimulator` is kept as a documented *model* of
 ``redis`` (list) trigger and the HorizontalPodAutoscaler compute, run beside the real KEDA in
 the same benchmark so the two can be compared (docs/autoscaling.md shows the difference).
 The model, with KEDA's and the HPA's documented defaults unless a benchmark says otherwise
-(sources in ``../shared/notes/autoscaling.md`` §1–3):
+(KEDA's Redis Lists scaler and ScaledObject reference, keda.sh/docs/2.x/, and the
+HorizontalPodAutoscaler's algorithm, kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale/):
 
 * the KEDA operator checks each ScaledObject every ``pollingInterval`` (30 s): the list's
   length (``LLEN`` of one key) > ``activationListLength`` (0) activates 0 → 1; inactive for

@@ -15,7 +15,7 @@ end on the other pod, and the next trial starts once two workers are up again.
   ``JOBQUEUE_POLL_INTERVAL=0``: the job then comes back only when a surviving worker reaps
   its expired lease (15 s lease, reaped every 5 s). Plain RQ would leave it in its
   StartedJobRegistry until the dead worker's record expires (90 s+) and a maintenance pass
-  runs (notes: rq.md §7.3); BullMQ's stalled-job check is 15–60 s.
+  runs (``Worker.clean_registries``); BullMQ's stalled-job check is 15–60 s.
 
 Prints both distributions and the ratio, and, last, one JSON line.
 """

@@ -14,7 +14,7 @@ elsewhere or failed (goal p99 ≤ 30 s) — and the runs a kill cut short and so
   (chart value ``autoscaler.pollInterval: 0``, 10 fixed replicas): only the workers' own lease reaping
   brings the jobs back (15 s lease, reaped every 5 s). Plain RQ has neither: a killed
   worker's job stays in its StartedJobRegistry until the dead worker's record expires and a
-  maintenance pass runs (``../shared/notes/rq.md`` §7.3), minutes.
+  maintenance pass runs (``Worker.clean_registries``, every 10 minutes by default), minutes.
 
 The scenario is ``chaoskit.pod_kills``, which ``tests/integration/e2e/test_chaos_pod_kills.py``
 runs and audits. Prints both runs and the ratio, and, last, one JSON line.

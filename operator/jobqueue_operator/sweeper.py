@@ -3,7 +3,7 @@
 Handlers keep Redis current while the operator runs, but cannot cover what happened while
 it was down, nor a Redis that was unreachable when the change came. So one task (started
 at operator startup, one per process — not a kopf timer per JobQueue, which would cost a
-task and a finalizer per object, kopf.md §1.6) walks every Redis in use every
+task and a finalizer per object: kopf guards every timer with one) walks every Redis in use every
 ``JOBQUEUE_RESYNC_SECONDS``:
 
 * a queue whose settings are missing or older than its JobQueue's generation is

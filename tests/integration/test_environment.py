@@ -34,7 +34,8 @@ def test_nodes_are_ready_and_version_is_stamped(cluster: devenv.Cluster) -> None
              if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])]
     assert len(ready) >= 2, nodes
     version = json.loads(cluster.kubectl("get", "--raw", "/version").stdout)
-    # Helm's kubeVersion checks need a real semver here (notes/local-control-plane.md §2.5)
+    # Helm's kubeVersion checks need a real semver here: a source build without the version
+    # ldflags reports v0.0.0-master, and charts with a kubeVersion constraint are refused
     assert version["gitVersion"].startswith("v1.36."), version
 
 

@@ -158,7 +158,8 @@ def _options(raw: Mapping[str, Any] | settings.JobOptions | None) -> settings.Jo
 
 
 def _retry_intervals(eff: settings.EffectiveJobOptions) -> str:
-    # What RQ would use if *it* retried the job (its abandoned-job clean-up, rq.md §7.4):
+    # What RQ would use if *it* retried the job (its abandoned-job clean-up,
+    # ``StartedJobRegistry.cleanup``, reads ``retry_intervals``):
     # whole seconds, one per retry.
     return json.dumps([max(0, math.ceil(eff.backoff.delay_for_retry(i))) for i in range(1, eff.attempts)])
 

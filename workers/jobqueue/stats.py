@@ -7,7 +7,7 @@ it: about 25 ms of Redis time for 1,000 busy queues, 12 ms when most are idle. T
 is packed (two strings per queue), which keeps Redis's and the client's share small. It is
 strictly read-only: RQ's own counters (``registry.count``, ``rq info``) run registry
 clean-up, which re-queues or fails jobs and runs their callbacks in the *calling* process
-(rq.md §3.1). Nothing here calls RQ.
+(``BaseRegistry.count`` calls ``cleanup()`` first). Nothing here calls RQ.
 
 Reading the figures:
 
