@@ -1,8 +1,8 @@
 """``@job`` registration and the worker's allow-list of modules.
 
 Jobs are data, not code: a payload in Redis names a function, and whoever can write to Redis
-chooses that name. RQ imports whatever the name says (``os.system`` included: ``rq.utils.import_attribute``). Here
-a worker runs a function only if
+chooses that name. RQ imports whatever the name says (``os.system`` included:
+``rq.utils.import_attribute``). Here a worker runs a function only if
 
 1. it was decorated with :func:`job` — registration happens at import time, by the
    application's own code, never because a payload asked for it; and
