@@ -389,6 +389,19 @@ class Failovers:
     scalers: dict[str, int]
     children: dict[str, list[int]]
     audit: Audit
+    #: replica watches that broke and were resumed, and spec changes they may have missed
+    #: (:class:`ReplicaWatch`): with a gap, an unmatched Event may be a change not seen
+    watch_restarts: int = 0
+    watch_gaps: int = 0
+
+    @property
+    def unseen_changes(self) -> dict[str, list[tuple[int, int, int]]]:
+        """Per queue, the replica changes (before, after, how many) with no scale Event: a
+        change the operator made without saying so, or two changes the watch saw as one."""
+        out = {q: [(before, after, n) for (before, after), n in
+                   sorted((Counter(self.transitions[q]) - Counter(self.events[q])).items())]
+               for q in self.transitions}
+        return {q: rows for q, rows in out.items() if rows}
 
     @property
     def unmatched_events(self) -> dict[str, list[tuple[int, int, int]]]:
@@ -421,6 +434,8 @@ class Failovers:
                 "scale_events": sum(len(e) for e in self.events.values()),
                 "scale_events_by_pod": self.scalers, "decided_twice": self.decided_twice,
                 "unmatched_scale_events": self.unmatched_events,
+                "replica_changes_without_event": self.unseen_changes,
+                "replica_watch": {"restarts": self.watch_restarts, "gaps": self.watch_gaps},
                 "children_per_owner": self.children, "audit": self.audit.figures()}
 
     def report(self) -> str:
@@ -439,7 +454,10 @@ class Failovers:
                          f"meanwhile scaled after {u['work_scaled_after_seconds']} s")
         lines.append(f"replica changes {f['replica_changes']}, scale Events {f['scale_events']} "
                      f"(by pod {f['scale_events_by_pod']}), decided twice: {f['decided_twice']}"
-                     + (f" {f['unmatched_scale_events']}" if f["unmatched_scale_events"] else ""))
+                     + (f" {f['unmatched_scale_events']}" if f["unmatched_scale_events"] else "")
+                     + (f"; replica changes without an Event {f['replica_changes_without_event']}"
+                        if f["replica_changes_without_event"] else "")
+                     + f"; replica watch {f['replica_watch']}")
         lines.append(f"children per owner {f['children_per_owner']}; jobs: {f['audit']}")
         return "\n".join(lines)
 
@@ -572,6 +590,7 @@ def leader_failovers(product: Product, conn: redis.Redis, *,
             devenv.wait_until(f"{name} back to zero", lambda w=watch: w.values[-1] == 0, timeout=180)
         transitions = {q: list(itertools.pairwise(w.changes())) for q, w in
                        (("steady", w_steady), ("fresh", w_fresh))}
+        watch_restarts, watch_gaps = w_steady.restarts + w_fresh.restarts, w_steady.gaps + w_fresh.gaps
     events: dict[str, list[tuple[int, int]]] = {"steady": [], "fresh": []}
     scalers: Counter[str] = Counter()
     for e in kubectl_json(cluster, "get", "events", "-n", namespace)["items"]:
@@ -586,7 +605,8 @@ def leader_failovers(product: Product, conn: redis.Redis, *,
         children[kind] = [len(owned.get(uid, [])) for uid in uids(cluster, namespace, owner_kind).values()]
     return Failovers(runs=runs, upgrade_seconds=upgrade_seconds, upgrade_leaders=upgrade_leaders,
                      upgrade_scaled_after=upgrade_scaled, transitions=transitions, events=events,
-                     scalers=dict(scalers), children=children, audit=audit(conn, [*ids[steady], *ids[fresh]]))
+                     scalers=dict(scalers), children=children, audit=audit(conn, [*ids[steady], *ids[fresh]]),
+                     watch_restarts=watch_restarts, watch_gaps=watch_gaps)
 
 
 # --------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from lightkube import Client, KubeConfig
+from lightkube import ApiError, Client, KubeConfig
 from lightkube.resources.apps_v1 import Deployment
 from opkit import kubectl_json
 
@@ -48,13 +48,24 @@ def done(conn: redis.Redis, tag: str) -> list[str]:
 
 class ReplicaWatch:
     """Every ``spec.replicas`` value a Deployment goes through, from a watch in a thread;
-    ``timeline`` has each change with the unix time it was seen."""
+    ``timeline`` has each change with the unix time it was seen.
+
+    A watch can break (a dropped connection, a busy API server's timeout); it is resumed from
+    the last resourceVersion seen, so no change in between goes unseen. Only when the API
+    server no longer has that version (410 Gone) does it start afresh from the current
+    object; a change it may have missed then shows in ``gaps`` (the Deployment's
+    ``metadata.generation`` moves by one per spec change, so a jump of more than one between
+    two objects seen is a spec change not seen). An audit that compares these values with
+    the operator's scale Events must read ``gaps`` first: a missed 2 → 1 → 0 looks like one
+    change 2 → 0 and two Events without a change of their own."""
 
     def __init__(self, cluster: devenv.Cluster, namespace: str, deployment: str) -> None:
         self.values: list[int] = []
         self.timeline: list[tuple[float, int]] = []
-        #: watches that broke and were started again
+        #: watches that broke and were resumed
         self.restarts = 0
+        #: spec changes the watch may not have seen (generation jumps, see above)
+        self.gaps = 0
         self._client = Client(config=KubeConfig.from_file(str(cluster.kubeconfig)))
         self._namespace, self._name = namespace, deployment
         self._closed = threading.Event()
@@ -69,17 +80,29 @@ class ReplicaWatch:
         self._client.close()
 
     def _run(self) -> None:
-        # A watch can break (a dropped connection, a busy API server's timeout): start a new
-        # one, whose first event is the current object, so no later value goes unseen. Only
-        # closing the client ends it.
+        version: str | None = None
+        generation = 0
         while not self._closed.is_set():
             try:
                 for _, obj in self._client.watch(Deployment, namespace=self._namespace,
-                                                 fields={"metadata.name": self._name}):
+                                                 fields={"metadata.name": self._name},
+                                                 resource_version=version):
+                    assert obj.metadata is not None
+                    assert obj.spec is not None
+                    version = obj.metadata.resourceVersion
+                    seen = obj.metadata.generation or 0
+                    if generation and seen > generation + 1:
+                        self.gaps += 1
+                    generation = max(generation, seen)
                     value = 1 if obj.spec.replicas is None else int(obj.spec.replicas)
                     if not self.values or self.values[-1] != value:
                         self.timeline.append((time.time(), value))
                         self.values.append(value)
+            except ApiError as error:
+                if error.status.code == 410:  # that version is gone: start from the current object
+                    version = None
+                self.restarts += 1
+                time.sleep(0.2)
             except Exception:  # (the client is closed under the stream at the end)
                 self.restarts += 1
                 time.sleep(0.2)
