@@ -313,10 +313,10 @@ class Demo:
         for rj, queue in manual_runs:
             job_id = f"rj_{NAMESPACE}_{rj}-demo-{self.run_id}"
             try:
-                outcome = get_job(queue, job_id, connection=conn).status
+                ended = get_job(queue, job_id, connection=conn).status
             except UnknownJobError:
-                outcome = "finished and already removed (keepCompleted: 0)"
-            self.say(f"manual run of RecurringJob {rj}: job {job_id}: {outcome}")
+                ended = "finished and already removed (keepCompleted: 0)"
+            self.say(f"manual run of RecurringJob {rj}: job {job_id}: {ended}")
         events = self.kubectl("get", "events", "-n", NAMESPACE, "--sort-by=.lastTimestamp",
                               "--field-selector", "reason=ScaledUp", "-o",
                               "custom-columns=OBJECT:.involvedObject.name,MESSAGE:.message", check=False)

@@ -1133,7 +1133,7 @@ class Runner:
         namespace = (pod.metadata or ObjectMeta()).namespace or ""
         if namespace not in self._private_namespaces:
             try:
-                labels = (await self.api.get(Namespace, namespace)).metadata.labels or {}
+                labels = ((await self.api.get(Namespace, namespace)).metadata or ObjectMeta()).labels or {}
             except ApiError:  # gone already: its pods are going too
                 labels = {}
             self._private_namespaces[namespace] = PRIVATE_NAMESPACE_LABEL in labels

@@ -113,7 +113,7 @@ class SentinelGroup:
 
         def agreed() -> bool:
             for s in self.sentinels:
-                state = redis.Redis(port=s.port).sentinel_master(SERVICE)
+                state: dict[str, Any] = redis.Redis(port=s.port).sentinel_master(SERVICE)  # type: ignore[assignment]
                 if int(state["num-other-sentinels"]) < 2 or int(state["num-slaves"]) < 1:
                     return False
             return True
@@ -174,8 +174,10 @@ class SentinelGroup:
 
 
 def _primary_of(sentinel: RedisProcess) -> int:
-    _, port = redis.Redis(port=sentinel.port, socket_timeout=1).sentinel_get_master_addr_by_name(SERVICE)
-    return int(port)
+    # (redis-py's stubs type this reply loosely: it is (host, port), or None if the name is unknown)
+    address = redis.Redis(port=sentinel.port, socket_timeout=1).sentinel_get_master_addr_by_name(SERVICE)
+    assert isinstance(address, tuple | list), address
+    return int(address[1])
 
 
 # --------------------------------------------------------------------------------------
