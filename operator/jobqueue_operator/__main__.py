@@ -81,7 +81,7 @@ def main() -> None:
     from jobqueue_operator import handlers  # noqa: F401, PLC0415 (registers the handlers)
 
     if config.leader_lease is None:
-        kopf.run(**_kopf_options(config))
+        kopf.run(**_kopf_options(config), memo=kopf.Memo(config=config))
     else:
         raise SystemExit(asyncio.run(elected(config)))
 
@@ -164,7 +164,7 @@ async def _signals_stop(ready: asyncio.Event, stop: asyncio.Event) -> None:
 async def _lead(elector: leader.Elector, config: operator_settings.Settings) -> int:
     from jobqueue_operator import handlers  # noqa: PLC0415 (imported by main already)
 
-    memo = kopf.Memo(acting=elector.valid)  # (the autoscaler checks it before each write)
+    memo = kopf.Memo(config=config, acting=elector.valid)  # (the autoscaler checks it before each write)
     stop, ready = asyncio.Event(), asyncio.Event()
     # created before kopf starts: kopf cancels, when it stops, only the tasks started after it
     holding = asyncio.create_task(elector.hold(), name="leader-lease")

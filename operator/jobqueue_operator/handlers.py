@@ -81,6 +81,8 @@ class Runtime:
     sweeper: sweeper.Sweeper
     sweep_task: asyncio.Task[None]
     tenants: tenancy.Tenancy
+    endpoints: endpoints.Endpoints
+    emit: statuskeeper.Emit
     #: None when JOBQUEUE_POLL_INTERVAL=0 (replicas left to someone else)
     autoscaler: scaling_poller.Autoscaler | None = None
     #: jobs that failed for good → Events, a metric, spec.failureNotification
@@ -129,12 +131,6 @@ def _refs(idx: kopf.Index[index.Key, index.QueueRef]) -> Iterator[index.QueueRef
         yield from store
 
 
-def _endpoints(kube: k8s.Kube, config: operator_settings.Settings,
-               tenants: tenancy.Tenancy) -> endpoints.Endpoints:
-    return endpoints.Endpoints(kube, config.redis_url, tenants=tenants,
-                               allowed_hosts=config.redis_allowed_hosts)
-
-
 def worker_defaults(config: operator_settings.Settings) -> deployment.WorkerDefaults:
     """What the operator's settings contribute to every worker and CronJob pod (never the
     default Redis URL itself: the pods read it from a Secret)."""
@@ -167,13 +163,20 @@ async def startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo,
                   worker_pod_index: kopf.Index[index.Key, scaling_views.PodView] | None = None,
                   jobqueue_status_index: kopf.Index[index.Key, dict[str, Any]] | None = None,
                   **_: Any) -> None:
+    """The one place the operator's parts are made and wired: one Kubernetes client, one
+    RedisHub, one Endpoints and one Event emitter, shared by every part (the RecurringJob
+    startup below takes them from here)."""
     assert jobqueue_index is not None, "kopf passes every index to startup handlers"
-    config = operator_settings.Settings.from_env()
+    # read once, by __main__ (which refuses bad settings before kopf starts); a bare
+    # `kopf run` of this module reads them here
+    config: operator_settings.Settings = (getattr(memo, "config", None)
+                                          or operator_settings.Settings.from_env())
     tune(settings)
     kube = k8s.Kube.connect()
     hub = redisq.RedisHub(timeout=config.redis_timeout_seconds)
     tenants = tenancy.Tenancy(hub, config.redis_url, isolated=config.redis_isolation == "namespace")
-    eps = _endpoints(kube, config, tenants)
+    eps = endpoints.Endpoints(kube, config.redis_url, tenants=tenants,
+                              allowed_hosts=config.redis_allowed_hosts)
     emit = _emitter(kube)
     reconciler = reconcile.Reconciler(
         kube=kube, hub=hub, endpoints=eps, keeper=statuskeeper.StatusKeeper(kube, emit), emit=emit,
@@ -184,7 +187,7 @@ async def startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo,
                             queues=lambda: _refs(jobqueue_index))
     memo.runtime = Runtime(config=config, kube=kube, hub=hub, reconciler=reconciler, sweeper=sweep,
                            sweep_task=asyncio.create_task(sweep.run(), name="settings-sweep"),
-                           tenants=tenants)
+                           tenants=tenants, endpoints=eps, emit=emit)
     if config.poll_interval > 0:
         assert worker_deployment_index is not None
         assert worker_pod_index is not None
@@ -331,9 +334,8 @@ async def recurring_startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo,
         raise kopf.TemporaryError("waiting for the operator's clients", delay=1)
     settings.watching.label_selectors["batch", "cronjobs"] = cronjob.CRONJOB_SELECTOR
     config = runtime.config
-    jobs = recurring.RecurringJobs(
-        kube=runtime.kube, hub=runtime.hub, endpoints=_endpoints(runtime.kube, config, runtime.tenants),
-        emit=_emitter(runtime.kube), defaults=worker_defaults(config))
+    jobs = recurring.RecurringJobs(kube=runtime.kube, hub=runtime.hub, endpoints=runtime.endpoints,
+                                   emit=runtime.emit, defaults=worker_defaults(config))
     memo.recurring = RecurringRuntime(jobs, asyncio.create_task(jobs.run(), name="recurringjob-refresher"))
 
 
