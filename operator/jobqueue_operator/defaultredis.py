@@ -77,7 +77,7 @@ def pick_owners(eligible: Iterable[redissecret.Owner],
 
 
 class DefaultRedisSecrets:
-    def __init__(self, kube: k8s.Kube, url: str | None,
+    def __init__(self, kube: k8s.KubeApi, url: str | None,
                  queues: Callable[[], Iterable[index.QueueRef]],
                  tenants: tenancy.Tenancy | None = None) -> None:
         self._kube = kube

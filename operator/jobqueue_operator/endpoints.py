@@ -26,7 +26,7 @@ CACHE_SECONDS: Final = 10.0
 
 
 class Endpoints:
-    def __init__(self, kube: k8s.Kube, default_url: str | None, *, ttl: float = CACHE_SECONDS,
+    def __init__(self, kube: k8s.KubeApi, default_url: str | None, *, ttl: float = CACHE_SECONDS,
                  tenants: tenancy.Tenancy | None = None, allowed_hosts: Sequence[str] = ()) -> None:
         self._kube = kube
         self._default = default_url

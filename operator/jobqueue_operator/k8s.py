@@ -22,7 +22,7 @@ import datetime
 import os
 import socket
 from collections.abc import Mapping
-from typing import Any, Final, cast
+from typing import Any, Final, Protocol, cast
 
 from lightkube import ApiError, AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
@@ -34,7 +34,7 @@ from lightkube.types import PatchType
 
 from jobqueue_operator import models
 
-__all__ = ["ApiError", "Kube", "is_conflict", "is_forbidden", "is_invalid", "is_not_found"]
+__all__ = ["ApiError", "Kube", "KubeApi", "is_conflict", "is_forbidden", "is_invalid", "is_not_found"]
 
 JobQueue: Final = create_namespaced_resource(
     models.GROUP, models.VERSION, models.JOBQUEUE_KIND, models.JOBQUEUE_PLURAL)
@@ -236,3 +236,29 @@ class Kube:
         if secret is None:
             return None
         return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+
+
+class KubeApi(Protocol):
+    """What the reconcilers, the autoscaler, the status keeper, the default-Redis Secrets and
+    the Redis addressing need of :class:`Kube`: they are typed against this, so the middle
+    test tier (tests/unit/middle) runs them against an in-memory fake of the API, and mypy
+    checks that :class:`Kube` still provides every method (handlers.py passes it in)."""
+
+    async def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    async def apply(self, body: Mapping[str, Any], *, field_manager: str) -> dict[str, Any]: ...
+    async def delete_deployment(self, namespace: str, name: str) -> None: ...
+    async def get_cronjob(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    async def suspend_cronjob(self, namespace: str, name: str, *, field_manager: str) -> dict[str, Any]: ...
+    async def scale_deployment(self, namespace: str, name: str, replicas: int, *,
+                               field_manager: str) -> None: ...
+    async def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str], *,
+                           field_manager: str) -> None: ...
+    async def get_jobqueue(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    async def get_recurringjob(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    async def apply_status(self, kind: str, namespace: str, name: str, status: Mapping[str, Any], *,
+                           field_manager: str) -> None: ...
+    async def merge_status(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any], *,
+                           field_manager: str) -> None: ...
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    async def delete_secret(self, namespace: str, name: str) -> None: ...
+    async def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None: ...

@@ -100,7 +100,7 @@ def conflict_message(namespace: str, queue: str, owner: index.Key) -> str:
 
 
 class Reconciler:
-    def __init__(self, *, kube: k8s.Kube, hub: redisq.RedisHub, endpoints: endpoints.Endpoints,
+    def __init__(self, *, kube: k8s.KubeApi, hub: redisq.RedisHub, endpoints: endpoints.Endpoints,
                  keeper: StatusKeeper, defaults: deployment.WorkerDefaults, emit: Emit,
                  secrets: defaultredis.DefaultRedisSecrets) -> None:
         self._kube = kube

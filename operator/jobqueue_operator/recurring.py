@@ -315,7 +315,7 @@ def target_key(jobqueue: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
 
 
 class RecurringJobs:
-    def __init__(self, *, kube: k8s.Kube, hub: redisq.RedisHub, endpoints: endpoints.Endpoints, emit: Emit,
+    def __init__(self, *, kube: k8s.KubeApi, hub: redisq.RedisHub, endpoints: endpoints.Endpoints, emit: Emit,
                  defaults: deployment.WorkerDefaults, refresh_seconds: float = REFRESH_SECONDS,
                  clock: Callable[[], datetime.datetime] = utcnow) -> None:
         self._kube = kube

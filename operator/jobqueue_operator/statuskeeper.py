@@ -51,7 +51,7 @@ def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-async def write_status(kube: k8s.Kube, emit: Emit, ref: Mapping[str, Any],
+async def write_status(kube: k8s.KubeApi, emit: Emit, ref: Mapping[str, Any],
                        before: Sequence[Mapping[str, Any]] | None, desired: Mapping[str, Any]) -> bool:
     """Apply ``desired`` as the operator-owned status of ``ref`` (an :func:`object_ref`), then log
     and post an Event for each condition that changed from ``before``. False: the object is
@@ -81,7 +81,7 @@ class _Entry:
 
 
 class StatusKeeper:
-    def __init__(self, kube: k8s.Kube, emit: Emit, *,
+    def __init__(self, kube: k8s.KubeApi, emit: Emit, *,
                  clock: Callable[[], datetime.datetime] = utcnow) -> None:
         self._kube = kube
         self._emit = emit

@@ -123,7 +123,7 @@ class _Read:
 class Autoscaler:
     """The poller; :meth:`start` it once, :meth:`stop` it at cleanup."""
 
-    def __init__(self, *, kube: k8s.Kube, hub: redisq.RedisHub, endpoints: endpoints.Endpoints,
+    def __init__(self, *, kube: k8s.KubeApi, hub: redisq.RedisHub, endpoints: endpoints.Endpoints,
                  keeper: StatusKeeper, emit: Emit, queues: Callable[[], Iterable[index.QueueRef]],
                  deployments: Mapping[Key, Collection[views.DeploymentView]],
                  pods: Mapping[Key, Collection[views.PodView]],
