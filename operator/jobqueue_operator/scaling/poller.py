@@ -559,6 +559,9 @@ class Autoscaler:
                 if not k8s.is_not_found(e):
                     metrics.AUTOSCALER_API_ERRORS.labels("status").inc()
                     logger.warning("JobQueue %s/%s: status not written: %s", *q.ref.key, k8s.message(e))
+                    # the next pass reports again, although nothing changed (the skips of an
+                    # unchanged or resting queue would leave the status stale for good)
+                    q.seen = q.rest = None
                 return
         q.sent.update(patch)
 

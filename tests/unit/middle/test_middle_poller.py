@@ -266,3 +266,21 @@ async def test_a_deployment_with_copied_labels_is_never_scaled() -> None:
     assert op.kube.writes("scale") == []
     assert op.kube.writes("apply", "Deployment") == []
     assert replicas(op, "forged") == 3
+
+
+@pytest.mark.parametrize("queued", [2, 0], ids=["busy", "at-rest"])
+async def test_a_refused_status_write_is_counted_and_made_on_the_next_pass(queued: int) -> None:
+    """Regression: a refused write was not tried again while the queue's figures stayed the
+    same (an unchanged or resting queue skips its reporting), leaving the status stale."""
+    op = Operator.make()
+    await new_queue(op, "mute", concurrency=2, scaling={"maxReplicas": 2, "scaleDownDelaySeconds": 600})
+    stats_of(op, "mute", queued=queued)
+    errors_before = api_errors("status")
+    op.kube.fail("merge_status", JQ, api_error(403))
+    await op.cycle()
+    assert scales(op) == ([2] if queued else [])  # a status write never holds up a scale
+    assert api_errors("status") == errors_before + 1
+    assert "desiredReplicas" not in op.kube.objects[JQ, NAMESPACE, "mute"]["status"]
+    op.indexes.refresh()
+    await op.cycle()
+    assert op.kube.objects[JQ, NAMESPACE, "mute"]["status"]["desiredReplicas"] == queued
