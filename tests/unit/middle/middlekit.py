@@ -228,6 +228,7 @@ class FakeKube:
             if kind == "Deployment":
                 self._apply_replicas(key, live, body, field_manager, None)
             return copy.deepcopy(live)
+        unchanged = copy.deepcopy(live)
         spec_before = copy.deepcopy(live.get("spec"))
         for part in ("labels", "annotations", "ownerReferences"):
             if part in meta:
@@ -239,7 +240,8 @@ class FakeKube:
             self._apply_replicas(key, live, body, field_manager, spec_before)
         elif "spec" in body:
             live["spec"] = copy.deepcopy(body["spec"])
-        self._touch(live, spec_before)
+        if live != unchanged:  # (an apply that changes nothing writes nothing)
+            self._touch(live, spec_before)
         return copy.deepcopy(live)
 
     def _apply_replicas(self, key: ObjKey, live: dict[str, Any], body: Mapping[str, Any], manager: str,
@@ -550,8 +552,11 @@ class Operator:
     recurring: recurring.RecurringJobs
 
     @classmethod
-    def make(cls, *, default_url: str | None = REDIS_URL, budget: int | None = None) -> Operator:
-        kube, hub, clock = FakeKube(), FakeHub(), Clock()
+    def make(cls, *, default_url: str | None = REDIS_URL, budget: int | None = None,
+             kube: FakeKube | None = None, hub: FakeHub | None = None) -> Operator:
+        """A new operator process; ``kube``/``hub``: the cluster and Redis of an earlier one
+        (a restart)."""
+        kube, hub, clock = kube or FakeKube(), hub or FakeHub(), Clock()
         indexes = Indexes(kube)
         # ttl=0: every Secret read goes to the (fake) API; the cache is Endpoints' own business
         eps = endpoints_module.Endpoints(kube, default_url, ttl=0.0)

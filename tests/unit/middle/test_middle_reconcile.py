@@ -1,0 +1,356 @@
+"""The JobQueue reconcile in process: the real Reconciler, StatusKeeper, DefaultRedisSecrets
+and Endpoints over the fake API and Redis (middlekit).
+
+Mirrors tests/integration/operator/test_operator_reconcile.py, test_operator_redis.py and
+test_operator_name_conflicts.py (which prove the same against the real API server and
+Redis), and adds what a cluster cannot easily be made to do: answer 403, 409 or 422 to
+one particular call.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from jobqueue import settings as qsettings
+from jobqueue_operator import k8s, models, reconcile
+from jobqueue_operator.builders import names, redissecret
+from unit.middle.middlekit import NAMESPACE, REDIS_URL, Operator, api_error
+
+JQ = models.JOBQUEUE_KIND
+OWN_REDIS = {"urlSecretRef": {"name": "jobqueue-redis", "key": "url"}}
+OTHER_URL = "redis://other.test:6379/0"
+
+
+def url_secret(op: Operator, url: str, name: str = "jobqueue-redis", key: str = "url") -> None:
+    op.kube.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NAMESPACE},
+                    "data": {key: base64.b64encode(url.encode()).decode()}})
+
+
+def published(op: Operator, url: str = REDIS_URL) -> set[str]:
+    return qsettings.published_queue_names(op.hub.servers[url])  # type: ignore[arg-type]
+
+
+def load(op: Operator, queue: str, url: str = REDIS_URL) -> qsettings.QueueSettings:
+    return qsettings.load(op.hub.servers[url], queue)  # type: ignore[arg-type]
+
+
+def deployment(op: Operator, name: str) -> dict[str, Any]:
+    live = op.kube.get("Deployment", names.deployment_name(name))
+    assert live is not None
+    return live
+
+
+def status_writes(op: Operator) -> int:
+    return len(op.kube.writes("apply_status"))
+
+
+async def test_a_jobqueue_becomes_a_worker_deployment_with_its_settings_published() -> None:
+    op = Operator.make()
+    op.kube.jobqueue("mailer", priority=2, scaling={"minReplicas": 2, "maxReplicas": 4}, concurrency=4)
+    assert await op.reconcile("mailer") == reconcile.Outcome()
+
+    assert published(op) == {f"{NAMESPACE}.mailer"}
+    settings = load(op, f"{NAMESPACE}.mailer")
+    assert (settings.namespace, settings.jobqueue, settings.priority) == (NAMESPACE, "mailer", 2)
+    live = deployment(op, "mailer")
+    assert live["spec"]["replicas"] == 2  # created at minReplicas, not Kubernetes' default of 1
+    (owner,) = live["metadata"]["ownerReferences"]
+    body = op.kube.get(JQ, "mailer")
+    assert body is not None
+    assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
+        "JobQueue", "mailer", body["metadata"]["uid"], True)
+    # the hand-over of spec.replicas: the operator's first apply sets it, the autoscaler claims it
+    applies = [(c.manager, "replicas" in c.body["spec"]) for c in op.kube.writes("apply", "Deployment")]
+    assert applies == [(names.OPERATOR_MANAGER, True), (names.AUTOSCALER_MANAGER, True)]
+    status = body["status"]
+    assert (status["observedGeneration"], status["queueName"]) == (1, f"{NAMESPACE}.mailer")
+    assert op.kube.condition(JQ, "mailer", "RedisReachable")["status"] == "True"
+    assert op.kube.condition(JQ, "mailer", "Ready")["reason"] == "WorkersStarting"
+    assert op.kube.reasons("mailer") == [("Normal", "DeploymentCreated"), ("Normal", "SettingsPublished")]
+
+    # the Deployment watch: the workers are up
+    ready = {**live, "status": {"replicas": 2, "readyReplicas": 2, "updatedReplicas": 2,
+                                "observedGeneration": live["metadata"]["generation"]}}
+    await op.reconciler.deployment_event("MODIFIED", ready)
+    assert op.kube.condition(JQ, "mailer", "Ready")["reason"] == "WorkersReady"
+    assert op.kube.objects[JQ, NAMESPACE, "mailer"]["status"]["workers"] == "2/2"
+
+
+async def test_a_spec_change_rolls_out_without_touching_the_replicas_and_a_restart_writes_nothing() -> None:
+    op = Operator.make()
+    op.kube.jobqueue("mailer", scaling={"minReplicas": 1, "maxReplicas": 3}, concurrency=3)
+    await op.reconcile("mailer")
+    await op.kube.scale_deployment(NAMESPACE, "mailer-worker", 3, field_manager=names.AUTOSCALER_MANAGER)
+    generation = deployment(op, "mailer")["metadata"]["generation"]
+    op.kube.jobqueue("mailer", scaling={"minReplicas": 1, "maxReplicas": 3}, concurrency=3, priority=1,
+                     worker={"image": "registry.invalid/glec-jobs:2", "imports": ["glec.jobs"]})
+    await op.reconcile("mailer")
+    live = deployment(op, "mailer")
+    assert live["spec"]["replicas"] == 3  # the operator's apply carries no replicas any more
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.invalid/glec-jobs:2"
+    assert live["metadata"]["generation"] > generation
+    assert "replicas" not in op.kube.writes("apply", "Deployment")[-1].body["spec"]
+    assert op.kube.reasons("mailer")[-2:] == [("Normal", "DeploymentUpdated"),
+                                              ("Normal", "SettingsPublished")]
+    assert op.kube.objects[JQ, NAMESPACE, "mailer"]["status"]["observedGeneration"] == 2
+    assert load(op, f"{NAMESPACE}.mailer").priority == 1
+
+    # a new operator process (kopf's resume): everything is as it should be, nothing is written
+    calls, events = len(op.kube.calls), len(op.kube.events)
+    restarted = Operator.make(kube=op.kube, hub=op.hub)
+    await restarted.reconcile("mailer")
+    assert [c.verb for c in op.kube.calls[calls:] if c.verb not in ("get",)] == ["apply"]  # a no-op apply
+    assert op.kube.objects["Deployment", NAMESPACE, "mailer-worker"]["metadata"]["resourceVersion"] == \
+        live["metadata"]["resourceVersion"]
+    assert len(op.kube.events) == events
+
+
+async def test_an_interrupted_replica_hand_over_is_finished_before_the_next_apply() -> None:
+    """The autoscaler's claim of spec.replicas failed after the creating apply: the retry
+    claims the live value first; applying without replicas would reset the Deployment to 1."""
+    op = Operator.make()
+    op.kube.jobqueue("mailer", scaling={"minReplicas": 3, "maxReplicas": 3}, concurrency=3)
+    original = op.kube.apply
+
+    async def claim_fails(body: Any, *, field_manager: str) -> dict[str, Any]:
+        if field_manager == names.AUTOSCALER_MANAGER:
+            raise api_error(409, "the object has been modified")
+        return await original(body, field_manager=field_manager)
+
+    op.kube.apply = claim_fails  # type: ignore[method-assign]
+    with pytest.raises(k8s.ApiError):  # the handler turns it into a kopf retry
+        await op.reconcile("mailer")
+    op.kube.apply = original  # type: ignore[method-assign]
+    assert deployment(op, "mailer")["spec"]["replicas"] == 3
+    op.kube.jobqueue("mailer", scaling={"minReplicas": 3, "maxReplicas": 3}, concurrency=3, priority=1)
+    assert await op.reconcile("mailer") == reconcile.Outcome()
+    assert deployment(op, "mailer")["spec"]["replicas"] == 3
+    managers = [c.manager for c in op.kube.writes("apply", "Deployment")]
+    assert managers == [names.OPERATOR_MANAGER, names.AUTOSCALER_MANAGER, names.OPERATOR_MANAGER]
+
+
+async def test_missing_secret_and_dead_redis_are_conditions_and_the_queue_recovers_by_itself() -> None:
+    op = Operator.make()
+    op.kube.jobqueue("no-secret", redis=OWN_REDIS)
+    assert await op.reconcile("no-secret") == reconcile.Outcome()
+    missing = op.kube.condition(JQ, "no-secret", "RedisReachable")
+    assert (missing["status"], missing["reason"]) == ("False", "SecretNotFound")
+    assert missing["message"] == f"spec.redis.urlSecretRef: Secret {NAMESPACE}/jobqueue-redis not found"
+    assert op.kube.condition(JQ, "no-secret", "Ready")["reason"] == "RedisUnreachable"
+    assert ("Warning", "SecretNotFound") in op.kube.reasons("no-secret")
+    assert op.kube.get("Deployment", "no-secret-worker") is not None  # applied all the same
+
+    # the Secret appears, naming a Redis that does not answer
+    url_secret(op, OTHER_URL)
+    op.hub.down.add(OTHER_URL)
+    await op.reconcile("no-secret")  # (what the settings sweep does)
+    down = op.kube.condition(JQ, "no-secret", "RedisReachable")
+    assert (down["status"], down["reason"]) == ("False", "RedisUnavailable")
+    assert "redis://other.test:6379" in down["message"]
+    assert "did not answer" in down["message"]
+
+    op.hub.down.discard(OTHER_URL)
+    await op.reconcile("no-secret")
+    assert op.kube.condition(JQ, "no-secret", "RedisReachable")["status"] == "True"
+    assert published(op, OTHER_URL) == {f"{NAMESPACE}.no-secret"}
+    assert op.kube.reasons("no-secret")[-1] == ("Normal", "RedisReachable")
+
+
+async def test_a_change_made_while_redis_is_down_is_applied_at_once_and_published_later() -> None:
+    op = Operator.make()
+    op.kube.jobqueue("steady")
+    await op.reconcile("steady")
+    op.hub.down.add(REDIS_URL)
+    op.kube.jobqueue("steady", priority=1)
+    await op.reconcile("steady")
+    assert op.kube.objects[JQ, NAMESPACE, "steady"]["status"]["observedGeneration"] == 2
+    assert op.kube.condition(JQ, "steady", "RedisReachable")["reason"] == "RedisUnavailable"
+    assert load(op, f"{NAMESPACE}.steady").priority == 3  # not yet
+    op.hub.down.discard(REDIS_URL)
+    await op.reconcile("steady")
+    assert load(op, f"{NAMESPACE}.steady").priority == 1
+    assert op.kube.condition(JQ, "steady", "RedisReachable")["status"] == "True"
+
+
+async def test_two_jobqueues_cannot_share_a_queue_name() -> None:
+    op = Operator.make()
+    op.kube.jobqueue("first", queueName="shared", priority=1)
+    await op.reconcile("first")
+    op.kube.jobqueue("second", queueName="shared", priority=5)
+    await op.reconcile("second")
+    ready = op.kube.condition(JQ, "second", "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "QueueNameConflict")
+    assert "already declared by JobQueue first of this namespace" in ready["message"]
+    assert load(op, "shared").jobqueue == "first"  # not overwritten
+    assert op.kube.get("Deployment", "second-worker") is None  # no workers on first's queue
+
+    first = op.kube.get(JQ, "first")
+    assert first is not None
+    op.kube.remove(JQ, "first")
+    op.indexes.refresh()
+    await op.reconciler.gone(first)
+    await op.reconcile("second")
+    ready = op.kube.condition(JQ, "second", "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "ScaledToZero")
+    loaded = load(op, "shared")
+    assert (loaded.jobqueue, loaded.priority) == ("second", 5)
+
+
+async def test_a_name_left_published_by_a_deleted_jobqueue_is_taken_over() -> None:
+    """The other JobQueue is gone but its settings stayed (its withdrawal failed): the API
+    says it no longer declares the name, so the new one publishes."""
+    op = Operator.make()
+    op.kube.jobqueue("first", queueName="shared")
+    await op.reconcile("first")
+    op.kube.remove(JQ, "first")
+    op.kube.jobqueue("second", queueName="shared")
+    await op.reconcile("second")
+    assert load(op, "shared").jobqueue == "second"
+    assert op.kube.condition(JQ, "second", "RedisReachable")["status"] == "True"
+
+
+async def test_an_owner_the_operator_may_not_read_keeps_its_name() -> None:
+    op = Operator.make()
+    op.kube.jobqueue("first", queueName="shared")
+    await op.reconcile("first")
+    op.kube.jobqueue("second", queueName="shared")
+    op.kube.fail("get", JQ, api_error(403))
+    await op.reconcile("second")
+    assert op.kube.condition(JQ, "second", "Ready")["reason"] == "QueueNameConflict"
+    assert load(op, "shared").jobqueue == "first"
+
+
+async def test_renaming_the_queue_withdraws_the_old_name() -> None:
+    op = Operator.make()
+    op.kube.jobqueue("mailer", queueName="mail:v1")
+    await op.reconcile("mailer")
+    op.kube.jobqueue("mailer", queueName="mail:v2")
+    await op.reconcile("mailer")
+    assert published(op) == {"mail:v2"}
+    assert op.kube.objects[JQ, NAMESPACE, "mailer"]["status"]["queueName"] == "mail:v2"
+    assert deployment(op, "mailer")["spec"]["template"]["spec"]["containers"][0]["command"][3] == "mail:v2"
+
+
+async def test_queues_without_any_redis_configured_say_so() -> None:
+    op = Operator.make(default_url=None)
+    op.kube.jobqueue("nowhere")
+    await op.reconcile("nowhere")
+    cond = op.kube.condition(JQ, "nowhere", "RedisReachable")
+    assert (cond["status"], cond["reason"]) == ("False", "NoRedisConfigured")
+    assert "JOBQUEUE_REDIS_URL" in cond["message"]
+
+
+async def test_a_deployment_the_api_server_refuses_is_a_permanent_error_with_a_condition_and_event() -> None:
+    op = Operator.make()
+    op.kube.jobqueue("bad")
+    op.kube.fail("apply", "Deployment", api_error(422, 'Deployment "bad-worker" is invalid: spec.x: bad'))
+    outcome = await op.reconcile("bad")
+    assert outcome.permanent_error is not None
+    assert outcome.permanent_error.startswith("the API server refused the worker Deployment")
+    ready = op.kube.condition(JQ, "bad", "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "DeploymentFailed")
+    assert "spec.x: bad" in ready["message"]
+    assert ("Warning", "DeploymentFailed") in op.kube.reasons("bad")
+
+    # a Deployment watch event for the old generation does not hide the error
+    await op.reconciler.deployment_event("MODIFIED", {"metadata": {
+        "name": "bad-worker", "namespace": NAMESPACE, "labels": names.worker_labels("bad"), "generation": 1},
+        "spec": {"replicas": 0}, "status": {}})
+    assert op.kube.condition(JQ, "bad", "Ready")["reason"] == "DeploymentFailed"
+
+    # a new generation the API server accepts: the condition recovers, with an Event
+    op.kube.jobqueue("bad", priority=2)
+    assert await op.reconcile("bad") == reconcile.Outcome()
+    ready = op.kube.condition(JQ, "bad", "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "ScaledToZero")
+    assert op.kube.reasons("bad")[-1] == ("Normal", "Ready")
+    assert op.kube.get("Deployment", "bad-worker") is not None
+
+
+@pytest.mark.parametrize("code", [403, 409])
+async def test_a_deployment_apply_that_may_work_later_is_retried_with_nothing_written(code: int) -> None:
+    op = Operator.make()
+    op.kube.jobqueue("later")
+    op.kube.fail("apply", "Deployment", api_error(code))
+    with pytest.raises(k8s.ApiError):  # the handler: kopf.TemporaryError, retried after RETRY_DELAY
+        await op.reconcile("later")
+    assert status_writes(op) == 0
+    assert op.kube.get("Deployment", "later-worker") is None
+    assert await op.reconcile("later") == reconcile.Outcome()
+    assert op.kube.get("Deployment", "later-worker") is not None
+
+
+@pytest.mark.parametrize("code", [403, 422])
+async def test_a_default_redis_secret_that_cannot_be_written_holds_the_deployment_and_is_retried(
+        code: int) -> None:
+    op = Operator.make()
+    op.kube.jobqueue("mailer")
+    op.kube.fail("apply", "Secret", api_error(code, "secrets is forbidden"))
+    outcome = await op.reconcile("mailer")
+    assert outcome.retry_error is not None  # kopf.TemporaryError(delay=SECRET_RETRY_DELAY)
+    ready = op.kube.condition(JQ, "mailer", "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "RedisSecretFailed")
+    assert f"could not write Secret {NAMESPACE}/{redissecret.SECRET_NAME}" in ready["message"]
+    assert "secrets is forbidden" in ready["message"]
+    assert ("Warning", "RedisSecretFailed") in op.kube.reasons("mailer")
+    assert op.kube.get("Deployment", "mailer-worker") is None  # never pointed at a Secret not there
+
+    assert await op.reconcile("mailer") == reconcile.Outcome()  # the retry
+    assert op.kube.get("Deployment", "mailer-worker") is not None
+    assert op.kube.get("Secret", redissecret.SECRET_NAME) is not None
+    assert op.kube.reasons("mailer")[-1] == ("Normal", "Ready")
+
+
+async def test_a_status_write_conflict_is_retried_and_a_deleted_object_gets_none() -> None:
+    op = Operator.make()
+    op.kube.jobqueue("busy")
+    op.kube.fail("apply_status", JQ, api_error(409))
+    with pytest.raises(k8s.ApiError):
+        await op.reconcile("busy")
+    # the Deployment was made; no condition was written, so no condition Event either
+    assert op.kube.reasons("busy") == [("Normal", "DeploymentCreated"), ("Normal", "SettingsPublished")]
+    await op.reconcile("busy")
+    assert op.kube.condition(JQ, "busy", "RedisReachable")["status"] == "True"
+
+    # deleted while being reconciled: the write finds nothing, and that is no error
+    op.kube.jobqueue("gone")
+    body = op.kube.get(JQ, "gone")
+    assert body is not None
+    op.kube.remove(JQ, "gone")
+    assert await op.reconciler.reconcile(body) == reconcile.Outcome()
+    assert not [e for e in op.kube.events if e.name == "gone" and e.type == "Warning"]
+
+
+async def test_someone_elses_deployment_is_reported_not_taken_over() -> None:
+    op = Operator.make()
+    theirs = op.kube.create({"apiVersion": "apps/v1", "kind": "Deployment",
+                             "metadata": {"name": "billing-worker", "namespace": NAMESPACE,
+                                          "labels": {"app": "billing"}},
+                             "spec": {"replicas": 0}})
+    op.kube.jobqueue("billing")
+    outcome = await op.reconcile("billing")
+    assert outcome.retry_error is not None
+    ready = op.kube.condition(JQ, "billing", "Ready")
+    assert ready["reason"] == "NameConflict"
+    assert "a Deployment named billing-worker already exists" in ready["message"]
+    assert ("Warning", "NameConflict") in op.kube.reasons("billing")
+    assert op.kube.get("Deployment", "billing-worker") == theirs
+
+    op.kube.remove("Deployment", "billing-worker")  # once it is gone, the retry makes our own
+    await op.reconcile("billing")
+    ours = deployment(op, "billing")
+    assert names.jobqueue_of(ours["metadata"]["labels"]) == "billing"
+
+
+async def test_a_deleted_worker_deployment_is_recreated() -> None:
+    op = Operator.make()
+    op.kube.jobqueue("mailer")
+    await op.reconcile("mailer")
+    first = deployment(op, "mailer")
+    op.kube.remove("Deployment", "mailer-worker")
+    await op.reconciler.deployment_event("DELETED", first)
+    again = deployment(op, "mailer")
+    assert again["metadata"]["uid"] != first["metadata"]["uid"]
