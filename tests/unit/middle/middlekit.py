@@ -138,6 +138,12 @@ class FakeKube:
         return self.create({"apiVersion": models.API_VERSION, "kind": models.RECURRINGJOB_KIND,
                             "metadata": {"name": name, "namespace": namespace}, "spec": spec})
 
+    def url_secret(self, url: str, name: str = "jobqueue-redis", key: str = "url") -> dict[str, Any]:
+        """A user's Secret holding a Redis URL (what ``spec.redis.urlSecretRef`` names)."""
+        return self.create({"apiVersion": "v1", "kind": "Secret",
+                            "metadata": {"name": name, "namespace": NAMESPACE},
+                            "data": {key: base64.b64encode(url.encode()).decode()}})
+
     def get(self, kind: str, name: str, namespace: str = NAMESPACE) -> dict[str, Any] | None:
         live = self.objects.get((kind, namespace, name))
         return None if live is None else copy.deepcopy(live)

@@ -9,7 +9,6 @@ one particular call.
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import pytest
@@ -22,11 +21,6 @@ from unit.middle.middlekit import NAMESPACE, REDIS_URL, Operator, api_error
 JQ = models.JOBQUEUE_KIND
 OWN_REDIS = {"urlSecretRef": {"name": "jobqueue-redis", "key": "url"}}
 OTHER_URL = "redis://other.test:6379/0"
-
-
-def url_secret(op: Operator, url: str, name: str = "jobqueue-redis", key: str = "url") -> None:
-    op.kube.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NAMESPACE},
-                    "data": {key: base64.b64encode(url.encode()).decode()}})
 
 
 def published(op: Operator, url: str = REDIS_URL) -> set[str]:
@@ -144,7 +138,7 @@ async def test_missing_secret_and_dead_redis_are_conditions_and_the_queue_recove
     assert op.kube.get("Deployment", "no-secret-worker") is not None  # applied all the same
 
     # the Secret appears, naming a Redis that does not answer
-    url_secret(op, OTHER_URL)
+    op.kube.url_secret(OTHER_URL)
     op.hub.down.add(OTHER_URL)
     await op.reconcile("no-secret")  # (what the settings sweep does)
     down = op.kube.condition(JQ, "no-secret", "RedisReachable")
