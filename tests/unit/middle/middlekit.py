@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import dataclasses
 import datetime
 import itertools
 from collections import defaultdict
@@ -186,8 +187,11 @@ class FakeKube:
         self.calls.append(Call(verb, kind, namespace, name, copy.deepcopy(body), manager))
 
     def _live(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        """The object a patch just called for (:meth:`_call`); 404 (and the call recorded as
+        failed) if there is none."""
         live = self.objects.get((kind, namespace, name))
         if live is None:
+            self.calls[-1] = dataclasses.replace(self.calls[-1], error=404)
             raise api_error(404, f'{kind.lower()}s "{name}" not found')
         return live
 
