@@ -284,3 +284,47 @@ async def test_a_refused_status_write_is_counted_and_made_on_the_next_pass(queue
     op.indexes.refresh()
     await op.cycle()
     assert op.kube.objects[JQ, NAMESPACE, "mute"]["status"]["desiredReplicas"] == queued
+
+
+async def test_a_paused_queue_is_held_at_min_replicas_and_its_status_says_why() -> None:
+    op = Operator.make()
+    await new_queue(op, "paused", concurrency=4, scaling={"minReplicas": 1, "maxReplicas": 4,
+                                                          "scaleDownDelaySeconds": 600})
+    stats_of(op, "paused", queued=3)
+    await op.cycle()
+    op.indexes.refresh()
+    assert scales(op) == [3]
+
+    stats_of(op, "paused", queued=3, paused=True)
+    await op.cycle()  # at once, although scaleDownDelaySeconds is 600: a pause is no guess about demand
+    op.indexes.refresh()
+    assert scales(op) == [3, 1]
+    stats_of(op, "paused", queued=4, paused=True)  # producers still add; no pod comes for it
+    for _ in range(3):
+        await op.cycle()
+    assert scales(op) == [3, 1]
+    status = op.kube.objects[JQ, NAMESPACE, "paused"]["status"]
+    assert status["paused"] is True
+    assert status["lastScaleReason"].startswith("paused (workers take nothing new until the queue is")
+    assert "minReplicas" in status["lastScaleReason"]
+
+    stats_of(op, "paused", queued=4)  # resumed
+    await op.cycle()
+    assert scales(op) == [3, 1, 4]
+    assert op.kube.objects[JQ, NAMESPACE, "paused"]["status"]["paused"] is False
+
+
+async def test_a_worker_budget_goes_to_the_more_important_queue_first() -> None:
+    op = Operator.make(budget=3)
+    for name, priority in (("urgent", 1), ("whenever", 5)):
+        await new_queue(op, name, priority=priority, concurrency=3)
+    stats_of(op, "whenever", queued=3)
+    await op.cycle()
+    op.indexes.refresh()
+    assert replicas(op, "whenever") == 3  # alone, the low-priority queue takes the whole budget
+    stats_of(op, "urgent", queued=2)
+    await op.cycle()
+    op.indexes.refresh()
+    assert (replicas(op, "urgent"), replicas(op, "whenever")) == (2, 1)
+    status = op.kube.objects[JQ, NAMESPACE, "whenever"]["status"]
+    assert "worker budget of 3 pods leaves 1" in status["lastScaleReason"]
