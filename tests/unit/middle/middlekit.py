@@ -17,7 +17,8 @@ boundaries are replaced:
   ways into a server replaced: ``run`` calls the function in this thread against a small
   in-memory store (so publishing, ownership of queue names and the RecurringJob reads run
   the production code), and ``poll`` (a Lua script in production) returns the
-  :class:`~jobqueue.stats.QueueStats` a test sets. A URL in ``down`` does not answer.
+  :class:`~jobqueue.stats.QueueStats` and heartbeats a test sets, as ``recover_pod`` (a
+  Lua script too) returns the jobs a test says a pod held. A URL in ``down`` does not answer.
 """
 
 from __future__ import annotations
@@ -480,6 +481,11 @@ class FakeHub(redisq.RedisHub):
         self.down: set[str] = set()
         #: per URL, the figures ``poll`` returns (queues not in it: empty, as the real snapshot)
         self.stats: dict[str, dict[str, stats.QueueStats]] = defaultdict(dict)
+        #: per URL, worker name -> its record's last_heartbeat (a worker not in it: no record)
+        self.heartbeats: dict[str, dict[str, str]] = defaultdict(dict)
+        #: per pod, the jobs ``recover_pod`` finds it held (re-queued); the calls made
+        self.held: dict[str, list[str]] = {}
+        self.recovered: list[tuple[str, str, str]] = []
         self.polls = 0
         self._answered: set[str] = set()
 
@@ -500,14 +506,22 @@ class FakeHub(redisq.RedisHub):
                    reuse: stats.Reuse | None = None) -> redisq.Poll:
         def read(_: redis.Redis) -> redisq.Poll:
             self.polls += 1
-            figures = self.stats[url]
-            return redisq.Poll({q: figures.get(q) or queue_stats(q) for q in queue_names}, {}, 0.0)
+            figures = {q: self.stats[url].get(q) or queue_stats(q) for q in queue_names}
+            # (as the real poll: the heartbeats of the workers of the pods asked about)
+            wanted = [w.name for queue, names_ in (pods or {}).items() if queue in figures
+                      for w in figures[queue].workers if w.pod in names_]
+            return redisq.Poll(figures, {w: self.heartbeats[url].get(w) for w in wanted}, 0.0)
 
         return await self.run(url, read)
 
     async def recover_pod(self, url: str, queue_name: str, pod: str, *,
                           reason: str) -> recovery.RecoveryReport:
-        raise AssertionError("lost-job recovery is not part of the middle tier (tests/integration/scaling)")
+        def recover(_: redis.Redis) -> recovery.RecoveryReport:
+            self.recovered.append((queue_name, pod, reason))
+            return recovery.RecoveryReport(queue=queue_name, pod=pod, requeued=self.held.pop(pod, []),
+                                           failed=[], workers_removed=[])
+
+        return await self.run(url, recover)
 
     async def job_starts(self, url: str, job_ids: Iterable[str]) -> dict[str, float]:
         return {}
