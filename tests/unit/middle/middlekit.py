@@ -94,8 +94,10 @@ class FakeKube:
         self._failures: dict[tuple[str, str], list[ApiError]] = defaultdict(list)
         self._uids = itertools.count(1)
         self._versions = itertools.count(1)
-        #: kind -> field managers owning spec.replicas, per object
+        #: the field managers owning spec.replicas, per Deployment
         self._replica_owners: dict[ObjKey, set[str]] = defaultdict(set)
+        #: (kind, namespace, name, field manager) -> the status fields it applied last
+        self._status_fields: dict[tuple[str, str, str, str], set[str]] = {}
 
     # ---- test controls
 
@@ -310,8 +312,12 @@ class FakeKube:
                            field_manager: str) -> None:
         self._call("apply_status", kind, namespace, name, body=status, manager=field_manager)
         live = self._live(kind, namespace, name)
-        # (the fields this manager applied before and leaves out now go: it applies all of its own)
-        live["status"] = {**(live.get("status") or {}), **copy.deepcopy(dict(status))}
+        # server-side apply: the status fields this manager applied before and leaves out now go
+        applied = self._status_fields.setdefault((kind, namespace, name, field_manager), set())
+        kept = {k: v for k, v in (live.get("status") or {}).items() if k not in applied - status.keys()}
+        live["status"] = {**kept, **copy.deepcopy(dict(status))}
+        applied.clear()
+        applied.update(status.keys())
         self._touch(live, live.get("spec"))
 
     async def merge_status(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any], *,
