@@ -56,7 +56,7 @@ class Report:
 
 
 class Sweeper:
-    def __init__(self, *, reconciler: Reconciler, kube: k8s.Kube, hub: redisq.RedisHub,
+    def __init__(self, *, reconciler: Reconciler, kube: k8s.KubeApi, hub: redisq.RedisHub,
                  endpoints: endpoints.Endpoints, config: settings.Settings,
                  queues: Callable[[], Iterable[index.QueueRef]]) -> None:
         self._reconciler = reconciler

@@ -40,7 +40,17 @@ from lightkube.models.meta_v1 import Status
 
 from jobqueue import recovery, stats
 from jobqueue.redaction import redact
-from jobqueue_operator import defaultredis, errors, index, models, reconcile, recurring, redisq
+from jobqueue_operator import (
+    defaultredis,
+    errors,
+    index,
+    models,
+    reconcile,
+    recurring,
+    redisq,
+    settings,
+    sweeper,
+)
 from jobqueue_operator import endpoints as endpoints_module
 from jobqueue_operator.builders import deployment, names
 from jobqueue_operator.scaling import poller, views
@@ -568,7 +578,8 @@ async def settle() -> None:
 
 @dataclass
 class Operator:
-    """The operator's components wired as handlers.startup wires them, over the fakes."""
+    """The operator's components wired as handlers.startup wires them, over the fakes (the
+    settings sweep too: it is how a queue recovers from a Redis restarted empty)."""
 
     kube: FakeKube
     hub: FakeHub
@@ -580,6 +591,7 @@ class Operator:
     reconciler: reconcile.Reconciler
     autoscaler: poller.Autoscaler
     recurring: recurring.RecurringJobs
+    sweeper: sweeper.Sweeper
 
     @classmethod
     def make(cls, *, default_url: str | None = REDIS_URL, budget: int | None = None,
@@ -601,7 +613,10 @@ class Operator:
             budget=budget, clock=clock.wall, monotonic=clock.mono)
         jobs = recurring.RecurringJobs(kube=kube, hub=hub, endpoints=eps, emit=kube.emit, defaults=defaults,
                                        clock=clock.utc)
-        return cls(kube, hub, clock, indexes, eps, keeper, secrets, reconciler, autoscaler, jobs)
+        sweep = sweeper.Sweeper(reconciler=reconciler, kube=kube, hub=hub, endpoints=eps,
+                                config=settings.Settings(namespaces=(NAMESPACE,), redis_url=default_url),
+                                queues=indexes.refs)
+        return cls(kube, hub, clock, indexes, eps, keeper, secrets, reconciler, autoscaler, jobs, sweep)
 
     async def reconcile(self, name: str, namespace: str = NAMESPACE) -> reconcile.Outcome:
         """What kopf does on a JobQueue's create/update/resume: reconcile the object as it is

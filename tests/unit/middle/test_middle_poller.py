@@ -13,6 +13,7 @@ from typing import Any
 import prometheus_client
 import pytest
 
+from jobqueue import settings as qsettings
 from jobqueue_operator import models, reconcile
 from jobqueue_operator.builders import names
 from jobqueue_operator.scaling import policy, poller, views
@@ -218,7 +219,7 @@ async def test_redis_unreachable_holds_replicas_and_says_so_then_recovers() -> N
 
 async def test_a_redis_back_without_the_settings_stays_unreachable_for_the_sweep_to_fix() -> None:
     """A Redis restarted empty: the poller does not claim the queue works; republishing is the
-    settings sweep's (a reconcile here)."""
+    settings sweep's."""
     op = Operator.make()
     await new_queue(op, "wiped", concurrency=2, scaling={"maxReplicas": 2})
     op.hub.down.add(REDIS_URL)
@@ -227,8 +228,10 @@ async def test_a_redis_back_without_the_settings_stays_unreachable_for_the_sweep
     op.hub.down.discard(REDIS_URL)
     await op.cycle()
     assert op.kube.condition(JQ, "wiped", "RedisReachable")["status"] == "False"
-    await op.reconcile("wiped")  # what the sweep does
+    report = await op.sweeper.sweep()
+    assert report.republished == 1
     assert op.kube.condition(JQ, "wiped", "RedisReachable")["status"] == "True"
+    assert f"{NAMESPACE}.wiped" in qsettings.published_queue_names(op.hub.servers[REDIS_URL])  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("code", [403, 409])

@@ -140,14 +140,14 @@ async def test_missing_secret_and_dead_redis_are_conditions_and_the_queue_recove
     # the Secret appears, naming a Redis that does not answer
     op.kube.url_secret(OTHER_URL)
     op.hub.down.add(OTHER_URL)
-    await op.reconcile("no-secret")  # (what the settings sweep does)
+    await op.sweeper.sweep()
     down = op.kube.condition(JQ, "no-secret", "RedisReachable")
     assert (down["status"], down["reason"]) == ("False", "RedisUnavailable")
     assert "redis://other.test:6379" in down["message"]
     assert "did not answer" in down["message"]
 
     op.hub.down.discard(OTHER_URL)
-    await op.reconcile("no-secret")
+    assert (await op.sweeper.sweep()).republished == 1  # the queue recovers on its own
     assert op.kube.condition(JQ, "no-secret", "RedisReachable")["status"] == "True"
     assert published(op, OTHER_URL) == {f"{NAMESPACE}.no-secret"}
     assert op.kube.reasons("no-secret")[-1] == ("Normal", "RedisReachable")
@@ -164,7 +164,7 @@ async def test_a_change_made_while_redis_is_down_is_applied_at_once_and_publishe
     assert op.kube.condition(JQ, "steady", "RedisReachable")["reason"] == "RedisUnavailable"
     assert load(op, f"{NAMESPACE}.steady").priority == 3  # not yet
     op.hub.down.discard(REDIS_URL)
-    await op.reconcile("steady")
+    await op.sweeper.sweep()  # ...and published as soon as Redis answers again
     assert load(op, f"{NAMESPACE}.steady").priority == 1
     assert op.kube.condition(JQ, "steady", "RedisReachable")["status"] == "True"
 
@@ -348,3 +348,19 @@ async def test_a_deleted_worker_deployment_is_recreated() -> None:
     await op.reconciler.deployment_event("DELETED", first)
     again = deployment(op, "mailer")
     assert again["metadata"]["uid"] != first["metadata"]["uid"]
+
+
+async def test_settings_of_a_queue_deleted_while_the_operator_was_down_are_swept() -> None:
+    op = Operator.make()
+    for name in ("nightly", "kept"):
+        op.kube.jobqueue(name)
+        await op.reconcile(name)
+    # settings of another operator's namespace in the same Redis: never ours to remove
+    foreign = qsettings.QueueSettings(queue_name="other.q", namespace="not-served-here", jobqueue="q")
+    qsettings.publish(op.hub.servers[REDIS_URL], foreign)  # type: ignore[arg-type]
+    op.kube.remove(JQ, "nightly")  # deleted while no operator ran: no handler withdrew its settings
+    op.indexes.refresh()
+
+    report = await op.sweeper.sweep()
+    assert (report.withdrawn, report.republished) == (1, 0)
+    assert published(op) == {f"{NAMESPACE}.kept", "other.q"}

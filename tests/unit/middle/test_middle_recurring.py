@@ -189,7 +189,7 @@ async def test_an_unreachable_redis_is_reported_until_it_answers() -> None:
     op.kube.url_secret(REDIS_URL, name="queue-redis")
     await op.recurring.refresh_all()  # Redis answers, but the queue's settings are not there yet
     assert ready(op, "daily-analytics")[:2] == ("False", "QueueNotPublished")
-    await op.reconcile("analytics")  # the settings sweep publishes them
+    await op.sweeper.sweep()  # the settings sweep publishes them
     await op.recurring.refresh_all()
     assert ready(op, "daily-analytics")[:2] == ("True", "Scheduled")
     assert op.kube.condition(RJ, "daily-analytics", "RedisReachable")["status"] == "True"
