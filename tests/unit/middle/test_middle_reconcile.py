@@ -364,3 +364,45 @@ async def test_settings_of_a_queue_deleted_while_the_operator_was_down_are_swept
     report = await op.sweeper.sweep()
     assert (report.withdrawn, report.republished) == (1, 0)
     assert published(op) == {f"{NAMESPACE}.kept", "other.q"}
+
+
+async def test_a_suspended_queue_starts_with_no_workers_and_publishes_the_flag() -> None:
+    op = Operator.make()
+    op.kube.jobqueue("paused", suspend=True, scaling={"minReplicas": 1})
+    await op.reconcile("paused")
+    assert deployment(op, "paused")["spec"]["replicas"] == 0
+    ready = op.kube.condition(JQ, "paused", "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "Suspended")
+    assert op.kube.objects[JQ, NAMESPACE, "paused"]["status"]["workers"] == "0/0"
+    assert load(op, f"{NAMESPACE}.paused").suspend is True
+
+
+async def test_deleting_a_jobqueue_withdraws_its_settings_and_forgets_it() -> None:
+    op = Operator.make()
+    op.kube.jobqueue("cleanup")
+    await op.reconcile("cleanup")
+    body = op.kube.get(JQ, "cleanup")
+    assert body is not None
+    assert published(op) == {f"{NAMESPACE}.cleanup"}
+    op.kube.remove(JQ, "cleanup")  # (its Deployment goes by garbage collection: owner reference)
+    op.indexes.refresh()
+    await op.reconciler.gone(body)
+    assert published(op) == set()
+    assert op.keeper.known((NAMESPACE, "cleanup")) is None
+    assert op.kube.get("Secret", "jobqueue-default-redis") is None  # its last owner left
+
+
+async def test_a_deletion_while_redis_is_down_leaves_the_settings_to_the_sweep() -> None:
+    op = Operator.make()
+    op.kube.jobqueue("cleanup")
+    await op.reconcile("cleanup")
+    body = op.kube.get(JQ, "cleanup")
+    assert body is not None
+    op.kube.remove(JQ, "cleanup")
+    op.indexes.refresh()
+    op.hub.down.add(REDIS_URL)
+    await op.reconciler.gone(body)  # best effort: logged, no error
+    op.hub.down.discard(REDIS_URL)
+    assert published(op) == {f"{NAMESPACE}.cleanup"}
+    assert (await op.sweeper.sweep()).withdrawn == 1
+    assert published(op) == set()
