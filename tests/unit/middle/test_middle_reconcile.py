@@ -377,16 +377,21 @@ async def test_a_suspended_queue_starts_with_no_workers_and_publishes_the_flag()
     assert load(op, f"{NAMESPACE}.paused").suspend is True
 
 
+async def deleted(op: Operator, name: str) -> dict[str, Any]:
+    """JobQueue ``name``, reconciled, then deleted; the body its deletion handler receives."""
+    op.kube.jobqueue(name)
+    await op.reconcile(name)
+    body = op.kube.get(JQ, name)
+    assert body is not None
+    assert published(op) == {f"{NAMESPACE}.{name}"}
+    op.kube.remove(JQ, name)  # (its Deployment goes by garbage collection: owner reference)
+    op.indexes.refresh()
+    return body
+
+
 async def test_deleting_a_jobqueue_withdraws_its_settings_and_forgets_it() -> None:
     op = Operator.make()
-    op.kube.jobqueue("cleanup")
-    await op.reconcile("cleanup")
-    body = op.kube.get(JQ, "cleanup")
-    assert body is not None
-    assert published(op) == {f"{NAMESPACE}.cleanup"}
-    op.kube.remove(JQ, "cleanup")  # (its Deployment goes by garbage collection: owner reference)
-    op.indexes.refresh()
-    await op.reconciler.gone(body)
+    await op.reconciler.gone(await deleted(op, "cleanup"))
     assert published(op) == set()
     assert op.keeper.known((NAMESPACE, "cleanup")) is None
     assert op.kube.get("Secret", "jobqueue-default-redis") is None  # its last owner left
@@ -394,12 +399,7 @@ async def test_deleting_a_jobqueue_withdraws_its_settings_and_forgets_it() -> No
 
 async def test_a_deletion_while_redis_is_down_leaves_the_settings_to_the_sweep() -> None:
     op = Operator.make()
-    op.kube.jobqueue("cleanup")
-    await op.reconcile("cleanup")
-    body = op.kube.get(JQ, "cleanup")
-    assert body is not None
-    op.kube.remove(JQ, "cleanup")
-    op.indexes.refresh()
+    body = await deleted(op, "cleanup")
     op.hub.down.add(REDIS_URL)
     await op.reconciler.gone(body)  # best effort: logged, no error
     op.hub.down.discard(REDIS_URL)
