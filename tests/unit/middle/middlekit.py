@@ -1,8 +1,8 @@
 """The middle tier's fakes: the Kubernetes API and the Redis servers, in memory.
 
 The components under test (the reconcilers, the autoscaler, the status keeper, the
-default-Redis Secrets, the Redis addressing) are the real ones; only their two outside
-boundaries are replaced:
+default-Redis Secrets, the settings sweep, the Redis addressing) are the real ones; only
+their two outside boundaries are replaced:
 
 * :class:`FakeKube` implements :class:`jobqueue_operator.k8s.KubeApi`: objects in a dict,
   server-side apply reduced to what the operator relies on (a new object gets a uid and
@@ -129,14 +129,7 @@ class FakeKube:
         """Create (or change the spec of) a JobQueue; returns the live object. ``worker``
         defaults to a minimal valid one (as in tests/integration/opkit.py)."""
         spec.setdefault("worker", {"image": "registry.invalid/glec-jobs:1", "imports": ["glec.jobs"]})
-        existing = self.objects.get((models.JOBQUEUE_KIND, namespace, name))
-        if existing is not None:
-            if existing["spec"] != spec:
-                existing["spec"] = copy.deepcopy(spec)
-                existing["metadata"]["generation"] += 1
-            return copy.deepcopy(existing)
-        return self.create({"apiVersion": models.API_VERSION, "kind": models.JOBQUEUE_KIND,
-                            "metadata": {"name": name, "namespace": namespace}, "spec": spec})
+        return self._user_object(models.JOBQUEUE_KIND, name, namespace, spec)
 
     def recurringjob(self, name: str, namespace: str = NAMESPACE, **spec: Any) -> dict[str, Any]:
         """Create (or change the spec of) a RecurringJob; queue, schedule and function default
@@ -144,13 +137,19 @@ class FakeKube:
         spec.setdefault("queue", "analytics")
         spec.setdefault("schedule", "0 0 * * *")
         spec.setdefault("function", "glec_jobs.daily_aggregate")
-        existing = self.objects.get((models.RECURRINGJOB_KIND, namespace, name))
-        if existing is not None:
+        return self._user_object(models.RECURRINGJOB_KIND, name, namespace, spec)
+
+    def _user_object(self, kind: str, name: str, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """``kubectl apply`` of one of our kinds: created, or a new generation if its spec changed."""
+        existing = self.objects.get((kind, namespace, name))
+        if existing is None:
+            return self.create({"apiVersion": models.API_VERSION, "kind": kind,
+                                "metadata": {"name": name, "namespace": namespace}, "spec": spec})
+        if existing["spec"] != spec:
             existing["spec"] = copy.deepcopy(spec)
             existing["metadata"]["generation"] += 1
-            return copy.deepcopy(existing)
-        return self.create({"apiVersion": models.API_VERSION, "kind": models.RECURRINGJOB_KIND,
-                            "metadata": {"name": name, "namespace": namespace}, "spec": spec})
+            existing["metadata"]["resourceVersion"] = str(next(self._versions))
+        return copy.deepcopy(existing)
 
     def url_secret(self, url: str, name: str = "jobqueue-redis", key: str = "url") -> dict[str, Any]:
         """A user's Secret holding a Redis URL (what ``spec.redis.urlSecretRef`` names)."""
