@@ -42,9 +42,14 @@ The operator's share ends by itself: its next apply (any spec change) has no
 ``spec.replicas`` and releases the field, which stays, owned by ``jobqueue-autoscaler``;
 and the autoscaler's first scale (an update through the scale subresource) takes the
 field over anyway. The operator never *sets* replicas again. If the hand-over was
-interrupted (or someone stripped the field's owner), the next reconcile sees that nobody
-but the operator owns ``spec.replicas`` and repeats step 2 with the live value before
-applying — otherwise that apply would reset the Deployment to 1 replica.
+interrupted, the next reconcile sees that the operator alone owns ``spec.replicas`` and
+repeats step 2 with the live value before applying — otherwise that apply would reset the
+Deployment to 1 replica. Step 2 is conditional on the Deployment being as read (its
+``resourceVersion``): the autoscaler may scale between the read and the claim, and a claim
+of the value read would undo that scale (a new leader's first reconciles race its
+autoscaler's first pass exactly so). A conflict retries the reconcile with a fresh read.
+A ``spec.replicas`` nobody owns needs no claim: an apply without the field leaves it alone
+(after a scale through the subresource the API server often records no owner at all).
 """
 
 from __future__ import annotations
@@ -288,15 +293,14 @@ class Reconciler:
         op = names.OPERATOR_MANAGER
         if current is None:
             initial = 0 if spec.suspend else spec.scaling.min_replicas
-            await self._kube.apply(deployment.with_replicas(desired, initial), field_manager=op)
-            live = await self._claim_replicas(namespace, dep_name, initial)
+            created = await self._kube.apply(deployment.with_replicas(desired, initial), field_manager=op)
+            live = await self._claim_replicas(created, initial)
             await self._emit(object_ref(body), type="Normal", reason="DeploymentCreated",
                        message=f"created worker Deployment {dep_name} with {initial} replicas")
             logger.info("JobQueue %s/%s: created Deployment %s", namespace, meta["name"], dep_name)
             return status.DeploymentSummary.of(live)
-        if not deployment.replicas_managers(current) - {op}:
-            replicas = int((current.get("spec") or {}).get("replicas", 1))
-            await self._claim_replicas(namespace, dep_name, replicas)
+        if deployment.replicas_managers(current) == {op}:
+            await self._claim_replicas(current, int((current.get("spec") or {}).get("replicas", 1)))
         live = await self._kube.apply(desired, field_manager=op)
         if live["metadata"].get("generation") != current["metadata"].get("generation"):
             await self._emit(object_ref(body), type="Normal", reason="DeploymentUpdated",
@@ -304,11 +308,14 @@ class Reconciler:
             logger.info("JobQueue %s/%s: updated Deployment %s", namespace, meta["name"], dep_name)
         return status.DeploymentSummary.of(live)
 
-    async def _claim_replicas(self, namespace: str, name: str, replicas: int) -> dict[str, Any]:
-        """Make the autoscaler's field manager an owner of ``spec.replicas`` (keeping its value)."""
-        return await self._kube.apply(deployment.replicas_claim(namespace=namespace, name=name,
-                                                                replicas=replicas),
-                                      field_manager=names.AUTOSCALER_MANAGER)
+    async def _claim_replicas(self, live: Mapping[str, Any], replicas: int) -> dict[str, Any]:
+        """Make the autoscaler's field manager an owner of ``spec.replicas``, keeping the value
+        of ``live`` — only if the Deployment is still ``live`` (409 otherwise: see above)."""
+        meta = live["metadata"]
+        return await self._kube.apply(
+            deployment.replicas_claim(namespace=meta["namespace"], name=meta["name"], replicas=replicas,
+                                      resource_version=meta.get("resourceVersion")),
+            field_manager=names.AUTOSCALER_MANAGER)
 
     # ---- the worker Deployment watch
 

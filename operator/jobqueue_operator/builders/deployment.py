@@ -211,10 +211,14 @@ def with_replicas(body: Mapping[str, Any], replicas: int) -> dict[str, Any]:
     return {**body, "spec": {**body["spec"], "replicas": replicas}}
 
 
-def replicas_claim(*, namespace: str, name: str, replicas: int) -> dict[str, Any]:
-    """The apply body by which the autoscaler's field manager takes ``spec.replicas``."""
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": namespace}, "spec": {"replicas": replicas}}
+def replicas_claim(*, namespace: str, name: str, replicas: int,
+                   resource_version: str | None = None) -> dict[str, Any]:
+    """The apply body by which the autoscaler's field manager takes ``spec.replicas``; with
+    ``resource_version``, only if the Deployment has not changed since (a precondition)."""
+    meta = {"name": name, "namespace": namespace}
+    if resource_version:
+        meta["resourceVersion"] = resource_version
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": {"replicas": replicas}}
 
 
 def replicas_managers(deployment: Mapping[str, Any]) -> set[str]:

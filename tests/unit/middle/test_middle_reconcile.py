@@ -126,6 +126,41 @@ async def test_an_interrupted_replica_hand_over_is_finished_before_the_next_appl
     assert managers == [names.OPERATOR_MANAGER, names.AUTOSCALER_MANAGER, names.OPERATOR_MANAGER]
 
 
+async def test_a_replica_claim_never_undoes_a_scale_made_after_the_read() -> None:
+    """A new leader's first reconciles race its autoscaler's first pass: the Deployment is
+    read at 0, the autoscaler scales it to 2, then the interrupted hand-over's claim comes.
+    The claim is conditional on the Deployment as read: it is refused (the reconcile is
+    retried with a fresh read), and the scale stands. (It once set the 0 it had read.)"""
+    op = Operator.make()
+    op.kube.jobqueue("mailer", scaling={"minReplicas": 0, "maxReplicas": 2}, concurrency=2)
+    original = op.kube.apply
+
+    async def claim_fails(body: Any, *, field_manager: str) -> dict[str, Any]:
+        if field_manager == names.AUTOSCALER_MANAGER:
+            raise api_error(409, "the object has been modified")
+        return await original(body, field_manager=field_manager)
+
+    op.kube.apply = claim_fails  # type: ignore[method-assign]
+    with pytest.raises(k8s.ApiError):
+        await op.reconcile("mailer")  # created at 0; the operator alone owns spec.replicas
+    op.kube.apply = original  # type: ignore[method-assign]
+    read = op.kube.get_deployment
+
+    async def scaled_after_the_read(namespace: str, name: str) -> dict[str, Any] | None:
+        seen = await read(namespace, name)
+        await op.kube.scale_deployment(namespace, name, 2, field_manager=names.AUTOSCALER_MANAGER)
+        return seen
+
+    op.kube.get_deployment = scaled_after_the_read  # type: ignore[method-assign]
+    with pytest.raises(k8s.ApiError) as refused:
+        await op.reconcile("mailer")
+    assert k8s.is_conflict(refused.value)
+    assert deployment(op, "mailer")["spec"]["replicas"] == 2
+    op.kube.get_deployment = read  # type: ignore[method-assign]
+    assert await op.reconcile("mailer") == reconcile.Outcome()  # the retry: a fresh read
+    assert deployment(op, "mailer")["spec"]["replicas"] == 2
+
+
 async def test_missing_secret_and_dead_redis_are_conditions_and_the_queue_recovers_by_itself() -> None:
     op = Operator.make()
     op.kube.jobqueue("no-secret", redis=OWN_REDIS)
