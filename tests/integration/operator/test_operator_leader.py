@@ -15,11 +15,9 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from opkit import RunningOperator, StartOperator, apply, get, jobqueue, wait_for
 
 import devenv
@@ -28,14 +26,6 @@ from jobqueue_operator import k8s, leader
 pytestmark = [pytest.mark.integration, pytest.mark.k8s]
 
 FAST = leader.Timing(lease_seconds=2, renew_deadline=1.5, retry_period=0.2)
-
-
-@pytest_asyncio.fixture
-async def kube(kubeconfig: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[k8s.Kube]:
-    monkeypatch.setenv("KUBECONFIG", kubeconfig)
-    client = k8s.Kube.connect()
-    yield client
-    await client.close()
 
 
 def elector(kube: k8s.Kube, namespace: str, identity: str) -> leader.Elector:

@@ -10,24 +10,14 @@ and the first apply"), checked through the operator's own ``k8s.Kube``:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from jobqueue_operator import k8s, models
 from jobqueue_operator.builders import deployment, names
 
 pytestmark = [pytest.mark.integration, pytest.mark.k8s]
-
-
-@pytest_asyncio.fixture
-async def kube(kubeconfig: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[k8s.Kube]:
-    monkeypatch.setenv("KUBECONFIG", kubeconfig)
-    client = k8s.Kube.connect()
-    yield client
-    await client.close()
 
 
 def worker(namespace: str) -> dict[str, Any]:

@@ -252,7 +252,7 @@ class FakeKube:
             return copy.deepcopy(live)
         wanted = meta.get("resourceVersion")
         if wanted and wanted != live["metadata"]["resourceVersion"]:  # a precondition, as the server's
-            raise api_error(409, "the object has been modified; please apply your changes to the latest version")
+            raise api_error(409, "the object has been modified")
         unchanged = copy.deepcopy(live)
         spec_before = copy.deepcopy(live.get("spec"))
         for part in ("labels", "annotations", "ownerReferences"):

@@ -102,11 +102,9 @@ async def test_a_spec_change_rolls_out_without_touching_the_replicas_and_a_resta
     assert len(op.kube.events) == events
 
 
-async def test_an_interrupted_replica_hand_over_is_finished_before_the_next_apply() -> None:
-    """The autoscaler's claim of spec.replicas failed after the creating apply: the retry
-    claims the live value first; applying without replicas would reset the Deployment to 1."""
-    op = Operator.make()
-    op.kube.jobqueue("mailer", scaling={"minReplicas": 3, "maxReplicas": 3}, concurrency=3)
+async def created_with_the_claim_interrupted(op: Operator, jobqueue: str) -> None:
+    """Reconcile ``jobqueue`` while the autoscaler's claim of spec.replicas fails (409): the
+    Deployment is created and owned by the operator alone; the handler would retry."""
     original = op.kube.apply
 
     async def claim_fails(body: Any, *, field_manager: str) -> dict[str, Any]:
@@ -115,9 +113,17 @@ async def test_an_interrupted_replica_hand_over_is_finished_before_the_next_appl
         return await original(body, field_manager=field_manager)
 
     op.kube.apply = claim_fails  # type: ignore[method-assign]
-    with pytest.raises(k8s.ApiError):  # the handler turns it into a kopf retry
-        await op.reconcile("mailer")
+    with pytest.raises(k8s.ApiError):
+        await op.reconcile(jobqueue)
     op.kube.apply = original  # type: ignore[method-assign]
+
+
+async def test_an_interrupted_replica_hand_over_is_finished_before_the_next_apply() -> None:
+    """The autoscaler's claim of spec.replicas failed after the creating apply: the retry
+    claims the live value first; applying without replicas would reset the Deployment to 1."""
+    op = Operator.make()
+    op.kube.jobqueue("mailer", scaling={"minReplicas": 3, "maxReplicas": 3}, concurrency=3)
+    await created_with_the_claim_interrupted(op, "mailer")
     assert deployment(op, "mailer")["spec"]["replicas"] == 3
     op.kube.jobqueue("mailer", scaling={"minReplicas": 3, "maxReplicas": 3}, concurrency=3, priority=1)
     assert await op.reconcile("mailer") == reconcile.Outcome()
@@ -133,17 +139,7 @@ async def test_a_replica_claim_never_undoes_a_scale_made_after_the_read() -> Non
     retried with a fresh read), and the scale stands. (It once set the 0 it had read.)"""
     op = Operator.make()
     op.kube.jobqueue("mailer", scaling={"minReplicas": 0, "maxReplicas": 2}, concurrency=2)
-    original = op.kube.apply
-
-    async def claim_fails(body: Any, *, field_manager: str) -> dict[str, Any]:
-        if field_manager == names.AUTOSCALER_MANAGER:
-            raise api_error(409, "the object has been modified")
-        return await original(body, field_manager=field_manager)
-
-    op.kube.apply = claim_fails  # type: ignore[method-assign]
-    with pytest.raises(k8s.ApiError):
-        await op.reconcile("mailer")  # created at 0; the operator alone owns spec.replicas
-    op.kube.apply = original  # type: ignore[method-assign]
+    await created_with_the_claim_interrupted(op, "mailer")  # the operator alone owns spec.replicas
     read = op.kube.get_deployment
 
     async def scaled_after_the_read(namespace: str, name: str) -> dict[str, Any] | None:
