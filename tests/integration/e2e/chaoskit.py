@@ -582,7 +582,10 @@ def leader_failovers(product: Product, conn: redis.Redis, *,
             devenv.wait_until("fresh scaled up", lambda: _first_up_after(w_fresh, arrived) is not None,
                               timeout=120, interval=0.05)
             upgrade_scaled = _first_up_after(w_fresh, arrived)
-            product.wait_live()
+            leading = product.wait_live()
+            # (the Lease watch reads every 0.1 s: it may not have seen the holder wait_live saw)
+            devenv.wait_until("the Lease watch at the holder", lambda: lease.holders[-1:] == [leading],
+                              timeout=10)
             upgrade_leaders = lease.holders[max(0, before - 1):]
         for queue, queued in ids.items():
             wait_settled(conn, queue, len(queued), timeout=600)
