@@ -31,7 +31,7 @@ chart: setup  ## the chart as an archive for an OCI registry (.cache/chart/), wi
 pod-images: deps  # what the pod runner runs; where it cannot (not root), says so and goes on
 	python3 hack/images.py build --for-pods
 
-DOCKERFILES := Dockerfile examples/Dockerfile tests/integration/scaling/Dockerfile benchmarks/Dockerfile
+DOCKERFILES := Dockerfile examples/Dockerfile hack/redis-image/Dockerfile tests/integration/scaling/Dockerfile benchmarks/Dockerfile
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -94,6 +94,9 @@ class ImageSpec:
     parent: str | None = None
     #: pass the Debian bases as BASE_IMAGE and BUILD_IMAGE
     debian_base: bool = False
+    #: instead: pass as BASE_IMAGE a Debian root filesystem of just these packages (and the
+    #: essential set), for an image of a Debian program such as redis-server
+    debian_packages: tuple[str, ...] = ()
     build_args: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -107,8 +110,15 @@ GLEC_JOBS = ImageSpec(
     dockerfile=ROOT / "examples/Dockerfile", context=ROOT / "examples",
     inputs=(ROOT / "examples/glec_jobs.py",))
 
-IMAGES: dict[str, ImageSpec] = {spec.name: spec for spec in (OPERATOR, GLEC_JOBS)}
-"""What ``make image`` builds: the image users deploy and the demo's worker image."""
+REDIS = ImageSpec(
+    name="redis", ref="registry.example/jobqueue-redis:7", dockerfile=ROOT / "hack/redis-image/Dockerfile",
+    context=ROOT / "hack/redis-image", inputs=(ROOT / "hack/redis-image/Dockerfile",),
+    debian_packages=("redis-server",))
+"""What the chart's ``redis.bundled`` runs on the dev cluster (users elsewhere: the official image)."""
+
+IMAGES: dict[str, ImageSpec] = {spec.name: spec for spec in (OPERATOR, GLEC_JOBS, REDIS)}
+"""What ``make image`` builds: the image users deploy, the demo's worker image and the Redis
+of the chart's quick start."""
 
 
 # --------------------------------------------------------------------------------------
@@ -135,10 +145,17 @@ def base_key() -> str:
                     "purge": BUILD_ONLY_PURGE, "options": MMDEBSTRAP_OPTIONS})[:16]
 
 
+def packages_key(packages: Sequence[str]) -> str:
+    """Key of a Debian root filesystem of ``packages`` (see :attr:`ImageSpec.debian_packages`)."""
+    return _digest({"suite": DEBIAN_SUITE, "packages": sorted(packages), "options": MMDEBSTRAP_OPTIONS})[:16]
+
+
 def image_key(spec: ImageSpec, parent_key: str | None) -> str:
+    base = (base_key() if spec.debian_base
+            else packages_key(spec.debian_packages) if spec.debian_packages else None)
     return _digest({"dockerfile": spec.dockerfile.read_text(), "args": dict(spec.build_args),
                     "files": tree_digest(spec.inputs, spec.context), "parent": parent_key,
-                    "base": base_key() if spec.debian_base else None, "ref": spec.ref})[:16]
+                    "base": base, "ref": spec.ref})[:16]
 
 
 def _digest(value: Any) -> str:
@@ -305,30 +322,51 @@ class Builder:
         return runtime_ref, build_ref
 
     def _mmdebstrap(self, directory: Path) -> None:
+        tree = self._debian_tree(directory, RUNTIME_PACKAGES + BUILD_PACKAGES)
+        self._tar(tree, directory / "build.tar", "tar of the build base")
+        self.run(["chroot", str(tree), "dpkg", "--purge", *BUILD_ONLY_PURGE], "purging the build tools")
+        self._finish_tree(tree, directory / "runtime.tar")
+
+    def _debian_tree(self, directory: Path, packages: Sequence[str]) -> Path:
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
         tree = directory / "tree"
-        include = ",".join(RUNTIME_PACKAGES + BUILD_PACKAGES)
-        self.run(["mmdebstrap", *MMDEBSTRAP_OPTIONS, f"--include={include}",
+        self.run(["mmdebstrap", *MMDEBSTRAP_OPTIONS, f"--include={','.join(packages)}",
                   DEBIAN_SUITE, str(tree), *debian_sources(DEBIAN_SUITE)], "mmdebstrap")
-        self.run(["tar", "-C", str(tree), "--numeric-owner", "--xattrs", "-cf", str(directory / "build.tar"),
-                  "."], "tar of the build base")
-        self.run(["chroot", str(tree), "dpkg", "--purge", *BUILD_ONLY_PURGE], "purging the build tools")
-        self.run(["tar", "-C", str(tree), "--numeric-owner", "--xattrs", "-cf",
-                  str(directory / "runtime.tar"), "."], "tar of the runtime base")
+        return tree
+
+    def _tar(self, tree: Path, tar: Path, what: str) -> None:
+        self.run(["tar", "-C", str(tree), "--numeric-owner", "--xattrs", "-cf", str(tar), "."], what)
+
+    def _finish_tree(self, tree: Path, tar: Path) -> None:
+        """The last root filesystem of ``tree`` as ``tar``, its package list beside it; ``tree`` goes."""
+        self._tar(tree, tar, f"tar of {tar.name}")
         packages = self.run(["chroot", str(tree), "dpkg-query", "-W", "-f", "${Package}\t${Version}\n"],
                             "package list")
-        (directory / "packages.txt").write_text(packages)
+        (tar.parent / "packages.txt").write_text(packages)
         shutil.rmtree(tree)
-        (directory / "done").touch()
+        (tar.parent / "done").touch()
 
-    def _import(self, tar: Path, ref: str) -> None:
+    def ensure_packages_base(self, packages: Sequence[str], progress: Progress) -> str:
+        """A Debian root filesystem of ``packages`` in buildah's storage (mmdebstrap when not cached)."""
+        key = packages_key(packages)
+        ref = f"localhost/jobqueue-debian:{key}"
+        directory = self.store.root / "base" / f"packages-{key}"
+        progress.begin(f"Debian root filesystem with {', '.join(packages)} ({DEBIAN_SUITE})")
+        if not (directory / "done").exists():
+            progress.say("  mmdebstrap")
+            self._finish_tree(self._debian_tree(directory, packages), directory / "rootfs.tar")
+        if not self.has_image(ref):
+            self._import(directory / "rootfs.tar", ref, cmd="sh")
+        return ref
+
+    def _import(self, tar: Path, ref: str, cmd: str = "python3") -> None:
         ctr = self.buildah("from", "scratch", what="buildah from scratch").strip()
         try:
             self.buildah("add", ctr, str(tar), "/", what=f"adding {tar.name}")
             created_by = f"mmdebstrap {DEBIAN_SUITE} (hack/images.py)"
             self.buildah("config", "--env", f"PATH={DEFAULT_PATH}", "--env", "LANG=C.UTF-8",
-                         "--cmd", "python3", "--created-by", created_by, ctr, what="buildah config")
+                         "--cmd", cmd, "--created-by", created_by, ctr, what="buildah config")
             self.buildah("commit", "--quiet", "--rm", ctr, ref, what=f"committing {ref}")
         except BuildError:
             self.buildah("rm", ctr, what="buildah rm")
@@ -340,7 +378,8 @@ class Builder:
               refresh_base: bool = False) -> list[StoredImage]:
         """Build ``names`` (and the images they build FROM), each unless already built."""
         order = _with_parents(names, specs)
-        progress = Progress(len(order) + (1 if any(specs[n].debian_base for n in order) else 0))
+        progress = Progress(len(order) + (1 if any(specs[n].debian_base for n in order) else 0)
+                            + sum(1 for n in order if specs[n].debian_packages))
         keys: dict[str, str] = {}
         bases: tuple[str, str] | None = None
         built: list[StoredImage] = []
@@ -366,6 +405,8 @@ class Builder:
                                         what=f"loading {parent.ref}").strip()
                 self.buildah("tag", image_id, parent.ref, what=f"tagging {parent.ref}")
             args = dict(spec.build_args)
+            if spec.debian_packages:
+                args["BASE_IMAGE"] = self.ensure_packages_base(spec.debian_packages, progress)
             if spec.debian_base:
                 assert bases is not None
                 args.update(BASE_IMAGE=bases[0], BUILD_IMAGE=bases[1])

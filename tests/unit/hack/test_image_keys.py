@@ -93,3 +93,14 @@ def test_mmdebstrap_gets_the_machines_mirrors_for_the_suite(tmp_path: Path) -> N
         "deb http://mirror.example/debian-security bookworm-security main",
     ]
     assert images.debian_sources("bookworm", tmp_path / "none") == []  # mmdebstrap's default then
+
+
+def test_a_debian_package_image_is_keyed_by_its_package_list(tmp_path: Path) -> None:
+    plain = images.image_key(spec(tmp_path), None)
+    redis = images.image_key(spec(tmp_path, debian_packages=("redis-server",)), None)
+    assert redis != plain
+    assert images.image_key(spec(tmp_path, debian_packages=("redis-server", "redis-tools")), None) != redis
+    # the order packages are named in does not matter: the same root filesystem
+    assert images.packages_key(("a", "b")) == images.packages_key(("b", "a"))
+    assert images.REDIS.debian_packages == ("redis-server",)
+    assert images.REDIS.name in images.IMAGES
