@@ -90,7 +90,31 @@ chart creates from `redis.url` (also the name to create by hand when neither is 
 {{- if and .Values.redis.url .Values.redis.existingSecret }}
 {{- fail "set redis.url or redis.existingSecret, not both" }}
 {{- end }}
+{{- if and .Values.redis.bundled (or .Values.redis.url .Values.redis.existingSecret) }}
+{{- fail "redis.bundled runs a Redis of the release and points the operator at it: leave redis.url and redis.existingSecret empty (or set redis.bundled=false to use your own Redis)" }}
+{{- end }}
 {{- default (printf "%s-redis" (include "jobqueue-operator.fullname" .)) .Values.redis.existingSecret }}
+{{- end }}
+
+{{/*
+Name of the bundled Redis's Deployment and Service (redis.bundled): `<fullname>-redis`.
+*/}}
+{{- define "jobqueue-operator.bundledRedisName" -}}
+{{- printf "%s-redis" (include "jobqueue-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The bundled Redis's password: the one in the release's Redis Secret if it exists (an upgrade
+keeps it, and with it the data of the running Redis and the URLs the operator handed out),
+else a new random one. `helm template` (no cluster) renders a new one each time.
+*/}}
+{{- define "jobqueue-operator.bundledRedisPassword" -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "jobqueue-operator.redisSecretName" .) }}
+{{- if and $existing $existing.data (hasKey $existing.data "password") }}
+{{- index $existing.data "password" | b64dec }}
+{{- else }}
+{{- randAlphaNum 32 }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -177,7 +201,7 @@ Deployment with "duplicate entries for key", naming neither the value nor the fi
     secretKeyRef:
       name: {{ include "jobqueue-operator.redisSecretName" . }}
       key: {{ ternary .Values.redis.existingSecretKey "url" (ne .Values.redis.existingSecret "") }}
-      {{- if not (or .Values.redis.url .Values.redis.existingSecret) }}
+      {{- if not (or .Values.redis.url .Values.redis.existingSecret .Values.redis.bundled) }}
       # no Redis configured yet: the operator starts without a default Redis until this
       # Secret exists (then restart it)
       optional: true
