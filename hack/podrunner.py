@@ -94,11 +94,21 @@ from lightkube.models.core_v1 import (
     PodStatus,
 )
 from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import ConfigMap, Event, Namespace, Node, Pod, Secret, ServiceAccount
+from lightkube.resources.core_v1 import (
+    ConfigMap,
+    Event,
+    Namespace,
+    Node,
+    Pod,
+    Secret,
+    Service,
+    ServiceAccount,
+)
 
 import images
 import podrunner_containers as containers
 import podrunner_oci as oci
+import podrunner_services as services
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("JOBQUEUE_CACHE", ROOT / ".cache"))
@@ -383,6 +393,14 @@ def grace_seconds(pod: PodFacts) -> float:
     return float(pod.deletion_grace)
 
 
+def listen_ports(env: Mapping[str, str], declared: Iterable[int]) -> list[str]:
+    """The variables of ``env`` that name a port the process listens on, each to get a free
+    host port (pods share the host's network): those of PORT_ENV_VARS, and any ``…PORT``
+    variable whose value is one of the container's declared ``containerPort`` s."""
+    ports = {str(p) for p in declared}
+    return [var for var in env if var in PORT_ENV_VARS or (var.endswith("PORT") and env[var] in ports)]
+
+
 def oneline(argv: Sequence[str], limit: int = 120) -> str:
     """A command for a one-line log entry: shell-quoted, newlines shown as ``\\n``, shortened."""
     return shorten(shlex.join(argv), limit)
@@ -643,9 +661,11 @@ class PodProcess:
         self._changed = asyncio.Event()
         self._credentials: Credentials | None = None
         self.ports: dict[str, int] = {}
+        #: declared containerPort -> the host port the process was told to listen on instead
+        self.container_ports: dict[int, int] = {}
         self.log_file = runner.config.state_dir / self.namespace / f"{self.name}.log"
         self.launch: containers.Launch | None = None
-        self._volumes: containers.PodVolumes | None = None  # container mode
+        self.volumes: containers.PodVolumes | None = None  # container mode
         self._reported: set[str] = set()  # container errors already posted as Events
         self.task = asyncio.create_task(self._run(), name=f"pod {self.key}")
 
@@ -706,8 +726,8 @@ class PodProcess:
                 self.state = "stopped" if self._stop.is_set() else "completed"
             if self._credentials is not None:
                 self.runner.release(self._credentials, self.uid)
-            if self._volumes is not None:
-                self._volumes.remove()
+            if self.volumes is not None:
+                self.volumes.remove()
             if self.gone:
                 self.runner.forget(self)
 
@@ -789,15 +809,15 @@ class PodProcess:
             if self._stop.is_set():
                 raise ConfigError("deleted while waiting for its pod IP")
         pod_env = await self.runner.container_env(self.pod.raw, container, note=self._append_log)
+        self._remap_ports(pod_env, container)  # before $(VAR) expansion: `--port $(REDIS_PORT)`
         command = [expand(a, pod_env) for a in container.command or []]
         args = [expand(a, pod_env) for a in container.args or []]
         if self.runner.containers is not None:
-            self._remap_ports(pod_env)
             return await self._prepare_container(self.runner.containers, command, args, pod_env)
         argv = [*command, *args]
         env = self.runner.base_env(self.pod)
         env.update(pod_env)
-        self._remap_ports(env)
+        self._remap_ports(env, container)
         if self.pod.mounts_token and "KUBECONFIG" not in pod_env:
             env["KUBECONFIG"] = str(await self._pod_credentials().ensure())
         return containers.Launch(argv, env, self.runner.config.workdir, description=oneline(argv))
@@ -805,15 +825,16 @@ class PodProcess:
     async def _prepare_container(self, runtime: containers.Runtime, command: list[str], args: list[str],
                                  pod_env: dict[str, str]) -> containers.Launch:
         pod = self.pod.raw.to_dict()
-        if self._volumes is None:
-            self._volumes = containers.PodVolumes(self.runner.config.state_dir / ".volumes", pod)
-        self._volumes.pod = pod
-        await self._volumes.prepare(self.runner.volume_data, self._write_token,
-                                    lambda path: field_ref(self.pod.raw, path), runtime.service.ip)
+        if self.volumes is None:
+            self.volumes = containers.PodVolumes(self.runner.config.state_dir / ".volumes", pod)
+        self.volumes.pod = pod
+        await self.volumes.prepare(self.runner.volume_data, self._write_token,
+                                    lambda path: field_ref(self.pod.raw, path), runtime.service.ip,
+                                    self.runner.service_hosts(self.namespace))
         base = {"HOSTNAME": self.name, **self.runner.config.extra_env}
         return runtime.launch(containers.container_id(os.getpid(), self.uid, self.starts + 1), pod=pod,
                               container=pod["spec"]["containers"][0], command=command or None,
-                              args=args or None, pod_env=pod_env, base_env=base, volumes=self._volumes)
+                              args=args or None, pod_env=pod_env, base_env=base, volumes=self.volumes)
 
     async def _write_token(self, path: Path, mode: int) -> None:
         await self._pod_credentials().write_token(path, mode)
@@ -823,14 +844,21 @@ class PodProcess:
             self._credentials = self.runner.credentials(self.namespace, self.pod.service_account, self.uid)
         return self._credentials
 
-    def _remap_ports(self, env: dict[str, str]) -> None:
-        for var in PORT_ENV_VARS:
-            if var in env:
-                # stable across restarts of this pod, so scrape targets do not churn
-                self.ports.setdefault(var, _free_port())
-                env[var] = str(self.ports[var])
+    def _remap_ports(self, env: dict[str, str], container: Container) -> None:
+        declared = {p.containerPort for p in container.ports or []}
+        for var in listen_ports(env, declared):
+            original = int(env[var]) if env[var].isdigit() else None
+            # stable across restarts of this pod, so scrape targets and Services do not churn
+            self.ports.setdefault(var, _free_port())
+            env[var] = str(self.ports[var])
+            if original in declared:
+                self.container_ports[original] = self.ports[var]
         if self.ports:
             self.runner.publish_endpoints()
+
+    def address(self, container_port: int) -> tuple[str, int]:
+        """Where the process listens for ``container_port`` (a Service's backend)."""
+        return "127.0.0.1", self.container_ports.get(container_port, container_port)
 
     @staticmethod
     def _needs_pod_ip(container: Container) -> bool:
@@ -930,6 +958,8 @@ class Runner:
         self._credentials: dict[tuple[str, str], Credentials] = {}
         self._shutdown = asyncio.Event()
         self.containers = self._runtime()
+        #: container mode: the stand-in for the cluster's Services (podrunner_services)
+        self.services = services.Services(self._backends, self.log) if self.containers is not None else None
 
     def _runtime(self) -> containers.Runtime | None:
         """The container runtime for ``mode`` (None: process mode); reaps dead runners' containers."""
@@ -1170,10 +1200,71 @@ class Runner:
                 await asyncio.sleep(min(high, low * 2 ** failures))
                 failures += 1
 
+    # -- Services (container mode)
+
+    def service_hosts(self, namespace: str) -> list[str]:
+        return self.services.hosts(namespace) if self.services is not None else []
+
+    def _backends(self, namespace: str, selector: Mapping[str, str],
+                  port: Mapping[str, Any]) -> list[tuple[str, int]]:
+        """The ready backends of a Service port: running pods of ``namespace`` it selects."""
+        out: list[tuple[str, int]] = []
+        for entry in self.pods.values():
+            meta = entry.pod.raw.metadata or ObjectMeta()
+            if entry.namespace != namespace or entry.state != "running" or entry.pod.container is None:
+                continue
+            if not services.selects(selector, meta.labels):
+                continue
+            target = services.target_port(port, entry.pod.container.to_dict())
+            if target is not None:
+                out.append(entry.address(target))
+        return out
+
+    def _refresh_hosts(self) -> None:
+        for entry in self.pods.values():
+            if entry.volumes is not None and self.containers is not None:
+                entry.volumes.write_hosts(self.containers.service.ip, self.service_hosts(entry.namespace))
+
+    async def watch_services(self) -> None:
+        """Follow the Services (list, then watch; re-list after a failure) into :attr:`services`."""
+        assert self.services is not None
+        namespace = self.config.namespace or ALL_NS
+        failures = 0
+        while True:
+            try:
+                listing = self.api.list(Service, namespace=namespace)
+                seen: set[tuple[str, str]] = set()
+                changed = False
+                async for svc in listing:
+                    meta = svc.metadata or ObjectMeta()
+                    seen.add((meta.namespace or "", meta.name or ""))
+                    changed = await self.services.apply(svc.to_dict()) or changed
+                if self.services.keep_only(seen) or changed:
+                    self._refresh_hosts()
+                failures = 0
+                async for kind, svc in self.api.watch(Service, namespace=namespace,
+                                                      resource_version=listing.resourceVersion,
+                                                      server_timeout=WATCH_SERVER_TIMEOUT):
+                    meta = svc.metadata or ObjectMeta()
+                    if kind == "DELETED":
+                        changed = self.services.remove(meta.namespace or "", meta.name or "")
+                    else:
+                        changed = await self.services.apply(svc.to_dict())
+                    if changed:
+                        self._refresh_hosts()
+            except Exception as e:  # as the pod watch: re-list until the API server answers
+                if not failures:
+                    self.log(f"service watch interrupted ({e!r}): re-listing")
+                low, high = WATCH_RETRY_SECONDS
+                await asyncio.sleep(min(high, low * 2 ** failures))
+                failures += 1
+
     async def run(self, ready: Callable[[], None] = lambda: None) -> None:
         """Run until :meth:`shutdown` is called, then stop every process."""
+        background: list[asyncio.Task[None]] = []
         if self.containers is not None:
             await self.containers.service.start()
+            background.append(asyncio.create_task(self.watch_services(), name="services"))
         watcher = asyncio.create_task(self.watch(ready), name="watch")
         stopping = asyncio.create_task(self._shutdown.wait())
         try:
@@ -1183,9 +1274,13 @@ class Runner:
         finally:
             watcher.cancel()
             stopping.cancel()
+            for task in background:
+                task.cancel()
             await self._stop_all()
             if self.containers is not None:
                 self.containers.service.close()
+            if self.services is not None:
+                self.services.close()
             await self.api.close()
 
     def shutdown(self, *, force: bool = False) -> None:

@@ -41,7 +41,7 @@ import re
 import resource
 import shutil
 import subprocess
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,11 +109,12 @@ class PodVolumes:
         self.pod = pod
         self.dir = root / meta.get("namespace", "") / meta.get("uid", "")
         self.namespace = meta.get("namespace", "")
+        self.pod_ip = ""
         #: the kubelet gives the pod's volumes to this group (``securityContext.fsGroup``)
         self.fs_group: int | None = ((pod.get("spec") or {}).get("securityContext") or {}).get("fsGroup")
 
     async def prepare(self, data: DataSource, token: TokenSink, field_ref: Callable[[str], str],
-                      service_ip: str) -> None:
+                      service_ip: str, services: Sequence[str] = ()) -> None:
         """Write every volume of the pod (again: ConfigMaps and Secrets are re-read on each start)
         and the /etc files the kubelet manages."""
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -121,7 +122,19 @@ class PodVolumes:
             await self._volume(volume, data, token, field_ref)
         name = (self.pod.get("metadata") or {}).get("name", "")
         (self.dir / ".etc-hostname").write_text(f"{name}\n")
-        (self.dir / ".etc-hosts").write_text(hosts_file(name, field_ref("status.podIP"), service_ip))
+        self.pod_ip = field_ref("status.podIP")
+        self.write_hosts(service_ip, services)
+
+    def write_hosts(self, service_ip: str, services: Sequence[str]) -> None:
+        """(Re)write the pod's /etc/hosts in place: a running container's bind mount keeps
+        the file's inode, so a new file renamed over it would go unseen."""
+        path = self.dir / ".etc-hosts"
+        if not self.dir.is_dir():  # the pod is gone
+            return
+        name = (self.pod.get("metadata") or {}).get("name", "")
+        with open(path, "r+" if path.exists() else "w") as f:
+            f.write(hosts_file(name, self.pod_ip, service_ip, services))
+            f.truncate()
 
     async def _volume(self, volume: Mapping[str, Any], data: DataSource, token: TokenSink,
                       field_ref: Callable[[str], str]) -> None:
@@ -248,9 +261,10 @@ class PodVolumes:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def hosts_file(pod_name: str, pod_ip: str, service_ip: str) -> str:
+def hosts_file(pod_name: str, pod_ip: str, service_ip: str, services: Sequence[str] = ()) -> str:
     """The pod's /etc/hosts: the kubelet's lines, and the API server's Service names (what
-    cluster DNS would answer) at the runner's stand-in for the Service's virtual IP."""
+    cluster DNS would answer) at the runner's stand-in for the Service's virtual IP; then
+    ``services``, the lines of the other Services (podrunner_services)."""
     names = " ".join(f"kubernetes{suffix}" for suffix in ("", ".default", ".default.svc",
                                                           ".default.svc.cluster.local"))
     lines = ["# Kubernetes-managed hosts file (the pod runner's).", "127.0.0.1\tlocalhost",
@@ -258,6 +272,7 @@ def hosts_file(pod_name: str, pod_ip: str, service_ip: str) -> str:
     if pod_ip:
         lines.append(f"{pod_ip}\t{pod_name}")
     lines.append(f"{service_ip}\t{names}")
+    lines.extend(services)
     return "\n".join(lines) + "\n"
 
 
@@ -274,18 +289,8 @@ class ServiceProxy:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        rng = random.Random()
-        for _ in range(50):
-            ip = f"127.{rng.randrange(64, 128)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
-            try:
-                self._server = await asyncio.start_server(self._forward, ip, 443)
-            except OSError as e:
-                if e.errno != errno.EADDRINUSE:
-                    raise
-                continue
-            self.ip = ip
-            return
-        raise OSError(errno.EADDRINUSE, "no free address for the kubernetes Service in 127.64.0.0/10")
+        self.ip, (self._server,) = await listen_on_loopback(lambda _port: self._forward, [443],
+                                                            "the kubernetes Service")
 
     async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -293,11 +298,43 @@ class ServiceProxy:
         except OSError:
             writer.close()
             return
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer), return_exceptions=True)
+        await splice(reader, writer, up_reader, up_writer)
 
     def close(self) -> None:
         if self._server is not None:
             self._server.close()
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def listen_on_loopback(handler: Callable[[int], Handler], ports: Sequence[int],
+                             what: str) -> tuple[str, list[asyncio.Server]]:
+    """Listen on ``ports`` of one loopback address of this runner's own (a Service's virtual
+    IP), drawn from 127.64.0.0/10 until one has every port free, so the runners of several
+    clusters on one machine (or in one test process) never share one. ``handler(port)``
+    serves the connections to ``port``."""
+    rng = random.Random()
+    for _ in range(50):
+        ip = f"127.{rng.randrange(64, 128)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+        servers: list[asyncio.Server] = []
+        try:
+            for port in ports:
+                servers.append(await asyncio.start_server(handler(port), ip, port))
+        except OSError as e:
+            for server in servers:
+                server.close()
+            if e.errno != errno.EADDRINUSE:
+                raise
+            continue
+        return ip, servers
+    raise OSError(errno.EADDRINUSE, f"no free address for {what} in 127.64.0.0/10")
+
+
+async def splice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 up_reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter) -> None:
+    """Copy both ways between a client and its upstream until both sides are done."""
+    await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer), return_exceptions=True)
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -16,6 +16,7 @@ import pytest
 from podrunner_lab import SELECTOR, Lab
 
 import devenv
+import images
 import podrunner
 
 
@@ -41,3 +42,14 @@ def runner_config(cluster: devenv.Cluster, namespace: str, tmp_path: Path) -> po
 def runner(runner_config: podrunner.Config) -> Iterator[podrunner.PodRunner]:
     with podrunner.PodRunner(runner_config) as r:
         yield r
+
+
+@pytest.fixture
+def containers(cluster: devenv.Cluster, namespace: str, tmp_path: Path,
+               built_images: images.Store) -> Iterator[podrunner.PodRunner]:
+    """A runner of the test's namespace in container mode (the images ``make image`` builds)."""
+    config = podrunner.Config(kubeconfig=cluster.kubeconfig, selector=SELECTOR, namespace=namespace,
+                              state_dir=tmp_path / "state", backoff_initial=1.0, backoff_max=4.0,
+                              shutdown_grace=5.0, mode="container", images=built_images.root)
+    with podrunner.PodRunner(config) as runner:
+        yield runner

@@ -6,13 +6,10 @@ root user under runAsNonRoot, a memory limit exceeded)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from podrunner_lab import SELECTOR, Lab, state_of
+from podrunner_lab import Lab, state_of
 
-import devenv
 import images
 import podrunner
 import podrunner_containers
@@ -24,16 +21,6 @@ RESTRICTED_POD = {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
                   "seccompProfile": {"type": "RuntimeDefault"}}
 RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                         "capabilities": {"drop": ["ALL"]}}
-
-
-@pytest.fixture
-def containers(cluster: devenv.Cluster, namespace: str, tmp_path: Path,
-               built_images: images.Store) -> Iterator[podrunner.PodRunner]:
-    config = podrunner.Config(kubeconfig=cluster.kubeconfig, selector=SELECTOR, namespace=namespace,
-                              state_dir=tmp_path / "state", backoff_initial=1.0, backoff_max=4.0,
-                              shutdown_grace=5.0, mode="container", images=built_images.root)
-    with podrunner.PodRunner(config) as runner:
-        yield runner
 
 
 def exited(runner: podrunner.PodRunner, name: str) -> podrunner.ProcessInfo | None:
