@@ -43,12 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT / "hack"))
     import images  # noqa: PLC0415 (hack/ is put on sys.path just above)
 
-    version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
-    built = images.Store().lookup(f"{images.IMAGES['operator'].ref}")
-    image = built.archive if built else "<run `make image` first>"
+    # every image make image builds: the operator's, the samples' workers' and the bundled
+    # Redis's (README quick start), each under its name and tag of registry.example
+    copies = []
+    for spec in images.IMAGES.values():
+        built = images.Store().lookup(spec.ref)
+        image = built.archive if built else "<run `make image` first>"
+        copies.append(f"  skopeo copy oci-archive:{image} docker://$REGISTRY/{spec.ref.split('/', 1)[1]}")
     print(f"{archive}\n\nTo your registry (REGISTRY=registry.example.com/jobqueue):\n"
-          f"  helm push {archive} oci://$REGISTRY/charts\n"
-          f"  skopeo copy oci-archive:{image} docker://$REGISTRY/jobqueue-operator:{version}")
+          f"  helm push {archive} oci://$REGISTRY/charts\n" + "\n".join(copies))
     return 0
 
 

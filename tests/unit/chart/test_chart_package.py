@@ -20,7 +20,9 @@ def test_the_packaged_chart_renders_what_the_folder_renders(helm: str, tmp_path:
     archive = Path(result.stdout.splitlines()[0])
     assert archive.parent == tmp_path
     assert f"helm push {archive} oci://$REGISTRY/charts" in result.stdout
-    assert "skopeo copy oci-archive:" in result.stdout
+    # the three images of the README's quick start, each under its own name
+    for image in ("jobqueue-operator:0.1.0", "glec-jobs:1.4.2", "jobqueue-redis:7"):
+        assert f"docker://$REGISTRY/{image}" in result.stdout
     with tarfile.open(archive) as tar:
         names = tar.getnames()
     assert "jobqueue-operator/values.schema.json" in names
