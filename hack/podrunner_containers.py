@@ -469,6 +469,13 @@ def init_pid(container_id: str, root: Path = RUNC_ROOT) -> int | None:
     return pid or None
 
 
+def exec_argv(container_id: str, argv: Sequence[str], root: Path = RUNC_ROOT) -> list[str]:
+    """The command that runs ``argv`` in a running container, as ``kubectl exec`` would (the
+    dev cluster has no kubelet to serve it): ``runc exec`` starts it with the container's own
+    environment, user, capabilities and root filesystem."""
+    return ["runc", "--root", str(root / "state"), "exec", container_id, *argv]
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text(errors="replace")
