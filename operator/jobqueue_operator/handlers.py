@@ -69,6 +69,22 @@ SECRET_RETRY_DELAY: Final = 15.0
 #: Events being posted at once (per emitter); the rest wait their turn in the background.
 EVENT_CONCURRENCY: Final = 4
 
+#: What kopf itself asks of the API for the handlers below (our own requests declare theirs in
+#: :mod:`jobqueue_operator.k8s`): list and watch each kind a handler or index names; patch the
+#: kinds with create/update/resume handlers (kopf keeps its last-handled spec in an annotation
+#: on them); list and watch CRDs and namespaces (its discovery). No peering (``standalone``), no
+#: Events of kopf's own (``posting.enabled = False``). A unit test checks this against kopf's
+#: registry and, with k8s's declarations, against the chart's RBAC.
+KOPF_NEEDS: Final = (
+    k8s.Needs(GROUP, models.JOBQUEUE_PLURAL, ("list", "watch", "patch")),
+    k8s.Needs(GROUP, models.RECURRINGJOB_PLURAL, ("list", "watch", "patch")),
+    k8s.Needs("apps", "deployments", ("list", "watch")),
+    k8s.Needs("", "pods", ("list", "watch")),
+    k8s.Needs("batch", "cronjobs", ("list", "watch")),
+    k8s.Needs("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch"), scope="cluster"),
+    k8s.Needs("", "namespaces", ("list", "watch"), scope="cluster"),
+)
+
 
 @dataclass
 class Runtime:

@@ -13,6 +13,12 @@ disappears.
 
 Credentials: in-cluster service account, else ``KUBECONFIG``, else ``~/.kube/config``
 (lightkube's order).
+
+**Permissions.** Each method declares, with :func:`needs`, the RBAC rules its request needs
+(what controller-gen's markers do for Go operators); :data:`handlers.KOPF_NEEDS
+<jobqueue_operator.handlers.KOPF_NEEDS>` adds what kopf itself does for the handlers. A unit
+test (``tests/unit/chart/test_chart_rbac.py``) renders the chart and asserts that its operator
+rules are exactly these: a call without its rule, or a rule without a call, fails.
 """
 
 from __future__ import annotations
@@ -21,8 +27,9 @@ import base64
 import datetime
 import os
 import socket
-from collections.abc import Mapping
-from typing import Any, Final, Protocol, cast
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal, Protocol, TypeVar, cast
 
 from lightkube import ApiError, AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
@@ -33,8 +40,10 @@ from lightkube.resources.core_v1 import Event, Pod, Secret
 from lightkube.types import PatchType
 
 from jobqueue_operator import models
+from jobqueue_operator.builders import redissecret
 
-__all__ = ["ApiError", "Kube", "KubeApi", "is_conflict", "is_forbidden", "is_invalid", "is_not_found"]
+__all__ = ["ApiError", "Kube", "KubeApi", "Needs", "is_conflict", "is_forbidden", "is_invalid",
+           "is_not_found", "permissions"]
 
 JobQueue: Final = create_namespaced_resource(
     models.GROUP, models.VERSION, models.JOBQUEUE_KIND, models.JOBQUEUE_PLURAL)
@@ -49,6 +58,62 @@ EVENT_MESSAGE_LIMIT: Final = 1024
 _APPLIABLE: Final[Mapping[str, Any]] = {"Deployment": Deployment, "CronJob": CronJob, "Secret": Secret}
 #: kinds whose status this module writes
 _OURS: Final[Mapping[str, Any]] = {models.JOBQUEUE_KIND: JobQueue, models.RECURRINGJOB_KIND: RecurringJob}
+
+
+# ---- the RBAC each request needs
+
+#: resourceNames that come from the chart's values, not from the code (placeholders)
+REDIS_SECRET_NAMES: Final = "<rbac.redisSecretNames>"  # noqa: S105 (names, no secret)
+NOTIFICATION_SECRET_NAMES: Final = "<rbac.notificationSecretNames>"  # noqa: S105 (names, no secret)
+LEASE_NAME: Final = "<the leader Lease>"
+
+#: where a rule is granted: in each watched namespace (all of them: a ClusterRole), cluster-wide
+#: in either mode, or in the release namespace only (the leader Lease)
+Scope = Literal["watched", "cluster", "release"]
+
+
+@dataclass(frozen=True)
+class Needs:
+    """One RBAC rule a request needs: ``resource`` is the plural, with ``/subresource``;
+    ``names`` limits it to those resourceNames (empty: any name)."""
+
+    group: str
+    resource: str
+    verbs: tuple[str, ...]
+    names: tuple[str, ...] = ()
+    scope: Scope = "watched"
+
+
+_DECLARED: list[Needs] = []
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def needs(*rules: Needs) -> Callable[[_F], _F]:
+    """Declare the rules the decorated method's requests need (collected by :func:`permissions`)."""
+
+    def declare(fn: _F) -> _F:
+        _DECLARED.extend(rules)
+        return fn
+
+    return declare
+
+
+def permissions() -> tuple[Needs, ...]:
+    """Every rule this module's requests need, as declared next to them."""
+    return tuple(_DECLARED)
+
+
+_DEFAULT_REDIS_SECRET: Final = (redissecret.SECRET_NAME,)
+#: Setting ownerReferences on an object needs `delete` of it, and `blockOwnerDeletion` needs
+#: `update` of the owner's finalizers, on clusters with the OwnerReferencesPermissionEnforcement
+#: admission plugin (OpenShift enables it).
+_OWNED_CHILDREN: Final = (
+    Needs("apps", "deployments", ("create", "patch", "delete")),
+    Needs(models.GROUP, f"{models.JOBQUEUE_PLURAL}/finalizers", ("update",)),
+    Needs("batch", "cronjobs", ("create", "patch", "delete")),
+    Needs(models.GROUP, f"{models.RECURRINGJOB_PLURAL}/finalizers", ("update",)),
+    Needs("", "secrets", ("create", "patch", "delete"), names=_DEFAULT_REDIS_SECRET),
+)
 
 
 def _code(error: ApiError) -> int:
@@ -109,9 +174,11 @@ class Kube:
                 return None
             raise
 
+    @needs(Needs("apps", "deployments", ("get",)))
     async def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._get(Deployment, namespace, name)
 
+    @needs(*_OWNED_CHILDREN)
     async def apply(self, body: Mapping[str, Any], *, field_manager: str) -> dict[str, Any]:
         """Server-side apply ``body`` (a Deployment, CronJob or Secret) and return the live object."""
         resource = _APPLIABLE[body["kind"]]
@@ -121,6 +188,7 @@ class Kube:
             patch_type=PatchType.APPLY, field_manager=field_manager, force=True)
         return _as_dict(result)
 
+    @needs(Needs("apps", "deployments", ("delete",)))
     async def delete_deployment(self, namespace: str, name: str) -> None:
         """Delete a Deployment (already gone is fine); its pods go with it."""
         await self._delete(Deployment, namespace, name)
@@ -132,9 +200,11 @@ class Kube:
             if not is_not_found(e):
                 raise
 
+    @needs(Needs("batch", "cronjobs", ("get",)))
     async def get_cronjob(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._get(CronJob, namespace, name)
 
+    @needs(Needs("batch", "cronjobs", ("patch",)))
     async def suspend_cronjob(self, namespace: str, name: str, *, field_manager: str) -> dict[str, Any]:
         """Set ``spec.suspend`` of a CronJob without re-applying the rest of it (a RecurringJob
         whose JobQueue vanished: the operator cannot rebuild the pod without the queue)."""
@@ -143,6 +213,7 @@ class Kube:
             patch_type=PatchType.MERGE, field_manager=field_manager)
         return _as_dict(result)
 
+    @needs(Needs("apps", "deployments/scale", ("patch",)))
     async def scale_deployment(self, namespace: str, name: str, replicas: int, *,
                                field_manager: str) -> None:
         """Set a Deployment's replicas through its scale subresource (the autoscaler's path)."""
@@ -150,6 +221,7 @@ class Kube:
             Deployment.Scale, name, {"spec": {"replicas": replicas}}, namespace=namespace,
             patch_type=PatchType.MERGE, field_manager=field_manager)
 
+    @needs(Needs("", "pods", ("patch",)))
     async def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str], *,
                            field_manager: str) -> None:
         """Merge ``annotations`` into a pod's (the autoscaler's pod-deletion-cost before a scale-in)."""
@@ -159,12 +231,16 @@ class Kube:
 
     # ---- our resources
 
+    @needs(Needs(models.GROUP, models.JOBQUEUE_PLURAL, ("get",)))
     async def get_jobqueue(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._get(JobQueue, namespace, name)
 
+    @needs(Needs(models.GROUP, models.RECURRINGJOB_PLURAL, ("get",)))
     async def get_recurringjob(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._get(RecurringJob, namespace, name)
 
+    @needs(Needs(models.GROUP, f"{models.JOBQUEUE_PLURAL}/status", ("patch",)),
+           Needs(models.GROUP, f"{models.RECURRINGJOB_PLURAL}/status", ("patch",)))
     async def apply_status(self, kind: str, namespace: str, name: str, status: Mapping[str, Any], *,
                            field_manager: str) -> None:
         """Server-side apply ``status`` of a JobQueue/RecurringJob: the fields this manager owns."""
@@ -174,6 +250,7 @@ class Kube:
             _OURS[kind].Status, name, body, namespace=namespace,
             patch_type=PatchType.APPLY, field_manager=field_manager, force=True)
 
+    @needs(Needs(models.GROUP, f"{models.JOBQUEUE_PLURAL}/status", ("patch",)))
     async def merge_status(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any], *,
                            field_manager: str) -> None:
         """JSON-merge-patch ``status`` (``None`` values delete keys)."""
@@ -183,6 +260,7 @@ class Kube:
 
     # ---- events
 
+    @needs(Needs("", "events", ("create",)))
     async def post_event(self, obj: Mapping[str, Any], *, type: str, reason: str, message: str) -> None:
         """Record a core/v1 Event about ``obj`` (a body with apiVersion, kind, name, namespace, uid)."""
         meta = obj["metadata"]
@@ -201,9 +279,11 @@ class Kube:
 
     # ---- leases (leader election, :mod:`jobqueue_operator.leader`)
 
+    @needs(Needs("coordination.k8s.io", "leases", ("get",), names=(LEASE_NAME,), scope="release"))
     async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._get(Lease, namespace, name)
 
+    @needs(Needs("coordination.k8s.io", "leases", ("create", "patch"), names=(LEASE_NAME,), scope="release"))
     async def create_lease(self, body: Mapping[str, Any], *, field_manager: str) -> dict[str, Any]:
         """Create a Lease that was not there, by server-side apply — so that RBAC can limit even
         ``create`` to the Lease's name (an apply is authorised with the name in its URL; a POST
@@ -214,6 +294,7 @@ class Kube:
             Lease, meta["name"], dict(body), namespace=meta["namespace"], patch_type=PatchType.APPLY,
             field_manager=field_manager, force=False))
 
+    @needs(Needs("coordination.k8s.io", "leases", ("update",), names=(LEASE_NAME,), scope="release"))
     async def replace_lease(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Replace (PUT) a Lease. ``body`` carries the ``metadata.resourceVersion`` it was read
         at, so the write fails with 409 if anyone changed the Lease since: the compare-and-swap
@@ -222,14 +303,18 @@ class Kube:
 
     # ---- configuration
 
+    @needs(Needs("", "secrets", ("get",), names=_DEFAULT_REDIS_SECRET))
     async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A Secret as the API returns it (``data`` base64-encoded), or None."""
         return await self._get(Secret, namespace, name)
 
+    @needs(Needs("", "secrets", ("delete",), names=_DEFAULT_REDIS_SECRET))
     async def delete_secret(self, namespace: str, name: str) -> None:
         """Delete a Secret (already gone is fine)."""
         await self._delete(Secret, namespace, name)
 
+    @needs(Needs("", "secrets", ("get",), names=(REDIS_SECRET_NAMES,)),
+           Needs("", "secrets", ("get",), names=(NOTIFICATION_SECRET_NAMES,)))
     async def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
         """A Secret's decoded data, or None if it does not exist."""
         secret = await self._get(Secret, namespace, name)

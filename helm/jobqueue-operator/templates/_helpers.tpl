@@ -266,7 +266,8 @@ What the operator may do in the namespaces it watches (a Role per namespace, or 
 ClusterRole when it watches all). Each rule says why; docs/install.md lists them too.
 */}}
 {{- define "jobqueue-operator.rbac.namespacedRules" -}}
-# the custom resources: kopf watches them and patches its progress annotations onto them
+# the custom resources: kopf watches them and patches its last-handled spec (an annotation)
+# onto them; the operator reads one by name (a RecurringJob's JobQueue)
 - apiGroups: [jobqueue.glec.io]
   resources: [jobqueues, recurringjobs]
   verbs: [get, list, watch, patch]
@@ -279,34 +280,29 @@ ClusterRole when it watches all). Each rule says why; docs/install.md lists them
 - apiGroups: [jobqueue.glec.io]
   resources: [jobqueues/finalizers, recurringjobs/finalizers]
   verbs: [update]
-# the worker Deployment of each JobQueue (server-side apply creates and patches it)
+# the worker Deployment of each JobQueue: watched, applied (server-side apply creates and
+# patches it), deleted when its queue is another JobQueue's; delete is also what setting its
+# ownerReferences asks for under OwnerReferencesPermissionEnforcement
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, patch, delete]
-# the autoscaler sets replicas through the scale subresource
+# the autoscaler sets replicas through the scale subresource (a merge patch)
 - apiGroups: [apps]
   resources: [deployments/scale]
-  verbs: [get, patch, update]
-# the CronJob of each RecurringJob
+  verbs: [patch]
+# the CronJob of each RecurringJob: watched (its last tick), applied, suspended while its
+# JobQueue is missing; delete only for setting its ownerReferences (as for Deployments)
 - apiGroups: [batch]
   resources: [cronjobs]
   verbs: [get, list, watch, create, patch, delete]
-# the Jobs of those CronJobs (RecurringJob status: last run)
-- apiGroups: [batch]
-  resources: [jobs]
-  verbs: [get, list, watch]
 # worker pods: notice vanished pods (lost-job recovery), set pod-deletion-cost annotations
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch, patch]
-# events on JobQueues and RecurringJobs (kopf posts core/v1 events)
+  verbs: [list, watch, patch]
+# events on JobQueues and RecurringJobs (the operator posts core/v1 Events, each a new one)
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
-# the same events through the events.k8s.io API
-- apiGroups: [events.k8s.io]
-  resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 # the one Secret per namespace through which worker and CronJob pods of queues without
 # spec.redis get the operator's default Redis URL (never written into a pod spec). A
 # server-side apply that creates an object is authorised as `create` of its name, so even
@@ -343,11 +339,11 @@ CRDs and namespaces exist). Nothing here reads or changes workloads.
 # kopf's discovery: whether the JobQueue and RecurringJob CRDs are served
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 # kopf's discovery of the namespaces it serves (watchNamespaces, or all of them)
 - apiGroups: [""]
   resources: [namespaces]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 {{- end }}
 
 {{/*

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from jobqueue import metricnames
+from jobqueue_operator import handlers, k8s
 from jobqueue_operator.builders import redissecret
 from jobqueue_operator.settings import Settings
 from unit.chart import chartkit
@@ -368,15 +369,10 @@ def rules_allow(rules: list[dict[str, Any]], group: str, resource: str, verb: st
         for r in rules)
 
 
-#: (apiGroup, resource, verb) the operator needs in the namespaces it manages
-NEEDED = [
-    ("jobqueue.glec.io", "jobqueues", "watch"), ("jobqueue.glec.io", "jobqueues", "patch"),
-    ("jobqueue.glec.io", "recurringjobs", "list"), ("jobqueue.glec.io", "jobqueues/status", "patch"),
-    ("jobqueue.glec.io", "recurringjobs/status", "patch"),
-    ("apps", "deployments", "create"), ("apps", "deployments", "patch"), ("apps", "deployments", "delete"),
-    ("apps", "deployments/scale", "update"), ("batch", "cronjobs", "create"), ("batch", "jobs", "watch"),
-    ("", "pods", "patch"), ("", "events", "create"), ("events.k8s.io", "events", "create"),
-]
+#: (apiGroup, resource, verb) the operator needs in the namespaces it manages, on objects of
+#: any name, as its code declares them (test_chart_rbac.py: exactly these)
+NEEDED = sorted({(need.group, need.resource, verb) for need in (*k8s.permissions(), *handlers.KOPF_NEEDS)
+                 if need.scope == "watched" and not need.names for verb in need.verbs})
 
 
 def test_cluster_wide_rbac_by_default(render: Render) -> None:
