@@ -1,4 +1,5 @@
-"""The operator's part of a JobQueue's status, and the events its changes deserve.
+"""The operator's part of a JobQueue's status, the conditions of both kinds, and the events
+their changes deserve.
 
 Inputs come from two places that change independently: the reconcile (generation, queue
 name, whether the settings reached Redis, whether the Deployment apply worked) and the
@@ -18,8 +19,10 @@ Conditions (``metav1.Condition``, keyed by type):
   reasons: ``WorkersReady``, ``ScaledToZero``, ``Suspended``, ``RollingOut``,
   ``ScalingUp``.
 
-``lastTransitionTime`` moves only when a condition's status flips, as Kubernetes
-conventions require.
+:func:`conditions` renders these two conditions for a JobQueue and for a RecurringJob
+(:mod:`jobqueue_operator.builders.recurringstatus`): ``lastTransitionTime`` moves only when a
+condition's status flips, as Kubernetes conventions require, and messages are cut at
+:data:`MESSAGE_LIMIT`.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from jobqueue_operator.models import ConditionStatus
+
 READY: Final = "Ready"
 REDIS_REACHABLE: Final = "RedisReachable"
 #: Ready reasons that get no Kubernetes Event of their own: normal operation, or a problem
@@ -36,7 +41,6 @@ REDIS_REACHABLE: Final = "RedisReachable"
 QUIET_REASONS: Final = frozenset({"WorkersReady", "ScaledToZero", "ScalingUp", "RollingOut",
                                   "WorkersStarting", "Suspended", "RedisUnreachable"})
 
-ConditionStatus = Literal["True", "False", "Unknown"]
 #: Condition messages quote API and Redis errors; keep the status (and `kubectl describe`) small.
 MESSAGE_LIMIT: Final = 2048
 
@@ -170,19 +174,24 @@ def render(inputs: Inputs, previous: Sequence[Mapping[str, Any]] | None,
                    "workers": f"{dep.ready}/{dep.desired}"}
     else:
         status |= {"replicas": 0, "readyReplicas": 0, "workers": "0/0"}
+    status["conditions"] = conditions(ready_condition(inputs), redis_condition(inputs), previous=previous,
+                                      generation=inputs.generation, now=now)
+    return {k: v for k, v in status.items() if v is not None}
+
+
+def conditions(ready: tuple[ConditionStatus, str, str], redis: tuple[ConditionStatus, str, str], *,
+               previous: Sequence[Mapping[str, Any]] | None, generation: int | None,
+               now: datetime.datetime) -> list[dict[str, Any]]:
+    """The ``Ready`` and ``RedisReachable`` conditions from their (status, reason, message);
+    each of ``previous`` keeps its ``lastTransitionTime`` while its status stays the same."""
     before = {c.get("type"): c for c in previous or []}
-    conditions = []
-    for type_, (state, reason, message) in ((READY, ready_condition(inputs)),
-                                            (REDIS_REACHABLE, redis_condition(inputs))):
+    out = []
+    for type_, (state, reason, message) in ((READY, ready), (REDIS_REACHABLE, redis)):
         old = before.get(type_)
         since = old.get("lastTransitionTime") if old and old.get("status") == state else None
-        conditions.append({
-            "type": type_, "status": state, "reason": reason, "message": message[:MESSAGE_LIMIT],
-            "lastTransitionTime": since or timestamp(now),
-            "observedGeneration": inputs.generation,
-        })
-    status["conditions"] = conditions
-    return {k: v for k, v in status.items() if v is not None}
+        out.append({"type": type_, "status": state, "reason": reason, "message": message[:MESSAGE_LIMIT],
+                    "lastTransitionTime": since or timestamp(now), "observedGeneration": generation})
+    return out
 
 
 def transitions(before: Sequence[Mapping[str, Any]] | None,
@@ -214,10 +223,14 @@ def operator_fields(status: Mapping[str, Any] | None) -> dict[str, Any]:
     status = status or {}
     keys = ("observedGeneration", "queueName", "replicas", "readyReplicas", "workers")
     out = {k: status[k] for k in keys if k in status}
-    ours = [c for c in status.get("conditions") or [] if c.get("type") in (READY, REDIS_REACHABLE)]
-    if ours:
-        out["conditions"] = [dict(c) for c in sorted(ours, key=lambda c: c["type"] != READY)]
-    return out
+    return out | operator_conditions(status)
+
+
+def operator_conditions(status: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"conditions": [...]}`` with the conditions of a live status that :func:`conditions`
+    renders, in its order; empty if there are none."""
+    ours = [dict(c) for c in status.get("conditions") or [] if c.get("type") in (READY, REDIS_REACHABLE)]
+    return {"conditions": sorted(ours, key=lambda c: c["type"] != READY)} if ours else {}
 
 
 def timestamp(now: datetime.datetime) -> str:

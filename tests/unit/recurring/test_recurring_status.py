@@ -6,18 +6,17 @@ import datetime
 from dataclasses import replace
 from typing import Any
 
-from jobqueue_operator import recurring
-from jobqueue_operator.builders import status
+from jobqueue_operator.builders import recurringstatus, status
 
 NOW = datetime.datetime(2026, 11, 26, 4, 0, 30, tzinfo=datetime.UTC)
 TICK = datetime.datetime(2026, 11, 26, 0, 0, tzinfo=datetime.UTC)
 TICK_JOB = f"daily-analytics-{int(TICK.timestamp()) // 60}"
 TICK_ID = f"rj_glec_{TICK_JOB}"
-REACHABLE = recurring.RedisFacts(True, "Reachable", "Redis redis://r:6379/0 answered", published=True)
-CRON = recurring.CronJobSummary(
+REACHABLE = recurringstatus.RedisFacts(True, "Reachable", "Redis redis://r:6379/0 answered", published=True)
+CRON = recurringstatus.CronJobSummary(
     last_schedule_time=TICK, last_successful_time=TICK, active=frozenset(), suspended=False
 )
-HEALTHY = recurring.Facts(
+HEALTHY = recurringstatus.Facts(
     generation=3,
     cron_job_name="daily-analytics",
     schedule="0 0 * * *",
@@ -29,8 +28,8 @@ HEALTHY = recurring.Facts(
 )
 
 
-def render(facts: recurring.Facts, previous: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return recurring.render(facts, "glec", previous, NOW)
+def render(facts: recurringstatus.Facts, previous: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return recurringstatus.render(facts, "glec", previous, NOW)
 
 
 def conditions(out: dict[str, Any]) -> dict[str, tuple[str, str]]:
@@ -69,7 +68,8 @@ def test_an_unreadable_or_outdated_job_status_is_unknown() -> None:
         HEALTHY, redis=replace(REACHABLE, job_id="rj_glec_daily-analytics-1", job_status="finished")
     )
     assert render(stale)["lastJobStatus"] == "unknown"
-    down = replace(HEALTHY, redis=recurring.RedisFacts.unreachable("RedisUnavailable", "Redis r: timeout"))
+    down = replace(HEALTHY,
+                   redis=recurringstatus.RedisFacts.unreachable("RedisUnavailable", "Redis r: timeout"))
     out = render(down)
     assert out["lastJobStatus"] == "unknown"
     assert conditions(out) == {
@@ -124,14 +124,15 @@ def test_transition_times_move_only_when_a_condition_flips() -> None:
     earlier = [dict(c, lastTransitionTime="2026-01-01T00:00:00Z") for c in first["conditions"]]
     again = render(replace(HEALTHY, redis=replace(REACHABLE, job_id=TICK_ID, job_status="queued")), earlier)
     assert [c["lastTransitionTime"] for c in again["conditions"]] == ["2026-01-01T00:00:00Z"] * 2
-    down = render(replace(HEALTHY, redis=recurring.RedisFacts.unreachable("RedisUnavailable", "x")), earlier)
+    down = render(replace(HEALTHY, redis=recurringstatus.RedisFacts.unreachable("RedisUnavailable", "x")),
+                  earlier)
     assert [c["lastTransitionTime"] for c in down["conditions"]] == ["2026-11-26T04:00:30Z"] * 2
 
 
 def test_what_was_written_reads_back_the_same_so_a_restart_writes_nothing() -> None:
     out = render(HEALTHY)
     live = {**out, "someoneElses": 1, "conditions": [*out["conditions"], {"type": "Other"}]}
-    assert recurring.operator_fields(live) == out
+    assert recurringstatus.operator_fields(live) == out
 
 
 def test_events_mark_problems_and_recoveries_only() -> None:
