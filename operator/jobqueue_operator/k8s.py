@@ -84,7 +84,8 @@ class Needs:
     scope: Scope = "watched"
 
 
-_DECLARED: list[Needs] = []
+#: the rules each method of :class:`Kube` declared, by qualified name
+_DECLARED: dict[str, tuple[Needs, ...]] = {}
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -92,7 +93,7 @@ def needs(*rules: Needs) -> Callable[[_F], _F]:
     """Declare the rules the decorated method's requests need (collected by :func:`permissions`)."""
 
     def declare(fn: _F) -> _F:
-        _DECLARED.extend(rules)
+        _DECLARED[fn.__qualname__] = rules
         return fn
 
     return declare
@@ -100,7 +101,13 @@ def needs(*rules: Needs) -> Callable[[_F], _F]:
 
 def permissions() -> tuple[Needs, ...]:
     """Every rule this module's requests need, as declared next to them."""
-    return tuple(_DECLARED)
+    return tuple(rule for rules in _DECLARED.values() for rule in rules)
+
+
+def declared_methods() -> frozenset[str]:
+    """The qualified names of the methods that declared their rules (a test checks that every
+    request method of :class:`Kube` is among them)."""
+    return frozenset(_DECLARED)
 
 
 _DEFAULT_REDIS_SECRET: Final = (redissecret.SECRET_NAME,)

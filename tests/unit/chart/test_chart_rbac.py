@@ -11,6 +11,7 @@ this service account (tests/integration/chart).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import kopf
@@ -81,3 +82,11 @@ def test_kopf_needs_name_every_kind_kopf_watches_for_the_handlers() -> None:
     for need in scoped:
         assert {"list", "watch"} <= set(need.verbs), need
         assert ("patch" in need.verbs) == ((need.group, need.resource) in changed), need
+
+
+def test_every_request_method_of_kube_declares_its_rules() -> None:
+    """A new method without ``@needs`` would add a call the equality above cannot see."""
+    requests = {f"Kube.{name}" for name, fn in vars(k8s.Kube).items()
+                if inspect.iscoroutinefunction(fn) and not name.startswith("_") and name != "close"}
+    assert requests
+    assert requests == k8s.declared_methods()
