@@ -96,6 +96,9 @@ def run_the_flow(cluster: devenv.Cluster, namespace: str, pod_runner: podrunner.
                    reason="RedisUnavailable")
     cluster.kubectl("apply", "-f", "-", input=json.dumps(rjkit.recurringjob(
         "own-nightly", namespace, queue="own-redis", schedule="0 3 * * *", function=NAP, args=["x", 0.1])))
+    # (its Ready stays False, so wait for the CronJob itself: the apply only just returned)
+    wait_for("CronJob own-nightly", lambda: cluster.kubectl(
+        "get", "cronjob", "own-nightly", "-n", namespace, check=False).returncode == 0, timeout=60)
     cluster.kubectl("create", "job", "--from=cronjob/own-nightly", "own-by-hand", "-n", namespace)
     wait_for("the failing CronJob pod's log",
              lambda: "cannot reach Redis" in pod_logs(pod_runner, namespace), timeout=90)
