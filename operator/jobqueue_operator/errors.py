@@ -9,13 +9,15 @@
       + RedisSecretConflict    the name of the namespace's default-Redis Secret is taken by a
                                Secret the operator did not make (it is left alone)
 
-Handlers translate them at the boundary: Redis problems become the ``RedisReachable``
-condition of the queue (never a handler failure: the Deployment is still applied and the
-operator keeps serving every other queue); Kubernetes API errors become
-``kopf.TemporaryError`` or ``kopf.PermanentError``.
+The reconcilers answer with an :class:`Outcome`. Handlers translate both at the boundary:
+Redis problems become the ``RedisReachable`` condition of the queue (never a handler failure:
+the Deployment is still applied and the operator keeps serving every other queue);
+Kubernetes API errors and outcomes become ``kopf.TemporaryError`` or ``kopf.PermanentError``.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 
 class JobQueueOperatorError(Exception):
@@ -59,3 +61,13 @@ class RedisSecretConflict(JobQueueOperatorError):
             f"rename or delete that Secret, or give the JobQueue spec.redis")
         self.namespace = namespace
         self.name = name
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a reconciler tells its kopf handler: a permanent failure (retrying the same spec
+    is useless), or one to retry later although nothing in the spec changes; neither: done.
+    (The JobQueue and the RecurringJob reconcilers both answer with it.)"""
+
+    permanent_error: str | None = None
+    retry_error: str | None = None

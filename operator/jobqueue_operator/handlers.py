@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -42,6 +42,7 @@ import kopf
 from jobqueue_operator import (
     defaultredis,
     endpoints,
+    errors,
     index,
     k8s,
     models,
@@ -140,6 +141,19 @@ def _emitter(kube: k8s.Kube) -> statuskeeper.Emit:
         task.add_done_callback(pending.discard)
 
     return emit
+
+
+async def _settle(reconciling: Awaitable[errors.Outcome]) -> None:
+    """A reconciler's answer in kopf's terms: API errors and problems worth another try later
+    are temporary (retried with a delay), a spec that cannot work is permanent."""
+    try:
+        outcome = await reconciling
+    except k8s.ApiError as e:
+        raise kopf.TemporaryError(f"Kubernetes API error: {k8s.message(e)}", delay=RETRY_DELAY) from e
+    if outcome.retry_error:
+        raise kopf.TemporaryError(outcome.retry_error, delay=SECRET_RETRY_DELAY)
+    if outcome.permanent_error:
+        raise kopf.PermanentError(outcome.permanent_error)
 
 
 def _refs(idx: kopf.Index[index.Key, index.QueueRef]) -> Iterator[index.QueueRef]:
@@ -264,14 +278,7 @@ async def jobqueue_index(body: kopf.Body, **_: Any) -> dict[index.Key, index.Que
 @kopf.on.create(GROUP, VERSION, models.JOBQUEUE_PLURAL)
 @kopf.on.update(GROUP, VERSION, models.JOBQUEUE_PLURAL, field="spec")
 async def reconcile_jobqueue(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    try:
-        outcome = await _runtime(memo).reconciler.reconcile(_raw(body))
-    except k8s.ApiError as e:
-        raise kopf.TemporaryError(f"Kubernetes API error: {k8s.message(e)}", delay=RETRY_DELAY) from e
-    if outcome.retry_error:
-        raise kopf.TemporaryError(outcome.retry_error, delay=SECRET_RETRY_DELAY)
-    if outcome.permanent_error:
-        raise kopf.PermanentError(outcome.permanent_error)
+    await _settle(_runtime(memo).reconciler.reconcile(_raw(body)))
 
 
 @kopf.on.event(GROUP, VERSION, models.JOBQUEUE_PLURAL,
@@ -367,14 +374,7 @@ async def recurring_cleanup(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.create(GROUP, VERSION, models.RECURRINGJOB_PLURAL)
 @kopf.on.update(GROUP, VERSION, models.RECURRINGJOB_PLURAL, field="spec")
 async def reconcile_recurringjob(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    try:
-        outcome = await _recurring(memo).reconcile(_raw(body))
-    except k8s.ApiError as e:
-        raise kopf.TemporaryError(f"Kubernetes API error: {k8s.message(e)}", delay=RETRY_DELAY) from e
-    if outcome.retry_error:
-        raise kopf.TemporaryError(outcome.retry_error, delay=SECRET_RETRY_DELAY)
-    if outcome.permanent_error:
-        raise kopf.PermanentError(outcome.permanent_error)
+    await _settle(_recurring(memo).reconcile(_raw(body)))
 
 
 @kopf.on.event(GROUP, VERSION, models.RECURRINGJOB_PLURAL,

@@ -58,13 +58,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 
 import pydantic
 
 from jobqueue_operator import defaultredis, endpoints, errors, index, k8s, metrics, models, redisq
 from jobqueue_operator.builders import deployment, names, published, redissecret, status
+from jobqueue_operator.errors import Outcome
 from jobqueue_operator.statuskeeper import Emit, StatusKeeper, object_ref
 
 logger = logging.getLogger(__name__)
@@ -78,15 +78,6 @@ CONCURRENT_RECONCILES: Final = 32
 #: written, or its name is someone else's Deployment's: retried (the cause is outside the
 #: JobQueue's spec), unlike a refused Deployment.
 SECRET_PROBLEMS: Final = frozenset({"RedisSecretConflict", "RedisSecretFailed", "NameConflict"})
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What the handler needs to know: a permanent failure (retrying the same spec is useless),
-    or one to retry later although nothing in the spec changes."""
-
-    permanent_error: str | None = None
-    retry_error: str | None = None
 
 
 def _ours(current: Mapping[str, Any], uid: str) -> bool:

@@ -65,6 +65,7 @@ from jobqueue_operator.builders.recurringstatus import (
     render,
 )
 from jobqueue_operator.builders.status import REDIS_REACHABLE
+from jobqueue_operator.errors import Outcome
 from jobqueue_operator.index import Key
 from jobqueue_operator.statuskeeper import Emit, utcnow
 
@@ -79,15 +80,6 @@ REFRESH_SECONDS: Final = 10.0
 def object_ref(body: Mapping[str, Any]) -> dict[str, Any]:
     """The minimal body an Event needs to point at a RecurringJob."""
     return statuskeeper.object_ref(body, models.RECURRINGJOB_KIND)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What the handler needs to know: a permanent failure (retrying the same spec is useless),
-    or one to retry later although nothing in the spec changes."""
-
-    permanent_error: str | None = None
-    retry_error: str | None = None
 
 
 class _Missing:
