@@ -41,7 +41,6 @@ import kopf
 
 from jobqueue_operator import (
     defaultredis,
-    endpoints,
     errors,
     index,
     k8s,
@@ -49,6 +48,7 @@ from jobqueue_operator import (
     notifier,
     reconcile,
     recurring,
+    redisaddresses,
     redisq,
     statuskeeper,
     sweeper,
@@ -98,7 +98,7 @@ class Runtime:
     sweeper: sweeper.Sweeper
     sweep_task: asyncio.Task[None]
     tenants: tenancy.Tenancy
-    endpoints: endpoints.Endpoints
+    addresses: redisaddresses.RedisAddresses
     emit: statuskeeper.Emit
     #: None when JOBQUEUE_POLL_INTERVAL=0 (replicas left to someone else)
     autoscaler: scaling_poller.Autoscaler | None = None
@@ -194,7 +194,7 @@ async def startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo,
                   jobqueue_status_index: kopf.Index[index.Key, dict[str, Any]] | None = None,
                   **_: Any) -> None:
     """The one place the operator's parts are made and wired: one Kubernetes client, one
-    RedisHub, one Endpoints and one Event emitter, shared by every part (the RecurringJob
+    RedisHub, one RedisAddresses and one Event emitter, shared by every part (the RecurringJob
     startup below takes them from here)."""
     assert jobqueue_index is not None, "kopf passes every index to startup handlers"
     # read once, by __main__ (which refuses bad settings before kopf starts); a bare
@@ -205,31 +205,31 @@ async def startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo,
     kube = k8s.Kube.connect()
     hub = redisq.RedisHub(timeout=config.redis_timeout_seconds)
     tenants = tenancy.Tenancy(hub, config.redis_url, isolated=config.redis_isolation == "namespace")
-    eps = endpoints.Endpoints(kube, config.redis_url, tenants=tenants,
+    addresses = redisaddresses.RedisAddresses(kube, config.redis_url, tenants=tenants,
                               allowed_hosts=config.redis_allowed_hosts)
     emit = _emitter(kube)
     reconciler = reconcile.Reconciler(
-        kube=kube, hub=hub, endpoints=eps, keeper=statuskeeper.StatusKeeper(kube, emit), emit=emit,
+        kube=kube, hub=hub, addresses=addresses, keeper=statuskeeper.StatusKeeper(kube, emit), emit=emit,
         defaults=worker_defaults(config),
         secrets=defaultredis.DefaultRedisSecrets(kube, config.redis_url,
                                                  queues=lambda: _refs(jobqueue_index), tenants=tenants))
-    sweep = sweeper.Sweeper(reconciler=reconciler, kube=kube, hub=hub, endpoints=eps, config=config,
+    sweep = sweeper.Sweeper(reconciler=reconciler, kube=kube, hub=hub, addresses=addresses, config=config,
                             queues=lambda: _refs(jobqueue_index))
     memo.runtime = Runtime(config=config, kube=kube, hub=hub, reconciler=reconciler, sweeper=sweep,
                            sweep_task=asyncio.create_task(sweep.run(), name="settings-sweep"),
-                           tenants=tenants, endpoints=eps, emit=emit)
+                           tenants=tenants, addresses=addresses, emit=emit)
     if config.poll_interval > 0:
         assert worker_deployment_index is not None
         assert worker_pod_index is not None
         assert jobqueue_status_index is not None
         memo.runtime.autoscaler = scaling_poller.Autoscaler(
-            kube=kube, hub=hub, endpoints=eps, keeper=reconciler.keeper, emit=emit,
+            kube=kube, hub=hub, addresses=addresses, keeper=reconciler.keeper, emit=emit,
             queues=lambda: _refs(jobqueue_index), deployments=worker_deployment_index, pods=worker_pod_index,
             statuses=jobqueue_status_index, interval=config.poll_interval, budget=config.worker_budget,
             acting=getattr(memo, "acting", lambda: True))
         memo.runtime.autoscaler.start()
     memo.runtime.failures = notifier.FailureNotifier(
-        hub=hub, endpoints=eps, emit=emit, queues=lambda: _refs(jobqueue_index),
+        hub=hub, addresses=addresses, emit=emit, queues=lambda: _refs(jobqueue_index),
         group=notifier.group_name(config.namespaces))
     memo.runtime.failures.start()
 
@@ -357,7 +357,7 @@ async def recurring_startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo,
         raise kopf.TemporaryError("waiting for the operator's clients", delay=1)
     settings.watching.label_selectors["batch", "cronjobs"] = cronjob.CRONJOB_SELECTOR
     config = runtime.config
-    jobs = recurring.RecurringJobs(kube=runtime.kube, hub=runtime.hub, endpoints=runtime.endpoints,
+    jobs = recurring.RecurringJobs(kube=runtime.kube, hub=runtime.hub, addresses=runtime.addresses,
                                    emit=runtime.emit, defaults=worker_defaults(config))
     memo.recurring = RecurringRuntime(jobs, asyncio.create_task(jobs.run(), name="recurringjob-refresher"))
 

@@ -29,12 +29,12 @@ from typing import Any, Final
 
 from jobqueue.failures import Exhausted
 from jobqueue_operator import (
-    endpoints,
     errors,
     index,
     metrics,
     models,
     notices,
+    redisaddresses,
     redisq,
     statuskeeper,
     webhooks,
@@ -56,11 +56,12 @@ def group_name(namespaces: Sequence[str]) -> str:
 
 
 class FailureNotifier:
-    def __init__(self, *, hub: redisq.RedisHub, endpoints: endpoints.Endpoints, emit: statuskeeper.Emit,
+    def __init__(self, *, hub: redisq.RedisHub, addresses: redisaddresses.RedisAddresses,
+                 emit: statuskeeper.Emit,
                  queues: Callable[[], Iterable[index.QueueRef]], group: str, interval: float = 1.0,
                  hooks: webhooks.Webhooks | None = None, start_delay: float = START_DELAY_SECONDS,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._hub, self._endpoints, self._emit, self._queues = hub, endpoints, emit, queues
+        self._hub, self._addresses, self._emit, self._queues = hub, addresses, emit, queues
         self._group, self._interval, self._start_delay, self._clock = group, interval, start_delay, clock
         self._hooks = hooks or webhooks.Webhooks()
         self._events = notices.Throttle()
@@ -92,7 +93,7 @@ class FailureNotifier:
 
     async def cycle(self) -> None:
         self._refs = {ref.key: ref for ref in self._queues() if not ref.deleting}
-        for url, group in (await self._endpoints.by_url(self._refs.values())).items():
+        for url, group in (await self._addresses.by_url(self._refs.values())).items():
             try:
                 entries = await self._hub.exhausted(url, self._group)
             except errors.RedisUnavailable:
@@ -129,11 +130,11 @@ class FailureNotifier:
         if target is None:
             raise errors.RedisConfigError("NoSuchQueue", f"spec.failureNotification.job.queue: no JobQueue "
                                                          f"{job.queue!r} in namespace {ref.namespace}")
-        url = await self._endpoints.url(target.namespace, target.redis_spec)
+        url = await self._addresses.url(target.namespace, target.redis_spec)
         await self._hub.enqueue_notice(url, target.queue_name, job.function, failure)
 
     async def _post(self, ref: index.QueueRef, hook: models.Webhook, failure: Exhausted) -> None:
-        url = await self._endpoints.secret_value(ref.namespace, hook.url_secret_ref,
+        url = await self._addresses.secret_value(ref.namespace, hook.url_secret_ref,
                                                  "spec.failureNotification.webhook.urlSecretRef")
         await self._hooks.post(url, failure.notice())
 

@@ -62,7 +62,7 @@ from typing import Any, Final
 
 import pydantic
 
-from jobqueue_operator import defaultredis, endpoints, errors, index, k8s, metrics, models, redisq
+from jobqueue_operator import defaultredis, errors, index, k8s, metrics, models, redisaddresses, redisq
 from jobqueue_operator.builders import deployment, names, published, redissecret, status
 from jobqueue_operator.errors import Outcome
 from jobqueue_operator.statuskeeper import Emit, StatusKeeper, object_ref
@@ -96,12 +96,12 @@ def conflict_message(namespace: str, queue: str, owner: index.Key) -> str:
 
 
 class Reconciler:
-    def __init__(self, *, kube: k8s.KubeApi, hub: redisq.RedisHub, endpoints: endpoints.Endpoints,
+    def __init__(self, *, kube: k8s.KubeApi, hub: redisq.RedisHub, addresses: redisaddresses.RedisAddresses,
                  keeper: StatusKeeper, defaults: deployment.WorkerDefaults, emit: Emit,
                  secrets: defaultredis.DefaultRedisSecrets) -> None:
         self._kube = kube
         self._hub = hub
-        self._endpoints = endpoints
+        self._addresses = addresses
         self._keeper = keeper
         self._secrets = secrets
         self._defaults = defaults
@@ -185,7 +185,7 @@ class Reconciler:
                        settings: Any, previous_queue: str | None) -> status.Publication:
         queue = settings.queue_name
         try:
-            url = await self._endpoints.url(namespace, spec.redis, fresh=True)
+            url = await self._addresses.url(namespace, spec.redis, fresh=True)
             if previous_queue and previous_queue != queue:  # renamed: withdraw the old name
                 await self._hub.unpublish(url, previous_queue, owner=(namespace, name))
             try:
@@ -347,7 +347,7 @@ class Reconciler:
         if ref is None or queue is None:
             return
         try:
-            url = await self._endpoints.url(key[0], ref.redis_spec)
+            url = await self._addresses.url(key[0], ref.redis_spec)
             if await self._hub.unpublish(url, queue, owner=key):
                 logger.info("JobQueue %s/%s deleted: settings of queue %r withdrawn", *key, queue)
         except (errors.RedisConfigError, errors.RedisUnavailable) as e:

@@ -53,7 +53,7 @@ from typing import Any, Final
 import pydantic
 
 from jobqueue.redaction import redact
-from jobqueue_operator import endpoints, errors, k8s, metrics, models, redisq, statuskeeper
+from jobqueue_operator import errors, k8s, metrics, models, redisaddresses, redisq, statuskeeper
 from jobqueue_operator.builders import cronjob, deployment, names
 from jobqueue_operator.builders.recurringstatus import (
     FAILED,
@@ -121,12 +121,13 @@ def target_key(jobqueue: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
 
 
 class RecurringJobs:
-    def __init__(self, *, kube: k8s.KubeApi, hub: redisq.RedisHub, endpoints: endpoints.Endpoints, emit: Emit,
+    def __init__(self, *, kube: k8s.KubeApi, hub: redisq.RedisHub, addresses: redisaddresses.RedisAddresses,
+                 emit: Emit,
                  defaults: deployment.WorkerDefaults, refresh_seconds: float = REFRESH_SECONDS,
                  clock: Callable[[], datetime.datetime] = utcnow) -> None:
         self._kube = kube
         self._hub = hub
-        self._endpoints = endpoints
+        self._addresses = addresses
         self._emit = emit
         self._defaults = defaults
         self._refresh_seconds = refresh_seconds
@@ -288,7 +289,7 @@ class RecurringJobs:
         ``fresh`` re-reads the URL's Secret (a reconcile); the refresher takes a cached one."""
         job_id = last_job_id(facts, namespace)
         try:
-            url = await self._endpoints.url(namespace, target.spec.redis, fresh=fresh)
+            url = await self._addresses.url(namespace, target.spec.redis, fresh=fresh)
             state = await self._hub.recurring_state(url, target.queue_name, job_id)
         except errors.RedisConfigError as e:
             return RedisFacts.unreachable(e.reason, e.message)

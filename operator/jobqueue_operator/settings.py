@@ -106,7 +106,7 @@ class Settings:
     worker_budget: int | None = None
     #: ``namespace``: one database and ACL user per namespace on the default Redis
     redis_isolation: Isolation = "none"
-    #: hosts ``spec.redis`` URLs may name; empty: any (see :mod:`jobqueue_operator.endpoints`)
+    #: hosts ``spec.redis`` URLs may name; empty: any (see :mod:`jobqueue_operator.redisaddresses`)
     redis_allowed_hosts: tuple[str, ...] = ()
     #: the leader Lease (name, namespace); None: no election
     leader_lease: tuple[str, str] | None = None

@@ -36,7 +36,7 @@ from typing import Final
 
 from jobqueue.redaction import redact
 from jobqueue.settings import QueueSettings
-from jobqueue_operator import endpoints, errors, index, k8s, metrics, redisq, settings
+from jobqueue_operator import errors, index, k8s, metrics, redisaddresses, redisq, settings
 from jobqueue_operator.builders import status
 from jobqueue_operator.reconcile import Reconciler
 
@@ -57,12 +57,12 @@ class Report:
 
 class Sweeper:
     def __init__(self, *, reconciler: Reconciler, kube: k8s.KubeApi, hub: redisq.RedisHub,
-                 endpoints: endpoints.Endpoints, config: settings.Settings,
+                 addresses: redisaddresses.RedisAddresses, config: settings.Settings,
                  queues: Callable[[], Iterable[index.QueueRef]]) -> None:
         self._reconciler = reconciler
         self._kube = kube
         self._hub = hub
-        self._endpoints = endpoints
+        self._addresses = addresses
         self._config = config
         self._queues = queues
         #: monotonic time of the last completed pass (for the liveness probe)
@@ -97,7 +97,7 @@ class Sweeper:
             if ref.deleting:
                 continue
             try:
-                url = await self._endpoints.url(ref.namespace, ref.redis_spec)
+                url = await self._addresses.url(ref.namespace, ref.redis_spec)
             except errors.RedisConfigError as e:
                 await keeper.publication_seen(ref.key, status.Publication.unreachable(e.reason, e.message))
                 continue
@@ -158,6 +158,6 @@ class Sweeper:
         if ref is None:
             return True  # unreadable spec: do not guess, keep its settings
         try:
-            return await self._endpoints.url(ref.namespace, ref.redis_spec) == url
+            return await self._addresses.url(ref.namespace, ref.redis_spec) == url
         except errors.RedisConfigError:
             return True  # cannot tell where it lives now: keep

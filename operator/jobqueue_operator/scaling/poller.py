@@ -42,7 +42,7 @@ from typing import Any, Final
 from jobqueue import stats as stats_module
 from jobqueue.redaction import redact
 from jobqueue.stats import QueueStats
-from jobqueue_operator import endpoints, errors, index, k8s, metrics, models, redisq
+from jobqueue_operator import errors, index, k8s, metrics, models, redisaddresses, redisq
 from jobqueue_operator.builders import names, status
 from jobqueue_operator.scaling import lost, plans, policy, reporting, views
 from jobqueue_operator.statuskeeper import Emit, StatusKeeper
@@ -123,7 +123,7 @@ class _Read:
 class Autoscaler:
     """The poller; :meth:`start` it once, :meth:`stop` it at cleanup."""
 
-    def __init__(self, *, kube: k8s.KubeApi, hub: redisq.RedisHub, endpoints: endpoints.Endpoints,
+    def __init__(self, *, kube: k8s.KubeApi, hub: redisq.RedisHub, addresses: redisaddresses.RedisAddresses,
                  keeper: StatusKeeper, emit: Emit, queues: Callable[[], Iterable[index.QueueRef]],
                  deployments: Mapping[Key, Collection[views.DeploymentView]],
                  pods: Mapping[Key, Collection[views.PodView]],
@@ -134,7 +134,7 @@ class Autoscaler:
                  acting: Callable[[], bool] = lambda: True) -> None:
         self._kube = kube
         self._hub = hub
-        self._endpoints = endpoints
+        self._addresses = addresses
         self._keeper = keeper
         self._emit = emit
         self._queues = queues
@@ -296,7 +296,7 @@ class Autoscaler:
 
     async def _urls(self, refs: Iterable[index.QueueRef]) -> dict[str, list[index.QueueRef]]:
         """Queues by Redis URL; one whose Redis cannot be addressed keeps its replicas."""
-        return await self._endpoints.by_url(refs)
+        return await self._addresses.by_url(refs)
 
     def _current(self, q: _Queue, deployment: views.DeploymentView, mono: float) -> int:
         if q.pending is not None:

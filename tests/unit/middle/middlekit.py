@@ -47,11 +47,11 @@ from jobqueue_operator import (
     models,
     reconcile,
     recurring,
+    redisaddresses,
     redisq,
     settings,
     sweeper,
 )
-from jobqueue_operator import endpoints as endpoints_module
 from jobqueue_operator.builders import deployment, names
 from jobqueue_operator.scaling import poller, views
 from jobqueue_operator.statuskeeper import StatusKeeper
@@ -587,7 +587,7 @@ class Operator:
     hub: FakeHub
     clock: Clock
     indexes: Indexes
-    endpoints: endpoints_module.Endpoints
+    addresses: redisaddresses.RedisAddresses
     keeper: StatusKeeper
     secrets: defaultredis.DefaultRedisSecrets
     reconciler: reconcile.Reconciler
@@ -602,23 +602,25 @@ class Operator:
         (a restart)."""
         kube, hub, clock = kube or FakeKube(), hub or FakeHub(), Clock()
         indexes = Indexes(kube)
-        # ttl=0: every Secret read goes to the (fake) API; the cache is Endpoints' own business
-        eps = endpoints_module.Endpoints(kube, default_url, ttl=0.0)
+        # ttl=0: every Secret read goes to the (fake) API; the cache is RedisAddresses' own business
+        addresses = redisaddresses.RedisAddresses(kube, default_url, ttl=0.0)
         keeper = StatusKeeper(kube, kube.emit, clock=clock.utc)
         secrets = defaultredis.DefaultRedisSecrets(kube, default_url, queues=indexes.refs)
         defaults = deployment.WorkerDefaults(default_redis=default_url is not None)
-        reconciler = reconcile.Reconciler(kube=kube, hub=hub, endpoints=eps, keeper=keeper, defaults=defaults,
+        reconciler = reconcile.Reconciler(kube=kube, hub=hub, addresses=addresses, keeper=keeper,
+                                          defaults=defaults,
                                           emit=kube.emit, secrets=secrets)
         autoscaler = poller.Autoscaler(
-            kube=kube, hub=hub, endpoints=eps, keeper=keeper, emit=kube.emit, queues=indexes.refs,
+            kube=kube, hub=hub, addresses=addresses, keeper=keeper, emit=kube.emit, queues=indexes.refs,
             deployments=indexes.deployments, pods=indexes.pods, statuses=indexes.statuses, interval=1.0,
             budget=budget, clock=clock.wall, monotonic=clock.mono)
-        jobs = recurring.RecurringJobs(kube=kube, hub=hub, endpoints=eps, emit=kube.emit, defaults=defaults,
+        jobs = recurring.RecurringJobs(kube=kube, hub=hub, addresses=addresses, emit=kube.emit,
+                                       defaults=defaults,
                                        clock=clock.utc)
-        sweep = sweeper.Sweeper(reconciler=reconciler, kube=kube, hub=hub, endpoints=eps,
+        sweep = sweeper.Sweeper(reconciler=reconciler, kube=kube, hub=hub, addresses=addresses,
                                 config=settings.Settings(namespaces=(NAMESPACE,), redis_url=default_url),
                                 queues=indexes.refs)
-        return cls(kube, hub, clock, indexes, eps, keeper, secrets, reconciler, autoscaler, jobs, sweep)
+        return cls(kube, hub, clock, indexes, addresses, keeper, secrets, reconciler, autoscaler, jobs, sweep)
 
     async def reconcile(self, name: str, namespace: str = NAMESPACE) -> reconcile.Outcome:
         """What kopf does on a JobQueue's create/update/resume: reconcile the object as it is

@@ -1,5 +1,5 @@
 """The JobQueue reconcile in process: the real Reconciler, StatusKeeper, DefaultRedisSecrets
-and Endpoints over the fake API and Redis (middlekit).
+and RedisAddresses over the fake API and Redis (middlekit).
 
 Mirrors tests/integration/operator/test_operator_reconcile.py, test_operator_redis.py and
 test_operator_name_conflicts.py (which prove the same against the real API server and

@@ -25,7 +25,7 @@ from jobqueue_operator import errors, hostpolicy, index, k8s, models, redisq, te
 CACHE_SECONDS: Final = 10.0
 
 
-class Endpoints:
+class RedisAddresses:
     def __init__(self, kube: k8s.KubeApi, default_url: str | None, *, ttl: float = CACHE_SECONDS,
                  tenants: tenancy.Tenancy | None = None, allowed_hosts: Sequence[str] = ()) -> None:
         self._kube = kube
