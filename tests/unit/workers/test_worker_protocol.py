@@ -123,9 +123,14 @@ def test_decode_claims_reads_the_documented_layout() -> None:
     assert protocol.decode_claims(b"") == []
 
 
-@given(st.lists(st.binary(max_size=40), max_size=3))
-def test_decode_claims_takes_any_payload_bytes(bodies: list[bytes]) -> None:
-    packed = b"".join(b"%d|2|e|1|1|1|1|1|3|0|id%d\n%s{}" % (len(b), i, b) for i, b in enumerate(bodies))
-    assert [(c.id, c.data, c.backoff) for c in protocol.decode_claims(packed)] == [
-        (f"id{i}", b, b"{}") for i, b in enumerate(bodies)
-    ]
+def _pack(c: protocol.Claim) -> bytes:
+    """The packed layout, derived here from Claim's field order (as lua_claim_packer does):
+    the body lengths, the other fields as Lua's tostring writes them, a newline, the bodies."""
+    bodies = [v for v in c if isinstance(v, bytes)]
+    header = [v if isinstance(v, str) else f"{v:.14g}" for v in c if not isinstance(v, bytes)]
+    return "|".join([*(str(len(b)) for b in bodies), *header]).encode() + b"\n" + b"".join(bodies)
+
+
+@given(st.lists(records(protocol.Claim, claim=True), max_size=4))
+def test_decode_claims_reads_claims_packed_in_the_records_field_order(claims: list[protocol.Claim]) -> None:
+    assert protocol.decode_claims(b"".join(_pack(c) for c in claims)) == claims
