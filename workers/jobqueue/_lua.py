@@ -30,23 +30,25 @@ one job runs under ``pcall``, because a script that fails on a record fails the 
 every later call and stalls the queue. A job that reaches a final status also settles the
 jobs that wait on it through RQ's ``depends_on`` (``settle_dependents``), in the same step.
 
-One source for each contract: every script starts with the key prefixes and priority weights
-of :mod:`jobqueue.keys`, rendered as the Lua table ``K`` and ``WEIGHTS`` (no script spells a
-key itself; ``qkey`` mirrors :func:`jobqueue.keys.level_key`), and SYNC reads its argument and
-packs its claims with tables and a function rendered from the records of
-:mod:`jobqueue.protocol`. The scripts build key names from the queue name, so they are for a
-single Redis primary, not Redis Cluster — like RQ itself, whose keys carry no hash tags.
+One source for each contract: the scripts are templates rendered at import (:func:`_render`).
+Their key names (``K.job .. id``) come from :mod:`jobqueue.keys`, as do the priority weights
+(``WEIGHTS``; ``qkey`` mirrors :func:`jobqueue.keys.level_key`): no template spells a key. SYNC
+reads its argument and packs its claims as the records of :mod:`jobqueue.protocol` say. The
+rendered Lua holds literals, as if written by hand: the rendering costs nothing per call. The
+scripts build key names from the queue name, so they are for a single Redis primary, not
+Redis Cluster — like RQ itself, whose keys carry no hash tags.
 Times come from the caller (``now``), as in RQ, so every party must have a synchronised clock.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from jobqueue import keys, protocol, settings
 
-#: The key names the scripts use, as the Lua table ``K`` (``K.job .. id``): rendered from
-#: :mod:`jobqueue.keys`, so a key is spelt in one place (a test checks the scripts spell none).
+#: The key names the templates use as ``K.<name>`` (``K.job .. id``), rendered as the literal
+#: from :mod:`jobqueue.keys`: a key is spelt in one place (a test checks no template spells one).
 LUA_KEYS: Final = {
     "queues": keys.RQ_QUEUES,
     "queue": keys.QUEUE,
@@ -82,17 +84,51 @@ def _lua_str(value: str) -> str:
     return f"'{value}'"
 
 
-KEYS_PREAMBLE: Final = (
-    "-- rendered from jobqueue.keys\n"
-    + "local K = {"
-    + ", ".join(f"{name} = {_lua_str(value)}" for name, value in LUA_KEYS.items())
-    + "}\n"
-    + f"local WEIGHTS = {{{', '.join(str(keys.PRIORITY_WEIGHTS[level]) for level in keys.PRIORITY_LEVELS)}}}"
-    + "  -- by level: smooth weighted round-robin shares\n"
-    + f"local DEFAULT_LEVEL = {keys.DEFAULT_PRIORITY}\n"
+#: The priority weights by level and the default level: every script's first lines.
+_LEVELS: Final = (
+    f"local WEIGHTS = {{{', '.join(str(keys.PRIORITY_WEIGHTS[level]) for level in keys.PRIORITY_LEVELS)}}}"
+    "  -- jobqueue.keys.PRIORITY_WEIGHTS: smooth weighted round-robin shares\n"
+    f"local DEFAULT_LEVEL = {keys.DEFAULT_PRIORITY}\n"
 )
 
-_PRELUDE_SRC: Final = KEYS_PREAMBLE + r"""
+#: The per-job records the SYNC script reads by position: ``k[ACK.reason]`` in its template is
+#: rendered ``k[12]``, as cheap as the literal index it replaces (no table per job).
+_POSITIONS: Final = {
+    name: {field: i for i, field in enumerate(record._fields, 1)}
+    for name, record in (
+        ("ACK", protocol.Ack),
+        ("PROGRESS", protocol.Progress),
+        ("RELEASE", protocol.Release),
+        ("UNANSWERED", protocol.Unanswered),
+    )
+}
+_CLAIM: Final = re.compile(r"CLAIM\{(.*?)\}", re.S)
+#: Each script's template (the tests read them): what _script renders.
+TEMPLATES: dict[str, str] = {}
+
+
+def _script(name: str, template: str) -> str:
+    TEMPLATES[name] = template
+    return _render(template)
+
+
+def _render(template: str) -> str:
+    """Lua as Redis runs it: ``K.<name>`` rendered as that key name of :data:`LUA_KEYS`,
+    ``ACK.<field>`` (and the other per-job records) as the field's position, and
+    ``CLAIM{field = expr, ...}`` as the packed claim (:func:`protocol.lua_pack_claim`). So the
+    Lua runs literals, as when they were written by hand, and a name that does not exist
+    fails here, at import."""
+    lua = re.sub(r"\bK\.(\w+)", lambda m: _lua_str(LUA_KEYS[m[1]]), template)
+    lua = re.sub(r"\b(ACK|PROGRESS|RELEASE|UNANSWERED)\.(\w+)", lambda m: str(_POSITIONS[m[1]][m[2]]), lua)
+    return _CLAIM.sub(lambda m: protocol.lua_pack_claim(_pairs(m[1])), lua)
+
+
+def _pairs(text: str) -> dict[str, str]:
+    """``a = x, b = f[1]`` -> {"a": "x", "b": "f[1]"} (the expressions hold no comma)."""
+    return {k.strip(): v.strip() for k, v in (part.split("=", 1) for part in text.split(","))}
+
+
+_PRELUDE_SRC: Final = _LEVELS + r"""
 local KEEP_FAILED = __KEEP_FAILED__  -- settings.DEFAULT_KEEP_FAILED_SECONDS
 local MAX_KEEP = __MAX_KEEP__  -- retention beyond this (settings.MAX_KEEP_SECONDS) is clamped
 
@@ -329,7 +365,9 @@ _PRELUDE: Final = _PRELUDE_SRC.replace("__KEEP_FAILED__", str(settings.DEFAULT_K
     "__MAX_KEEP__", str(settings.MAX_KEEP_SECONDS)
 )
 
-ENQUEUE: Final = _PRELUDE + r"""
+ENQUEUE: Final = _script(
+    "ENQUEUE",
+    _PRELUDE + r"""
 -- ARGV: queue, created_iso, created_ts, njobs, nsets, then each option set (nfields, field,
 -- value, ...), then per job: id, kind ('q' queued | 's' scheduled), level, ready, set, data,
 -- description. (Shared fields travel once per call: the argument count is what costs.)
@@ -378,30 +416,27 @@ if added > 0 then
   signal(q)
 end
 return out
-"""
+""")
 
-# The SYNC script's side of jobqueue.protocol: the records' field names by position, and the
-# claim packer, rendered from the records.
+# The records a SYNC call carries once, named back by field (jobqueue.protocol; the per-job
+# ones are read by position, see _script).
 _SYNC_RECORDS: Final = "\n".join(
     [
-        "-- the records the worker sends, rendered from jobqueue.protocol (a JSON array each)",
+        "-- the records the call carries once (a JSON array each), by field name: a.queue, d.timeout",
         protocol.lua_fields("SYNC_ARGS", protocol.SyncArgs),
         protocol.lua_fields("DEFAULTS", protocol.Defaults),
-        protocol.lua_fields("ACK", protocol.Ack),
-        protocol.lua_fields("PROGRESS", protocol.Progress),
-        protocol.lua_fields("RELEASE", protocol.Release),
-        protocol.lua_fields("UNANSWERED", protocol.Unanswered),
         "-- one record as a table keyed by its field names (anything but an array: an empty one)",
         "local function named(row, fields)",
         "  local t = {}",
         "  if type(row) == 'table' then for i, f in ipairs(fields) do t[f] = row[i] end end",
         "  return t",
         "end",
-        protocol.lua_claim_packer(),
     ]
 )
 
-SYNC: Final = _PRELUDE + _SYNC_RECORDS + r"""
+SYNC: Final = _script(
+    "SYNC",
+    _PRELUDE + _SYNC_RECORDS + r"""
 local a = named(cjson.decode(ARGV[1]), SYNC_ARGS)
 local q = a.queue
 local now = tonumber(a.now)
@@ -432,29 +467,26 @@ end
 
 -- 1. progress (protocol.Progress; before the acks, so a job's last report is kept)
 local function progress(p)
-  local id = p.id
-  if redis.call('ZSCORE', wip, id .. ':' .. p.exec) then
+  local id = p[PROGRESS.id]
+  if redis.call('ZSCORE', wip, id .. ':' .. p[PROGRESS.exec]) then
     local jk = K.job .. id
-    redis.call('HSET', jk, 'jq_progress', p.value)
+    redis.call('HSET', jk, 'jq_progress', p[PROGRESS.value])
     -- RQ's meta is whatever its serializer wrote: only a JSON object gets the progress key
     local raw = redis.call('HGET', jk, 'meta')
     local ok, meta = true, {}
     if raw then ok, meta = pcall(cjson.decode, raw) end
     if ok and type(meta) == 'table' then
-      meta['progress'] = tonumber(p.value)
+      meta['progress'] = tonumber(p[PROGRESS.value])
       local enc_ok, enc = pcall(cjson.encode, meta)
       if enc_ok then redis.call('HSET', jk, 'meta', enc) end
     end
   end
 end
-for _, row in ipairs(a.progress) do
-  local p = named(row, PROGRESS)
-  guarded(p.id, progress, p)
-end
+for _, p in ipairs(a.progress) do guarded(p[PROGRESS.id], progress, p) end
 
 -- 2. attempts that ended (protocol.Ack)
 local function ack(k)
-  local id, ex, outcome = k.id, k.exec, k.outcome
+  local id, ex, outcome = k[ACK.id], k[ACK.exec], k[ACK.outcome]
   local member = id .. ':' .. ex
   local jk, rk = K.job .. id, K.results .. id
   -- (ZREM answers whether the member was there: one command checks and removes the claim)
@@ -465,37 +497,38 @@ local function ack(k)
   touched = true
   -- the attempt's fields and, for a success, its status in one HSET (commands per job are
   -- what a busy queue pays for)
-  local fields = {'started_at', k.started_iso, 'ended_at', k.ended_iso, 'last_heartbeat', k.ended_iso,
-                  'jq_start', k.started, 'jq_end', k.ended, 'jq_exec', ''}
+  local fields = {'started_at', k[ACK.started_iso], 'ended_at', k[ACK.ended_iso],
+                  'last_heartbeat', k[ACK.ended_iso], 'jq_start', k[ACK.started], 'jq_end', k[ACK.ended],
+                  'jq_exec', ''}
   -- [cancel, issue 21] stopped on request; or failed while a cancel was on its way: never retried
   if outcome == 'cancel' or (outcome ~= 'ok' and (redis.call('HGET', jk, 'jq_cancel') or '') ~= '') then
     redis.call('HSET', jk, unpack(fields))
     local asked = redis.call('HGET', jk, 'jq_reason') or 'canceled'
     local why = asked .. '; ' ..
-                (outcome == 'cancel' and k.reason or ('its attempt had failed: ' .. k.reason))
+                (outcome == 'cancel' and k[ACK.reason] or ('its attempt had failed: ' .. k[ACK.reason]))
     cancel_job(q, id, now, iso, why)
     return
   end
   local stream = {'type', 1, 'worker_name', wname, 'execution_id', ex,
-                  'execution_started_at', k.started, 'execution_ended_at', k.ended}
+                  'execution_started_at', k[ACK.started], 'execution_ended_at', k[ACK.ended]}
   if outcome == 'ok' then
     table.insert(fields, 'status'); table.insert(fields, 'finished')
     redis.call('HSET', jk, unpack(fields))
-    if k.result ~= '' then table.insert(stream, 'return_value'); table.insert(stream, k.result) end
+    if k[ACK.result] ~= '' then table.insert(stream, 'return_value'); table.insert(stream, k[ACK.result]) end
     redis.call('XADD', rk, 'MAXLEN', '~', 10, '*', unpack(stream))
-    retain(K.finished .. q, jk, rk, id, now, tonumber(k.keep))
+    retain(K.finished .. q, jk, rk, id, now, tonumber(k[ACK.keep]))
     settle_dependents(q, id, 'finished', now, iso)
     return
   end
   stream[2] = 2
-  table.insert(stream, 'exc_string'); table.insert(stream, k.trace_z)
+  table.insert(stream, 'exc_string'); table.insert(stream, k[ACK.trace_z])
   redis.call('XADD', rk, 'MAXLEN', '~', 10, '*', unpack(stream))
-  for _, v in ipairs({'exc_info', k.trace, 'jq_reason', k.reason}) do table.insert(fields, v) end
+  for _, v in ipairs({'exc_info', k[ACK.trace], 'jq_reason', k[ACK.reason]}) do table.insert(fields, v) end
   redis.call('HSET', jk, unpack(fields))
   if outcome == 'retry' then
     local f = redis.call('HMGET', jk, 'jq_attempts', 'jq_made', 'jq_prio', 'failure_ttl',
                          'enqueue_at_front_on_retry')
-    local delay = tonumber(k.keep)
+    local delay = tonumber(k[ACK.keep])
     redis.call('HSET', jk, 'retries_left', math.max((num(f[1]) or 1) - (num(f[2]) or 1) - 1, 0))
     local keepf = keep_of(f[4]) or KEEP_FAILED
     if keepf > 0 then redis.call('EXPIRE', rk, math.ceil(keepf)) end
@@ -510,32 +543,29 @@ local function ack(k)
     signal(q)
   else
     redis.call('HSET', jk, 'status', 'failed', 'retries_left', 0)
-    exhausted(q, id, jk, k.reason)
-    retain(K.failed .. q, jk, rk, id, now, tonumber(k.keep))
+    exhausted(q, id, jk, k[ACK.reason])
+    retain(K.failed .. q, jk, rk, id, now, tonumber(k[ACK.keep]))
     settle_dependents(q, id, 'failed', now, iso)
   end
 end
-for _, row in ipairs(a.acks) do
-  local k = named(row, ACK)
+for _, k in ipairs(a.acks) do
   -- (a result that cannot be written at all is dropped with its claim, not retried forever)
-  if not guarded(k.id, ack, k) then redis.call('ZREM', wip, k.id .. ':' .. k.exec) end
+  if not guarded(k[ACK.id], ack, k) then redis.call('ZREM', wip, k[ACK.id] .. ':' .. k[ACK.exec]) end
 end
 
 -- 3. jobs handed back unstarted (the worker is stopping): protocol.Release
-for _, row in ipairs(a.releases) do
-  local r = named(row, RELEASE)
-  local member = r.id .. ':' .. r.exec
+for _, r in ipairs(a.releases) do
+  local member = r[RELEASE.id] .. ':' .. r[RELEASE.exec]
   if redis.call('ZSCORE', wip, member) then
-    guarded(r.id, end_claim, q, r.id, member, now, iso, '', true)
+    guarded(r[RELEASE.id], end_claim, q, r[RELEASE.id], member, now, iso, '', true)
   end
 end
 
 -- 3b. claims of this worker's calls that failed without a reply (protocol.Unanswered): the
 --     call ran, the worker never learnt what it claimed; handed back unstarted, attempt
 --     refunded (found by their lease score; the exec prefix is unique to the call)
-for _, row in ipairs(a.unanswered) do
-  local c = named(row, UNANSWERED)
-  local lease, xp = tonumber(c.lease), c.exec_prefix
+for _, c in ipairs(a.unanswered) do
+  local lease, xp = tonumber(c[UNANSWERED.lease]), c[UNANSWERED.exec_prefix]
   for _, m in ipairs(redis.call('ZRANGEBYSCORE', wip, lease - 0.001, lease + 0.001)) do
     local id, ex = string.match(m, '^(.*):([^:]*)$')
     if id and string.sub(ex, 1, #xp) == xp then guarded(id, end_claim, q, id, m, now, iso, '', true) end
@@ -744,11 +774,11 @@ local function claim_one(id, best)
     end
   end
   redis.call('PERSIST', jk)
-  -- One record per job (pack_claim), all records returned as ONE string: each reply element
+  -- One record per job (protocol.Claim), all returned as ONE string: each reply element
   -- costs the client a parse step, one per call instead of three per job.
-  claimed[#claimed + 1] = pack_claim({exec = ex, timeout = timeout, attempts = attempts, made = made,
-                                      keep_completed = keepc, keep_failed = keepf, level = best,
-                                      ready = ready, id = id, data = f[1], backoff = backoff})
+  claimed[#claimed + 1] = CLAIM{exec = ex, timeout = timeout, attempts = attempts, made = made,
+                                keep_completed = keepc, keep_failed = keepf, level = best, ready = ready,
+                                id = id, data = f[1], backoff = backoff}
   first_id = first_id or id
   return nil
 end
@@ -844,9 +874,11 @@ if rate_free and capped and (wake == '' or rate_free < tonumber(wake)) then  -- 
   wake = string.format('%.6f', rate_free)
 end
 return {wake, stale, table.concat(claimed), paused and 1 or 0, capped and 1 or 0, rejected}
-"""
+""")
 
-HEARTBEAT: Final = KEYS_PREAMBLE + r"""
+HEARTBEAT: Final = _script(
+    "HEARTBEAT",
+    r"""
 -- ARGV[1] JSON {q, w, iso, ttl, lease, members:[...]}; returns {worker still registered 0/1,
 -- the members no longer ours}
 local a = cjson.decode(ARGV[1])
@@ -866,9 +898,11 @@ for _, m in ipairs(a.members) do
   end
 end
 return {registered and 1 or 0, gone}
-"""
+""")
 
-REAP: Final = _PRELUDE + r"""
+REAP: Final = _script(
+    "REAP",
+    _PRELUDE + r"""
 -- ARGV: queue, now, now_iso, limit, stale_after. Re-queue or fail jobs whose lease expired;
 -- settle a few deferred jobs nobody told (see below).
 local q, now, iso, stale_after = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[5])
@@ -934,9 +968,11 @@ redis.call('ZREMRANGEBYSCORE', K.finished .. q, '-inf', now)
 redis.call('ZREMRANGEBYSCORE', K.failed .. q, '-inf', now)
 redis.call('ZREMRANGEBYSCORE', K.canceled .. q, '-inf', now)
 return {requeued, failed}
-"""
+""")
 
-RECOVER_POD: Final = _PRELUDE + r"""
+RECOVER_POD: Final = _script(
+    "RECOVER_POD",
+    _PRELUDE + r"""
 -- ARGV: queue, pod, now, now_iso, reason
 local q, pod, now, iso, reason = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local wip = K.wip .. q
@@ -968,9 +1004,11 @@ for _, wk in ipairs(redis.call('SMEMBERS', K.workers_of .. q)) do
   end
 end
 return {requeued, failed, workers}
-"""
+""")
 
-SNAPSHOT: Final = _PRELUDE + r"""
+SNAPSHOT: Final = _script(
+    "SNAPSHOT",
+    _PRELUDE + r"""
 -- ARGV: now, queue... Read-only. Two values per queue (packed: a reply of a few thousand
 -- strings costs both sides far less than one of tens of thousands of elements):
 --   "p1,p2,p3,p4,p5,scheduled,scheduled_due,oldest_ready,running,lost,failed,finished,last_activity,paused,
@@ -1049,7 +1087,7 @@ for qi, q in ipairs(names) do
   end
 end
 return out
-"""
+""")
 
 # The admin operations' steps on one job, shared by the one-job scripts (RETRY, REMOVE) and
 # the bulk one (BULK), so a job retried or removed alone or in a batch changes the same way.
@@ -1091,7 +1129,9 @@ local function remove_one(q, id, status, prio, now, iso)
 end
 """
 
-RETRY: Final = _ADMIN + r"""
+RETRY: Final = _script(
+    "RETRY",
+    _ADMIN + r"""
 -- ARGV: queue, id, now, now_iso. Returns the status before, or 'missing' / 'origin:<q>'.
 local q, id, now, iso = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local f = try('HMGET', K.job .. id, 'status', 'origin', 'jq_attempts', 'jq_prio') or {}
@@ -1100,9 +1140,11 @@ if f[2] and f[2] ~= '' and f[2] ~= q then return 'origin:' .. f[2] end
 if f[1] ~= 'failed' and f[1] ~= 'stopped' and f[1] ~= 'canceled' then return f[1] end
 retry_one(q, id, {f[3], f[4]}, now, iso)
 return f[1]
-"""
+""")
 
-REMOVE: Final = _ADMIN + r"""
+REMOVE: Final = _script(
+    "REMOVE",
+    _ADMIN + r"""
 -- ARGV: queue, id, now, now_iso. Returns the status before, or 'missing' / 'origin:<q>' /
 -- 'started' (refused).
 local q, id, now, iso = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
@@ -1112,9 +1154,11 @@ if f[2] and f[2] ~= '' and f[2] ~= q then return 'origin:' .. f[2] end
 if f[1] == 'started' then return 'started' end
 remove_one(q, id, f[1], f[3], now, iso)
 return f[1]
-"""
+""")
 
-BULK: Final = _ADMIN + r"""
+BULK: Final = _script(
+    "BULK",
+    _ADMIN + r"""
 -- ARGV: action ('retry' | 'remove' | 'count': a dry run), queue, state, now, now_iso,
 -- changed_before ('' or unix time), then job ids listed in `state` a moment ago.
 -- One batch, atomically: each id is acted on only if its job is still in this queue, still in
@@ -1147,9 +1191,11 @@ for i = 7, #ARGV do
   end
 end
 return {done, skipped, young}
-"""
+""")
 
-CANCEL: Final = _ADMIN + r"""
+CANCEL: Final = _script(
+    "CANCEL",
+    _ADMIN + r"""
 -- [cancel, issue 21] ARGV: queue, id, now, now_iso, by. Returns {status before, worker} or
 -- {'missing'} / {'origin', q}. A queued, scheduled or deferred job is canceled here, so it never
 -- starts (a claim is a script too: one of them wins). A running one gets jq_cancel and its
@@ -1184,4 +1230,4 @@ if f[1] == 'started' then
   return {'started', f[4] or ''}
 end
 return {f[1], ''}  -- ended already: nothing to cancel
-"""
+""")

@@ -29,8 +29,8 @@ next to them:
 * ``jq_*`` fields in RQ's job and worker hashes (RQ ignores fields it does not know).
 
 Every name is defined once, below: the Python helpers build keys from these constants, and
-the Lua scripts get them rendered into their preamble (:mod:`jobqueue._lua`, table ``K``), as
-they get :data:`PRIORITY_WEIGHTS`.
+the Lua scripts are templates that get them rendered in (:mod:`jobqueue._lua`, ``K.<name>``),
+as they get :data:`PRIORITY_WEIGHTS`.
 """
 
 from __future__ import annotations

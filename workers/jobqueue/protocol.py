@@ -6,11 +6,12 @@ calls) and gets back, among the reply's fields, the jobs it claimed packed as
 :class:`Claim` records. Each record's field order *is* its wire layout:
 
 * the records the worker sends are NamedTuples, which ``json`` encodes as arrays (no keys on
-  the wire, no conversion on the worker's hot path); the script names the positions back
-  with tables rendered from ``_fields`` (:func:`lua_fields`), so its code reads ``a.queue``,
-  ``k.outcome``;
-* the script packs each claim with a function rendered from :class:`Claim` 's fields
-  (:func:`lua_claim_packer`), which :func:`decode_claims` reads back.
+  the wire, no conversion on the worker's hot path); the SYNC script's template reads them by
+  name, and :mod:`jobqueue._lua` renders the names from the records: those the call carries
+  once through a table of field names (:func:`lua_fields`: ``a.queue``), those that come per
+  job as positions (``k[ACK.reason]`` becomes ``k[12]``, no table per job);
+* the script packs each claim with the expression :func:`lua_pack_claim` renders from
+  :class:`Claim` 's fields, which :func:`decode_claims` reads back.
 
 So adding, removing or reordering a field changes both sides at once; the tests check that
 the script reads no field a record lacks and supplies every field a claim has.
@@ -129,7 +130,7 @@ assert _HEADER[-1] == "id", "Claim's id must be its last header field"
 
 
 def decode_claims(packed: bytes) -> list[Claim]:
-    """The jobs one SYNC call claimed, from its one packed string (see :func:`lua_claim_packer`).
+    """The jobs one SYNC call claimed, from its one packed string (see :func:`lua_pack_claim`).
 
     Written out rather than driven by Claim's field list: this runs for every job, and the
     round-trip test through the script's packer fails if the two part ways."""
@@ -155,13 +156,15 @@ def lua_fields(name: str, record: type[tuple[object, ...]]) -> str:
     return f"local {name} = {{{', '.join(repr(f) for f in fields)}}}  -- jobqueue.protocol.{record.__name__}"
 
 
-def lua_claim_packer() -> str:
-    """The Lua function that packs a claim (a table keyed by Claim's fields) as decode_claims reads it."""
-    parts = [f"#c.{f}" for f in _BODY] + [f"tostring(c.{f})" for f in _HEADER]
-    bodies = " .. ".join(f"c.{f}" for f in _BODY)
-    return (
-        "-- rendered from jobqueue.protocol.Claim: decode_claims reads it back\n"
-        "local function pack_claim(c)\n"
-        f"  return table.concat({{{', '.join(parts)}}}, '|') .. '\\n' .. {bodies}\n"
-        "end\n"
-    )
+def lua_pack_claim(exprs: dict[str, str]) -> str:
+    """The Lua expression that packs one claim as :func:`decode_claims` reads it, from a Lua
+    expression per Claim field (the SYNC template's ``CLAIM{field = expr, ...}``)."""
+    fields = set(Claim._fields)
+    if set(exprs) != fields:
+        raise ValueError(
+            f"a packed claim takes exactly Claim's fields: missing {sorted(fields - set(exprs))}, "
+            f"unknown {sorted(set(exprs) - fields)}"
+        )
+    parts = [f"#{exprs[f]}" for f in _BODY] + [f"tostring({exprs[f]})" for f in _HEADER]
+    bodies = " .. ".join(exprs[f] for f in _BODY)
+    return f"table.concat({{{', '.join(parts)}}}, '|') .. '\\n' .. {bodies}"

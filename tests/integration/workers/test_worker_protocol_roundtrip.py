@@ -2,9 +2,10 @@
 one side and the decoder on the other are the ones the worker and the SYNC script use.
 
 * SyncArgs (and the Defaults, Ack, Progress, Release and Unanswered it carries): encoded by
-  ``SyncArgs.encode``, named back by the script's rendered ``named`` tables, returned field
-  by field by name;
-* Claim: packed by the script's rendered ``pack_claim``, read back by ``decode_claims``.
+  ``SyncArgs.encode``, read by Lua rendered as the SYNC script's is (``named`` tables for the
+  call's records, positions for the per-job ones), returned field by field by name;
+* Claim: packed by the SYNC template's ``CLAIM{...}`` rendering, read back by
+  ``decode_claims``.
 """
 
 from __future__ import annotations
@@ -25,22 +26,27 @@ SETTINGS = hsettings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
+
+def _each(table: str, record: type) -> str:
+    """Lua that names every row of a per-job record back, reading it as SYNC does (by position)."""
+    fields = ", ".join(f"{f} = row[{table}.{f}]" for f in record._fields)
+    return f"local out = {{}} for i, row in ipairs(rows) do out[i] = {{{fields}}} end return out"
+
+
 # The SYNC script's decoding of its argument, then every field back by its name (cjson.encode
 # writes an empty Lua table as {}).
-_NAMED_BACK = _lua._SYNC_RECORDS + """
+_NAMED_BACK = _lua._render(
+    _lua._SYNC_RECORDS
+    + f"""
 local a = named(cjson.decode(ARGV[1]), SYNC_ARGS)
 a.defaults = named(a.defaults, DEFAULTS)
-local function each(rows, fields)
-  local out = {}
-  for i, row in ipairs(rows) do out[i] = named(row, fields) end
-  return out
-end
-a.acks = each(a.acks, ACK)
-a.progress = each(a.progress, PROGRESS)
-a.releases = each(a.releases, RELEASE)
-a.unanswered = each(a.unanswered, UNANSWERED)
+a.acks = (function(rows) {_each("ACK", protocol.Ack)} end)(a.acks)
+a.progress = (function(rows) {_each("PROGRESS", protocol.Progress)} end)(a.progress)
+a.releases = (function(rows) {_each("RELEASE", protocol.Release)} end)(a.releases)
+a.unanswered = (function(rows) {_each("UNANSWERED", protocol.Unanswered)} end)(a.unanswered)
 return cjson.encode(a)
 """
+)
 
 
 def _by_name(value: Any) -> Any:
@@ -61,18 +67,17 @@ def test_sync_args_reach_the_script_field_by_field(redis_conn: redis.Redis, args
     assert back == _by_name(args)
 
 
-# Each claim's fields as ARGV (numbers through tonumber, as the script holds them), packed.
+# Each claim's fields as ARGV, packed by the rendering of CLAIM{...} that SYNC's template uses.
 _HINTS = typing.get_type_hints(protocol.Claim)
-_PACK = (
-    _lua._SYNC_RECORDS
-    + "local out, n = {}, "
-    + str(len(protocol.Claim._fields))
-    + "\nfor i = 0, #ARGV / n - 1 do\n  out[#out + 1] = pack_claim({"
-    + ", ".join(
-        f"{f} = " + (f"tonumber(ARGV[i * n + {j}])" if _HINTS[f] in (int, float) else f"ARGV[i * n + {j}]")
-        for j, f in enumerate(protocol.Claim._fields, 1)
-    )
-    + "})\nend\nreturn table.concat(out)\n"
+_N = len(protocol.Claim._fields)
+_ARGS = {  # (numbers through tonumber, as the script holds them)
+    f: f"ARGV[i * {_N} + {j}]" if _HINTS[f] in (str, bytes) else f"tonumber(ARGV[i * {_N} + {j}])"
+    for j, f in enumerate(protocol.Claim._fields, 1)
+}
+_PACK = _lua._render(
+    f"local out = {{}}\nfor i = 0, #ARGV / {_N} - 1 do\n  out[#out + 1] = CLAIM{{"
+    + ", ".join(f"{f} = {a}" for f, a in _ARGS.items())
+    + "}\nend\nreturn table.concat(out)\n"
 )
 
 

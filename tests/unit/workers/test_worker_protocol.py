@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from jobqueue import _lua, keys, protocol
 from protocolrecords import records
 
-SCRIPTS = {
-    name: getattr(_lua, name)
-    for name in ("ENQUEUE", "SYNC", "HEARTBEAT", "REAP", "RECOVER_POD", "SNAPSHOT", "RETRY", "REMOVE", "BULK",
-                 "CANCEL")
-}  # fmt: skip
+NAMES = ("ENQUEUE", "SYNC", "HEARTBEAT", "REAP", "RECOVER_POD", "SNAPSHOT", "RETRY", "REMOVE", "BULK",
+         "CANCEL")  # fmt: skip
+PER_JOB = {"ACK": protocol.Ack, "PROGRESS": protocol.Progress, "RELEASE": protocol.Release,
+           "UNANSWERED": protocol.Unanswered}  # fmt: skip
+KEY_LITERAL = re.compile(rf"'((?:{keys.RQ}|{keys.OURS})[^']*)'")
 
 
 def _code(lua: str) -> str:
@@ -27,62 +27,63 @@ def _code(lua: str) -> str:
     return re.sub(r"--[^\n]*", "", lua)
 
 
-def _body(lua: str) -> str:
-    """A script's own code: what follows the rendered key table."""
-    assert lua.count(_lua.KEYS_PREAMBLE) == 1
-    assert lua.startswith(_lua.KEYS_PREAMBLE)
-    return _code(lua[len(_lua.KEYS_PREAMBLE):])
+def test_every_script_is_its_rendered_template() -> None:
+    assert set(_lua.TEMPLATES) == set(NAMES)
+    for name in NAMES:
+        assert _lua._render(_lua.TEMPLATES[name]) == getattr(_lua, name)
 
 
-@pytest.mark.parametrize("name", SCRIPTS)
+@pytest.mark.parametrize("name", NAMES)
 def test_no_script_spells_a_key_name_itself(name: str) -> None:
-    body = _body(SCRIPTS[name])
+    template = _code(_lua.TEMPLATES[name])
     for prefix in (keys.RQ, keys.OURS):
-        assert prefix not in body, f"{name} spells a key itself: {body[body.index(prefix) - 40:][:100]!r}"
+        where = template.find(prefix)
+        assert where < 0, f"{name} spells a key: {template[where - 40:][:100]!r}"
+    # rendered, every key name in it is one of keys.py's, and nothing is left to render
+    rendered = _code(getattr(_lua, name))
+    assert set(KEY_LITERAL.findall(rendered)) <= set(_lua.LUA_KEYS.values())
+    assert not re.search(r"\b(K|ACK|PROGRESS|RELEASE|UNANSWERED)\.\w|CLAIM\{", rendered)
+    assert rendered.count(keys.RQ) + rendered.count(keys.OURS) == len(KEY_LITERAL.findall(rendered))
 
 
-def test_the_rendered_key_table_is_keys_py() -> None:
-    table = re.search(r"local K = \{(.*)\}", _lua.KEYS_PREAMBLE)
-    assert table is not None
-    rendered = dict(re.findall(r"(\w+) = '([^']*)'", table.group(1)))
-    assert rendered == _lua.LUA_KEYS
+def test_the_key_names_are_keys_py() -> None:
     # every key name keys.py defines reaches the scripts (the job-hash fields are not keys)
     defined = {v for k, v in vars(keys).items() if k.isupper() and isinstance(v, str) and k[:2] != "F_"}
     assert defined - {keys.RQ, keys.OURS} <= set(_lua.LUA_KEYS.values())
-
-
-def test_every_key_the_scripts_use_is_rendered_and_every_rendered_key_is_used() -> None:
-    used = {m for lua in SCRIPTS.values() for m in re.findall(r"\bK\.(\w+)", _body(lua))}
+    used = {m for t in _lua.TEMPLATES.values() for m in re.findall(r"\bK\.(\w+)", _code(t))}
     assert used == set(_lua.LUA_KEYS)
+
+
+def test_an_unknown_key_or_field_fails_at_rendering() -> None:
+    with pytest.raises(KeyError):
+        _lua._render("return K.nope")
+    with pytest.raises(KeyError):
+        _lua._render("return k[ACK.nope]")
+    with pytest.raises(ValueError, match=r"missing .*'backoff'"):
+        _lua._render("return CLAIM{id = id}")
 
 
 def test_the_priority_weights_come_from_keys_py() -> None:
     weights = [keys.PRIORITY_WEIGHTS[level] for level in keys.PRIORITY_LEVELS]
-    assert f"local WEIGHTS = {{{', '.join(map(str, weights))}}}" in _lua.KEYS_PREAMBLE
-    assert f"local DEFAULT_LEVEL = {keys.DEFAULT_PRIORITY}\n" in _lua.KEYS_PREAMBLE
-    assert "16, 8" not in _body(_lua.SYNC)
+    for name in ("SYNC", "ENQUEUE", "SNAPSHOT", "CANCEL"):
+        lua = getattr(_lua, name)
+        assert f"local WEIGHTS = {{{', '.join(map(str, weights))}}}" in lua
+        assert f"local DEFAULT_LEVEL = {keys.DEFAULT_PRIORITY}\n" in lua
+    assert "16, 8" not in _sync_code()
 
 
 # --- the SYNC script reads exactly the records' fields
 
 
 def _sync_code() -> str:
-    """SYNC's own code, after the prelude and the rendered records."""
-    return _code(_lua.SYNC.split(_lua._SYNC_RECORDS, 1)[1])
+    """SYNC's template code, after the prelude and the tables of field names."""
+    return _code(_lua.TEMPLATES["SYNC"].split(_lua._SYNC_RECORDS, 1)[1])
 
 
 @pytest.mark.parametrize(
-    ("var", "record", "table"),
-    [
-        ("a", protocol.SyncArgs, "SYNC_ARGS"),
-        ("d", protocol.Defaults, "DEFAULTS"),
-        ("k", protocol.Ack, "ACK"),
-        ("p", protocol.Progress, "PROGRESS"),
-        ("r", protocol.Release, "RELEASE"),
-        ("c", protocol.Unanswered, "UNANSWERED"),
-    ],
+    ("var", "record", "table"), [("a", protocol.SyncArgs, "SYNC_ARGS"), ("d", protocol.Defaults, "DEFAULTS")]
 )
-def test_the_script_names_each_record_by_its_fields_and_reads_every_one(
+def test_the_script_names_the_calls_records_by_their_fields_and_reads_every_one(
     var: str, record: type[tuple[Any, ...]], table: str
 ) -> None:
     fields: tuple[str, ...] = record._fields  # type: ignore[attr-defined]
@@ -92,13 +93,19 @@ def test_the_script_names_each_record_by_its_fields_and_reads_every_one(
     assert set(re.findall(rf"(?<![\w.]){var}\.(\w+)", code)) == set(fields)
 
 
-def test_the_script_packs_every_claim_field_and_the_packer_follows_the_record() -> None:
-    code = _sync_code()
-    call = re.search(r"pack_claim\(\{(.*?)\}\)", code, re.S)
+@pytest.mark.parametrize("table", PER_JOB)
+def test_the_script_reads_every_field_of_the_per_job_records_at_its_position(table: str) -> None:
+    record = PER_JOB[table]
+    assert set(re.findall(rf"\b{table}\.(\w+)", _sync_code())) == set(record._fields)
+    assert _lua._render(f"return r[{table}.{record._fields[-1]}]") == f"return r[{len(record._fields)}]"
+
+
+def test_the_script_packs_every_claim_field_in_the_records_order() -> None:
+    call = re.search(r"CLAIM\{(.*?)\}", _sync_code(), re.S)
     assert call is not None
-    assert set(re.findall(r"(\w+) =", call.group(1))) == set(protocol.Claim._fields)
-    packer = protocol.lua_claim_packer()
-    order = re.findall(r"c\.(\w+)", packer.split("table.concat", 1)[1].split("'|'")[0])
+    assert set(re.findall(r"(\w+) =", call[1])) == set(protocol.Claim._fields)
+    packed = protocol.lua_pack_claim({f: f"v_{f}" for f in protocol.Claim._fields})
+    order = re.findall(r"v_(\w+)", packed.split("'|'")[0])
     assert order == ["data", "backoff", *[f for f in protocol.Claim._fields if f not in ("data", "backoff")]]
 
 
