@@ -30,25 +30,111 @@ one job runs under ``pcall``, because a script that fails on a record fails the 
 every later call and stalls the queue. A job that reaches a final status also settles the
 jobs that wait on it through RQ's ``depends_on`` (``settle_dependents``), in the same step.
 
-The scripts build key names from the queue name (the ``qkey`` helper mirrors
-:func:`jobqueue.keys.level_key`), so they are for a single Redis primary, not Redis Cluster —
-like RQ itself, whose keys carry no hash tags. Times come from the caller (``now``), as in
-RQ, so every party must have a synchronised clock.
+One source for each contract: the scripts are templates rendered at import (:func:`_render`).
+Their key names (``K.job .. id``) come from :mod:`jobqueue.keys`, as do the priority weights
+(``WEIGHTS``; ``qkey`` mirrors :func:`jobqueue.keys.level_key`): no template spells a key. SYNC
+reads its argument and packs its claims as the records of :mod:`jobqueue.protocol` say. The
+rendered Lua holds literals, as if written by hand: the rendering costs nothing per call. The
+scripts build key names from the queue name, so they are for a single Redis primary, not
+Redis Cluster — like RQ itself, whose keys carry no hash tags.
+Times come from the caller (``now``), as in RQ, so every party must have a synchronised clock.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
-from jobqueue import settings
+from jobqueue import keys, protocol, settings
 
-_PRELUDE_SRC: Final = r"""
+#: The key names the templates use as ``K.<name>`` (``K.job .. id``), rendered as the literal
+#: from :mod:`jobqueue.keys`: a key is spelt in one place (a test checks no template spells one).
+LUA_KEYS: Final = {
+    "queues": keys.RQ_QUEUES,
+    "queue": keys.QUEUE,
+    "job": keys.JOB,
+    "results": keys.RESULTS,
+    "wip": keys.WIP,
+    "scheduled": keys.SCHEDULED,
+    "finished": keys.FINISHED,
+    "failed": keys.FAILED,
+    "canceled": keys.CANCELED,
+    "deferred": keys.DEFERRED,
+    "workers": keys.RQ_WORKERS,
+    "workers_of": keys.WORKERS_OF,
+    "worker": keys.WORKER,
+    "suspended": keys.RQ_SUSPENDED,
+    "signal": keys.SIGNAL,
+    "wrr": keys.WRR,
+    "activity": keys.ACTIVITY,
+    "paused": keys.PAUSED,
+    "exhausted": keys.EXHAUSTED,
+    "cancel": keys.CANCEL,
+    "rate": keys.RATE,
+    "ratekeys": keys.RATE_KEYS,
+    "limited": keys.LIMITED,
+    "settings": settings.SETTINGS_KEY_PREFIX,
+}
+# The scripts (and SNAPSHOT's reply) spell the five levels out where a loop would cost more.
+assert keys.PRIORITY_LEVELS == (1, 2, 3, 4, 5), "the Lua scripts assume levels 1..5"
+
+
+def _lua_str(value: str) -> str:
+    assert all(c.isalnum() or c in ":_-" for c in value), value  # (no quoting needed)
+    return f"'{value}'"
+
+
+#: The priority weights by level and the default level: every script's first lines.
+_LEVELS: Final = (
+    f"local WEIGHTS = {{{', '.join(str(keys.PRIORITY_WEIGHTS[level]) for level in keys.PRIORITY_LEVELS)}}}"
+    "  -- jobqueue.keys.PRIORITY_WEIGHTS: smooth weighted round-robin shares\n"
+    f"local DEFAULT_LEVEL = {keys.DEFAULT_PRIORITY}\n"
+)
+
+#: The per-job records the SYNC script reads by position: ``k[ACK.reason]`` in its template is
+#: rendered ``k[12]``, as cheap as the literal index it replaces (no table per job).
+_POSITIONS: Final = {
+    name: {field: i for i, field in enumerate(record._fields, 1)}
+    for name, record in (
+        ("ACK", protocol.Ack),
+        ("PROGRESS", protocol.Progress),
+        ("RELEASE", protocol.Release),
+        ("UNANSWERED", protocol.Unanswered),
+    )
+}
+_CLAIM: Final = re.compile(r"CLAIM\{(.*?)\}", re.S)
+#: Each script's template (the tests read them): what _script renders.
+TEMPLATES: dict[str, str] = {}
+
+
+def _script(name: str, template: str) -> str:
+    TEMPLATES[name] = template
+    return _render(template)
+
+
+def _render(template: str) -> str:
+    """Lua as Redis runs it: ``K.<name>`` rendered as that key name of :data:`LUA_KEYS`,
+    ``ACK.<field>`` (and the other per-job records) as the field's position, and
+    ``CLAIM{field = expr, ...}`` as the packed claim (:func:`protocol.lua_pack_claim`). So the
+    Lua runs literals, as when they were written by hand, and a name that does not exist
+    fails here, at import."""
+    lua = re.sub(r"\bK\.(\w+)", lambda m: _lua_str(LUA_KEYS[m[1]]), template)
+    lua = re.sub(r"\b(ACK|PROGRESS|RELEASE|UNANSWERED)\.(\w+)", lambda m: str(_POSITIONS[m[1]][m[2]]), lua)
+    return _CLAIM.sub(lambda m: protocol.lua_pack_claim(_pairs(m[1])), lua)
+
+
+def _pairs(text: str) -> dict[str, str]:
+    """``a = x, b = f[1]`` -> {"a": "x", "b": "f[1]"} (the expressions hold no comma)."""
+    return {k.strip(): v.strip() for k, v in (part.split("=", 1) for part in text.split(","))}
+
+
+_PRELUDE_SRC: Final = _LEVELS + r"""
 local KEEP_FAILED = __KEEP_FAILED__  -- settings.DEFAULT_KEEP_FAILED_SECONDS
 local MAX_KEEP = __MAX_KEEP__  -- retention beyond this (settings.MAX_KEEP_SECONDS) is clamped
 
 local function qkey(q, level)
-  if level == 3 then return 'rq:queue:' .. q end
-  return 'rq:queue:' .. q .. ':p' .. level
+  if level == DEFAULT_LEVEL then return K.queue .. q end
+  return K.queue .. q .. ':p' .. level
 end
 
 -- Anything in a job hash may be garbage (a raw write, another tool): every value read from
@@ -65,8 +151,8 @@ end
 -- a priority level 1..5; 3 (RQ's own list) for anything else
 local function level_of(v)
   local l = tonumber(v)
-  if l == 1 or l == 2 or l == 3 or l == 4 or l == 5 then return l end
-  return 3
+  if l and WEIGHTS[l] then return l end
+  return DEFAULT_LEVEL
 end
 
 -- retention seconds: -1 forever (any negative, as RQ's -1), 0 at once, at most MAX_KEEP;
@@ -112,8 +198,8 @@ local function iso_ts(s)
 end
 
 local function signal(q)
-  redis.call('RPUSH', 'jobqueue:signal:' .. q, 1)
-  redis.call('LTRIM', 'jobqueue:signal:' .. q, 0, 0)
+  redis.call('RPUSH', K.signal .. q, 1)
+  redis.call('LTRIM', K.signal .. q, 0, 0)
 end
 
 -- A job failed for good (no attempt left): one entry in the stream the operator turns into
@@ -121,7 +207,7 @@ end
 -- the script that fails the job, so none is missed; before `retain`, which may delete the hash.
 local function exhausted(q, id, jk, reason)
   local f = redis.call('HMGET', jk, 'jq_made', 'jq_attempts', 'data')
-  redis.call('XADD', 'jobqueue:exhausted', 'MAXLEN', '~', 10000, '*', 'queue', q, 'id', id,
+  redis.call('XADD', K.exhausted, 'MAXLEN', '~', 10000, '*', 'queue', q, 'id', id,
              'reason', reason or '', 'made', f[1] or '', 'attempts', f[2] or '', 'data', f[3] or '')
 end
 
@@ -145,13 +231,13 @@ end
 -- Fail a job for good, now, with `reason`: in its queue's failed registry, kept for its
 -- failure_ttl. The caller then settles its dependents.
 local function fail_job(q, id, reason, now, iso)
-  local jk = 'rq:job:' .. id
+  local jk = K.job .. id
   redis.call('HSET', jk, 'status', 'failed', 'jq_reason', reason, 'exc_info', reason,
              'ended_at', iso, 'jq_end', now, 'jq_exec', '', 'retries_left', 0)
   exhausted(q, id, jk, reason)
   -- [wait, issue 21] every end has a result entry (RQ's type 2, failed): waiters block on it
-  redis.call('XADD', 'rq:results:' .. id, 'MAXLEN', '~', 10, '*', 'type', 2, 'exc_string', reason)
-  retain('rq:failed:' .. q, jk, 'rq:results:' .. id, id, now,
+  redis.call('XADD', K.results .. id, 'MAXLEN', '~', 10, '*', 'type', 2, 'exc_string', reason)
+  retain(K.failed .. q, jk, K.results .. id, id, now,
          keep_of(redis.call('HGET', jk, 'failure_ttl')) or KEEP_FAILED)
 end
 
@@ -166,8 +252,8 @@ local ENDED = {failed = 'failed', canceled = 'was canceled', stopped = 'was stop
 -- `final` holds statuses this call just gave (a parent's hash may be deleted already).
 local function deps_verdict(child, allow, final)
   local waiting, why = false, nil
-  for _, dep in ipairs(try('SMEMBERS', 'rq:job::' .. child .. ':dependencies') or {}) do
-    local s = final[dep] or try('HGET', 'rq:job:' .. dep, 'status')
+  for _, dep in ipairs(try('SMEMBERS', K.job .. ':' .. child .. ':dependencies') or {}) do
+    local s = final[dep] or try('HGET', K.job .. dep, 'status')
     if type(s) ~= 'string' or s == 'finished' or (s == 'failed' and allow) then
       -- met
     elseif PENDING[s] then
@@ -185,23 +271,23 @@ end
 -- Dependency(enqueue_at_front=True) asked), fail it for good, or leave it waiting.
 -- Returns the child's new status ('queued', 'failed') or nil.
 local function settle_child(child, now, iso, final, q)
-  local ck = 'rq:job:' .. child
+  local ck = K.job .. child
   local c = try('HMGET', ck, 'status', 'origin', 'allow_dependency_failures', 'enqueue_at_front', 'jq_prio')
   if not c or c[1] ~= 'deferred' then return nil end
   local origin = c[2]
   local verdict = deps_verdict(child, c[3] == '1', final)
   if verdict == 'wait' then return nil end
   if verdict == 'run' and origin and origin ~= '' then
-    redis.call('ZREM', 'rq:deferred:' .. origin, child)
+    redis.call('ZREM', K.deferred .. origin, child)
     local level = level_of(c[5])
     redis.call('HSET', ck, 'status', 'queued', 'enqueued_at', iso, 'jq_ready', now)
     redis.call(c[4] == '1' and 'LPUSH' or 'RPUSH', qkey(origin, level), child)
-    redis.call('SADD', 'rq:queues', qkey(origin, level))
+    redis.call('SADD', K.queues, qkey(origin, level))
     signal(origin)
     return 'queued'
   end
   if verdict == 'run' then verdict = 'it has no origin (queue) field' end
-  if origin then redis.call('ZREM', 'rq:deferred:' .. origin, child) end
+  if origin then redis.call('ZREM', K.deferred .. origin, child) end
   -- (a child without origin is kept in the failed registry of the queue that settled it)
   fail_job((origin and origin ~= '') and origin or q, child, 'not run: ' .. verdict .. " (RQ's depends_on" ..
            (c[3] == '1' and ')' or ' without allow_failure)'), now, iso)
@@ -215,7 +301,7 @@ local function settle_dependents(q, id, status, now, iso)
   local todo = {id}
   local i = 1
   while todo[i] do
-    local dk = 'rq:job:' .. todo[i] .. ':dependents'
+    local dk = K.job .. todo[i] .. ':dependents'
     i = i + 1
     local children = try('SMEMBERS', dk) or {}
     if #children > 0 then
@@ -235,11 +321,11 @@ end
 -- kept like a failed job (failure_ttl), a result entry of RQ's type 3 (stopped) so a waiter on
 -- the results stream wakes, and its depends_on children failed ('was canceled').
 local function cancel_job(q, id, now, iso, reason)
-  local jk, rk = 'rq:job:' .. id, 'rq:results:' .. id
+  local jk, rk = K.job .. id, K.results .. id
   redis.call('HSET', jk, 'status', 'canceled', 'jq_reason', reason, 'ended_at', iso, 'jq_end', now,
              'jq_exec', '', 'retries_left', 0)
   redis.call('XADD', rk, 'MAXLEN', '~', 10, '*', 'type', 3, 'exc_string', reason)
-  retain('rq:canceled:' .. q, jk, rk, id, now, keep_of(try('HGET', jk, 'failure_ttl')) or KEEP_FAILED)
+  retain(K.canceled .. q, jk, rk, id, now, keep_of(try('HGET', jk, 'failure_ttl')) or KEEP_FAILED)
   settle_dependents(q, id, 'canceled', now, iso)
 end
 
@@ -247,8 +333,8 @@ end
 -- job back before starting it (refund = true). Re-queue it at the front of its level if an
 -- attempt is left, else fail it with the reason. The caller removed or checked the wip member.
 local function end_claim(q, id, member, now, now_iso, reason, refund)
-  local jk = 'rq:job:' .. id
-  redis.call('ZREM', 'rq:wip:' .. q, member)
+  local jk = K.job .. id
+  redis.call('ZREM', K.wip .. q, member)
   local f = try('HMGET', jk, 'jq_attempts', 'jq_made', 'jq_prio', 'failure_ttl', 'status', 'retries_left',
                 'jq_cancel', 'jq_reason')
   if not f or not f[5] then return 'gone' end
@@ -279,7 +365,9 @@ _PRELUDE: Final = _PRELUDE_SRC.replace("__KEEP_FAILED__", str(settings.DEFAULT_K
     "__MAX_KEEP__", str(settings.MAX_KEEP_SECONDS)
 )
 
-ENQUEUE: Final = _PRELUDE + r"""
+ENQUEUE: Final = _script(
+    "ENQUEUE",
+    _PRELUDE + r"""
 -- ARGV: queue, created_iso, created_ts, njobs, nsets, then each option set (nfields, field,
 -- value, ...), then per job: id, kind ('q' queued | 's' scheduled), level, ready, set, data,
 -- description. (Shared fields travel once per call: the argument count is what costs.)
@@ -300,7 +388,7 @@ local levels = {}
 local added = 0
 for j = 1, n do
   local id, kind, level, ready = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
-  local jk = 'rq:job:' .. id
+  local jk = K.job .. id
   local existing = try('HGET', jk, 'status')
   if existing then
     out[j] = existing
@@ -312,7 +400,7 @@ for j = 1, n do
                unpack(sets[tonumber(ARGV[i + 4])]))
     if kind == 's' then
       redis.call('HSET', jk, 'status', 'scheduled')
-      redis.call('ZADD', 'rq:scheduled:' .. q, ready, id)
+      redis.call('ZADD', K.scheduled .. q, ready, id)
     else
       redis.call('HSET', jk, 'status', 'queued', 'enqueued_at', created)
       redis.call('RPUSH', qkey(q, level), id)
@@ -324,20 +412,38 @@ for j = 1, n do
   i = i + 7
 end
 if added > 0 then
-  for level, _ in pairs(levels) do redis.call('SADD', 'rq:queues', qkey(q, level)) end
+  for level, _ in pairs(levels) do redis.call('SADD', K.queues, qkey(q, level)) end
   signal(q)
 end
 return out
-"""
+""")
 
-SYNC: Final = _PRELUDE + r"""
-local a = cjson.decode(ARGV[1])
-local q = a.q
+# The records a SYNC call carries once, named back by field (jobqueue.protocol; the per-job
+# ones are read by position, see _script).
+_SYNC_RECORDS: Final = "\n".join(
+    [
+        "-- the records the call carries once (a JSON array each), by field name: a.queue, d.timeout",
+        protocol.lua_fields("SYNC_ARGS", protocol.SyncArgs),
+        protocol.lua_fields("DEFAULTS", protocol.Defaults),
+        "-- one record as a table keyed by its field names (anything but an array: an empty one)",
+        "local function named(row, fields)",
+        "  local t = {}",
+        "  if type(row) == 'table' then for i, f in ipairs(fields) do t[f] = row[i] end end",
+        "  return t",
+        "end",
+    ]
+)
+
+SYNC: Final = _script(
+    "SYNC",
+    _PRELUDE + _SYNC_RECORDS + r"""
+local a = named(cjson.decode(ARGV[1]), SYNC_ARGS)
+local q = a.queue
 local now = tonumber(a.now)
 local iso = a.iso
-local wip = 'rq:wip:' .. q
-local wname = a.w
-local wk = 'rq:worker:' .. wname
+local wip = K.wip .. q
+local wname = a.worker
+local wk = K.worker .. wname
 local stale = {}
 -- [id, reason] of jobs this call failed at once because their record cannot run, or
 -- entries it could not process at all (reported, so the worker logs them)
@@ -359,31 +465,30 @@ local function guarded(id, fn, ...)
   return ok
 end
 
--- 1. progress: [id, exec, value] (before the acks, so a job's last report is kept)
+-- 1. progress (protocol.Progress; before the acks, so a job's last report is kept)
 local function progress(p)
-  local id = p[1]
-  if redis.call('ZSCORE', wip, id .. ':' .. p[2]) then
-    local jk = 'rq:job:' .. id
-    redis.call('HSET', jk, 'jq_progress', p[3])
+  local id = p[PROGRESS.id]
+  if redis.call('ZSCORE', wip, id .. ':' .. p[PROGRESS.exec]) then
+    local jk = K.job .. id
+    redis.call('HSET', jk, 'jq_progress', p[PROGRESS.value])
     -- RQ's meta is whatever its serializer wrote: only a JSON object gets the progress key
     local raw = redis.call('HGET', jk, 'meta')
     local ok, meta = true, {}
     if raw then ok, meta = pcall(cjson.decode, raw) end
     if ok and type(meta) == 'table' then
-      meta['progress'] = tonumber(p[3])
+      meta['progress'] = tonumber(p[PROGRESS.value])
       local enc_ok, enc = pcall(cjson.encode, meta)
       if enc_ok then redis.call('HSET', jk, 'meta', enc) end
     end
   end
 end
-for _, p in ipairs(a.prog) do guarded(p[1], progress, p) end
+for _, p in ipairs(a.progress) do guarded(p[PROGRESS.id], progress, p) end
 
--- 2. attempts that ended: [id, exec, outcome, started_iso, ended_iso, started, ended,
---    keep_or_delay, result_b64, exc_text, exc_b64z, reason]
+-- 2. attempts that ended (protocol.Ack)
 local function ack(k)
-  local id, ex, outcome = k[1], k[2], k[3]
+  local id, ex, outcome = k[ACK.id], k[ACK.exec], k[ACK.outcome]
   local member = id .. ':' .. ex
-  local jk, rk = 'rq:job:' .. id, 'rq:results:' .. id
+  local jk, rk = K.job .. id, K.results .. id
   -- (ZREM answers whether the member was there: one command checks and removes the claim)
   if redis.call('ZREM', wip, member) == 0 then
     table.insert(stale, id)  -- taken from us (lease expired, pod recovered): drop the result
@@ -392,42 +497,44 @@ local function ack(k)
   touched = true
   -- the attempt's fields and, for a success, its status in one HSET (commands per job are
   -- what a busy queue pays for)
-  local fields = {'started_at', k[4], 'ended_at', k[5], 'last_heartbeat', k[5],
-                  'jq_start', k[6], 'jq_end', k[7], 'jq_exec', ''}
+  local fields = {'started_at', k[ACK.started_iso], 'ended_at', k[ACK.ended_iso],
+                  'last_heartbeat', k[ACK.ended_iso], 'jq_start', k[ACK.started], 'jq_end', k[ACK.ended],
+                  'jq_exec', ''}
   -- [cancel, issue 21] stopped on request; or failed while a cancel was on its way: never retried
   if outcome == 'cancel' or (outcome ~= 'ok' and (redis.call('HGET', jk, 'jq_cancel') or '') ~= '') then
     redis.call('HSET', jk, unpack(fields))
     local asked = redis.call('HGET', jk, 'jq_reason') or 'canceled'
-    local why = asked .. '; ' .. (outcome == 'cancel' and k[12] or ('its attempt had failed: ' .. k[12]))
+    local why = asked .. '; ' ..
+                (outcome == 'cancel' and k[ACK.reason] or ('its attempt had failed: ' .. k[ACK.reason]))
     cancel_job(q, id, now, iso, why)
     return
   end
   local stream = {'type', 1, 'worker_name', wname, 'execution_id', ex,
-                  'execution_started_at', k[6], 'execution_ended_at', k[7]}
+                  'execution_started_at', k[ACK.started], 'execution_ended_at', k[ACK.ended]}
   if outcome == 'ok' then
     table.insert(fields, 'status'); table.insert(fields, 'finished')
     redis.call('HSET', jk, unpack(fields))
-    if k[9] ~= '' then table.insert(stream, 'return_value'); table.insert(stream, k[9]) end
+    if k[ACK.result] ~= '' then table.insert(stream, 'return_value'); table.insert(stream, k[ACK.result]) end
     redis.call('XADD', rk, 'MAXLEN', '~', 10, '*', unpack(stream))
-    retain('rq:finished:' .. q, jk, rk, id, now, tonumber(k[8]))
+    retain(K.finished .. q, jk, rk, id, now, tonumber(k[ACK.keep]))
     settle_dependents(q, id, 'finished', now, iso)
     return
   end
   stream[2] = 2
-  table.insert(stream, 'exc_string'); table.insert(stream, k[11])
+  table.insert(stream, 'exc_string'); table.insert(stream, k[ACK.trace_z])
   redis.call('XADD', rk, 'MAXLEN', '~', 10, '*', unpack(stream))
-  for _, v in ipairs({'exc_info', k[10], 'jq_reason', k[12]}) do table.insert(fields, v) end
+  for _, v in ipairs({'exc_info', k[ACK.trace], 'jq_reason', k[ACK.reason]}) do table.insert(fields, v) end
   redis.call('HSET', jk, unpack(fields))
   if outcome == 'retry' then
     local f = redis.call('HMGET', jk, 'jq_attempts', 'jq_made', 'jq_prio', 'failure_ttl',
                          'enqueue_at_front_on_retry')
-    local delay = tonumber(k[8])
+    local delay = tonumber(k[ACK.keep])
     redis.call('HSET', jk, 'retries_left', math.max((num(f[1]) or 1) - (num(f[2]) or 1) - 1, 0))
     local keepf = keep_of(f[4]) or KEEP_FAILED
     if keepf > 0 then redis.call('EXPIRE', rk, math.ceil(keepf)) end
     if delay > 0 then
       redis.call('HSET', jk, 'status', 'scheduled', 'jq_ready', now + delay)
-      redis.call('ZADD', 'rq:scheduled:' .. q, now + delay, id)
+      redis.call('ZADD', K.scheduled .. q, now + delay, id)
     else
       redis.call('HSET', jk, 'status', 'queued', 'jq_ready', now, 'enqueued_at', iso)
       -- RQ's Retry(enqueue_at_front=True)
@@ -436,29 +543,29 @@ local function ack(k)
     signal(q)
   else
     redis.call('HSET', jk, 'status', 'failed', 'retries_left', 0)
-    exhausted(q, id, jk, k[12])
-    retain('rq:failed:' .. q, jk, rk, id, now, tonumber(k[8]))
+    exhausted(q, id, jk, k[ACK.reason])
+    retain(K.failed .. q, jk, rk, id, now, tonumber(k[ACK.keep]))
     settle_dependents(q, id, 'failed', now, iso)
   end
 end
 for _, k in ipairs(a.acks) do
   -- (a result that cannot be written at all is dropped with its claim, not retried forever)
-  if not guarded(k[1], ack, k) then redis.call('ZREM', wip, k[1] .. ':' .. k[2]) end
+  if not guarded(k[ACK.id], ack, k) then redis.call('ZREM', wip, k[ACK.id] .. ':' .. k[ACK.exec]) end
 end
 
--- 3. jobs handed back unstarted (the worker is stopping): [id, exec]
-for _, r in ipairs(a.rel) do
-  local member = r[1] .. ':' .. r[2]
+-- 3. jobs handed back unstarted (the worker is stopping): protocol.Release
+for _, r in ipairs(a.releases) do
+  local member = r[RELEASE.id] .. ':' .. r[RELEASE.exec]
   if redis.call('ZSCORE', wip, member) then
-    guarded(r[1], end_claim, q, r[1], member, now, iso, '', true)
+    guarded(r[RELEASE.id], end_claim, q, r[RELEASE.id], member, now, iso, '', true)
   end
 end
 
--- 3b. claims of this worker's calls that failed without a reply ([lease, exec prefix]): the
+-- 3b. claims of this worker's calls that failed without a reply (protocol.Unanswered): the
 --     call ran, the worker never learnt what it claimed; handed back unstarted, attempt
 --     refunded (found by their lease score; the exec prefix is unique to the call)
-for _, c in ipairs(a.lost or {}) do
-  local lease, xp = tonumber(c[1]), c[2]
+for _, c in ipairs(a.unanswered) do
+  local lease, xp = tonumber(c[UNANSWERED.lease]), c[UNANSWERED.exec_prefix]
   for _, m in ipairs(redis.call('ZRANGEBYSCORE', wip, lease - 0.001, lease + 0.001)) do
     local id, ex = string.match(m, '^(.*):([^:]*)$')
     if id and string.sub(ex, 1, #xp) == xp then guarded(id, end_claim, q, id, m, now, iso, '', true) end
@@ -466,12 +573,13 @@ for _, c in ipairs(a.lost or {}) do
 end
 
 -- 4. promote due scheduled jobs (every worker does it: no scheduler lock to lose)
-local sched = 'rq:scheduled:' .. q
-local due = redis.call('ZRANGEBYSCORE', sched, '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(a.plimit))
+local sched = K.scheduled .. q
+local due = redis.call('ZRANGEBYSCORE', sched, '-inf', now, 'WITHSCORES', 'LIMIT', 0,
+                       tonumber(a.promote_limit))
 for j = 1, #due, 2 do
   local id = due[j]
   redis.call('ZREM', sched, id)
-  local jk = 'rq:job:' .. id
+  local jk = K.job .. id
   if redis.call('EXISTS', jk) == 1 then
     local level = level_of(try('HGET', jk, 'jq_prio'))
     local ready = due[j + 1]
@@ -500,13 +608,13 @@ local function server_now()
   return rnow
 end
 if n > 0 then
-  local st = try('GET', '__SETTINGS__' .. q)
+  local st = try('GET', K.settings .. q)
   local cap = type(st) == 'string' and tonumber(string.match(st, '"concurrency":%s*(%d+)'))
   if cap then
     local room = math.max(cap - redis.call('ZCARD', wip), 0)
     if room < n then
       -- under the cap, no prefetch: a unit another worker's free slot could run now stays free
-      n = math.min(room, tonumber(a.nf) or n)
+      n = math.min(room, tonumber(a.free) or n)
       capped = true
     end
   end
@@ -522,7 +630,7 @@ if n > 0 then
   local kper = kl and num(string.match(kl, '"perSeconds":%s*([%d%.eE%+%-]+)'))
   if kjobs and kper and kper > 0 then krate = {jobs = kjobs, per = kper} end
   if rjobs and rper and rper > 0 then
-    rate = {key = 'jobqueue:rate:' .. q, per = rper}
+    rate = {key = K.rate .. q, per = rper}
     redis.call('ZREMRANGEBYSCORE', rate.key, '-inf', server_now() - rper)
     local room = math.max(rjobs - redis.call('ZCARD', rate.key), 0)
     if room < n then
@@ -549,13 +657,14 @@ local function field(i, v, want)
   local is = v and ('"' .. shown(v, 60) .. '"') or 'missing'
   return 'field ' .. FIELDS[i] .. ' is ' .. is .. ', not ' .. want
 end
-local d = a.d
+local d = named(a.defaults, DEFAULTS)  -- (empty until the worker has read the queue's settings)
 local seq = 0
+local first_id = nil  -- of the jobs claimed (RQ's current_job)
 
 -- One popped id: claim it (appends its packed record to `claimed`), fail it at once
 -- (returns the reason), or drop it (returns nil: no record, or a stale duplicate entry).
 local function claim_one(id, best)
-  local jk = 'rq:job:' .. id
+  local jk = K.job .. id
   local f = redis.pcall('HMGET', jk, unpack(FIELDS))
   if f.err then
     report(id, 'dropped from the queue: ' .. shown(jk, 200) .. ' is not a job hash (' .. f.err .. ')')
@@ -609,7 +718,7 @@ local function claim_one(id, best)
   if made > attempts then
     return 'no attempt left: field jq_made is ' .. (made - 1) .. ' of jq_attempts ' .. attempts
   end
-  local keepc, keepf = num(d.keepc), num(d.keepf)
+  local keepc, keepf = num(d.keep_completed), num(d.keep_failed)
   if f[6] then keepc = keep_of(f[6]) if not keepc then return field(6, f[6], 'a number of seconds') end end
   if f[7] then keepf = keep_of(f[7]) if not keepf then return field(7, f[7], 'a number of seconds') end end
   -- the backoff: ours (jq_backoff); else RQ's Retry intervals, kept as they are so every
@@ -623,7 +732,7 @@ local function claim_one(id, best)
   -- of being popped again and again, and the other keys' jobs are claimed meanwhile.
   local kk = nil
   if krate and f[18] and f[18] ~= '' then
-    kk = 'jobqueue:rate:' .. q .. ':k:' .. f[18]
+    kk = K.rate .. q .. ':k:' .. f[18]
     redis.call('ZREMRANGEBYSCORE', kk, '-inf', server_now() - krate.per)
     if redis.call('ZCARD', kk) >= krate.jobs then
       local free = tonumber(redis.call('ZRANGE', kk, 0, 0, 'WITHSCORES')[2]) + krate.per
@@ -631,7 +740,7 @@ local function claim_one(id, best)
       if not redis.call('HGET', jk, 'jq_rdue') then
         -- a new arrival takes the next reserved slot; one that came back for its slot and
         -- found the window still full (another pod's claim) retries when the oldest leaves
-        local hk = 'jobqueue:ratekeys:' .. q
+        local hk = K.ratekeys .. q
         local d, c = string.match(redis.call('HGET', hk, f[18]) or '', '^([^,]+),(%d+)$')
         local count = 0
         if num(d) and num(d) >= free then due, count = num(d), tonumber(c) end
@@ -641,12 +750,12 @@ local function claim_one(id, best)
         if redis.call('PTTL', hk) < ttl then redis.call('PEXPIRE', hk, ttl) end
       end
       redis.call('HSET', jk, 'status', 'scheduled', 'jq_ready', due, 'jq_rdue', due)
-      redis.call('ZADD', 'rq:scheduled:' .. q, due, id)
+      redis.call('ZADD', K.scheduled .. q, due, id)
       return nil
     end
   end
   seq = seq + 1
-  local ex = a.xp .. seq
+  local ex = a.exec_prefix .. seq
   if kk then
     redis.call('ZADD', kk, server_now(), ex)
     redis.call('PEXPIRE', kk, math.ceil(krate.per * 1000) + 1000)
@@ -665,28 +774,25 @@ local function claim_one(id, best)
     end
   end
   redis.call('PERSIST', jk)
-  -- One record per job, all records returned as ONE string (each reply element costs the
-  -- client a parse step: one per call instead of three per job): a '|'-separated header
-  -- ending in the id, a newline, then the payload and the backoff, whose byte lengths are in
-  -- the header. The id was checked above (valid_id: no '|', no newline), so nothing can
-  -- shift the fields; the payload is any bytes.
-  claimed[#claimed + 1] = table.concat({ex, tostring(timeout), tostring(attempts), tostring(made),
-                                        tostring(keepc), tostring(keepf), tostring(best), tostring(ready),
-                                        #f[1], #backoff, id}, '|') .. '\n' .. f[1] .. backoff
+  -- One record per job (protocol.Claim), all returned as ONE string: each reply element
+  -- costs the client a parse step, one per call instead of three per job.
+  claimed[#claimed + 1] = CLAIM{exec = ex, timeout = timeout, attempts = attempts, made = made,
+                                keep_completed = keepc, keep_failed = keepf, level = best, ready = ready,
+                                id = id, data = f[1], backoff = backoff}
+  first_id = first_id or id
   return nil
 end
 
-local weights = {16, 8, 4, 2, 1}
 local lens = {}
 local nonempty = 0
 for l = 1, 5 do
   lens[l] = redis.call('LLEN', qkey(q, l))
   if lens[l] > 0 then nonempty = nonempty + 1 end
 end
-local paused = a.susp ~= 0 or redis.call('EXISTS', 'rq:suspended') == 1
-  or redis.call('HEXISTS', 'jobqueue:paused', q) == 1  -- `jobqueue pause` (jobqueue.admin)
+local paused = redis.call('EXISTS', K.suspended) == 1
+  or redis.call('HEXISTS', K.paused, q) == 1  -- `jobqueue pause` (jobqueue.admin)
 if n > 0 and not paused and nonempty > 0 then
-  local wrr = 'jobqueue:wrr:' .. q
+  local wrr = K.wrr .. q
   local cur = {0, 0, 0, 0, 0}
   local multi = nonempty > 1
   if multi then
@@ -699,8 +805,8 @@ if n > 0 and not paused and nonempty > 0 then
     local best, total = nil, 0
     for l = 1, 5 do
       if lens[l] > 0 then
-        cur[l] = cur[l] + weights[l]
-        total = total + weights[l]
+        cur[l] = cur[l] + WEIGHTS[l]
+        total = total + WEIGHTS[l]
         if best == nil or cur[l] > cur[best] then best = l end
       else
         cur[l] = 0
@@ -719,7 +825,7 @@ if n > 0 and not paused and nonempty > 0 then
       local ok, why = pcall(claim_one, id, best)
       if not ok then
         why = 'could not be claimed: ' .. shown(type(why) == 'table' and why.err or why, 300)
-        redis.pcall('ZREM', wip, id .. ':' .. a.xp .. seq)  -- (if it failed after its claim)
+        redis.pcall('ZREM', wip, id .. ':' .. a.exec_prefix .. seq)  -- (if it failed after its claim)
       end
       if why then
         -- a record that cannot run is failed for good at once: no worker ever sees it
@@ -733,33 +839,33 @@ if n > 0 and not paused and nonempty > 0 then
   end
   if multi then redis.call('HSET', wrr, 1, cur[1], 2, cur[2], 3, cur[3], 4, cur[4], 5, cur[5]) end
 end
-if nonempty == 0 then redis.call('DEL', 'jobqueue:signal:' .. q) end
+if nonempty == 0 then redis.call('DEL', K.signal .. q) end
 -- [rate limit] record this call's claims in the window; a limited call's wake-up time
 local rate_free = nil
 if rate then
-  for i = 1, #claimed do redis.call('ZADD', rate.key, server_now(), a.xp .. i) end
+  for i = 1, #claimed do redis.call('ZADD', rate.key, server_now(), a.exec_prefix .. i) end
   redis.call('PEXPIRE', rate.key, math.ceil(rate.per * 1000) + 1000)
   local oldest = redis.call('ZRANGE', rate.key, 0, 0, 'WITHSCORES')
   if rate.limited and oldest[2] then
     rate_free = tonumber(oldest[2]) + rate.per
-    redis.call('HSET', 'jobqueue:limited', q, rate_free)  -- (SNAPSHOT: the queue is being limited)
+    redis.call('HSET', K.limited, q, rate_free)  -- (SNAPSHOT: the queue is being limited)
   end
 end
 capped = capped and nonempty > 0 and not paused
 if #claimed > 0 or #rejected > 0 then touched = true end
-if touched then redis.call('HSET', 'jobqueue:activity', q, a.now) end
+if touched then redis.call('HSET', K.activity, q, a.now) end
 
 -- 6. the worker record, as RQ shows it (busy while any slot runs a job)
 local busy = tonumber(a.busy) + #claimed
-local current = a.cur
-if current == '' and #claimed > 0 then current = string.match(claimed[1], '([^|\n]*)\n') end
+local current = a.current
+if current == '' and first_id then current = first_id end
 -- (never recreate a record that expired or was declared dead: the heartbeat re-registers)
 if redis.call('EXISTS', wk) == 1 then
   redis.call('HSET', wk, 'state', busy > 0 and 'busy' or 'idle', 'current_job', current, 'jq_busy',
              math.min(busy, tonumber(a.slots)), 'last_heartbeat', iso)
   if a.ok > 0 then redis.call('HINCRBY', wk, 'successful_job_count', a.ok) end
   if a.ko > 0 then redis.call('HINCRBY', wk, 'failed_job_count', a.ko) end
-  if a.wt > 0 then redis.call('HINCRBYFLOAT', wk, 'total_working_time', a.wt) end
+  if a.work_time > 0 then redis.call('HINCRBYFLOAT', wk, 'total_working_time', a.work_time) end
 end
 
 local nxt = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
@@ -768,14 +874,16 @@ if rate_free and capped and (wake == '' or rate_free < tonumber(wake)) then  -- 
   wake = string.format('%.6f', rate_free)
 end
 return {wake, stale, table.concat(claimed), paused and 1 or 0, capped and 1 or 0, rejected}
-""".replace("__SETTINGS__", settings.SETTINGS_KEY_PREFIX)
+""")
 
-HEARTBEAT: Final = r"""
+HEARTBEAT: Final = _script(
+    "HEARTBEAT",
+    r"""
 -- ARGV[1] JSON {q, w, iso, ttl, lease, members:[...]}; returns {worker still registered 0/1,
 -- the members no longer ours}
 local a = cjson.decode(ARGV[1])
-local wip = 'rq:wip:' .. a.q
-local wk = 'rq:worker:' .. a.w
+local wip = K.wip .. a.q
+local wk = K.worker .. a.w
 local gone = {}
 local registered = redis.call('EXISTS', wk) == 1 and redis.call('HEXISTS', wk, 'death') == 0
 if registered then
@@ -790,17 +898,19 @@ for _, m in ipairs(a.members) do
   end
 end
 return {registered and 1 or 0, gone}
-"""
+""")
 
-REAP: Final = _PRELUDE + r"""
+REAP: Final = _script(
+    "REAP",
+    _PRELUDE + r"""
 -- ARGV: queue, now, now_iso, limit, stale_after. Re-queue or fail jobs whose lease expired;
 -- settle a few deferred jobs nobody told (see below).
 local q, now, iso, stale_after = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[5])
-local wip = 'rq:wip:' .. q
+local wip = K.wip .. q
 local requeued, failed = {}, {}
 local function reap(m)
   local id, ex = string.match(m, '^(.*):([^:]*)$')
-  local f = id and redis.call('HMGET', 'rq:job:' .. id, 'jq_exec', 'worker_name', 'jq_pod', 'status')
+  local f = id and redis.call('HMGET', K.job .. id, 'jq_exec', 'worker_name', 'jq_pod', 'status')
   if not id or not f[4] or (f[1] and f[1] ~= ex) then
     redis.call('ZREM', wip, m)  -- the job is gone, or the entry is from an older claim
     return
@@ -809,11 +919,11 @@ local function reap(m)
                  ' stopped renewing its lease on this job (crashed, killed or frozen)'
   local r = end_claim(q, id, m, now, iso, reason, false)
   -- its worker stopped heart-beating too: retire the record now rather than at its TTL
-  local wk = 'rq:worker:' .. (f[2] or '')
+  local wk = K.worker .. (f[2] or '')
   local hb = iso_ts(try('HGET', wk, 'last_heartbeat'))
   if hb and hb < now - stale_after and try('HEXISTS', wk, 'death') == 0 then
-    redis.call('SREM', 'rq:workers:' .. q, wk)
-    redis.call('SREM', 'rq:workers', wk)
+    redis.call('SREM', K.workers_of .. q, wk)
+    redis.call('SREM', K.workers, wk)
     redis.call('HSET', wk, 'death', iso, 'state', 'dead')
     redis.call('EXPIRE', wk, 60)
   end
@@ -825,19 +935,19 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', wip, '-inf', now, 'LIMIT', 0, ton
   if not pcall(reap, m) then redis.call('ZREM', wip, m) end
 end
 -- forget worker registrations whose hash expired (RQ does this only in its maintenance)
-for _, wk in ipairs(redis.call('SMEMBERS', 'rq:workers:' .. q)) do
+for _, wk in ipairs(redis.call('SMEMBERS', K.workers_of .. q)) do
   if redis.call('EXISTS', wk) == 0 then
-    redis.call('SREM', 'rq:workers:' .. q, wk)
-    redis.call('SREM', 'rq:workers', wk)
+    redis.call('SREM', K.workers_of .. q, wk)
+    redis.call('SREM', K.workers, wk)
   end
 end
 -- Deferred jobs (RQ's depends_on) are settled when a parent ends here; one whose parent
 -- ended elsewhere (a plain RQ worker failed it: RQ then leaves its children deferred
 -- forever) or vanished (deleted, expired) is caught by this sweep: a few per pass, in turn.
-local deferred = 'rq:deferred:' .. q
+local deferred = K.deferred .. q
 local total = redis.call('ZCARD', deferred)
 if total > 0 then
-  local wrr = 'jobqueue:wrr:' .. q
+  local wrr = K.wrr .. q
   local from = tonumber(redis.call('HGET', wrr, 'deferred')) or 0
   if from >= total then from = 0 end
   local batch = redis.call('ZRANGE', deferred, from, from + 49)
@@ -845,7 +955,7 @@ if total > 0 then
   for _, child in ipairs(batch) do
     local ok, s = pcall(settle_child, child, now, iso, {}, q)
     if not ok or not s then
-      local st = try('HGET', 'rq:job:' .. child, 'status')
+      local st = try('HGET', K.job .. child, 'status')
       if st ~= 'deferred' then redis.call('ZREM', deferred, child); s = 'gone' end
     end
     if s == 'failed' then pcall(settle_dependents, q, child, 'failed', now, iso) end
@@ -854,23 +964,25 @@ if total > 0 then
   redis.call('HSET', wrr, 'deferred', from + #batch - settled)
 end
 -- registries hold ids until their retention ends; the job hashes expire by themselves
-redis.call('ZREMRANGEBYSCORE', 'rq:finished:' .. q, '-inf', now)
-redis.call('ZREMRANGEBYSCORE', 'rq:failed:' .. q, '-inf', now)
-redis.call('ZREMRANGEBYSCORE', 'rq:canceled:' .. q, '-inf', now)
+redis.call('ZREMRANGEBYSCORE', K.finished .. q, '-inf', now)
+redis.call('ZREMRANGEBYSCORE', K.failed .. q, '-inf', now)
+redis.call('ZREMRANGEBYSCORE', K.canceled .. q, '-inf', now)
 return {requeued, failed}
-"""
+""")
 
-RECOVER_POD: Final = _PRELUDE + r"""
+RECOVER_POD: Final = _script(
+    "RECOVER_POD",
+    _PRELUDE + r"""
 -- ARGV: queue, pod, now, now_iso, reason
 local q, pod, now, iso, reason = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
-local wip = 'rq:wip:' .. q
+local wip = K.wip .. q
 local requeued, failed, workers = {}, {}, {}
 for _, m in ipairs(redis.call('ZRANGE', wip, 0, -1)) do
   local id, ex = string.match(m, '^(.*):([^:]*)$')
   if id then
-    local f = try('HMGET', 'rq:job:' .. id, 'jq_exec', 'jq_pod', 'worker_name', 'status') or {}
+    local f = try('HMGET', K.job .. id, 'jq_exec', 'jq_pod', 'worker_name', 'status') or {}
     local owner = f[2]
-    if not owner and f[3] then owner = try('HGET', 'rq:worker:' .. f[3], 'hostname') end
+    if not owner and f[3] then owner = try('HGET', K.worker .. f[3], 'hostname') end
     if f[4] and owner == pod and (not f[1] or f[1] == ex) then
       local ok, r = pcall(end_claim, q, id, m, now, iso, reason, false)
       if not ok then redis.call('ZREM', wip, m) end
@@ -879,22 +991,24 @@ for _, m in ipairs(redis.call('ZRANGE', wip, 0, -1)) do
     end
   end
 end
-for _, wk in ipairs(redis.call('SMEMBERS', 'rq:workers:' .. q)) do
+for _, wk in ipairs(redis.call('SMEMBERS', K.workers_of .. q)) do
   local host = try('HGET', wk, 'hostname')
   if host == pod or not host then
-    redis.call('SREM', 'rq:workers:' .. q, wk)
-    redis.call('SREM', 'rq:workers', wk)
+    redis.call('SREM', K.workers_of .. q, wk)
+    redis.call('SREM', K.workers, wk)
     if host then
       try('HSET', wk, 'death', iso, 'state', 'dead')
       redis.call('EXPIRE', wk, 60)
-      table.insert(workers, string.sub(wk, 11))
+      table.insert(workers, string.sub(wk, #K.worker + 1))
     end
   end
 end
 return {requeued, failed, workers}
-"""
+""")
 
-SNAPSHOT: Final = _PRELUDE + r"""
+SNAPSHOT: Final = _script(
+    "SNAPSHOT",
+    _PRELUDE + r"""
 -- ARGV: now, queue... Read-only. Two values per queue (packed: a reply of a few thousand
 -- strings costs both sides far less than one of tens of thousands of elements):
 --   "p1,p2,p3,p4,p5,scheduled,scheduled_due,oldest_ready,running,lost,failed,finished,last_activity,paused,
@@ -910,14 +1024,14 @@ local now = tonumber(ARGV[1])
 local out = {}
 local names = {}
 for i = 2, #ARGV do names[i - 1] = ARGV[i] end
-local activity = call('HMGET', 'jobqueue:activity', unpack(names))
-local paused = call('HMGET', 'jobqueue:paused', unpack(names))
-local limited = call('HMGET', 'jobqueue:limited', unpack(names))  -- [rate limit]
+local activity = call('HMGET', K.activity, unpack(names))
+local paused = call('HMGET', K.paused, unpack(names))
+local limited = call('HMGET', K.limited, unpack(names))  -- [rate limit]
 for qi, q in ipairs(names) do
-  local base = 'rq:queue:' .. q
+  local base = K.queue .. q
   local lkeys = {base .. ':p1', base .. ':p2', base, base .. ':p4', base .. ':p5'}
-  local sched, wip = 'rq:scheduled:' .. q, 'rq:wip:' .. q
-  local failed, finished, workers = 'rq:failed:' .. q, 'rq:finished:' .. q, 'rq:workers:' .. q
+  local sched, wip = K.scheduled .. q, K.wip .. q
+  local failed, finished, workers = K.failed .. q, K.finished .. q, K.workers_of .. q
   local any = call('EXISTS', lkeys[1], lkeys[2], lkeys[3], lkeys[4], lkeys[5], sched, wip, failed,
                    finished, workers)
   if any == 0 then
@@ -937,7 +1051,7 @@ for qi, q in ipairs(names) do
           local len = call('LLEN', lkeys[l])
           f[l] = len
           if len > 0 then
-            local jk = 'rq:job:' .. call('LINDEX', lkeys[l], 0)
+            local jk = K.job .. call('LINDEX', lkeys[l], 0)
             local t = num(try('HGET', jk, 'jq_ready')) or iso_ts(try('HGET', jk, 'enqueued_at'))
             if t and (oldest == nil or t < oldest) then oldest = t end
           end
@@ -963,7 +1077,7 @@ for qi, q in ipairs(names) do
     for _, wk in ipairs(members) do
       local w = try('HMGET', wk, 'state', 'current_job', 'hostname', 'jq_busy', 'jq_slots', 'death')
       if w and w[1] and not w[6] then
-        local row = {string.sub(wk, 11), w[3] or '', w[1], w[2] or '', w[4] or '', w[5] or ''}
+        local row = {string.sub(wk, #K.worker + 1), w[3] or '', w[1], w[2] or '', w[4] or '', w[5] or ''}
         -- (any worker may register here, plain RQ ones included: no field may hold a separator)
         for i = 1, 6 do row[i] = string.gsub(row[i], '[\30\31]', '?') end
         rows[#rows + 1] = table.concat(row, '\31')
@@ -973,7 +1087,7 @@ for qi, q in ipairs(names) do
   end
 end
 return out
-"""
+""")
 
 # The admin operations' steps on one job, shared by the one-job scripts (RETRY, REMOVE) and
 # the bulk one (BULK), so a job retried or removed alone or in a batch changes the same way.
@@ -981,18 +1095,18 @@ _ADMIN: Final = _PRELUDE + r"""
 -- Put a failed (or stopped / canceled) job back in its queue with a fresh set of attempts.
 -- f: HMGET of jq_attempts, jq_prio.
 local function retry_one(q, id, f, now, iso)
-  local jk = 'rq:job:' .. id
-  redis.call('ZREM', 'rq:failed:' .. q, id)
-  redis.call('ZREM', 'rq:canceled:' .. q, id)
+  local jk = K.job .. id
+  redis.call('ZREM', K.failed .. q, id)
+  redis.call('ZREM', K.canceled .. q, id)
   local attempts = math.max(math.floor(num(f[1]) or 1), 1)
   redis.call('HSET', jk, 'status', 'queued', 'jq_made', 0, 'retries_left', attempts - 1, 'jq_ready', now,
              'enqueued_at', iso, 'jq_reason', '', 'jq_progress', 0, 'ended_at', '')
   redis.call('HDEL', jk, 'exc_info', 'jq_cancel')
   redis.call('PERSIST', jk)
-  redis.call('PERSIST', 'rq:results:' .. id)
+  redis.call('PERSIST', K.results .. id)
   local level = level_of(f[2])
   redis.call('RPUSH', qkey(q, level), id)
-  redis.call('SADD', 'rq:queues', qkey(q, level))
+  redis.call('SADD', K.queues, qkey(q, level))
   signal(q)
 end
 
@@ -1006,39 +1120,45 @@ local function remove_one(q, id, status, prio, now, iso)
       for k = 1, 5 do if k ~= l then redis.call('LREM', qkey(q, k), 1, id) end end
     end
   end
-  for _, r in ipairs({'scheduled', 'finished', 'failed', 'deferred', 'canceled'}) do
-    redis.call('ZREM', 'rq:' .. r .. ':' .. q, id)
+  for _, r in ipairs({K.scheduled, K.finished, K.failed, K.deferred, K.canceled}) do
+    redis.call('ZREM', r .. q, id)
   end
-  redis.call('DEL', 'rq:job:' .. id, 'rq:results:' .. id)
+  redis.call('DEL', K.job .. id, K.results .. id)
   -- RQ's depends_on: children waiting on it can never run now
   settle_dependents(q, id, 'removed', now, iso)
 end
 """
 
-RETRY: Final = _ADMIN + r"""
+RETRY: Final = _script(
+    "RETRY",
+    _ADMIN + r"""
 -- ARGV: queue, id, now, now_iso. Returns the status before, or 'missing' / 'origin:<q>'.
 local q, id, now, iso = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local f = try('HMGET', 'rq:job:' .. id, 'status', 'origin', 'jq_attempts', 'jq_prio') or {}
+local f = try('HMGET', K.job .. id, 'status', 'origin', 'jq_attempts', 'jq_prio') or {}
 if not f[1] then return 'missing' end
 if f[2] and f[2] ~= '' and f[2] ~= q then return 'origin:' .. f[2] end
 if f[1] ~= 'failed' and f[1] ~= 'stopped' and f[1] ~= 'canceled' then return f[1] end
 retry_one(q, id, {f[3], f[4]}, now, iso)
 return f[1]
-"""
+""")
 
-REMOVE: Final = _ADMIN + r"""
+REMOVE: Final = _script(
+    "REMOVE",
+    _ADMIN + r"""
 -- ARGV: queue, id, now, now_iso. Returns the status before, or 'missing' / 'origin:<q>' /
 -- 'started' (refused).
 local q, id, now, iso = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local f = try('HMGET', 'rq:job:' .. id, 'status', 'origin', 'jq_prio') or {}
+local f = try('HMGET', K.job .. id, 'status', 'origin', 'jq_prio') or {}
 if not f[1] then return 'missing' end
 if f[2] and f[2] ~= '' and f[2] ~= q then return 'origin:' .. f[2] end
 if f[1] == 'started' then return 'started' end
 remove_one(q, id, f[1], f[3], now, iso)
 return f[1]
-"""
+""")
 
-BULK: Final = _ADMIN + r"""
+BULK: Final = _script(
+    "BULK",
+    _ADMIN + r"""
 -- ARGV: action ('retry' | 'remove' | 'count': a dry run), queue, state, now, now_iso,
 -- changed_before ('' or unix time), then job ids listed in `state` a moment ago.
 -- One batch, atomically: each id is acted on only if its job is still in this queue, still in
@@ -1056,7 +1176,7 @@ local function since(f)
 end
 for i = 7, #ARGV do
   local id = ARGV[i]
-  local f = try('HMGET', 'rq:job:' .. id, 'status', 'origin', 'jq_attempts', 'jq_prio', 'jq_ready',
+  local f = try('HMGET', K.job .. id, 'status', 'origin', 'jq_attempts', 'jq_prio', 'jq_ready',
                 'enqueued_at', 'jq_created', 'created_at', 'jq_end', 'ended_at')
   local ok = f and f[1] == state and (not f[2] or f[2] == '' or f[2] == q) and state ~= 'started'
   local t = ok and before and since(f)
@@ -1071,16 +1191,18 @@ for i = 7, #ARGV do
   end
 end
 return {done, skipped, young}
-"""
+""")
 
-CANCEL: Final = _ADMIN + r"""
+CANCEL: Final = _script(
+    "CANCEL",
+    _ADMIN + r"""
 -- [cancel, issue 21] ARGV: queue, id, now, now_iso, by. Returns {status before, worker} or
 -- {'missing'} / {'origin', q}. A queued, scheduled or deferred job is canceled here, so it never
 -- starts (a claim is a script too: one of them wins). A running one gets jq_cancel and its
 -- worker a message on its cancel list (jobqueue:cancel:<worker>, where the worker blocks):
 -- the worker stops it and reports 'cancel'; if the worker is lost first, end_claim cancels it.
 local q, id, now, iso, by = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
-local jk = 'rq:job:' .. id
+local jk = K.job .. id
 local f = try('HMGET', jk, 'status', 'origin', 'jq_prio', 'worker_name', 'jq_exec') or {}
 if not f[1] then return {'missing'} end
 if f[2] and f[2] ~= '' and f[2] ~= q then return {'origin', f[2]} end
@@ -1092,8 +1214,8 @@ if f[1] == 'queued' or f[1] == 'scheduled' or f[1] == 'deferred' or f[1] == 'cre
       for k = 1, 5 do if k ~= l then redis.call('LREM', qkey(q, k), 1, id) end end
     end
   end
-  redis.call('ZREM', 'rq:scheduled:' .. q, id)
-  redis.call('ZREM', 'rq:deferred:' .. q, id)
+  redis.call('ZREM', K.scheduled .. q, id)
+  redis.call('ZREM', K.deferred .. q, id)
   redis.call('HSET', jk, 'jq_cancel', now)
   cancel_job(q, id, now, iso, reason .. ' before it started')
   return {f[1], ''}
@@ -1101,11 +1223,11 @@ end
 if f[1] == 'started' then
   redis.call('HSET', jk, 'jq_cancel', now, 'jq_reason', reason)
   if f[4] and f[4] ~= '' and f[5] and f[5] ~= '' then
-    local ck = 'jobqueue:cancel:' .. f[4]
+    local ck = K.cancel .. f[4]
     redis.call('RPUSH', ck, id .. ':' .. f[5])
     redis.call('EXPIRE', ck, 300)  -- (a worker that is gone never reads it)
   end
   return {'started', f[4] or ''}
 end
 return {f[1], ''}  -- ended already: nothing to cancel
-"""
+""")

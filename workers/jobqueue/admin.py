@@ -234,7 +234,7 @@ def _functions(conn: redis.Redis, ids: list[bytes]) -> list[str | None]:
     """The function name of each job (None: gone, or a payload that cannot be read)."""
     pipe = conn.pipeline(transaction=False)
     for job_id in ids:
-        pipe.hget(b"rq:job:" + job_id, "data")
+        pipe.hget(keys.JOB.encode() + job_id, "data")
     names: list[str | None] = []
     for data in pipe.execute(raise_on_error=False):
         try:

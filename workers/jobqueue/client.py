@@ -431,8 +431,8 @@ def _fetch(
     pipe = conn.pipeline(transaction=False)
     for job_id in job_ids:
         key = _id_bytes(queue, job_id)
-        pipe.hgetall(b"rq:job:" + key)
-        pipe.xrevrange(b"rq:results:" + key, "+", "-", count=1)
+        pipe.hgetall(keys.JOB.encode() + key)
+        pipe.xrevrange(keys.RESULTS.encode() + key, "+", "-", count=1)
     replies = pipe.execute(raise_on_error=False)
     out: list[tuple[Mapping[bytes, bytes] | redis.ResponseError, JobInfo | None]] = []
     for job_id, raw, latest in zip(job_ids, replies[::2], replies[1::2], strict=True):
@@ -554,7 +554,7 @@ def wait(
     attempt that failed and will be retried wakes it too; it reads the job and waits on."""
     conn = _connection(connection)
     deadline = None if timeout is None else time.monotonic() + timeout
-    stream = b"rq:results:" + _id_bytes(queue, job_id)
+    stream = keys.RESULTS.encode() + _id_bytes(queue, job_id)
     step = WAIT_UPDATE_SECONDS if on_update is not None else WAIT_RECHECK_SECONDS
     socket_timeout = conn.connection_pool.connection_kwargs.get("socket_timeout")
     if socket_timeout:  # (a block longer than the client's socket timeout would fail)

@@ -28,8 +28,9 @@ next to them:
   window next frees (SNAPSHOT reports the queue as rate-limited);
 * ``jq_*`` fields in RQ's job and worker hashes (RQ ignores fields it does not know).
 
-Every Lua script builds these names itself from the queue name (see :mod:`jobqueue._lua`);
-the Python helpers here must stay in step with the Lua ``qkey`` function.
+Every name is defined once, below: the Python helpers build keys from these constants, and
+the Lua scripts are templates that get them rendered in (:mod:`jobqueue._lua`, ``K.<name>``),
+as they get :data:`PRIORITY_WEIGHTS`.
 """
 
 from __future__ import annotations
@@ -45,12 +46,37 @@ DEFAULT_PRIORITY: Final = 3
 #: the dequeues when every level is backlogged, so no level ever starves.
 PRIORITY_WEIGHTS: Final = {1: 16, 2: 8, 3: 4, 4: 2, 5: 1}
 
-RQ_QUEUES: Final = "rq:queues"
-RQ_WORKERS: Final = "rq:workers"
-RQ_SUSPENDED: Final = "rq:suspended"
-ACTIVITY: Final = "jobqueue:activity"
-PAUSED: Final = "jobqueue:paused"
-EXHAUSTED: Final = "jobqueue:exhausted"
+#: RQ's key prefix (fixed in RQ 2.x; rq.md section 13) and ours.
+RQ: Final = "rq:"
+OURS: Final = "jobqueue:"
+
+# RQ's keys. A name ending in ':' is a prefix: a queue name, job id or worker name follows.
+RQ_QUEUES: Final = RQ + "queues"  # SET of every queue list (rq:queue:<q>[:p<N>])
+QUEUE: Final = RQ + "queue:"  # + queue [+ ":p<level>"]: a pending LIST (level_key)
+# + id: the job HASH; + id + ":dependents" and + ":" + id + ":dependencies" (RQ's two colons)
+JOB: Final = RQ + "job:"
+RESULTS: Final = RQ + "results:"  # + id: the results STREAM
+WIP: Final = RQ + "wip:"  # + queue: StartedJobRegistry, member "<id>:<exec>", score = lease end
+SCHEDULED: Final = RQ + "scheduled:"
+FINISHED: Final = RQ + "finished:"
+FAILED: Final = RQ + "failed:"
+CANCELED: Final = RQ + "canceled:"
+DEFERRED: Final = RQ + "deferred:"
+RQ_WORKERS: Final = RQ + "workers"  # SET of every worker key
+WORKERS_OF: Final = RQ + "workers:"  # + queue: SET of its worker keys
+WORKER: Final = RQ + "worker:"  # + worker name: the worker HASH
+RQ_SUSPENDED: Final = RQ + "suspended"  # `rq suspend`
+
+# Ours (see the module's docstring).
+SIGNAL: Final = OURS + "signal:"
+WRR: Final = OURS + "wrr:"
+ACTIVITY: Final = OURS + "activity"
+PAUSED: Final = OURS + "paused"
+EXHAUSTED: Final = OURS + "exhausted"
+CANCEL: Final = OURS + "cancel:"
+RATE: Final = OURS + "rate:"  # + queue [+ ":k:" + rate key]
+RATE_KEYS: Final = OURS + "ratekeys:"
+LIMITED: Final = OURS + "limited"
 
 # Fields we add to RQ's job hash (rq:job:<id>).
 F_ATTEMPTS: Final = "jq_attempts"  # total attempts allowed, the first included
@@ -72,49 +98,45 @@ F_CANCEL: Final = "jq_cancel"  # unix time a cancel was asked for (the job ends 
 def level_key(queue_name: str, level: int) -> str:
     """The pending list of one priority level (level 3 is RQ's own queue list)."""
     if level == DEFAULT_PRIORITY:
-        return f"rq:queue:{queue_name}"
-    return f"rq:queue:{queue_name}:p{level}"
+        return QUEUE + queue_name
+    return f"{QUEUE}{queue_name}:p{level}"
 
 
 def job_key(job_id: str) -> str:
-    return f"rq:job:{job_id}"
-
-
-def results_key(job_id: str) -> str:
-    return f"rq:results:{job_id}"
+    return JOB + job_id
 
 
 def worker_key(worker_name: str) -> str:
-    return f"rq:worker:{worker_name}"
+    return WORKER + worker_name
 
 
 def workers_of(queue_name: str) -> str:
-    return f"rq:workers:{queue_name}"
+    return WORKERS_OF + queue_name
 
 
 def wip(queue_name: str) -> str:
-    return f"rq:wip:{queue_name}"
+    return WIP + queue_name
 
 
 def scheduled(queue_name: str) -> str:
-    return f"rq:scheduled:{queue_name}"
+    return SCHEDULED + queue_name
 
 
 def finished(queue_name: str) -> str:
-    return f"rq:finished:{queue_name}"
+    return FINISHED + queue_name
 
 
 def failed(queue_name: str) -> str:
-    return f"rq:failed:{queue_name}"
+    return FAILED + queue_name
 
 
 def canceled(queue_name: str) -> str:
-    return f"rq:canceled:{queue_name}"
+    return CANCELED + queue_name
 
 
 def signal(queue_name: str) -> str:
-    return f"jobqueue:signal:{queue_name}"
+    return SIGNAL + queue_name
 
 
 def cancel_list(worker_name: str) -> str:
-    return f"jobqueue:cancel:{worker_name}"
+    return CANCEL + worker_name

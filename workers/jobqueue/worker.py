@@ -60,7 +60,7 @@ import redis
 from redis.typing import EncodableT
 from rq.version import VERSION as RQ_VERSION
 
-from jobqueue import _lua, executors, keys, payload, settings
+from jobqueue import _lua, executors, keys, payload, protocol, settings
 from jobqueue._redis import Script, clean, connect, text
 from jobqueue.errors import RegistrationError
 from jobqueue.metrics import UNREGISTERED, Tally, WorkerMetrics
@@ -149,9 +149,9 @@ class _Call:
     reply or the error."""
 
     n: int
-    args: dict[str, Any]
-    acks: list[list[Any]]
-    releases: list[list[str]]
+    args: protocol.SyncArgs
+    acks: list[protocol.Ack]
+    releases: list[protocol.Release]
     progress: dict[tuple[str, str], float]
     sent: tuple[int, int, float]  # ok_count, ko_count, work_time counted in this call
     reply: Any = None
@@ -200,11 +200,11 @@ class Worker:
         # coordinator state (coordinator thread only, except _held which the heartbeat reads)
         self.running: dict[int, Running] = {}
         self.buffer: deque[Claimed] = deque()
-        self.acks: list[list[Any]] = []
+        self.acks: list[protocol.Ack] = []
         self.first_ack = 0.0
         self.progress: dict[tuple[str, str], float] = {}
         self.last_progress_flush = 0.0
-        self.releases: list[list[str]] = []
+        self.releases: list[protocol.Release] = []
         self.seq = 0
         self.sync_count = 0
         self.ok_count = self.ko_count = 0
@@ -221,8 +221,8 @@ class Worker:
         self.cold = False
         self.exit_code = 0
         self.redis_error_at = 0.0
-        #: [lease, exec prefix] of claiming calls that failed without a reply (see _sync)
-        self.unanswered: list[list[Any]] = []
+        #: claiming calls that failed without a reply (see _keep)
+        self.unanswered: list[protocol.Unanswered] = []
         self.inflight, self._calls = None, queue.SimpleQueue()
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
@@ -231,7 +231,7 @@ class Worker:
         self._stop_signals = 0
         self._backoffs: dict[str, settings.Backoff | list[float] | str] = {}
         self._settings: settings.QueueSettings | None = None
-        self._defaults: dict[str, Any] = {}
+        self._defaults: protocol.Defaults | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -317,13 +317,13 @@ class Worker:
             log.info("queue %s %s", self.queue, "suspended: taking no new jobs" if qs.suspend else "resumed")
         self._settings = qs
         eff = qs.effective()
-        self._defaults = {
-            "attempts": eff.attempts,
-            "timeout": eff.timeout_seconds,
-            "backoff": eff.backoff.model_dump_json(by_alias=True, exclude_none=True),
-            "keepc": eff.keep_completed_seconds,
-            "keepf": eff.keep_failed_seconds,
-        }
+        self._defaults = protocol.Defaults(
+            attempts=eff.attempts,
+            timeout=eff.timeout_seconds,
+            backoff=eff.backoff.model_dump_json(by_alias=True, exclude_none=True),
+            keep_completed=eff.keep_completed_seconds,
+            keep_failed=eff.keep_failed_seconds,
+        )
 
     def _register(self, conn: redis.Redis) -> None:
         now_iso = payload.utcformat(time.time())
@@ -507,7 +507,7 @@ class Worker:
     def _ack(
         self,
         job: Claimed,
-        outcome: str,
+        outcome: protocol.Outcome,
         started: float,
         ended: float,
         keep: float,
@@ -521,7 +521,7 @@ class Worker:
         trace, reason = clean(trace), clean(reason)  # (job text may hold lone surrogates)
         exc_z = base64.b64encode(zlib.compress(trace.encode())).decode() if trace else ""
         self.acks.append(
-            [
+            protocol.Ack(
                 job.id,
                 job.exec,
                 outcome,
@@ -534,7 +534,7 @@ class Worker:
                 trace,
                 exc_z,
                 reason,
-            ]
+            )
         )
         with self._held_lock:
             self._held.discard(job.member)
@@ -752,7 +752,7 @@ class Worker:
 
     def _call(self, call: _Call) -> None:
         try:
-            call.reply = _SYNC(self.conn, json.dumps(call.args))
+            call.reply = _SYNC(self.conn, call.args.encode())
         except redis.RedisError as exc:
             call.error = exc
         except Exception as exc:  # a bug: kept as a Redis error, so the results are kept too
@@ -767,31 +767,29 @@ class Worker:
         now = time.time()
         self.sync_count += 1
         current = next((r.job.id for r in self.running.values() if r.started is not None), "")
-        args = {
-            "q": self.queue,
-            "now": now,
-            "iso": payload.utcformat(now),
-            "lease": now + self.cfg.lease_seconds,
-            "w": self.name,
-            "pod": self.pod,
-            "n": n,
-            # the free slots (n less the prefetch): all a claim takes when the cap binds
-            "nf": max(0, min(n, self._capacity() - len(self.running) - len(self.buffer))),
-            "xp": f"{self.token}{self.sync_count:x}.",
-            "susp": 0,
-            "busy": self._busy(),
-            "slots": self.slots,
-            "cur": current,
-            "ok": self.ok_count - self._ok_sent,
-            "ko": self.ko_count - self._ko_sent,
-            "wt": round(self.work_time - self._wt_sent, 6),
-            "d": self._defaults,
-            "plimit": PROMOTE_LIMIT,
-            "acks": self.acks,
-            "prog": [[i, e, v] for (i, e), v in self.progress.items()],
-            "rel": self.releases,
-            "lost": list(self.unanswered),
-        }
+        args = protocol.SyncArgs(
+            queue=self.queue,
+            now=now,
+            iso=payload.utcformat(now),
+            lease=now + self.cfg.lease_seconds,
+            worker=self.name,
+            pod=self.pod,
+            n=n,
+            free=max(0, min(n, self._capacity() - len(self.running) - len(self.buffer))),
+            exec_prefix=f"{self.token}{self.sync_count:x}.",
+            busy=self._busy(),
+            slots=self.slots,
+            current=current,
+            ok=self.ok_count - self._ok_sent,
+            ko=self.ko_count - self._ko_sent,
+            work_time=round(self.work_time - self._wt_sent, 6),
+            defaults=self._defaults,
+            promote_limit=PROMOTE_LIMIT,
+            acks=self.acks,
+            progress=[protocol.Progress(i, e, v) for (i, e), v in self.progress.items()],
+            releases=self.releases,
+            unanswered=list(self.unanswered),
+        )
         call = _Call(
             n, args, self.acks, self.releases, self.progress, (self.ok_count, self.ko_count, self.work_time)
         )
@@ -801,7 +799,7 @@ class Worker:
     def _keep(self, call: _Call, exc: redis.RedisError) -> None:
         """A SYNC call failed: what it carried goes back to be sent with the next call."""
         n, args = call.n, call.args
-        self.redis_error_at = args["now"]
+        self.redis_error_at = args.now
         # (results that ended while it was in flight came after its own)
         self.acks = call.acks + self.acks
         self.releases = call.releases + self.releases
@@ -816,7 +814,8 @@ class Worker:
             # (else they would wait out their lease and cost an attempt unrun). Best
             # effort: a lost call that Redis runs after the next one still waits out
             # its lease, as before.
-            self.unanswered = [*self.unanswered, [args["lease"], args["xp"]]][-UNANSWERED_LIMIT:]
+            lost = protocol.Unanswered(args.lease, args.exec_prefix)
+            self.unanswered = [*self.unanswered, lost][-UNANSWERED_LIMIT:]
 
     def _settle(self, call: _Call) -> bool:
         """Take in a SYNC call's reply (True), or keep what it carried for the next (False)."""
@@ -825,7 +824,7 @@ class Worker:
             self._keep(call, call.error)
             return False
         nxt, stale, claimed, paused, capped, rejected = call.reply
-        replayed = bool(args["lost"])  # acks sent again may have been recorded by those calls
+        replayed = bool(args.unanswered)  # acks sent again may have been recorded by those calls
         self.unanswered = []
         self._ok_sent, self._ko_sent, self._wt_sent = call.sent
         self.last_progress_flush = time.monotonic()
@@ -842,7 +841,7 @@ class Worker:
         if n > 0:  # (a call that claims nothing says nothing about the cap)
             self.capped = bool(capped)
             if self.capped:
-                self._pause_capped(args["now"])
+                self._pause_capped(args.now)
         for i in range(0, len(rejected), 2):
             # failed for good by the script, unseen by any worker: its record cannot run
             log.warning("job %s %s", text(rejected[i]), text(rejected[i + 1]))
@@ -850,9 +849,9 @@ class Worker:
                 self.metrics.fn(UNREGISTERED).rejected.inc()
         got = 0
         try:
-            for header, data, backoff in unpack_claims(claimed):
+            for claim in protocol.decode_claims(claimed):
                 got += 1
-                self._claimed(header, data, backoff)
+                self._claimed(claim)
         except Exception:  # a bug, not a record: the claim script checked every field
             # (the jobs not read yet are held by no one here: their leases run out, and the
             # reaper re-queues them with the attempt counted, as for a crashed worker)
@@ -871,27 +870,25 @@ class Worker:
         if self.next_due is not None:
             self.paused_until = min(self.paused_until, time.monotonic() + max(0.0, self.next_due - now))
 
-    def _claimed(self, header: list[str], data: bytes, backoff: bytes) -> None:
-        # the script validated every field (the id last: nothing in it can shift the others)
-        ex, timeout, attempts, made, keepc, keepf, level, ready, job_id = header
-        seconds = float(timeout)
+    def _claimed(self, claim: protocol.Claim) -> None:
+        # (the script validated every field)
         job = Claimed(
-            id=job_id,
-            exec=ex,
-            data=data,
-            timeout=seconds if seconds > 0 else math.inf,  # RQ's -1: no limit
-            attempts=int(float(attempts)),
-            made=int(float(made)),
+            id=claim.id,
+            exec=claim.exec,
+            data=claim.data,
+            timeout=claim.timeout if claim.timeout > 0 else math.inf,  # RQ's -1: no limit
+            attempts=claim.attempts,
+            made=claim.made,
             backoff=_DEFAULT_BACKOFF,  # (replaced below; a model per job would cost throughput)
-            keep_completed=int(float(keepc)),
-            keep_failed=int(float(keepf)),
-            level=int(level),
-            ready=float(ready),
+            keep_completed=claim.keep_completed,
+            keep_failed=claim.keep_failed,
+            level=claim.level,
+            ready=claim.ready,
         )
         with self._held_lock:
             self._held.add(job.member)
         try:
-            retry = self._backoff(text(backoff))
+            retry = self._backoff(text(claim.backoff))
             if isinstance(retry, str):
                 raise payload.PayloadError(retry)
             if isinstance(retry, list):
@@ -954,7 +951,7 @@ class Worker:
             if run is not None:
                 jobs.append(run.job)
         for job in jobs:
-            self.releases.append([job.id, job.exec])
+            self.releases.append(protocol.Release(job.id, job.exec))
             with self._held_lock:
                 self._held.discard(job.member)
         if jobs:
@@ -963,7 +960,7 @@ class Worker:
     def _abort(self) -> None:
         self.executor.stop(kill=True)
         for run in self.running.values():
-            self.releases.append([run.job.id, run.job.exec])
+            self.releases.append(protocol.Release(run.job.id, run.job.exec))
         self.running.clear()
         self._release_unstarted()
         self.exit_code = 1
@@ -1058,23 +1055,6 @@ class Worker:
                 time.sleep(1.0)
             self.events.put(executors.Wake())
         conn.close()
-
-
-def unpack_claims(packed: bytes) -> list[tuple[list[str], bytes, bytes]]:
-    """The jobs one SYNC call claimed, from its one packed string: per job a header
-    ``exec|timeout|attempts|made|keep_completed|keep_failed|level|ready|len(payload)|len(backoff)|id``,
-    a newline, then the payload and the backoff. Returns (the header's fields without the two
-    lengths, payload, backoff) per job."""
-    out = []
-    pos, end = 0, len(packed)
-    while pos < end:
-        nl = packed.index(b"\n", pos)
-        fields = packed[pos:nl].decode("utf-8", "surrogateescape").split("|", 10)
-        start = nl + 1
-        mid = start + int(fields[8])
-        pos = mid + int(fields[9])
-        out.append(([*fields[:8], fields[10]], packed[start:mid], packed[mid:pos]))
-    return out
 
 
 def run_worker(

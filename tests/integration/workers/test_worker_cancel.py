@@ -21,7 +21,7 @@ from integration.workers.whelpers import (
     wait_status,
     worker_process,
 )
-from jobqueue import JobStateError, UnknownJobError, cancel, enqueue, get_job, payload, retry
+from jobqueue import JobStateError, UnknownJobError, cancel, enqueue, get_job, payload, protocol, retry
 from jobqueue.admin import list_jobs
 from jobqueue.worker import _REAP
 
@@ -126,10 +126,12 @@ def test_thread_mode_job_that_ignores_the_flag_is_abandoned_at_its_timeout(
         assert get_job("ti", "deaf", connection=redis_conn).attempts_made == 1  # never retried
 
 
-def _ack(job_id: str, ex: str, outcome: str) -> list[object]:
+def _ack(job_id: str, ex: str, outcome: protocol.Outcome) -> protocol.Ack:
     now = time.time()
-    return [job_id, ex, outcome, payload.utcformat(now), payload.utcformat(now), repr(now), repr(now),
-            0.0 if outcome == "retry" else 3600, "", "boom", "", "ValueError: boom"]
+    iso = payload.utcformat(now)
+    keep = 0.0 if outcome == "retry" else 3600
+    return protocol.Ack(job_id, ex, outcome, iso, iso, repr(now), repr(now), keep, "", "boom", "",
+                        "ValueError: boom")
 
 
 def test_a_failed_attempt_of_a_job_being_cancelled_is_not_retried(redis_conn: redis.Redis) -> None:

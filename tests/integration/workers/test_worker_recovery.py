@@ -16,7 +16,7 @@ from integration.workers.whelpers import (
     wait_status,
     worker_process,
 )
-from jobqueue import enqueue, get_job
+from jobqueue import enqueue, get_job, protocol
 from jobqueue.recovery import recover_pod
 from jobqueue.stats import snapshot
 
@@ -63,7 +63,7 @@ def test_late_result_of_a_recovered_job_is_dropped(redis_conn: redis.Redis) -> N
     recover_pod(redis_conn, "late", "pod-old", reason="pod vanished")
     (row2,) = claim(redis_conn, "late", 1, pod="pod-new")
     now = repr(time.time())
-    stale_ack = [row[0], row[1], "ok", "", "", now, now, 60, "", "", "", ""]
+    stale_ack = protocol.Ack(row[0], row[1], "ok", "", "", now, now, 60, "", "", "", "")
     claim(redis_conn, "late", 0, pod="pod-old", acks=[stale_ack])
     info = get_job("late", "j", connection=redis_conn)
     assert (info.status, info.pod, info.attempts_made) == ("started", "pod-new", 2)
@@ -81,7 +81,8 @@ def test_claims_of_a_call_whose_reply_was_lost_are_handed_back_by_the_next_call(
     at = time.time()
     lost = claim(redis_conn, "lostreply", 2, worker="w-a", xp="a1.", now=at)
     other = claim(redis_conn, "lostreply", 1, worker="w-b", xp="b1.", now=at)  # same lease, not ours
-    again = claim(redis_conn, "lostreply", 1, worker="w-a", xp="a2.", lost=[[at + 30.0, "a1."]])
+    unanswered = protocol.Unanswered(at + 30.0, "a1.")
+    again = claim(redis_conn, "lostreply", 1, worker="w-a", xp="a2.", lost=[unanswered])
 
     # both handed back to the front of the queue, so the new call claimed one of them
     (reclaimed,) = [r[0] for r in again]

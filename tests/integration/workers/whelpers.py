@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 
-from jobqueue import get_job, settings
+from jobqueue import get_job, protocol, settings
 from jobqueue.worker import Worker, WorkerConfig
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -206,55 +206,48 @@ def claim(
     pod: str = "pod-x",
     worker: str = "w-x",
     lease: float = 30.0,
-    acks: list[list[Any]] | None = None,
+    acks: list[protocol.Ack] | None = None,
     xp: str | None = None,
     now: float | None = None,
-    lost: list[list[Any]] | None = None,
+    lost: list[protocol.Unanswered] | None = None,
 ) -> list[Any]:
-    """Run the SYNC script like a worker would (claim n jobs for `pod`), without running them.
-    ``xp``: the call's exec prefix; ``lost``: [lease, exec prefix] of earlier unanswered calls."""
-    import json
+    """Run the SYNC script like a worker would (claim n jobs for `pod`), without running them;
+    returns [id, exec, payload] per job. ``xp``: the call's exec prefix; ``lost``: earlier
+    unanswered calls."""
     import uuid
 
     from jobqueue import payload
     from jobqueue.worker import _SYNC
 
     now = time.time() if now is None else now
-    reply = _SYNC(
-        conn,
-        json.dumps(
-            {
-                "q": queue,
-                "now": now,
-                "iso": payload.utcformat(now),
-                "lease": now + lease,
-                "w": worker,
-                "pod": pod,
-                "n": n,
-                "nf": n,
-                "xp": xp or f"{uuid.uuid4().hex[:8]}.",
-                "susp": 0,
-                "busy": 0,
-                "slots": n,
-                "cur": "",
-                "ok": 0,
-                "ko": 0,
-                "wt": 0,
-                "d": {
-                    "attempts": 1,
-                    "timeout": 180,
-                    "backoff": '{"type":"fixed","delaySeconds":1}',
-                    "keepc": 3600,
-                    "keepf": 3600,
-                },
-                "plimit": 100,
-                "acks": acks or [],
-                "prog": [],
-                "rel": [],
-                "lost": lost or [],
-            }
+    args = protocol.SyncArgs(
+        queue=queue,
+        now=now,
+        iso=payload.utcformat(now),
+        lease=now + lease,
+        worker=worker,
+        pod=pod,
+        n=n,
+        free=n,
+        exec_prefix=xp or f"{uuid.uuid4().hex[:8]}.",
+        busy=0,
+        slots=n,
+        current="",
+        ok=0,
+        ko=0,
+        work_time=0,
+        defaults=protocol.Defaults(
+            attempts=1,
+            timeout=180,
+            backoff='{"type":"fixed","delaySeconds":1}',
+            keep_completed=3600,
+            keep_failed=3600,
         ),
+        promote_limit=100,
+        acks=acks or [],
+        progress=[],
+        releases=[],
+        unanswered=lost or [],
     )
-    from jobqueue.worker import unpack_claims
-
-    return [[header[8], header[0], data] for header, data, _ in unpack_claims(reply[2])]
+    reply = _SYNC(conn, args.encode())
+    return [[c.id, c.exec, c.data] for c in protocol.decode_claims(reply[2])]
