@@ -96,8 +96,9 @@ class ReplicaTimeline:
                 if not seen or seen[-1][1] != v:
                     seen.append((now, v))
 
-    def reached(self, name: str, since: float, target: int, *,
-                ready: bool = False) -> tuple[float, int] | None:
+    def reached(
+        self, name: str, since: float, target: int, *, ready: bool = False
+    ) -> tuple[float, int] | None:
         """(seconds after ``since`` when replicas — ready ones with ``ready`` — first were >= target,
         changes it took)."""
         with self._lock:
@@ -166,8 +167,9 @@ class ScaledObject:
 class KedaSimulator:
     """Runs every :class:`ScaledObject` from a thread (``with`` block); see the module doc."""
 
-    def __init__(self, kube: Client, conn: redis.Redis, namespace: str, objects: list[ScaledObject],
-                 rnd: random.Random) -> None:
+    def __init__(
+        self, kube: Client, conn: redis.Redis, namespace: str, objects: list[ScaledObject], rnd: random.Random
+    ) -> None:
         self.kube, self.conn, self.namespace, self.objects = kube, conn, namespace, objects
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -192,8 +194,13 @@ class KedaSimulator:
 
     def _write(self, o: ScaledObject, replicas: int) -> None:
         if replicas != o.replicas:
-            self.kube.patch(Deployment.Scale, o.deployment, {"spec": {"replicas": replicas}},
-                            namespace=self.namespace, patch_type=PatchType.MERGE)
+            self.kube.patch(
+                Deployment.Scale,
+                o.deployment,
+                {"spec": {"replicas": replicas}},
+                namespace=self.namespace,
+                patch_type=PatchType.MERGE,
+            )
             o.replicas = replicas
 
     def _poll(self, o: ScaledObject, now: float) -> None:
@@ -210,8 +217,9 @@ class KedaSimulator:
         metric = int(self.conn.llen(o.list_key))  # the metrics server asks the scaler each sync
         ratio = metric / (o.list_length * o.replicas)
         desired = o.replicas if abs(1 - ratio) <= HPA_TOLERANCE else math.ceil(metric / o.list_length)
-        limit = (o.max_replicas if o.one_step_up
-                 else max(o.replicas * HPA_SCALE_UP_FACTOR, HPA_SCALE_UP_MINIMUM))
+        limit = (
+            o.max_replicas if o.one_step_up else max(o.replicas * HPA_SCALE_UP_FACTOR, HPA_SCALE_UP_MINIMUM)
+        )
         desired = max(1, min(desired, limit, o.max_replicas))
         o.recommendations.append((now, desired))
         while o.recommendations and o.recommendations[0][0] < now - o.stabilization:
@@ -241,26 +249,45 @@ class KedaSimulator:
 #: :func:`pod_runner` when needed); its process mode ignores images and finds the modules on
 #: PYTHONPATH.
 BENCH_WORKERS = images.ImageSpec(
-    name="bench-workers", ref="registry.invalid/bench-workers:1", parent=images.OPERATOR.name,
-    dockerfile=bl.ROOT / "benchmarks/Dockerfile", context=bl.ROOT / "benchmarks",
-    inputs=tuple(bl.ROOT / "benchmarks" / f
-                 for f in (".dockerignore", "autoscaler_jobs.py", "worker_rqjobs.py")))
+    name="bench-workers",
+    ref="registry.invalid/bench-workers:1",
+    parent=images.OPERATOR.name,
+    dockerfile=bl.ROOT / "benchmarks/Dockerfile",
+    context=bl.ROOT / "benchmarks",
+    inputs=tuple(
+        bl.ROOT / "benchmarks" / f for f in (".dockerignore", "autoscaler_jobs.py", "worker_rqjobs.py")
+    ),
+)
 #: the plain ``rq worker`` pods' image
 PLAIN_RQ_IMAGE = BENCH_WORKERS.ref
 KEDA_LABEL = "bench.jobqueue.dev/keda"
 
 
-def pod_runner(cluster: devenv.Cluster, namespace: str, state_dir: Path, *, mode: podrunner.Mode = "auto",
-               shutdown_grace: float = 5.0) -> podrunner.PodRunner:
+def pod_runner(
+    cluster: devenv.Cluster,
+    namespace: str,
+    state_dir: Path,
+    *,
+    mode: podrunner.Mode = "auto",
+    shutdown_grace: float = 5.0,
+) -> podrunner.PodRunner:
     """A pod runner (not started) for ``namespace`` whose pods find the benchmarks' job modules:
     in :data:`BENCH_WORKERS` under runc — built first when containers will run here — or on the
     processes' PYTHONPATH."""
     if mode != "process" and podrunner_containers.problem() is None:
-        images.Builder(images.Store()).build([BENCH_WORKERS.name],
-                                             specs={**images.IMAGES, BENCH_WORKERS.name: BENCH_WORKERS})
-    return podrunner.PodRunner(podrunner.Config(
-        kubeconfig=cluster.kubeconfig, namespace=namespace, pythonpath=(bl.ROOT / "benchmarks",),
-        state_dir=state_dir, shutdown_grace=shutdown_grace, mode=mode))
+        images.Builder(images.Store()).build(
+            [BENCH_WORKERS.name], specs={**images.IMAGES, BENCH_WORKERS.name: BENCH_WORKERS}
+        )
+    return podrunner.PodRunner(
+        podrunner.Config(
+            kubeconfig=cluster.kubeconfig,
+            namespace=namespace,
+            pythonpath=(bl.ROOT / "benchmarks",),
+            state_dir=state_dir,
+            shutdown_grace=shutdown_grace,
+            mode=mode,
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -282,25 +309,51 @@ class RealKeda:
     """Plain-RQ Deployments in ``namespace``, each scaled by a ScaledObject of the real KEDA
     (running: :class:`keda.Keda`) on its queue's list in the benchmark's Redis."""
 
-    def __init__(self, cluster: devenv.Cluster, namespace: str, redis_server: devenv.RedisServer,
-                 targets: list[KedaTarget], *, database: int = 0, grace_seconds: int | None = None) -> None:
+    def __init__(
+        self,
+        cluster: devenv.Cluster,
+        namespace: str,
+        redis_server: devenv.RedisServer,
+        targets: list[KedaTarget],
+        *,
+        database: int = 0,
+        grace_seconds: int | None = None,
+    ) -> None:
         self.cluster, self.namespace, self.targets = cluster, namespace, targets
         self._address = f"127.0.0.1:{redis_server.port}"
         self._url = f"redis://127.0.0.1:{redis_server.port}/{database}"
         self._database, self._grace = database, grace_seconds
 
     def deployments(self) -> list[dict[str, Any]]:
-        return [keda.plain_rq_deployment(t.deployment, self.namespace, queue=t.queue, redis_url=self._url,
-                                         image=PLAIN_RQ_IMAGE, grace_seconds=self._grace,
-                                         labels={KEDA_LABEL: t.tuning.label})
-                for t in self.targets]
+        return [
+            keda.plain_rq_deployment(
+                t.deployment,
+                self.namespace,
+                queue=t.queue,
+                redis_url=self._url,
+                image=PLAIN_RQ_IMAGE,
+                grace_seconds=self._grace,
+                labels={KEDA_LABEL: t.tuning.label},
+            )
+            for t in self.targets
+        ]
 
     def scaled_objects(self) -> list[dict[str, Any]]:
-        return [keda.scaled_object(t.deployment, self.namespace, deployment=t.deployment,
-                                   redis_address=self._address, list_name=t.list_key,
-                                   list_length=t.list_length, max_replicas=t.max_replicas, tuning=t.tuning,
-                                   database=self._database, labels={KEDA_LABEL: t.tuning.label})
-                for t in self.targets]
+        return [
+            keda.scaled_object(
+                t.deployment,
+                self.namespace,
+                deployment=t.deployment,
+                redis_address=self._address,
+                list_name=t.list_key,
+                list_length=t.list_length,
+                max_replicas=t.max_replicas,
+                tuning=t.tuning,
+                database=self._database,
+                labels={KEDA_LABEL: t.tuning.label},
+            )
+            for t in self.targets
+        ]
 
     def apply(self) -> None:
         """The Deployments (at 0) and their ScaledObjects, returning once KEDA has taken each
@@ -310,14 +363,35 @@ class RealKeda:
 
     def apply_scaled_objects(self) -> None:
         bl.kubectl_apply(self.cluster, self.scaled_objects())
-        self.cluster.kubectl("wait", "--for=condition=Ready", "scaledobject", "-l", KEDA_LABEL,
-                             "-n", self.namespace, "--timeout=120s", timeout=130)
+        self.cluster.kubectl(
+            "wait",
+            "--for=condition=Ready",
+            "scaledobject",
+            "-l",
+            KEDA_LABEL,
+            "-n",
+            self.namespace,
+            "--timeout=120s",
+            timeout=130,
+        )
 
     def remove_scaled_objects(self) -> None:
         """Delete the ScaledObjects (KEDA deletes their HPAs: the HPA controller forgets their
         history) and scale the Deployments to 0: where KEDA is after a long idle period."""
-        self.cluster.kubectl("delete", "scaledobject", "-l", KEDA_LABEL, "-n", self.namespace,
-                             "--wait=true", "--timeout=120s", timeout=130)
-        devenv.wait_until("KEDA's HPAs gone", lambda: not self.cluster.kubectl(
-            "get", "hpa", "-n", self.namespace, "-o", "name").stdout.strip(), timeout=60)
+        self.cluster.kubectl(
+            "delete",
+            "scaledobject",
+            "-l",
+            KEDA_LABEL,
+            "-n",
+            self.namespace,
+            "--wait=true",
+            "--timeout=120s",
+            timeout=130,
+        )
+        devenv.wait_until(
+            "KEDA's HPAs gone",
+            lambda: not self.cluster.kubectl("get", "hpa", "-n", self.namespace, "-o", "name").stdout.strip(),
+            timeout=60,
+        )
         self.cluster.kubectl("scale", "deployment", "-l", KEDA_LABEL, "-n", self.namespace, "--replicas=0")

@@ -43,14 +43,30 @@ def fill(conn: Any, jobs: int) -> list[str]:
     for spec in seed_queues():
         q = spec["queueName"]
         names.append(q)
-        settings.publish(conn, settings.QueueSettings.model_validate({
-            "queueName": q, "namespace": "glec", "jobqueue": q.replace(":", "-"),
-            "priority": spec["priority"], "concurrency": spec["concurrency"], "imports": ["glec_jobs"],
-            "jobDefaults": spec["jobDefaults"]}))
+        settings.publish(
+            conn,
+            settings.QueueSettings.model_validate(
+                {
+                    "queueName": q,
+                    "namespace": "glec",
+                    "jobqueue": q.replace(":", "-"),
+                    "priority": spec["priority"],
+                    "concurrency": spec["concurrency"],
+                    "imports": ["glec_jobs"],
+                    "jobDefaults": spec["jobDefaults"],
+                }
+            ),
+        )
     per = jobs // len(names)
     for q in names:
-        enqueue_many(q, [JobSpec("glec_jobs.noop", (i,), priority=1 + i % 5,
-                                 delay=600 if i % 7 == 0 else None) for i in range(per)], connection=conn)
+        enqueue_many(
+            q,
+            [
+                JobSpec("glec_jobs.noop", (i,), priority=1 + i % 5, delay=600 if i % 7 == 0 else None)
+                for i in range(per)
+            ],
+            connection=conn,
+        )
         for i in range(per // 20):  # some failed jobs, as the failed registry holds them
             conn.zadd(f"rq:failed:{q}", {f"gone-{q}-{i}": time.time() + 3600})
     return names
@@ -80,9 +96,23 @@ def main() -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        proc = subprocess.Popen([sys.executable, "-m", "jobqueue.cli", "api", "--auth", "none",
-                                 "--port", str(port), "--log-level", "WARNING"], env=env(url),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "jobqueue.cli",
+                "api",
+                "--auth",
+                "none",
+                "--port",
+                str(port),
+                "--log-level",
+                "WARNING",
+            ],
+            env=env(url),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 30
@@ -93,8 +123,10 @@ def main() -> None:
             results: dict[str, Any] = {}
             cases = {
                 "all_queues": (lambda: get(f"{base}/api/v1/queues"), lambda: admin.overview(connection=conn)),
-                "jobs_page": (lambda: get(f"{base}/api/v1/queues/ei:update/jobs?state=queued&limit=50"),
-                              lambda: admin.list_jobs("ei:update", "queued", limit=50, connection=conn)),
+                "jobs_page": (
+                    lambda: get(f"{base}/api/v1/queues/ei:update/jobs?state=queued&limit=50"),
+                    lambda: admin.list_jobs("ei:update", "queued", limit=50, connection=conn),
+                ),
             }
             for name, (api_call, library_call) in cases.items():
                 timed(api_call, 20)  # warm-up: connections, scripts loaded
@@ -102,16 +134,30 @@ def main() -> None:
                 api_ms, lib_ms = timed(api_call, args.requests), timed(library_call, args.requests)
                 api_p50, lib_p50 = median(api_ms), median(lib_ms)
                 ratio = round(api_p50 / lib_p50, 2) if api_p50 and lib_p50 else None
-                print(f"{name:10} API p50 {api_p50} ms, p95 {pct(api_ms, 0.95)} ms | library p50 "
-                      f"{lib_p50} ms, p95 {pct(lib_ms, 0.95)} ms | API / library at p50: {ratio}x")
-                results[name] = {"api_p50_ms": api_p50, "api_p95_ms": pct(api_ms, 0.95),
-                                 "library_p50_ms": lib_p50, "library_p95_ms": pct(lib_ms, 0.95),
-                                 "ratio_p50": ratio}
+                print(
+                    f"{name:10} API p50 {api_p50} ms, p95 {pct(api_ms, 0.95)} ms | library p50 "
+                    f"{lib_p50} ms, p95 {pct(lib_ms, 0.95)} ms | API / library at p50: {ratio}x"
+                )
+                results[name] = {
+                    "api_p50_ms": api_p50,
+                    "api_p95_ms": pct(api_ms, 0.95),
+                    "library_p50_ms": lib_p50,
+                    "library_p95_ms": pct(lib_ms, 0.95),
+                    "ratio_p50": ratio,
+                }
         finally:
             proc.terminate()
             proc.wait(10)
-    emit({"benchmark": "api", "queues": len(seed_queues()), "jobs": args.jobs, "requests": args.requests,
-          "cpus": os.cpu_count(), **results})
+    emit(
+        {
+            "benchmark": "api",
+            "queues": len(seed_queues()),
+            "jobs": args.jobs,
+            "requests": args.requests,
+            "cpus": os.cpu_count(),
+            **results,
+        }
+    )
 
 
 def _up(base: str) -> bool:

@@ -54,12 +54,22 @@ def dead_objects(namespace: str, listeners: list[socket.socket]) -> list[dict[st
     objects: list[dict[str, Any]] = []
     for i, s in enumerate(listeners):
         url = f"redis://:pw@127.0.0.1:{s.getsockname()[1]}/0"
-        objects.append({"apiVersion": "v1", "kind": "Secret",
-                        "metadata": {"name": f"dead-{i}", "namespace": namespace},
-                        "data": {"url": base64.b64encode(url.encode()).decode()}})
-        objects.append(bl.jobqueue(f"dead-{i}", namespace, worker={"image": "registry.invalid/x:1",
-                                                                    "imports": ["glec.jobs"]},
-                                   redis={"urlSecretRef": {"name": f"dead-{i}", "key": "url"}}))
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": f"dead-{i}", "namespace": namespace},
+                "data": {"url": base64.b64encode(url.encode()).decode()},
+            }
+        )
+        objects.append(
+            bl.jobqueue(
+                f"dead-{i}",
+                namespace,
+                worker={"image": "registry.invalid/x:1", "imports": ["glec.jobs"]},
+                redis={"urlSecretRef": {"name": f"dead-{i}", "key": "url"}},
+            )
+        )
     return objects
 
 
@@ -78,13 +88,27 @@ def main() -> None:
         cluster.kubectl("create", "namespace", ns)
         op = bl.Operator(cluster, [ns], redis_server.url, Path(tmp) / "operator.log").start()
         try:
-            bl.kubectl_apply(cluster, [bl.jobqueue(
-                "healthy", ns, concurrency=BURST,
-                worker={"image": "registry.invalid/glec-jobs:1", "imports": ["glec.jobs"],
-                        "concurrencyPerPod": PER_POD},
-                scaling={"minReplicas": 0, "scaleDownDelaySeconds": 1, "idleSecondsBeforeZero": 2})])
-            bl.wait_all("settings published", lambda: bool(conn.exists(f"jobqueue:settings:{ns}.healthy")),
-                        timeout=120)
+            bl.kubectl_apply(
+                cluster,
+                [
+                    bl.jobqueue(
+                        "healthy",
+                        ns,
+                        concurrency=BURST,
+                        worker={
+                            "image": "registry.invalid/glec-jobs:1",
+                            "imports": ["glec.jobs"],
+                            "concurrencyPerPod": PER_POD,
+                        },
+                        scaling={"minReplicas": 0, "scaleDownDelaySeconds": 1, "idleSecondsBeforeZero": 2},
+                    )
+                ],
+            )
+            bl.wait_all(
+                "settings published",
+                lambda: bool(conn.exists(f"jobqueue:settings:{ns}.healthy")),
+                timeout=120,
+            )
             watch = al.ReplicaTimeline(bl.client(cluster), ns)
             bl.wait_all("the healthy queue at 0", lambda: watch.current("healthy-worker") == 0, timeout=120)
             dead = dead_objects(ns, listeners)
@@ -95,24 +119,38 @@ def main() -> None:
                     bl.kubectl_apply(cluster, dead)
                     time.sleep(8)  # their first calls time out, the breaker and probation settle in
                 else:
-                    cluster.kubectl("delete", "jobqueues", *[f"dead-{i}" for i in range(args.dead)],
-                                    "-n", ns, "--ignore-not-found", "--wait=true")
+                    cluster.kubectl(
+                        "delete",
+                        "jobqueues",
+                        *[f"dead-{i}" for i in range(args.dead)],
+                        "-n",
+                        ns,
+                        "--ignore-not-found",
+                        "--wait=true",
+                    )
                     time.sleep(3)
                 for _ in range(BLOCK):
                     if len(times[condition]) >= args.rounds:
                         break
                     landed = time.monotonic()
-                    enqueue_many(f"{ns}.healthy", [JobSpec("glec.jobs.work", args=[n]) for n in range(BURST)],
-                                 connection=conn)
-                    bl.wait_all("the needed replicas", lambda t0=landed: watch.reached(
-                        "healthy-worker", t0, need) is not None, timeout=args.timeout)
+                    enqueue_many(
+                        f"{ns}.healthy",
+                        [JobSpec("glec.jobs.work", args=[n]) for n in range(BURST)],
+                        connection=conn,
+                    )
+                    bl.wait_all(
+                        "the needed replicas",
+                        lambda t0=landed: watch.reached("healthy-worker", t0, need) is not None,
+                        timeout=args.timeout,
+                    )
                     reached = watch.reached("healthy-worker", landed, need)
                     assert reached is not None
                     times[condition].append(reached[0])
                     bl.log(f"{condition}: {reached[0]:.2f} s")
                     conn.delete(f"rq:queue:{ns}.healthy")
-                    bl.wait_all("back to 0", lambda: watch.current("healthy-worker") == 0,
-                                timeout=args.timeout)
+                    bl.wait_all(
+                        "back to 0", lambda: watch.current("healthy-worker") == 0, timeout=args.timeout
+                    )
         finally:
             op.stop()
             for s in listeners:
@@ -123,18 +161,26 @@ def main() -> None:
     half = len(times["clean"]) // 2
     first, second = bl.summary(times["clean"][:half]), bl.summary(times["clean"][half:])
     noise = round(max(first["p95"], second["p95"]) / min(first["p95"], second["p95"]), 2)
-    result: dict[str, Any] = {"benchmark": "autoscaler_dead_urls", "dead_urls": args.dead,
-                              "rounds": args.rounds, "burst": BURST, "pods": need,
-                              "without_dead_urls": clean, "with_dead_urls": dead_,
-                              "ratio_p95": round(dead_["p95"] / clean["p95"], 2),
-                              "ratio_p50": round(dead_["p50"] / clean["p50"], 2),
-                              "noise_ratio_p95_clean_halves": noise}
+    result: dict[str, Any] = {
+        "benchmark": "autoscaler_dead_urls",
+        "dead_urls": args.dead,
+        "rounds": args.rounds,
+        "burst": BURST,
+        "pods": need,
+        "without_dead_urls": clean,
+        "with_dead_urls": dead_,
+        "ratio_p95": round(dead_["p95"] / clean["p95"], 2),
+        "ratio_p50": round(dead_["p50"] / clean["p50"], 2),
+        "noise_ratio_p95_clean_halves": noise,
+    }
     print(f"burst of {BURST} jobs -> spec.replicas {need}, {args.rounds} rounds each, blocks interleaved")
     print(f"{'':>22}{'p50':>8}{'p95':>8}{'max':>8}")
     for label, s in (("without dead URLs", clean), (f"with {args.dead} dead URLs", dead_)):
         print(f"{label:>22}{s['p50']:>8.2f}{s['p95']:>8.2f}{s['max']:>8.2f}")
-    print(f"with / without: {result['ratio_p50']}x at p50, {result['ratio_p95']}x at p95 "
-          f"(noise: the clean rounds' two halves differ {noise}x at p95)")
+    print(
+        f"with / without: {result['ratio_p50']}x at p50, {result['ratio_p95']}x at p95 "
+        f"(noise: the clean rounds' two halves differ {noise}x at p95)"
+    )
     bl.emit(result)
 
 

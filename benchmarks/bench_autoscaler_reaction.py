@@ -60,11 +60,22 @@ MODEL_NODE_SELECTOR = {"bench.jobqueue.dev/none": "true"}
 
 def shadow_deployment(name: str, namespace: str) -> dict[str, Any]:
     labels = {"app": name, "bench": "keda-model"}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace},
-            "spec": {"replicas": 0, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels}, "spec": {
-                         "nodeSelector": MODEL_NODE_SELECTOR,
-                         "containers": [{"name": "worker", "image": "registry.invalid/shadow:1"}]}}}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "nodeSelector": MODEL_NODE_SELECTOR,
+                    "containers": [{"name": "worker", "image": "registry.invalid/shadow:1"}],
+                },
+            },
+        },
+    }
 
 
 def empty_queue(conn: redis.Redis, queue: str) -> None:
@@ -100,59 +111,109 @@ def main() -> None:
     if not args.no_model:
         names["keda_model"] = "km-{}"
     spec_times: dict[str, dict[int, list[tuple[float, int] | None]]] = {
-        c: {size: [] for size in sizes} for c in names}
+        c: {size: [] for size in sizes} for c in names
+    }
     ready_times: dict[str, dict[int, list[tuple[float, int] | None]]] = {
-        c: {size: [] for size in sizes} for c in names if c != "keda_model"}
-    result: dict[str, Any] = {"benchmark": "autoscaler_reaction", "sizes": sizes, "rounds": args.rounds,
-                              "keda_version": keda.Binaries.locate().version}
-    with bl.environment(nodes=args.nodes) as (cluster, redis_server), keda.Keda(cluster), \
-            tempfile.TemporaryDirectory() as tmp:
+        c: {size: [] for size in sizes} for c in names if c != "keda_model"
+    }
+    result: dict[str, Any] = {
+        "benchmark": "autoscaler_reaction",
+        "sizes": sizes,
+        "rounds": args.rounds,
+        "keda_version": keda.Binaries.locate().version,
+    }
+    with (
+        bl.environment(nodes=args.nodes) as (cluster, redis_server),
+        keda.Keda(cluster),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         conn = redis.Redis.from_url(redis_server.url)
         ns = f"bench-re-{uuid.uuid4().hex[:4]}"
         cluster.create_namespace(ns)
         op = bl.Operator(cluster, [ns], redis_server.url, Path(tmp) / "operator.log").start()
         kube = bl.client(cluster)
         try:
-            bl.kubectl_apply(cluster, [
-                bl.jobqueue(q, ns, concurrency=size,
-                            worker={"image": "registry.invalid/glec-jobs:1", "imports": ["glec.jobs"],
-                                    "concurrencyPerPod": PER_POD},
-                            scaling={"minReplicas": 0, "scaleDownDelaySeconds": 1,
-                                     "idleSecondsBeforeZero": 2})
-                for q, size in zip(queues, sizes, strict=True)])
-            real = al.RealKeda(cluster, ns, redis_server, [
-                al.KedaTarget(names[c].format(q), f"{ns}.{q}", PER_POD, need, tuning)
-                for q, need in zip(queues, needs, strict=True)
-                for c, tuning in (("keda_defaults", keda.DEFAULTS),
-                                  ("keda_tuned", keda.tuned(max_replicas=need, scale_down_delay=1,
-                                                               idle_before_zero=2)))])
+            bl.kubectl_apply(
+                cluster,
+                [
+                    bl.jobqueue(
+                        q,
+                        ns,
+                        concurrency=size,
+                        worker={
+                            "image": "registry.invalid/glec-jobs:1",
+                            "imports": ["glec.jobs"],
+                            "concurrencyPerPod": PER_POD,
+                        },
+                        scaling={"minReplicas": 0, "scaleDownDelaySeconds": 1, "idleSecondsBeforeZero": 2},
+                    )
+                    for q, size in zip(queues, sizes, strict=True)
+                ],
+            )
+            real = al.RealKeda(
+                cluster,
+                ns,
+                redis_server,
+                [
+                    al.KedaTarget(names[c].format(q), f"{ns}.{q}", PER_POD, need, tuning)
+                    for q, need in zip(queues, needs, strict=True)
+                    for c, tuning in (
+                        ("keda_defaults", keda.DEFAULTS),
+                        ("keda_tuned", keda.tuned(max_replicas=need, scale_down_delay=1, idle_before_zero=2)),
+                    )
+                ],
+            )
             real.apply()
-            models = [al.ScaledObject(names["keda_model"].format(q), f"rq:queue:{ns}.{q}", max_replicas=need,
-                                      list_length=PER_POD)
-                      for q, need in zip(queues, needs, strict=True)] if "keda_model" in names else []
+            models = (
+                [
+                    al.ScaledObject(
+                        names["keda_model"].format(q),
+                        f"rq:queue:{ns}.{q}",
+                        max_replicas=need,
+                        list_length=PER_POD,
+                    )
+                    for q, need in zip(queues, needs, strict=True)
+                ]
+                if "keda_model" in names
+                else []
+            )
             bl.kubectl_apply(cluster, [shadow_deployment(m.deployment, ns) for m in models])
-            bl.wait_all("settings published", lambda: all(
-                conn.exists(f"jobqueue:settings:{ns}.{q}") for q in queues), timeout=120)
+            bl.wait_all(
+                "settings published",
+                lambda: all(conn.exists(f"jobqueue:settings:{ns}.{q}") for q in queues),
+                timeout=120,
+            )
             watch = al.ReplicaTimeline(bl.client(cluster), ns)
             with al.KedaSimulator(kube, conn, ns, models, rnd) as sim:
-                bl.wait_all("worker Deployments at 0", lambda: all(
-                    watch.current(f"{q}-worker") == 0 for q in queues), timeout=120)
+                bl.wait_all(
+                    "worker Deployments at 0",
+                    lambda: all(watch.current(f"{q}-worker") == 0 for q in queues),
+                    timeout=120,
+                )
                 for round_no in range(args.rounds):
-                    bl.log(f"round {round_no + 1}/{args.rounds}: {len(sizes)} bursts within "
-                           f"{args.spread:.0f} s")
+                    bl.log(
+                        f"round {round_no + 1}/{args.rounds}: {len(sizes)} bursts within {args.spread:.0f} s"
+                    )
                     offsets = sorted((rnd.uniform(0, args.spread), i) for i in range(len(sizes)))
                     start = time.monotonic()
                     landed: dict[int, float] = {}
                     for offset, i in offsets:
                         time.sleep(max(0.0, start + offset - time.monotonic()))
                         landed[i] = time.monotonic()
-                        enqueue_many(f"{ns}.{queues[i]}", [JobSpec("glec.jobs.work", args=[n])
-                                                           for n in range(sizes[i])], connection=conn)
+                        enqueue_many(
+                            f"{ns}.{queues[i]}",
+                            [JobSpec("glec.jobs.work", args=[n]) for n in range(sizes[i])],
+                            connection=conn,
+                        )
 
                     def done(landed: dict[int, float] = landed) -> bool:
-                        return all(watch.reached(names[c].format(queues[i]), landed[i], needs[i],
-                                                 ready=c in ready_times)
-                                   for i in landed for c in names)
+                        return all(
+                            watch.reached(
+                                names[c].format(queues[i]), landed[i], needs[i], ready=c in ready_times
+                            )
+                            for i in landed
+                            for c in names
+                        )
 
                     try:
                         bl.wait_all("every contender at the needed replicas", done, timeout=args.timeout)
@@ -164,15 +225,21 @@ def main() -> None:
                             spec_times[c][sizes[i]].append(watch.reached(name, t0, needs[i]))
                             if c in ready_times:
                                 ready_times[c][sizes[i]].append(watch.reached(name, t0, needs[i], ready=True))
-                    assert all(all(rows) for rows in spec_times["ours"].values()), \
+                    assert all(all(rows) for rows in spec_times["ours"].values()), (
                         "the operator never reached a need"
+                    )
                     for q in queues:
                         empty_queue(conn, f"{ns}.{q}")
                     real.remove_scaled_objects()
                     sim.reset()
-                    bl.wait_all("every Deployment at 0 and its pods gone", lambda: all(
-                        watch.current(names[c].format(q)) == 0 for q in queues for c in names)
-                        and count_pods(cluster, ns) == 0, timeout=240)
+                    bl.wait_all(
+                        "every Deployment at 0 and its pods gone",
+                        lambda: (
+                            all(watch.current(names[c].format(q)) == 0 for q in queues for c in names)
+                            and count_pods(cluster, ns) == 0
+                        ),
+                        timeout=240,
+                    )
                     real.apply_scaled_objects()
         finally:
             op.stop()
@@ -184,14 +251,20 @@ def seconds(rows: list[tuple[float, int] | None], timeout: float) -> list[float]
     return [r[0] if r else timeout for r in rows]
 
 
-def report(result: dict[str, Any], needs: list[int],
-           spec_times: dict[str, dict[int, list[tuple[float, int] | None]]],
-           ready_times: dict[str, dict[int, list[tuple[float, int] | None]]], timeout: float) -> None:
+def report(
+    result: dict[str, Any],
+    needs: list[int],
+    spec_times: dict[str, dict[int, list[tuple[float, int] | None]]],
+    ready_times: dict[str, dict[int, list[tuple[float, int] | None]]],
+    timeout: float,
+) -> None:
     contenders = list(spec_times)
     sizes: list[int] = result["sizes"]
     short = {"ours": "ours", "keda_defaults": "KEDA dflt", "keda_tuned": "KEDA tuned", "keda_model": "model"}
-    print(f"burst → spec.replicas at the needed count, seconds p50 / p95 ({result['rounds']} rounds; "
-          f"{PER_POD} jobs per pod; KEDA {result['keda_version']})")
+    print(
+        f"burst → spec.replicas at the needed count, seconds p50 / p95 ({result['rounds']} rounds; "
+        f"{PER_POD} jobs per pod; KEDA {result['keda_version']})"
+    )
     print(f"{'jobs':>6}{'pods':>5} | " + " | ".join(f"{short[c]:>15}" for c in contenders))
     result["per_size"] = {}
     for size, need in zip(sizes, needs, strict=True):
@@ -214,8 +287,9 @@ def report(result: dict[str, Any], needs: list[int],
             key = c if table is spec_times else f"{c}_ready"
             result[key] = s
             if table is spec_times:
-                result[key]["max_steps"] = max((r[1] for rows in table[c].values() for r in rows if r),
-                                               default=0)
+                result[key]["max_steps"] = max(
+                    (r[1] for rows in table[c].values() for r in rows if r), default=0
+                )
                 result[key]["timed_out"] = sum(1 for rows in table[c].values() for r in rows if r is None)
             print(f"  {short[c]:<11} p50 {s['p50']:7.2f} s   p95 {s['p95']:7.2f} s   max {s['max']:7.2f} s")
     o, d, t = result["ours"], result["keda_defaults"], result["keda_tuned"]
@@ -224,21 +298,33 @@ def report(result: dict[str, Any], needs: list[int],
         result[f"ratio_keda_{name}_over_ours_p95"] = round(k["p95"] / o["p95"], 1)
         kr, orr = result[f"keda_{name}_ready"], result["ours_ready"]
         result[f"ratio_keda_{name}_over_ours_ready_p50"] = round(kr["p50"] / orr["p50"], 1)
-        print(f"KEDA {name} / ours: {result[f'ratio_keda_{name}_over_ours_p50']}x at p50, "
-              f"{result[f'ratio_keda_{name}_over_ours_p95']}x at p95 (ready pods: "
-              f"{result[f'ratio_keda_{name}_over_ours_ready_p50']}x at p50)")
+        print(
+            f"KEDA {name} / ours: {result[f'ratio_keda_{name}_over_ours_p50']}x at p50, "
+            f"{result[f'ratio_keda_{name}_over_ours_p95']}x at p95 (ready pods: "
+            f"{result[f'ratio_keda_{name}_over_ours_ready_p50']}x at p50)"
+        )
     if "keda_model" in result:
         m = result["keda_model"]
-        diffs = [model - real for size in sizes
-                 for model, real in zip(seconds(spec_times["keda_model"][size], timeout),
-                                        seconds(spec_times["keda_defaults"][size], timeout), strict=True)]
-        result["model_minus_real_defaults"] = {"p50": round(m["p50"] - d["p50"], 2),
-                                               "p95": round(m["p95"] - d["p95"], 2),
-                                               "mean_per_burst": round(sum(diffs) / len(diffs), 2)}
+        diffs = [
+            model - real
+            for size in sizes
+            for model, real in zip(
+                seconds(spec_times["keda_model"][size], timeout),
+                seconds(spec_times["keda_defaults"][size], timeout),
+                strict=True,
+            )
+        ]
+        result["model_minus_real_defaults"] = {
+            "p50": round(m["p50"] - d["p50"], 2),
+            "p95": round(m["p95"] - d["p95"], 2),
+            "mean_per_burst": round(sum(diffs) / len(diffs), 2),
+        }
         mean = sum(diffs) / len(diffs)
-        print(f"model − real KEDA defaults: p50 {m['p50'] - d['p50']:+.1f} s, "
-              f"p95 {m['p95'] - d['p95']:+.1f} s, mean per burst {mean:+.1f} s "
-              "(poll and sync phases are random in both)")
+        print(
+            f"model − real KEDA defaults: p50 {m['p50'] - d['p50']:+.1f} s, "
+            f"p95 {m['p95'] - d['p95']:+.1f} s, mean per burst {mean:+.1f} s "
+            "(poll and sync phases are random in both)"
+        )
     bl.emit(result)
 
 

@@ -40,11 +40,17 @@ JOB_SECONDS = 20.0
 
 
 def spec() -> dict[str, Any]:
-    return {"concurrency": 2,
-            "worker": {"image": "registry.invalid/recovery:1", "imports": ["autoscaler_jobs"],
-                       "mode": "thread", "concurrencyPerPod": 1},
-            "jobDefaults": {"attempts": 5, "timeoutSeconds": 120},
-            "scaling": {"minReplicas": 2, "maxReplicas": 2}}
+    return {
+        "concurrency": 2,
+        "worker": {
+            "image": "registry.invalid/recovery:1",
+            "imports": ["autoscaler_jobs"],
+            "mode": "thread",
+            "concurrencyPerPod": 1,
+        },
+        "jobDefaults": {"attempts": 5, "timeoutSeconds": 120},
+        "scaling": {"minReplicas": 2, "maxReplicas": 2},
+    }
 
 
 def live_workers(conn: redis.Redis, queue: str) -> int:
@@ -70,26 +76,36 @@ def trial(cluster: Any, conn: redis.Redis, ns: str, queue: str, tag: str) -> flo
         return value if value > killed else None
 
     back = bl.devenv.wait_until("the job re-queued", requeued, timeout=180, interval=0.05)
-    bl.wait_all("the job finished on the other pod", lambda: conn.llen(f"soak:end:{tag}") >= 1,
-                timeout=JOB_SECONDS + 120)
+    bl.wait_all(
+        "the job finished on the other pod",
+        lambda: conn.llen(f"soak:end:{tag}") >= 1,
+        timeout=JOB_SECONDS + 120,
+    )
     return float(back) - killed
 
 
-def run(cluster: Any, redis_url: str, conn: redis.Redis, tmp: Path, *, label: str, trials: int,
-        **env: str) -> list[float]:
+def run(
+    cluster: Any, redis_url: str, conn: redis.Redis, tmp: Path, *, label: str, trials: int, **env: str
+) -> list[float]:
     ns = f"bench-rec-{label}-{uuid.uuid4().hex[:4]}"
     cluster.kubectl("create", "namespace", ns)
     op = bl.Operator(cluster, [ns], redis_url, tmp / f"operator-{label}.log", extra_env=env).start()
-    config = podrunner.Config(kubeconfig=cluster.kubeconfig, namespace=ns, pythonpath=(ROOT / "benchmarks",),
-                              state_dir=tmp / f"pods-{label}", shutdown_grace=5.0)
+    config = podrunner.Config(
+        kubeconfig=cluster.kubeconfig,
+        namespace=ns,
+        pythonpath=(ROOT / "benchmarks",),
+        state_dir=tmp / f"pods-{label}",
+        shutdown_grace=5.0,
+    )
     out = []
     try:
         bl.kubectl_apply(cluster, [bl.jobqueue("lost", ns, **spec())])
         with podrunner.PodRunner(config):
             for n in range(trials):
                 seconds = trial(cluster, conn, ns, f"{ns}.lost", f"{label}-{n}")
-                bl.log(f"{label} trial {n + 1}/{trials}: job back in the queue {seconds:.1f} s "
-                       "after the kill")
+                bl.log(
+                    f"{label} trial {n + 1}/{trials}: job back in the queue {seconds:.1f} s after the kill"
+                )
                 out.append(seconds)
     finally:
         op.stop()
@@ -104,8 +120,15 @@ def main() -> None:
     with bl.environment() as (cluster, redis_server), tempfile.TemporaryDirectory() as tmp:
         conn = redis.Redis.from_url(redis_server.url)
         ours = run(cluster, redis_server.url, conn, Path(tmp), label="ours", trials=args.trials)
-        lease = run(cluster, redis_server.url, conn, Path(tmp), label="lease", trials=args.trials,
-                    JOBQUEUE_POLL_INTERVAL="0")
+        lease = run(
+            cluster,
+            redis_server.url,
+            conn,
+            Path(tmp),
+            label="lease",
+            trials=args.trials,
+            JOBQUEUE_POLL_INTERVAL="0",
+        )
     result["ours"] = bl.summary(ours) | {"p99": round(bl.pct(ours, 99), 3)}
     result["workers_lease_reaping_only"] = bl.summary(lease) | {"p99": round(bl.pct(lease, 99), 3)}
     o, b = result["ours"], result["workers_lease_reaping_only"]

@@ -75,14 +75,18 @@ def wait_quiet(op: bl.Operator, namespace: str, timeout: float = 1800) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         cpu0 = op.cpu_seconds()
-        with (bl.EventCount(op.cluster, namespace, "jobqueues") as jqs,
-              bl.EventCount(op.cluster, namespace, "deployments") as deps):
+        with (
+            bl.EventCount(op.cluster, namespace, "jobqueues") as jqs,
+            bl.EventCount(op.cluster, namespace, "deployments") as deps,
+        ):
             time.sleep(QUIET_SECONDS)
         cpu = 100 * (op.cpu_seconds() - cpu0) / QUIET_SECONDS
         if not jqs.counts and not deps.counts and cpu < 5:
             return
-        bl.log(f"waiting for quiet: {jqs.counts} JobQueue and {deps.counts} Deployment events, operator "
-               f"at {cpu:.0f} % of a core, in {QUIET_SECONDS} s")
+        bl.log(
+            f"waiting for quiet: {jqs.counts} JobQueue and {deps.counts} Deployment events, operator "
+            f"at {cpu:.0f} % of a core, in {QUIET_SECONDS} s"
+        )
     bl.log("still not quiet; measuring anyway")
 
 
@@ -118,15 +122,25 @@ def redis_usec(conn: redis.Redis, command: str | None = None) -> int:
     return sum(int(v["usec"]) for v in stats_.values())
 
 
-def window(op: bl.Operator, conn: redis.Redis, port: int | None, seconds: float, *, namespace: str,
-           profile: Path | None = None) -> dict[str, Any]:
+def window(
+    op: bl.Operator,
+    conn: redis.Redis,
+    port: int | None,
+    seconds: float,
+    *,
+    namespace: str,
+    profile: Path | None = None,
+) -> dict[str, Any]:
     """CPU and RSS (as operator_footprint.py measures them), the JobQueue and Deployment writes
     (watch events) and, autoscaler on, passes and Redis time over ``seconds``; with
     ``profile``, a py-spy flame graph of the same window."""
     before = scrape(port) if port else ""
     usec0, all0, t0 = redis_usec(conn, "evalsha"), redis_usec(conn), time.monotonic()
-    with (op.profiled(profile, seconds), bl.EventCount(op.cluster, namespace, "jobqueues") as jqs,
-          bl.EventCount(op.cluster, namespace, "deployments") as deps):
+    with (
+        op.profiled(profile, seconds),
+        bl.EventCount(op.cluster, namespace, "jobqueues") as jqs,
+        bl.EventCount(op.cluster, namespace, "deployments") as deps,
+    ):
         out: dict[str, Any] = operator_footprint.measure_window(op, seconds)
     if port and LAST_SCRAPE:
         seconds_, size = LAST_SCRAPE[0]
@@ -146,7 +160,8 @@ def window(op: bl.Operator, conn: redis.Redis, port: int | None, seconds: float,
             "passes": int(passes),
             "pass_ms_mean": round(1000 * delta("jobqueue_autoscaler_cycle_seconds_sum") / max(passes, 1), 2),
             "poll_round_trip_ms_mean": round(
-                1000 * delta("jobqueue_poll_duration_seconds_sum") / max(polls, 1), 2),
+                1000 * delta("jobqueue_poll_duration_seconds_sum") / max(polls, 1), 2
+            ),
             "redis_ms_per_pass": round((redis_usec(conn, "evalsha") - usec0) / 1000 / max(passes, 1), 2),
             "redis_ms_per_second_all_commands": round((redis_usec(conn) - all0) / 1000 / elapsed, 2),
         }
@@ -203,8 +218,13 @@ def hpas(cluster: bl.devenv.Cluster, namespace: str) -> int:
     return len(out.stdout.split()) if out.returncode == 0 else 0
 
 
-def keda_windows(cluster: bl.devenv.Cluster, redis_server: bl.devenv.RedisServer, conn: redis.Redis,
-                 queues: list[str], seconds: float) -> dict[str, Any]:
+def keda_windows(
+    cluster: bl.devenv.Cluster,
+    redis_server: bl.devenv.RedisServer,
+    conn: redis.Redis,
+    queues: list[str],
+    seconds: float,
+) -> dict[str, Any]:
     """The real KEDA scaling the same queues: one ScaledObject per queue on its RQ list, each
     scaling a plain-RQ Deployment at 0 (no pod runs: idle queues, as in our idle window);
     KEDA's processes' CPU and RSS, the kube-controller-manager's CPU and Redis time, per
@@ -214,10 +234,15 @@ def keda_windows(cluster: bl.devenv.Cluster, redis_server: bl.devenv.RedisServer
     database = int(redis_server.url.rsplit("/", 1)[1] or 0)
     names = [f"k{i:05d}" for i in range(len(queues))]
     for start in range(0, len(names), 200):
-        bl.kubectl_apply(cluster, [keda.plain_rq_deployment(n, ns, queue=q, redis_url=redis_server.url,
-                                                             image="registry.invalid/plain-rq:1")
-                                   for n, q in zip(names[start:start + 200], queues[start:start + 200],
-                                                   strict=True)])
+        bl.kubectl_apply(
+            cluster,
+            [
+                keda.plain_rq_deployment(
+                    n, ns, queue=q, redis_url=redis_server.url, image="registry.invalid/plain-rq:1"
+                )
+                for n, q in zip(names[start : start + 200], queues[start : start + 200], strict=True)
+            ],
+        )
     kcm = controller_manager_pid(cluster)
     out: dict[str, Any] = {"keda_version": keda.Binaries.locate().version, "scaled_objects": len(names)}
     with keda.Keda(cluster, log_level="error") as running:
@@ -227,13 +252,28 @@ def keda_windows(cluster: bl.devenv.Cluster, redis_server: bl.devenv.RedisServer
         for label, polling in (("keda_defaults", None), ("keda_polling_1s", 1)):
             tuning = keda.Tuning(label, polling_interval=polling)
             for start in range(0, len(names), 200):
-                bl.kubectl_apply(cluster, [keda.scaled_object(
-                    n, ns, deployment=n, redis_address=f"127.0.0.1:{redis_server.port}",
-                    list_name=f"rq:queue:{q}", list_length=5, max_replicas=5, tuning=tuning,
-                    database=database) for n, q in zip(names[start:start + 200], queues[start:start + 200],
-                                                       strict=True)])
-            bl.wait_all(f"KEDA made an HPA for each of {len(names)} ScaledObjects",
-                        lambda: hpas(cluster, ns) >= len(names), timeout=1800)
+                bl.kubectl_apply(
+                    cluster,
+                    [
+                        keda.scaled_object(
+                            n,
+                            ns,
+                            deployment=n,
+                            redis_address=f"127.0.0.1:{redis_server.port}",
+                            list_name=f"rq:queue:{q}",
+                            list_length=5,
+                            max_replicas=5,
+                            tuning=tuning,
+                            database=database,
+                        )
+                        for n, q in zip(names[start : start + 200], queues[start : start + 200], strict=True)
+                    ],
+                )
+            bl.wait_all(
+                f"KEDA made an HPA for each of {len(names)} ScaledObjects",
+                lambda: hpas(cluster, ns) >= len(names),
+                timeout=1800,
+            )
             time.sleep(SETTLE_SECONDS + (polling or 30))  # a polling round at the new interval
             bl.log(f"KEDA, {len(names)} ScaledObjects, {label}: measuring {seconds:.0f} s")
             cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
@@ -241,13 +281,16 @@ def keda_windows(cluster: bl.devenv.Cluster, redis_server: bl.devenv.RedisServer
             usec0, t0 = redis_usec(conn), time.monotonic()
             time.sleep(seconds)
             elapsed = time.monotonic() - t0
-            row = {f"{k}_cpu_percent_of_one_core": round(100 * (cpu_seconds(p) - cpu0[k]) / elapsed, 2)
-                   for k, p in pids.items()}
+            row = {
+                f"{k}_cpu_percent_of_one_core": round(100 * (cpu_seconds(p) - cpu0[k]) / elapsed, 2)
+                for k, p in pids.items()
+            }
             row["cpu_percent_of_one_core"] = round(sum(row.values()), 2)
             row["rss_mib"] = round(sum(rss_mib(p) for p in pids.values()), 1)
             if kcm:
                 row["controller_manager_cpu_percent_of_one_core"] = round(
-                    100 * (cpu_seconds(kcm) - kcm0) / elapsed, 2)
+                    100 * (cpu_seconds(kcm) - kcm0) / elapsed, 2
+                )
             row["redis_ms_per_second_all_commands"] = round((redis_usec(conn) - usec0) / 1000 / elapsed, 2)
             out[label] = row
     cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
@@ -255,8 +298,16 @@ def keda_windows(cluster: bl.devenv.Cluster, redis_server: bl.devenv.RedisServer
 
 
 def all_scaled(cluster: bl.devenv.Cluster, namespace: str, names: list[str], replicas: int) -> bool:
-    out = cluster.kubectl("get", "deployments", "-n", namespace, "--no-headers", "-o",
-                          "custom-columns=N:.metadata.name,R:.spec.replicas", timeout=120).stdout
+    out = cluster.kubectl(
+        "get",
+        "deployments",
+        "-n",
+        namespace,
+        "--no-headers",
+        "-o",
+        "custom-columns=N:.metadata.name,R:.spec.replicas",
+        timeout=120,
+    ).stdout
     have = dict(line.split() for line in out.splitlines() if line.strip())
     return all(have.get(f"{n}-worker") == str(replicas) for n in names)
 
@@ -280,18 +331,28 @@ def main() -> None:
         ns = f"bench-as-{uuid.uuid4().hex[:4]}"
         cluster.kubectl("create", "namespace", ns)
         port = bl.devenv.free_port()
-        op = bl.Operator(cluster, [ns], redis_server.url, Path(tmp) / "operator.log",
-                         extra_env={"JOBQUEUE_METRICS_PORT": str(port)}).start()
+        op = bl.Operator(
+            cluster,
+            [ns],
+            redis_server.url,
+            Path(tmp) / "operator.log",
+            extra_env={"JOBQUEUE_METRICS_PORT": str(port)},
+        ).start()
         try:
             bl.log(f"creating {args.queues} JobQueues")
             for start in range(0, args.queues, 100):
-                batch = [bl.jobqueue(n, ns, concurrency=5) for n in names[start:start + 100]]
+                batch = [bl.jobqueue(n, ns, concurrency=5) for n in names[start : start + 100]]
                 bl.kubectl_apply(cluster, batch)
-            bl.wait_all("the autoscaler has every queue in its pass",
-                        lambda: series(scrape(port), "jobqueue_desired_replicas") >= args.queues,
-                        timeout=1800)
-            bl.wait_all("every JobQueue reconciled",
-                        lambda: operator_footprint.all_reconciled(cluster, ns, args.queues), timeout=1800)
+            bl.wait_all(
+                "the autoscaler has every queue in its pass",
+                lambda: series(scrape(port), "jobqueue_desired_replicas") >= args.queues,
+                timeout=1800,
+            )
+            bl.wait_all(
+                "every JobQueue reconciled",
+                lambda: operator_footprint.all_reconciled(cluster, ns, args.queues),
+                timeout=1800,
+            )
             time.sleep(SETTLE_SECONDS)
             wait_quiet(op, ns)
             bl.log(f"idle, autoscaler on: measuring {args.window:.0f} s")
@@ -300,8 +361,9 @@ def main() -> None:
             busy = names[: max(1, int(args.queues * args.busy))]
             bl.log(f"backlog in {len(busy)} queues")
             for n in busy:
-                enqueue_many(f"{ns}.{n}", [JobSpec("glec.jobs.anything", args=[i]) for i in range(2)],
-                             connection=conn)
+                enqueue_many(
+                    f"{ns}.{n}", [JobSpec("glec.jobs.anything", args=[i]) for i in range(2)], connection=conn
+                )
             bl.wait_all("busy queues at 2 replicas", lambda: all_scaled(cluster, ns, busy, 2), timeout=600)
             time.sleep(SETTLE_SECONDS)  # the scale-ups' Deployment, ReplicaSet and pod writes
             bl.log(f"backlog, autoscaler on: measuring {args.window:.0f} s")
@@ -310,72 +372,108 @@ def main() -> None:
             op.stop()
 
         bl.log("baseline: the same operator and objects with the autoscaler off")
-        off = bl.Operator(cluster, [ns], redis_server.url, Path(tmp) / "operator-off.log",
-                          extra_env={"JOBQUEUE_POLL_INTERVAL": "0"}).start()
+        off = bl.Operator(
+            cluster,
+            [ns],
+            redis_server.url,
+            Path(tmp) / "operator-off.log",
+            extra_env={"JOBQUEUE_POLL_INTERVAL": "0"},
+        ).start()
         try:
             time.sleep(SETTLE_SECONDS)
             wait_quiet(off, ns)  # the resume handlers of every JobQueue
-            result["autoscaler_off"] = window(off, conn, None, args.window, namespace=ns,
-                                              profile=profile("off"))
+            result["autoscaler_off"] = window(
+                off, conn, None, args.window, namespace=ns, profile=profile("off")
+            )
         finally:
             off.stop()
         bl.log("baseline: the same figures read one queue per call")
         result["reads"] = per_queue_baseline(conn, [f"{ns}.{n}" for n in names])
         if not args.no_keda:
             bl.log(f"baseline: the real KEDA with {args.queues} ScaledObjects on the same queues")
-            result["keda"] = keda_windows(cluster, redis_server, conn, [f"{ns}.{n}" for n in names],
-                                          args.window)
+            result["keda"] = keda_windows(
+                cluster, redis_server, conn, [f"{ns}.{n}" for n in names], args.window
+            )
 
     idle, backlog, off_ = result["idle"], result["backlog"], result["autoscaler_off"]
     reads = result["reads"]
-    result["autoscaler_cpu_percent"] = round(backlog["cpu_percent_of_one_core"]
-                                             - off_["cpu_percent_of_one_core"], 2)
+    result["autoscaler_cpu_percent"] = round(
+        backlog["cpu_percent_of_one_core"] - off_["cpu_percent_of_one_core"], 2
+    )
     result["per_queue_vs_batched_redis_ratio"] = round(
-        reads["snapshot_per_queue"]["redis_ms"] / max(reads["batched_snapshot"]["redis_ms"], 1e-3), 1)
+        reads["snapshot_per_queue"]["redis_ms"] / max(reads["batched_snapshot"]["redis_ms"], 1e-3), 1
+    )
     result["per_queue_vs_batched_wall_ratio"] = round(
-        reads["snapshot_per_queue"]["wall_ms"] / max(reads["batched_snapshot"]["wall_ms"], 1e-3), 1)
-    print(f"autoscaler with {args.queues} JobQueues on one operator (goal: Redis <= 50 ms per pass, "
-          "CPU <= 10 % of a core, RSS <= 250 MB)")
-    print(f"{'':<40}{'CPU %':>8}{'RSS MiB':>9}{'pass ms':>9}{'Redis ms/pass':>15}{'round trip ms':>15}"
-          f"{'JQ writes/s':>13}")
-    for label, row in ((f"idle ({args.queues} empty queues)", idle),
-                       (f"backlog ({int(args.queues * args.busy)} queues busy)", backlog)):
-        print(f"{label:<40}{row['cpu_percent_of_one_core']:>8.2f}{row['rss_mib']:>9.1f}"
-              f"{row['pass_ms_mean']:>9.2f}{row['redis_ms_per_pass']:>15.2f}{row['poll_round_trip_ms_mean']:>15.2f}"
-              f"{row['jobqueue_writes_per_second']:>13.2f}")
-    print(f"{'baseline: same operator, autoscaler off':<40}{off_['cpu_percent_of_one_core']:>8.2f}"
-          f"{off_['rss_mib']:>9.1f}{'':>54}{off_['jobqueue_writes_per_second']:>13.2f}")
+        reads["snapshot_per_queue"]["wall_ms"] / max(reads["batched_snapshot"]["wall_ms"], 1e-3), 1
+    )
+    print(
+        f"autoscaler with {args.queues} JobQueues on one operator (goal: Redis <= 50 ms per pass, "
+        "CPU <= 10 % of a core, RSS <= 250 MB)"
+    )
+    print(
+        f"{'':<40}{'CPU %':>8}{'RSS MiB':>9}{'pass ms':>9}{'Redis ms/pass':>15}{'round trip ms':>15}"
+        f"{'JQ writes/s':>13}"
+    )
+    for label, row in (
+        (f"idle ({args.queues} empty queues)", idle),
+        (f"backlog ({int(args.queues * args.busy)} queues busy)", backlog),
+    ):
+        print(
+            f"{label:<40}{row['cpu_percent_of_one_core']:>8.2f}{row['rss_mib']:>9.1f}"
+            f"{row['pass_ms_mean']:>9.2f}{row['redis_ms_per_pass']:>15.2f}{row['poll_round_trip_ms_mean']:>15.2f}"
+            f"{row['jobqueue_writes_per_second']:>13.2f}"
+        )
+    print(
+        f"{'baseline: same operator, autoscaler off':<40}{off_['cpu_percent_of_one_core']:>8.2f}"
+        f"{off_['rss_mib']:>9.1f}{'':>54}{off_['jobqueue_writes_per_second']:>13.2f}"
+    )
     for label, row in (("idle", idle), ("backlog", backlog)):
         own = row["cpu_percent_of_one_core"] - off_["cpu_percent_of_one_core"]
         row["autoscaler_us_per_queue_per_pass"] = round(
-            10_000 * own / args.queues / max(row["passes"] / args.window, 1e-9), 1)
-        print(f"the autoscaler's own CPU, {label} (minus autoscaler off): {own:.2f} % of a core = "
-              f"{row['autoscaler_us_per_queue_per_pass']:.1f} us per queue per pass (goal <= 40)")
+            10_000 * own / args.queues / max(row["passes"] / args.window, 1e-9), 1
+        )
+        print(
+            f"the autoscaler's own CPU, {label} (minus autoscaler off): {own:.2f} % of a core = "
+            f"{row['autoscaler_us_per_queue_per_pass']:.1f} us per queue per pass (goal <= 40)"
+        )
     print(f"the autoscaler's own CPU (backlog - off): {result['autoscaler_cpu_percent']:.2f} % of a core")
     if "metrics_scrape_seconds" in backlog:
-        print(f"one scrape of the operator's /metrics: {backlog['metrics_scrape_seconds']:.2f} s, "
-              f"{backlog['metrics_scrape_bytes'] / 1e6:.1f} MB")
+        print(
+            f"one scrape of the operator's /metrics: {backlog['metrics_scrape_seconds']:.2f} s, "
+            f"{backlog['metrics_scrape_bytes'] / 1e6:.1f} MB"
+        )
     print(f"reading all {args.queues} queues once:")
     for label, row in reads.items():
         print(f"  {label:<30} wall {row['wall_ms']:>9.2f} ms   Redis {row['redis_ms']:>9.2f} ms")
-    print(f"per-queue reads vs one batched snapshot: {result['per_queue_vs_batched_redis_ratio']}x the "
-          f"Redis time, {result['per_queue_vs_batched_wall_ratio']}x the wall time")
+    print(
+        f"per-queue reads vs one batched snapshot: {result['per_queue_vs_batched_redis_ratio']}x the "
+        f"Redis time, {result['per_queue_vs_batched_wall_ratio']}x the wall time"
+    )
     if "keda" in result:
         k = result["keda"]
-        print(f"the real KEDA {k['keda_version']}, {k['scaled_objects']} ScaledObjects on the same idle "
-              "queues (operator + metrics server; the controller-manager runs the HPAs):")
+        print(
+            f"the real KEDA {k['keda_version']}, {k['scaled_objects']} ScaledObjects on the same idle "
+            "queues (operator + metrics server; the controller-manager runs the HPAs):"
+        )
         print(f"{'':<40}{'CPU %':>8}{'RSS MiB':>9}{'KCM CPU %':>11}{'Redis ms/s':>12}{'CPU vs ours':>13}")
         ours = idle["cpu_percent_of_one_core"]
-        print(f"{'ours, idle (whole operator, 1 s passes)':<40}{ours:>8.2f}{idle['rss_mib']:>9.1f}{'':>11}"
-              f"{idle['redis_ms_per_second_all_commands']:>12.2f}{'1.00x':>13}")
-        for label, text in (("keda_defaults", "KEDA, default 30 s polling"),
-                            ("keda_polling_1s", "KEDA, 1 s polling")):
+        print(
+            f"{'ours, idle (whole operator, 1 s passes)':<40}{ours:>8.2f}{idle['rss_mib']:>9.1f}{'':>11}"
+            f"{idle['redis_ms_per_second_all_commands']:>12.2f}{'1.00x':>13}"
+        )
+        for label, text in (
+            ("keda_defaults", "KEDA, default 30 s polling"),
+            ("keda_polling_1s", "KEDA, 1 s polling"),
+        ):
             row = k[label]
-            ratio = result[f"{label}_cpu_ratio_to_ours_idle"] = round(row["cpu_percent_of_one_core"]
-                                                                     / max(ours, 1e-3), 2)
-            print(f"{text:<40}{row['cpu_percent_of_one_core']:>8.2f}{row['rss_mib']:>9.1f}"
-                  f"{row.get('controller_manager_cpu_percent_of_one_core', float('nan')):>11.2f}"
-                  f"{row['redis_ms_per_second_all_commands']:>12.2f}{ratio:>12.2f}x")
+            ratio = result[f"{label}_cpu_ratio_to_ours_idle"] = round(
+                row["cpu_percent_of_one_core"] / max(ours, 1e-3), 2
+            )
+            print(
+                f"{text:<40}{row['cpu_percent_of_one_core']:>8.2f}{row['rss_mib']:>9.1f}"
+                f"{row.get('controller_manager_cpu_percent_of_one_core', float('nan')):>11.2f}"
+                f"{row['redis_ms_per_second_all_commands']:>12.2f}{ratio:>12.2f}x"
+            )
     bl.emit(result)
 
 

@@ -65,23 +65,42 @@ JOB_TIMEOUT = 120
 DEFAULT_GRACE = 30
 #: contender → its Deployment (ours: the JobQueue's "<name>-worker"); the RQ queue is the
 #: Deployment's name for the plain-RQ ones
-DEPLOYMENTS = {"ours": "soak-worker", "keda_defaults": "kd-soak", "keda_tuned": "kt-soak",
-               "keda_model": "km-soak"}
-LABELS = {"ours": "ours", "keda_defaults": "KEDA defaults", "keda_tuned": "KEDA tuned",
-          "keda_model": "model (tuned)"}
+DEPLOYMENTS = {
+    "ours": "soak-worker",
+    "keda_defaults": "kd-soak",
+    "keda_tuned": "kt-soak",
+    "keda_model": "km-soak",
+}
+LABELS = {
+    "ours": "ours",
+    "keda_defaults": "KEDA defaults",
+    "keda_tuned": "KEDA tuned",
+    "keda_model": "model (tuned)",
+}
 
 
 def spec() -> dict[str, Any]:
-    return {"concurrency": MAX_PODS,
-            "worker": {"image": al.BENCH_WORKERS.ref, "imports": ["autoscaler_jobs"], "mode": "thread",
-                       "concurrencyPerPod": 1},
-            "jobDefaults": {"attempts": 3, "timeoutSeconds": JOB_TIMEOUT},
-            "scaling": {"minReplicas": 0, "maxReplicas": MAX_PODS, "scaleDownDelaySeconds": SCALE_DOWN_DELAY,
-                        "idleSecondsBeforeZero": IDLE_BEFORE_ZERO}}
+    return {
+        "concurrency": MAX_PODS,
+        "worker": {
+            "image": al.BENCH_WORKERS.ref,
+            "imports": ["autoscaler_jobs"],
+            "mode": "thread",
+            "concurrencyPerPod": 1,
+        },
+        "jobDefaults": {"attempts": 3, "timeoutSeconds": JOB_TIMEOUT},
+        "scaling": {
+            "minReplicas": 0,
+            "maxReplicas": MAX_PODS,
+            "scaleDownDelaySeconds": SCALE_DOWN_DELAY,
+            "idleSecondsBeforeZero": IDLE_BEFORE_ZERO,
+        },
+    }
 
 
-TUNED = keda.tuned(max_replicas=MAX_PODS, scale_down_delay=SCALE_DOWN_DELAY,
-                   idle_before_zero=IDLE_BEFORE_ZERO)
+TUNED = keda.tuned(
+    max_replicas=MAX_PODS, scale_down_delay=SCALE_DOWN_DELAY, idle_before_zero=IDLE_BEFORE_ZERO
+)
 
 
 def runs(conn: redis.Redis, tag: str) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
@@ -105,8 +124,9 @@ def settled(conn: redis.Redis, tag: str, deleted: dict[str, float]) -> bool:
     return bool(starts) and all(deleted.get(pod, math.inf) + DEFAULT_GRACE + 5 < now for pod, _ in starts)
 
 
-def tally(conn: redis.Redis, tags: list[str], enqueued: dict[str, float],
-          deleted: dict[str, float]) -> dict[str, Any]:
+def tally(
+    conn: redis.Redis, tags: list[str], enqueued: dict[str, float], deleted: dict[str, float]
+) -> dict[str, Any]:
     interrupted, killed, twice, unfinished, busy_pods = 0, 0, 0, 0, set()
     waits = []
     for tag in tags:
@@ -124,9 +144,16 @@ def tally(conn: redis.Redis, tags: list[str], enqueued: dict[str, float],
                 busy_pods.add(pod)
                 killed += ended == math.inf
     wait = bl.summary(waits)
-    return {"jobs": len(tags), "interrupted_by_scale_in": interrupted, "killed_by_scale_in": killed,
-            "busy_pods_deleted": len(busy_pods), "ran_more_than_once": twice, "never_finished": unfinished,
-            "wait_p50": round(wait["p50"], 1), "wait_p95": round(wait["p95"], 1)}
+    return {
+        "jobs": len(tags),
+        "interrupted_by_scale_in": interrupted,
+        "killed_by_scale_in": killed,
+        "busy_pods_deleted": len(busy_pods),
+        "ran_more_than_once": twice,
+        "never_finished": unfinished,
+        "wait_p50": round(wait["p50"], 1),
+        "wait_p95": round(wait["p95"], 1),
+    }
 
 
 class Contenders:
@@ -145,13 +172,21 @@ class Contenders:
             self.tags[who] += tags
             self.enqueued |= dict.fromkeys(tags, time.time())
             if who == "ours":
-                enqueue_many(f"{self.namespace}.soak", [JobSpec("autoscaler_jobs.work", args=[t, d])
-                                                         for t, d in zip(tags, durations, strict=True)],
-                             connection=self.conn)
+                enqueue_many(
+                    f"{self.namespace}.soak",
+                    [
+                        JobSpec("autoscaler_jobs.work", args=[t, d])
+                        for t, d in zip(tags, durations, strict=True)
+                    ],
+                    connection=self.conn,
+                )
             else:
                 Queue(deployment, connection=self.conn, serializer=JSONSerializer).enqueue_many(
-                    [Queue.prepare_data("autoscaler_jobs.work", (t, d), timeout=JOB_TIMEOUT)
-                     for t, d in zip(tags, durations, strict=True)])
+                    [
+                        Queue.prepare_data("autoscaler_jobs.work", (t, d), timeout=JOB_TIMEOUT)
+                        for t, d in zip(tags, durations, strict=True)
+                    ]
+                )
 
 
 def main() -> None:
@@ -160,15 +195,27 @@ def main() -> None:
     parser.add_argument("--gap", type=float, default=50.0, help="seconds between two waves")
     parser.add_argument("--idle", type=float, default=30.0, help="seconds at zero before the job that wakes")
     parser.add_argument("--no-zero", action="store_true", help="skip idle → 0 → back (~6.5 min)")
-    parser.add_argument("--mode", choices=["auto", "container", "process"], default="auto",
-                        help="the pod runner's (auto: containers where runc works here)")
+    parser.add_argument(
+        "--mode",
+        choices=["auto", "container", "process"],
+        default="auto",
+        help="the pod runner's (auto: containers where runc works here)",
+    )
     parser.add_argument("--seed", type=int, default=3)
     args = parser.parse_args()
     rnd = random.Random(args.seed)
-    result: dict[str, Any] = {"benchmark": "autoscaler_soak", "waves": args.waves, "gap_seconds": args.gap,
-                              "keda_version": keda.Binaries.locate().version, "pod_runner_mode": args.mode}
-    with bl.environment() as (cluster, redis_server), keda.Keda(cluster), \
-            tempfile.TemporaryDirectory() as tmp:
+    result: dict[str, Any] = {
+        "benchmark": "autoscaler_soak",
+        "waves": args.waves,
+        "gap_seconds": args.gap,
+        "keda_version": keda.Binaries.locate().version,
+        "pod_runner_mode": args.mode,
+    }
+    with (
+        bl.environment() as (cluster, redis_server),
+        keda.Keda(cluster),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         conn = redis.Redis.from_url(redis_server.url)
         ns = f"bench-soak-{uuid.uuid4().hex[:4]}"
         cluster.create_namespace(ns)
@@ -177,42 +224,68 @@ def main() -> None:
         jobs = Contenders(conn, ns)
         try:
             bl.kubectl_apply(cluster, [bl.jobqueue("soak", ns, **spec())])
-            real = al.RealKeda(cluster, ns, redis_server, [
-                al.KedaTarget(DEPLOYMENTS["keda_defaults"], DEPLOYMENTS["keda_defaults"], 1, MAX_PODS,
-                              keda.DEFAULTS),
-                al.KedaTarget(DEPLOYMENTS["keda_tuned"], DEPLOYMENTS["keda_tuned"], 1, MAX_PODS, TUNED)])
+            real = al.RealKeda(
+                cluster,
+                ns,
+                redis_server,
+                [
+                    al.KedaTarget(
+                        DEPLOYMENTS["keda_defaults"], DEPLOYMENTS["keda_defaults"], 1, MAX_PODS, keda.DEFAULTS
+                    ),
+                    al.KedaTarget(DEPLOYMENTS["keda_tuned"], DEPLOYMENTS["keda_tuned"], 1, MAX_PODS, TUNED),
+                ],
+            )
             real.apply()
-            model_target = al.KedaTarget(DEPLOYMENTS["keda_model"], DEPLOYMENTS["keda_model"], 1, MAX_PODS,
-                                         TUNED)
+            model_target = al.KedaTarget(
+                DEPLOYMENTS["keda_model"], DEPLOYMENTS["keda_model"], 1, MAX_PODS, TUNED
+            )
             bl.kubectl_apply(cluster, al.RealKeda(cluster, ns, redis_server, [model_target]).deployments())
-            model = al.ScaledObject(model_target.deployment, model_target.list_key, max_replicas=MAX_PODS,
-                                    list_length=1, stabilization=SCALE_DOWN_DELAY, cooldown=IDLE_BEFORE_ZERO,
-                                    polling_interval=5, one_step_up=True)
+            model = al.ScaledObject(
+                model_target.deployment,
+                model_target.list_key,
+                max_replicas=MAX_PODS,
+                list_length=1,
+                stabilization=SCALE_DOWN_DELAY,
+                cooldown=IDLE_BEFORE_ZERO,
+                polling_interval=5,
+                one_step_up=True,
+            )
             bl.wait_all("settings", lambda: conn.exists(f"jobqueue:settings:{ns}.soak"), timeout=120)
             deletions = al.PodDeletions(bl.client(cluster), ns)
             watch = al.ReplicaTimeline(bl.client(cluster), ns)
-            with al.pod_runner(cluster, ns, Path(tmp) / "pods", mode=args.mode), \
-                    al.KedaSimulator(kube, conn, ns, [model], rnd):
+            with (
+                al.pod_runner(cluster, ns, Path(tmp) / "pods", mode=args.mode),
+                al.KedaSimulator(kube, conn, ns, [model], rnd),
+            ):
                 soak_start = time.monotonic()
                 for wave in range(args.waves):
                     longs, shorts = rnd.randint(1, MAX_PODS), rnd.randint(0, 8)
-                    durations = [rnd.uniform(20, 40) for _ in range(longs)] + [rnd.uniform(1, 3)
-                                                                              for _ in range(shorts)]
+                    durations = [rnd.uniform(20, 40) for _ in range(longs)] + [
+                        rnd.uniform(1, 3) for _ in range(shorts)
+                    ]
                     bl.log(f"wave {wave + 1}/{args.waves}: {longs} long jobs, {shorts} short ones, to all")
                     jobs.enqueue(str(wave), durations)
                     time.sleep(args.gap)
 
-                bl.wait_all("every job finished or killed", lambda: all(
-                    settled(conn, t, deletions.deleted) for tags in jobs.tags.values() for t in tags),
-                    timeout=600)
+                bl.wait_all(
+                    "every job finished or killed",
+                    lambda: all(
+                        settled(conn, t, deletions.deleted) for tags in jobs.tags.values() for t in tags
+                    ),
+                    timeout=600,
+                )
                 for who, name in DEPLOYMENTS.items():
                     result[who] = tally(conn, jobs.tags[who], jobs.enqueued, dict(deletions.deleted))
-                    result[who]["pods_deleted"] = sum(1 for pod in deletions.deleted
-                                                      if pod.startswith(name + "-"))
+                    result[who]["pods_deleted"] = sum(
+                        1 for pod in deletions.deleted if pod.startswith(name + "-")
+                    )
                 if not args.no_zero:
                     bl.log("waiting for every contender to scale to zero (KEDA's default cooldown: 300 s)")
-                    bl.wait_all("every contender at zero", lambda: all(
-                        watch.current(d) == 0 for d in DEPLOYMENTS.values()), timeout=600)
+                    bl.wait_all(
+                        "every contender at zero",
+                        lambda: all(watch.current(d) == 0 for d in DEPLOYMENTS.values()),
+                        timeout=600,
+                    )
                 # pod-seconds from the first wave until back at zero (until every job ended with --no-zero)
                 end = time.monotonic()
                 for who, name in DEPLOYMENTS.items():
@@ -224,8 +297,9 @@ def main() -> None:
     report(result)
 
 
-def zero_and_back(conn: redis.Redis, jobs: Contenders, watch: al.ReplicaTimeline,
-                  idle: float) -> dict[str, Any]:
+def zero_and_back(
+    conn: redis.Redis, jobs: Contenders, watch: al.ReplicaTimeline, idle: float
+) -> dict[str, Any]:
     """Seconds from each contender's last job end to zero replicas (all are at zero: negative
     when a contender went to zero while a job still ran); then, after ``idle`` s at zero, one
     2 s job to each: seconds to a replica, a ready pod, the job's start."""
@@ -244,43 +318,57 @@ def zero_and_back(conn: redis.Redis, jobs: Contenders, watch: al.ReplicaTimeline
         starts = runs(conn, f"{who}-wake-0")[0]
         return starts[0][1] - clock - t0 if starts else None
 
-    bl.wait_all("the wake-up job started everywhere",
-                lambda: all(started(w) is not None for w in DEPLOYMENTS), timeout=300)
+    bl.wait_all(
+        "the wake-up job started everywhere",
+        lambda: all(started(w) is not None for w in DEPLOYMENTS),
+        timeout=300,
+    )
     for who, name in DEPLOYMENTS.items():
         replica = watch.reached(name, t0, 1)
         ready = watch.reached(name, t0, 1, ready=True)
-        figures[who] |= {"back_replica": replica and round(replica[0], 2),
-                         "back_ready": ready and round(ready[0], 2),
-                         "back_job_started": round(started(who) or 0.0, 2)}
+        figures[who] |= {
+            "back_replica": replica and round(replica[0], 2),
+            "back_ready": ready and round(ready[0], 2),
+            "back_job_started": round(started(who) or 0.0, 2),
+        }
     return figures
 
 
 def report(result: dict[str, Any]) -> None:
-    print(f"soak: {result['waves']} waves of long (20-40 s) and short (1-3 s) jobs, "
-          f"{result['gap_seconds']:.0f} s apart, to all contenders at once (KEDA {result['keda_version']})")
+    print(
+        f"soak: {result['waves']} waves of long (20-40 s) and short (1-3 s) jobs, "
+        f"{result['gap_seconds']:.0f} s apart, to all contenders at once (KEDA {result['keda_version']})"
+    )
     print(f"{'':<40}" + "".join(f"{LABELS[c]:>15}" for c in DEPLOYMENTS))
-    for label, key in (("jobs", "jobs"), ("pods deleted by scale-in", "pods_deleted"),
-                       ("busy pods deleted", "busy_pods_deleted"),
-                       ("jobs interrupted by scale-in (goal 0)", "interrupted_by_scale_in"),
-                       ("  of which killed (never finished)", "killed_by_scale_in"),
-                       ("jobs run more than once", "ran_more_than_once"),
-                       ("jobs never finished", "never_finished"),
-                       ("job wait (enqueue → start) p50, s", "wait_p50"),
-                       ("job wait (enqueue → start) p95, s", "wait_p95"),
-                       ("pod-seconds, first wave → back at 0", "pod_seconds")):
+    for label, key in (
+        ("jobs", "jobs"),
+        ("pods deleted by scale-in", "pods_deleted"),
+        ("busy pods deleted", "busy_pods_deleted"),
+        ("jobs interrupted by scale-in (goal 0)", "interrupted_by_scale_in"),
+        ("  of which killed (never finished)", "killed_by_scale_in"),
+        ("jobs run more than once", "ran_more_than_once"),
+        ("jobs never finished", "never_finished"),
+        ("job wait (enqueue → start) p50, s", "wait_p50"),
+        ("job wait (enqueue → start) p95, s", "wait_p95"),
+        ("pod-seconds, first wave → back at 0", "pod_seconds"),
+    ):
         print(f"{label:<40}" + "".join(f"{result[c][key]:>15}" for c in DEPLOYMENTS))
     zb = result.get("idle_zero_back")
     if zb:
         print("idle → 0 → back (seconds)")
-        for label, key in (("last job end → 0 replicas", "to_zero_after_last_job"),
-                           ("job after idle → a replica", "back_replica"),
-                           ("job after idle → a ready pod", "back_ready"),
-                           ("job after idle → the job started", "back_job_started")):
+        for label, key in (
+            ("last job end → 0 replicas", "to_zero_after_last_job"),
+            ("job after idle → a replica", "back_replica"),
+            ("job after idle → a ready pod", "back_ready"),
+            ("job after idle → the job started", "back_job_started"),
+        ):
             print(f"{label:<40}" + "".join(f"{zb[c][key]!s:>15}" for c in DEPLOYMENTS))
     result["interrupted_ours_vs_keda_defaults_vs_tuned"] = " vs ".join(
-        str(result[c]["interrupted_by_scale_in"]) for c in ("ours", "keda_defaults", "keda_tuned"))
-    result["model_minus_real_tuned_interrupted"] = (result["keda_model"]["interrupted_by_scale_in"]
-                                                    - result["keda_tuned"]["interrupted_by_scale_in"])
+        str(result[c]["interrupted_by_scale_in"]) for c in ("ours", "keda_defaults", "keda_tuned")
+    )
+    result["model_minus_real_tuned_interrupted"] = (
+        result["keda_model"]["interrupted_by_scale_in"] - result["keda_tuned"]["interrupted_by_scale_in"]
+    )
     bl.emit(result)
 
 

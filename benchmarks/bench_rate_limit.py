@@ -28,16 +28,26 @@ from worker_benchlib import emit, env, jobqueue_worker_cmd, redis_server
 
 
 def declare(conn: redis.Redis, queue: str, limit: dict[str, float] | None) -> None:
-    settings.publish(conn, settings.QueueSettings.model_validate(
-        {"queueName": queue, "imports": ["worker_jobs"], "rateLimit": limit}))
+    settings.publish(
+        conn,
+        settings.QueueSettings.model_validate(
+            {"queueName": queue, "imports": ["worker_jobs"], "rateLimit": limit}
+        ),
+    )
 
 
 def run(url: str, conn: redis.Redis, queue: str, *, n: int, seconds: float, pods: int) -> list[float]:
     """Start times of the jobs started in the first ``seconds`` after the first one."""
     ids = [f"{queue.replace(':', '-')}-{i}" for i in range(n)]
     enqueue_many(queue, [JobSpec("worker_jobs.noop", job_id=i) for i in ids], connection=conn)
-    procs = [subprocess.Popen(jobqueue_worker_cmd(queue, mode="thread", concurrency=4, burst=False),
-                              env=env(url, f"pod-{p}"), stdout=subprocess.DEVNULL) for p in range(pods)]
+    procs = [
+        subprocess.Popen(
+            jobqueue_worker_cmd(queue, mode="thread", concurrency=4, burst=False),
+            env=env(url, f"pod-{p}"),
+            stdout=subprocess.DEVNULL,
+        )
+        for p in range(pods)
+    ]
     try:
         while not conn.zcard(f"rq:finished:{queue}"):
             time.sleep(0.05)
@@ -67,25 +77,42 @@ def main() -> None:
     ap.add_argument("--pods", type=int, default=3)
     args = ap.parse_args()
     limit = args.jobs / args.per
-    out: dict[str, Any] = {"benchmark": "rate_limit", "limit_per_second": limit, "pods": args.pods,
-                           "seconds": args.seconds}
+    out: dict[str, Any] = {
+        "benchmark": "rate_limit",
+        "limit_per_second": limit,
+        "pods": args.pods,
+        "seconds": args.seconds,
+    }
     with redis_server() as (url, conn):
         declare(conn, "rl:free", None)
         free = run(url, conn, "rl:free", n=20000, seconds=5.0, pods=args.pods)
         declare(conn, "rl:limited", {"jobs": args.jobs, "perSeconds": args.per})
-        limited = run(url, conn, "rl:limited", n=int(limit * args.seconds * 1.3) + args.jobs,
-                      seconds=args.seconds, pods=args.pods)
+        limited = run(
+            url,
+            conn,
+            "rl:limited",
+            n=int(limit * args.seconds * 1.3) + args.jobs,
+            seconds=args.seconds,
+            pods=args.pods,
+        )
     # m windows' worth of starts span m - 1 windows: the first window's jobs are left out
     observed = (len(limited) - args.jobs) / (limited[-1] - limited[0])
-    out |= {"observed_per_second": round(observed, 3),
-            "ratio_observed_over_limit": round(observed / limit, 4),
-            "most_in_any_window": most_in_window(limited, args.per - 0.05), "window_jobs": args.jobs,
-            "unlimited_at_least_per_second": round(len(free) / 5.0, 1)}
+    out |= {
+        "observed_per_second": round(observed, 3),
+        "ratio_observed_over_limit": round(observed / limit, 4),
+        "most_in_any_window": most_in_window(limited, args.per - 0.05),
+        "window_jobs": args.jobs,
+        "unlimited_at_least_per_second": round(len(free) / 5.0, 1),
+    }
     print(f"limit {args.jobs} per {args.per:g} s = {limit:g}/s, {args.pods} pods, {args.seconds:g} s")
-    print(f"  observed {observed:.3f}/s ({out['ratio_observed_over_limit']:.4f} x the limit); "
-          f"most starts in any {args.per - 0.05:g} s window: {out['most_in_any_window']} of {args.jobs}")
-    print(f"  the same pods without a limit: at least {out['unlimited_at_least_per_second']}/s "
-          "(they ran out of work)")
+    print(
+        f"  observed {observed:.3f}/s ({out['ratio_observed_over_limit']:.4f} x the limit); "
+        f"most starts in any {args.per - 0.05:g} s window: {out['most_in_any_window']} of {args.jobs}"
+    )
+    print(
+        f"  the same pods without a limit: at least {out['unlimited_at_least_per_second']}/s "
+        "(they ran out of work)"
+    )
     emit(out)
 
 

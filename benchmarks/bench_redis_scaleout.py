@@ -54,8 +54,9 @@ class Usage:
 
 def usage(conn: redis.Redis) -> Usage:
     cpu, stats = conn.info("cpu"), conn.info("stats")
-    return Usage(float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
-                 int(stats["total_commands_processed"]))
+    return Usage(
+        float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), int(stats["total_commands_processed"])
+    )
 
 
 def machine_busy() -> tuple[float, float]:
@@ -83,13 +84,20 @@ def drain(k: int, kind: str, jobs_per_queue: int) -> dict[str, Any]:
         ids: dict[str, list[str]] = {}
         for queue, (_, conn) in placement.items():
             publish(conn, queue)
-            ids[queue] = [r.id for r in enqueue_many(queue, [JobSpec(func, list(args))] * jobs_per_queue,
-                                                     connection=conn)]
+            ids[queue] = [
+                r.id
+                for r in enqueue_many(queue, [JobSpec(func, list(args))] * jobs_per_queue, connection=conn)
+            ]
         before = [usage(c) for _, c in conns]
         busy0, total0 = machine_busy()
-        procs = [subprocess.Popen(jobqueue_worker_cmd(q, mode="thread", concurrency=concurrency),
-                                  env=env(url, pod=f"bench-{q}"), stdout=subprocess.DEVNULL)
-                 for q, (url, _) in placement.items()]
+        procs = [
+            subprocess.Popen(
+                jobqueue_worker_cmd(q, mode="thread", concurrency=concurrency),
+                env=env(url, pod=f"bench-{q}"),
+                stdout=subprocess.DEVNULL,
+            )
+            for q, (url, _) in placement.items()
+        ]
         for p in procs:
             assert p.wait(600) == 0
         busy1, total1 = machine_busy()
@@ -107,15 +115,25 @@ def drain(k: int, kind: str, jobs_per_queue: int) -> dict[str, Any]:
     for n, (a, b) in enumerate(zip(before, after, strict=True)):
         served = sum(len(ids[q]) for q in placement if placement[q] is conns[n])
         cpu = b.cpu - a.cpu
-        per_server.append({"jobs": served, "redis_cpu_s": round(cpu, 2),
-                           "core_share": round(cpu / seconds, 2),
-                           "commands_per_job": round((b.commands - a.commands) / served, 1),
-                           "redis_cpu_us_per_job": round(cpu / served * 1e6, 1),
-                           "jobs_per_s_per_redis_core": round(served / cpu) if cpu else None})
-    return {"servers": k, "kind": kind, "jobs": jobs, "seconds": round(seconds, 2),
-            "jobs_per_s": round(jobs / seconds, 1),
-            "machine_cpu_busy": round((busy1 - busy0) / (total1 - total0), 3),
-            "per_server": per_server}
+        per_server.append(
+            {
+                "jobs": served,
+                "redis_cpu_s": round(cpu, 2),
+                "core_share": round(cpu / seconds, 2),
+                "commands_per_job": round((b.commands - a.commands) / served, 1),
+                "redis_cpu_us_per_job": round(cpu / served * 1e6, 1),
+                "jobs_per_s_per_redis_core": round(served / cpu) if cpu else None,
+            }
+        )
+    return {
+        "servers": k,
+        "kind": kind,
+        "jobs": jobs,
+        "seconds": round(seconds, 2),
+        "jobs_per_s": round(jobs / seconds, 1),
+        "machine_cpu_busy": round((busy1 - busy0) / (total1 - total0), 3),
+        "per_server": per_server,
+    }
 
 
 def poll_cost(k: int, queues: int, polls: int = 30) -> dict[str, Any]:
@@ -148,10 +166,14 @@ def poll_cost(k: int, queues: int, polls: int = 30) -> dict[str, Any]:
         seconds = asyncio.run(run())
         wall = (time.perf_counter() - started) / polls
         after = [usage(c) for _, c in conns]
-    per_server = [{"queues": len(names[url]),
-                   "read_ms_median": round(sorted(seconds[url])[polls // 2] * 1000, 2),
-                   "redis_cpu_ms_per_poll": round((b.cpu - a.cpu) / polls * 1000, 2)}
-                  for (url, _), a, b in zip(conns, before, after, strict=True)]
+    per_server = [
+        {
+            "queues": len(names[url]),
+            "read_ms_median": round(sorted(seconds[url])[polls // 2] * 1000, 2),
+            "redis_cpu_ms_per_poll": round((b.cpu - a.cpu) / polls * 1000, 2),
+        }
+        for (url, _), a, b in zip(conns, before, after, strict=True)
+    ]
     return {"servers": k, "queues": queues, "pass_ms": round(wall * 1000, 2), "per_server": per_server}
 
 
@@ -162,33 +184,50 @@ def main() -> None:
     ap.add_argument("--poll-queues", type=int, default=400)
     ap.add_argument("--repeat", type=int, default=3, help="drains per configuration (the median is used)")
     a = ap.parse_args()
-    result: dict[str, Any] = {"benchmark": "bench_redis_scaleout", "queues": QUEUES, "throughput": {},
-                              "poll": []}
+    result: dict[str, Any] = {
+        "benchmark": "bench_redis_scaleout",
+        "queues": QUEUES,
+        "throughput": {},
+        "poll": [],
+    }
     for kind, per_queue in (("noop", a.noop_jobs), ("sleep50ms", a.io_jobs)):
         runs = []
         for k in SERVERS:
-            tries = sorted((drain(k, kind, per_queue) for _ in range(a.repeat)),
-                           key=lambda r: r["jobs_per_s"])
+            tries = sorted(
+                (drain(k, kind, per_queue) for _ in range(a.repeat)), key=lambda r: r["jobs_per_s"]
+            )
             median = tries[len(tries) // 2]
             median["jobs_per_s_all_tries"] = [t["jobs_per_s"] for t in tries]
             runs.append(median)
         base = runs[0]["jobs_per_s"]
         print(f"{kind}: {QUEUES} queues, one worker process each ({per_queue:,} jobs per queue)")
-        print(f"  {'servers':>7} {'jobs/s':>8} {'ratio':>6} {'machine CPU':>11}  per server: core share, "
-              "Redis µs/job, commands/job, jobs/s per Redis core")
+        print(
+            f"  {'servers':>7} {'jobs/s':>8} {'ratio':>6} {'machine CPU':>11}  per server: core share, "
+            "Redis µs/job, commands/job, jobs/s per Redis core"
+        )
         for r in runs:
             r["ratio_to_one_server"] = round(r["jobs_per_s"] / base, 2)
-            servers_text = "; ".join(f"{s['core_share']} {s['redis_cpu_us_per_job']} {s['commands_per_job']} "
-                                     f"{s['jobs_per_s_per_redis_core']}" for s in r["per_server"])
-            print(f"  {r['servers']:>7} {r['jobs_per_s']:>8} {r['ratio_to_one_server']:>6} "
-                  f"{r['machine_cpu_busy'] * 100:>10.0f}%  {servers_text}")
+            servers_text = "; ".join(
+                f"{s['core_share']} {s['redis_cpu_us_per_job']} {s['commands_per_job']} "
+                f"{s['jobs_per_s_per_redis_core']}"
+                for s in r["per_server"]
+            )
+            print(
+                f"  {r['servers']:>7} {r['jobs_per_s']:>8} {r['ratio_to_one_server']:>6} "
+                f"{r['machine_cpu_busy'] * 100:>10.0f}%  {servers_text}"
+            )
         result["throughput"][kind] = runs
     for k in SERVERS:
         p = poll_cost(k, a.poll_queues)
         result["poll"].append(p)
-        print(f"poll of {a.poll_queues} queues over {k} server(s): pass {p['pass_ms']} ms; per server "
-              + "; ".join(f"{s['queues']} queues {s['read_ms_median']} ms read, "
-                          f"{s['redis_cpu_ms_per_poll']} ms Redis CPU" for s in p["per_server"]))
+        print(
+            f"poll of {a.poll_queues} queues over {k} server(s): pass {p['pass_ms']} ms; per server "
+            + "; ".join(
+                f"{s['queues']} queues {s['read_ms_median']} ms read, "
+                f"{s['redis_cpu_ms_per_poll']} ms Redis CPU"
+                for s in p["per_server"]
+            )
+        )
     noop = {r["servers"]: r["ratio_to_one_server"] for r in result["throughput"]["noop"]}
     result["goal_met"] = noop.get(2, 0) >= 1.8 and noop.get(4, 0) >= 3.2
     emit(result)

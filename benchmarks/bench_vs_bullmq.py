@@ -56,12 +56,21 @@ SIDE = BENCH / "bullmq_side.js"
 IO_SECONDS = 0.05
 
 
-
-def drained(n: int, executed: Any, wall: float, busy: float, *, cost: dict[str, Any],
-            checks: dict[str, bool]) -> dict[str, Any]:
+def drained(
+    n: int, executed: Any, wall: float, busy: float, *, cost: dict[str, Any], checks: dict[str, bool]
+) -> dict[str, Any]:
     """One side's drain as reported: throughput over the busy span, cost, the checks."""
-    return {"jobs": n, "executed": executed, "wall_s": round(wall, 2), "busy_s": round(busy, 3),
-            "jobs_per_s": round(n / busy, 1), **cost, "checks": checks, "ok": all(checks.values())}
+    return {
+        "jobs": n,
+        "executed": executed,
+        "wall_s": round(wall, 2),
+        "busy_s": round(busy, 3),
+        "jobs_per_s": round(n / busy, 1),
+        **cost,
+        "checks": checks,
+        "ok": all(checks.values()),
+    }
+
 
 def install_bullmq() -> Path:
     """node_modules holding the pinned BullMQ, installed by npm on first use."""

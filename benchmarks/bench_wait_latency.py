@@ -45,9 +45,14 @@ def pct_ms(values: list[float], q: float) -> float:
 
 def figures(latencies: list[float]) -> dict[str, Any]:
     lat = latencies[WARMUP:]
-    return {"n": len(lat), "p50_ms": pct_ms(lat, 0.5), "p95_ms": pct_ms(lat, 0.95),
-            "p99_ms": pct_ms(lat, 0.99), "max_ms": round(max(lat) * 1000, 2),
-            "mean_ms": round(sum(lat) / len(lat) * 1000, 2)}
+    return {
+        "n": len(lat),
+        "p50_ms": pct_ms(lat, 0.5),
+        "p95_ms": pct_ms(lat, 0.95),
+        "p99_ms": pct_ms(lat, 0.99),
+        "max_ms": round(max(lat) * 1000, 2),
+        "mean_ms": round(sum(lat) / len(lat) * 1000, 2),
+    }
 
 
 def polling_wait(queue: str, job_id: str, conn: Any) -> Any:
@@ -61,8 +66,11 @@ def polling_wait(queue: str, job_id: str, conn: Any) -> Any:
 
 def ours(url: str, conn: Any, queue: str, n: int, waiter: Any) -> list[float]:
     publish(conn, queue, attempts=1)
-    worker = subprocess.Popen(jobqueue_worker_cmd(queue, mode="thread", concurrency=1, burst=False),
-                              env=env(url), stdout=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        jobqueue_worker_cmd(queue, mode="thread", concurrency=1, burst=False),
+        env=env(url),
+        stdout=subprocess.DEVNULL,
+    )
     try:
         out = []
         for _ in range(n):
@@ -91,8 +99,14 @@ def bullmq(url: str, queue: str, n: int, modules: Path) -> list[float] | str:
         assert worker.stdout is not None
         if worker.stdout.readline().strip() != "ready":
             return "BullMQ worker did not start"
-        done = subprocess.run([node, side, "wait", url, queue, str(n)], env=e, capture_output=True, text=True,
-                              check=False, timeout=600)
+        done = subprocess.run(
+            [node, side, "wait", url, queue, str(n)],
+            env=e,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+        )
         if done.returncode:
             return f"BullMQ waiter failed: {done.stderr.strip()[-500:]}"
         return [ms / 1000 for ms in json.loads(done.stdout.splitlines()[-1])["latencies_ms"]]
@@ -110,7 +124,8 @@ def main() -> None:
     results: dict[str, Any] = {}
     with redis_server() as (url, conn):
         results["jobqueue_wait"] = figures(
-            ours(url, conn, "bw:events", args.jobs, lambda q, i, c: wait(q, i, connection=c)))
+            ours(url, conn, "bw:events", args.jobs, lambda q, i, c: wait(q, i, connection=c))
+        )
         results["polling_0.2s"] = figures(ours(url, conn, "bw:poll", args.poll_jobs, polling_wait))
         bull = bullmq(url, "bw-bullmq", args.jobs, args.bullmq_modules)
         if isinstance(bull, str):
@@ -125,12 +140,21 @@ def main() -> None:
         else:
             cells = (r["n"], r["p50_ms"], r["p95_ms"], r["p99_ms"], r["max_ms"])
             print(f"{name:28} {cells[0]:>5} " + " ".join(f"{c:>8}" for c in cells[1:]))
-    ratios = {name: round(r["p99_ms"] / ours_p99, 2) for name, r in results.items()
-              if name != "jobqueue_wait" and "p99_ms" in r and ours_p99 > 0}
+    ratios = {
+        name: round(r["p99_ms"] / ours_p99, 2)
+        for name, r in results.items()
+        if name != "jobqueue_wait" and "p99_ms" in r and ours_p99 > 0
+    }
     for name, ratio in ratios.items():
         print(f"p99 {name} / jobqueue_wait: {ratio}x")
-    emit({"benchmark": "wait_latency", "results": results, "p99_ratio_baseline_over_ours": ratios,
-          "cpus": os.cpu_count()})
+    emit(
+        {
+            "benchmark": "wait_latency",
+            "results": results,
+            "p99_ratio_baseline_over_ours": ratios,
+            "cpus": os.cpu_count(),
+        }
+    )
 
 
 if __name__ == "__main__":

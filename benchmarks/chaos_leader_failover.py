@@ -51,12 +51,17 @@ def main() -> None:
     parser.add_argument("--no-baseline", action="store_true", help="skip the single-replica run")
     args = parser.parse_args()
     kills = (("sigkill", args.runs), ("delete", args.runs))
-    result: dict[str, Any] = {"benchmark": "chaos_leader_failover", "runs_per_kind": args.runs,
-                              "load_before": el.load()}
+    result: dict[str, Any] = {
+        "benchmark": "chaos_leader_failover",
+        "runs_per_kind": args.runs,
+        "load_before": el.load(),
+    }
     with bl.environment() as environment:
         with el.installed("ha", environment=environment) as setup:
-            bl.log(f"two replicas: {args.runs} SIGKILLs and {args.runs} pod deletions of the leader, "
-                   "then a rolling upgrade")
+            bl.log(
+                f"two replicas: {args.runs} SIGKILLs and {args.runs} pod deletions of the leader, "
+                "then a rolling upgrade"
+            )
             ha = el.chaoskit.leader_failovers(setup.product, setup.conn, kills=kills)
         print("two replicas, leader election:")
         print(ha.report())
@@ -78,10 +83,16 @@ def main() -> None:
             ours = ha.figures()["kills"][how]["scaling_resumed_seconds"]
             ratio = {q: round(ours[q] / theirs[q], 2) for q in ("p50", "p99") if theirs.get(q)}
             result[f"{how}_scaling_resumed_ratio_to_baseline"] = ratio
-            print(f"{how}: scaling resumed p50 {ours['p50']} s / p99 {ours['p99']} s vs one replica "
-                  f"p50 {theirs['p50']} s / p99 {theirs['p99']} s (ratio {ratio})")
-    el.conclude(result, f"scaling resumes within {GOAL_SECONDS:g} s (p99) after either kill, no decision "
-                "made twice, every job once, through a rolling upgrade", ok)
+            print(
+                f"{how}: scaling resumed p50 {ours['p50']} s / p99 {ours['p99']} s vs one replica "
+                f"p50 {theirs['p50']} s / p99 {theirs['p99']} s (ratio {ratio})"
+            )
+    el.conclude(
+        result,
+        f"scaling resumes within {GOAL_SECONDS:g} s (p99) after either kill, no decision "
+        "made twice, every job once, through a rolling upgrade",
+        ok,
+    )
 
 
 if __name__ == "__main__":

@@ -35,9 +35,19 @@ def run(environment: Any, label: str, jobs: int, *, baseline: bool = False) -> e
     values = {"autoscaler": {"pollInterval": 0}} if baseline else None
     with el.installed(label, values=values, environment=environment) as setup:
         bl.log(f"{label}: {jobs:,} jobs, killing worker pods at random")
-        kills = el.chaoskit.pod_kills(setup.cluster, setup.namespace, setup.conn, setup.runner, jobs=jobs,
-                                   job_seconds=0.1, concurrency=20, per_pod=2, every=(2.0, 4.0), seed=8,
-                                   scaling=FIXED if baseline else None)
+        kills = el.chaoskit.pod_kills(
+            setup.cluster,
+            setup.namespace,
+            setup.conn,
+            setup.runner,
+            jobs=jobs,
+            job_seconds=0.1,
+            concurrency=20,
+            per_pod=2,
+            every=(2.0, 4.0),
+            seed=8,
+            scaling=FIXED if baseline else None,
+        )
         setup.conn.flushdb()
         return kills
 
@@ -65,8 +75,10 @@ def main() -> None:
     if "workers_lease_reaping_only" in result:
         base = result["workers_lease_reaping_only"]["taken_back_seconds"]
         result["ratio_baseline_over_ours_p99"] = round(base["p99"] / ours["p99"], 2)
-        print(f"kill → job back, p99: ours {ours['p99']} s, lease reaping only {base['p99']} s: "
-              f"{result['ratio_baseline_over_ours_p99']}x")
+        print(
+            f"kill → job back, p99: ours {ours['p99']} s, lease reaping only {base['p99']} s: "
+            f"{result['ratio_baseline_over_ours_p99']}x"
+        )
     ok = result["ours"]["lost"] == 0 and ours.get("p99", float("inf")) <= 30
     el.conclude(result, f"0 lost (here {result['ours']['lost']}), p99 <= 30 s (here {ours.get('p99')} s)", ok)
 

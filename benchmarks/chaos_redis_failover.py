@@ -40,13 +40,17 @@ import redisfarm
 
 def _one(jobs: int, direct: bool) -> failoverkit.FailoverRun:
     with tempfile.TemporaryDirectory() as tmp, redisfarm.SentinelGroup().start() as group:
-        return failoverkit.sentinel_failover(group, Path(tmp), jobs=jobs, job_seconds=0.05, direct=direct,
-                                             timeout=30 if direct else 300)
+        return failoverkit.sentinel_failover(
+            group, Path(tmp), jobs=jobs, job_seconds=0.05, direct=direct, timeout=30 if direct else 300
+        )
 
 
 def _spread(values: list[float]) -> dict[str, float]:
-    return {"min": round(min(values), 2), "median": round(statistics.median(values), 2),
-            "max": round(max(values), 2)}
+    return {
+        "min": round(min(values), 2),
+        "median": round(statistics.median(values), 2),
+        "max": round(max(values), 2),
+    }
 
 
 def main() -> None:
@@ -66,20 +70,29 @@ def main() -> None:
     result["runs"] = figures
     result["summary"] = {
         key: _spread([f[key] for f in figures if f[key] is not None])
-        for key in ("failover_seconds", "first_completion_after_kill_seconds",
-                    "operator_poll_back_after_kill_seconds", "all_settled_after_kill_seconds")}
+        for key in (
+            "failover_seconds",
+            "first_completion_after_kill_seconds",
+            "operator_poll_back_after_kill_seconds",
+            "all_settled_after_kill_seconds",
+        )
+    }
     result["lost"] = sum(r.lost for r in runs)
     result["duplicated"] = sum(r.duplicated for r in runs)
     result["jobs"] = sum(r.jobs for r in runs)
-    print(f"over {args.runs} runs ({result['jobs']:,} jobs): {result['summary']}; lost {result['lost']}, "
-          f"completed more than once {result['duplicated']}")
+    print(
+        f"over {args.runs} runs ({result['jobs']:,} jobs): {result['summary']}; lost {result['lost']}, "
+        f"completed more than once {result['duplicated']}"
+    )
     if not args.no_baseline:
         bl.log("baseline: the same with a plain redis:// URL of the primary")
         base = _one(args.jobs, direct=True)
         stranded = base.jobs - base.statuses.get("finished", 0)
         result["baseline"] = {"not_finished_30s_after_kill": stranded, **base.figures()}
-        print(f"baseline, redis:// of the primary: {stranded:,} of {base.jobs:,} jobs not finished 30 s "
-              "after the kill (the new primary has them; nobody uses it)")
+        print(
+            f"baseline, redis:// of the primary: {stranded:,} of {base.jobs:,} jobs not finished 30 s "
+            "after the kill (the new primary has them; nobody uses it)"
+        )
     bl.emit({**result, "goal_met": result["lost"] == 0})
 
 

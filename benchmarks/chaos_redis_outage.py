@@ -39,16 +39,19 @@ def main() -> None:
         for how in ("pause", "stop"):
             with el.installed(f"outage-{how}", environment=environment) as setup:
                 bl.log(f"Redis {how} for {args.seconds:.0f} s")
-                outage = el.chaoskit.redis_outage(setup.product, setup.redis_server, setup.conn, how=how,
-                                               seconds=args.seconds)
+                outage = el.chaoskit.redis_outage(
+                    setup.product, setup.redis_server, setup.conn, how=how, seconds=args.seconds
+                )
                 setup.conn.flushdb()
             print(outage.report())
             result[how] = outage.figures()
-            ok = ok and (set(outage.replicas_during) == {outage.replicas_before}
-                         and outage.reported_after is not None
-                         and outage.audit.statuses == {"finished": outage.audit.jobs}
-                         and outage.audit.results == {1: outage.audit.jobs}
-                         and outage.history[-1] == 0)
+            ok = ok and (
+                set(outage.replicas_during) == {outage.replicas_before}
+                and outage.reported_after is not None
+                and outage.audit.statuses == {"finished": outage.audit.jobs}
+                and outage.audit.results == {1: outage.audit.jobs}
+                and outage.history[-1] == 0
+            )
     el.conclude(result, "replicas held, condition reported, one result per job, back to zero", ok)
 
 

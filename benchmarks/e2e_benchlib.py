@@ -51,9 +51,13 @@ class Installed:
 
 
 @contextlib.contextmanager
-def installed(label: str, *, values: Mapping[str, Any] | None = None,
-              environment: tuple[devenv.Cluster, devenv.RedisServer] | None = None,
-              mode: podrunner.Mode = "auto") -> Iterator[Installed]:
+def installed(
+    label: str,
+    *,
+    values: Mapping[str, Any] | None = None,
+    environment: tuple[devenv.Cluster, devenv.RedisServer] | None = None,
+    mode: podrunner.Mode = "auto",
+) -> Iterator[Installed]:
     """The chart installed in a new namespace ``bench-<label>-…``; ``values``: chart values
     beyond the Redis URL and the watched namespace. ``environment``: reuse a cluster and Redis
     (several runs in one benchmark), else a new one for this run alone. ``mode``: the pod
@@ -69,13 +73,24 @@ def installed(label: str, *, values: Mapping[str, Any] | None = None,
         stack.callback(cluster.kubectl, "delete", "namespace", namespace, "--wait=false", check=False)
         conn = redis.Redis.from_url(redis_server.url)
         conn.flushdb()
-        config = podrunner.Config(kubeconfig=cluster.kubeconfig, namespace=namespace,
-                                  pythonpath=(bl.ROOT / "tests",), state_dir=tmp / "pods",
-                                  shutdown_grace=10.0, mode=mode)
+        config = podrunner.Config(
+            kubeconfig=cluster.kubeconfig,
+            namespace=namespace,
+            pythonpath=(bl.ROOT / "tests",),
+            state_dir=tmp / "pods",
+            shutdown_grace=10.0,
+            mode=mode,
+        )
         runner = stack.enter_context(podrunner.PodRunner(config))
         bl.log(f"installing the chart in {namespace}")
-        product = Product.install(cluster, namespace, runner, redis_url=redis_server.url,
-                                  release=f"jq-{namespace[-4:]}", values=values)
+        product = Product.install(
+            cluster,
+            namespace,
+            runner,
+            redis_url=redis_server.url,
+            release=f"jq-{namespace[-4:]}",
+            values=values,
+        )
         stack.callback(product.uninstall)
         yield Installed(cluster, redis_server, conn, namespace, runner, product)
 

@@ -58,8 +58,10 @@ def enqueue_rq(conn: redis.Redis, name: str, jobs: int) -> list[str]:
     queue = Queue(name, connection=conn, serializer=JSONSerializer)
     ids: list[str] = []
     for start in range(0, jobs, 1000):
-        batch = [Queue.prepare_data("worker_rqjobs.io_sleep", (JOB_SECONDS,))
-                 for _ in range(min(1000, jobs - start))]
+        batch = [
+            Queue.prepare_data("worker_rqjobs.io_sleep", (JOB_SECONDS,))
+            for _ in range(min(1000, jobs - start))
+        ]
         ids += [j.id for j in queue.enqueue_many(batch)]
     return ids
 
@@ -80,19 +82,37 @@ def rq_drain(conn: redis.Redis, ids: list[str], t0: float) -> dict[str, Any]:
 def plain_rq(url: str, conn: redis.Redis, jobs: int) -> dict[str, Any]:
     """20 RQ SimpleWorkers started with the burst; seconds from the first enqueue to the last end."""
     name = "plain-rq-drain"
-    cmd = [sys.executable, "-m", "rq.cli", "worker", "--burst", "-w", "rq.worker.SimpleWorker",
-           "-S", "rq.serializers.JSONSerializer", "--url", url, "--logging_level", "WARNING", name]
+    cmd = [
+        sys.executable,
+        "-m",
+        "rq.cli",
+        "worker",
+        "--burst",
+        "-w",
+        "rq.worker.SimpleWorker",
+        "-S",
+        "rq.serializers.JSONSerializer",
+        "--url",
+        url,
+        "--logging_level",
+        "WARNING",
+        name,
+    ]
     t0 = time.time()
     ids = enqueue_rq(conn, name, jobs)
-    workers = [subprocess.Popen(cmd, env=wl.env(url), stdout=subprocess.DEVNULL)
-               for _ in range(CONCURRENCY)]
+    workers = [subprocess.Popen(cmd, env=wl.env(url), stdout=subprocess.DEVNULL) for _ in range(CONCURRENCY)]
     for proc in workers:
         proc.wait(timeout=600)
     return rq_drain(conn, ids, t0)
 
 
-def keda_drain(cluster: devenv.Cluster, redis_server: devenv.RedisServer, tuning: keda.Tuning,
-               jobs: int, mode: podrunner.Mode) -> dict[str, Any]:
+def keda_drain(
+    cluster: devenv.Cluster,
+    redis_server: devenv.RedisServer,
+    tuning: keda.Tuning,
+    jobs: int,
+    mode: podrunner.Mode,
+) -> dict[str, Any]:
     """The same jobs into a plain-RQ Deployment at 0 that the real KEDA scales (``tuning``), in
     a restricted namespace of its own whose pods a pod runner runs; drain measured as above."""
     name = f"keda-{tuning.label}"
@@ -111,32 +131,45 @@ def keda_drain(cluster: devenv.Cluster, redis_server: devenv.RedisServer, tuning
         started = time.monotonic()
         t0 = time.time()
         ids = enqueue_rq(conn, name, jobs)
-        bl.wait_all(f"{jobs:,} jobs finished under KEDA ({tuning.label})",
-                    lambda: Queue(name, connection=conn).finished_job_registry.count >= jobs, timeout=900)
+        bl.wait_all(
+            f"{jobs:,} jobs finished under KEDA ({tuning.label})",
+            lambda: Queue(name, connection=conn).finished_job_registry.count >= jobs,
+            timeout=900,
+        )
         figures = rq_drain(conn, ids, t0)
         first, full = watch.reached(name, started, 1), watch.reached(name, started, CONCURRENCY)
-        figures |= {"first_replica_seconds": first and round(first[0], 2),
-                    "all_replicas_seconds": full and round(full[0], 2),
-                    "replicas": [(round(t - started, 2), r) for t, r in watch.history.get(name, [])
-                                 if t >= started]}
+        figures |= {
+            "first_replica_seconds": first and round(first[0], 2),
+            "all_replicas_seconds": full and round(full[0], 2),
+            "replicas": [(round(t - started, 2), r) for t, r in watch.history.get(name, []) if t >= started],
+        }
         return figures
 
 
-def keda_runs(environment: tuple[devenv.Cluster, devenv.RedisServer], jobs: int, ours: float,
-              result: dict[str, Any], mode: podrunner.Mode) -> None:
+def keda_runs(
+    environment: tuple[devenv.Cluster, devenv.RedisServer],
+    jobs: int,
+    ours: float,
+    result: dict[str, Any],
+    mode: podrunner.Mode,
+) -> None:
     """KEDA's defaults, then tuned, each draining the same jobs; figures into ``result``."""
     cluster, redis_server = environment
     with keda.Keda(cluster) as running:
         version = result["keda_version"] = running.binaries.version
-        for tuning in (keda.DEFAULTS, keda.tuned(max_replicas=CONCURRENCY, scale_down_delay=5,
-                                                 idle_before_zero=5)):
+        for tuning in (
+            keda.DEFAULTS,
+            keda.tuned(max_replicas=CONCURRENCY, scale_down_delay=5, idle_before_zero=5),
+        ):
             bl.log(f"draining {jobs:,} jobs through plain RQ pods scaled by KEDA ({tuning.label})")
             k = result[f"keda_{tuning.label}"] = keda_drain(cluster, redis_server, tuning, jobs, mode)
             ratio = result[f"ratio_keda_{tuning.label}_over_ours"] = round(k["seconds"] / ours, 2)
-            print(f"KEDA {version} {tuning.label}: drain {k['seconds']:.2f} s, ratio to ideal "
-                  f"{k['ratio']:.3f}, finished {k['finished']:,}; first replica "
-                  f"{k['first_replica_seconds']} s, {CONCURRENCY} replicas {k['all_replicas_seconds']} s "
-                  f"after the first enqueue; KEDA / ours {ratio}x")
+            print(
+                f"KEDA {version} {tuning.label}: drain {k['seconds']:.2f} s, ratio to ideal "
+                f"{k['ratio']:.3f}, finished {k['finished']:,}; first replica "
+                f"{k['first_replica_seconds']} s, {CONCURRENCY} replicas {k['all_replicas_seconds']} s "
+                f"after the first enqueue; KEDA / ours {ratio}x"
+            )
 
 
 def main() -> None:
@@ -144,16 +177,27 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--no-baseline", action="store_true", help="skip the plain-RQ run")
     parser.add_argument("--no-keda", action="store_true", help="skip the two runs under the real KEDA")
-    parser.add_argument("--mode", choices=["auto", "container", "process"], default="auto",
-                        help="the pod runner's (auto: containers where runc works here)")
+    parser.add_argument(
+        "--mode",
+        choices=["auto", "container", "process"],
+        default="auto",
+        help="the pod runner's (auto: containers where runc works here)",
+    )
     args = parser.parse_args()
     result: dict[str, Any] = {"benchmark": "e2e_drain", "pod_runner_mode": args.mode}
     with bl.environment() as environment:
         with el.installed("drain", environment=environment, mode=args.mode) as setup:
             bl.log(f"draining {args.jobs:,} jobs through the product")
-            drain = el.e2edrain.run(setup.cluster, setup.namespace, setup.conn, jobs=args.jobs,
-                                 job_seconds=JOB_SECONDS, concurrency=CONCURRENCY, per_pod=PER_POD,
-                                 idle_seconds=5)
+            drain = el.e2edrain.run(
+                setup.cluster,
+                setup.namespace,
+                setup.conn,
+                jobs=args.jobs,
+                job_seconds=JOB_SECONDS,
+                concurrency=CONCURRENCY,
+                per_pod=PER_POD,
+                idle_seconds=5,
+            )
         print(drain.report())
         result["ours"] = drain.figures()
         if not args.no_keda:
@@ -165,15 +209,20 @@ def main() -> None:
             base = plain_rq(environment[1].url, conn, args.jobs)
             result["plain_rq_20_workers_started_by_hand"] = base
             result["ratio_ours_over_plain_rq"] = round(drain.seconds / base["seconds"], 3)
-            print(f"plain RQ, 20 SimpleWorkers started with the burst (no autoscaler): drain "
-                  f"{base['seconds']:.2f} s, ratio to ideal {base['ratio']:.3f}, "
-                  f"finished {base['finished']:,}")
-            print(f"ours / plain RQ: {result['ratio_ours_over_plain_rq']} (ours starts from zero "
-                  f"replicas and scales itself)")
+            print(
+                f"plain RQ, 20 SimpleWorkers started with the burst (no autoscaler): drain "
+                f"{base['seconds']:.2f} s, ratio to ideal {base['ratio']:.3f}, "
+                f"finished {base['finished']:,}"
+            )
+            print(
+                f"ours / plain RQ: {result['ratio_ours_over_plain_rq']} (ours starts from zero "
+                f"replicas and scales itself)"
+            )
             for label in ("defaults", "tuned"):
                 if f"keda_{label}" in result:  # the same workers, scaled by KEDA instead of started by hand
                     ratio = result[f"ratio_keda_{label}_over_plain_rq"] = round(
-                        result[f"keda_{label}"]["seconds"] / base["seconds"], 3)
+                        result[f"keda_{label}"]["seconds"] / base["seconds"], 3
+                    )
                     print(f"KEDA {label} / plain RQ started by hand (the same workers): {ratio}")
     ok = drain.audit.exactly_once() and drain.ratio <= 1.25
     el.conclude(result, f"ratio to the ideal <= 1.25 (here {drain.ratio:.3f}), every job once", ok)

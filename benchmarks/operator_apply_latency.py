@@ -70,8 +70,9 @@ def status_times(cluster: Any, namespace: str, count: int, started: float, timeo
     return [t - started for t in seen.values()]
 
 
-def one_round(cluster: Any, queues: int, operator_namespace: str, rnd: int,
-              *, op: bl.Operator, profile: Path | None) -> dict[str, list[float]]:
+def one_round(
+    cluster: Any, queues: int, operator_namespace: str, rnd: int, *, op: bl.Operator, profile: Path | None
+) -> dict[str, list[float]]:
     base_ns = f"bench-floor-{rnd}-{uuid.uuid4().hex[:4]}"
     cluster.kubectl("create", "namespace", base_ns)
     with bl.DeploymentWatch(cluster, base_ns) as watch:

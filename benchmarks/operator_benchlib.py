@@ -141,10 +141,22 @@ class Operator:
         assert self.proc is not None
         out.parent.mkdir(parents=True, exist_ok=True)
         common = ["-p", str(self.proc.pid), "-r", "97", "-d", str(int(seconds)), "--nonblocking"]
-        spies = [subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", *common,
-                                   "-f", fmt, "-o", str(out.with_suffix(suffix))],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                 for fmt, suffix in (("flamegraph", ".svg"), ("raw", ".txt"))]
+        spies = [
+            subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    *common,
+                    "-f",
+                    fmt,
+                    "-o",
+                    str(out.with_suffix(suffix)),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for fmt, suffix in (("flamegraph", ".svg"), ("raw", ".txt"))
+        ]
         try:
             yield
         finally:
@@ -171,8 +183,10 @@ class EventCount:
     get --raw``, its own process), so it starts at once, without first listing what may be ten
     thousand objects."""
 
-    PATHS: ClassVar[dict[str, str]] = {"jobqueues": "/apis/jobqueue.glec.io/v1alpha1",
-                                       "deployments": "/apis/apps/v1"}
+    PATHS: ClassVar[dict[str, str]] = {
+        "jobqueues": "/apis/jobqueue.glec.io/v1alpha1",
+        "deployments": "/apis/apps/v1",
+    }
 
     def __init__(self, cluster: devenv.Cluster, namespace: str, resource: str) -> None:
         self.counts: dict[str, int] = {}
@@ -184,12 +198,22 @@ class EventCount:
     def __enter__(self) -> EventCount:
         kubectl = [self._cluster.binaries.path("kubectl"), "--kubeconfig", str(self._cluster.kubeconfig)]
         # a one-item page carries the list's current resourceVersion: watch from there
-        now = json.loads(subprocess.run([*kubectl, "get", "--raw", f"{self._path}?limit=1"],
-                                        capture_output=True, text=True, check=True).stdout)
+        now = json.loads(
+            subprocess.run(
+                [*kubectl, "get", "--raw", f"{self._path}?limit=1"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
         rv = now["metadata"]["resourceVersion"]
         self._proc = subprocess.Popen(
             [*kubectl, "get", "--raw", f"{self._path}?watch=1&resourceVersion={rv}"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )
         self._thread.start()
         return self
 

@@ -52,9 +52,11 @@ def main() -> None:
                 result[mode] = restarts(setup, args.restarts)
     for mode in ("container", "process"):
         values = result[mode]
-        print(f"{mode:9s}: pod deleted → new operator answering /healthz: "
-              f"median {statistics.median(values):.2f} s, worst {max(values):.2f} s "
-              f"({', '.join(f'{v:.2f}' for v in values)})")
+        print(
+            f"{mode:9s}: pod deleted → new operator answering /healthz: "
+            f"median {statistics.median(values):.2f} s, worst {max(values):.2f} s "
+            f"({', '.join(f'{v:.2f}' for v in values)})"
+        )
     ratio = statistics.median(result["container"]) / statistics.median(result["process"])
     result["median_container_s"] = statistics.median(result["container"])
     result["median_process_s"] = statistics.median(result["process"])

@@ -133,26 +133,35 @@ def main() -> None:
             op.stop()
         if args.leader_election:
             logs = "".join((Path(tmp) / name).read_text() for name in ("operator.log", "operator-2.log"))
-            result["leader_election"] = {"late_renewals": logs.count("renewal "),
-                                         "leadership_lost": logs.count("stops leading")}
+            result["leader_election"] = {
+                "late_renewals": logs.count("renewal "),
+                "leadership_lost": logs.count("stops leading"),
+            }
 
     print(f"operator with {args.queues} JobQueues (one namespace, Deployments at 0 replicas)")
     print(f"{'':<34}{'RSS MiB':>10}{'CPU % of a core':>18}")
-    for label, key in (("no JobQueue (baseline)", "empty"), (f"{args.queues} JobQueues, steady", "steady"),
-                       ("after a restart, steady", "restart_steady")):
+    for label, key in (
+        ("no JobQueue (baseline)", "empty"),
+        (f"{args.queues} JobQueues, steady", "steady"),
+        ("after a restart, steady", "restart_steady"),
+    ):
         row = result[key]
         print(f"{label:<34}{row['rss_mib']:>10.1f}{row['cpu_percent_of_one_core']:>18.2f}")
     per_queue = 1024 * (result["steady"]["rss_mib"] - result["empty"]["rss_mib"]) / args.queues
     print(f"per JobQueue: {per_queue:.1f} KiB")
     c, r = result["create"], result["restart"]
     print(f"creating {args.queues}: {c['seconds']} s ({c['queues_per_second']}/s), {c['cpu_seconds']} CPU-s")
-    print(f"restart with {args.queues} in place: quiet after {r['seconds_to_quiet']} s, "
-          f"{r['cpu_seconds']} CPU-s, {r['jobqueue_writes']} JobQueue and {r['deployment_writes']} "
-          "Deployment writes (nothing changed: every write is needless)")
+    print(
+        f"restart with {args.queues} in place: quiet after {r['seconds_to_quiet']} s, "
+        f"{r['cpu_seconds']} CPU-s, {r['jobqueue_writes']} JobQueue and {r['deployment_writes']} "
+        "Deployment writes (nothing changed: every write is needless)"
+    )
     if "leader_election" in result:
         le = result["leader_election"]
-        print(f"on a leader Lease: {le['late_renewals']} late renewals, leadership lost "
-              f"{le['leadership_lost']} times (goal 0)")
+        print(
+            f"on a leader Lease: {le['late_renewals']} late renewals, leadership lost "
+            f"{le['leadership_lost']} times (goal 0)"
+        )
     bl.emit(result)
 
 

@@ -28,16 +28,31 @@ from jobqueue.worker import Worker, WorkerConfig
 
 
 def declare(queue: str, rate_limit: dict[str, float] | None = None, **job_defaults: Any) -> None:
-    settings.publish(connect(), settings.QueueSettings.model_validate(
-        {"queueName": queue, "imports": ["feature_jobs"], "jobDefaults": job_defaults,
-         "rateLimit": rate_limit}))
+    settings.publish(
+        connect(),
+        settings.QueueSettings.model_validate(
+            {
+                "queueName": queue,
+                "imports": ["feature_jobs"],
+                "jobDefaults": job_defaults,
+                "rateLimit": rate_limit,
+            }
+        ),
+    )
 
 
 @contextmanager
 def worker(queue: str, mode: str = "thread", concurrency: int = 8, pod: str = "example") -> Iterator[Worker]:
-    w = Worker(os.environ["JOBQUEUE_REDIS_URL"],
-               WorkerConfig(queue=queue, imports=("feature_jobs",), concurrency=concurrency, mode=mode,  # type: ignore[arg-type]
-                            pod=pod))
+    w = Worker(
+        os.environ["JOBQUEUE_REDIS_URL"],
+        WorkerConfig(
+            queue=queue,
+            imports=("feature_jobs",),
+            concurrency=concurrency,
+            mode=mode,  # type: ignore[arg-type]
+            pod=pod,
+        ),
+    )
     t = threading.Thread(target=w.run, daemon=True)
     t.start()
     try:
@@ -81,8 +96,12 @@ def bulk() -> None:
 def cancel_one(q: str, mode: str, fn: Callable[..., Any], *args: Any) -> None:
     declare(q, attempts=3)
     pending = enqueue(q, fn, *args, delay=30)  # scheduled: cancelled before it starts
-    print(f"{mode}: cancel a scheduled job ->", cancel(q, pending.id).previous_status, "->",
-          get_job(q, pending.id).status)
+    print(
+        f"{mode}: cancel a scheduled job ->",
+        cancel(q, pending.id).previous_status,
+        "->",
+        get_job(q, pending.id).status,
+    )
     running = enqueue(q, fn, *args)
     with worker(q, mode=mode, concurrency=1):
         until(lambda: get_job(q, running.id).status == "started")
@@ -92,8 +111,10 @@ def cancel_one(q: str, mode: str, fn: Callable[..., Any], *args: Any) -> None:
         until(lambda: get_job(q, running.id).status == "canceled")
     info = get_job(q, running.id)
     took = info.finished_at.timestamp() - asked if info.finished_at else float("nan")
-    print(f"{mode}: running job stopped {took * 1000:.0f} ms after cancel; {info.status} "
-          f"({info.failed_reason}); attempts used {info.attempts_made} of {info.attempts}")
+    print(
+        f"{mode}: running job stopped {took * 1000:.0f} ms after cancel; {info.status} "
+        f"({info.failed_reason}); attempts used {info.attempts_made} of {info.attempts}"
+    )
     assert took < 1.0
     assert info.attempts_made == 1
 
@@ -113,8 +134,10 @@ def wait_example() -> None:
             info = wait(q, res.id, timeout=10)  # blocks on the job's results stream: no polling
             late.append(time.time() - info.result["ended"])
     late.sort()
-    print(f"200 quotes; job end -> wait() returned: p50 {late[100] * 1000:.2f} ms, "
-          f"p99 {late[198] * 1000:.2f} ms; last total {info.result['total']}")
+    print(
+        f"200 quotes; job end -> wait() returned: p50 {late[100] * 1000:.2f} ms, "
+        f"p99 {late[198] * 1000:.2f} ms; last total {info.result['total']}"
+    )
     assert late[198] < 0.5
 
 
@@ -124,12 +147,15 @@ def rate() -> None:
     enqueue_many(q, [JobSpec(feature_jobs.send_email, (f"+8210{i:08d}",)) for i in range(300)])
     with worker(q, pod="pod-a"), worker(q, pod="pod-b"), worker(q, pod="pod-c"):  # three "pods"
         time.sleep(8.5)
-    starts = sorted(j.started_at.timestamp() for j in admin.list_jobs(q, "finished", limit=500).jobs
-                  if j.started_at)
+    starts = sorted(
+        j.started_at.timestamp() for j in admin.list_jobs(q, "finished", limit=500).jobs if j.started_at
+    )
     busiest = max(sum(1 for t in starts if s <= t < s + 0.95) for s in starts)
     pods = {j.pod for j in admin.list_jobs(q, "finished", limit=500).jobs}
-    print(f"limit 10/s, pods {sorted(p or '-' for p in pods)}: {len(starts)} jobs started in 8.5 s, "
-          f"at most {busiest} in any 0.95 s; {admin.list_jobs(q, 'queued', limit=1).total} still queued")
+    print(
+        f"limit 10/s, pods {sorted(p or '-' for p in pods)}: {len(starts)} jobs started in 8.5 s, "
+        f"at most {busiest} in any 0.95 s; {admin.list_jobs(q, 'queued', limit=1).total} still queued"
+    )
     assert busiest <= 10
 
 

@@ -81,8 +81,9 @@ def update_ei(fleet_id: str, new_ei: float) -> dict[str, Any]:
 
 
 @job
-def rank_proposals(bid_id: str, proposals: Sequence[dict[str, float]],
-                   weights: dict[str, float] | None = None) -> dict[str, Any]:
+def rank_proposals(
+    bid_id: str, proposals: Sequence[dict[str, float]], weights: dict[str, float] | None = None
+) -> dict[str, Any]:
     """Recompute composite scores of a bid's proposals and rank them (price, EI, on-time rate)."""
     w = weights or {"price": 0.5, "ei": 0.3, "on_time": 0.2}
     if not proposals:
@@ -95,17 +96,30 @@ def rank_proposals(bid_id: str, proposals: Sequence[dict[str, float]],
         return 1.0 if hi == lo else 1 - (v - lo) / (hi - lo)  # lower is better
 
     scored = sorted(
-        ({**p, "score": w["price"] * norm(p["price"], lo_p, hi_p) + w["ei"] * norm(p["ei"], lo_e, hi_e)
-          + w["on_time"] * p.get("on_time", 0.9)} for p in proposals),
-        key=lambda p: -p["score"])
+        (
+            {
+                **p,
+                "score": w["price"] * norm(p["price"], lo_p, hi_p)
+                + w["ei"] * norm(p["ei"], lo_e, hi_e)
+                + w["on_time"] * p.get("on_time", 0.9),
+            }
+            for p in proposals
+        ),
+        key=lambda p: -p["score"],
+    )
     update_progress(100)
     return {"bid_id": bid_id, "ranked_count": len(scored), "top_score": round(scored[0]["score"], 4)}
 
 
 # --- order:status-update (thread) ----------------------------------------------------------
 
-ORDER_FLOW = {"created": {"assigned", "cancelled"}, "assigned": {"picked_up", "cancelled"},
-              "picked_up": {"delivered"}, "delivered": set(), "cancelled": set()}
+ORDER_FLOW = {
+    "created": {"assigned", "cancelled"},
+    "assigned": {"picked_up", "cancelled"},
+    "picked_up": {"delivered"},
+    "delivered": set(),
+    "cancelled": set(),
+}
 
 
 @job
@@ -137,16 +151,19 @@ def _two_opt(depot: Sequence[float], stops: list[Sequence[float]]) -> list[Seque
         improved = False
         for i in range(len(best) - 1):
             for k in range(i + 1, len(best)):
-                candidate = best[:i] + best[i:k + 1][::-1] + best[k + 1:]
+                candidate = best[:i] + best[i : k + 1][::-1] + best[k + 1 :]
                 if _route_length(depot, candidate) < _route_length(depot, best) - 1e-9:
                     best, improved = candidate, True
     return best
 
 
 @job
-def optimize_dispatch(batch_id: str, orders: Sequence[dict[str, Any]],
-                      vehicles: Sequence[dict[str, Any]], depot: Sequence[float] = (0.0, 0.0)
-                      ) -> dict[str, Any]:
+def optimize_dispatch(
+    batch_id: str,
+    orders: Sequence[dict[str, Any]],
+    vehicles: Sequence[dict[str, Any]],
+    depot: Sequence[float] = (0.0, 0.0),
+) -> dict[str, Any]:
     """Assign orders to vehicles and order each route, minimising emissions.
 
     Emission cost of a route = distance × the vehicle's emission intensity, so cleaner
@@ -190,18 +207,35 @@ def optimize_dispatch(batch_id: str, orders: Sequence[dict[str, Any]],
                 break
     naive = sum(_route_length(depot, r) * ei[vid] for vid, r in naive_routes.items())
     update_progress(100)
-    return {"batch_id": batch_id, "optimized_count": len(orders) - len(unassigned),
-            "unassigned": unassigned, "emissions": round(optimised, 2),
-            "saving_vs_naive": round(1 - optimised / naive, 4) if naive else 0.0}
+    return {
+        "batch_id": batch_id,
+        "optimized_count": len(orders) - len(unassigned),
+        "unassigned": unassigned,
+        "emissions": round(optimised, 2),
+        "saving_vs_naive": round(1 - optimised / naive, 4) if naive else 0.0,
+    }
 
 
-def random_dispatch_batch(rng: random.Random, n_orders: int = 40, n_vehicles: int = 5
-                          ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def random_dispatch_batch(
+    rng: random.Random, n_orders: int = 40, n_vehicles: int = 5
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """A plausible batch for the demo: orders around a depot, a mixed fleet."""
-    orders = [{"id": f"o{i}", "at": [rng.uniform(-50, 50), rng.uniform(-50, 50)],
-               "demand": rng.choice([1, 1, 2, 3])} for i in range(n_orders)]
-    vehicles = [{"id": f"v{i}", "capacity": 1.5 * n_orders * 2 / n_vehicles,
-                 "ei": rng.choice([55.0, 70.0, 90.0, 120.0])} for i in range(n_vehicles)]
+    orders = [
+        {
+            "id": f"o{i}",
+            "at": [rng.uniform(-50, 50), rng.uniform(-50, 50)],
+            "demand": rng.choice([1, 1, 2, 3]),
+        }
+        for i in range(n_orders)
+    ]
+    vehicles = [
+        {
+            "id": f"v{i}",
+            "capacity": 1.5 * n_orders * 2 / n_vehicles,
+            "ei": rng.choice([55.0, 70.0, 90.0, 120.0]),
+        }
+        for i in range(n_vehicles)
+    ]
     return orders, vehicles
 
 
@@ -216,14 +250,26 @@ def email_job_id(user_id: str, type: str, title: str, message: str) -> str:  # t
 
 
 @job
-async def send_notification(user_id: str, type: str, title: str, message: str,  # the seed's field name
-                            send_email: bool = False) -> dict[str, Any]:
+async def send_notification(
+    user_id: str,
+    type: str,
+    title: str,
+    message: str,  # the seed's field name
+    send_email: bool = False,
+) -> dict[str, Any]:
     """Store a notification; fan out an e-mail job when asked (the seed's send_email flag)."""
     await _aio(0.03)
     email_job = None
     if send_email:
-        result = enqueue("email:send", "glec_jobs.send_email", f"{user_id}@example.com", title, message,
-                         job_id=email_job_id(user_id, type, title, message), connection=_redis())
+        result = enqueue(
+            "email:send",
+            "glec_jobs.send_email",
+            f"{user_id}@example.com",
+            title,
+            message,
+            job_id=email_job_id(user_id, type, title, message),
+            connection=_redis(),
+        )
         email_job = result.id
     return {"user_id": user_id, "type": type, "email_job": email_job}
 
@@ -281,11 +327,22 @@ def sync_dtg_data(vehicle_id: str, fleet_id: str, since: str, records: int = 600
             tonne_km += km * load_t
         update_progress(90 * (page + 1) / pages)
     ei = round(fuel_l * CO2_KG_PER_LITRE * 1000 / tonne_km, 1) if tonne_km else 0.0
-    handed_on = enqueue("ei:update", "glec_jobs.update_ei", fleet_id, min(ei, 200.0),
-                        job_id=dtg_ei_job_id(vehicle_id, since), connection=_redis())
+    handed_on = enqueue(
+        "ei:update",
+        "glec_jobs.update_ei",
+        fleet_id,
+        min(ei, 200.0),
+        job_id=dtg_ei_job_id(vehicle_id, since),
+        connection=_redis(),
+    )
     update_progress(100)
-    return {"vehicle_id": vehicle_id, "records": records, "distance_km": round(distance_km, 1),
-            "ei": ei, "ei_job": handed_on.id}
+    return {
+        "vehicle_id": vehicle_id,
+        "records": records,
+        "distance_km": round(distance_km, 1),
+        "ei": ei,
+        "ei_job": handed_on.id,
+    }
 
 
 # --- report:generate (thread) ---------------------------------------------------------------
@@ -351,8 +408,16 @@ def notify_admins(notice: dict[str, Any]) -> dict[str, Any]:
     for admin in ("ops-oncall", "platform-oncall"):
         # one id per (admin, failure): a retried notification never notifies twice
         job_id = re.sub(r"[^A-Za-z0-9_-]", "-", f"{admin}-{details['queue']}-{details['job_id']}")[:200]
-        result = enqueue("notification:send", "glec_jobs.send_notification", admin, notice["type"],
-                         notice["title"], notice["message"], job_id=job_id, connection=_redis())
+        result = enqueue(
+            "notification:send",
+            "glec_jobs.send_notification",
+            admin,
+            notice["type"],
+            notice["title"],
+            notice["message"],
+            job_id=job_id,
+            connection=_redis(),
+        )
         sent.append(result.id)
     return {"job_id": details["job_id"], "notified": sent}
 

@@ -77,8 +77,13 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def wait_until(what: str, check: Any, timeout: float = 60.0, interval: float = 0.2,
-               gone: Callable[[], str | None] | None = None) -> Any:
+def wait_until(
+    what: str,
+    check: Any,
+    timeout: float = 60.0,
+    interval: float = 0.2,
+    gone: Callable[[], str | None] | None = None,
+) -> Any:
     """Poll ``check()`` until it returns something truthy; raise with ``what`` on timeout.
 
     ``gone()``, when given, returns why waiting is pointless (e.g. the server exited): then
@@ -179,9 +184,25 @@ class RedisServer:
         if not exe:
             raise SetupError(MISSING_TOOL.format(tool="redis-server"))
         self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir), "--databases", "64", "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--databases",
+                "64",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_until(f"redis on :{self.port}", self.ping, timeout=20)
         return self
@@ -253,19 +274,29 @@ class PrometheusServer:
             + (f"rule_files:\n{rules}" if rules else "")
             + "scrape_configs:\n  - job_name: dynamic\n    file_sd_configs:\n"
             f"      - files: ['{self.workdir / 'targets.json'}']\n        refresh_interval: 1s\n"
-            + (f"  - job_name: pods\n    file_sd_configs:\n      - files: [{pods}]\n"
-               "        refresh_interval: 1s\n" if pods else "")
+            + (
+                f"  - job_name: pods\n    file_sd_configs:\n      - files: [{pods}]\n"
+                "        refresh_interval: 1s\n"
+                if pods
+                else ""
+            )
         )
         self.proc = subprocess.Popen(
-            [exe, f"--config.file={self.workdir / 'prometheus.yml'}",
-             f"--storage.tsdb.path={self.workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle",
-             "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=open(self.workdir / "prometheus.log", "wb"),  # noqa: SIM115
+            [
+                exe,
+                f"--config.file={self.workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.enable-lifecycle",
+                "--log.level=warn",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.workdir / "prometheus.log", "wb"),  # noqa: SIM115
             start_new_session=True,  # survives `devenv.py up` exiting; stopped by process group
         )
-        wait_until(f"prometheus on :{self.port}", lambda: self._get("/-/ready"), timeout=60,
-                   gone=self._exited)
+        wait_until(
+            f"prometheus on :{self.port}", lambda: self._get("/-/ready"), timeout=60, gone=self._exited
+        )
         return self
 
     def _exited(self) -> str | None:
@@ -336,18 +367,28 @@ class Cluster:
     def kubeconfig(self) -> Path:
         return self.workdir / "kubeconfig.yaml"
 
-    def kwokctl(self, *args: str, check: bool = True,
-                timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def kwokctl(
+        self, *args: str, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [self.binaries.path("kwokctl"), "--name", self.name, *args],
-            check=check, capture_output=True, text=True, env=self.binaries.env(), timeout=timeout,
+            check=check,
+            capture_output=True,
+            text=True,
+            env=self.binaries.env(),
+            timeout=timeout,
         )
 
-    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
-                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [self.binaries.path("kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
-            check=check, capture_output=True, text=True, input=input, timeout=timeout,
+            check=check,
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=timeout,
         )
 
     def create_namespace(self, name: str, timeout: float = 60) -> None:
@@ -357,9 +398,13 @@ class Cluster:
         self.wait_default_service_account(name, timeout)
 
     def wait_default_service_account(self, namespace: str, timeout: float) -> None:
-        wait_until(f"the default ServiceAccount in {namespace}", lambda: self.kubectl(
-            "get", "serviceaccount", "default", "-n", namespace, check=False).returncode == 0,
-            timeout=timeout)
+        wait_until(
+            f"the default ServiceAccount in {namespace}",
+            lambda: (
+                self.kubectl("get", "serviceaccount", "default", "-n", namespace, check=False).returncode == 0
+            ),
+            timeout=timeout,
+        )
 
     def _config(self) -> Path:
         b = self.binaries
@@ -376,8 +421,7 @@ class Cluster:
             f"  kubectlBinary: {b.tools_dir / 'kubectl'}\n"
             f"  etcdBinary: {b.bin_dir / 'etcd'}\n"
             f"  kwokControllerBinary: {b.bin_dir / 'kwok'}\n"
-            "  quietPull: true\n"
-            + self._front_proxy_patch()
+            "  quietPull: true\n" + self._front_proxy_patch()
         )
         return path
 
@@ -389,13 +433,16 @@ class Cluster:
         hack/keda.py) could not tell who the proxied caller is. With these it reads the
         caller from the ``X-Remote-*`` headers of requests signed by the cluster's CA and
         presented by the API server's proxy certificate (CN ``kwok-admin``)."""
-        args = {"requestheader-client-ca-file": str(self.workdir / "pki" / "ca.crt"),
-                "requestheader-allowed-names": "kwok-admin",
-                "requestheader-username-headers": "X-Remote-User",
-                "requestheader-group-headers": "X-Remote-Group",
-                "requestheader-extra-headers-prefix": "X-Remote-Extra-"}
+        args = {
+            "requestheader-client-ca-file": str(self.workdir / "pki" / "ca.crt"),
+            "requestheader-allowed-names": "kwok-admin",
+            "requestheader-username-headers": "X-Remote-User",
+            "requestheader-group-headers": "X-Remote-Group",
+            "requestheader-extra-headers-prefix": "X-Remote-Extra-",
+        }
         return "componentsPatches:\n- name: kube-apiserver\n  extraArgs:\n" + "".join(
-            f"  - key: {k}\n    value: {v}\n" for k, v in args.items())
+            f"  - key: {k}\n    value: {v}\n" for k, v in args.items()
+        )
 
     def exists(self) -> bool:
         return self.kubeconfig.exists()
@@ -428,14 +475,27 @@ class Cluster:
             log(f"cluster {self.name}: stale state found, deleting it first")
             self.delete()
         log(f"cluster {self.name}: starting etcd, kube-apiserver, controller-manager, scheduler, kwok")
-        proc = self.kwokctl("-c", str(self._config()), "create", "cluster",
-                            "--kubeconfig", "", "--wait", "3m", check=False, timeout=400)
+        proc = self.kwokctl(
+            "-c",
+            str(self._config()),
+            "create",
+            "cluster",
+            "--kubeconfig",
+            "",
+            "--wait",
+            "3m",
+            check=False,
+            timeout=400,
+        )
         if proc.returncode != 0:
-            raise RuntimeError(f"kwokctl create cluster failed:\n{proc.stdout}\n{proc.stderr}"
-                               f"{self.log_tails()}")
+            raise RuntimeError(
+                f"kwokctl create cluster failed:\n{proc.stdout}\n{proc.stderr}{self.log_tails()}"
+            )
         (self.workdir / "owner.pid").write_text(str(os.getpid()))
-        log(f"cluster {self.name}: control plane up in {time.monotonic() - t0:.0f}s, "
-            f"adding {self.nodes} nodes")
+        log(
+            f"cluster {self.name}: control plane up in {time.monotonic() - t0:.0f}s, "
+            f"adding {self.nodes} nodes"
+        )
         try:
             self.kwokctl("scale", "node", "--replicas", str(self.nodes))
             wait_until(f"{self.nodes} Ready nodes", self._nodes_ready, timeout=120)
@@ -450,8 +510,11 @@ class Cluster:
         if out.returncode != 0:
             return False
         items = json.loads(out.stdout)["items"]
-        ready = [n for n in items if any(c["type"] == "Ready" and c["status"] == "True"
-                                         for c in n["status"].get("conditions", []))]
+        ready = [
+            n
+            for n in items
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))
+        ]
         return len(ready) >= self.nodes
 
     def delete(self) -> None:
@@ -559,9 +622,19 @@ def _start_environment(binaries: Binaries, state: dict[str, Any]) -> None:
     devdir = CACHE / "devenv"
     redis_port = free_port()
     state["redis_pid"] = _spawn_detached(
-        ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no"],
-        devdir / "redis.log")
+        [
+            "redis-server",
+            "--port",
+            str(redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        devdir / "redis.log",
+    )
     state["redis_url"] = f"redis://127.0.0.1:{redis_port}/0"
     save_state(state)
     wait_until("redis", lambda: RedisServer(port=redis_port).ping(), timeout=20)
@@ -571,7 +644,8 @@ def _start_environment(binaries: Binaries, state: dict[str, Any]) -> None:
     prom = PrometheusServer(
         workdir=devdir / "prometheus",
         rule_files=[alerts] if alerts.exists() else [],
-        pod_target_files=[podrunner.DEFAULT_STATE_DIR / "prometheus-targets*.json"])
+        pod_target_files=[podrunner.DEFAULT_STATE_DIR / "prometheus-targets*.json"],
+    )
     prom.workdir.mkdir(parents=True, exist_ok=True)
     state.update(prometheus_url=prom.url, prometheus_dir=str(prom.workdir))
     try:
@@ -591,8 +665,10 @@ def _start_podrunner(cluster: Cluster, devdir: Path) -> int:
     ready = devdir / "podrunner.ready"
     ready.unlink(missing_ok=True)
     config = podrunner.Config(kubeconfig=cluster.kubeconfig, pythonpath=(ROOT / "examples",))
-    pid = _spawn_detached([sys.executable, str(HACK / "podrunner.py"), *podrunner.cli_args(config),
-                           "--ready-file", str(ready)], devdir / "podrunner.log")
+    pid = _spawn_detached(
+        [sys.executable, str(HACK / "podrunner.py"), *podrunner.cli_args(config), "--ready-file", str(ready)],
+        devdir / "podrunner.log",
+    )
     wait_until("the pod runner", ready.exists, timeout=60)
     log(f"pod runner pid {pid}: pod logs in {config.state_dir}/<namespace>/<pod>.log")
     return pid
@@ -622,15 +698,19 @@ def cmd_status() -> None:
     state = load_state()
     cluster = Cluster(state["cluster"], Binaries.locate())
     print(cluster.kubectl("get", "nodes", "-o", "wide", check=False).stdout)
-    print(f"KUBECONFIG={state['kubeconfig']}\nJOBQUEUE_REDIS_URL={state['redis_url']}\n"
-          f"PROMETHEUS_URL={state['prometheus_url']}")
+    print(
+        f"KUBECONFIG={state['kubeconfig']}\nJOBQUEUE_REDIS_URL={state['redis_url']}\n"
+        f"PROMETHEUS_URL={state['prometheus_url']}"
+    )
 
 
 def cmd_env() -> None:
     """Print shell exports: eval "$(python hack/devenv.py env)"."""
     state = load_state()
-    print(f"export KUBECONFIG={state['kubeconfig']}\nexport JOBQUEUE_REDIS_URL={state['redis_url']}\n"
-          f"export PROMETHEUS_URL={state['prometheus_url']}\nexport PATH={state['path']}:$PATH")
+    print(
+        f"export KUBECONFIG={state['kubeconfig']}\nexport JOBQUEUE_REDIS_URL={state['redis_url']}\n"
+        f"export PROMETHEUS_URL={state['prometheus_url']}\nexport PATH={state['path']}:$PATH"
+    )
 
 
 def one_line_failure(what: str, error: BaseException, logfile: Path) -> str:

@@ -70,8 +70,9 @@ MMDEBSTRAP_OPTIONS = (
     "--dpkgopt=path-exclude=/usr/share/locale/*",
 )
 
-PROJECT_VERSION = re.search(r'^appVersion:\s*"?([^"\s]+)', (ROOT / "helm/jobqueue-operator/Chart.yaml")
-                            .read_text(), re.M)[1]  # type: ignore[index]
+PROJECT_VERSION = re.search(
+    r'^appVersion:\s*"?([^"\s]+)', (ROOT / "helm/jobqueue-operator/Chart.yaml").read_text(), re.M
+)[1]  # type: ignore[index]
 """The chart installs ``image.repository:<appVersion>`` by default: the tag we build."""
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -101,19 +102,36 @@ class ImageSpec:
 
 
 OPERATOR = ImageSpec(
-    name="operator", ref=f"registry.example/jobqueue-operator:{PROJECT_VERSION}",
-    dockerfile=ROOT / "Dockerfile", context=ROOT, debian_base=True,
-    inputs=(ROOT / ".dockerignore", ROOT / "pyproject.toml", ROOT / "README.md", ROOT / "operator",
-            ROOT / "workers"))
+    name="operator",
+    ref=f"registry.example/jobqueue-operator:{PROJECT_VERSION}",
+    dockerfile=ROOT / "Dockerfile",
+    context=ROOT,
+    debian_base=True,
+    inputs=(
+        ROOT / ".dockerignore",
+        ROOT / "pyproject.toml",
+        ROOT / "README.md",
+        ROOT / "operator",
+        ROOT / "workers",
+    ),
+)
 GLEC_JOBS = ImageSpec(
-    name="glec-jobs", ref="registry.example/glec-jobs:1.4.2", parent="operator",
-    dockerfile=ROOT / "examples/Dockerfile", context=ROOT / "examples",
-    inputs=(ROOT / "examples/glec_jobs.py",))
+    name="glec-jobs",
+    ref="registry.example/glec-jobs:1.4.2",
+    parent="operator",
+    dockerfile=ROOT / "examples/Dockerfile",
+    context=ROOT / "examples",
+    inputs=(ROOT / "examples/glec_jobs.py",),
+)
 
 REDIS = ImageSpec(
-    name="redis", ref="registry.example/jobqueue-redis:7", dockerfile=ROOT / "hack/redis-image/Dockerfile",
-    context=ROOT / "hack/redis-image", inputs=(ROOT / "hack/redis-image/Dockerfile",),
-    debian_packages=("redis-server",))
+    name="redis",
+    ref="registry.example/jobqueue-redis:7",
+    dockerfile=ROOT / "hack/redis-image/Dockerfile",
+    context=ROOT / "hack/redis-image",
+    inputs=(ROOT / "hack/redis-image/Dockerfile",),
+    debian_packages=("redis-server",),
+)
 """What the chart's ``redis.bundled`` runs on the dev cluster (users elsewhere: the official image)."""
 
 IMAGES: dict[str, ImageSpec] = {spec.name: spec for spec in (OPERATOR, GLEC_JOBS, REDIS)}
@@ -141,8 +159,15 @@ def tree_digest(paths: Iterable[Path], relative_to: Path) -> str:
 
 def base_key() -> str:
     """Key of the Debian bases: what mmdebstrap is asked for, and how."""
-    return _digest({"suite": DEBIAN_SUITE, "runtime": RUNTIME_PACKAGES, "build": BUILD_PACKAGES,
-                    "purge": BUILD_ONLY_PURGE, "options": MMDEBSTRAP_OPTIONS})[:16]
+    return _digest(
+        {
+            "suite": DEBIAN_SUITE,
+            "runtime": RUNTIME_PACKAGES,
+            "build": BUILD_PACKAGES,
+            "purge": BUILD_ONLY_PURGE,
+            "options": MMDEBSTRAP_OPTIONS,
+        }
+    )[:16]
 
 
 def packages_key(packages: Sequence[str]) -> str:
@@ -151,11 +176,23 @@ def packages_key(packages: Sequence[str]) -> str:
 
 
 def image_key(spec: ImageSpec, parent_key: str | None) -> str:
-    base = (base_key() if spec.debian_base
-            else packages_key(spec.debian_packages) if spec.debian_packages else None)
-    return _digest({"dockerfile": spec.dockerfile.read_text(), "args": dict(spec.build_args),
-                    "files": tree_digest(spec.inputs, spec.context), "parent": parent_key,
-                    "base": base, "ref": spec.ref})[:16]
+    base = (
+        base_key()
+        if spec.debian_base
+        else packages_key(spec.debian_packages)
+        if spec.debian_packages
+        else None
+    )
+    return _digest(
+        {
+            "dockerfile": spec.dockerfile.read_text(),
+            "args": dict(spec.build_args),
+            "files": tree_digest(spec.inputs, spec.context),
+            "parent": parent_key,
+            "base": base,
+            "ref": spec.ref,
+        }
+    )[:16]
 
 
 def _digest(value: Any) -> str:
@@ -215,8 +252,9 @@ class Store:
         entry = index.get(ref) or index.get(normalise_ref(ref))
         if entry is None or not (Path(entry["dir"]) / "rootfs").is_dir():
             return None
-        return StoredImage(ref=ref, name=entry["name"], key=entry["key"], digest=entry["digest"],
-                           dir=Path(entry["dir"]))
+        return StoredImage(
+            ref=ref, name=entry["name"], key=entry["key"], digest=entry["digest"], dir=Path(entry["dir"])
+        )
 
     def refs(self) -> list[str]:
         return sorted(self.index())
@@ -227,8 +265,12 @@ class Store:
 
     def record(self, spec: ImageSpec, key: str, digest: str, directory: Path) -> None:
         index = self.index()
-        index[normalise_ref(spec.ref)] = {"name": spec.name, "key": key, "digest": digest,
-                                          "dir": str(directory)}
+        index[normalise_ref(spec.ref)] = {
+            "name": spec.name,
+            "key": key,
+            "digest": digest,
+            "dir": str(directory),
+        }
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.index_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
@@ -271,8 +313,14 @@ class Builder:
     def __init__(self, store: Store, *, log: Path | None = None) -> None:
         self.store = store
         self.log = log or store.root / "build.log"
-        self.storage = ["--root", str(store.root / "storage"), "--runroot", str(store.root / "run"),
-                        "--storage-driver", "overlay"]
+        self.storage = [
+            "--root",
+            str(store.root / "storage"),
+            "--runroot",
+            str(store.root / "run"),
+            "--storage-driver",
+            "overlay",
+        ]
 
     # -- commands
 
@@ -282,8 +330,9 @@ class Builder:
         with open(self.log, "a") as log:
             log.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {what}: {' '.join(argv)}\n")
             log.flush()
-            result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=log, text=True, check=False,
-                                    **kwargs)
+            result = subprocess.run(
+                argv, stdout=subprocess.PIPE, stderr=log, text=True, check=False, **kwargs
+            )
             log.write(result.stdout[-20000:])
         if result.returncode != 0:
             raise BuildError(f"{what} failed (exit {result.returncode}); see {self.log}")
@@ -291,12 +340,19 @@ class Builder:
         return out
 
     def buildah(self, *args: str, what: str) -> str:
-        return self.run(["buildah", *self.storage, *args], what,
-                        env={**os.environ, "BUILDAH_ISOLATION": "chroot"})
+        return self.run(
+            ["buildah", *self.storage, *args], what, env={**os.environ, "BUILDAH_ISOLATION": "chroot"}
+        )
 
     def has_image(self, ref: str) -> bool:
-        return subprocess.run(["buildah", *self.storage, "inspect", "--type", "image", ref],
-                              capture_output=True, check=False).returncode == 0
+        return (
+            subprocess.run(
+                ["buildah", *self.storage, "inspect", "--type", "image", ref],
+                capture_output=True,
+                check=False,
+            ).returncode
+            == 0
+        )
 
     # -- the Debian bases
 
@@ -308,8 +364,10 @@ class Builder:
         """The runtime and build bases in buildah's storage (mmdebstrap when not cached)."""
         runtime_ref, build_ref = self.base_refs()
         directory = self.store.root / "base" / base_key()
-        progress.begin(f"Debian base root filesystems ({DEBIAN_SUITE}: {', '.join(RUNTIME_PACKAGES)}; "
-                       f"build stage + {', '.join(BUILD_PACKAGES)})")
+        progress.begin(
+            f"Debian base root filesystems ({DEBIAN_SUITE}: {', '.join(RUNTIME_PACKAGES)}; "
+            f"build stage + {', '.join(BUILD_PACKAGES)})"
+        )
         if refresh or not (directory / "done").exists():
             progress.say("  mmdebstrap (~1 min, downloads ~40 MB of packages)")
             self._mmdebstrap(directory)
@@ -331,8 +389,17 @@ class Builder:
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
         tree = directory / "tree"
-        self.run(["mmdebstrap", *MMDEBSTRAP_OPTIONS, f"--include={','.join(packages)}",
-                  DEBIAN_SUITE, str(tree), *debian_sources(DEBIAN_SUITE)], "mmdebstrap")
+        self.run(
+            [
+                "mmdebstrap",
+                *MMDEBSTRAP_OPTIONS,
+                f"--include={','.join(packages)}",
+                DEBIAN_SUITE,
+                str(tree),
+                *debian_sources(DEBIAN_SUITE),
+            ],
+            "mmdebstrap",
+        )
         return tree
 
     def _tar(self, tree: Path, tar: Path, what: str) -> None:
@@ -341,8 +408,9 @@ class Builder:
     def _finish_tree(self, tree: Path, tar: Path) -> None:
         """The last root filesystem of ``tree`` as ``tar``, its package list beside it; ``tree`` goes."""
         self._tar(tree, tar, f"tar of {tar.name}")
-        packages = self.run(["chroot", str(tree), "dpkg-query", "-W", "-f", "${Package}\t${Version}\n"],
-                            "package list")
+        packages = self.run(
+            ["chroot", str(tree), "dpkg-query", "-W", "-f", "${Package}\t${Version}\n"], "package list"
+        )
         (tar.parent / "packages.txt").write_text(packages)
         shutil.rmtree(tree)
         (tar.parent / "done").touch()
@@ -365,8 +433,19 @@ class Builder:
         try:
             self.buildah("add", ctr, str(tar), "/", what=f"adding {tar.name}")
             created_by = f"mmdebstrap {DEBIAN_SUITE} (hack/images.py)"
-            self.buildah("config", "--env", f"PATH={DEFAULT_PATH}", "--env", "LANG=C.UTF-8",
-                         "--cmd", cmd, "--created-by", created_by, ctr, what="buildah config")
+            self.buildah(
+                "config",
+                "--env",
+                f"PATH={DEFAULT_PATH}",
+                "--env",
+                "LANG=C.UTF-8",
+                "--cmd",
+                cmd,
+                "--created-by",
+                created_by,
+                ctr,
+                what="buildah config",
+            )
             self.buildah("commit", "--quiet", "--rm", ctr, ref, what=f"committing {ref}")
         except BuildError:
             self.buildah("rm", ctr, what="buildah rm")
@@ -374,12 +453,16 @@ class Builder:
 
     # -- images
 
-    def build(self, names: Sequence[str], *, specs: Mapping[str, ImageSpec] = IMAGES,
-              refresh_base: bool = False) -> list[StoredImage]:
+    def build(
+        self, names: Sequence[str], *, specs: Mapping[str, ImageSpec] = IMAGES, refresh_base: bool = False
+    ) -> list[StoredImage]:
         """Build ``names`` (and the images they build FROM), each unless already built."""
         order = _with_parents(names, specs)
-        progress = Progress(len(order) + (1 if any(specs[n].debian_base for n in order) else 0)
-                            + sum(1 for n in order if specs[n].debian_packages))
+        progress = Progress(
+            len(order)
+            + (1 if any(specs[n].debian_base for n in order) else 0)
+            + sum(1 for n in order if specs[n].debian_packages)
+        )
         keys: dict[str, str] = {}
         bases: tuple[str, str] | None = None
         built: list[StoredImage] = []
@@ -401,8 +484,9 @@ class Builder:
             if spec.parent and not self.has_image(specs[spec.parent].ref):
                 parent = self.store.lookup(specs[spec.parent].ref)
                 assert parent is not None  # built just before
-                image_id = self.buildah("pull", "--quiet", f"oci-archive:{parent.archive}",
-                                        what=f"loading {parent.ref}").strip()
+                image_id = self.buildah(
+                    "pull", "--quiet", f"oci-archive:{parent.archive}", what=f"loading {parent.ref}"
+                ).strip()
                 self.buildah("tag", image_id, parent.ref, what=f"tagging {parent.ref}")
             args = dict(spec.build_args)
             if spec.debian_packages:
@@ -412,9 +496,11 @@ class Builder:
                 args.update(BASE_IMAGE=bases[0], BUILD_IMAGE=bases[1])
             t0 = time.monotonic()
             stored = self._bud(spec, key, args)
-            progress.say(f"  built in {time.monotonic() - t0:.0f}s: {stored.digest[:19]}, "
-                         f"archive {stored.archive.stat().st_size / 2**20:.0f} MiB, "
-                         f"root filesystem {_du(stored.rootfs) / 2**20:.0f} MiB")
+            progress.say(
+                f"  built in {time.monotonic() - t0:.0f}s: {stored.digest[:19]}, "
+                f"archive {stored.archive.stat().st_size / 2**20:.0f} MiB, "
+                f"root filesystem {_du(stored.rootfs) / 2**20:.0f} MiB"
+            )
             built.append(stored)
         return built
 
@@ -422,23 +508,37 @@ class Builder:
         directory = self.store.root / spec.name / key
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
-        argv = ["bud", "--layers", "--pull=never", "--format", "oci", "-f", str(spec.dockerfile),
-                "-t", spec.ref]
+        argv = [
+            "bud",
+            "--layers",
+            "--pull=never",
+            "--format",
+            "oci",
+            "-f",
+            str(spec.dockerfile),
+            "-t",
+            spec.ref,
+        ]
         for k, v in sorted(args.items()):
             argv += ["--build-arg", f"{k}={v}"]
         argv += [f"--volume={src}:{dst}:ro" for src, dst in self._host_trust()]
         self.buildah(*argv, str(spec.context), what=f"buildah bud {spec.name}")
         with tempfile.TemporaryDirectory(dir=self.store.root) as tmp:
             layout = Path(tmp) / "layout"
-            self.buildah("push", "--quiet", spec.ref, f"oci:{layout}:{spec.ref}",
-                         what=f"exporting {spec.ref}")
-            self.run(["umoci", "unpack", "--image", f"{layout}:{spec.ref}", str(directory / "bundle")],
-                     f"unpacking {spec.ref}")
+            self.buildah(
+                "push", "--quiet", spec.ref, f"oci:{layout}:{spec.ref}", what=f"exporting {spec.ref}"
+            )
+            self.run(
+                ["umoci", "unpack", "--image", f"{layout}:{spec.ref}", str(directory / "bundle")],
+                f"unpacking {spec.ref}",
+            )
             (directory / "bundle" / "rootfs").rename(directory / "rootfs")
             digest, config = _layout_config(layout, spec.ref)
             (directory / "image-config.json").write_text(json.dumps(config, indent=1))
-            self.run(["tar", "-C", str(layout), "-cf", str(directory / "image.oci.tar"), "."],
-                     f"archiving {spec.ref}")
+            self.run(
+                ["tar", "-C", str(layout), "-cf", str(directory / "image.oci.tar"), "."],
+                f"archiving {spec.ref}",
+            )
         shutil.rmtree(directory / "bundle")
         self.store.record(spec, key, digest, directory)
         for old in (self.store.root / spec.name).iterdir():  # one build per image is kept
@@ -484,8 +584,11 @@ def _with_parents(names: Sequence[str], specs: Mapping[str, ImageSpec]) -> list[
 def _layout_config(layout: Path, ref: str) -> tuple[str, dict[str, Any]]:
     """The manifest digest and the image configuration of ``ref`` in an OCI layout."""
     index = json.loads((layout / "index.json").read_text())
-    manifest_desc = next(m for m in index["manifests"]
-                         if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == ref)
+    manifest_desc = next(
+        m
+        for m in index["manifests"]
+        if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == ref
+    )
     digest = manifest_desc["digest"]
     manifest = json.loads(_blob(layout, digest))
     return digest, json.loads(_blob(layout, manifest["config"]["digest"]))
@@ -519,8 +622,11 @@ def debian_sources(suite: str, apt: Path = Path("/etc/apt")) -> list[str]:
                 if "deb" not in stanza.get("Types", "").split() or "main" not in stanza.get("Components", ""):
                     continue
                 for uri in stanza.get("URIs", "").split():
-                    entries += [f"deb {uri} {dist} main" for dist in stanza.get("Suites", "").split()
-                                if _suite_of(dist, suite)]
+                    entries += [
+                        f"deb {uri} {dist} main"
+                        for dist in stanza.get("Suites", "").split()
+                        if _suite_of(dist, suite)
+                    ]
     return list(dict.fromkeys(entries))
 
 
@@ -563,10 +669,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="build the images (each only when its inputs changed)")
     b.add_argument("names", nargs="*", help=f"default: {' '.join(IMAGES)}")
-    b.add_argument("--refresh-base", action="store_true",
-                   help="rebuild the Debian base (new package versions) and the images on it")
-    b.add_argument("--for-pods", action="store_true",
-                   help="only where the pod runner can run them (root, runc): elsewhere say so and exit 0")
+    b.add_argument(
+        "--refresh-base",
+        action="store_true",
+        help="rebuild the Debian base (new package versions) and the images on it",
+    )
+    b.add_argument(
+        "--for-pods",
+        action="store_true",
+        help="only where the pod runner can run them (root, runc): elsewhere say so and exit 0",
+    )
     sub.add_parser("list", help="the images the pod runner can run")
     a = p.parse_args(argv)
     store = Store()
@@ -577,8 +689,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     problem = build_problem()
     if problem and a.for_pods:
-        print(f"image: not building the images ({problem}): the pod runner will run pods as host "
-              "processes", file=sys.stderr)
+        print(
+            f"image: not building the images ({problem}): the pod runner will run pods as host processes",
+            file=sys.stderr,
+        )
         return 0
     if problem:
         print(f"image: {problem}", file=sys.stderr)

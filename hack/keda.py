@@ -93,25 +93,45 @@ DEFAULTS = Tuning("defaults")
 """KEDA and the HPA as installed: 30 s polling, 300 s cooldown, the HPA's default behavior."""
 
 
-def tuned(*, max_replicas: int, scale_down_delay: int, idle_before_zero: int,
-          polling_interval: int = 5) -> Tuning:
+def tuned(
+    *, max_replicas: int, scale_down_delay: int, idle_before_zero: int, polling_interval: int = 5
+) -> Tuning:
     """What a careful user sets: polling every ``polling_interval`` s; the HPA may go to the
     needed count in one step (no scale-up stabilization, a Pods policy as large as the
     maximum); scale-down stabilization and the cooldown to zero as long as the JobQueue's
     ``scaleDownDelaySeconds`` and ``idleSecondsBeforeZero`` it races (the same delays)."""
     return Tuning(
-        "tuned", polling_interval=polling_interval, cooldown_period=idle_before_zero,
+        "tuned",
+        polling_interval=polling_interval,
+        cooldown_period=idle_before_zero,
         behavior={
-            "scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max",
-                        "policies": [{"type": "Pods", "value": max_replicas, "periodSeconds": 1}]},
-            "scaleDown": {"stabilizationWindowSeconds": scale_down_delay, "selectPolicy": "Max",
-                          "policies": [{"type": "Percent", "value": 100, "periodSeconds": 1}]},
-        })
+            "scaleUp": {
+                "stabilizationWindowSeconds": 0,
+                "selectPolicy": "Max",
+                "policies": [{"type": "Pods", "value": max_replicas, "periodSeconds": 1}],
+            },
+            "scaleDown": {
+                "stabilizationWindowSeconds": scale_down_delay,
+                "selectPolicy": "Max",
+                "policies": [{"type": "Percent", "value": 100, "periodSeconds": 1}],
+            },
+        },
+    )
 
 
-def scaled_object(name: str, namespace: str, *, deployment: str, redis_address: str, list_name: str,
-                  list_length: int, max_replicas: int, tuning: Tuning, database: int = 0,
-                  labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+def scaled_object(
+    name: str,
+    namespace: str,
+    *,
+    deployment: str,
+    redis_address: str,
+    list_name: str,
+    list_length: int,
+    max_replicas: int,
+    tuning: Tuning,
+    database: int = 0,
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """A ``keda.sh/v1alpha1`` ScaledObject scaling ``deployment`` from 0 to ``max_replicas`` on
     the length of the Redis list ``list_name`` (one pod per ``list_length`` queued jobs:
     the HPA's AverageValue target, ``desired = ceil(LLEN / listLength)``)."""
@@ -123,9 +143,17 @@ def scaled_object(name: str, namespace: str, *, deployment: str, redis_address: 
         "scaleTargetRef": {"name": deployment},
         "minReplicaCount": 0,
         "maxReplicaCount": max_replicas,
-        "triggers": [{"type": "redis", "metadata": {
-            "address": redis_address, "listName": list_name, "listLength": str(list_length),
-            "databaseIndex": str(database)}}],
+        "triggers": [
+            {
+                "type": "redis",
+                "metadata": {
+                    "address": redis_address,
+                    "listName": list_name,
+                    "listLength": str(list_length),
+                    "databaseIndex": str(database),
+                },
+            }
+        ],
     }
     if tuning.polling_interval is not None:
         spec["pollingInterval"] = tuning.polling_interval
@@ -133,14 +161,25 @@ def scaled_object(name: str, namespace: str, *, deployment: str, redis_address: 
         spec["cooldownPeriod"] = tuning.cooldown_period
     if tuning.behavior is not None:
         spec["advanced"] = {"horizontalPodAutoscalerConfig": {"behavior": dict(tuning.behavior)}}
-    return {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
-            "metadata": {"name": name, "namespace": namespace, "labels": dict(labels or {})},
-            "spec": spec}
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels or {})},
+        "spec": spec,
+    }
 
 
-def plain_rq_deployment(name: str, namespace: str, *, queue: str, redis_url: str, image: str,
-                        grace_seconds: int | None = None, replicas: int = 0,
-                        labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+def plain_rq_deployment(
+    name: str,
+    namespace: str,
+    *,
+    queue: str,
+    redis_url: str,
+    image: str,
+    grace_seconds: int | None = None,
+    replicas: int = 0,
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """A Deployment of plain RQ workers as a KEDA user runs them: one ``rq worker`` per pod
     (JSON serializer, :data:`RQ_WORKER_CLASS`) on ``queue``, Kubernetes' default grace period
     unless ``grace_seconds`` is given, restricted-compliant, ``POD_NAME`` in the environment.
@@ -153,25 +192,52 @@ def plain_rq_deployment(name: str, namespace: str, *, queue: str, redis_url: str
     pod_spec: dict[str, Any] = {
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
-                            "seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [{
-            "name": "worker", "image": image,
-            "command": ["rq", "worker"],
-            "args": ["--url", "$(REDIS_URL)", "--serializer", RQ_JSON_SERIALIZER,
-                     "--worker-class", RQ_WORKER_CLASS, "--logging_level", "WARNING", queue],
-            "env": [{"name": "REDIS_URL", "value": redis_url},
-                    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
-            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
-                                "readOnlyRootFilesystem": True, "runAsNonRoot": True},
-        }],
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 65532,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": "worker",
+                "image": image,
+                "command": ["rq", "worker"],
+                "args": [
+                    "--url",
+                    "$(REDIS_URL)",
+                    "--serializer",
+                    RQ_JSON_SERIALIZER,
+                    "--worker-class",
+                    RQ_WORKER_CLASS,
+                    "--logging_level",
+                    "WARNING",
+                    queue,
+                ],
+                "env": [
+                    {"name": "REDIS_URL", "value": redis_url},
+                    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                ],
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "capabilities": {"drop": ["ALL"]},
+                    "readOnlyRootFilesystem": True,
+                    "runAsNonRoot": True,
+                },
+            }
+        ],
     }
     if grace_seconds is not None:
         pod_spec["terminationGracePeriodSeconds"] = grace_seconds
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": namespace, "labels": pod_labels},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": selector},
-                     "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec}}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": pod_labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector},
+            "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+        },
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -186,8 +252,9 @@ class Binaries:
 
     @classmethod
     def locate(cls) -> Binaries:
-        gover = subprocess.run(["go", "env", "GOVERSION"], check=True, capture_output=True,
-                               text=True).stdout.strip()
+        gover = subprocess.run(
+            ["go", "env", "GOVERSION"], check=True, capture_output=True, text=True
+        ).stdout.strip()
         version = devenv.versions()["KEDA_VERSION"]
         return cls(devenv.CACHE / "bin" / f"keda-{version}_{gover}")
 
@@ -198,7 +265,8 @@ class Binaries:
     @property
     def complete(self) -> bool:
         return all((self.dir / n).exists() for n in ("keda", "keda-adapter", "keda-certs")) and any(
-            (self.dir / "crds").glob("*.yaml"))
+            (self.dir / "crds").glob("*.yaml")
+        )
 
     def ensure(self) -> Binaries:
         """Build KEDA when it is not cached yet (long the first time: see :data:`BUILD_HINT`)."""
@@ -222,12 +290,25 @@ def issue_certificates(keda_certs: Path, ca_dir: Path, out: Path) -> None:
     """``ca.crt``, ``tls.crt``, ``tls.key`` in ``out``: one certificate issued by the
     cluster's CA (``ca_dir/ca.{crt,key}``) for both KEDA servers and their clients, by
     ``keda_certs`` (hack/tools/keda-bins/keda-certs)."""
-    names = [f"{svc}.{NAMESPACE}.svc{suffix}" for svc in (OPERATOR_SERVICE, METRICS_SERVICE)
-             for suffix in ("", ".cluster.local")]
+    names = [
+        f"{svc}.{NAMESPACE}.svc{suffix}"
+        for svc in (OPERATOR_SERVICE, METRICS_SERVICE)
+        for suffix in ("", ".cluster.local")
+    ]
     subprocess.run(
-        [str(keda_certs), f"-ca-cert={ca_dir / 'ca.crt'}", f"-ca-key={ca_dir / 'ca.key'}", f"-out={out}",
-         f"-cn={OPERATOR_SERVICE}", f"-dns={','.join([*names, 'localhost'])}", "-ip=127.0.0.1"],
-        check=True, capture_output=True, text=True)
+        [
+            str(keda_certs),
+            f"-ca-cert={ca_dir / 'ca.crt'}",
+            f"-ca-key={ca_dir / 'ca.key'}",
+            f"-out={out}",
+            f"-cn={OPERATOR_SERVICE}",
+            f"-dns={','.join([*names, 'localhost'])}",
+            "-ip=127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
 
 
 def cluster_objects(ca_bundle: bytes, adapter_port: int) -> list[dict[str, Any]]:
@@ -236,16 +317,29 @@ def cluster_objects(ca_bundle: bytes, adapter_port: int) -> list[dict[str, Any]]
     import base64
 
     return [
-        {"apiVersion": "v1", "kind": "Service",
-         "metadata": {"name": METRICS_SERVICE, "namespace": NAMESPACE},
-         "spec": {"type": "ExternalName", "externalName": "localhost",
-                  "ports": [{"name": "https", "port": adapter_port}]}},
-        {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
-         "metadata": {"name": APISERVICE},
-         "spec": {"service": {"name": METRICS_SERVICE, "namespace": NAMESPACE, "port": adapter_port},
-                  "group": "external.metrics.k8s.io", "version": "v1beta1",
-                  "caBundle": base64.b64encode(ca_bundle).decode(),
-                  "groupPriorityMinimum": 100, "versionPriority": 100}},
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": METRICS_SERVICE, "namespace": NAMESPACE},
+            "spec": {
+                "type": "ExternalName",
+                "externalName": "localhost",
+                "ports": [{"name": "https", "port": adapter_port}],
+            },
+        },
+        {
+            "apiVersion": "apiregistration.k8s.io/v1",
+            "kind": "APIService",
+            "metadata": {"name": APISERVICE},
+            "spec": {
+                "service": {"name": METRICS_SERVICE, "namespace": NAMESPACE, "port": adapter_port},
+                "group": "external.metrics.k8s.io",
+                "version": "v1beta1",
+                "caBundle": base64.b64encode(ca_bundle).decode(),
+                "groupPriorityMinimum": 100,
+                "versionPriority": 100,
+            },
+        },
     ]
 
 
@@ -292,51 +386,91 @@ class Keda:
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KEDA_", "WATCH_", "POD_"))}
-        return env | {"KUBECONFIG": str(self.cluster.kubeconfig), "WATCH_NAMESPACE": "",
-                      "POD_NAMESPACE": NAMESPACE, "KEDA_CLUSTER_OBJECT_NAMESPACE": NAMESPACE}
+        return env | {
+            "KUBECONFIG": str(self.cluster.kubeconfig),
+            "WATCH_NAMESPACE": "",
+            "POD_NAMESPACE": NAMESPACE,
+            "KEDA_CLUSTER_OBJECT_NAMESPACE": NAMESPACE,
+        }
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         with open(self.workdir / f"{name}.log", "ab") as out:
-            return subprocess.Popen(argv, env=self._env(), stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True,
-                                    # only a prctl in the child: no lock taken
-                                    preexec_fn=_die_with_parent if self.tied_to_parent else None)  # noqa: PLW1509
+            return subprocess.Popen(
+                argv,
+                env=self._env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                # only a prctl in the child: no lock taken
+                preexec_fn=_die_with_parent if self.tied_to_parent else None,  # noqa: PLW1509
+            )
 
     def start(self) -> Keda:
         t0 = time.monotonic()
         crds = sorted((self.binaries.dir / "crds").glob("*.yaml"))
         for crd in crds:
             self.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
-        self.cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                             *(f"crd/{crd_name(c)}" for c in crds), timeout=70)
+        self.cluster.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            *(f"crd/{crd_name(c)}" for c in crds),
+            timeout=70,
+        )
         if self.cluster.kubectl("get", "namespace", NAMESPACE, check=False).returncode != 0:
             self.cluster.create_namespace(NAMESPACE)
         issue_certificates(self.binaries.dir / "keda-certs", self.cluster.workdir / "pki", self.certs)
-        self.ports = {n: devenv.free_port() for n in ("grpc", "adapter", "adapter_metrics", "metrics",
-                                                      "health")}
-        self.operator = self._spawn("operator", [
-            str(self.binaries.dir / "keda"), "--leader-elect=false", f"--zap-log-level={self.log_level}",
-            "--zap-encoder=console", "--enable-cert-rotation=false", f"--cert-dir={self.certs}",
-            f"--metrics-bind-address=127.0.0.1:{self.ports['metrics']}",
-            f"--health-probe-bind-address=127.0.0.1:{self.ports['health']}",
-            f"--metrics-service-bind-address=127.0.0.1:{self.ports['grpc']}"])
+        self.ports = {
+            n: devenv.free_port() for n in ("grpc", "adapter", "adapter_metrics", "metrics", "health")
+        }
+        self.operator = self._spawn(
+            "operator",
+            [
+                str(self.binaries.dir / "keda"),
+                "--leader-elect=false",
+                f"--zap-log-level={self.log_level}",
+                "--zap-encoder=console",
+                "--enable-cert-rotation=false",
+                f"--cert-dir={self.certs}",
+                f"--metrics-bind-address=127.0.0.1:{self.ports['metrics']}",
+                f"--health-probe-bind-address=127.0.0.1:{self.ports['health']}",
+                f"--metrics-service-bind-address=127.0.0.1:{self.ports['grpc']}",
+            ],
+        )
         kubeconfig = str(self.cluster.kubeconfig)
-        self.adapter = self._spawn("adapter", [
-            str(self.binaries.dir / "keda-adapter"), f"--zap-log-level={self.log_level}",
-            "--zap-encoder=console", "--bind-address=127.0.0.1", f"--secure-port={self.ports['adapter']}",
-            f"--cert-dir={self.certs}", f"--tls-cert-file={self.certs / 'tls.crt'}",
-            f"--tls-private-key-file={self.certs / 'tls.key'}", f"--lister-kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
-            f"--kubeconfig={kubeconfig}", f"--port={self.ports['adapter_metrics']}",
-            f"--metrics-service-address=127.0.0.1:{self.ports['grpc']}"])
-        body = json.dumps({"apiVersion": "v1", "kind": "List",
-                           "items": cluster_objects((self.certs / "ca.crt").read_bytes(),
-                                                    self.ports["adapter"])})
+        self.adapter = self._spawn(
+            "adapter",
+            [
+                str(self.binaries.dir / "keda-adapter"),
+                f"--zap-log-level={self.log_level}",
+                "--zap-encoder=console",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.ports['adapter']}",
+                f"--cert-dir={self.certs}",
+                f"--tls-cert-file={self.certs / 'tls.crt'}",
+                f"--tls-private-key-file={self.certs / 'tls.key'}",
+                f"--lister-kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                f"--kubeconfig={kubeconfig}",
+                f"--port={self.ports['adapter_metrics']}",
+                f"--metrics-service-address=127.0.0.1:{self.ports['grpc']}",
+            ],
+        )
+        body = json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "List",
+                "items": cluster_objects((self.certs / "ca.crt").read_bytes(), self.ports["adapter"]),
+            }
+        )
         self.cluster.kubectl("apply", "-f", "-", input=body)
-        devenv.wait_until("KEDA's metrics API Available", self._available, timeout=120, interval=0.5,
-                          gone=self._exited)
-        devenv.log(f"KEDA {self.binaries.version} running in {time.monotonic() - t0:.1f}s "
-                   f"(logs in {self.workdir})")
+        devenv.wait_until(
+            "KEDA's metrics API Available", self._available, timeout=120, interval=0.5, gone=self._exited
+        )
+        devenv.log(
+            f"KEDA {self.binaries.version} running in {time.monotonic() - t0:.1f}s (logs in {self.workdir})"
+        )
         return self
 
     def _available(self) -> bool:
@@ -393,8 +527,10 @@ def cmd_up() -> None:
     assert keda.adapter is not None
     state["keda_pids"] = [keda.operator.pid, keda.adapter.pid]
     devenv.save_state(state)
-    print(f"KEDA {keda.binaries.version}: operator pid {keda.operator.pid}, metrics server pid "
-          f"{keda.adapter.pid}; logs in {keda.workdir}; stop with `python hack/keda.py down`")
+    print(
+        f"KEDA {keda.binaries.version}: operator pid {keda.operator.pid}, metrics server pid "
+        f"{keda.adapter.pid}; logs in {keda.workdir}; stop with `python hack/keda.py down`"
+    )
 
 
 def cmd_down() -> None:

@@ -222,12 +222,30 @@ class Config:
 
 def cli_args(config: Config) -> list[str]:
     """The command-line options that reproduce ``config`` (for :func:`spawn` and ``devenv up``)."""
-    args = ["--kubeconfig", str(config.kubeconfig), "--selector", config.selector,
-            "--state-dir", str(config.state_dir), "--workdir", str(config.workdir),
-            "--venv", str(config.venv), "--backoff-initial", str(config.backoff_initial),
-            "--backoff-max", str(config.backoff_max), "--token-seconds", str(config.token_seconds),
-            "--token-refresh", str(config.token_refresh), "--mode", config.mode,
-            "--images", str(config.images)]
+    args = [
+        "--kubeconfig",
+        str(config.kubeconfig),
+        "--selector",
+        config.selector,
+        "--state-dir",
+        str(config.state_dir),
+        "--workdir",
+        str(config.workdir),
+        "--venv",
+        str(config.venv),
+        "--backoff-initial",
+        str(config.backoff_initial),
+        "--backoff-max",
+        str(config.backoff_max),
+        "--token-seconds",
+        str(config.token_seconds),
+        "--token-refresh",
+        str(config.token_refresh),
+        "--mode",
+        config.mode,
+        "--images",
+        str(config.images),
+    ]
     if config.namespace:
         args += ["--namespace", config.namespace]
     for p in config.pythonpath:
@@ -301,8 +319,8 @@ def expand(text: str, env: Mapping[str, str]) -> str:
             out.append("$")
             i += 2
         elif text[i + 1] == "(" and (end := text.find(")", i + 2)) != -1:
-            name = text[i + 2:end]
-            out.append(env[name] if name in env else text[i:end + 1])
+            name = text[i + 2 : end]
+            out.append(env[name] if name in env else text[i : end + 1])
             i = end + 1
         else:
             out.append(ch)
@@ -336,15 +354,26 @@ class PodFacts:
         meta = pod.metadata or ObjectMeta()
         spec = pod.spec or PodSpec(containers=[])
         status = pod.status or PodStatus()
-        mounts = any(v.projected and any(s.serviceAccountToken for s in v.projected.sources or [])
-                     for v in spec.volumes or [])
-        return cls(raw=pod, uid=meta.uid or "", namespace=meta.namespace or "", name=meta.name or "",
-                   node=spec.nodeName or "", deleting=meta.deletionTimestamp is not None,
-                   deletion_grace=meta.deletionGracePeriodSeconds,
-                   termination_grace=spec.terminationGracePeriodSeconds, phase=status.phase or "",
-                   pod_ip=status.podIP or "", restart_policy=spec.restartPolicy or "Always",
-                   service_account=spec.serviceAccountName or "default", mounts_token=mounts,
-                   container=spec.containers[0] if spec.containers else None)
+        mounts = any(
+            v.projected and any(s.serviceAccountToken for s in v.projected.sources or [])
+            for v in spec.volumes or []
+        )
+        return cls(
+            raw=pod,
+            uid=meta.uid or "",
+            namespace=meta.namespace or "",
+            name=meta.name or "",
+            node=spec.nodeName or "",
+            deleting=meta.deletionTimestamp is not None,
+            deletion_grace=meta.deletionGracePeriodSeconds,
+            termination_grace=spec.terminationGracePeriodSeconds,
+            phase=status.phase or "",
+            pod_ip=status.podIP or "",
+            restart_policy=spec.restartPolicy or "Always",
+            service_account=spec.serviceAccountName or "default",
+            mounts_token=mounts,
+            container=spec.containers[0] if spec.containers else None,
+        )
 
     @property
     def key(self) -> str:
@@ -409,7 +438,7 @@ def oneline(argv: Sequence[str], limit: int = 120) -> str:
 def shorten(text: str, limit: int = 120) -> str:
     """``text`` for a one-line log entry: newlines shown as ``\\n``, cut at ``limit``."""
     text = text.replace("\n", "\\n")
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def exit_code(returncode: int) -> int:
@@ -493,17 +522,21 @@ class Credentials:
                 try:
                     await self._mint()
                 except ApiError as e:
-                    raise ConfigError(f"cannot mint a token for serviceaccount "
-                                      f"{self.namespace}/{self.service_account}: {e.status.message}") from e
+                    raise ConfigError(
+                        f"cannot mint a token for serviceaccount "
+                        f"{self.namespace}/{self.service_account}: {e.status.message}"
+                    ) from e
             if self._task is None:
                 self._task = asyncio.create_task(self._refresher())
         return self.kubeconfig
 
     async def _mint(self) -> None:
         spec = TokenRequestSpec(expirationSeconds=self.runner.config.token_seconds)
-        granted = await self.runner.api.create(ServiceAccount.Token(metadata=ObjectMeta(), spec=spec),
-                                               name=self.service_account,
-                                               namespace=self.namespace)
+        granted = await self.runner.api.create(
+            ServiceAccount.Token(metadata=ObjectMeta(), spec=spec),
+            name=self.service_account,
+            namespace=self.namespace,
+        )
         status = granted.status
         if status is None or not status.token or status.expirationTimestamp is None:
             raise ConfigError(f"the API server granted no token: {granted!r}")
@@ -513,14 +546,24 @@ class Credentials:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         _write_private(self.dir / "token", token)
         user = f"system:serviceaccount:{self.namespace}:{self.service_account}"
-        _write_private(self.kubeconfig, yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config",
-            "clusters": [{"name": "podrunner", "cluster": self.runner.cluster}],
-            "users": [{"name": user, "user": {"token": token, "tokenFile": str(self.dir / "token")}}],
-            "contexts": [{"name": user, "context": {"cluster": "podrunner", "user": user,
-                                                    "namespace": self.namespace}}],
-            "current-context": user,
-        }))
+        _write_private(
+            self.kubeconfig,
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "podrunner", "cluster": self.runner.cluster}],
+                    "users": [{"name": user, "user": {"token": token, "tokenFile": str(self.dir / "token")}}],
+                    "contexts": [
+                        {
+                            "name": user,
+                            "context": {"cluster": "podrunner", "user": user, "namespace": self.namespace},
+                        }
+                    ],
+                    "current-context": user,
+                }
+            ),
+        )
         for path, mode in list(self.sinks.items()):
             self._write_sink(path, mode)
 
@@ -546,8 +589,9 @@ class Credentials:
                 try:
                     await self._mint()
                 except Exception as e:  # keep the old token (still valid for a while) and retry
-                    self.runner.log(f"token refresh for {self.namespace}/{self.service_account} "
-                                    f"failed: {e!r}")
+                    self.runner.log(
+                        f"token refresh for {self.namespace}/{self.service_account} failed: {e!r}"
+                    )
                     self._refresh_at = time.monotonic() + 10
 
     def close(self) -> None:
@@ -675,10 +719,18 @@ class PodProcess:
 
     def info(self) -> ProcessInfo:
         running = self.proc is not None and self.proc.returncode is None
-        return ProcessInfo(self.namespace, self.name, self.uid, self.state,
-                           self.proc.pid if self.proc and running else None,
-                           self.starts, self.last_exit_code, self.log_file, dict(self.ports),
-                           self.launch.container if self.launch and running else None)
+        return ProcessInfo(
+            self.namespace,
+            self.name,
+            self.uid,
+            self.state,
+            self.proc.pid if self.proc and running else None,
+            self.starts,
+            self.last_exit_code,
+            self.log_file,
+            dict(self.ports),
+            self.launch.container if self.launch and running else None,
+        )
 
     # -- events from the watch
 
@@ -705,8 +757,10 @@ class PodProcess:
         deadline = time.monotonic() + max(0.0, grace)
         if self._kill_at is None or deadline < self._kill_at:
             if self._kill_at is None and self.proc is not None and self.proc.returncode is None:
-                self.runner.log(f"stop {self.key} pid={self.proc.pid} ({reason}): "
-                                + ("SIGKILL now" if grace <= 0 else f"SIGTERM, SIGKILL in {grace:g}s"))
+                self.runner.log(
+                    f"stop {self.key} pid={self.proc.pid} ({reason}): "
+                    + ("SIGKILL now" if grace <= 0 else f"SIGTERM, SIGKILL in {grace:g}s")
+                )
             self._kill_at = deadline
         self._stop.set()
         self._changed.set()
@@ -758,15 +812,19 @@ class PodProcess:
                 return
             policy = self.pod.restart_policy
             if not restarts(policy, code):
-                self.runner.log(f"exit {self.key} code={describe_exit(code)} after "
-                                f"{time.monotonic() - started:.1f}s (restartPolicy {policy}: not restarted)")
+                self.runner.log(
+                    f"exit {self.key} code={describe_exit(code)} after "
+                    f"{time.monotonic() - started:.1f}s (restartPolicy {policy}: not restarted)"
+                )
                 self.state = "completed"
                 await self._stop.wait()  # keep the record, so the pod is never run twice
                 return
             if time.monotonic() - started >= BACKOFF_RESET_AFTER:
                 backoff = self.runner.config.backoff_initial
-            self.runner.log(f"exit {self.key} code={describe_exit(code)} after "
-                            f"{time.monotonic() - started:.1f}s: restarting in {backoff:g}s")
+            self.runner.log(
+                f"exit {self.key} code={describe_exit(code)} after "
+                f"{time.monotonic() - started:.1f}s: restarting in {backoff:g}s"
+            )
             self.state = "backoff"
             await self._sleep(backoff)
             backoff = min(backoff * 2, self.runner.config.backoff_max)
@@ -783,16 +841,27 @@ class PodProcess:
         reason = "Failed"
         meta = self.pod.raw.metadata or ObjectMeta()
         with contextlib.suppress(ApiError, httpx2.HTTPError):
-            await self.runner.api.create(Event(
-                metadata=ObjectMeta(generateName=f"{self.name}.", namespace=self.namespace),
-                involvedObject=ObjectReference(
-                    kind="Pod", namespace=self.namespace, name=self.name, uid=self.uid, apiVersion="v1",
-                    resourceVersion=meta.resourceVersion,
-                    fieldPath=f"spec.containers{{{self.pod.container.name if self.pod.container else ''}}}"),
-                reason=reason, message=str(error), type="Warning", count=1,
-                firstTimestamp=datetime.datetime.now(datetime.UTC),
-                lastTimestamp=datetime.datetime.now(datetime.UTC),
-                source=EventSource(component="podrunner", host=self.pod.node)))
+            await self.runner.api.create(
+                Event(
+                    metadata=ObjectMeta(generateName=f"{self.name}.", namespace=self.namespace),
+                    involvedObject=ObjectReference(
+                        kind="Pod",
+                        namespace=self.namespace,
+                        name=self.name,
+                        uid=self.uid,
+                        apiVersion="v1",
+                        resourceVersion=meta.resourceVersion,
+                        fieldPath=f"spec.containers{{{self.pod.container.name if self.pod.container else ''}}}",
+                    ),
+                    reason=reason,
+                    message=str(error),
+                    type="Warning",
+                    count=1,
+                    firstTimestamp=datetime.datetime.now(datetime.UTC),
+                    lastTimestamp=datetime.datetime.now(datetime.UTC),
+                    source=EventSource(component="podrunner", host=self.pod.node),
+                )
+            )
 
     async def _prepare(self) -> containers.Launch:
         """How to run the container, resolved against the API server right now."""
@@ -800,8 +869,10 @@ class PodProcess:
         if container is None:
             raise ConfigError("the pod has no container")
         if self.runner.containers is None and not container.command:
-            raise ConfigError("containers[0] has no command: images are not run in process mode, so the "
-                              "pod runner needs an explicit command")
+            raise ConfigError(
+                "containers[0] has no command: images are not run in process mode, so the "
+                "pod runner needs an explicit command"
+            )
         while self._needs_pod_ip(container) and not self.pod.pod_ip:
             # the kubelet knows the pod IP before starting containers; kwok sets it right after binding
             self._changed.clear()
@@ -822,19 +893,31 @@ class PodProcess:
             env["KUBECONFIG"] = str(await self._pod_credentials().ensure())
         return containers.Launch(argv, env, self.runner.config.workdir, description=oneline(argv))
 
-    async def _prepare_container(self, runtime: containers.Runtime, command: list[str], args: list[str],
-                                 pod_env: dict[str, str]) -> containers.Launch:
+    async def _prepare_container(
+        self, runtime: containers.Runtime, command: list[str], args: list[str], pod_env: dict[str, str]
+    ) -> containers.Launch:
         pod = self.pod.raw.to_dict()
         if self.volumes is None:
             self.volumes = containers.PodVolumes(self.runner.config.state_dir / ".volumes", pod)
         self.volumes.pod = pod
-        await self.volumes.prepare(self.runner.volume_data, self._write_token,
-                                    lambda path: field_ref(self.pod.raw, path), runtime.service.ip,
-                                    self.runner.service_hosts(self.namespace))
+        await self.volumes.prepare(
+            self.runner.volume_data,
+            self._write_token,
+            lambda path: field_ref(self.pod.raw, path),
+            runtime.service.ip,
+            self.runner.service_hosts(self.namespace),
+        )
         base = {"HOSTNAME": self.name, **self.runner.config.extra_env}
-        return runtime.launch(containers.container_id(os.getpid(), self.uid, self.starts + 1), pod=pod,
-                              container=pod["spec"]["containers"][0], command=command or None,
-                              args=args or None, pod_env=pod_env, base_env=base, volumes=self.volumes)
+        return runtime.launch(
+            containers.container_id(os.getpid(), self.uid, self.starts + 1),
+            pod=pod,
+            container=pod["spec"]["containers"][0],
+            command=command or None,
+            args=args or None,
+            pod_env=pod_env,
+            base_env=base,
+            volumes=self.volumes,
+        )
 
     async def _write_token(self, path: Path, mode: int) -> None:
         await self._pod_credentials().write_token(path, mode)
@@ -862,8 +945,10 @@ class PodProcess:
 
     @staticmethod
     def _needs_pod_ip(container: Container) -> bool:
-        return any(v.valueFrom and v.valueFrom.fieldRef and v.valueFrom.fieldRef.fieldPath in POD_IP_FIELDS
-                   for v in container.env or [])
+        return any(
+            v.valueFrom and v.valueFrom.fieldRef and v.valueFrom.fieldRef.fieldPath in POD_IP_FIELDS
+            for v in container.env or []
+        )
 
     def _append_log(self, line: str) -> None:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -880,8 +965,13 @@ class PodProcess:
         try:
             with open(self.log_file, "ab") as out:  # noqa: ASYNC230
                 self.proc = subprocess.Popen(  # noqa: ASYNC220
-                    launch.argv, env=launch.env, cwd=launch.cwd, stdin=subprocess.DEVNULL,
-                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                    launch.argv,
+                    env=launch.env,
+                    cwd=launch.cwd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
                     preexec_fn=_die_with(os.getpid()),  # noqa: PLW1509 (only a prctl: no locks taken)
                 )
         except OSError as e:  # not found / not executable: a failed start, as a container's
@@ -947,8 +1037,9 @@ class Runner:
     def __init__(self, config: Config, *, log: TextIO | None = None) -> None:
         self.config = config
         self._log_stream = log
-        self.api = AsyncClient(KubeConfig.from_file(config.kubeconfig), trust_env=False,
-                               field_manager="podrunner")
+        self.api = AsyncClient(
+            KubeConfig.from_file(config.kubeconfig), trust_env=False, field_manager="podrunner"
+        )
         self.cluster = _cluster_entry(config.kubeconfig)
         self.labels = parse_selector(config.selector)
         self.pods: dict[str, PodProcess] = {}
@@ -996,8 +1087,9 @@ class Runner:
         env.update(self.config.extra_env)
         return env
 
-    async def _get_data(self, kind: type[Secret] | type[ConfigMap], name: str | None, namespace: str,
-                        optional: bool | None) -> dict[str, str] | None:
+    async def _get_data(
+        self, kind: type[Secret] | type[ConfigMap], name: str | None, namespace: str, optional: bool | None
+    ) -> dict[str, str] | None:
         if not name:
             raise ConfigError(f"a {kind.__name__} reference without a name")
         try:
@@ -1007,12 +1099,14 @@ class Runner:
                 return None
             raise ConfigError(f"{kind.__name__.lower()} {name!r}: {e.status.message}") from e
         if isinstance(obj, Secret):
-            return {k: base64.b64decode(v).decode(errors="surrogateescape")
-                    for k, v in (obj.data or {}).items()}
+            return {
+                k: base64.b64decode(v).decode(errors="surrogateescape") for k, v in (obj.data or {}).items()
+            }
         return dict(obj.data or {})
 
-    async def volume_data(self, kind: str, name: str | None, namespace: str,
-                          optional: bool | None) -> dict[str, str] | None:
+    async def volume_data(
+        self, kind: str, name: str | None, namespace: str, optional: bool | None
+    ) -> dict[str, str] | None:
         """A ConfigMap's or Secret's data for a volume (container mode)."""
         return await self._get_data(ConfigMap if kind == "ConfigMap" else Secret, name, namespace, optional)
 
@@ -1033,8 +1127,9 @@ class Runner:
             return data[ref.key]
         return None  # resourceFieldRef, fileKeyRef: not emulated (container_env says so)
 
-    async def container_env(self, pod: Pod, container: Container,
-                            note: Callable[[str], None] = lambda _: None) -> dict[str, str]:
+    async def container_env(
+        self, pod: Pod, container: Container, note: Callable[[str], None] = lambda _: None
+    ) -> dict[str, str]:
         """The container's environment as the kubelet builds it: envFrom, then env in order.
 
         Variables from sources the runner does not emulate are left out and ``note``-d.
@@ -1107,12 +1202,20 @@ class Runner:
             if not entry.ports:
                 continue
             labels = dict(entry.pod.raw.metadata.labels or {}) if entry.pod.raw.metadata else {}
-            endpoints.append({"namespace": entry.namespace, "pod": entry.name, "labels": labels,
-                              "ports": entry.ports})
+            endpoints.append(
+                {"namespace": entry.namespace, "pod": entry.name, "labels": labels, "ports": entry.ports}
+            )
             if "JOBQUEUE_METRICS_PORT" in entry.ports:
-                targets.append({"targets": [f"127.0.0.1:{entry.ports['JOBQUEUE_METRICS_PORT']}"],
-                                "labels": {"namespace": entry.namespace, "pod": entry.name,
-                                           "component": labels.get("app.kubernetes.io/component", "")}})
+                targets.append(
+                    {
+                        "targets": [f"127.0.0.1:{entry.ports['JOBQUEUE_METRICS_PORT']}"],
+                        "labels": {
+                            "namespace": entry.namespace,
+                            "pod": entry.name,
+                            "component": labels.get("app.kubernetes.io/component", ""),
+                        },
+                    }
+                )
         state = self.config.state_dir
         state.mkdir(parents=True, exist_ok=True)
         for name, data in (("endpoints.json", endpoints), ("prometheus-targets.json", targets)):
@@ -1137,13 +1240,18 @@ class Runner:
         """A pod seen for the first time gets a process if it is scheduled and alive. One first
         seen terminating or in a terminal phase never does: after a runner restart that is a
         completed Job pod, and running it again would duplicate its work."""
-        return (bool(pod.node) and not pod.deleting and pod.phase not in TERMINAL_PHASES
-                and not self._shutdown.is_set())
+        return (
+            bool(pod.node)
+            and not pod.deleting
+            and pod.phase not in TERMINAL_PHASES
+            and not self._shutdown.is_set()
+        )
 
     async def _relist(self) -> str:
         """Bring ``pods`` in line with a fresh list; return the list's resourceVersion."""
-        listing = self.api.list(Pod, namespace=self.config.namespace or ALL_NS,
-                                labels=self.labels or None, fields=self._fields)
+        listing = self.api.list(
+            Pod, namespace=self.config.namespace or ALL_NS, labels=self.labels or None, fields=self._fields
+        )
         seen: set[str] = set()
         async for pod in listing:
             if await self._private(pod):
@@ -1179,16 +1287,23 @@ class Runner:
             try:
                 version = await self._relist()
                 if first:
-                    self.log(f"watching pods ({self.config.selector or 'all pods'}) in "
-                             f"{self.config.namespace or 'all namespaces'}; logs in {self.config.state_dir}")
+                    self.log(
+                        f"watching pods ({self.config.selector or 'all pods'}) in "
+                        f"{self.config.namespace or 'all namespaces'}; logs in {self.config.state_dir}"
+                    )
                     ready()
                     first = False
                 elif failures:
                     self.log(f"watching again after {failures} failed attempt(s)")
                 failures = 0
                 async for kind, pod in self.api.watch(
-                        Pod, namespace=self.config.namespace or ALL_NS, labels=self.labels or None,
-                        fields=self._fields, resource_version=version, server_timeout=WATCH_SERVER_TIMEOUT):
+                    Pod,
+                    namespace=self.config.namespace or ALL_NS,
+                    labels=self.labels or None,
+                    fields=self._fields,
+                    resource_version=version,
+                    server_timeout=WATCH_SERVER_TIMEOUT,
+                ):
                     if not await self._private(pod):
                         self._on_event(kind, pod)
             except Exception as e:  # API server restarting, 410 Gone, a dropped connection
@@ -1197,7 +1312,7 @@ class Runner:
                 if not failures:
                     self.log(f"watch interrupted ({e!r}): re-listing until the API server answers")
                 low, high = WATCH_RETRY_SECONDS
-                await asyncio.sleep(min(high, low * 2 ** failures))
+                await asyncio.sleep(min(high, low * 2**failures))
                 failures += 1
 
     # -- Services (container mode)
@@ -1205,8 +1320,9 @@ class Runner:
     def service_hosts(self, namespace: str) -> list[str]:
         return self.services.hosts(namespace) if self.services is not None else []
 
-    def _backends(self, namespace: str, selector: Mapping[str, str],
-                  port: Mapping[str, Any]) -> list[tuple[str, int]]:
+    def _backends(
+        self, namespace: str, selector: Mapping[str, str], port: Mapping[str, Any]
+    ) -> list[tuple[str, int]]:
         """The ready backends of a Service port: running pods of ``namespace`` it selects."""
         out: list[tuple[str, int]] = []
         for entry in self.pods.values():
@@ -1242,9 +1358,12 @@ class Runner:
                 if self.services.keep_only(seen) or changed:
                     self._refresh_hosts()
                 failures = 0
-                async for kind, svc in self.api.watch(Service, namespace=namespace,
-                                                      resource_version=listing.resourceVersion,
-                                                      server_timeout=WATCH_SERVER_TIMEOUT):
+                async for kind, svc in self.api.watch(
+                    Service,
+                    namespace=namespace,
+                    resource_version=listing.resourceVersion,
+                    server_timeout=WATCH_SERVER_TIMEOUT,
+                ):
                     meta = svc.metadata or ObjectMeta()
                     if kind == "DELETED":
                         changed = self.services.remove(meta.namespace or "", meta.name or "")
@@ -1256,7 +1375,7 @@ class Runner:
                 if not failures:
                     self.log(f"service watch interrupted ({e!r}): re-listing")
                 low, high = WATCH_RETRY_SECONDS
-                await asyncio.sleep(min(high, low * 2 ** failures))
+                await asyncio.sleep(min(high, low * 2**failures))
                 failures += 1
 
     async def run(self, ready: Callable[[], None] = lambda: None) -> None:
@@ -1395,9 +1514,11 @@ def spawn(config: Config, *, log_file: Path | None = None, timeout: float = 60.0
     ready = Path(tempfile.mkdtemp(prefix="podrunner-")) / "ready"
     out = open(log_file, "ab") if log_file else None  # noqa: SIM115 (the child keeps it)
     try:
-        proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *cli_args(config),
-                                 "--ready-file", str(ready)],
-                                stdout=out, stderr=subprocess.STDOUT if out else None)
+        proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), *cli_args(config), "--ready-file", str(ready)],
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+        )
     finally:
         if out:
             out.close()
@@ -1431,47 +1552,99 @@ def _kill_leftovers() -> None:
 
 
 def parse_args(argv: Sequence[str]) -> tuple[Config, Path | None]:
-    p = argparse.ArgumentParser(prog="hack/podrunner.py",
-                                description="Run the dev cluster's pods as local processes.")
-    p.add_argument("--kubeconfig", type=Path, default=os.environ.get("KUBECONFIG"),
-                   help="the cluster (default: $KUBECONFIG)")
-    p.add_argument("--selector", "-l", default=DEFAULT_SELECTOR,
-                   help=f"label selector of the pods to run (default: {DEFAULT_SELECTOR}; '' for all)")
+    p = argparse.ArgumentParser(
+        prog="hack/podrunner.py", description="Run the dev cluster's pods as local processes."
+    )
+    p.add_argument(
+        "--kubeconfig",
+        type=Path,
+        default=os.environ.get("KUBECONFIG"),
+        help="the cluster (default: $KUBECONFIG)",
+    )
+    p.add_argument(
+        "--selector",
+        "-l",
+        default=DEFAULT_SELECTOR,
+        help=f"label selector of the pods to run (default: {DEFAULT_SELECTOR}; '' for all)",
+    )
     p.add_argument("--namespace", "-n", help="only this namespace (default: all)")
-    p.add_argument("--pythonpath", type=Path, action="append", default=[],
-                   help="prepend to the processes' PYTHONPATH (repeatable)")
-    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra base environment (repeatable; the pod's own env wins)")
-    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
-                   help="pod logs <dir>/<namespace>/<pod>.log, credentials <dir>/.credentials")
+    p.add_argument(
+        "--pythonpath",
+        type=Path,
+        action="append",
+        default=[],
+        help="prepend to the processes' PYTHONPATH (repeatable)",
+    )
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra base environment (repeatable; the pod's own env wins)",
+    )
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help="pod logs <dir>/<namespace>/<pod>.log, credentials <dir>/.credentials",
+    )
     p.add_argument("--workdir", type=Path, default=ROOT, help="the processes' working directory")
     p.add_argument("--venv", type=Path, default=ROOT / ".venv", help="its bin/ goes first on PATH")
-    p.add_argument("--backoff-initial", type=float, default=BACKOFF_INITIAL,
-                   help="crash-loop backoff start (s)")
+    p.add_argument(
+        "--backoff-initial", type=float, default=BACKOFF_INITIAL, help="crash-loop backoff start (s)"
+    )
     p.add_argument("--backoff-max", type=float, default=BACKOFF_MAX, help="crash-loop backoff cap (s)")
-    p.add_argument("--shutdown-grace", type=float, default=None,
-                   help="cap on the grace period given to processes when the runner stops")
+    p.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=None,
+        help="cap on the grace period given to processes when the runner stops",
+    )
     p.add_argument("--all-nodes", action="store_true", help="also run pods on nodes that are not kwok's")
     p.add_argument("--token-seconds", type=int, default=TOKEN_SECONDS, help="service-account token lifetime")
-    p.add_argument("--token-refresh", type=float, default=TOKEN_REFRESH_FRACTION,
-                   help="replace a token after this fraction of its lifetime")
-    p.add_argument("--mode", choices=("auto", "container", "process"), default="auto",
-                   help="container: pods run from their images under runc; process: their commands run "
-                        "on the host; auto (default): container where runc works here")
-    p.add_argument("--images", type=Path, default=images.DEFAULT_STORE,
-                   help="the images container mode runs (make image builds them)")
+    p.add_argument(
+        "--token-refresh",
+        type=float,
+        default=TOKEN_REFRESH_FRACTION,
+        help="replace a token after this fraction of its lifetime",
+    )
+    p.add_argument(
+        "--mode",
+        choices=("auto", "container", "process"),
+        default="auto",
+        help="container: pods run from their images under runc; process: their commands run "
+        "on the host; auto (default): container where runc works here",
+    )
+    p.add_argument(
+        "--images",
+        type=Path,
+        default=images.DEFAULT_STORE,
+        help="the images container mode runs (make image builds them)",
+    )
     p.add_argument("--ready-file", type=Path, help="create this file once the initial pods are handled")
     a = p.parse_args(argv)
     if not a.kubeconfig:
         p.error("--kubeconfig (or $KUBECONFIG) is required")
     extra = dict(kv.split("=", 1) for kv in a.env)
     parse_selector(a.selector)  # fail early on a typo
-    config = Config(kubeconfig=a.kubeconfig.resolve(), selector=a.selector, namespace=a.namespace,
-                    pythonpath=tuple(p.resolve() for p in a.pythonpath), extra_env=extra,
-                    state_dir=a.state_dir.resolve(), workdir=a.workdir.resolve(), venv=a.venv.resolve(),
-                    backoff_initial=a.backoff_initial, backoff_max=a.backoff_max,
-                    shutdown_grace=a.shutdown_grace, all_nodes=a.all_nodes, token_seconds=a.token_seconds,
-                    token_refresh=a.token_refresh, mode=a.mode, images=a.images.resolve())
+    config = Config(
+        kubeconfig=a.kubeconfig.resolve(),
+        selector=a.selector,
+        namespace=a.namespace,
+        pythonpath=tuple(p.resolve() for p in a.pythonpath),
+        extra_env=extra,
+        state_dir=a.state_dir.resolve(),
+        workdir=a.workdir.resolve(),
+        venv=a.venv.resolve(),
+        backoff_initial=a.backoff_initial,
+        backoff_max=a.backoff_max,
+        shutdown_grace=a.shutdown_grace,
+        all_nodes=a.all_nodes,
+        token_seconds=a.token_seconds,
+        token_refresh=a.token_refresh,
+        mode=a.mode,
+        images=a.images.resolve(),
+    )
     return config, a.ready_file
 
 
@@ -1484,8 +1657,10 @@ async def _main(config: Config, ready_file: Path | None) -> None:
         nonlocal signals
         signals += 1
         force = signals > 1
-        runner.log(f"{signal.Signals(signum).name}: stopping every process"
-                   + (" now (SIGKILL)" if force else " (again to SIGKILL at once)"))
+        runner.log(
+            f"{signal.Signals(signum).name}: stopping every process"
+            + (" now (SIGKILL)" if force else " (again to SIGKILL at once)")
+        )
         runner.shutdown(force=force)
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -1501,4 +1676,3 @@ def main(argv: Iterable[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-

@@ -113,8 +113,14 @@ class PodVolumes:
         #: the kubelet gives the pod's volumes to this group (``securityContext.fsGroup``)
         self.fs_group: int | None = ((pod.get("spec") or {}).get("securityContext") or {}).get("fsGroup")
 
-    async def prepare(self, data: DataSource, token: TokenSink, field_ref: Callable[[str], str],
-                      service_ip: str, services: Sequence[str] = ()) -> None:
+    async def prepare(
+        self,
+        data: DataSource,
+        token: TokenSink,
+        field_ref: Callable[[str], str],
+        service_ip: str,
+        services: Sequence[str] = (),
+    ) -> None:
         """Write every volume of the pod (again: ConfigMaps and Secrets are re-read on each start)
         and the /etc files the kubelet manages."""
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -136,8 +142,9 @@ class PodVolumes:
             f.write(hosts_file(name, self.pod_ip, service_ip, services))
             f.truncate()
 
-    async def _volume(self, volume: Mapping[str, Any], data: DataSource, token: TokenSink,
-                      field_ref: Callable[[str], str]) -> None:
+    async def _volume(
+        self, volume: Mapping[str, Any], data: DataSource, token: TokenSink, field_ref: Callable[[str], str]
+    ) -> None:
         name = volume["name"]
         target = self.dir / name
         if "emptyDir" in volume:
@@ -158,13 +165,16 @@ class PodVolumes:
             src = volume["downwardAPI"]
             files = self._fields(src.get("items") or [], field_ref, src.get("defaultMode", 0o644))
         elif "projected" in volume:
-            files = await self._projected(name, volume["projected"], target, data=data, token=token,
-                                         field_ref=field_ref)
+            files = await self._projected(
+                name, volume["projected"], target, data=data, token=token, field_ref=field_ref
+            )
         else:
             kinds = ", ".join(sorted(k for k in volume if k != "name"))
-            raise oci.ContainerConfigError(f"volume {name!r}: {kinds} volumes are not supported by the pod "
-                                           "runner (emptyDir, configMap, secret, downwardAPI, projected and "
-                                           "hostPath are)")
+            raise oci.ContainerConfigError(
+                f"volume {name!r}: {kinds} volumes are not supported by the pod "
+                "runner (emptyDir, configMap, secret, downwardAPI, projected and "
+                "hostPath are)"
+            )
         for rel, (content, file_mode) in files.items():
             path = target / rel
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -178,8 +188,16 @@ class PodVolumes:
         if self.fs_group is not None:
             os.chown(path, -1, self.fs_group)
 
-    async def _projected(self, name: str, src: Mapping[str, Any], target: Path, *, data: DataSource,
-                         token: TokenSink, field_ref: Callable[[str], str]) -> dict[str, tuple[bytes, int]]:
+    async def _projected(
+        self,
+        name: str,
+        src: Mapping[str, Any],
+        target: Path,
+        *,
+        data: DataSource,
+        token: TokenSink,
+        field_ref: Callable[[str], str],
+    ) -> dict[str, tuple[bytes, int]]:
         mode = src.get("defaultMode", 0o644)
         files: dict[str, tuple[bytes, int]] = {}
         for source in src.get("sources") or []:
@@ -192,12 +210,14 @@ class PodVolumes:
             elif "downwardAPI" in source:
                 files.update(self._fields(source["downwardAPI"].get("items") or [], field_ref, mode))
             else:
-                raise oci.ContainerConfigError(f"volume {name!r}: projected source {sorted(source)} "
-                                               "is not supported by the pod runner")
+                raise oci.ContainerConfigError(
+                    f"volume {name!r}: projected source {sorted(source)} is not supported by the pod runner"
+                )
         return files
 
-    async def _keys(self, kind: str, name: str | None, src: Mapping[str, Any], data: DataSource,
-                    mode: int) -> dict[str, tuple[bytes, int]]:
+    async def _keys(
+        self, kind: str, name: str | None, src: Mapping[str, Any], data: DataSource, mode: int
+    ) -> dict[str, tuple[bytes, int]]:
         values = await data(kind, name, self.namespace, src.get("optional"))
         if values is None:
             return {}
@@ -214,13 +234,15 @@ class PodVolumes:
         return out
 
     @staticmethod
-    def _fields(items: list[Mapping[str, Any]], field_ref: Callable[[str], str],
-                mode: int) -> dict[str, tuple[bytes, int]]:
+    def _fields(
+        items: list[Mapping[str, Any]], field_ref: Callable[[str], str], mode: int
+    ) -> dict[str, tuple[bytes, int]]:
         out: dict[str, tuple[bytes, int]] = {}
         for item in items:
             if "fieldRef" not in item:
-                raise oci.ContainerConfigError(f"downward API file {item.get('path')!r}: only fieldRef is "
-                                               "supported by the pod runner")
+                raise oci.ContainerConfigError(
+                    f"downward API file {item.get('path')!r}: only fieldRef is supported by the pod runner"
+                )
             out[item["path"]] = (field_ref(item["fieldRef"]["fieldPath"]).encode(), item.get("mode", mode))
         return out
 
@@ -250,9 +272,11 @@ class PodVolumes:
                 if not source.exists():
                     source.mkdir(parents=True)
             out.append(oci.Mount(vm["mountPath"], str(source), read_only))
-        for etc, host in (("/etc/hosts", str(self.dir / ".etc-hosts")),
-                          ("/etc/resolv.conf", "/etc/resolv.conf"),
-                          ("/etc/hostname", str(self.dir / ".etc-hostname"))):
+        for etc, host in (
+            ("/etc/hosts", str(self.dir / ".etc-hosts")),
+            ("/etc/resolv.conf", "/etc/resolv.conf"),
+            ("/etc/hostname", str(self.dir / ".etc-hostname")),
+        ):
             if Path(host).exists():
                 out.append(oci.Mount(etc, host, read_only=True))
         return out
@@ -265,10 +289,14 @@ def hosts_file(pod_name: str, pod_ip: str, service_ip: str, services: Sequence[s
     """The pod's /etc/hosts: the kubelet's lines, and the API server's Service names (what
     cluster DNS would answer) at the runner's stand-in for the Service's virtual IP; then
     ``services``, the lines of the other Services (podrunner_services)."""
-    names = " ".join(f"kubernetes{suffix}" for suffix in ("", ".default", ".default.svc",
-                                                          ".default.svc.cluster.local"))
-    lines = ["# Kubernetes-managed hosts file (the pod runner's).", "127.0.0.1\tlocalhost",
-             "::1\tlocalhost ip6-localhost ip6-loopback"]
+    names = " ".join(
+        f"kubernetes{suffix}" for suffix in ("", ".default", ".default.svc", ".default.svc.cluster.local")
+    )
+    lines = [
+        "# Kubernetes-managed hosts file (the pod runner's).",
+        "127.0.0.1\tlocalhost",
+        "::1\tlocalhost ip6-localhost ip6-loopback",
+    ]
     if pod_ip:
         lines.append(f"{pod_ip}\t{pod_name}")
     lines.append(f"{service_ip}\t{names}")
@@ -289,8 +317,9 @@ class ServiceProxy:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        self.ip, (self._server,) = await listen_on_loopback(lambda _port: self._forward, [443],
-                                                            "the kubernetes Service")
+        self.ip, (self._server,) = await listen_on_loopback(
+            lambda _port: self._forward, [443], "the kubernetes Service"
+        )
 
     async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -308,8 +337,9 @@ class ServiceProxy:
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-async def listen_on_loopback(handler: Callable[[int], Handler], ports: Sequence[int],
-                             what: str) -> tuple[str, list[asyncio.Server]]:
+async def listen_on_loopback(
+    handler: Callable[[int], Handler], ports: Sequence[int], what: str
+) -> tuple[str, list[asyncio.Server]]:
     """Listen on ``ports`` of one loopback address of this runner's own (a Service's virtual
     IP), drawn from 127.64.0.0/10 until one has every port free, so the runners of several
     clusters on one machine (or in one test process) never share one. ``handler(port)``
@@ -331,8 +361,12 @@ async def listen_on_loopback(handler: Callable[[int], Handler], ports: Sequence[
     raise OSError(errno.EADDRINUSE, f"no free address for {what} in 127.64.0.0/10")
 
 
-async def splice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 up_reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter) -> None:
+async def splice(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    up_reader: asyncio.StreamReader,
+    up_writer: asyncio.StreamWriter,
+) -> None:
     """Copy both ways between a client and its upstream until both sides are done."""
     await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer), return_exceptions=True)
 
@@ -361,7 +395,8 @@ class Runtime:
         host, _, port = api_server.removeprefix("https://").removeprefix("http://").partition(":")
         self.service = ServiceProxy(host.strip("[]"), int(port or 443))
         self.service_env = {
-            "KUBERNETES_SERVICE_HOST": host.strip("[]"), "KUBERNETES_SERVICE_PORT": port or "443",
+            "KUBERNETES_SERVICE_HOST": host.strip("[]"),
+            "KUBERNETES_SERVICE_PORT": port or "443",
             "KUBERNETES_SERVICE_PORT_HTTPS": port or "443",
             "KUBERNETES_PORT": f"tcp://{host}:{port or 443}",
         }
@@ -374,42 +409,63 @@ class Runtime:
         stored = self.store.lookup(ref)
         if stored is None:
             known = ", ".join(self.store.refs()) or "none: run `make image`"
-            raise ImageError(f'Failed to pull image "{ref}": not built on this machine '
-                             f"(images here: {known})")
+            raise ImageError(
+                f'Failed to pull image "{ref}": not built on this machine (images here: {known})'
+            )
         return stored
 
-    def launch(self, container_id: str, *, pod: Mapping[str, Any], container: Mapping[str, Any],
-               command: list[str] | None, args: list[str] | None, pod_env: Mapping[str, str],
-               base_env: Mapping[str, str], volumes: PodVolumes) -> Launch:
+    def launch(
+        self,
+        container_id: str,
+        *,
+        pod: Mapping[str, Any],
+        container: Mapping[str, Any],
+        command: list[str] | None,
+        args: list[str] | None,
+        pod_env: Mapping[str, str],
+        base_env: Mapping[str, str],
+        volumes: PodVolumes,
+    ) -> Launch:
         """Prepare the bundle of one run of ``container``; the Launch runs it with ``runc run``."""
         stored = self.image(container.get("image") or "")
         config = stored.config()
-        security = oci.Security.of((pod.get("spec") or {}).get("securityContext"),
-                                   container.get("securityContext"))
+        security = oci.Security.of(
+            (pod.get("spec") or {}).get("securityContext"), container.get("securityContext")
+        )
         rootfs = stored.rootfs
         spec = oci.Container(
             argv=oci.argv(command, args, config),
             env=oci.merged_env(config.get("Env") or [], {**self.service_env, **base_env}, pod_env),
-            user=oci.user(security, config.get("User") or "", _read(rootfs / "etc/passwd"),
-                          _read(rootfs / "etc/group")),
-            security=security, hostname=(pod.get("metadata") or {}).get("name", ""),
+            user=oci.user(
+                security, config.get("User") or "", _read(rootfs / "etc/passwd"), _read(rootfs / "etc/group")
+            ),
+            security=security,
+            hostname=(pod.get("metadata") or {}).get("name", ""),
             cwd=container.get("workingDir") or config.get("WorkingDir") or "/",
             mounts=volumes.mounts(container),
             limits=(container.get("resources") or {}).get("limits") or {},
-            cgroup=f"{CGROUP_PARENT}/{container_id}", nofile=self.nofile,
-            annotations={"io.kubernetes.pod.uid": (pod.get("metadata") or {}).get("uid", ""),
-                         "org.opencontainers.image.ref.name": stored.ref,
-                         "io.jobqueue.podrunner.image.digest": stored.digest},
+            cgroup=f"{CGROUP_PARENT}/{container_id}",
+            nofile=self.nofile,
+            annotations={
+                "io.kubernetes.pod.uid": (pod.get("metadata") or {}).get("uid", ""),
+                "org.opencontainers.image.ref.name": stored.ref,
+                "io.jobqueue.podrunner.image.digest": stored.digest,
+            },
         )
         runtime_config = oci.runtime_config(spec)  # before any mount: a config error leaves nothing behind
         bundle = self.bundles / container_id
         self._mount(bundle, rootfs)
         (bundle / "config.json").write_text(json.dumps(runtime_config, indent=1))
-        return Launch(argv=self.runc("run", "--bundle", str(bundle), container_id), env=_runc_env(),
-                      cwd=bundle, kill=lambda: self._kill(container_id),
-                      cleanup=lambda: self._remove(container_id), container=container_id,
-                      description=f"{stored.ref} ({stored.digest[:19]}) as uid {spec.user['uid']}: "
-                                  f"{' '.join(spec.argv)}")
+        return Launch(
+            argv=self.runc("run", "--bundle", str(bundle), container_id),
+            env=_runc_env(),
+            cwd=bundle,
+            kill=lambda: self._kill(container_id),
+            cleanup=lambda: self._remove(container_id),
+            container=container_id,
+            description=f"{stored.ref} ({stored.digest[:19]}) as uid {spec.user['uid']}: "
+            f"{' '.join(spec.argv)}",
+        )
 
     def _mount(self, bundle: Path, lower: Path) -> None:
         """The container's root: the image below, a fresh writable layer above (overlayfs)."""
@@ -422,8 +478,9 @@ class Runtime:
         if _libc.mount(b"overlay", str(bundle / "rootfs").encode(), b"overlay", 0, options.encode()) != 0:
             err = ctypes.get_errno()
             shutil.rmtree(bundle, ignore_errors=True)
-            raise oci.ContainerConfigError(f"cannot mount the container's root filesystem (overlay): "
-                                           f"{os.strerror(err)}")
+            raise oci.ContainerConfigError(
+                f"cannot mount the container's root filesystem (overlay): {os.strerror(err)}"
+            )
 
     @staticmethod
     def _unmount(bundle: Path) -> None:
@@ -454,15 +511,23 @@ class Runtime:
 
 def list_containers(root: Path = RUNC_ROOT) -> list[str]:
     """The ids of the containers runc knows under ``root`` (running or not)."""
-    listed = subprocess.run(["runc", "--root", str(root / "state"), "list", "--quiet"], capture_output=True,
-                            text=True, check=False)
+    listed = subprocess.run(
+        ["runc", "--root", str(root / "state"), "list", "--quiet"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return listed.stdout.split()
 
 
 def init_pid(container_id: str, root: Path = RUNC_ROOT) -> int | None:
     """The host pid of a running container's PID 1 (``/proc/<pid>`` shows its uid, mounts, root)."""
-    state = subprocess.run(["runc", "--root", str(root / "state"), "state", container_id],
-                           capture_output=True, text=True, check=False)
+    state = subprocess.run(
+        ["runc", "--root", str(root / "state"), "state", container_id],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if state.returncode != 0:
         return None
     pid: int = json.loads(state.stdout).get("pid") or 0

@@ -38,21 +38,79 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 """containerd's PATH for an image that sets none."""
 
 DEFAULT_CAPABILITIES = (
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
 )
 """containerd's default capability set for a container (what ``drop``/``add`` start from)."""
 
 RUNTIME_DEFAULT_DENIED = (
-    "acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module", "delete_module",
-    "finit_module", "fsconfig", "fsmount", "fsopen", "fspick", "get_kernel_syms", "get_mempolicy",
-    "init_module", "ioperm", "iopl", "kcmp", "kexec_file_load", "kexec_load", "keyctl",
-    "lookup_dcookie", "mbind", "mount", "mount_setattr", "move_mount", "move_pages",
-    "name_to_handle_at", "nfsservctl", "open_by_handle_at", "open_tree", "perf_event_open",
-    "pivot_root", "process_vm_readv", "process_vm_writev", "ptrace", "query_module", "quotactl",
-    "reboot", "request_key", "set_mempolicy", "setns", "settimeofday", "stime", "swapoff", "swapon",
-    "sysfs", "_sysctl", "umount", "umount2", "unshare", "uselib", "userfaultfd", "ustat", "vm86",
+    "acct",
+    "add_key",
+    "bpf",
+    "clock_adjtime",
+    "clock_settime",
+    "create_module",
+    "delete_module",
+    "finit_module",
+    "fsconfig",
+    "fsmount",
+    "fsopen",
+    "fspick",
+    "get_kernel_syms",
+    "get_mempolicy",
+    "init_module",
+    "ioperm",
+    "iopl",
+    "kcmp",
+    "kexec_file_load",
+    "kexec_load",
+    "keyctl",
+    "lookup_dcookie",
+    "mbind",
+    "mount",
+    "mount_setattr",
+    "move_mount",
+    "move_pages",
+    "name_to_handle_at",
+    "nfsservctl",
+    "open_by_handle_at",
+    "open_tree",
+    "perf_event_open",
+    "pivot_root",
+    "process_vm_readv",
+    "process_vm_writev",
+    "ptrace",
+    "query_module",
+    "quotactl",
+    "reboot",
+    "request_key",
+    "set_mempolicy",
+    "setns",
+    "settimeofday",
+    "stime",
+    "swapoff",
+    "swapon",
+    "sysfs",
+    "_sysctl",
+    "umount",
+    "umount2",
+    "unshare",
+    "uselib",
+    "userfaultfd",
+    "ustat",
+    "vm86",
     "vm86old",
 )
 """What ``RuntimeDefault`` refuses (EPERM): the syscalls that Docker's and containerd's
@@ -62,9 +120,18 @@ CFS_PERIOD_US = 100_000
 MIN_CFS_QUOTA_US = 1_000
 """The kubelet's CFS period and the smallest quota it sets (1 ms)."""
 
-MASKED_PATHS = ("/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-                "/sys/firmware")
+MASKED_PATHS = (
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+)
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 """containerd's (and runc's example's) masked and read-only paths."""
 
@@ -78,10 +145,24 @@ class ContainerConfigError(Exception):
 
 
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
-_SUFFIX = {"Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40,
-           "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60, "n": Decimal("1e-9"), "u": Decimal("1e-6"),
-           "m": Decimal("1e-3"), "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9,
-           "T": Decimal(10) ** 12, "P": Decimal(10) ** 15, "E": Decimal(10) ** 18, None: Decimal(1)}
+_SUFFIX = {
+    "Ki": Decimal(2) ** 10,
+    "Mi": Decimal(2) ** 20,
+    "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50,
+    "Ei": Decimal(2) ** 60,
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "k": Decimal(10) ** 3,
+    "M": Decimal(10) ** 6,
+    "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12,
+    "P": Decimal(10) ** 15,
+    "E": Decimal(10) ** 18,
+    None: Decimal(1),
+}
 
 
 def quantity(text: str | int | float) -> Decimal:
@@ -111,8 +192,7 @@ def resources(limits: Mapping[str, Any] | None) -> dict[str, Any]:
 # Command, user, security
 
 
-def argv(command: Sequence[str] | None, args: Sequence[str] | None,
-         image: Mapping[str, Any]) -> list[str]:
+def argv(command: Sequence[str] | None, args: Sequence[str] | None, image: Mapping[str, Any]) -> list[str]:
     """The process's argv from the container's (already ``$(VAR)``-expanded) command and args
     and the image's ENTRYPOINT and CMD, by Kubernetes' rules."""
     entrypoint = list(image.get("Entrypoint") or [])
@@ -124,8 +204,9 @@ def argv(command: Sequence[str] | None, args: Sequence[str] | None,
     else:
         result = [*entrypoint, *cmd]
     if not result:
-        raise ContainerConfigError("no command specified: the container has no command and the image "
-                                   "no ENTRYPOINT or CMD")
+        raise ContainerConfigError(
+            "no command specified: the container has no command and the image no ENTRYPOINT or CMD"
+        )
     return result
 
 
@@ -159,8 +240,9 @@ class Security:
     fs_group: int | None = None
 
     @classmethod
-    def of(cls, pod_context: Mapping[str, Any] | None,
-           container_context: Mapping[str, Any] | None) -> Security:
+    def of(
+        cls, pod_context: Mapping[str, Any] | None, container_context: Mapping[str, Any] | None
+    ) -> Security:
         """From the pod's and the container's ``securityContext`` (as plain dicts)."""
         pod = pod_context or {}
         ctr = container_context or {}
@@ -170,15 +252,19 @@ class Security:
 
         caps = ctr.get("capabilities") or {}
         profile = pick("seccompProfile") or {}
-        return cls(run_as_user=pick("runAsUser"), run_as_group=pick("runAsGroup"),
-                   run_as_non_root=bool(pick("runAsNonRoot")),
-                   read_only_root=bool(ctr.get("readOnlyRootFilesystem")),
-                   allow_privilege_escalation=ctr.get("allowPrivilegeEscalation") is not False,
-                   privileged=bool(ctr.get("privileged")),
-                   drop=tuple(caps.get("drop") or ()), add=tuple(caps.get("add") or ()),
-                   seccomp=profile.get("type"),
-                   supplemental_groups=tuple(pod.get("supplementalGroups") or ()),
-                   fs_group=pod.get("fsGroup"))
+        return cls(
+            run_as_user=pick("runAsUser"),
+            run_as_group=pick("runAsGroup"),
+            run_as_non_root=bool(pick("runAsNonRoot")),
+            read_only_root=bool(ctr.get("readOnlyRootFilesystem")),
+            allow_privilege_escalation=ctr.get("allowPrivilegeEscalation") is not False,
+            privileged=bool(ctr.get("privileged")),
+            drop=tuple(caps.get("drop") or ()),
+            add=tuple(caps.get("add") or ()),
+            seccomp=profile.get("type"),
+            supplemental_groups=tuple(pod.get("supplementalGroups") or ()),
+            fs_group=pod.get("fsGroup"),
+        )
 
 
 def user(security: Security, image_user: str, passwd: str = "", group: str = "") -> dict[str, Any]:
@@ -191,15 +277,18 @@ def user(security: Security, image_user: str, passwd: str = "", group: str = "")
         uid = _lookup(name, passwd, 2)
         if uid is None:
             if security.run_as_non_root:
-                raise ContainerConfigError(f"container has runAsNonRoot and image has non-numeric user "
-                                           f"({name}), cannot verify user is non-root")
+                raise ContainerConfigError(
+                    f"container has runAsNonRoot and image has non-numeric user "
+                    f"({name}), cannot verify user is non-root"
+                )
             raise ContainerConfigError(f"unable to find user {name}: no matching entries in passwd file")
     uid = uid or 0
     if gid is None and group_name:
         gid = _lookup(group_name, group, 2)
         if gid is None:
-            raise ContainerConfigError(f"unable to find group {group_name}: no matching entries in group "
-                                       "file")
+            raise ContainerConfigError(
+                f"unable to find group {group_name}: no matching entries in group file"
+            )
     if gid is None:  # the user's primary group, else 0 (containerd's rule)
         gid = next((int(f[3]) for f in _entries(passwd) if len(f) > 3 and f[2] == str(uid)), 0)
     if security.run_as_non_root and uid == 0:
@@ -229,8 +318,11 @@ def capabilities(security: Security) -> dict[str, list[str]]:
         raise ContainerConfigError("privileged containers are not run by the pod runner")
     drop = {c.upper().removeprefix("CAP_") for c in security.drop}
     caps = [] if "ALL" in drop else [c for c in DEFAULT_CAPABILITIES if c.removeprefix("CAP_") not in drop]
-    caps += [f"CAP_{c.upper().removeprefix('CAP_')}" for c in security.add
-             if f"CAP_{c.upper().removeprefix('CAP_')}" not in caps]
+    caps += [
+        f"CAP_{c.upper().removeprefix('CAP_')}"
+        for c in security.add
+        if f"CAP_{c.upper().removeprefix('CAP_')}" not in caps
+    ]
     return {"bounding": caps, "effective": caps, "permitted": caps, "inheritable": [], "ambient": []}
 
 
@@ -238,12 +330,15 @@ def seccomp(profile: str | None) -> dict[str, Any] | None:
     if profile in (None, "Unconfined"):
         return None
     if profile == "RuntimeDefault":
-        return {"defaultAction": "SCMP_ACT_ALLOW",
-                "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-                "syscalls": [{"names": list(RUNTIME_DEFAULT_DENIED), "action": "SCMP_ACT_ERRNO",
-                              "errnoRet": 1}]}
-    raise ContainerConfigError(f"seccompProfile type {profile!r} is not supported by the pod runner "
-                               "(RuntimeDefault and Unconfined are)")
+        return {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [{"names": list(RUNTIME_DEFAULT_DENIED), "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
+        }
+    raise ContainerConfigError(
+        f"seccompProfile type {profile!r} is not supported by the pod runner "
+        "(RuntimeDefault and Unconfined are)"
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -328,17 +423,41 @@ def _depth(mount: Mount) -> int:
 
 _SYSTEM_MOUNTS: tuple[dict[str, Any], ...] = (
     {"destination": "/proc", "type": "proc", "source": "proc"},
-    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-     "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-    {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-     "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-    {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",  # noqa: S108 (the container's own)
-     "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-    {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-     "options": ["nosuid", "noexec", "nodev"]},
-    {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-     "options": ["nosuid", "noexec", "nodev", "ro"]},
-    {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-     "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+    {
+        "destination": "/dev",
+        "type": "tmpfs",
+        "source": "tmpfs",
+        "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+    },
+    {
+        "destination": "/dev/pts",
+        "type": "devpts",
+        "source": "devpts",
+        "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+    },
+    {
+        "destination": "/dev/shm",  # noqa: S108 (the container's own)
+        "type": "tmpfs",
+        "source": "shm",
+        "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+    },
+    {
+        "destination": "/dev/mqueue",
+        "type": "mqueue",
+        "source": "mqueue",
+        "options": ["nosuid", "noexec", "nodev"],
+    },
+    {
+        "destination": "/sys",
+        "type": "sysfs",
+        "source": "sysfs",
+        "options": ["nosuid", "noexec", "nodev", "ro"],
+    },
+    {
+        "destination": "/sys/fs/cgroup",
+        "type": "cgroup",
+        "source": "cgroup",
+        "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
+    },
 )
 """What every container gets (runc's example configuration, as containerd mounts them)."""

@@ -77,8 +77,10 @@ def names(namespace: str, name: str, *, same_namespace: bool) -> list[str]:
 def hosts_lines(addresses: Mapping[tuple[str, str], str], namespace: str) -> list[str]:
     """/etc/hosts lines of the Services at ``addresses`` ((namespace, name) -> address) for a
     pod of ``namespace``, in a stable order."""
-    return [f"{ip}\t{' '.join(names(ns, name, same_namespace=ns == namespace))}"
-            for (ns, name), ip in sorted(addresses.items())]
+    return [
+        f"{ip}\t{' '.join(names(ns, name, same_namespace=ns == namespace))}"
+        for (ns, name), ip in sorted(addresses.items())
+    ]
 
 
 # --------------------------------------------------------------------------------------
@@ -122,8 +124,9 @@ class Services:
             current.spec = spec  # a new selector or targetPort counts from the next connection
             return False
         self.remove(*key)
-        ip, servers = await containers.listen_on_loopback(lambda port: self._handler(key, port), ports,
-                                                          f"Service {key[0]}/{key[1]}")
+        ip, servers = await containers.listen_on_loopback(
+            lambda port: self._handler(key, port), ports, f"Service {key[0]}/{key[1]}"
+        )
         self._listeners[key] = _Listener(ip, servers, ports, spec)
         self.log(f"service {key[0]}/{key[1]} at {ip}:{','.join(map(str, ports))}")
         return True

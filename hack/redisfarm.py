@@ -55,8 +55,12 @@ class RedisProcess(devenv.RedisServer):
             argv += ["--port", str(self.port)]
         argv += ["--bind", "127.0.0.1", "--dir", str(self.workdir), "--logfile", str(self.log), *self.args]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        devenv.wait_until(f"{self.exe} on :{self.port}", self.answers, timeout=20,
-                          gone=lambda: f"exited: {self.log.read_text()[-2000:]}" if self.exited() else None)
+        devenv.wait_until(
+            f"{self.exe} on :{self.port}",
+            self.answers,
+            timeout=20,
+            gone=lambda: f"exited: {self.log.read_text()[-2000:]}" if self.exited() else None,
+        )
         return self
 
     @property
@@ -99,16 +103,25 @@ class SentinelGroup:
         primary = RedisProcess(args=list(_PLAIN)).start()
         replica = RedisProcess(args=[*_PLAIN, "--replicaof", "127.0.0.1", str(primary.port)]).start()
         self.servers = [primary, replica]
-        devenv.wait_until("the replica in sync", lambda: redis.Redis(port=replica.port).info(
-            "replication").get("master_link_status") == "up", timeout=30)
+        devenv.wait_until(
+            "the replica in sync",
+            lambda: redis.Redis(port=replica.port).info("replication").get("master_link_status") == "up",
+            timeout=30,
+        )
         for _ in range(3):
             sentinel = RedisProcess(args=[], exe="redis-sentinel")
-            sentinel.start(config="\n".join([
-                f"port {sentinel.port}",
-                f"sentinel monitor {SERVICE} 127.0.0.1 {primary.port} 2",
-                f"sentinel down-after-milliseconds {SERVICE} {self.down_after_ms}",
-                f"sentinel failover-timeout {SERVICE} {self.failover_timeout_ms}",
-                f"sentinel parallel-syncs {SERVICE} 1", ""]))
+            sentinel.start(
+                config="\n".join(
+                    [
+                        f"port {sentinel.port}",
+                        f"sentinel monitor {SERVICE} 127.0.0.1 {primary.port} 2",
+                        f"sentinel down-after-milliseconds {SERVICE} {self.down_after_ms}",
+                        f"sentinel failover-timeout {SERVICE} {self.failover_timeout_ms}",
+                        f"sentinel parallel-syncs {SERVICE} 1",
+                        "",
+                    ]
+                )
+            )
             self.sentinels.append(sentinel)
 
         def agreed() -> bool:
@@ -197,20 +210,59 @@ def make_certificates(directory: Path) -> Certificates:
     if not exe:
         raise devenv.SetupError(devenv.MISSING_TOOL.format(tool="openssl"))
     directory.mkdir(parents=True, exist_ok=True)
-    ca_key, ca, key, csr, cert = (directory / n for n in ("ca.key", "ca.crt", "server.key", "server.csr",
-                                                          "server.crt"))
+    ca_key, ca, key, csr, cert = (
+        directory / n for n in ("ca.key", "ca.crt", "server.key", "server.csr", "server.crt")
+    )
     ext = directory / "san.ext"
     ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
 
     def run(*args: str) -> None:
         subprocess.run([exe, *args], check=True, capture_output=True)
 
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca),
-        "-days", "2", "-subj", "/CN=jobqueue test CA")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
-        "-subj", "/CN=127.0.0.1")
-    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
-        "-out", str(cert), "-days", "2", "-extfile", str(ext))
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=jobqueue test CA",
+    )
+    run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(key),
+        "-out",
+        str(csr),
+        "-subj",
+        "/CN=127.0.0.1",
+    )
+    run(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-out",
+        str(cert),
+        "-days",
+        "2",
+        "-extfile",
+        str(ext),
+    )
     key.chmod(0o600)
     return Certificates(ca, cert, key)
 
@@ -218,7 +270,20 @@ def make_certificates(directory: Path) -> Certificates:
 def tls_server(certs: Certificates, *extra: str) -> RedisProcess:
     """A redis-server that speaks only TLS (no plain port); clients need not present a
     certificate. ``extra``: more arguments (e.g. ``--user …`` ACL rules)."""
-    server = RedisProcess(args=[*_PLAIN, "--tls-cert-file", str(certs.cert), "--tls-key-file", str(certs.key),
-                           "--tls-ca-cert-file", str(certs.ca), "--tls-auth-clients", "no", *extra], tls=True)
+    server = RedisProcess(
+        args=[
+            *_PLAIN,
+            "--tls-cert-file",
+            str(certs.cert),
+            "--tls-key-file",
+            str(certs.key),
+            "--tls-ca-cert-file",
+            str(certs.ca),
+            "--tls-auth-clients",
+            "no",
+            *extra,
+        ],
+        tls=True,
+    )
     server.args = ["--port", "0", "--tls-port", str(server.port), *server.args]  # (the last --port wins)
     return server.start()

@@ -100,8 +100,9 @@ def built_images() -> images.Store:
 
 
 @pytest.fixture(scope="session")
-def pod_runner(cluster: devenv.Cluster, tmp_path_factory: pytest.TempPathFactory,
-               request: pytest.FixtureRequest) -> Iterator[podrunner.PodRunner]:
+def pod_runner(
+    cluster: devenv.Cluster, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[podrunner.PodRunner]:
     """Worker, CronJob and operator pods run as ``devenv.py up`` runs them: in their images
     under runc (container mode) where the runtime works here, else as local processes.
 
@@ -109,9 +110,13 @@ def pod_runner(cluster: devenv.Cluster, tmp_path_factory: pytest.TempPathFactory
     last three sessions'). At the end every process gets at most 10 s after SIGTERM.
     """
     store = request.getfixturevalue("built_images") if podrunner_containers.problem() is None else None
-    config = podrunner.Config(kubeconfig=cluster.kubeconfig, pythonpath=(ROOT / "examples", ROOT / "tests"),
-                              state_dir=tmp_path_factory.mktemp("podrunner", numbered=False),
-                              shutdown_grace=10.0, images=store.root if store else images.DEFAULT_STORE)
+    config = podrunner.Config(
+        kubeconfig=cluster.kubeconfig,
+        pythonpath=(ROOT / "examples", ROOT / "tests"),
+        state_dir=tmp_path_factory.mktemp("podrunner", numbered=False),
+        shutdown_grace=10.0,
+        images=store.root if store else images.DEFAULT_STORE,
+    )
     with podrunner.PodRunner(config) as runner:
         yield runner
 

@@ -14,8 +14,12 @@ import images
 ROOT = Path(__file__).resolve().parent.parent
 
 SCALE_TESTS = images.ImageSpec(
-    name="scale-tests", ref="registry.invalid/scale-tests:1", parent="operator",
-    dockerfile=ROOT / "tests/integration/scaling/Dockerfile", context=ROOT / "tests",
-    inputs=(ROOT / "tests/.dockerignore", ROOT / "tests/integration/scaling/scalejobs.py"))
+    name="scale-tests",
+    ref="registry.invalid/scale-tests:1",
+    parent="operator",
+    dockerfile=ROOT / "tests/integration/scaling/Dockerfile",
+    context=ROOT / "tests",
+    inputs=(ROOT / "tests/.dockerignore", ROOT / "tests/integration/scaling/scalejobs.py"),
+)
 
 ALL: dict[str, images.ImageSpec] = {**images.IMAGES, SCALE_TESTS.name: SCALE_TESTS}

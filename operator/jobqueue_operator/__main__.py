@@ -47,8 +47,12 @@ class _QuietRoutine(logging.Filter):
     and a probe ``Activity '<id>'``; every probe of :mod:`jobqueue_operator.handlers` must be
     listed here (a unit test checks it)."""
 
-    ROUTINE = ("Handler 'worker_deployment_event'", "Handler 'jobqueue_deleted'",
-               "Activity 'sweep'", "Activity 'autoscaler'")
+    ROUTINE = (
+        "Handler 'worker_deployment_event'",
+        "Handler 'jobqueue_deleted'",
+        "Activity 'sweep'",
+        "Activity 'autoscaler'",
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno >= logging.WARNING or not record.getMessage().startswith(self.ROUTINE)
@@ -56,8 +60,10 @@ class _QuietRoutine(logging.Filter):
 
 def configure_logging(config: operator_settings.Settings) -> None:
     """JSON lines (with the Kubernetes object of each message under ``k8s``) or plain text."""
-    kopf.configure(log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.FULL,
-                   log_refkey="k8s")
+    kopf.configure(
+        log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.FULL,
+        log_refkey="k8s",
+    )
     logging.getLogger().setLevel(config.log_level)
     # one INFO line per API request would drown everything else
     for noisy in ("httpx2", "httpcore2", "aiohttp.access"):  # per request (and per liveness probe)
@@ -74,9 +80,12 @@ def main() -> None:
         raise SystemExit(2) from None
     configure_logging(config)
     logger.info(
-        "jobqueue-operator %s starting: namespaces=%s, default Redis %s, leader election %s", __version__,
-        ",".join(config.namespaces) or "<all>", "configured" if config.redis_url else "not configured",
-        "on Lease {1}/{0}".format(*config.leader_lease) if config.leader_lease else "off")
+        "jobqueue-operator %s starting: namespaces=%s, default Redis %s, leader election %s",
+        __version__,
+        ",".join(config.namespaces) or "<all>",
+        "configured" if config.redis_url else "not configured",
+        "on Lease {1}/{0}".format(*config.leader_lease) if config.leader_lease else "off",
+    )
     metrics.serve(config.metrics_port)
     from jobqueue_operator import handlers  # noqa: F401, PLC0415 (registers the handlers)
 
@@ -88,8 +97,12 @@ def main() -> None:
 
 def _kopf_options(config: operator_settings.Settings) -> dict[str, Any]:
     liveness = f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port else None
-    return {"clusterwide": config.clusterwide, "namespaces": config.namespaces, "standalone": True,
-            "liveness_endpoint": liveness}
+    return {
+        "clusterwide": config.clusterwide,
+        "namespaces": config.namespaces,
+        "standalone": True,
+        "liveness_endpoint": liveness,
+    }
 
 
 async def elected(config: operator_settings.Settings) -> int:
@@ -98,10 +111,17 @@ async def elected(config: operator_settings.Settings) -> int:
     assert config.leader_lease is not None
     name, namespace = config.leader_lease
     kube = k8s.Kube.connect()
-    elector = leader.Elector(kube, namespace=namespace, name=name, identity=leader.identity(),
-                             timing=leader.Timing(lease_seconds=config.lease_seconds,
-                                                  renew_deadline=config.renew_deadline_seconds,
-                                                  retry_period=config.retry_period_seconds))
+    elector = leader.Elector(
+        kube,
+        namespace=namespace,
+        name=name,
+        identity=leader.identity(),
+        timing=leader.Timing(
+            lease_seconds=config.lease_seconds,
+            renew_deadline=config.renew_deadline_seconds,
+            retry_period=config.retry_period_seconds,
+        ),
+    )
     try:
         if not await _stand_by(elector, config.health_port):
             return 0
@@ -140,8 +160,13 @@ async def _standby_health(elector: leader.Elector, port: int) -> web.AppRunner:
     port over once this process leads)."""
 
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"role": "standby", "lease": f"{elector.namespace}/{elector.name}",
-                                  "leader": elector.holder or None})
+        return web.json_response(
+            {
+                "role": "standby",
+                "lease": f"{elector.namespace}/{elector.name}",
+                "leader": elector.holder or None,
+            }
+        )
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
@@ -169,8 +194,9 @@ async def _lead(elector: leader.Elector, config: operator_settings.Settings) -> 
     # created before kopf starts: kopf cancels, when it stops, only the tasks started after it
     holding = asyncio.create_task(elector.hold(), name="leader-lease")
     signals = asyncio.create_task(_signals_stop(ready, stop), name="signals-to-stop-flag")
-    running = asyncio.create_task(kopf.operator(**_kopf_options(config), stop_flag=stop, ready_flag=ready,
-                                                memo=memo))
+    running = asyncio.create_task(
+        kopf.operator(**_kopf_options(config), stop_flag=stop, ready_flag=ready, memo=memo)
+    )
     await asyncio.wait({holding, running}, return_when=asyncio.FIRST_COMPLETED)
     signals.cancel()
     if running.done():  # SIGTERM (or kopf failed): the operator has stopped acting, hand over
@@ -186,8 +212,9 @@ async def _lead(elector: leader.Elector, config: operator_settings.Settings) -> 
         await asyncio.wait_for(running, STOP_SECONDS)
     except Exception:
         logger.exception("the operator did not stop cleanly after losing the Lease")
-    logger.error("lost the leader Lease %s/%s: exiting, to rejoin as a standby", elector.namespace,
-                 elector.name)
+    logger.error(
+        "lost the leader Lease %s/%s: exiting, to rejoin as a standby", elector.namespace, elector.name
+    )
     return 1
 
 

@@ -45,24 +45,51 @@ CATEGORY: Final = "jobqueue-operator"
 #: CEL rules for models owned by the data plane (``jobqueue.settings``), by pydantic's
 #: definition name.
 EXTRA_RULES: Final[Mapping[str, list[dict[str, Any]]]] = {
-    "Backoff": [cel(
-        "!has(self.maxDelaySeconds) || self.maxDelaySeconds >= self.delaySeconds",
-        "backoff.maxDelaySeconds must not be below backoff.delaySeconds", field_path=".maxDelaySeconds")],
+    "Backoff": [
+        cel(
+            "!has(self.maxDelaySeconds) || self.maxDelaySeconds >= self.delaySeconds",
+            "backoff.maxDelaySeconds must not be below backoff.delaySeconds",
+            field_path=".maxDelaySeconds",
+        )
+    ],
     # (the API server compares an integer value with a fractional minimum as integers: 0 >= 0.01
     # passes the schema's minimum, so the rule says it again)
-    "RateLimit": [cel(
-        "self.perSeconds >= 0.01", "rateLimit.perSeconds must be at least 0.01 (seconds)",
-        field_path=".perSeconds")],
-    "KeyRateLimit": [cel(
-        "self.perSeconds >= 0.01", "keyRateLimit.perSeconds must be at least 0.01 (seconds)",
-        field_path=".perSeconds")],
+    "RateLimit": [
+        cel(
+            "self.perSeconds >= 0.01",
+            "rateLimit.perSeconds must be at least 0.01 (seconds)",
+            field_path=".perSeconds",
+        )
+    ],
+    "KeyRateLimit": [
+        cel(
+            "self.perSeconds >= 0.01",
+            "keyRateLimit.perSeconds must be at least 0.01 (seconds)",
+            field_path=".perSeconds",
+        )
+    ],
 }
 
 # Human order of keys in the output, unknown keys after these (alphabetically).
 _KEY_ORDER: Final = [
-    "description", "type", "format", "enum", "default", "minimum", "exclusiveMinimum", "maximum",
-    "exclusiveMaximum", "minLength", "maxLength", "minItems", "maxItems", "maxProperties",
-    "required", "properties", "items", "additionalProperties",
+    "description",
+    "type",
+    "format",
+    "enum",
+    "default",
+    "minimum",
+    "exclusiveMinimum",
+    "maximum",
+    "exclusiveMaximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "maxProperties",
+    "required",
+    "properties",
+    "items",
+    "additionalProperties",
 ]
 _DROP: Final = {"title"}
 
@@ -78,8 +105,9 @@ def structural(model: type[BaseModel]) -> dict[str, Any]:
     return _convert(raw, defs, name=model.__name__)
 
 
-def _convert(node: Mapping[str, Any], defs: Mapping[str, Any], *, name: str | None = None,
-             typed: bool = True) -> dict[str, Any]:
+def _convert(
+    node: Mapping[str, Any], defs: Mapping[str, Any], *, name: str | None = None, typed: bool = True
+) -> dict[str, Any]:
     """``typed=False`` for the field-level keys around a ``$ref``/``anyOf`` (no type of their own)."""
     node = dict(node)
     if "$ref" in node:
@@ -99,8 +127,10 @@ def _convert(node: Mapping[str, Any], defs: Mapping[str, Any], *, name: str | No
         if key not in _DROP and not (key == "default" and value is None):
             out |= _convert_key(key, value, defs)
     if name is not None and name in EXTRA_RULES:
-        out["x-kubernetes-validations"] = [*out.get("x-kubernetes-validations", []),
-                                           *map(_rule_order, EXTRA_RULES[name])]
+        out["x-kubernetes-validations"] = [
+            *out.get("x-kubernetes-validations", []),
+            *map(_rule_order, EXTRA_RULES[name]),
+        ]
     if typed and "type" not in out and "x-kubernetes-int-or-string" not in out:
         out["x-kubernetes-preserve-unknown-fields"] = True  # Any: JSON of any shape
     if "properties" in out and "required" in out:
@@ -161,46 +191,68 @@ _AGE = _column("Age", "date", ".metadata.creationTimestamp", "time since creatio
 
 
 def _name_rule(kind: str) -> dict[str, str]:
-    return cel(f"size(self.metadata.name) <= {models.MAX_NAME_LENGTH}",
-               f"metadata.name must be at most {models.MAX_NAME_LENGTH} characters: the {kind}'s "
-               "name is used as a label value")
+    return cel(
+        f"size(self.metadata.name) <= {models.MAX_NAME_LENGTH}",
+        f"metadata.name must be at most {models.MAX_NAME_LENGTH} characters: the {kind}'s "
+        "name is used as a label value",
+    )
 
 
-def _crd(*, kind: str, plural: str, short: str, description: str, spec: type[BaseModel],
-         status: type[BaseModel], columns: list[dict[str, Any]]) -> dict[str, Any]:
+def _crd(
+    *,
+    kind: str,
+    plural: str,
+    short: str,
+    description: str,
+    spec: type[BaseModel],
+    status: type[BaseModel],
+    columns: list[dict[str, Any]],
+) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
             "name": f"{plural}.{models.GROUP}",
-            "labels": {"app.kubernetes.io/name": "jobqueue-operator",
-                       "app.kubernetes.io/part-of": "jobqueue"},
+            "labels": {
+                "app.kubernetes.io/name": "jobqueue-operator",
+                "app.kubernetes.io/part-of": "jobqueue",
+            },
         },
         "spec": {
             "group": models.GROUP,
-            "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural,
-                      "singular": kind.lower(), "shortNames": [short], "categories": [CATEGORY]},
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": [short],
+                "categories": [CATEGORY],
+            },
             "scope": "Namespaced",
-            "versions": [{
-                "name": models.VERSION,
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": columns,
-                "schema": {"openAPIV3Schema": {
-                    "description": description,
-                    "type": "object",
-                    "required": ["spec"],
-                    "properties": {
-                        "apiVersion": {"type": "string"},
-                        "kind": {"type": "string"},
-                        "metadata": {"type": "object"},
-                        "spec": structural(spec),
-                        "status": structural(status),
+            "versions": [
+                {
+                    "name": models.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "description": description,
+                            "type": "object",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": structural(spec),
+                                "status": structural(status),
+                            },
+                            "x-kubernetes-validations": [_name_rule(kind)],
+                        }
                     },
-                    "x-kubernetes-validations": [_name_rule(kind)],
-                }},
-            }],
+                }
+            ],
         },
     }
 
@@ -208,10 +260,13 @@ def _crd(*, kind: str, plural: str, short: str, description: str, spec: type[Bas
 def jobqueue_crd() -> dict[str, Any]:
     ready = '.status.conditions[?(@.type=="Ready")]'
     return _crd(
-        kind=models.JOBQUEUE_KIND, plural=models.JOBQUEUE_PLURAL, short="jq",
+        kind=models.JOBQUEUE_KIND,
+        plural=models.JOBQUEUE_PLURAL,
+        short="jq",
         description="A declared RQ job queue: the operator runs and scales its worker Deployment "
-                    "and publishes its settings for producers and workers.",
-        spec=models.JobQueueSpec, status=models.JobQueueStatus,
+        "and publishes its settings for producers and workers.",
+        spec=models.JobQueueSpec,
+        status=models.JobQueueStatus,
         columns=[
             _column("Priority", "integer", ".spec.priority", "1 = most important ... 5 = least"),
             _column("Concurrency", "integer", ".spec.concurrency", "most jobs running at once"),
@@ -225,17 +280,22 @@ def jobqueue_crd() -> dict[str, Any]:
             _column("Reason", "string", f"{ready}.reason", "why (not) ready", priority=1),
             _column("Suspend", "boolean", ".spec.suspend", "taking no new jobs", priority=1),
             _column("Paused", "boolean", ".status.paused", "paused in Redis: taking no new jobs", priority=1),
-            _column("Limited", "boolean", ".status.rateLimited", "spec.rateLimit holds jobs back now",
-                    priority=1),
-        ])
+            _column(
+                "Limited", "boolean", ".status.rateLimited", "spec.rateLimit holds jobs back now", priority=1
+            ),
+        ],
+    )
 
 
 def recurringjob_crd() -> dict[str, Any]:
     return _crd(
-        kind=models.RECURRINGJOB_KIND, plural=models.RECURRINGJOB_PLURAL, short="rj",
+        kind=models.RECURRINGJOB_KIND,
+        plural=models.RECURRINGJOB_PLURAL,
+        short="rj",
         description="A job enqueued on a schedule into a JobQueue, through a CronJob owned by "
-                    "this object; each tick enqueues exactly one job.",
-        spec=models.RecurringJobSpec, status=models.RecurringJobStatus,
+        "this object; each tick enqueues exactly one job.",
+        spec=models.RecurringJobSpec,
+        status=models.RecurringJobStatus,
         columns=[
             _column("Queue", "string", ".spec.queue", "JobQueue the job goes to"),
             _column("Schedule", "string", ".spec.schedule", "cron schedule"),
@@ -247,10 +307,16 @@ def recurringjob_crd() -> dict[str, Any]:
             # "string", not "date": kubectl prints a date in the future as <invalid>
             _column("Next Schedule", "string", ".status.nextScheduleTime", "next tick", priority=1),
             _column("Last Job ID", "string", ".status.lastJobId", "job id of the latest tick", priority=1),
-            _column("Ready", "string", '.status.conditions[?(@.type=="Ready")].reason',
-                    "why (not) ready", priority=1),
+            _column(
+                "Ready",
+                "string",
+                '.status.conditions[?(@.type=="Ready")].reason',
+                "why (not) ready",
+                priority=1,
+            ),
             _column("Function", "string", ".spec.function", "the @job function", priority=1),
-        ])
+        ],
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -319,8 +385,10 @@ def _rows(node: Mapping[str, Any], path: str, required: bool) -> list[str]:
     text = node.get("description") or (node.get("items") or {}).get("description", "")
     cell = " ".join(str(text).replace("|", "\\|").split())
     rules = "; ".join(str(r.get("message", "")) for r in node.get("x-kubernetes-validations", []))
-    rows = [f"| `{path}`{' (required)' if required else ''} | {_type(node)} | {_constraints(node)} | "
-            f"{cell}{' — ' + rules if rules else ''} |"]
+    rows = [
+        f"| `{path}`{' (required)' if required else ''} | {_type(node)} | {_constraints(node)} | "
+        f"{cell}{' — ' + rules if rules else ''} |"
+    ]
     children = node.get("properties") or {}
     needed = set(node.get("required", []))
     if node.get("type") == "array" and isinstance(node.get("items"), Mapping):
@@ -372,8 +440,10 @@ def stale(root: Path = ROOT) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobqueue_operator.crdgen",
-                                     description="Generate the CRDs from jobqueue_operator.models.")
+    parser = argparse.ArgumentParser(
+        prog="python -m jobqueue_operator.crdgen",
+        description="Generate the CRDs from jobqueue_operator.models.",
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 if a generated file is out of date")
     parser.add_argument("--root", type=Path, default=ROOT, help="repository root (default: this checkout)")
     args = parser.parse_args(argv)

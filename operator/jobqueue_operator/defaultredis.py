@@ -68,8 +68,9 @@ _ABSENT = _State(None, 0, frozenset())
 OWNER_LIMIT = 16
 
 
-def pick_owners(eligible: Iterable[redissecret.Owner],
-                current: Collection[str]) -> frozenset[redissecret.Owner]:
+def pick_owners(
+    eligible: Iterable[redissecret.Owner], current: Collection[str]
+) -> frozenset[redissecret.Owner]:
     """Up to :data:`OWNER_LIMIT` of ``eligible``: those already owners (uids in ``current``)
     first, so that nothing is rewritten needlessly, then the others in a stable order."""
     ordered = sorted(eligible, key=lambda o: (o.uid not in current, o.name, o.uid))
@@ -77,9 +78,13 @@ def pick_owners(eligible: Iterable[redissecret.Owner],
 
 
 class DefaultRedisSecrets:
-    def __init__(self, kube: k8s.KubeApi, url: str | None,
-                 queues: Callable[[], Iterable[index.QueueRef]],
-                 tenants: tenancy.Tenancy | None = None) -> None:
+    def __init__(
+        self,
+        kube: k8s.KubeApi,
+        url: str | None,
+        queues: Callable[[], Iterable[index.QueueRef]],
+        tenants: tenancy.Tenancy | None = None,
+    ) -> None:
         self._kube = kube
         self._url = url
         self._queues = queues
@@ -90,20 +95,32 @@ class DefaultRedisSecrets:
         #: it (deleted by hand) must not look like a new URL and roll every worker again
         self._revisions: dict[str, tuple[str, int]] = {}
 
-    def _eligible(self, namespace: str, jobqueue: redissecret.Owner | None,
-                  uses_default: bool) -> set[redissecret.Owner]:
+    def _eligible(
+        self, namespace: str, jobqueue: redissecret.Owner | None, uses_default: bool
+    ) -> set[redissecret.Owner]:
         """Every JobQueue of ``namespace`` on the default Redis (each may own the Secret)."""
         if self._url is None:
             return set()
-        eligible = {redissecret.Owner(ref.name, ref.uid) for ref in self._queues()
-                    if ref.namespace == namespace and ref.redis_secret is None and not ref.deleting
-                    and (jobqueue is None or ref.uid != jobqueue.uid)}
+        eligible = {
+            redissecret.Owner(ref.name, ref.uid)
+            for ref in self._queues()
+            if ref.namespace == namespace
+            and ref.redis_secret is None
+            and not ref.deleting
+            and (jobqueue is None or ref.uid != jobqueue.uid)
+        }
         if jobqueue is not None and uses_default:
             eligible.add(jobqueue)
         return eligible
 
-    async def ensure(self, namespace: str, jobqueue: redissecret.Owner | None = None, *,
-                     uses_default: bool = True, verify: bool = False) -> int | None:
+    async def ensure(
+        self,
+        namespace: str,
+        jobqueue: redissecret.Owner | None = None,
+        *,
+        uses_default: bool = True,
+        verify: bool = False,
+    ) -> int | None:
         """Make the namespace's Secret what it should be and return its revision (None: it
         should not exist). ``jobqueue``: the JobQueue being reconciled, and whether it uses
         the default Redis now. ``verify``: re-read the Secret even if nothing seems to have
@@ -115,15 +132,25 @@ class DefaultRedisSecrets:
             # the URL it should hold: the operator's, or (isolation) the namespace's own as last
             # known (worked out again below whenever the Secret is read)
             default_url = self._url if self._tenants is None else known.url if known is not None else None
-            if (not verify and known is not None and jobqueue is not None and uses_default
-                    and default_url is not None and known.url == default_url
-                    and (jobqueue in known.owners or len(known.owners) >= OWNER_LIMIT)):
+            if (
+                not verify
+                and known is not None
+                and jobqueue is not None
+                and uses_default
+                and default_url is not None
+                and known.url == default_url
+                and (jobqueue in known.owners or len(known.owners) >= OWNER_LIMIT)
+            ):
                 return known.revision  # the common case, decided without looking at the index
             eligible = self._eligible(namespace, jobqueue, uses_default)
             owners = pick_owners(eligible, {o.uid for o in known.owners} if known else ())
             url = default_url if owners else None
-            if (not verify and known is not None and (url is not None or not owners)
-                    and self._settled(known, url, owners, jobqueue, uses_default)):
+            if (
+                not verify
+                and known is not None
+                and (url is not None or not owners)
+                and self._settled(known, url, owners, jobqueue, uses_default)
+            ):
                 return known.revision if url is not None else None
             self._known.pop(namespace, None)  # unknown until the API has answered
             body = await self._kube.get_secret(namespace, redissecret.SECRET_NAME)
@@ -133,8 +160,11 @@ class DefaultRedisSecrets:
             if not owners:
                 if live is not None:
                     await self._kube.delete_secret(namespace, redissecret.SECRET_NAME)
-                    logger.info("deleted Secret %s/%s: no JobQueue there uses the default Redis any more",
-                                namespace, redissecret.SECRET_NAME)
+                    logger.info(
+                        "deleted Secret %s/%s: no JobQueue there uses the default Redis any more",
+                        namespace,
+                        redissecret.SECRET_NAME,
+                    )
                 if self._tenants is not None and (live is not None or (known and known.url)):
                     # (also when the garbage collector deleted the Secret with its last owner)
                     await self._tenants.revoke(namespace)
@@ -143,29 +173,45 @@ class DefaultRedisSecrets:
             owners = pick_owners(eligible, live.owners if live is not None else ())
             if self._tenants is not None:
                 url = await self._tenants.credentials(
-                    namespace, redisacl.password_of(live.url if live else None, namespace))
+                    namespace, redisacl.password_of(live.url if live else None, namespace)
+                )
             assert url is not None
             remembered = self._revisions.get(namespace)
             revision = redissecret.revision(
-                live, url, known=0 if remembered is None else remembered[1] + (remembered[0] != url))
+                live, url, known=0 if remembered is None else remembered[1] + (remembered[0] != url)
+            )
             if live is None or (live.url, live.revision, live.owners) != (
-                    url, revision, frozenset(o.uid for o in owners)):
+                url,
+                revision,
+                frozenset(o.uid for o in owners),
+            ):
                 await self._kube.apply(
                     redissecret.build(namespace=namespace, url=url, revision=revision, owners=owners),
-                    field_manager=names.OPERATOR_MANAGER)
+                    field_manager=names.OPERATOR_MANAGER,
+                )
                 # a new Secret or URL is news; a new owner list (every JobQueue created) is not
                 news = live is None or live.url != url
-                logger.log(logging.INFO if news else logging.DEBUG,
-                           "%s Secret %s/%s (revision %d, %d owners)",
-                           "created" if live is None else "updated", namespace, redissecret.SECRET_NAME,
-                           revision, len(owners))
+                logger.log(
+                    logging.INFO if news else logging.DEBUG,
+                    "%s Secret %s/%s (revision %d, %d owners)",
+                    "created" if live is None else "updated",
+                    namespace,
+                    redissecret.SECRET_NAME,
+                    revision,
+                    len(owners),
+                )
             self._known[namespace] = _State(url, revision, owners)
             self._revisions[namespace] = (url, revision)
             return revision
 
     @staticmethod
-    def _settled(known: _State, url: str | None, owners: frozenset[redissecret.Owner],
-                 jobqueue: redissecret.Owner | None, uses_default: bool) -> bool:
+    def _settled(
+        known: _State,
+        url: str | None,
+        owners: frozenset[redissecret.Owner],
+        jobqueue: redissecret.Owner | None,
+        uses_default: bool,
+    ) -> bool:
         """Whether the Secret as known is good enough for this caller: the right URL, and the
         JobQueue being reconciled among its owners (or not, if it left). Other owners may be
         missing or gone: they add themselves when they are reconciled, the garbage collector
@@ -187,10 +233,19 @@ class DefaultRedisSecrets:
             return
         try:
             await self.ensure(namespace, jobqueue, uses_default=False)
-        except (errors.RedisSecretConflict, errors.RedisConfigError, errors.RedisUnavailable,
-                k8s.ApiError) as e:
-            logger.warning("Secret %s/%s not updated after JobQueue %s left the default Redis: %s",
-                           namespace, redissecret.SECRET_NAME, jobqueue.name, e)
+        except (
+            errors.RedisSecretConflict,
+            errors.RedisConfigError,
+            errors.RedisUnavailable,
+            k8s.ApiError,
+        ) as e:
+            logger.warning(
+                "Secret %s/%s not updated after JobQueue %s left the default Redis: %s",
+                namespace,
+                redissecret.SECRET_NAME,
+                jobqueue.name,
+                e,
+            )
 
     async def owner_gone(self, namespace: str, jobqueue: redissecret.Owner) -> None:
         """JobQueue ``jobqueue`` was deleted. If it owned the Secret, another JobQueue takes its
@@ -201,21 +256,31 @@ class DefaultRedisSecrets:
             return
         try:
             await self.ensure(namespace, jobqueue, uses_default=False, verify=True)
-        except (errors.RedisSecretConflict, errors.RedisConfigError, errors.RedisUnavailable,
-                k8s.ApiError) as e:
-            logger.warning("Secret %s/%s: no owner put in the place of deleted JobQueue %s: %s",
-                           namespace, redissecret.SECRET_NAME, jobqueue.name, e)
+        except (
+            errors.RedisSecretConflict,
+            errors.RedisConfigError,
+            errors.RedisUnavailable,
+            k8s.ApiError,
+        ) as e:
+            logger.warning(
+                "Secret %s/%s: no owner put in the place of deleted JobQueue %s: %s",
+                namespace,
+                redissecret.SECRET_NAME,
+                jobqueue.name,
+                e,
+            )
 
     async def sweep(self) -> None:
         """Re-read the Secret of every namespace that has, or had, one and repair it."""
-        namespaces = {ref.namespace for ref in self._queues()
-                      if ref.redis_secret is None and not ref.deleting} | {
-            ns for ns, state in self._known.items() if state.url is not None}
+        namespaces = {
+            ref.namespace for ref in self._queues() if ref.redis_secret is None and not ref.deleting
+        } | {ns for ns, state in self._known.items() if state.url is not None}
         for namespace in sorted(namespaces):
             try:
                 await self.ensure(namespace, verify=True)
             except (errors.RedisSecretConflict, errors.RedisConfigError, errors.RedisUnavailable) as e:
                 logger.warning("%s", e)
             except k8s.ApiError as e:
-                logger.warning("Secret %s/%s not checked: %s", namespace, redissecret.SECRET_NAME,
-                               k8s.message(e))
+                logger.warning(
+                    "Secret %s/%s not checked: %s", namespace, redissecret.SECRET_NAME, k8s.message(e)
+                )

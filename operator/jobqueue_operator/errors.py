@@ -58,7 +58,8 @@ class RedisSecretConflict(JobQueueOperatorError):
         super().__init__(
             f"Secret {namespace}/{name} exists but was not made by jobqueue-operator; the operator "
             f"keeps its default Redis URL for the pods under that name and will not overwrite it: "
-            f"rename or delete that Secret, or give the JobQueue spec.redis")
+            f"rename or delete that Secret, or give the JobQueue spec.redis"
+        )
         self.namespace = namespace
         self.name = name
 

@@ -164,9 +164,11 @@ def _refs(idx: kopf.Index[index.Key, index.QueueRef]) -> Iterator[index.QueueRef
 def worker_defaults(config: operator_settings.Settings) -> deployment.WorkerDefaults:
     """What the operator's settings contribute to every worker and CronJob pod (never the
     default Redis URL itself: the pods read it from a Secret)."""
-    return deployment.WorkerDefaults(default_redis=config.redis_url is not None,
-                                     priority_class_prefix=config.priority_class_prefix,
-                                     image_pull_policy=config.worker_image_pull_policy)
+    return deployment.WorkerDefaults(
+        default_redis=config.redis_url is not None,
+        priority_class_prefix=config.priority_class_prefix,
+        image_pull_policy=config.worker_image_pull_policy,
+    )
 
 
 def tune(kopf_settings: kopf.OperatorSettings) -> None:
@@ -174,7 +176,8 @@ def tune(kopf_settings: kopf.OperatorSettings) -> None:
     kopf operator), and a server-side selector so only worker Deployments are watched."""
     kopf_settings.persistence.finalizer = f"{GROUP}/finalizer"
     kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration")
+        prefix=GROUP, key="last-handled-configuration"
+    )
     kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     kopf_settings.watching.label_selectors["apps", "deployments"] = names.WORKER_SELECTOR
     kopf_settings.watching.label_selectors["v1", "pods"] = names.WORKER_SELECTOR
@@ -187,50 +190,89 @@ def tune(kopf_settings: kopf.OperatorSettings) -> None:
 
 
 @kopf.on.startup()
-async def startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo,
-                  jobqueue_index: kopf.Index[index.Key, index.QueueRef] | None = None,
-                  worker_deployment_index: kopf.Index[index.Key, scaling_views.DeploymentView] | None = None,
-                  worker_pod_index: kopf.Index[index.Key, scaling_views.PodView] | None = None,
-                  jobqueue_status_index: kopf.Index[index.Key, dict[str, Any]] | None = None,
-                  **_: Any) -> None:
+async def startup(
+    *,
+    settings: kopf.OperatorSettings,
+    memo: kopf.Memo,
+    jobqueue_index: kopf.Index[index.Key, index.QueueRef] | None = None,
+    worker_deployment_index: kopf.Index[index.Key, scaling_views.DeploymentView] | None = None,
+    worker_pod_index: kopf.Index[index.Key, scaling_views.PodView] | None = None,
+    jobqueue_status_index: kopf.Index[index.Key, dict[str, Any]] | None = None,
+    **_: Any,
+) -> None:
     """The one place the operator's parts are made and wired: one Kubernetes client, one
     RedisHub, one RedisAddresses and one Event emitter, shared by every part (the RecurringJob
     startup below takes them from here)."""
     assert jobqueue_index is not None, "kopf passes every index to startup handlers"
     # read once, by __main__ (which refuses bad settings before kopf starts); a bare
     # `kopf run` of this module reads them here
-    config: operator_settings.Settings = (getattr(memo, "config", None)
-                                          or operator_settings.Settings.from_env())
+    config: operator_settings.Settings = (
+        getattr(memo, "config", None) or operator_settings.Settings.from_env()
+    )
     tune(settings)
     kube = k8s.Kube.connect()
     hub = redisq.RedisHub(timeout=config.redis_timeout_seconds)
     tenants = tenancy.Tenancy(hub, config.redis_url, isolated=config.redis_isolation == "namespace")
-    addresses = redisaddresses.RedisAddresses(kube, config.redis_url, tenants=tenants,
-                              allowed_hosts=config.redis_allowed_hosts)
+    addresses = redisaddresses.RedisAddresses(
+        kube, config.redis_url, tenants=tenants, allowed_hosts=config.redis_allowed_hosts
+    )
     emit = _emitter(kube)
     reconciler = reconcile.Reconciler(
-        kube=kube, hub=hub, addresses=addresses, keeper=statuskeeper.StatusKeeper(kube, emit), emit=emit,
+        kube=kube,
+        hub=hub,
+        addresses=addresses,
+        keeper=statuskeeper.StatusKeeper(kube, emit),
+        emit=emit,
         defaults=worker_defaults(config),
-        secrets=defaultredis.DefaultRedisSecrets(kube, config.redis_url,
-                                                 queues=lambda: _refs(jobqueue_index), tenants=tenants))
-    sweep = sweeper.Sweeper(reconciler=reconciler, kube=kube, hub=hub, addresses=addresses, config=config,
-                            queues=lambda: _refs(jobqueue_index))
-    memo.runtime = Runtime(config=config, kube=kube, hub=hub, reconciler=reconciler, sweeper=sweep,
-                           sweep_task=asyncio.create_task(sweep.run(), name="settings-sweep"),
-                           tenants=tenants, addresses=addresses, emit=emit)
+        secrets=defaultredis.DefaultRedisSecrets(
+            kube, config.redis_url, queues=lambda: _refs(jobqueue_index), tenants=tenants
+        ),
+    )
+    sweep = sweeper.Sweeper(
+        reconciler=reconciler,
+        kube=kube,
+        hub=hub,
+        addresses=addresses,
+        config=config,
+        queues=lambda: _refs(jobqueue_index),
+    )
+    memo.runtime = Runtime(
+        config=config,
+        kube=kube,
+        hub=hub,
+        reconciler=reconciler,
+        sweeper=sweep,
+        sweep_task=asyncio.create_task(sweep.run(), name="settings-sweep"),
+        tenants=tenants,
+        addresses=addresses,
+        emit=emit,
+    )
     if config.poll_interval > 0:
         assert worker_deployment_index is not None
         assert worker_pod_index is not None
         assert jobqueue_status_index is not None
         memo.runtime.autoscaler = scaling_poller.Autoscaler(
-            kube=kube, hub=hub, addresses=addresses, keeper=reconciler.keeper, emit=emit,
-            queues=lambda: _refs(jobqueue_index), deployments=worker_deployment_index, pods=worker_pod_index,
-            statuses=jobqueue_status_index, interval=config.poll_interval, budget=config.worker_budget,
-            acting=getattr(memo, "acting", lambda: True))
+            kube=kube,
+            hub=hub,
+            addresses=addresses,
+            keeper=reconciler.keeper,
+            emit=emit,
+            queues=lambda: _refs(jobqueue_index),
+            deployments=worker_deployment_index,
+            pods=worker_pod_index,
+            statuses=jobqueue_status_index,
+            interval=config.poll_interval,
+            budget=config.worker_budget,
+            acting=getattr(memo, "acting", lambda: True),
+        )
         memo.runtime.autoscaler.start()
     memo.runtime.failures = notifier.FailureNotifier(
-        hub=hub, addresses=addresses, emit=emit, queues=lambda: _refs(jobqueue_index),
-        group=notifier.group_name(config.namespaces))
+        hub=hub,
+        addresses=addresses,
+        emit=emit,
+        queues=lambda: _refs(jobqueue_index),
+        group=notifier.group_name(config.namespaces),
+    )
     memo.runtime.failures.start()
 
 
@@ -281,17 +323,21 @@ async def reconcile_jobqueue(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None
     await _settle(_runtime(memo).reconciler.reconcile(_raw(body)))
 
 
-@kopf.on.event(GROUP, VERSION, models.JOBQUEUE_PLURAL,
-               when=lambda event, **_: event.get("type") == "DELETED")
+@kopf.on.event(GROUP, VERSION, models.JOBQUEUE_PLURAL, when=lambda event, **_: event.get("type") == "DELETED")
 async def jobqueue_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     _QUEUE_REFS.forget(str(body["metadata"].get("uid", "")))
     await _runtime(memo).reconciler.gone(_raw(body))
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={
-    names.MANAGED_BY_LABEL: names.MANAGED_BY, names.COMPONENT_LABEL: names.WORKER_COMPONENT})
-async def worker_deployment_event(event: kopf.RawEvent, memo: kopf.Memo, logger: kopf.Logger,
-                                  **_: Any) -> None:
+@kopf.on.event(
+    "apps",
+    "v1",
+    "deployments",
+    labels={names.MANAGED_BY_LABEL: names.MANAGED_BY, names.COMPONENT_LABEL: names.WORKER_COMPONENT},
+)
+async def worker_deployment_event(
+    event: kopf.RawEvent, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+) -> None:
     try:
         await _runtime(memo).reconciler.deployment_event(event["type"], event["object"])
     except k8s.ApiError as e:  # on.event handlers are not retried; the next event or the sweep repairs
@@ -311,8 +357,9 @@ _WORKERS: Final = {names.MANAGED_BY_LABEL: names.MANAGED_BY, names.COMPONENT_LAB
 
 
 @kopf.index("apps", "v1", "deployments", labels=_WORKERS)
-async def worker_deployment_index(body: kopf.Body,
-                                  **_: Any) -> dict[index.Key, scaling_views.DeploymentView] | None:
+async def worker_deployment_index(
+    body: kopf.Body, **_: Any
+) -> dict[index.Key, scaling_views.DeploymentView] | None:
     return scaling_views.deployment_entry(body)
 
 
@@ -357,8 +404,13 @@ async def recurring_startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo,
         raise kopf.TemporaryError("waiting for the operator's clients", delay=1)
     settings.watching.label_selectors["batch", "cronjobs"] = cronjob.CRONJOB_SELECTOR
     config = runtime.config
-    jobs = recurring.RecurringJobs(kube=runtime.kube, hub=runtime.hub, addresses=runtime.addresses,
-                                   emit=runtime.emit, defaults=worker_defaults(config))
+    jobs = recurring.RecurringJobs(
+        kube=runtime.kube,
+        hub=runtime.hub,
+        addresses=runtime.addresses,
+        emit=runtime.emit,
+        defaults=worker_defaults(config),
+    )
     memo.recurring = RecurringRuntime(jobs, asyncio.create_task(jobs.run(), name="recurringjob-refresher"))
 
 
@@ -377,23 +429,35 @@ async def reconcile_recurringjob(body: kopf.Body, memo: kopf.Memo, **_: Any) -> 
     await _settle(_recurring(memo).reconcile(_raw(body)))
 
 
-@kopf.on.event(GROUP, VERSION, models.RECURRINGJOB_PLURAL,
-               when=lambda event, **_: event.get("type") == "DELETED")
+@kopf.on.event(
+    GROUP, VERSION, models.RECURRINGJOB_PLURAL, when=lambda event, **_: event.get("type") == "DELETED"
+)
 async def recurring_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     _recurring(memo).forget(body["metadata"]["namespace"], body["metadata"]["name"])
 
 
-@kopf.on.event(GROUP, VERSION, models.JOBQUEUE_PLURAL, when=lambda event, memo, **_: _recurring(
-    memo).jobqueue_matters(event["object"], deleted=event.get("type") == "DELETED"))
+@kopf.on.event(
+    GROUP,
+    VERSION,
+    models.JOBQUEUE_PLURAL,
+    when=lambda event, memo, **_: _recurring(memo).jobqueue_matters(
+        event["object"], deleted=event.get("type") == "DELETED"
+    ),
+)
 async def recurring_jobqueue_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     await _recurring(memo).jobqueue_changed(event["object"], deleted=event.get("type") == "DELETED")
 
 
-@kopf.on.event("batch", "v1", "cronjobs", labels={
-    names.MANAGED_BY_LABEL: names.MANAGED_BY, names.COMPONENT_LABEL: cronjob.COMPONENT},
-    when=lambda event, memo, **_: _recurring(memo).cronjob_matters(event.get("type"), event["object"]))
-async def recurring_cronjob_event(event: kopf.RawEvent, memo: kopf.Memo, logger: kopf.Logger,
-                                  **_: Any) -> None:
+@kopf.on.event(
+    "batch",
+    "v1",
+    "cronjobs",
+    labels={names.MANAGED_BY_LABEL: names.MANAGED_BY, names.COMPONENT_LABEL: cronjob.COMPONENT},
+    when=lambda event, memo, **_: _recurring(memo).cronjob_matters(event.get("type"), event["object"]),
+)
+async def recurring_cronjob_event(
+    event: kopf.RawEvent, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+) -> None:
     try:
         await _recurring(memo).cronjob_event(event.get("type"), event["object"])
     except k8s.ApiError as e:  # on.event handlers are not retried; the next event or refresh repairs

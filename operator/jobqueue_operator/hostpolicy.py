@@ -30,14 +30,20 @@ from typing import Final
 DEFAULT_PORT: Final = 6379
 _NAME = re.compile(r"[a-z0-9*]([a-z0-9*.-]{0,251}[a-z0-9*])?")
 
-UNIX_REFUSED: Final = ("unix:// sockets are refused for spec.redis (they would be the operator's own "
-                       "files); use a redis:// or rediss:// URL")
-SENTINEL_REFUSED: Final = ("Sentinel URLs are refused for spec.redis while the cluster admin limits its "
-                           "hosts (operator setting redis.allowedHosts): the primary's address would come "
-                           "from the Sentinels, unchecked; use a redis:// or rediss:// URL, or the default "
-                           "Redis")
-HOST_REFUSED: Final = ("its host is not among the Redis hosts the cluster admin allows for spec.redis "
-                       "(operator setting redis.allowedHosts); ask them, or use the default Redis")
+UNIX_REFUSED: Final = (
+    "unix:// sockets are refused for spec.redis (they would be the operator's own "
+    "files); use a redis:// or rediss:// URL"
+)
+SENTINEL_REFUSED: Final = (
+    "Sentinel URLs are refused for spec.redis while the cluster admin limits its "
+    "hosts (operator setting redis.allowedHosts): the primary's address would come "
+    "from the Sentinels, unchecked; use a redis:// or rediss:// URL, or the default "
+    "Redis"
+)
+HOST_REFUSED: Final = (
+    "its host is not among the Redis hosts the cluster admin allows for spec.redis "
+    "(operator setting redis.allowedHosts); ask them, or use the default Redis"
+)
 
 
 def _network(pattern: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:

@@ -42,13 +42,24 @@ from lightkube.types import PatchType
 from jobqueue_operator import models
 from jobqueue_operator.builders import redissecret
 
-__all__ = ["ApiError", "Kube", "KubeApi", "Needs", "is_conflict", "is_forbidden", "is_invalid",
-           "is_not_found", "permissions"]
+__all__ = [
+    "ApiError",
+    "Kube",
+    "KubeApi",
+    "Needs",
+    "is_conflict",
+    "is_forbidden",
+    "is_invalid",
+    "is_not_found",
+    "permissions",
+]
 
 JobQueue: Final = create_namespaced_resource(
-    models.GROUP, models.VERSION, models.JOBQUEUE_KIND, models.JOBQUEUE_PLURAL)
+    models.GROUP, models.VERSION, models.JOBQUEUE_KIND, models.JOBQUEUE_PLURAL
+)
 RecurringJob: Final = create_namespaced_resource(
-    models.GROUP, models.VERSION, models.RECURRINGJOB_KIND, models.RECURRINGJOB_PLURAL)
+    models.GROUP, models.VERSION, models.RECURRINGJOB_KIND, models.RECURRINGJOB_PLURAL
+)
 
 EVENT_COMPONENT: Final = "jobqueue-operator"
 #: Kubernetes truncates longer Event messages anyway; keep them readable in `kubectl describe`.
@@ -191,8 +202,14 @@ class Kube:
         resource = _APPLIABLE[body["kind"]]
         meta = body["metadata"]
         result = await self._client.patch(
-            resource, meta["name"], dict(body), namespace=meta["namespace"],
-            patch_type=PatchType.APPLY, field_manager=field_manager, force=True)
+            resource,
+            meta["name"],
+            dict(body),
+            namespace=meta["namespace"],
+            patch_type=PatchType.APPLY,
+            field_manager=field_manager,
+            force=True,
+        )
         return _as_dict(result)
 
     @needs(Needs("apps", "deployments", ("delete",)))
@@ -216,25 +233,40 @@ class Kube:
         """Set ``spec.suspend`` of a CronJob without re-applying the rest of it (a RecurringJob
         whose JobQueue vanished: the operator cannot rebuild the pod without the queue)."""
         result = await self._client.patch(
-            CronJob, name, {"spec": {"suspend": True}}, namespace=namespace,
-            patch_type=PatchType.MERGE, field_manager=field_manager)
+            CronJob,
+            name,
+            {"spec": {"suspend": True}},
+            namespace=namespace,
+            patch_type=PatchType.MERGE,
+            field_manager=field_manager,
+        )
         return _as_dict(result)
 
     @needs(Needs("apps", "deployments/scale", ("patch",)))
-    async def scale_deployment(self, namespace: str, name: str, replicas: int, *,
-                               field_manager: str) -> None:
+    async def scale_deployment(self, namespace: str, name: str, replicas: int, *, field_manager: str) -> None:
         """Set a Deployment's replicas through its scale subresource (the autoscaler's path)."""
         await self._client.patch(
-            Deployment.Scale, name, {"spec": {"replicas": replicas}}, namespace=namespace,
-            patch_type=PatchType.MERGE, field_manager=field_manager)
+            Deployment.Scale,
+            name,
+            {"spec": {"replicas": replicas}},
+            namespace=namespace,
+            patch_type=PatchType.MERGE,
+            field_manager=field_manager,
+        )
 
     @needs(Needs("", "pods", ("patch",)))
-    async def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str], *,
-                           field_manager: str) -> None:
+    async def annotate_pod(
+        self, namespace: str, name: str, annotations: Mapping[str, str], *, field_manager: str
+    ) -> None:
         """Merge ``annotations`` into a pod's (the autoscaler's pod-deletion-cost before a scale-in)."""
         await self._client.patch(
-            Pod, name, {"metadata": {"annotations": dict(annotations)}}, namespace=namespace,
-            patch_type=PatchType.MERGE, field_manager=field_manager)
+            Pod,
+            name,
+            {"metadata": {"annotations": dict(annotations)}},
+            namespace=namespace,
+            patch_type=PatchType.MERGE,
+            field_manager=field_manager,
+        )
 
     # ---- our resources
 
@@ -246,24 +278,43 @@ class Kube:
     async def get_recurringjob(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._get(RecurringJob, namespace, name)
 
-    @needs(Needs(models.GROUP, f"{models.JOBQUEUE_PLURAL}/status", ("patch",)),
-           Needs(models.GROUP, f"{models.RECURRINGJOB_PLURAL}/status", ("patch",)))
-    async def apply_status(self, kind: str, namespace: str, name: str, status: Mapping[str, Any], *,
-                           field_manager: str) -> None:
+    @needs(
+        Needs(models.GROUP, f"{models.JOBQUEUE_PLURAL}/status", ("patch",)),
+        Needs(models.GROUP, f"{models.RECURRINGJOB_PLURAL}/status", ("patch",)),
+    )
+    async def apply_status(
+        self, kind: str, namespace: str, name: str, status: Mapping[str, Any], *, field_manager: str
+    ) -> None:
         """Server-side apply ``status`` of a JobQueue/RecurringJob: the fields this manager owns."""
-        body = {"apiVersion": models.API_VERSION, "kind": kind,
-                "metadata": {"name": name, "namespace": namespace}, "status": dict(status)}
+        body = {
+            "apiVersion": models.API_VERSION,
+            "kind": kind,
+            "metadata": {"name": name, "namespace": namespace},
+            "status": dict(status),
+        }
         await self._client.patch(
-            _OURS[kind].Status, name, body, namespace=namespace,
-            patch_type=PatchType.APPLY, field_manager=field_manager, force=True)
+            _OURS[kind].Status,
+            name,
+            body,
+            namespace=namespace,
+            patch_type=PatchType.APPLY,
+            field_manager=field_manager,
+            force=True,
+        )
 
     @needs(Needs(models.GROUP, f"{models.JOBQUEUE_PLURAL}/status", ("patch",)))
-    async def merge_status(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any], *,
-                           field_manager: str) -> None:
+    async def merge_status(
+        self, kind: str, namespace: str, name: str, patch: Mapping[str, Any], *, field_manager: str
+    ) -> None:
         """JSON-merge-patch ``status`` (``None`` values delete keys)."""
         await self._client.patch(
-            _OURS[kind].Status, name, {"status": dict(patch)}, namespace=namespace,
-            patch_type=PatchType.MERGE, field_manager=field_manager)
+            _OURS[kind].Status,
+            name,
+            {"status": dict(patch)},
+            namespace=namespace,
+            patch_type=PatchType.MERGE,
+            field_manager=field_manager,
+        )
 
     # ---- events
 
@@ -273,14 +324,25 @@ class Kube:
         meta = obj["metadata"]
         now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         event = {
-            "apiVersion": "v1", "kind": "Event",
+            "apiVersion": "v1",
+            "kind": "Event",
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta["name"],
-                               "namespace": meta["namespace"], "uid": meta.get("uid")},
-            "type": type, "reason": reason, "message": message[:EVENT_MESSAGE_LIMIT],
-            "source": {"component": EVENT_COMPONENT}, "reportingComponent": EVENT_COMPONENT,
+            "involvedObject": {
+                "apiVersion": obj["apiVersion"],
+                "kind": obj["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": type,
+            "reason": reason,
+            "message": message[:EVENT_MESSAGE_LIMIT],
+            "source": {"component": EVENT_COMPONENT},
+            "reportingComponent": EVENT_COMPONENT,
             "reportingInstance": (os.environ.get("POD_NAME") or socket.gethostname())[:128],
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
         }
         await self._client.create(cast(Event, Event.from_dict(event)))
 
@@ -297,9 +359,17 @@ class Kube:
         is not). Without ``force``, a Lease created meanwhile by another field manager makes
         the apply fail with 409 (:func:`is_conflict`) instead of changing its holder."""
         meta = body["metadata"]
-        return _as_dict(await self._client.patch(
-            Lease, meta["name"], dict(body), namespace=meta["namespace"], patch_type=PatchType.APPLY,
-            field_manager=field_manager, force=False))
+        return _as_dict(
+            await self._client.patch(
+                Lease,
+                meta["name"],
+                dict(body),
+                namespace=meta["namespace"],
+                patch_type=PatchType.APPLY,
+                field_manager=field_manager,
+                force=False,
+            )
+        )
 
     @needs(Needs("coordination.k8s.io", "leases", ("update",), names=(LEASE_NAME,), scope="release"))
     async def replace_lease(self, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -320,8 +390,10 @@ class Kube:
         """Delete a Secret (already gone is fine)."""
         await self._delete(Secret, namespace, name)
 
-    @needs(Needs("", "secrets", ("get",), names=(REDIS_SECRET_NAMES,)),
-           Needs("", "secrets", ("get",), names=(NOTIFICATION_SECRET_NAMES,)))
+    @needs(
+        Needs("", "secrets", ("get",), names=(REDIS_SECRET_NAMES,)),
+        Needs("", "secrets", ("get",), names=(NOTIFICATION_SECRET_NAMES,)),
+    )
     async def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
         """A Secret's decoded data, or None if it does not exist."""
         secret = await self._get(Secret, namespace, name)
@@ -341,16 +413,20 @@ class KubeApi(Protocol):
     async def delete_deployment(self, namespace: str, name: str) -> None: ...
     async def get_cronjob(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     async def suspend_cronjob(self, namespace: str, name: str, *, field_manager: str) -> dict[str, Any]: ...
-    async def scale_deployment(self, namespace: str, name: str, replicas: int, *,
-                               field_manager: str) -> None: ...
-    async def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str], *,
-                           field_manager: str) -> None: ...
+    async def scale_deployment(
+        self, namespace: str, name: str, replicas: int, *, field_manager: str
+    ) -> None: ...
+    async def annotate_pod(
+        self, namespace: str, name: str, annotations: Mapping[str, str], *, field_manager: str
+    ) -> None: ...
     async def get_jobqueue(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     async def get_recurringjob(self, namespace: str, name: str) -> dict[str, Any] | None: ...
-    async def apply_status(self, kind: str, namespace: str, name: str, status: Mapping[str, Any], *,
-                           field_manager: str) -> None: ...
-    async def merge_status(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any], *,
-                           field_manager: str) -> None: ...
+    async def apply_status(
+        self, kind: str, namespace: str, name: str, status: Mapping[str, Any], *, field_manager: str
+    ) -> None: ...
+    async def merge_status(
+        self, kind: str, namespace: str, name: str, patch: Mapping[str, Any], *, field_manager: str
+    ) -> None: ...
     async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     async def delete_secret(self, namespace: str, name: str) -> None: ...
     async def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None: ...

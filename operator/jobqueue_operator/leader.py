@@ -74,7 +74,8 @@ class Timing:
         if not 0 < self.retry_period < self.renew_deadline < self.lease_seconds:
             raise ValueError(
                 f"lease timings must satisfy 0 < retry period ({self.retry_period:g} s) < renew "
-                f"deadline ({self.renew_deadline:g} s) < lease duration ({self.lease_seconds} s)")
+                f"deadline ({self.renew_deadline:g} s) < lease duration ({self.lease_seconds} s)"
+            )
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,11 @@ class Record:
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> Record:
         spec = body.get("spec") or {}
-        return cls(holder=spec.get("holderIdentity") or "",
-                   lease_seconds=int(spec.get("leaseDurationSeconds") or 0),
-                   version=str(body["metadata"].get("resourceVersion") or ""))
+        return cls(
+            holder=spec.get("holderIdentity") or "",
+            lease_seconds=int(spec.get("leaseDurationSeconds") or 0),
+            version=str(body["metadata"].get("resourceVersion") or ""),
+        )
 
 
 Verdict = Literal["mine", "free", "expired", "held"]
@@ -136,8 +139,16 @@ class Elector:
     """Candidate for, and holder of, the Lease ``namespace``/``name`` under ``identity``
     (unique per process: a restarted process is a new candidate)."""
 
-    def __init__(self, kube: k8s.Kube, *, namespace: str, name: str, identity: str,
-                 timing: Timing | None = None, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        kube: k8s.Kube,
+        *,
+        namespace: str,
+        name: str,
+        identity: str,
+        timing: Timing | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._kube = kube
         self.namespace = namespace
         self.name = name
@@ -166,9 +177,15 @@ class Elector:
     async def acquire(self) -> None:
         """Return once this process holds the Lease; until then look every ``retry_period``.
         API errors are logged and retried (a candidate has nothing else to do)."""
-        logger.info("lease %s/%s: candidate %s (lease %ds, renew deadline %gs, retry %gs)",
-                    self.namespace, self.name, self.identity, self.timing.lease_seconds,
-                    self.timing.renew_deadline, self.timing.retry_period)
+        logger.info(
+            "lease %s/%s: candidate %s (lease %ds, renew deadline %gs, retry %gs)",
+            self.namespace,
+            self.name,
+            self.identity,
+            self.timing.lease_seconds,
+            self.timing.renew_deadline,
+            self.timing.retry_period,
+        )
         while True:
             try:
                 if await self._attempt():
@@ -189,8 +206,9 @@ class Elector:
             if late > (deadline - self.timing.retry_period) / 2:
                 # the event loop was busy (or the process starved of CPU) for that long: half
                 # the margin before the leader must give up is gone
-                logger.warning("lease %s/%s: renewal %.1fs late (event loop busy)", self.namespace,
-                               self.name, late)
+                logger.warning(
+                    "lease %s/%s: renewal %.1fs late (event loop busy)", self.namespace, self.name, late
+                )
             left = self._renewed + deadline - self._mono()
             if left > 0:
                 try:
@@ -212,8 +230,12 @@ class Elector:
             return
         self._lose("")
         now = _now()
-        released = {"holderIdentity": None, "leaseDurationSeconds": RELEASED_SECONDS,
-                    "renewTime": now, "acquireTime": now}
+        released = {
+            "holderIdentity": None,
+            "leaseDurationSeconds": RELEASED_SECONDS,
+            "renewTime": now,
+            "acquireTime": now,
+        }
         try:
             try:
                 await self._kube.replace_lease({**written, "spec": {**written["spec"], **released}})
@@ -225,8 +247,13 @@ class Elector:
                     raise
                 await self._kube.replace_lease({**current, "spec": {**current["spec"], **released}})
         except Exception as e:
-            logger.warning("lease %s/%s: not released (%s); it expires in %ds", self.namespace, self.name,
-                           e, self.timing.lease_seconds)
+            logger.warning(
+                "lease %s/%s: not released (%s); it expires in %ds",
+                self.namespace,
+                self.name,
+                e,
+                self.timing.lease_seconds,
+            )
 
     # ---- one look (and write)
 
@@ -249,8 +276,13 @@ class Elector:
         if verdict == "held":
             return False
         if verdict == "expired":
-            logger.warning("lease %s/%s: holder %s did not renew for %ds; taking over", self.namespace,
-                           self.name, record.holder, record.lease_seconds or self.timing.lease_seconds)
+            logger.warning(
+                "lease %s/%s: holder %s did not renew for %ds; taking over",
+                self.namespace,
+                self.name,
+                record.holder,
+                record.lease_seconds or self.timing.lease_seconds,
+            )
         try:
             return await self._write(body, sent, renewal=verdict == "mine")
         except k8s.ApiError as e:
@@ -264,18 +296,29 @@ class Elector:
         if not renewal:
             spec["acquireTime"] = now
             spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1  # (as client-go counts)
-        spec |= {"holderIdentity": self.identity, "leaseDurationSeconds": self.timing.lease_seconds,
-                 "renewTime": now}
+        spec |= {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": self.timing.lease_seconds,
+            "renewTime": now,
+        }
         out = {"apiVersion": API_VERSION, "kind": "Lease", "metadata": body["metadata"], "spec": spec}
         self._won(await self._kube.replace_lease(out), sent)
         return True
 
     async def _create(self, sent: float) -> bool:
         now = _now()
-        body = {"apiVersion": API_VERSION, "kind": "Lease",
-                "metadata": {"name": self.name, "namespace": self.namespace},
-                "spec": {"holderIdentity": self.identity, "leaseDurationSeconds": self.timing.lease_seconds,
-                         "acquireTime": now, "renewTime": now, "leaseTransitions": 0}}
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": "Lease",
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "spec": {
+                "holderIdentity": self.identity,
+                "leaseDurationSeconds": self.timing.lease_seconds,
+                "acquireTime": now,
+                "renewTime": now,
+                "leaseTransitions": 0,
+            },
+        }
         manager = f"jobqueue-leader/{self.identity}"[:128]  # its own: a racing candidate gets 409
         try:
             created = await self._kube.create_lease(body, field_manager=manager)
@@ -308,6 +351,7 @@ class Elector:
         now = self._mono()
         if self.leading or now - self._last_error_log >= ERROR_LOG_SECONDS:
             self._last_error_log = now
-            text = (k8s.message(error) if isinstance(error, k8s.ApiError)
-                    else f"{type(error).__name__}: {error}")
+            text = (
+                k8s.message(error) if isinstance(error, k8s.ApiError) else f"{type(error).__name__}: {error}"
+            )
             logger.warning("lease %s/%s: %s failed: %s", self.namespace, self.name, doing, text)

@@ -23,53 +23,77 @@ KIND_SWEEP: Final = "sweep"
 
 OPERATOR_INFO: Final = prometheus_client.Gauge(mn.OPERATOR_INFO, "jobqueue-operator build", ["version"])
 LEADER: Final = prometheus_client.Gauge(
-    mn.OPERATOR_LEADER, "1 while this replica holds the leader Lease (and acts), 0 while it stands by",
-    ["lease"])
+    mn.OPERATOR_LEADER,
+    "1 while this replica holds the leader Lease (and acts), 0 while it stands by",
+    ["lease"],
+)
 RECONCILE_TOTAL: Final = prometheus_client.Counter(
-    mn.RECONCILE_TOTAL, "Reconciles (and settings sweeps) by outcome", ["kind", "result"])
+    mn.RECONCILE_TOTAL, "Reconciles (and settings sweeps) by outcome", ["kind", "result"]
+)
 RECONCILE_SECONDS: Final = prometheus_client.Histogram(
-    mn.RECONCILE_SECONDS, "Duration of one reconcile or settings sweep", ["kind"],
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+    mn.RECONCILE_SECONDS,
+    "Duration of one reconcile or settings sweep",
+    ["kind"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 REPLICAS: Final = prometheus_client.Gauge(
-    mn.REPLICAS, "Worker pods of the queue (Deployment status.replicas)", ["namespace", "jobqueue", "queue"])
+    mn.REPLICAS, "Worker pods of the queue (Deployment status.replicas)", ["namespace", "jobqueue", "queue"]
+)
 READY_REPLICAS: Final = prometheus_client.Gauge(
-    mn.READY_REPLICAS, "Ready worker pods of the queue", ["namespace", "jobqueue", "queue"])
+    mn.READY_REPLICAS, "Ready worker pods of the queue", ["namespace", "jobqueue", "queue"]
+)
 ORPHANED_SETTINGS_REMOVED: Final = prometheus_client.Counter(
-    mn.ORPHANED_SETTINGS_REMOVED, "Published queue settings removed because their JobQueue is gone")
+    mn.ORPHANED_SETTINGS_REMOVED, "Published queue settings removed because their JobQueue is gone"
+)
 
 # ---- the autoscaler (jobqueue_operator.scaling.poller)
 
 _QUEUE: Final = ["namespace", "jobqueue", "queue"]
 QUEUE_JOBS: Final = prometheus_client.Gauge(
-    mn.QUEUE_JOBS, "Jobs of the queue by state, as the autoscaler last read them", [*_QUEUE, "state"])
+    mn.QUEUE_JOBS, "Jobs of the queue by state, as the autoscaler last read them", [*_QUEUE, "state"]
+)
 QUEUE_OLDEST_JOB_AGE_SECONDS: Final = prometheus_client.Gauge(
-    mn.QUEUE_OLDEST_JOB_AGE_SECONDS, "Seconds the longest-waiting runnable job has waited", _QUEUE)
+    mn.QUEUE_OLDEST_JOB_AGE_SECONDS, "Seconds the longest-waiting runnable job has waited", _QUEUE
+)
 QUEUE_WORKERS: Final = prometheus_client.Gauge(
-    mn.QUEUE_WORKERS, "RQ worker processes of the queue by state", [*_QUEUE, "state"])
+    mn.QUEUE_WORKERS, "RQ worker processes of the queue by state", [*_QUEUE, "state"]
+)
 DESIRED_REPLICAS: Final = prometheus_client.Gauge(
-    mn.DESIRED_REPLICAS, "Worker pods the autoscaler wants for the queue", _QUEUE)
+    mn.DESIRED_REPLICAS, "Worker pods the autoscaler wants for the queue", _QUEUE
+)
 SCALING_DECISIONS: Final = prometheus_client.Counter(
-    mn.SCALING_DECISIONS, "Replica changes made by the autoscaler", [*_QUEUE, "direction", "reason"])
+    mn.SCALING_DECISIONS, "Replica changes made by the autoscaler", [*_QUEUE, "direction", "reason"]
+)
 LOST_JOBS_RECOVERED: Final = prometheus_client.Counter(
-    mn.LOST_JOBS_RECOVERED, "Jobs of vanished worker pods re-queued or failed", [*_QUEUE, "outcome"])
+    mn.LOST_JOBS_RECOVERED, "Jobs of vanished worker pods re-queued or failed", [*_QUEUE, "outcome"]
+)
 POLL_DURATION_SECONDS: Final = prometheus_client.Histogram(
-    mn.POLL_DURATION_SECONDS, "One read of every queue on a Redis (round trips included)", ["redis"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+    mn.POLL_DURATION_SECONDS,
+    "One read of every queue on a Redis (round trips included)",
+    ["redis"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
 POLL_ERRORS: Final = prometheus_client.Counter(mn.POLL_ERRORS, "Failed reads of a Redis", ["redis"])
 REDIS_UP: Final = prometheus_client.Gauge(mn.REDIS_UP, "1 if the last read of the Redis succeeded", ["redis"])
 AUTOSCALER_CYCLE_SECONDS: Final = prometheus_client.Histogram(
-    mn.AUTOSCALER_CYCLE_SECONDS, "One autoscaler pass over every queue: reads, decisions and writes",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+    mn.AUTOSCALER_CYCLE_SECONDS,
+    "One autoscaler pass over every queue: reads, decisions and writes",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 AUTOSCALER_API_ERRORS: Final = prometheus_client.Counter(
-    mn.AUTOSCALER_API_ERRORS, "Kubernetes API calls of the autoscaler that failed", ["action"])
+    mn.AUTOSCALER_API_ERRORS, "Kubernetes API calls of the autoscaler that failed", ["action"]
+)
 
 # ---- jobs that failed for good (jobqueue_operator.failures)
 
 JOBS_EXHAUSTED: Final = prometheus_client.Counter(
-    mn.JOBS_EXHAUSTED, "Jobs that failed for good (no attempt left), every cause", _QUEUE)
+    mn.JOBS_EXHAUSTED, "Jobs that failed for good (no attempt left), every cause", _QUEUE
+)
 FAILURE_NOTIFICATIONS: Final = prometheus_client.Counter(
-    mn.FAILURE_NOTIFICATIONS, "Failure notifications by channel (job, webhook) and outcome (sent, failed)",
-    [*_QUEUE, "channel", "outcome"])
+    mn.FAILURE_NOTIFICATIONS,
+    "Failure notifications by channel (job, webhook) and outcome (sent, failed)",
+    [*_QUEUE, "channel", "outcome"],
+)
 
 OPERATOR_INFO.labels(version=__version__).set(1)
 
@@ -112,11 +136,13 @@ class QueueSeries:
     @classmethod
     def of(cls, namespace: str, jobqueue: str, queue: str) -> QueueSeries:
         labels = (namespace, jobqueue, queue)
-        return cls(labels=labels,
-                   jobs={s: QUEUE_JOBS.labels(*labels, s) for s in _JOB_STATES},
-                   oldest=QUEUE_OLDEST_JOB_AGE_SECONDS.labels(*labels),
-                   workers={s: QUEUE_WORKERS.labels(*labels, s) for s in _WORKER_STATES},
-                   desired=DESIRED_REPLICAS.labels(*labels))
+        return cls(
+            labels=labels,
+            jobs={s: QUEUE_JOBS.labels(*labels, s) for s in _JOB_STATES},
+            oldest=QUEUE_OLDEST_JOB_AGE_SECONDS.labels(*labels),
+            workers={s: QUEUE_WORKERS.labels(*labels, s) for s in _WORKER_STATES},
+            desired=DESIRED_REPLICAS.labels(*labels),
+        )
 
     def scaled(self, direction: str, reason: str) -> None:
         self._decisions.add((direction, reason))

@@ -26,8 +26,10 @@ REASON: Final = "JobFailed"
 
 def describe(failure: Exhausted) -> str:
     error = failure.error if len(failure.error) <= ERROR_CHARS else failure.error[:ERROR_CHARS] + "…"
-    return (f"job {failure.job_id} ({failure.function}) failed after {failure.attempts} of "
-            f"{failure.max_attempts} attempts: {error}")
+    return (
+        f"job {failure.job_id} ({failure.function}) failed after {failure.attempts} of "
+        f"{failure.max_attempts} attempts: {error}"
+    )
 
 
 @dataclass
@@ -63,7 +65,8 @@ class Throttle:
                 continue
             named = "; ".join(describe(f) for f in w.held[:NAMED])
             more = f"; and {len(w.held) - NAMED} more" if len(w.held) > NAMED else ""
-            out.append((key, f"{len(w.held)} more job(s) failed for good in {now - w.last_post:.0f}s: "
-                             f"{named}{more}"))
+            out.append(
+                (key, f"{len(w.held)} more job(s) failed for good in {now - w.last_post:.0f}s: {named}{more}")
+            )
             self._keys[key] = _Window(last_post=now)
         return out

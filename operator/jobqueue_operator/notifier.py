@@ -56,11 +56,19 @@ def group_name(namespaces: Sequence[str]) -> str:
 
 
 class FailureNotifier:
-    def __init__(self, *, hub: redisq.RedisHub, addresses: redisaddresses.RedisAddresses,
-                 emit: statuskeeper.Emit,
-                 queues: Callable[[], Iterable[index.QueueRef]], group: str, interval: float = 1.0,
-                 hooks: webhooks.Webhooks | None = None, start_delay: float = START_DELAY_SECONDS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        hub: redisq.RedisHub,
+        addresses: redisaddresses.RedisAddresses,
+        emit: statuskeeper.Emit,
+        queues: Callable[[], Iterable[index.QueueRef]],
+        group: str,
+        interval: float = 1.0,
+        hooks: webhooks.Webhooks | None = None,
+        start_delay: float = START_DELAY_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._hub, self._addresses, self._emit, self._queues = hub, addresses, emit, queues
         self._group, self._interval, self._start_delay, self._clock = group, interval, start_delay, clock
         self._hooks = hooks or webhooks.Webhooks()
@@ -128,28 +136,40 @@ class FailureNotifier:
     async def _enqueue(self, ref: index.QueueRef, job: models.NotificationJob, failure: Exhausted) -> None:
         target = self._refs.get((ref.namespace, job.queue))
         if target is None:
-            raise errors.RedisConfigError("NoSuchQueue", f"spec.failureNotification.job.queue: no JobQueue "
-                                                         f"{job.queue!r} in namespace {ref.namespace}")
+            raise errors.RedisConfigError(
+                "NoSuchQueue",
+                f"spec.failureNotification.job.queue: no JobQueue {job.queue!r} in namespace {ref.namespace}",
+            )
         url = await self._addresses.url(target.namespace, target.redis_spec)
         await self._hub.enqueue_notice(url, target.queue_name, job.function, failure)
 
     async def _post(self, ref: index.QueueRef, hook: models.Webhook, failure: Exhausted) -> None:
-        url = await self._addresses.secret_value(ref.namespace, hook.url_secret_ref,
-                                                 "spec.failureNotification.webhook.urlSecretRef")
+        url = await self._addresses.secret_value(
+            ref.namespace, hook.url_secret_ref, "spec.failureNotification.webhook.urlSecretRef"
+        )
         await self._hooks.post(url, failure.notice())
 
-    async def _deliver(self, ref: index.QueueRef, failure: Exhausted, channel: str,
-                       delivery: Coroutine[Any, Any, None]) -> None:
+    async def _deliver(
+        self, ref: index.QueueRef, failure: Exhausted, channel: str, delivery: Coroutine[Any, Any, None]
+    ) -> None:
         try:
             await delivery
         except Exception as exc:  # a missing Secret or queue, Redis down, the webhook refusing, a bug
             text = str(exc)
-            logger.warning("JobQueue %s/%s: %s notification of job %s failed: %s", *ref.key, channel,
-                           failure.job_id, text)
+            logger.warning(
+                "JobQueue %s/%s: %s notification of job %s failed: %s",
+                *ref.key,
+                channel,
+                failure.job_id,
+                text,
+            )
             metrics.FAILURE_NOTIFICATIONS.labels(*ref.key, ref.queue_name, channel, "failed").inc()
             if self._problems.add(ref.key, failure, self._clock()) is not None:
-                await self._event(ref, FAILED_REASON, f"{channel} notification of job {failure.job_id} "
-                                                      f"not delivered: {text}")
+                await self._event(
+                    ref,
+                    FAILED_REASON,
+                    f"{channel} notification of job {failure.job_id} not delivered: {text}",
+                )
             return
         metrics.FAILURE_NOTIFICATIONS.labels(*ref.key, ref.queue_name, channel, "sent").inc()
 

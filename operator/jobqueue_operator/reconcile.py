@@ -82,23 +82,37 @@ SECRET_PROBLEMS: Final = frozenset({"RedisSecretConflict", "RedisSecretFailed", 
 
 def _ours(current: Mapping[str, Any], uid: str) -> bool:
     """A live worker Deployment is ours: our labels and this JobQueue's controller reference."""
-    return names.owned_by_us(current, kind=models.JOBQUEUE_KIND, component=names.WORKER_COMPONENT,
-                             owner_uid=uid)
+    return names.owned_by_us(
+        current, kind=models.JOBQUEUE_KIND, component=names.WORKER_COMPONENT, owner_uid=uid
+    )
 
 
 def conflict_message(namespace: str, queue: str, owner: index.Key) -> str:
     """Why a JobQueue gets no workers: its queue name is taken. The owner is named only when
     it is in the same namespace (another namespace is another tenant: not even its name)."""
-    who = (f"JobQueue {owner[1]} of this namespace" if owner[0] == namespace
-           else "a JobQueue of another namespace")
-    return (f"queue name {queue!r} is already declared by {who} in this Redis; this JobQueue gets no "
-            "workers until it declares a queue name of its own (spec.queueName)")
+    who = (
+        f"JobQueue {owner[1]} of this namespace"
+        if owner[0] == namespace
+        else "a JobQueue of another namespace"
+    )
+    return (
+        f"queue name {queue!r} is already declared by {who} in this Redis; this JobQueue gets no "
+        "workers until it declares a queue name of its own (spec.queueName)"
+    )
 
 
 class Reconciler:
-    def __init__(self, *, kube: k8s.KubeApi, hub: redisq.RedisHub, addresses: redisaddresses.RedisAddresses,
-                 keeper: StatusKeeper, defaults: deployment.WorkerDefaults, emit: Emit,
-                 secrets: defaultredis.DefaultRedisSecrets) -> None:
+    def __init__(
+        self,
+        *,
+        kube: k8s.KubeApi,
+        hub: redisq.RedisHub,
+        addresses: redisaddresses.RedisAddresses,
+        keeper: StatusKeeper,
+        defaults: deployment.WorkerDefaults,
+        emit: Emit,
+        secrets: defaultredis.DefaultRedisSecrets,
+    ) -> None:
         self._kube = kube
         self._hub = hub
         self._addresses = addresses
@@ -145,9 +159,17 @@ class Reconciler:
         except pydantic.ValidationError as e:
             # The CRD validates first, so this means the installed CRD is older than the operator.
             text = f"spec does not match the operator's JobQueue model (is the CRD up to date?): {e}"
-            await self._keeper.reconciled(body, status.Inputs(
-                generation=generation, queue_name=models.default_queue_name(namespace, name), suspend=False,
-                publication=None, deployment=None, apply_error=("InvalidSpec", text)))
+            await self._keeper.reconciled(
+                body,
+                status.Inputs(
+                    generation=generation,
+                    queue_name=models.default_queue_name(namespace, name),
+                    suspend=False,
+                    publication=None,
+                    deployment=None,
+                    apply_error=("InvalidSpec", text),
+                ),
+            )
             return Outcome(permanent_error=text)
 
         queue = spec.effective_queue_name(namespace, name)
@@ -171,18 +193,28 @@ class Reconciler:
         elif apply_error is None:
             summary, apply_error = await self._apply_deployment(body, spec, queue, revision, current)
         if publication.published and (body.get("status") or {}).get("observedGeneration") != generation:
-            await self._emit(object_ref(body), type="Normal", reason="SettingsPublished",
-                             message=publication.message)
+            await self._emit(
+                object_ref(body), type="Normal", reason="SettingsPublished", message=publication.message
+            )
         self._queues[key] = queue
-        await self._keeper.reconciled(body, status.Inputs(
-            generation=generation, queue_name=queue, suspend=spec.suspend, publication=publication,
-            deployment=summary, apply_error=apply_error))
+        await self._keeper.reconciled(
+            body,
+            status.Inputs(
+                generation=generation,
+                queue_name=queue,
+                suspend=spec.suspend,
+                publication=publication,
+                deployment=summary,
+                apply_error=apply_error,
+            ),
+        )
         if apply_error and apply_error[0] in SECRET_PROBLEMS:
             return Outcome(retry_error=apply_error[1])
         return Outcome(permanent_error=apply_error[1] if apply_error else None)
 
-    async def _publish(self, namespace: str, name: str, spec: models.JobQueueSpec,
-                       settings: Any, previous_queue: str | None) -> status.Publication:
+    async def _publish(
+        self, namespace: str, name: str, spec: models.JobQueueSpec, settings: Any, previous_queue: str | None
+    ) -> status.Publication:
         queue = settings.queue_name
         try:
             url = await self._addresses.url(namespace, spec.redis, fresh=True)
@@ -222,13 +254,24 @@ class Reconciler:
         if current is None or not _ours(current, meta["uid"]):
             return
         await self._kube.delete_deployment(namespace, dep_name)
-        await self._emit(object_ref(body), type="Warning", reason="WorkersStopped",
-                         message=f"deleted worker Deployment {dep_name}: its queue is another JobQueue's")
-        logger.warning("JobQueue %s/%s: deleted Deployment %s, its queue name is another JobQueue's",
-                       namespace, meta["name"], dep_name)
+        await self._emit(
+            object_ref(body),
+            type="Warning",
+            reason="WorkersStopped",
+            message=f"deleted worker Deployment {dep_name}: its queue is another JobQueue's",
+        )
+        logger.warning(
+            "JobQueue %s/%s: deleted Deployment %s, its queue name is another JobQueue's",
+            namespace,
+            meta["name"],
+            dep_name,
+        )
 
-    async def _default_secret(self, body: Mapping[str, Any], spec: models.JobQueueSpec,
-                              ) -> tuple[int | None, tuple[str, str] | None]:
+    async def _default_secret(
+        self,
+        body: Mapping[str, Any],
+        spec: models.JobQueueSpec,
+    ) -> tuple[int | None, tuple[str, str] | None]:
         """For a queue on the default Redis: its Secret's revision, or why the Secret could not
         be written as (reason, message)."""
         if spec.redis is None:
@@ -239,28 +282,38 @@ class Reconciler:
             except errors.RedisSecretConflict as e:
                 return None, ("RedisSecretConflict", str(e))
             except (errors.RedisConfigError, errors.RedisUnavailable) as e:
-                return None, ("RedisSecretFailed",
-                              f"the operator could not set up this namespace's credentials for the default "
-                              f"Redis: {e}")
+                return None, (
+                    "RedisSecretFailed",
+                    f"the operator could not set up this namespace's credentials for the default Redis: {e}",
+                )
             except k8s.ApiError as e:
                 if not (k8s.is_forbidden(e) or k8s.is_invalid(e)):
                     raise
-                return None, ("RedisSecretFailed",
-                              f"the operator could not write Secret {namespace}/{redissecret.SECRET_NAME} "
-                              f"(the default Redis URL of the pods): {k8s.message(e)}")
+                return None, (
+                    "RedisSecretFailed",
+                    f"the operator could not write Secret {namespace}/{redissecret.SECRET_NAME} "
+                    f"(the default Redis URL of the pods): {k8s.message(e)}",
+                )
         return None, None
 
-    async def _apply_deployment(self, body: Mapping[str, Any], spec: models.JobQueueSpec, queue: str,
-                                revision: int | None, current: Mapping[str, Any] | None,
-                                ) -> tuple[status.DeploymentSummary | None, tuple[str, str] | None]:
+    async def _apply_deployment(
+        self,
+        body: Mapping[str, Any],
+        spec: models.JobQueueSpec,
+        queue: str,
+        revision: int | None,
+        current: Mapping[str, Any] | None,
+    ) -> tuple[status.DeploymentSummary | None, tuple[str, str] | None]:
         """The Deployment's summary, or why it was not applied as (reason, message).
         ``current``: the live Deployment of that name (None: there is none)."""
         meta = body["metadata"]
         namespace, owner = meta["namespace"], redissecret.Owner(meta["name"], meta["uid"])
         if current is not None and not _ours(current, meta["uid"]):
             dep_name = names.deployment_name(meta["name"])
-            return None, ("NameConflict", names.name_conflict("Deployment", namespace, dep_name,
-                                                               f"JobQueue {meta['name']}"))
+            return None, (
+                "NameConflict",
+                names.name_conflict("Deployment", namespace, dep_name, f"JobQueue {meta['name']}"),
+            )
         try:
             summary = await self._ensure_deployment(body, spec, queue, revision, current)
         except k8s.ApiError as e:
@@ -272,30 +325,49 @@ class Reconciler:
             await self._secrets.release(namespace, owner)
         return summary, None
 
-    async def _ensure_deployment(self, body: Mapping[str, Any], spec: models.JobQueueSpec, queue: str,
-                                 redis_revision: int | None,
-                                 current: Mapping[str, Any] | None) -> status.DeploymentSummary:
+    async def _ensure_deployment(
+        self,
+        body: Mapping[str, Any],
+        spec: models.JobQueueSpec,
+        queue: str,
+        redis_revision: int | None,
+        current: Mapping[str, Any] | None,
+    ) -> status.DeploymentSummary:
         """Apply the worker Deployment (``current``: the live one, ours, or None)."""
         meta = body["metadata"]
-        desired = deployment.build(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"],
-                                   spec=spec, queue_name=queue, defaults=self._defaults,
-                                   redis_revision=redis_revision)
+        desired = deployment.build(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta["uid"],
+            spec=spec,
+            queue_name=queue,
+            defaults=self._defaults,
+            redis_revision=redis_revision,
+        )
         namespace, dep_name = meta["namespace"], desired["metadata"]["name"]
         op = names.OPERATOR_MANAGER
         if current is None:
             initial = 0 if spec.suspend else spec.scaling.min_replicas
             created = await self._kube.apply(deployment.with_replicas(desired, initial), field_manager=op)
             live = await self._claim_replicas(created, initial)
-            await self._emit(object_ref(body), type="Normal", reason="DeploymentCreated",
-                       message=f"created worker Deployment {dep_name} with {initial} replicas")
+            await self._emit(
+                object_ref(body),
+                type="Normal",
+                reason="DeploymentCreated",
+                message=f"created worker Deployment {dep_name} with {initial} replicas",
+            )
             logger.info("JobQueue %s/%s: created Deployment %s", namespace, meta["name"], dep_name)
             return status.DeploymentSummary.of(live)
         if deployment.replicas_managers(current) == {op}:
             await self._claim_replicas(current, int((current.get("spec") or {}).get("replicas", 1)))
         live = await self._kube.apply(desired, field_manager=op)
         if live["metadata"].get("generation") != current["metadata"].get("generation"):
-            await self._emit(object_ref(body), type="Normal", reason="DeploymentUpdated",
-                       message=f"applied generation {meta.get('generation')} to worker Deployment {dep_name}")
+            await self._emit(
+                object_ref(body),
+                type="Normal",
+                reason="DeploymentUpdated",
+                message=f"applied generation {meta.get('generation')} to worker Deployment {dep_name}",
+            )
             logger.info("JobQueue %s/%s: updated Deployment %s", namespace, meta["name"], dep_name)
         return status.DeploymentSummary.of(live)
 
@@ -304,9 +376,14 @@ class Reconciler:
         of ``live`` — only if the Deployment is still ``live`` (409 otherwise: see above)."""
         meta = live["metadata"]
         return await self._kube.apply(
-            deployment.replicas_claim(namespace=meta["namespace"], name=meta["name"], replicas=replicas,
-                                      resource_version=meta.get("resourceVersion")),
-            field_manager=names.AUTOSCALER_MANAGER)
+            deployment.replicas_claim(
+                namespace=meta["namespace"],
+                name=meta["name"],
+                replicas=replicas,
+                resource_version=meta.get("resourceVersion"),
+            ),
+            field_manager=names.AUTOSCALER_MANAGER,
+        )
 
     # ---- the worker Deployment watch
 
@@ -351,5 +428,10 @@ class Reconciler:
             if await self._hub.unpublish(url, queue, owner=key):
                 logger.info("JobQueue %s/%s deleted: settings of queue %r withdrawn", *key, queue)
         except (errors.RedisConfigError, errors.RedisUnavailable) as e:
-            logger.warning("JobQueue %s/%s deleted: settings of queue %r not withdrawn yet (%s); "
-                           "the settings sweep retries", *key, queue, e)
+            logger.warning(
+                "JobQueue %s/%s deleted: settings of queue %r not withdrawn yet (%s); "
+                "the settings sweep retries",
+                *key,
+                queue,
+                e,
+            )

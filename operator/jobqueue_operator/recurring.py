@@ -116,15 +116,26 @@ def target_key(jobqueue: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
     status = jobqueue.get("status") or {}
     conditions = status.get("conditions") or []
     redis = next((c.get("status") for c in conditions if c.get("type") == REDIS_REACHABLE), None)
-    return ((jobqueue.get("metadata") or {}).get("uid"), repr(jobqueue.get("spec")),
-            status.get("observedGeneration"), redis)
+    return (
+        (jobqueue.get("metadata") or {}).get("uid"),
+        repr(jobqueue.get("spec")),
+        status.get("observedGeneration"),
+        redis,
+    )
 
 
 class RecurringJobs:
-    def __init__(self, *, kube: k8s.KubeApi, hub: redisq.RedisHub, addresses: redisaddresses.RedisAddresses,
-                 emit: Emit,
-                 defaults: deployment.WorkerDefaults, refresh_seconds: float = REFRESH_SECONDS,
-                 clock: Callable[[], datetime.datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        *,
+        kube: k8s.KubeApi,
+        hub: redisq.RedisHub,
+        addresses: redisaddresses.RedisAddresses,
+        emit: Emit,
+        defaults: deployment.WorkerDefaults,
+        refresh_seconds: float = REFRESH_SECONDS,
+        clock: Callable[[], datetime.datetime] = utcnow,
+    ) -> None:
         self._kube = kube
         self._hub = hub
         self._addresses = addresses
@@ -149,8 +160,9 @@ class RecurringJobs:
 
     # ---- reconcile
 
-    async def reconcile(self, body: Mapping[str, Any],
-                        jobqueue: Mapping[str, Any] | _Missing | None = LOOK_UP) -> Outcome:
+    async def reconcile(
+        self, body: Mapping[str, Any], jobqueue: Mapping[str, Any] | _Missing | None = LOOK_UP
+    ) -> Outcome:
         """Bring RecurringJob ``body``'s CronJob and status in line with its spec (and its
         JobQueue: ``jobqueue`` is that object when the caller has it, None if it is gone)."""
         started = time.perf_counter()
@@ -165,13 +177,15 @@ class RecurringJobs:
         except Exception:
             metrics.RECONCILE_TOTAL.labels(models.RECURRINGJOB_KIND, "error").inc()
             raise
-        metrics.RECONCILE_TOTAL.labels(models.RECURRINGJOB_KIND,
-                                       "error" if outcome.permanent_error else "ok").inc()
+        metrics.RECONCILE_TOTAL.labels(
+            models.RECURRINGJOB_KIND, "error" if outcome.permanent_error else "ok"
+        ).inc()
         metrics.RECONCILE_SECONDS.labels(models.RECURRINGJOB_KIND).observe(time.perf_counter() - started)
         return outcome
 
-    async def _reconcile(self, entry: _Entry, body: Mapping[str, Any],
-                         jobqueue: Mapping[str, Any] | _Missing | None) -> Outcome:
+    async def _reconcile(
+        self, entry: _Entry, body: Mapping[str, Any], jobqueue: Mapping[str, Any] | _Missing | None
+    ) -> Outcome:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         generation = meta.get("generation")
@@ -181,9 +195,14 @@ class RecurringJobs:
             spec = models.RecurringJobSpec.model_validate(raw_spec)
         except pydantic.ValidationError as e:
             text = f"spec does not match the operator's RecurringJob model (is the CRD up to date?): {e}"
-            entry.facts = Facts(generation, cron_name, str(raw_spec.get("schedule")),
-                                str(raw_spec.get("timeZone")), bool(raw_spec.get("suspend")),
-                                problem=("InvalidSpec", text))
+            entry.facts = Facts(
+                generation,
+                cron_name,
+                str(raw_spec.get("schedule")),
+                str(raw_spec.get("timeZone")),
+                bool(raw_spec.get("suspend")),
+                problem=("InvalidSpec", text),
+            )
             return Outcome(permanent_error=text)
         facts = Facts(generation, cron_name, spec.schedule, spec.time_zone, spec.suspend)
         self._target_of((namespace, name), entry, (namespace, spec.queue))
@@ -194,9 +213,11 @@ class RecurringJobs:
         target = self._target(namespace, spec.queue, jobqueue)
         problem: tuple[str, str] | None = None
         if not cronjob.known_time_zone(spec.time_zone):
-            problem = ("UnknownTimeZone",
-                       f"time zone {spec.time_zone!r} is not in the IANA time zone database; the CronJob "
-                       "keeps its last valid spec (if any)")
+            problem = (
+                "UnknownTimeZone",
+                f"time zone {spec.time_zone!r} is not in the IANA time zone database; the CronJob "
+                "keeps its last valid spec (if any)",
+            )
         elif isinstance(target, str):
             problem = ("QueueMissing", target)
 
@@ -205,8 +226,14 @@ class RecurringJobs:
         if problem is None:
             assert isinstance(target, cronjob.QueueTarget)
             facts = replace(facts, queue_name=target.queue_name)
-            desired = cronjob.build(namespace=namespace, name=name, uid=meta["uid"], spec=spec, queue=target,
-                                    defaults=self._defaults)
+            desired = cronjob.build(
+                namespace=namespace,
+                name=name,
+                uid=meta["uid"],
+                spec=spec,
+                queue=target,
+                defaults=self._defaults,
+            )
             try:
                 live = await self._apply(body, desired)
             except k8s.ApiError as e:
@@ -215,8 +242,10 @@ class RecurringJobs:
                 problem = ("CronJobRejected", f"the API server refused CronJob {cron_name}: {k8s.message(e)}")
                 outcome = Outcome(permanent_error=problem[1])
             if live is None and problem is None:
-                problem = ("NameConflict", names.name_conflict("CronJob", namespace, cron_name,
-                                                              f"RecurringJob {name}"))
+                problem = (
+                    "NameConflict",
+                    names.name_conflict("CronJob", namespace, cron_name, f"RecurringJob {name}"),
+                )
                 outcome = Outcome(retry_error=problem[1])
         else:
             live, problem = await self._hold(namespace, cron_name, meta["uid"], problem)
@@ -228,8 +257,9 @@ class RecurringJobs:
         entry.facts = facts
         return outcome
 
-    def _target(self, namespace: str, queue: str,
-                jobqueue: Mapping[str, Any] | None) -> cronjob.QueueTarget | str:
+    def _target(
+        self, namespace: str, queue: str, jobqueue: Mapping[str, Any] | None
+    ) -> cronjob.QueueTarget | str:
         """The target queue, or why there is none."""
         if jobqueue is None:
             return f"JobQueue {queue!r} does not exist in namespace {namespace}"
@@ -241,8 +271,13 @@ class RecurringJobs:
             return f"JobQueue {queue!r} cannot be read: {e}"
         return cronjob.target(namespace=namespace, name=queue, spec=spec)
 
-    async def _hold(self, namespace: str, cron_name: str, uid: str, problem: tuple[str, str],
-                    ) -> tuple[dict[str, Any] | None, tuple[str, str]]:
+    async def _hold(
+        self,
+        namespace: str,
+        cron_name: str,
+        uid: str,
+        problem: tuple[str, str],
+    ) -> tuple[dict[str, Any] | None, tuple[str, str]]:
         """No CronJob can be built: the live one (None: none of ours) and the problem to report.
         Without its queue every tick would fail, so the CronJob is suspended until it is back."""
         live = await self._kube.get_cronjob(namespace, cron_name)
@@ -250,15 +285,17 @@ class RecurringJobs:
             return None, problem  # someone else's CronJob: not ours to suspend, nor to report on
         if problem[0] == "QueueMissing":
             if not (live.get("spec") or {}).get("suspend"):
-                live = await self._kube.suspend_cronjob(namespace, cron_name,
-                                                        field_manager=names.OPERATOR_MANAGER)
+                live = await self._kube.suspend_cronjob(
+                    namespace, cron_name, field_manager=names.OPERATOR_MANAGER
+                )
             problem = (problem[0], f"{problem[1]}; CronJob {cron_name} is suspended until it exists")
         return live, problem
 
     @staticmethod
     def _ours(cron: Mapping[str, Any], uid: str) -> bool:
-        return names.owned_by_us(cron, kind=models.RECURRINGJOB_KIND, component=cronjob.COMPONENT,
-                                 owner_uid=uid)
+        return names.owned_by_us(
+            cron, kind=models.RECURRINGJOB_KIND, component=cronjob.COMPONENT, owner_uid=uid
+        )
 
     async def _apply(self, body: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any] | None:
         """Apply the CronJob; None if its name is taken by a CronJob not this RecurringJob's."""
@@ -270,21 +307,37 @@ class RecurringJobs:
         ref = object_ref(body)
         if before is None:
             spec = desired["spec"]
-            await self._emit(ref, type="Normal", reason="CronJobCreated",
-                             message=f"created CronJob {meta['name']} (schedule {spec['schedule']!r}, "
-                                     f"{spec['timeZone']})")
-            logger.info("RecurringJob %s/%s: created CronJob %s", meta["namespace"], body["metadata"]["name"],
-                        meta["name"])
+            await self._emit(
+                ref,
+                type="Normal",
+                reason="CronJobCreated",
+                message=f"created CronJob {meta['name']} (schedule {spec['schedule']!r}, {spec['timeZone']})",
+            )
+            logger.info(
+                "RecurringJob %s/%s: created CronJob %s",
+                meta["namespace"],
+                body["metadata"]["name"],
+                meta["name"],
+            )
         elif live["metadata"].get("generation") != before["metadata"].get("generation"):
-            await self._emit(ref, type="Normal", reason="CronJobUpdated",
-                             message=f"applied generation {body['metadata'].get('generation')} of the "
-                                     f"RecurringJob to CronJob {meta['name']}")
-            logger.info("RecurringJob %s/%s: updated CronJob %s", meta["namespace"], body["metadata"]["name"],
-                        meta["name"])
+            await self._emit(
+                ref,
+                type="Normal",
+                reason="CronJobUpdated",
+                message=f"applied generation {body['metadata'].get('generation')} of the "
+                f"RecurringJob to CronJob {meta['name']}",
+            )
+            logger.info(
+                "RecurringJob %s/%s: updated CronJob %s",
+                meta["namespace"],
+                body["metadata"]["name"],
+                meta["name"],
+            )
         return live
 
-    async def _check_redis(self, namespace: str, target: cronjob.QueueTarget, facts: Facts, *,
-                           fresh: bool) -> RedisFacts:
+    async def _check_redis(
+        self, namespace: str, target: cronjob.QueueTarget, facts: Facts, *, fresh: bool
+    ) -> RedisFacts:
         """The queue's Redis: reachable, settings published, the latest tick's job status.
         ``fresh`` re-reads the URL's Secret (a reconcile); the refresher takes a cached one."""
         job_id = last_job_id(facts, namespace)
@@ -296,8 +349,15 @@ class RecurringJobs:
         except errors.RedisUnavailable as e:
             return RedisFacts.unreachable("RedisUnavailable", str(e))
         owned = state.owner is None or state.owner == (namespace, target.name)
-        return RedisFacts(True, "Reachable", f"Redis {redact(url)} answered", state.published,
-                          state.job_status, job_id, owned=owned)
+        return RedisFacts(
+            True,
+            "Reachable",
+            f"Redis {redact(url)} answered",
+            state.published,
+            state.job_status,
+            job_id,
+            owned=owned,
+        )
 
     # ---- status
 
@@ -309,15 +369,20 @@ class RecurringJobs:
         before = entry.written
         desired = render(entry.facts, meta["namespace"], before.get("conditions"), self._clock())
         if desired == before or not await statuskeeper.write_status(
-                self._kube, self._emit, entry.ref, before.get("conditions"), desired):
+            self._kube, self._emit, entry.ref, before.get("conditions"), desired
+        ):
             return
         entry.written = desired
         job_id = desired.get("lastJobId")
         was = (before.get("lastJobStatus"), before.get("lastJobId"))
         if desired.get("lastJobStatus") == FAILED and was != (FAILED, job_id):
-            await self._emit(entry.ref, type="Warning", reason="JobFailed",
-                             message=f"job {job_id} of the tick at {desired.get('lastScheduleTime')} failed "
-                                     f"(jobqueue status {desired.get('queueName')} {job_id})")
+            await self._emit(
+                entry.ref,
+                type="Warning",
+                reason="JobFailed",
+                message=f"job {job_id} of the tick at {desired.get('lastScheduleTime')} failed "
+                f"(jobqueue status {desired.get('queueName')} {job_id})",
+            )
 
     # ---- the CronJob watch
 
@@ -393,8 +458,12 @@ class RecurringJobs:
                 await self.reconcile(entry.body, None if deleted else jobqueue)
             except k8s.ApiError as e:  # the next JobQueue change or the RecurringJob's handler repairs
                 meta = entry.ref["metadata"]
-                logger.warning("RecurringJob %s/%s not reconciled after its JobQueue changed: %s",
-                               meta["namespace"], meta["name"], k8s.message(e))
+                logger.warning(
+                    "RecurringJob %s/%s not reconciled after its JobQueue changed: %s",
+                    meta["namespace"],
+                    meta["name"],
+                    k8s.message(e),
+                )
 
     # ---- deletion
 
@@ -443,6 +512,7 @@ class RecurringJobs:
                 return
             if entry.target is not None:
                 namespace = entry.ref["metadata"]["namespace"]
-                entry.facts = replace(facts, redis=await self._check_redis(namespace, entry.target, facts,
-                                                                           fresh=False))
+                entry.facts = replace(
+                    facts, redis=await self._check_redis(namespace, entry.target, facts, fresh=False)
+                )
             await self._sync(entry)

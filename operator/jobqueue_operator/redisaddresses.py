@@ -26,8 +26,15 @@ CACHE_SECONDS: Final = 10.0
 
 
 class RedisAddresses:
-    def __init__(self, kube: k8s.KubeApi, default_url: str | None, *, ttl: float = CACHE_SECONDS,
-                 tenants: tenancy.Tenancy | None = None, allowed_hosts: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        kube: k8s.KubeApi,
+        default_url: str | None,
+        *,
+        ttl: float = CACHE_SECONDS,
+        tenants: tenancy.Tenancy | None = None,
+        allowed_hosts: Sequence[str] = (),
+    ) -> None:
         self._kube = kube
         self._default = default_url
         self._ttl = ttl
@@ -40,21 +47,24 @@ class RedisAddresses:
         if redis is None:
             if not self._default:
                 raise errors.RedisConfigError(
-                    "NoRedisConfigured", "spec.redis is not set and the operator has no default Redis "
-                    "(JOBQUEUE_REDIS_URL)")
+                    "NoRedisConfigured",
+                    "spec.redis is not set and the operator has no default Redis (JOBQUEUE_REDIS_URL)",
+                )
             redisq.check_url(self._default)
             if self._tenants is not None:
                 return await self._tenants.operator_url(namespace)
             return self._default
         ref = redis.url_secret_ref
-        url = await self._value(namespace, ref, "spec.redis.urlSecretRef", fresh=fresh,
-                                not_text="InvalidRedisURL")
+        url = await self._value(
+            namespace, ref, "spec.redis.urlSecretRef", fresh=fresh, not_text="InvalidRedisURL"
+        )
         redisq.check_url(url)
         refused = hostpolicy.refusal(url, self._allowed)
         if refused:
             raise errors.RedisConfigError(
-                "RedisURLRefused", f"spec.redis.urlSecretRef: Secret {namespace}/{ref.name} key {ref.key!r}: "
-                f"{refused}")
+                "RedisURLRefused",
+                f"spec.redis.urlSecretRef: Secret {namespace}/{ref.name} key {ref.key!r}: {refused}",
+            )
         return url
 
     async def by_url(self, refs: Iterable[index.QueueRef]) -> dict[str, list[index.QueueRef]]:
@@ -76,14 +86,22 @@ class RedisAddresses:
                 by_url[url].append(ref)
         return by_url
 
-    async def secret_value(self, namespace: str, ref: models.SecretKeyRef | models.WebhookSecretRef,
-                           field: str) -> str:
+    async def secret_value(
+        self, namespace: str, ref: models.SecretKeyRef | models.WebhookSecretRef, field: str
+    ) -> str:
         """The text under ``ref`` (a key of a Secret in ``namespace``); RedisConfigError naming
         ``field`` (e.g. ``spec.failureNotification.webhook.urlSecretRef``) if it cannot be read."""
         return await self._value(namespace, ref, field, fresh=False, not_text="SecretUnreadable")
 
-    async def _value(self, namespace: str, ref: models.SecretKeyRef | models.WebhookSecretRef, field: str, *,
-                     fresh: bool, not_text: str) -> str:
+    async def _value(
+        self,
+        namespace: str,
+        ref: models.SecretKeyRef | models.WebhookSecretRef,
+        field: str,
+        *,
+        fresh: bool,
+        not_text: str,
+    ) -> str:
         data = await self._secret(namespace, ref.name, fresh=fresh)
         where = f"{field}: Secret {namespace}/{ref.name}"
         if data is None:
@@ -105,6 +123,7 @@ class RedisAddresses:
             data = await self._kube.read_secret(namespace, name)
         except k8s.ApiError as e:
             raise errors.RedisConfigError(
-                "SecretUnreadable", f"Secret {namespace}/{name}: {k8s.message(e)}") from None
+                "SecretUnreadable", f"Secret {namespace}/{name}: {k8s.message(e)}"
+            ) from None
         self._secrets[key] = (now + self._ttl, data)
         return data

@@ -81,7 +81,9 @@ def check_url(url: str) -> None:
         if _redis.is_sentinel(url):
             _redis.parse_sentinel(url)
         elif parts.scheme not in ("redis", "rediss", "unix"):
-            problem = "the scheme must be redis://, rediss://, unix://, redis+sentinel:// or rediss+sentinel://"
+            problem = (
+                "the scheme must be redis://, rediss://, unix://, redis+sentinel:// or rediss+sentinel://"
+            )
         elif parts.scheme != "unix" and not parts.hostname:
             problem = "no host"
         elif parts.scheme != "unix" and parts.path.strip("/") and not parts.path.strip("/").isdigit():
@@ -121,14 +123,19 @@ class RedisHub:
         self._servers: dict[str, _Server] = {}
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="redis")
         self._probation = concurrent.futures.ThreadPoolExecutor(
-            max_workers=PROBATION_THREADS, thread_name_prefix="redis-probation")
+            max_workers=PROBATION_THREADS, thread_name_prefix="redis-probation"
+        )
 
     def _server(self, url: str) -> _Server:
         server = self._servers.get(url)
         if server is None:
             check_url(url)
-            client = _redis.connect(url, socket_timeout=self._timeout, socket_connect_timeout=self._timeout,
-                                    health_check_interval=30)
+            client = _redis.connect(
+                url,
+                socket_timeout=self._timeout,
+                socket_connect_timeout=self._timeout,
+                health_check_interval=30,
+            )
             server = self._servers[url] = _Server(client)
         return server
 
@@ -170,8 +177,10 @@ class RedisHub:
         if server.broken is None:  # news: the operator's log says what (its readers are admins)
             detail = scrub(f"{type(error).__name__}: {error}", url) if str(error) else type(error).__name__
             logger.warning("Redis %s did not answer: %s", shown, detail)
-        text = (f"Redis {shown} did not answer: no connection, no reply within {self._timeout:g}s, or "
-                "these credentials were not accepted (the operator's log has the details)")
+        text = (
+            f"Redis {shown} did not answer: no connection, no reply within {self._timeout:g}s, or "
+            "these credentials were not accepted (the operator's log has the details)"
+        )
         server.proven = False
         server.broken = (time.monotonic() + self._retry_after, text)
 
@@ -184,8 +193,9 @@ class RedisHub:
 
     # ---- queue settings
 
-    async def publish(self, url: str, settings: qsettings.QueueSettings, *,
-                      replace: Owner | None = None) -> None:
+    async def publish(
+        self, url: str, settings: qsettings.QueueSettings, *, replace: Owner | None = None
+    ) -> None:
         """Publish ``settings`` unless another JobQueue (other than ``replace``) owns the name."""
         mine = _owner(settings)
 
@@ -226,8 +236,9 @@ class RedisHub:
             if job and job[0][0] is not None and job[0][1] == queue_name.encode():
                 status = job[0][0].decode()
             found = _parse(raw)
-            return RecurringState(published=raw is not None, job_status=status,
-                                  owner=_owner(found) if found else None)
+            return RecurringState(
+                published=raw is not None, job_status=status, owner=_owner(found) if found else None
+            )
 
         return await self.run(url, read)
 
@@ -245,9 +256,14 @@ class RedisHub:
 
     # ---- the autoscaler
 
-    async def poll(self, url: str, queue_names: Sequence[str],
-                   pods: Mapping[str, Collection[str]] | None = None, *,
-                   reuse: stats.Reuse | None = None) -> Poll:
+    async def poll(
+        self,
+        url: str,
+        queue_names: Sequence[str],
+        pods: Mapping[str, Collection[str]] | None = None,
+        *,
+        reuse: stats.Reuse | None = None,
+    ) -> Poll:
         """Every figure of every queue in ``queue_names`` (one round trip), plus the
         ``last_heartbeat`` of the live workers of ``pods`` (queue -> pod names; one more
         round trip, only when asked): the evidence that a vanished pod's workers are dead.
@@ -256,15 +272,22 @@ class RedisHub:
         def read(conn: redis.Redis) -> Poll:
             started = time.perf_counter()
             figures = stats.snapshot(conn, queue_names, reuse=reuse)
-            wanted = [w.name for queue, names in (pods or {}).items() if queue in figures
-                      for w in figures[queue].workers if w.pod in names]
+            wanted = [
+                w.name
+                for queue, names in (pods or {}).items()
+                if queue in figures
+                for w in figures[queue].workers
+                if w.pod in names
+            ]
             beats: dict[str, str | None] = {}
             if wanted:
                 pipe = conn.pipeline(transaction=False)
                 for name in wanted:
                     pipe.hget(keys.worker_key(name), "last_heartbeat")
-                beats = {name: None if raw is None else _text(raw)
-                         for name, raw in zip(wanted, pipe.execute(), strict=True)}
+                beats = {
+                    name: None if raw is None else _text(raw)
+                    for name, raw in zip(wanted, pipe.execute(), strict=True)
+                }
             return Poll(figures, beats, time.perf_counter() - started)
 
         return await self.run(url, read)
@@ -278,14 +301,20 @@ class RedisHub:
     async def ack_exhausted(self, url: str, group: str, entry_ids: Sequence[str]) -> None:
         await self.run(url, lambda conn: failures.ack(conn, group, entry_ids))
 
-    async def enqueue_notice(self, url: str, queue_name: str, function: str,
-                             failure: failures.Exhausted) -> producer.EnqueueResult:
+    async def enqueue_notice(
+        self, url: str, queue_name: str, function: str, failure: failures.Exhausted
+    ) -> producer.EnqueueResult:
         """``function(notice)`` on ``queue_name``, under the failure's own job id (idempotent)."""
-        return await self.run(url, lambda conn: producer.enqueue(
-            queue_name, function, failure.notice(), job_id=failure.notification_job_id, connection=conn))
+        return await self.run(
+            url,
+            lambda conn: producer.enqueue(
+                queue_name, function, failure.notice(), job_id=failure.notification_job_id, connection=conn
+            ),
+        )
 
-    async def recover_pod(self, url: str, queue_name: str, pod: str, *,
-                          reason: str) -> recovery.RecoveryReport:
+    async def recover_pod(
+        self, url: str, queue_name: str, pod: str, *, reason: str
+    ) -> recovery.RecoveryReport:
         """Re-queue or fail the jobs ``pod`` held on ``queue_name`` (its workers must be dead)."""
         return await self.run(url, lambda conn: recovery.recover_pod(conn, queue_name, pod, reason=reason))
 
@@ -308,7 +337,6 @@ class RedisHub:
 
         return await self.run(url, read)
 
-
     # ---- namespace isolation (jobqueue_operator.builders.redisacl)
 
     async def ensure_tenant(self, admin_url: str, namespace: str, password: str) -> int:
@@ -322,28 +350,46 @@ class RedisHub:
             try:
                 flags = (conn.acl_getuser("default") or {}).get("flags") or []
                 if isinstance(flags, list) and "on" in flags and "nopass" in flags:
-                    raise errors.RedisConfigError("IsolationImpossible", (
-                        "the default Redis lets anyone in without a password (its 'default' user has "
-                        "nopass), so per-namespace credentials would protect nothing: set requirepass "
-                        "or disable that user, or run the operator with redis.isolation=none"))
+                    raise errors.RedisConfigError(
+                        "IsolationImpossible",
+                        (
+                            "the default Redis lets anyone in without a password (its 'default' user has "
+                            "nopass), so per-namespace credentials would protect nothing: set requirepass "
+                            "or disable that user, or run the operator with redis.isolation=none"
+                        ),
+                    )
                 count = int(str(conn.config_get("databases").get("databases") or 16))
-                busy = [int(db[2:]) for db in conn.info("keyspace")
-                        if db.startswith("db") and db[2:].isdigit()]
-                database = int(conn.eval(_ALLOCATE, 1, redisacl.DATABASES_KEY, namespace, count,
-                                         0, own, *busy))
+                busy = [
+                    int(db[2:]) for db in conn.info("keyspace") if db.startswith("db") and db[2:].isdigit()
+                ]
+                database = int(
+                    conn.eval(_ALLOCATE, 1, redisacl.DATABASES_KEY, namespace, count, 0, own, *busy)
+                )
                 if database < 0:
-                    raise errors.RedisConfigError("IsolationImpossible", (
-                        f"the default Redis has no empty database left for namespace {namespace} (it "
-                        f"has {count}; database 0 and the operator's own are never given out): raise "
-                        "its 'databases' setting"))
-                conn.execute_command("ACL", "SETUSER", redisacl.user_name(namespace),  # type: ignore[no-untyped-call]
-                                     *redisacl.rules(database, password))
+                    raise errors.RedisConfigError(
+                        "IsolationImpossible",
+                        (
+                            f"the default Redis has no empty database left for namespace {namespace} (it "
+                            f"has {count}; database 0 and the operator's own are never given out): raise "
+                            "its 'databases' setting"
+                        ),
+                    )
+                conn.execute_command(
+                    "ACL",
+                    "SETUSER",
+                    redisacl.user_name(namespace),  # type: ignore[no-untyped-call]
+                    *redisacl.rules(database, password),
+                )
                 return database
             except redis.ResponseError as e:  # NOPERM, unknown command: a server that cannot do it
-                raise errors.RedisConfigError("IsolationImpossible", (
-                    "the default Redis refused to set up this namespace's own user and database "
-                    f"({scrub(str(e), admin_url)}): it needs Redis 7 or later, and the operator's user "
-                    "needs ACL SETUSER, CONFIG GET, INFO and EVAL")) from None
+                raise errors.RedisConfigError(
+                    "IsolationImpossible",
+                    (
+                        "the default Redis refused to set up this namespace's own user and database "
+                        f"({scrub(str(e), admin_url)}): it needs Redis 7 or later, and the operator's user "
+                        "needs ACL SETUSER, CONFIG GET, INFO and EVAL"
+                    ),
+                ) from None
 
         return await self.run(admin_url, ensure)
 

@@ -134,37 +134,70 @@ class Settings:
         fmt = (get("LOG_FORMAT") or "json").lower()
         _check(fmt in ("json", "plain"), "LOG_FORMAT", fmt, "json or plain")
         pull = get("WORKER_IMAGE_PULL_POLICY") or None
-        _check(pull is None or pull in _PULL_POLICIES, "WORKER_IMAGE_PULL_POLICY", pull or "",
-               f"one of {', '.join(_PULL_POLICIES)}")
+        _check(
+            pull is None or pull in _PULL_POLICIES,
+            "WORKER_IMAGE_PULL_POLICY",
+            pull or "",
+            f"one of {', '.join(_PULL_POLICIES)}",
+        )
         poll = _number(get, "POLL_INTERVAL", DEFAULT_POLL_INTERVAL, float, low=0, high=60)
-        _check(poll == 0 or poll >= MIN_POLL_INTERVAL, "POLL_INTERVAL", get("POLL_INTERVAL"),
-               f"0 (no autoscaler) or at least {MIN_POLL_INTERVAL:g} seconds")
+        _check(
+            poll == 0 or poll >= MIN_POLL_INTERVAL,
+            "POLL_INTERVAL",
+            get("POLL_INTERVAL"),
+            f"0 (no autoscaler) or at least {MIN_POLL_INTERVAL:g} seconds",
+        )
         redis_url = get("REDIS_URL") or None
-        _check(redis_url is None or redis_url.startswith(REDIS_SCHEMES), "REDIS_URL", "<hidden>",
-               "a redis://, rediss://, unix://, redis+sentinel:// or rediss+sentinel:// URL")
+        _check(
+            redis_url is None or redis_url.startswith(REDIS_SCHEMES),
+            "REDIS_URL",
+            "<hidden>",
+            "a redis://, rediss://, unix://, redis+sentinel:// or rediss+sentinel:// URL",
+        )
         isolation = (get("REDIS_ISOLATION") or "none").lower()
         _check(isolation in ("namespace", "none"), "REDIS_ISOLATION", isolation, "namespace or none")
-        _check(isolation == "none" or redis_url is None or not redis_url.startswith("unix://"),
-               "REDIS_ISOLATION", isolation, "none with a unix:// JOBQUEUE_REDIS_URL (pods cannot "
-               "reach the operator's socket)")
+        _check(
+            isolation == "none" or redis_url is None or not redis_url.startswith("unix://"),
+            "REDIS_ISOLATION",
+            isolation,
+            "none with a unix:// JOBQUEUE_REDIS_URL (pods cannot reach the operator's socket)",
+        )
         allowed = tuple(h.strip() for h in get("REDIS_ALLOWED_HOSTS").split(",") if h.strip())
         for pattern in allowed:
-            _check(hostpolicy.valid_pattern(pattern), "REDIS_ALLOWED_HOSTS", pattern,
-                   "host names (with * globs), host:port, or IP networks such as 10.0.0.0/8")
+            _check(
+                hostpolicy.valid_pattern(pattern),
+                "REDIS_ALLOWED_HOSTS",
+                pattern,
+                "host names (with * globs), host:port, or IP networks such as 10.0.0.0/8",
+            )
         lease = get("LEADER_LEASE") or None
         namespace = env.get("POD_NAMESPACE", "").strip()
-        _check(lease is None or bool(namespace), "LEADER_LEASE", lease or "",
-               "a Lease name together with POD_NAMESPACE (the namespace the Lease lives in)")
-        timings = (_number(get, "LEADER_LEASE_SECONDS", DEFAULT_LEASE_SECONDS, int, low=1, high=3600),
-                   _number(get, "LEADER_RENEW_DEADLINE_SECONDS", DEFAULT_RENEW_DEADLINE_SECONDS, float,
-                           low=0.1, high=3600),
-                   _number(get, "LEADER_RETRY_PERIOD_SECONDS", DEFAULT_RETRY_PERIOD_SECONDS, float,
-                           low=0.05, high=3600))
+        _check(
+            lease is None or bool(namespace),
+            "LEADER_LEASE",
+            lease or "",
+            "a Lease name together with POD_NAMESPACE (the namespace the Lease lives in)",
+        )
+        timings = (
+            _number(get, "LEADER_LEASE_SECONDS", DEFAULT_LEASE_SECONDS, int, low=1, high=3600),
+            _number(
+                get,
+                "LEADER_RENEW_DEADLINE_SECONDS",
+                DEFAULT_RENEW_DEADLINE_SECONDS,
+                float,
+                low=0.1,
+                high=3600,
+            ),
+            _number(
+                get, "LEADER_RETRY_PERIOD_SECONDS", DEFAULT_RETRY_PERIOD_SECONDS, float, low=0.05, high=3600
+            ),
+        )
         if not timings[2] < timings[1] < timings[0]:
             raise errors.SettingsError(
                 f"{PREFIX}LEADER_RETRY_PERIOD_SECONDS={timings[2]:g} < {PREFIX}LEADER_RENEW_DEADLINE_SECONDS="
                 f"{timings[1]:g} < {PREFIX}LEADER_LEASE_SECONDS={timings[0]} does not hold: the leader "
-                "must renew several times within its deadline, and give up before anyone may take over")
+                "must renew several times within its deadline, and give up before anyone may take over"
+            )
         return cls(
             namespaces=tuple(ns.strip() for ns in get("NAMESPACES").split(",") if ns.strip()),
             redis_url=redis_url,
@@ -175,15 +208,19 @@ class Settings:
             priority_class_prefix=get("PRIORITY_CLASS_PREFIX"),
             worker_image_pull_policy=pull,
             resync_seconds=_number(get, "RESYNC_SECONDS", DEFAULT_RESYNC_SECONDS, float, low=1, high=86400),
-            redis_timeout_seconds=_number(get, "REDIS_TIMEOUT_SECONDS", DEFAULT_REDIS_TIMEOUT_SECONDS,
-                                          float, low=0.1, high=60),
+            redis_timeout_seconds=_number(
+                get, "REDIS_TIMEOUT_SECONDS", DEFAULT_REDIS_TIMEOUT_SECONDS, float, low=0.1, high=60
+            ),
             poll_interval=poll,
-            worker_budget=(_number(get, "WORKER_BUDGET", 0, int, low=0, high=1_000_000)
-                           if get("WORKER_BUDGET") else None),
+            worker_budget=(
+                _number(get, "WORKER_BUDGET", 0, int, low=0, high=1_000_000) if get("WORKER_BUDGET") else None
+            ),
             redis_isolation="namespace" if isolation == "namespace" else "none",
             redis_allowed_hosts=allowed,
             leader_lease=None if lease is None else (lease, namespace),
-            lease_seconds=timings[0], renew_deadline_seconds=timings[1], retry_period_seconds=timings[2],
+            lease_seconds=timings[0],
+            renew_deadline_seconds=timings[1],
+            retry_period_seconds=timings[2],
         )
 
 
@@ -195,8 +232,7 @@ def _check(ok: bool, name: str, value: str, expected: str) -> None:
 N = TypeVar("N", int, float)
 
 
-def _number(get: Callable[[str], str], name: str, default: N, kind: type[N], *, low: float,
-            high: float) -> N:
+def _number(get: Callable[[str], str], name: str, default: N, kind: type[N], *, low: float, high: float) -> N:
     raw = get(name)
     if not raw:
         return default

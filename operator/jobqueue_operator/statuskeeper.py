@@ -42,31 +42,40 @@ def object_ref(body: Mapping[str, Any], kind: str = models.JOBQUEUE_KIND) -> dic
     """The minimal body an Event needs to point at one of our objects (a JobQueue unless
     ``kind`` says otherwise)."""
     meta = body.get("metadata") or {}
-    return {"apiVersion": models.API_VERSION, "kind": kind,
-            "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace"),
-                         "uid": meta.get("uid")}}
+    return {
+        "apiVersion": models.API_VERSION,
+        "kind": kind,
+        "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace"), "uid": meta.get("uid")},
+    }
 
 
 def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-async def write_status(kube: k8s.KubeApi, emit: Emit, ref: Mapping[str, Any],
-                       before: Sequence[Mapping[str, Any]] | None, desired: Mapping[str, Any]) -> bool:
+async def write_status(
+    kube: k8s.KubeApi,
+    emit: Emit,
+    ref: Mapping[str, Any],
+    before: Sequence[Mapping[str, Any]] | None,
+    desired: Mapping[str, Any],
+) -> bool:
     """Apply ``desired`` as the operator-owned status of ``ref`` (an :func:`object_ref`), then log
     and post an Event for each condition that changed from ``before``. False: the object is
     gone (deleted meanwhile), nothing written."""
     meta = ref["metadata"]
     try:
-        await kube.apply_status(ref["kind"], meta["namespace"], meta["name"], desired,
-                                field_manager=names.OPERATOR_MANAGER)
+        await kube.apply_status(
+            ref["kind"], meta["namespace"], meta["name"], desired, field_manager=names.OPERATOR_MANAGER
+        )
     except k8s.ApiError as e:
         if k8s.is_not_found(e):
             return False
         raise
     for event in status.transitions(before, desired["conditions"]):
-        logger.info("%s %s/%s: %s: %s", ref["kind"], meta["namespace"], meta["name"], event.reason,
-                    event.message)
+        logger.info(
+            "%s %s/%s: %s: %s", ref["kind"], meta["namespace"], meta["name"], event.reason, event.message
+        )
         await emit(ref, type=event.type, reason=event.reason, message=event.message)
     return True
 
@@ -81,8 +90,9 @@ class _Entry:
 
 
 class StatusKeeper:
-    def __init__(self, kube: k8s.KubeApi, emit: Emit, *,
-                 clock: Callable[[], datetime.datetime] = utcnow) -> None:
+    def __init__(
+        self, kube: k8s.KubeApi, emit: Emit, *, clock: Callable[[], datetime.datetime] = utcnow
+    ) -> None:
         self._kube = kube
         self._emit = emit
         self._clock = clock

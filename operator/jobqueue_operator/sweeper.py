@@ -56,9 +56,16 @@ class Report:
 
 
 class Sweeper:
-    def __init__(self, *, reconciler: Reconciler, kube: k8s.KubeApi, hub: redisq.RedisHub,
-                 addresses: redisaddresses.RedisAddresses, config: settings.Settings,
-                 queues: Callable[[], Iterable[index.QueueRef]]) -> None:
+    def __init__(
+        self,
+        *,
+        reconciler: Reconciler,
+        kube: k8s.KubeApi,
+        hub: redisq.RedisHub,
+        addresses: redisaddresses.RedisAddresses,
+        config: settings.Settings,
+        queues: Callable[[], Iterable[index.QueueRef]],
+    ) -> None:
         self._reconciler = reconciler
         self._kube = kube
         self._hub = hub
@@ -115,13 +122,17 @@ class Sweeper:
             await self._withdraw_orphans(url, refs, found, report)
         return report
 
-    async def _check_declared(self, refs: list[index.QueueRef], found: dict[str, QueueSettings | None],
-                              report: Report) -> None:
+    async def _check_declared(
+        self, refs: list[index.QueueRef], found: dict[str, QueueSettings | None], report: Report
+    ) -> None:
         keeper = self._reconciler.keeper
         for ref in refs:
             current = found.get(ref.queue_name)
-            if (current is not None and current.generation == ref.generation
-                    and (current.namespace, current.jobqueue) == ref.key):
+            if (
+                current is not None
+                and current.generation == ref.generation
+                and (current.namespace, current.jobqueue) == ref.key
+            ):
                 known = keeper.known(ref.key)
                 if known is not None and known.publication is not None and not known.publication.published:
                     back = status.Publication.ok(ref.queue_name, ref.generation)
@@ -133,8 +144,9 @@ class Sweeper:
             report.republished += 1
             await self._reconciler.reconcile(body)
 
-    async def _withdraw_orphans(self, url: str, refs: list[index.QueueRef],
-                                found: dict[str, QueueSettings | None], report: Report) -> None:
+    async def _withdraw_orphans(
+        self, url: str, refs: list[index.QueueRef], found: dict[str, QueueSettings | None], report: Report
+    ) -> None:
         declared = {ref.queue_name: ref.key for ref in refs}
         for queue, published in found.items():
             if published is None or published.namespace is None or published.jobqueue is None:
@@ -147,8 +159,12 @@ class Sweeper:
             if await self._hub.unpublish(url, queue, owner=owner):
                 report.withdrawn += 1
                 metrics.ORPHANED_SETTINGS_REMOVED.inc()
-                logger.info("withdrew settings of queue %r from %s: JobQueue %s/%s no longer declares it",
-                            queue, redact(url), *owner)
+                logger.info(
+                    "withdrew settings of queue %r from %s: JobQueue %s/%s no longer declares it",
+                    queue,
+                    redact(url),
+                    *owner,
+                )
 
     async def _still_declared_here(self, owner: index.Key, queue: str, url: str) -> bool:
         body = await self._kube.get_jobqueue(*owner)

@@ -39,8 +39,10 @@ class Tenancy:
             database = await self._hub.tenant_database(self._admin, namespace)
             if database is None:
                 raise errors.RedisConfigError(
-                    "CredentialsNotReady", f"namespace {namespace} has no credentials for the default "
-                    "Redis yet (the operator sets them up before the first worker Deployment)")
+                    "CredentialsNotReady",
+                    f"namespace {namespace} has no credentials for the default "
+                    "Redis yet (the operator sets them up before the first worker Deployment)",
+                )
             self._databases[namespace] = database
         return redisacl.operator_url(self._admin, database)
 

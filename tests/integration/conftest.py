@@ -47,19 +47,27 @@ def current_images(request: pytest.FixtureRequest) -> None:
 
 @pytest.fixture(scope="session")
 def crds(cluster: devenv.Cluster) -> None:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=jobqueue-tests",
-                    "-f", str(ROOT / "crds"))
+    cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=jobqueue-tests",
+        "-f",
+        str(ROOT / "crds"),
+    )
     for name in ("jobqueues.jobqueue.glec.io", "recurringjobs.jobqueue.glec.io"):
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s", timeout=70)
 
 
 @pytest.fixture
-def start_operator(kubeconfig: str, crds: None, tmp_path: Path,
-                   request: pytest.FixtureRequest) -> Iterator[StartOperator]:
+def start_operator(
+    kubeconfig: str, crds: None, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[StartOperator]:
     started: list[RunningOperator] = []
 
-    def start(*, namespaces: list[str], redis_url: str | None, env: dict[str, str] | None = None,
-              **settings: str) -> RunningOperator:
+    def start(
+        *, namespaces: list[str], redis_url: str | None, env: dict[str, str] | None = None, **settings: str
+    ) -> RunningOperator:
         metrics_port, health_port = devenv.free_port(), devenv.free_port()
         extra = env or {}
         env = {k: v for k, v in os.environ.items() if not k.startswith("JOBQUEUE_")}
@@ -80,8 +88,13 @@ def start_operator(kubeconfig: str, crds: None, tmp_path: Path,
             env["JOBQUEUE_REDIS_URL"] = redis_url
         log = tmp_path / f"operator-{len(started)}.log"
         with log.open("wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "jobqueue_operator"], env=env, cwd=ROOT,
-                                    stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "jobqueue_operator"],
+                env=env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         op = RunningOperator(proc, log, metrics_port, health_port, env)
         started.append(op)
 

@@ -48,8 +48,9 @@ def kubectl_json(cluster: devenv.Cluster, *args: str) -> Any:
 
 
 def get(cluster: devenv.Cluster, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
-    result = cluster.kubectl("get", kind, name, "-n", namespace, "-o", "json", "--show-managed-fields",
-                             check=False)
+    result = cluster.kubectl(
+        "get", kind, name, "-n", namespace, "-o", "json", "--show-managed-fields", check=False
+    )
     if result.returncode != 0:
         if "NotFound" in result.stderr:
             return None
@@ -65,8 +66,12 @@ def apply(cluster: devenv.Cluster, body: dict[str, Any]) -> None:
 def jobqueue(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
     """A JobQueue body; ``worker`` defaults to a minimal valid one."""
     spec.setdefault("worker", {"image": "registry.invalid/glec-jobs:1", "imports": ["glec.jobs"]})
-    return {"apiVersion": "jobqueue.glec.io/v1alpha1", "kind": "JobQueue",
-            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+    return {
+        "apiVersion": "jobqueue.glec.io/v1alpha1",
+        "kind": "JobQueue",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
 
 
 def condition(body: dict[str, Any] | None, type_: str) -> dict[str, Any]:
@@ -80,8 +85,16 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
     return devenv.wait_until(what, check, timeout=timeout, interval=0.25)
 
 
-def wait_condition(cluster: devenv.Cluster, name: str, namespace: str, type_: str, *,
-                   status: str, reason: str | None = None, timeout: float = 60) -> dict[str, Any]:
+def wait_condition(
+    cluster: devenv.Cluster,
+    name: str,
+    namespace: str,
+    type_: str,
+    *,
+    status: str,
+    reason: str | None = None,
+    timeout: float = 60,
+) -> dict[str, Any]:
     def check() -> dict[str, Any] | None:
         body = get(cluster, "jobqueue", name, namespace)
         cond = condition(body, type_)

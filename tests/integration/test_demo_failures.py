@@ -57,8 +57,14 @@ def run_demo(tmp_path: Path) -> Callable[[str], subprocess.CompletedProcess[str]
 
     def run(path: str) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "PATH": path, "JOBQUEUE_CACHE": str(cache), marker: "1"}
-        return subprocess.run([sys.executable, str(ROOT / "hack" / "demo.py")], capture_output=True,
-                              text=True, env=env, timeout=300, check=False)
+        return subprocess.run(
+            [sys.executable, str(ROOT / "hack" / "demo.py")],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            check=False,
+        )
 
     yield run
     left = marked_processes(marker)
@@ -77,9 +83,11 @@ def test_without_redis_server_the_demo_starts_nothing_and_says_so(run_demo, tmp_
     proc = run_demo(path_without("redis-server", tmp_path / "path"))
     line = failure_line(proc)
     log = tmp_path / "cache" / "demo" / "demo.log"
-    assert line == ("make demo, step 1/6 (Local cluster, Redis, Prometheus and the pod runner) failed: "
-                    f"redis-server not found on PATH: run `make deps` (hack/system-deps.sh installs it) "
-                    f"(details: {log})")
+    assert line == (
+        "make demo, step 1/6 (Local cluster, Redis, Prometheus and the pod runner) failed: "
+        f"redis-server not found on PATH: run `make deps` (hack/system-deps.sh installs it) "
+        f"(details: {log})"
+    )
     assert "Traceback" in log.read_text()  # the whole story is in the log
     assert not (tmp_path / "cache" / "kwok").exists()  # checked before anything started
 
@@ -93,7 +101,9 @@ def test_a_server_failing_mid_start_up_stops_what_was_started(run_demo, tmp_path
     line = failure_line(proc)
     step = "make demo, step 1/6 (Local cluster, Redis, Prometheus and the pod runner)"
     assert line.startswith(f"{step} failed: prometheus on :"), line
-    assert line.endswith(f'exited with code 3 at start-up: err="opening storage failed" '
-                         f"(details: {tmp_path / 'cache' / 'demo' / 'demo.log'})"), line
+    assert line.endswith(
+        f'exited with code 3 at start-up: err="opening storage failed" '
+        f"(details: {tmp_path / 'cache' / 'demo' / 'demo.log'})"
+    ), line
     # it did get as far as starting the control plane and Redis (stopped again: see the fixture)
     assert "control plane up" in proc.stderr

@@ -30,8 +30,11 @@ def kubectl_json(cluster: devenv.Cluster, *args: str) -> dict:  # type: ignore[t
 
 def test_nodes_are_ready_and_version_is_stamped(cluster: devenv.Cluster) -> None:
     nodes = kubectl_json(cluster, "get", "nodes")["items"]
-    ready = [n["metadata"]["name"] for n in nodes
-             if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])]
+    ready = [
+        n["metadata"]["name"]
+        for n in nodes
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])
+    ]
     assert len(ready) >= 2, nodes
     version = json.loads(cluster.kubectl("get", "--raw", "/version").stdout)
     # Helm's kubeVersion checks need a real semver here: a source build without the version
@@ -40,8 +43,9 @@ def test_nodes_are_ready_and_version_is_stamped(cluster: devenv.Cluster) -> None
 
 
 def test_deployment_gets_ready_pods_on_a_kwok_node(cluster: devenv.Cluster, namespace: str) -> None:
-    cluster.kubectl("create", "deployment", "web", "--image=registry.invalid/web:1",
-                    "--replicas=2", "-n", namespace)
+    cluster.kubectl(
+        "create", "deployment", "web", "--image=registry.invalid/web:1", "--replicas=2", "-n", namespace
+    )
     cluster.kubectl("rollout", "status", "deployment/web", "-n", namespace, "--timeout=90s", timeout=100)
     pods = kubectl_json(cluster, "get", "pods", "-n", namespace, "-l", "app=web")["items"]
     assert len(pods) == 2
@@ -56,21 +60,31 @@ def test_deleting_an_owner_garbage_collects_its_dependents(cluster: devenv.Clust
     cluster.kubectl("create", "configmap", "owner", "-n", namespace)
     owner_uid = kubectl_json(cluster, "get", "configmap", "owner", "-n", namespace)["metadata"]["uid"]
     dependent = {
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "dependent", "namespace": namespace, "ownerReferences": [
-            {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner_uid}]},
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "dependent",
+            "namespace": namespace,
+            "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner_uid}],
+        },
     }
     cluster.kubectl("apply", "-f", "-", input=json.dumps(dependent))
     cluster.kubectl("delete", "configmap", "owner", "-n", namespace)
-    devenv.wait_until("garbage collection of the dependent", lambda: cluster.kubectl(
-        "get", "configmap", "dependent", "-n", namespace, check=False).returncode != 0, timeout=60)
+    devenv.wait_until(
+        "garbage collection of the dependent",
+        lambda: (
+            cluster.kubectl("get", "configmap", "dependent", "-n", namespace, check=False).returncode != 0
+        ),
+        timeout=60,
+    )
 
 
 def test_aggregation_layer_publishes_front_proxy_settings(cluster: devenv.Cluster) -> None:
     # An aggregated API server (KEDA's metrics server, hack/keda.py) authenticates the API
     # server's proxied requests from these; kwokctl alone sets no --requestheader-* flags.
-    data = kubectl_json(cluster, "get", "configmap", "extension-apiserver-authentication",
-                        "-n", "kube-system")["data"]
+    data = kubectl_json(
+        cluster, "get", "configmap", "extension-apiserver-authentication", "-n", "kube-system"
+    )["data"]
     assert data["requestheader-client-ca-file"] == data["client-ca-file"]
     assert json.loads(data["requestheader-allowed-names"]) == ["kwok-admin"]
     assert json.loads(data["requestheader-username-headers"]) == ["X-Remote-User"]
@@ -80,9 +94,14 @@ def test_aggregation_layer_publishes_front_proxy_settings(cluster: devenv.Cluste
 def test_restricted_namespace_rejects_a_privileged_pod(cluster: devenv.Cluster, namespace: str) -> None:
     cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
     pod = {
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "priv", "namespace": namespace},
-        "spec": {"containers": [{"name": "c", "image": "registry.invalid/x:1",
-                                 "securityContext": {"privileged": True}}]},
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "priv", "namespace": namespace},
+        "spec": {
+            "containers": [
+                {"name": "c", "image": "registry.invalid/x:1", "securityContext": {"privileged": True}}
+            ]
+        },
     }
     result = cluster.kubectl("apply", "-f", "-", input=json.dumps(pod), check=False)
     assert result.returncode != 0
@@ -118,11 +137,26 @@ def test_crd_cel_rule_rejects_a_bad_object_with_its_message(cluster: devenv.Clus
     """)
     cluster.kubectl("apply", "-f", "-", input=crd)
     try:
-        devenv.wait_until("CRD established", lambda: cluster.kubectl(
-            "wait", "--for=condition=Established", "crd/ranges.envtest.jobqueue.invalid",
-            "--timeout=5s", check=False).returncode == 0, timeout=60)
-        good = {"apiVersion": "envtest.jobqueue.invalid/v1", "kind": "Range",
-                "metadata": {"name": "ok", "namespace": namespace}, "spec": {"min": 1, "max": 2}}
+        devenv.wait_until(
+            "CRD established",
+            lambda: (
+                cluster.kubectl(
+                    "wait",
+                    "--for=condition=Established",
+                    "crd/ranges.envtest.jobqueue.invalid",
+                    "--timeout=5s",
+                    check=False,
+                ).returncode
+                == 0
+            ),
+            timeout=60,
+        )
+        good = {
+            "apiVersion": "envtest.jobqueue.invalid/v1",
+            "kind": "Range",
+            "metadata": {"name": "ok", "namespace": namespace},
+            "spec": {"min": 1, "max": 2},
+        }
         cluster.kubectl("apply", "-f", "-", input=json.dumps(good))
         bad = {**good, "metadata": {"name": "bad", "namespace": namespace}, "spec": {"min": 3, "max": 2}}
         result = cluster.kubectl("apply", "-f", "-", input=json.dumps(bad), check=False)
@@ -132,18 +166,25 @@ def test_crd_cel_rule_rejects_a_bad_object_with_its_message(cluster: devenv.Clus
         cluster.kubectl("delete", "crd", "ranges.envtest.jobqueue.invalid", "--wait=false", check=False)
 
 
-def test_helm_install_and_uninstall_a_tiny_chart(cluster: devenv.Cluster, namespace: str,
-                                                  tmp_path: Path) -> None:
+def test_helm_install_and_uninstall_a_tiny_chart(
+    cluster: devenv.Cluster, namespace: str, tmp_path: Path
+) -> None:
     chart = tmp_path / "tiny"
     (chart / "templates").mkdir(parents=True)
     (chart / "Chart.yaml").write_text(
-        "apiVersion: v2\nname: tiny\nversion: 0.1.0\nkubeVersion: '>=1.30.0-0'\n")
+        "apiVersion: v2\nname: tiny\nversion: 0.1.0\nkubeVersion: '>=1.30.0-0'\n"
+    )
     (chart / "templates" / "cm.yaml").write_text(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-cm\n"
-        "data:\n  kube: {{ .Capabilities.KubeVersion.Version | quote }}\n")
+        "data:\n  kube: {{ .Capabilities.KubeVersion.Version | quote }}\n"
+    )
     helm = [cluster.binaries.path("helm"), "--kubeconfig", str(cluster.kubeconfig), "-n", namespace]
-    subprocess.run([*helm, "install", "tiny", str(chart), "--wait", "--timeout", "60s"],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        [*helm, "install", "tiny", str(chart), "--wait", "--timeout", "60s"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     cm = kubectl_json(cluster, "get", "configmap", "tiny-cm", "-n", namespace)
     assert cm["data"]["kube"].startswith("v1.36.")
     subprocess.run([*helm, "uninstall", "tiny", "--wait"], check=True, capture_output=True, text=True)
@@ -183,7 +224,8 @@ def metrics_target() -> Iterator[str]:
 
 
 def test_prometheus_scrapes_a_target_and_a_query_returns_its_sample(
-        prometheus: devenv.PrometheusServer, metrics_target: str) -> None:
+    prometheus: devenv.PrometheusServer, metrics_target: str
+) -> None:
     prometheus.add_target("envtest", metrics_target)
     try:
         result = prometheus.wait_for_sample('envtest_answer{job="envtest"}', timeout=30)

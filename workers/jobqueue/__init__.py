@@ -15,7 +15,6 @@ modules :mod:`jobqueue.settings`, :mod:`jobqueue.stats` and :mod:`jobqueue.recov
     enqueue("ei:update", update_ei, "fleet-7", 93.5, job_id="ei-fleet-7-1700000000", priority=1)
 """
 
-
 # first, before the heavy imports: SIGTERM must work from the CLI's first moment (see _pid1)
 from jobqueue import _pid1  # noqa: F401  (imported for its effect)
 from jobqueue.client import (

@@ -128,7 +128,9 @@ def _pairs(text: str) -> dict[str, str]:
     return {k.strip(): v.strip() for k, v in (part.split("=", 1) for part in text.split(","))}
 
 
-_PRELUDE_SRC: Final = _LEVELS + r"""
+_PRELUDE_SRC: Final = (
+    _LEVELS
+    + r"""
 local KEEP_FAILED = __KEEP_FAILED__  -- settings.DEFAULT_KEEP_FAILED_SECONDS
 local MAX_KEEP = __MAX_KEEP__  -- retention beyond this (settings.MAX_KEEP_SECONDS) is clamped
 
@@ -360,6 +362,7 @@ local function end_claim(q, id, member, now, now_iso, reason, refund)
   return 'failed'
 end
 """
+)
 
 _PRELUDE: Final = _PRELUDE_SRC.replace("__KEEP_FAILED__", str(settings.DEFAULT_KEEP_FAILED_SECONDS)).replace(
     "__MAX_KEEP__", str(settings.MAX_KEEP_SECONDS)
@@ -367,7 +370,8 @@ _PRELUDE: Final = _PRELUDE_SRC.replace("__KEEP_FAILED__", str(settings.DEFAULT_K
 
 ENQUEUE: Final = _script(
     "ENQUEUE",
-    _PRELUDE + r"""
+    _PRELUDE
+    + r"""
 -- ARGV: queue, created_iso, created_ts, njobs, nsets, then each option set (nfields, field,
 -- value, ...), then per job: id, kind ('q' queued | 's' scheduled), level, ready, set, data,
 -- description. (Shared fields travel once per call: the argument count is what costs.)
@@ -416,7 +420,8 @@ if added > 0 then
   signal(q)
 end
 return out
-""")
+""",
+)
 
 # The records a SYNC call carries once, named back by field (jobqueue.protocol; the per-job
 # ones are read by position, see _script).
@@ -436,7 +441,9 @@ _SYNC_RECORDS: Final = "\n".join(
 
 SYNC: Final = _script(
     "SYNC",
-    _PRELUDE + _SYNC_RECORDS + r"""
+    _PRELUDE
+    + _SYNC_RECORDS
+    + r"""
 local a = named(cjson.decode(ARGV[1]), SYNC_ARGS)
 local q = a.queue
 local now = tonumber(a.now)
@@ -874,7 +881,8 @@ if rate_free and capped and (wake == '' or rate_free < tonumber(wake)) then  -- 
   wake = string.format('%.6f', rate_free)
 end
 return {wake, stale, table.concat(claimed), paused and 1 or 0, capped and 1 or 0, rejected}
-""")
+""",
+)
 
 HEARTBEAT: Final = _script(
     "HEARTBEAT",
@@ -898,11 +906,13 @@ for _, m in ipairs(a.members) do
   end
 end
 return {registered and 1 or 0, gone}
-""")
+""",
+)
 
 REAP: Final = _script(
     "REAP",
-    _PRELUDE + r"""
+    _PRELUDE
+    + r"""
 -- ARGV: queue, now, now_iso, limit, stale_after. Re-queue or fail jobs whose lease expired;
 -- settle a few deferred jobs nobody told (see below).
 local q, now, iso, stale_after = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[5])
@@ -968,11 +978,13 @@ redis.call('ZREMRANGEBYSCORE', K.finished .. q, '-inf', now)
 redis.call('ZREMRANGEBYSCORE', K.failed .. q, '-inf', now)
 redis.call('ZREMRANGEBYSCORE', K.canceled .. q, '-inf', now)
 return {requeued, failed}
-""")
+""",
+)
 
 RECOVER_POD: Final = _script(
     "RECOVER_POD",
-    _PRELUDE + r"""
+    _PRELUDE
+    + r"""
 -- ARGV: queue, pod, now, now_iso, reason
 local q, pod, now, iso, reason = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local wip = K.wip .. q
@@ -1004,11 +1016,13 @@ for _, wk in ipairs(redis.call('SMEMBERS', K.workers_of .. q)) do
   end
 end
 return {requeued, failed, workers}
-""")
+""",
+)
 
 SNAPSHOT: Final = _script(
     "SNAPSHOT",
-    _PRELUDE + r"""
+    _PRELUDE
+    + r"""
 -- ARGV: now, queue... Read-only. Two values per queue (packed: a reply of a few thousand
 -- strings costs both sides far less than one of tens of thousands of elements):
 --   "p1,p2,p3,p4,p5,scheduled,scheduled_due,oldest_ready,running,lost,failed,finished,last_activity,paused,
@@ -1087,11 +1101,14 @@ for qi, q in ipairs(names) do
   end
 end
 return out
-""")
+""",
+)
 
 # The admin operations' steps on one job, shared by the one-job scripts (RETRY, REMOVE) and
 # the bulk one (BULK), so a job retried or removed alone or in a batch changes the same way.
-_ADMIN: Final = _PRELUDE + r"""
+_ADMIN: Final = (
+    _PRELUDE
+    + r"""
 -- Put a failed (or stopped / canceled) job back in its queue with a fresh set of attempts.
 -- f: HMGET of jq_attempts, jq_prio.
 local function retry_one(q, id, f, now, iso)
@@ -1128,10 +1145,12 @@ local function remove_one(q, id, status, prio, now, iso)
   settle_dependents(q, id, 'removed', now, iso)
 end
 """
+)
 
 RETRY: Final = _script(
     "RETRY",
-    _ADMIN + r"""
+    _ADMIN
+    + r"""
 -- ARGV: queue, id, now, now_iso. Returns the status before, or 'missing' / 'origin:<q>'.
 local q, id, now, iso = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local f = try('HMGET', K.job .. id, 'status', 'origin', 'jq_attempts', 'jq_prio') or {}
@@ -1140,11 +1159,13 @@ if f[2] and f[2] ~= '' and f[2] ~= q then return 'origin:' .. f[2] end
 if f[1] ~= 'failed' and f[1] ~= 'stopped' and f[1] ~= 'canceled' then return f[1] end
 retry_one(q, id, {f[3], f[4]}, now, iso)
 return f[1]
-""")
+""",
+)
 
 REMOVE: Final = _script(
     "REMOVE",
-    _ADMIN + r"""
+    _ADMIN
+    + r"""
 -- ARGV: queue, id, now, now_iso. Returns the status before, or 'missing' / 'origin:<q>' /
 -- 'started' (refused).
 local q, id, now, iso = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
@@ -1154,11 +1175,13 @@ if f[2] and f[2] ~= '' and f[2] ~= q then return 'origin:' .. f[2] end
 if f[1] == 'started' then return 'started' end
 remove_one(q, id, f[1], f[3], now, iso)
 return f[1]
-""")
+""",
+)
 
 BULK: Final = _script(
     "BULK",
-    _ADMIN + r"""
+    _ADMIN
+    + r"""
 -- ARGV: action ('retry' | 'remove' | 'count': a dry run), queue, state, now, now_iso,
 -- changed_before ('' or unix time), then job ids listed in `state` a moment ago.
 -- One batch, atomically: each id is acted on only if its job is still in this queue, still in
@@ -1191,11 +1214,13 @@ for i = 7, #ARGV do
   end
 end
 return {done, skipped, young}
-""")
+""",
+)
 
 CANCEL: Final = _script(
     "CANCEL",
-    _ADMIN + r"""
+    _ADMIN
+    + r"""
 -- [cancel, issue 21] ARGV: queue, id, now, now_iso, by. Returns {status before, worker} or
 -- {'missing'} / {'origin', q}. A queued, scheduled or deferred job is canceled here, so it never
 -- starts (a claim is a script too: one of them wins). A running one gets jq_cancel and its
@@ -1230,4 +1255,5 @@ if f[1] == 'started' then
   return {'started', f[4] or ''}
 end
 return {f[1], ''}  -- ended already: nothing to cancel
-""")
+""",
+)

@@ -23,6 +23,9 @@ def _exit(signum: int, _frame: object) -> None:
     sys.exit(128 + signum)
 
 
-if (os.getpid() == 1 and os.path.basename(sys.argv[0]) == "jobqueue"
-        and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
+if (
+    os.getpid() == 1
+    and os.path.basename(sys.argv[0]) == "jobqueue"
+    and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+):
     signal.signal(signal.SIGTERM, _exit)

@@ -82,12 +82,20 @@ class SentinelURL:
     def client(self, **options: Any) -> redis.Redis:
         """A client of the service's current primary (asked of the Sentinels at each connect)."""
         tls = {k: v for k, v in self.redis_options.items() if k.startswith("ssl_")}
-        on_sentinels = {"socket_timeout": SENTINEL_TIMEOUT, "socket_connect_timeout": SENTINEL_TIMEOUT,
-                        **{k: v for k, v in options.items() if k.startswith("socket_")},
-                        **({"ssl": True, **tls} if self.tls else {}), **self.sentinel_options}
+        on_sentinels = {
+            "socket_timeout": SENTINEL_TIMEOUT,
+            "socket_connect_timeout": SENTINEL_TIMEOUT,
+            **{k: v for k, v in options.items() if k.startswith("socket_")},
+            **({"ssl": True, **tls} if self.tls else {}),
+            **self.sentinel_options,
+        }
         manager = redis.sentinel.Sentinel(list(self.sentinels), sentinel_kwargs=on_sentinels)
-        on_redis: dict[str, Any] = {"db": self.db, **({"ssl": True} if self.tls else {}),
-                                    **self.redis_options, **options}
+        on_redis: dict[str, Any] = {
+            "db": self.db,
+            **({"ssl": True} if self.tls else {}),
+            **self.redis_options,
+            **options,
+        }
         return cast(redis.Redis, manager.master_for(self.service, **on_redis))
 
 
@@ -104,8 +112,9 @@ def parse_sentinel(url: str) -> SentinelURL:
     sentinels = tuple(_sentinel_address(h) for h in hosts.split(","))
     parts = [urllib.parse.unquote(p) for p in path.split("/") if p]
     if not parts or len(parts) > 2:
-        raise ValueError(f"a Sentinel URL's path is the service name and, optionally, the database: "
-                         f"{_SENTINEL_EXAMPLE}")
+        raise ValueError(
+            f"a Sentinel URL's path is the service name and, optionally, the database: {_SENTINEL_EXAMPLE}"
+        )
     if len(parts) == 2 and not parts[1].isdigit():
         raise ValueError("the database (after the service name) must be a number")
     options: dict[str, Any] = {}
@@ -127,9 +136,14 @@ def parse_sentinel(url: str) -> SentinelURL:
     parse_url = cast(Callable[[str], dict[str, Any]], redis.connection.parse_url)  # (untyped in redis-py)
     parsed = parse_url(f"redis://placeholder/0?{urllib.parse.urlencode(redis_query)}")
     options |= {k: v for k, v in parsed.items() if k not in ("host", "port", "db", "path")}
-    return SentinelURL(sentinels=sentinels, service=parts[0], db=int(parts[1]) if len(parts) == 2 else 0,
-                       tls=scheme.lower() == "rediss+sentinel", redis_options=options,
-                       sentinel_options=sentinel_options)
+    return SentinelURL(
+        sentinels=sentinels,
+        service=parts[0],
+        db=int(parts[1]) if len(parts) == 2 else 0,
+        tls=scheme.lower() == "rediss+sentinel",
+        redis_options=options,
+        sentinel_options=sentinel_options,
+    )
 
 
 def _sentinel_address(text: str) -> tuple[str, int]:

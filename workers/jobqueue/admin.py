@@ -173,8 +173,10 @@ def list_jobs(
         pipe.zrange(key, offset, stop)
         total, members = pipe.execute()
         # rq:wip members are "<id>:<execution>"
-        ids = [client.id_text(m) if state == "scheduled" else client.id_text(m).rsplit(":", 1)[0]
-               for m in members]
+        ids = [
+            client.id_text(m) if state == "scheduled" else client.id_text(m).rsplit(":", 1)[0]
+            for m in members
+        ]
     else:
         key = _ended_registry(queue, state)
         now = time.time()  # registry scores are expiry times: lower ones are gone (RQ's rule)
@@ -256,10 +258,13 @@ def _bulk(
     connection: redis.Redis | None,
 ) -> BulkResult:
     if state not in allowed:
-        raise ValueError(f"{action} takes state {' or '.join(allowed)}, got {state!r}"
-                         + (" (a running job is cancelled instead)" if state == "started" else ""))
-    if older_than is not None and (isinstance(older_than, bool) or not isinstance(older_than, int | float)
-                                   or not older_than >= 0):
+        raise ValueError(
+            f"{action} takes state {' or '.join(allowed)}, got {state!r}"
+            + (" (a running job is cancelled instead)" if state == "started" else "")
+        )
+    if older_than is not None and (
+        isinstance(older_than, bool) or not isinstance(older_than, int | float) or not older_than >= 0
+    ):
         raise ValueError(f"older_than must be a number of seconds >= 0, got {older_than!r}")
     conn = client._connection(connection)
     settings.load(conn, queue)
@@ -276,8 +281,16 @@ def _bulk(
     skipped = young = 0
     for start in range(0, len(ids), BULK_BATCH):
         at = time.time()
-        acted, changed, too_young = _BULK(conn, "count" if dry_run else action, queue, state, repr(at),
-                                          payload.utcformat(at), cutoff, *ids[start : start + BULK_BATCH])
+        acted, changed, too_young = _BULK(
+            conn,
+            "count" if dry_run else action,
+            queue,
+            state,
+            repr(at),
+            payload.utcformat(at),
+            cutoff,
+            *ids[start : start + BULK_BATCH],
+        )
         done += [client.id_text(i) for i in acted]
         skipped += int(changed)
         young += int(too_young)  # (not a match: entered the state after the cut-off)
@@ -300,8 +313,16 @@ def retry_jobs(
     Safe while workers run: the ids are listed first, then handled in batches of
     :data:`BULK_BATCH`, each one script call that re-checks every job (a job retried or removed
     meanwhile is skipped and counted). ``dry_run``: count, change nothing."""
-    return _bulk("retry", RETRY_STATES, queue, state, older_than=older_than, function=function,
-                 dry_run=dry_run, connection=connection)
+    return _bulk(
+        "retry",
+        RETRY_STATES,
+        queue,
+        state,
+        older_than=older_than,
+        function=function,
+        dry_run=dry_run,
+        connection=connection,
+    )
 
 
 def remove_jobs(
@@ -318,5 +339,13 @@ def remove_jobs(
     ``older_than`` counts from when the job entered the state: queued (or due), created
     (scheduled), ended (finished, failed). Jobs waiting on a removed one (RQ's depends_on)
     fail, as with :func:`jobqueue.remove`."""
-    return _bulk("remove", REMOVE_STATES, queue, state, older_than=older_than, function=function,
-                 dry_run=dry_run, connection=connection)
+    return _bulk(
+        "remove",
+        REMOVE_STATES,
+        queue,
+        state,
+        older_than=older_than,
+        function=function,
+        dry_run=dry_run,
+        connection=connection,
+    )

@@ -79,8 +79,10 @@ IN_CLUSTER_HINT = "kubectl exec -n NAMESPACE deploy/JOBQUEUE-worker -- jobqueue 
 def _conn(ctx: click.Context) -> redis.Redis:
     url = ctx.obj["redis_url"] or os.environ.get(URL_ENV) or ""
     if not url:
-        _fail(f"no Redis URL: pass --redis-url or set {URL_ENV} (worker pods have it set: "
-              f"{IN_CLUSTER_HINT})", ExitCode.USAGE)
+        _fail(
+            f"no Redis URL: pass --redis-url or set {URL_ENV} (worker pods have it set: {IN_CLUSTER_HINT})",
+            ExitCode.USAGE,
+        )
     conn = _client(url)
     try:
         conn.ping()
@@ -520,8 +522,10 @@ def _duration(value: str | None) -> float | None:
             number = "x"
             break
     if number or not value.strip():
-        raise click.BadParameter(f"{value!r} is not a duration (seconds, or e.g. 90s, 15m, 2h, 7d, 1h30m)",
-                                 param_hint="--older-than")
+        raise click.BadParameter(
+            f"{value!r} is not a duration (seconds, or e.g. 90s, 15m, 2h, 7d, 1h30m)",
+            param_hint="--older-than",
+        )
     return total
 
 
@@ -529,16 +533,28 @@ def bulk_options(states: Sequence[str]) -> Callable[[Callable[..., Any]], Callab
     """``--state`` and its filters, for the commands that take one job id or a whole state."""
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        for option in reversed([
-            click.option("--state", type=click.Choice(states),
-                         help="Every job in this state instead of one JOB_ID (batches of "
-                              f"{admin.BULK_BATCH}, each atomic; safe while workers run)."),
-            click.option("--older-than", help="With --state: only jobs that entered it at least this long "
-                                              "ago (seconds, or 90s, 15m, 2h, 7d)."),
-            click.option("--function", "function_name", metavar="DOTTED.NAME",
-                         help="With --state: only jobs of this function."),
-            click.option("--dry-run", is_flag=True, help="With --state: count and list, change nothing."),
-        ]):
+        for option in reversed(
+            [
+                click.option(
+                    "--state",
+                    type=click.Choice(states),
+                    help="Every job in this state instead of one JOB_ID (batches of "
+                    f"{admin.BULK_BATCH}, each atomic; safe while workers run).",
+                ),
+                click.option(
+                    "--older-than",
+                    help="With --state: only jobs that entered it at least this long "
+                    "ago (seconds, or 90s, 15m, 2h, 7d).",
+                ),
+                click.option(
+                    "--function",
+                    "function_name",
+                    metavar="DOTTED.NAME",
+                    help="With --state: only jobs of this function.",
+                ),
+                click.option("--dry-run", is_flag=True, help="With --state: count and list, change nothing."),
+            ]
+        ):
             fn = option(fn)
         return output_options(fn)
 
@@ -568,8 +584,13 @@ def _bulk_run(
         return False
     seconds = _duration(older_than)
     conn = _conn(ctx)
-    res = _call(lambda: _usage(lambda: bulk(queue, state, older_than=seconds, function=function_name,
-                                            dry_run=dry_run, connection=conn)))
+    res = _call(
+        lambda: _usage(
+            lambda: bulk(
+                queue, state, older_than=seconds, function=function_name, dry_run=dry_run, connection=conn
+            )
+        )
+    )
     if output in ("json", "yaml"):
         _print_data(res.__dict__, output)
         return True
@@ -601,13 +622,32 @@ def _usage(fn: Callable[[], T]) -> T:
 @click.argument("job_id", required=False)
 @bulk_options(admin.RETRY_STATES)
 @click.pass_context
-def retry(ctx: click.Context, /, *, queue: str, job_id: str | None, state: str | None,
-          older_than: str | None, function_name: str | None, dry_run: bool, output: str,
-          as_json: bool) -> None:
+def retry(
+    ctx: click.Context,
+    /,
+    *,
+    queue: str,
+    job_id: str | None,
+    state: str | None,
+    older_than: str | None,
+    function_name: str | None,
+    dry_run: bool,
+    output: str,
+    as_json: bool,
+) -> None:
     """Put a failed job (or, with --state failed, every failed job) back in its queue with
     fresh attempts."""
-    if _bulk_run(ctx, queue, job_id, state=state, older_than=older_than, function_name=function_name,
-                 dry_run=dry_run, output=_chosen(output, as_json), bulk=admin.retry_jobs):
+    if _bulk_run(
+        ctx,
+        queue,
+        job_id,
+        state=state,
+        older_than=older_than,
+        function_name=function_name,
+        dry_run=dry_run,
+        output=_chosen(output, as_json),
+        bulk=admin.retry_jobs,
+    ):
         return
     assert job_id is not None
     conn = _conn(ctx)
@@ -623,12 +663,31 @@ def retry(ctx: click.Context, /, *, queue: str, job_id: str | None, state: str |
 @click.argument("job_id", required=False)
 @bulk_options(admin.REMOVE_STATES)
 @click.pass_context
-def remove(ctx: click.Context, /, *, queue: str, job_id: str | None, state: str | None,
-           older_than: str | None, function_name: str | None, dry_run: bool, output: str,
-           as_json: bool) -> None:
+def remove(
+    ctx: click.Context,
+    /,
+    *,
+    queue: str,
+    job_id: str | None,
+    state: str | None,
+    older_than: str | None,
+    function_name: str | None,
+    dry_run: bool,
+    output: str,
+    as_json: bool,
+) -> None:
     """Delete a job that is not running (or, with --state, every job in that state: a purge)."""
-    if _bulk_run(ctx, queue, job_id, state=state, older_than=older_than, function_name=function_name,
-                 dry_run=dry_run, output=_chosen(output, as_json), bulk=admin.remove_jobs):
+    if _bulk_run(
+        ctx,
+        queue,
+        job_id,
+        state=state,
+        older_than=older_than,
+        function_name=function_name,
+        dry_run=dry_run,
+        output=_chosen(output, as_json),
+        bulk=admin.remove_jobs,
+    ):
         return
     assert job_id is not None
     conn = _conn(ctx)
@@ -640,14 +699,21 @@ def remove(ctx: click.Context, /, *, queue: str, job_id: str | None, state: str 
 @main.command()
 @click.argument("queue")
 @click.argument("job_id")
-@click.option("--wait", "wait_end", is_flag=True,
-              help="Wait until the job has ended (exit 0 once it is canceled).")
-@click.option("--timeout", type=click.FloatRange(min=0), default=30, show_default=True,
-              help="With --wait: give up after this many seconds (exit 124).")
+@click.option(
+    "--wait", "wait_end", is_flag=True, help="Wait until the job has ended (exit 0 once it is canceled)."
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=30,
+    show_default=True,
+    help="With --wait: give up after this many seconds (exit 124).",
+)
 @click.option("--by", help="Who cancels it (recorded in the job's reason); default: $USER.")
 @click.pass_context
-def cancel(ctx: click.Context, /, *, queue: str, job_id: str, wait_end: bool, timeout: float,
-           by: str | None) -> None:
+def cancel(
+    ctx: click.Context, /, *, queue: str, job_id: str, wait_end: bool, timeout: float, by: str | None
+) -> None:
     """Cancel a job: a pending one never starts; a running one is stopped (process and async
     mode within a second; thread mode: the job is asked, and abandoned at its timeout). It
     ends canceled and is never retried."""
@@ -656,31 +722,43 @@ def cancel(ctx: click.Context, /, *, queue: str, job_id: str, wait_end: bool, ti
     if not res.stopping:
         out.print(f"canceled job {job_id} (it was {res.previous_status})", highlight=False, markup=False)
         return
-    out.print(f"job {job_id} is running on {res.worker or 'a worker'}: asked it to stop",
-              highlight=False, markup=False)
+    out.print(
+        f"job {job_id} is running on {res.worker or 'a worker'}: asked it to stop",
+        highlight=False,
+        markup=False,
+    )
     if wait_end:
         try:
             info = _call(lambda: client.wait(queue, job_id, timeout=timeout, connection=conn))
         except TimeoutError as exc:
             _fail(str(exc), ExitCode.TIMEOUT)
-        out.print(f"job {job_id} {info.status}" + (f": {info.failed_reason}" if info.failed_reason else ""),
-                  highlight=False, markup=False)
+        out.print(
+            f"job {job_id} {info.status}" + (f": {info.failed_reason}" if info.failed_reason else ""),
+            highlight=False,
+            markup=False,
+        )
         if info.status != "canceled":
             sys.exit(ExitCode.FAILED)
 
 
 @main.command()
 @click.argument("queue")
-@click.option("--state", type=click.Choice(admin.STATES), required=True,
-              help="queued (by priority, oldest first), scheduled (by due time), started (running), "
-                   "finished, failed or canceled (newest first).")
+@click.option(
+    "--state",
+    type=click.Choice(admin.STATES),
+    required=True,
+    help="queued (by priority, oldest first), scheduled (by due time), started (running), "
+    "finished, failed or canceled (newest first).",
+)
 @click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True, help="Jobs to skip.")
-@click.option("--limit", type=click.IntRange(1, admin.MAX_PAGE), default=50, show_default=True,
-              help="Jobs to show.")
+@click.option(
+    "--limit", type=click.IntRange(1, admin.MAX_PAGE), default=50, show_default=True, help="Jobs to show."
+)
 @output_options
 @click.pass_context
-def jobs(ctx: click.Context, /, *, queue: str, state: str, offset: int, limit: int, output: str,
-         as_json: bool) -> None:
+def jobs(
+    ctx: click.Context, /, *, queue: str, state: str, offset: int, limit: int, output: str, as_json: bool
+) -> None:
     """List a page of QUEUE's jobs in one state (-o json for scripts: total, offset, jobs)."""
     conn = _conn(ctx)
     page = _call(lambda: admin.list_jobs(queue, state, offset=offset, limit=limit, connection=conn))
@@ -700,8 +778,9 @@ def jobs(ctx: click.Context, /, *, queue: str, state: str, offset: int, limit: i
         return _age(abs(now - at.timestamp())) + (" ago" if at.timestamp() <= now else " ahead")
 
     headers = ["ID", "FUNCTION", "PRIO", "ATTEMPTS", "SINCE"]
-    rows = [[j.id, j.function, str(j.priority), f"{j.attempts_made}/{j.attempts}", when(j)]
-            for j in page.jobs]
+    rows = [
+        [j.id, j.function, str(j.priority), f"{j.attempts_made}/{j.attempts}", when(j)] for j in page.jobs
+    ]
     if output == "wide" or state in ("failed", "canceled"):
         headers.append("REASON")
         for row, j in zip(rows, page.jobs, strict=True):
@@ -750,7 +829,11 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (pods: 0.0.0.0).")
 @click.option(
-    "--port", type=click.IntRange(1, 65535), default=8000, show_default=True, envvar="JOBQUEUE_API_PORT",
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8000,
+    show_default=True,
+    envvar="JOBQUEUE_API_PORT",
     show_envvar=True,
 )
 @click.option(
@@ -773,8 +856,10 @@ def api(ctx: click.Context, host: str, port: int, auth_mode: str, log_level: str
     from jobqueue.api import auth  # noqa: PLC0415
 
     if auth_mode == "none" and host not in LOOPBACK:
-        _fail(f"--auth none serves everything to anyone: only on a loopback address, not {host!r}",
-              ExitCode.USAGE)
+        _fail(
+            f"--auth none serves everything to anyone: only on a loopback address, not {host!r}",
+            ExitCode.USAGE,
+        )
     conn = _conn(ctx)
     authorizer = auth.NoAuth() if auth_mode == "none" else auth.KubernetesAuthorizer()
     application = api_app.create_app(connection=conn, authorizer=authorizer)
@@ -845,7 +930,8 @@ def stats_cmd(
     conn = _conn(ctx)
     namespace = ctx.obj["namespace"]
     names = [_queue(ctx, conn, q) for q in queues] or sorted(
-        _call(lambda: settings.published_queue_names(conn)))
+        _call(lambda: settings.published_queue_names(conn))
+    )
     owners = _call(lambda: _owners(conn, names))
     for q in names if queues else ():
         if owners[q] is None:
@@ -858,8 +944,11 @@ def stats_cmd(
         _print_data({q: _stats_dict(s, owners[q]) for q, s in snap.items()}, output)
         return
     if not names:
-        click.echo(f"no queues of namespace {namespace} are declared in this Redis" if namespace
-                   else "no queues are declared in this Redis")
+        click.echo(
+            f"no queues of namespace {namespace} are declared in this Redis"
+            if namespace
+            else "no queues are declared in this Redis"
+        )
         return
     now = time.time()
     rows = {q: _stats_row(snap[q], owners[q], now) for q in names}
@@ -869,9 +958,14 @@ def stats_cmd(
     _print_table(columns, [[rows[q][c] for c in columns] for q in names])
     if show_workers:
         click.echo()
-        _print_table(["QUEUE", "WORKER", "POD", "STATE", "SLOTS BUSY", "CURRENT JOB"],
-                     [[q, w.name, w.pod, w.state, f"{w.busy_slots}/{w.slots}", w.current_job or "-"]
-                      for q in names for w in snap[q].workers])
+        _print_table(
+            ["QUEUE", "WORKER", "POD", "STATE", "SLOTS BUSY", "CURRENT JOB"],
+            [
+                [q, w.name, w.pod, w.state, f"{w.busy_slots}/{w.slots}", w.current_job or "-"]
+                for q in names
+                for w in snap[q].workers
+            ],
+        )
 
 
 if __name__ == "__main__":  # `python -m jobqueue.cli`, same as the `jobqueue` console script

@@ -225,8 +225,15 @@ class _Builder:
         return (
             job_id,
             kind,
-            [job_id, kind, level, ready, self.option_set(_options(spec.options), rate_key), data,
-             description],
+            [
+                job_id,
+                kind,
+                level,
+                ready,
+                self.option_set(_options(spec.options), rate_key),
+                data,
+                description,
+            ],
         )
 
     def option_sets(self) -> list[Any]:
@@ -510,8 +517,12 @@ def cancel(
     stop reaches it keeps that outcome if it succeeded (finished), and ends canceled if it
     failed. :func:`wait` returns when it has ended. JobStateError if it had ended already."""
     conn = _connection(connection)
-    reply = [text(x) for x in _CANCEL(conn, queue, _id_bytes(queue, job_id), repr(time.time()),
-                                      payload.utcformat(time.time()), by or "")]
+    reply = [
+        text(x)
+        for x in _CANCEL(
+            conn, queue, _id_bytes(queue, job_id), repr(time.time()), payload.utcformat(time.time()), by or ""
+        )
+    ]
     if reply[0] == "missing":
         raise UnknownJobError(queue, job_id)
     if reply[0] == "origin":

@@ -196,7 +196,6 @@ def run_call(task: Task, report: Callable[[float], None], cancel_asked: Callable
     return Done(task.seq, True, payload.encode_result(value), "", "", started, time.time())
 
 
-
 class Executor(ABC):
     #: True: the coordinator may submit more tasks than ``slots``; the extra ones wait in the
     #: executor and start the moment a slot frees (a Started event says when), without a
@@ -353,7 +352,12 @@ class AsyncExecutor(Executor):
 
     async def _run(self, task: Task) -> None:
         ctx = context.JobContext(
-            task.job_id, task.queue, task.function.name, task.attempt, task.attempts, self._report(task.seq),
+            task.job_id,
+            task.queue,
+            task.function.name,
+            task.attempt,
+            task.attempts,
+            self._report(task.seq),
             self._cancel_check(task.seq),
         )
         token = context.activate(ctx)

@@ -95,10 +95,17 @@ def _entry(entry_id: str, fields: dict[bytes, bytes]) -> Exhausted:
         function, args, kwargs = f"<undecodable payload: {exc}>", [], {}
     millis = int(entry_id.split("-", 1)[0])
     return Exhausted(
-        entry_id=entry_id, queue=text(fields.get(b"queue")), job_id=text(fields.get(b"id")),
-        function=function, args=args, kwargs=kwargs, error=text(fields.get(b"reason")),
-        attempts=_int(fields.get(b"made")), max_attempts=_int(fields.get(b"attempts")),
-        at=datetime.fromtimestamp(millis / 1000, UTC))
+        entry_id=entry_id,
+        queue=text(fields.get(b"queue")),
+        job_id=text(fields.get(b"id")),
+        function=function,
+        args=args,
+        kwargs=kwargs,
+        error=text(fields.get(b"reason")),
+        attempts=_int(fields.get(b"made")),
+        max_attempts=_int(fields.get(b"attempts")),
+        at=datetime.fromtimestamp(millis / 1000, UTC),
+    )
 
 
 def read(conn: redis.Redis, *, group: str, consumer: str, count: int = 500) -> list[Exhausted]:
@@ -112,7 +119,8 @@ def read(conn: redis.Redis, *, group: str, consumer: str, count: int = 500) -> l
     for start in ("0", ">"):
         reply: Any = conn.xreadgroup(group, consumer, {STREAM: start}, count=count)
         rows: list[tuple[str, dict[bytes, bytes]]] = [
-            (text(i), f) for _, found in reply or [] for i, f in found]
+            (text(i), f) for _, found in reply or [] for i, f in found
+        ]
         # (a pending entry the cap trimmed away comes back without fields: nothing to handle)
         ack(conn, group, [i for i, f in rows if not f])
         if rows:

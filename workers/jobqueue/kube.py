@@ -93,7 +93,8 @@ def resolve(conn: redis.Redis, namespace: str, name: str) -> Resolved:
     try:
         settings.load(conn, name)
     except settings.UnknownQueueError:
-        raise NotResolved(f"no JobQueue {namespace}/{name}: Kubernetes: {why}; no queue in this Redis "
-                          f"is declared by it, and none is named {name!r} (`jobqueue stats` lists them)"
-                          ) from None
+        raise NotResolved(
+            f"no JobQueue {namespace}/{name}: Kubernetes: {why}; no queue in this Redis "
+            f"is declared by it, and none is named {name!r} (`jobqueue stats` lists them)"
+        ) from None
     return Resolved(name, f"queue {name!r} (no JobQueue {namespace}/{name}: {why})")

@@ -47,7 +47,7 @@ def redact(url: str) -> str:
     if match is None:
         return HIDDEN
     scheme = match.group(1).lower()
-    rest = url[match.end():]
+    rest = url[match.end() :]
     credentials, at, rest = rest.rpartition("@")
     if at and ("?" in credentials or "#" in credentials):
         # the '@' may sit in a query (``?password=a@b``): what follows it may be a password
@@ -95,20 +95,24 @@ def check(url: str) -> None:
         if scheme not in SENTINEL_SCHEMES:  # (several host:port, read by jobqueue._redis)
             _ = parts.port
     except ValueError:
-        raise ValueError("the port is not a number (percent-encode ':', '/', '@', '?' and '#' in the "
-                         "user name and password)") from None
-    credentials, at, _ = url[match.end():].rpartition("@")
+        raise ValueError(
+            "the port is not a number (percent-encode ':', '/', '@', '?' and '#' in the "
+            "user name and password)"
+        ) from None
+    credentials, at, _ = url[match.end() :].rpartition("@")
     netloc_credentials, netloc_at, _ = parts.netloc.rpartition("@")
     if (credentials, at) != (netloc_credentials, netloc_at):
-        raise ValueError("the user name or password contains '@', '/', '?' or '#': percent-encode them "
-                         "(e.g. %40 for '@', %2F for '/')")
+        raise ValueError(
+            "the user name or password contains '@', '/', '?' or '#': percent-encode them "
+            "(e.g. %40 for '@', %2F for '/')"
+        )
 
 
 def secrets_of(url: str) -> list[str]:
     """The parts of ``url`` that must never be shown: its user info (as written and decoded),
     each of its components, and every query value; longest first."""
     match = _SCHEME.match(url)
-    rest = url[match.end():] if match else url
+    rest = url[match.end() :] if match else url
     found: set[str] = set()
     credentials, at, tail = rest.rpartition("@")
     if at:
@@ -137,4 +141,4 @@ def scrub(text: str, url: str | None = None) -> str:
 def _redact_embedded(match: re.Match[str]) -> str:
     url = match.group(0)
     core = url.rstrip(".,:;)]")  # punctuation of the sentence around it
-    return redact(core) + url[len(core):]
+    return redact(core) + url[len(core) :]

@@ -63,8 +63,10 @@ class ForeignQueueError(UnknownQueueError):
 
     def __init__(self, queue_name: str, owner: tuple[str, str]) -> None:
         JobQueueError.__init__(
-            self, f"queue {queue_name!r} belongs to another JobQueue than {owner[0]}/{owner[1]} (this "
-            f"pod's): it takes none of its jobs (check that JobQueue's spec.queueName and conditions)")
+            self,
+            f"queue {queue_name!r} belongs to another JobQueue than {owner[0]}/{owner[1]} (this "
+            f"pod's): it takes none of its jobs (check that JobQueue's spec.queueName and conditions)",
+        )
         self.queue_name = queue_name
         self.owner = owner
 
@@ -84,16 +86,30 @@ class Backoff(_Model):
     """Delay between attempts. ``exponential``: d, 2d, 4d, …; ``fixed``: d, d, d, …"""
 
     type: Literal["exponential", "fixed"] = Field(
-        default="exponential", description="exponential (d, 2d, 4d, ...) or fixed (d, d, d, ...)")
-    delay_seconds: Annotated[float, Field(
-        alias="delaySeconds", ge=0, le=86400,
-        description="d: the delay before the first retry, in seconds (fractions allowed)")] = 1.0
-    max_delay_seconds: Annotated[float | None, Field(
-        alias="maxDelaySeconds", ge=0, le=7 * 86400,
-        description="upper bound of any single delay (exponential growth stops here)")] = None
-    jitter: Annotated[float, Field(
-        ge=0, le=1,
-        description="0..1: each delay is drawn uniformly from [(1-jitter)*delay, delay]")] = 0.0
+        default="exponential", description="exponential (d, 2d, 4d, ...) or fixed (d, d, d, ...)"
+    )
+    delay_seconds: Annotated[
+        float,
+        Field(
+            alias="delaySeconds",
+            ge=0,
+            le=86400,
+            description="d: the delay before the first retry, in seconds (fractions allowed)",
+        ),
+    ] = 1.0
+    max_delay_seconds: Annotated[
+        float | None,
+        Field(
+            alias="maxDelaySeconds",
+            ge=0,
+            le=7 * 86400,
+            description="upper bound of any single delay (exponential growth stops here)",
+        ),
+    ] = None
+    jitter: Annotated[
+        float,
+        Field(ge=0, le=1, description="0..1: each delay is drawn uniformly from [(1-jitter)*delay, delay]"),
+    ] = 0.0
 
     def delay_for_retry(self, retry: int, rand: float = 1.0) -> float:
         """Seconds to wait before retry number ``retry`` (1 = the first retry).
@@ -117,31 +133,56 @@ class Retention(_Model):
 
 
 class CompletedRetention(Retention):
-    age_seconds: Annotated[int, Field(
-        alias="ageSeconds", ge=0, le=MAX_KEEP_SECONDS,
-        description="seconds a succeeded job and its result stay readable; 0 removes them at once")]
+    age_seconds: Annotated[
+        int,
+        Field(
+            alias="ageSeconds",
+            ge=0,
+            le=MAX_KEEP_SECONDS,
+            description="seconds a succeeded job and its result stay readable; 0 removes them at once",
+        ),
+    ]
 
 
 class FailedRetention(Retention):
-    age_seconds: Annotated[int, Field(
-        alias="ageSeconds", ge=0, le=MAX_KEEP_SECONDS,
-        description="seconds a failed job stays readable and retryable; 0 removes it at once")]
+    age_seconds: Annotated[
+        int,
+        Field(
+            alias="ageSeconds",
+            ge=0,
+            le=MAX_KEEP_SECONDS,
+            description="seconds a failed job stays readable and retryable; 0 removes it at once",
+        ),
+    ]
 
 
 class JobOptions(_Model):
     """Options of a job; unset fields inherit (job -> queue jobDefaults -> built-in)."""
 
-    attempts: Annotated[int | None, Field(
-        ge=1, le=100, description="total tries including the first (BullMQ semantics); 1 = no retry")] = None
+    attempts: Annotated[
+        int | None,
+        Field(ge=1, le=100, description="total tries including the first (BullMQ semantics); 1 = no retry"),
+    ] = None
     backoff: Annotated[Backoff | None, Field(description="delay between attempts")] = None
-    timeout_seconds: Annotated[int | None, Field(
-        alias="timeoutSeconds", ge=1, le=7 * 86400,
-        description="hard limit on one attempt's run time; the attempt fails when it is exceeded")] = None
-    keep_completed: Annotated[CompletedRetention | None, Field(
-        alias="keepCompleted", description="how long a succeeded job and its result stay readable")] = None
-    keep_failed: Annotated[FailedRetention | None, Field(
-        alias="keepFailed",
-        description="how long a failed job stays readable (for inspection and retry)")] = None
+    timeout_seconds: Annotated[
+        int | None,
+        Field(
+            alias="timeoutSeconds",
+            ge=1,
+            le=7 * 86400,
+            description="hard limit on one attempt's run time; the attempt fails when it is exceeded",
+        ),
+    ] = None
+    keep_completed: Annotated[
+        CompletedRetention | None,
+        Field(alias="keepCompleted", description="how long a succeeded job and its result stay readable"),
+    ] = None
+    keep_failed: Annotated[
+        FailedRetention | None,
+        Field(
+            alias="keepFailed", description="how long a failed job stays readable (for inspection and retry)"
+        ),
+    ] = None
 
 
 class RateLimit(_Model):
@@ -149,19 +190,28 @@ class RateLimit(_Model):
     (a sliding window kept in Redis by the claim script: exact across pods)."""
 
     jobs: Annotated[int, Field(ge=1, le=100000, description="most jobs started in any window")]
-    per_seconds: Annotated[float, Field(
-        alias="perSeconds", ge=0.01, le=86400, description="the window, in seconds (fractions allowed)")]
+    per_seconds: Annotated[
+        float,
+        Field(
+            alias="perSeconds", ge=0.01, le=86400, description="the window, in seconds (fractions allowed)"
+        ),
+    ]
 
 
 class KeyRateLimit(RateLimit):
     """At most ``jobs`` jobs with the same rateKey start in any ``perSeconds`` window (each key
     its own window)."""
 
-    jobs: Annotated[int, Field(ge=1, le=100000,
-                               description="most jobs of one rateKey started in any window")]
-    per_seconds: Annotated[float, Field(
-        alias="perSeconds", ge=0.01, le=86400,
-        description="each key's window, in seconds (fractions allowed)")]
+    jobs: Annotated[int, Field(ge=1, le=100000, description="most jobs of one rateKey started in any window")]
+    per_seconds: Annotated[
+        float,
+        Field(
+            alias="perSeconds",
+            ge=0.01,
+            le=86400,
+            description="each key's window, in seconds (fractions allowed)",
+        ),
+    ]
 
 
 class EffectiveJobOptions(_Model):
@@ -194,8 +244,13 @@ def resolve(*layers: JobOptions | None) -> EffectiveJobOptions:
             keep_completed = layer.keep_completed.age_seconds
         if layer.keep_failed is not None:
             keep_failed = layer.keep_failed.age_seconds
-    return EffectiveJobOptions(attempts=attempts, backoff=backoff, timeout_seconds=timeout,
-                               keep_completed_seconds=keep_completed, keep_failed_seconds=keep_failed)
+    return EffectiveJobOptions(
+        attempts=attempts,
+        backoff=backoff,
+        timeout_seconds=timeout,
+        keep_completed_seconds=keep_completed,
+        keep_failed_seconds=keep_failed,
+    )
 
 
 class QueueSettings(_Model):
@@ -206,15 +261,21 @@ class QueueSettings(_Model):
     jobqueue: str | None = Field(default=None, description="name of the JobQueue object")
     priority: int = Field(default=3, ge=1, le=5)
     concurrency: int | None = Field(
-        default=None, ge=1,
+        default=None,
+        ge=1,
         description="most jobs of the queue running at once over all workers (the claim script "
-                    "enforces it); None: no queue-wide limit")
+        "enforces it); None: no queue-wide limit",
+    )
     rate_limit: RateLimit | None = Field(
-        default=None, alias="rateLimit",
-        description="most jobs started per window over all workers (the claim script enforces it)")
+        default=None,
+        alias="rateLimit",
+        description="most jobs started per window over all workers (the claim script enforces it)",
+    )
     key_rate_limit: KeyRateLimit | None = Field(
-        default=None, alias="keyRateLimit",
-        description="most jobs of one rateKey started per window (each key its own window)")
+        default=None,
+        alias="keyRateLimit",
+        description="most jobs of one rateKey started per window (each key its own window)",
+    )
     imports: tuple[str, ...] = ()
     job_defaults: JobOptions = Field(default_factory=JobOptions, alias="jobDefaults")
     suspend: bool = False

@@ -94,9 +94,19 @@ def _empty(queue: str, packed: str) -> QueueStats:
     """The stats of a queue with no key at all, from its short reply: "last_activity[,1]"."""
     activity, _, paused = packed.partition(",")
     return QueueStats(
-        queue=queue, queued=0, queued_by_priority=dict.fromkeys(PRIORITY_LEVELS, 0), scheduled=0,
-        scheduled_due=0, running=0, lost=0, failed=0, finished=0, oldest_queued_seconds=0.0,
-        last_activity_at=float(activity) if activity else None, paused=paused == "1")
+        queue=queue,
+        queued=0,
+        queued_by_priority=dict.fromkeys(PRIORITY_LEVELS, 0),
+        scheduled=0,
+        scheduled_due=0,
+        running=0,
+        lost=0,
+        failed=0,
+        finished=0,
+        oldest_queued_seconds=0.0,
+        last_activity_at=float(activity) if activity else None,
+        paused=paused == "1",
+    )
 
 
 def snapshot(

@@ -468,8 +468,12 @@ class Worker:
         if run is None:
             return  # already failed at its deadline
         if run.cancel_asked:  # [cancel] ended after the request
-            self._canceled(run, "its task was cancelled" if run.cancelled else
-                           "it ended after it was asked to stop (current_job().cancel_requested)")
+            self._canceled(
+                run,
+                "its task was cancelled"
+                if run.cancelled
+                else "it ended after it was asked to stop (current_job().cancel_requested)",
+            )
             return
         if run.cancelled:  # ended (caught the cancellation, then returned) after its deadline
             self._timed_out(run, retryable=True)
@@ -602,8 +606,9 @@ class Worker:
                 now = time.time()
                 self._ack(job, "cancel", now, now, job.keep_failed, reason="stopped before it started")
                 return
-        seq, run = next(((s, r) for s, r in self.running.items() if (r.job.id, r.job.exec) == (job_id, ex)),
-                        (0, None))
+        seq, run = next(
+            ((s, r) for s, r in self.running.items() if (r.job.id, r.job.exec) == (job_id, ex)), (0, None)
+        )
         if run is None or run.cancel_asked:
             return  # ended already (its outcome is on its way: the script honours the cancel), or asked twice
         run.cancel_asked = True
@@ -643,12 +648,16 @@ class Worker:
 
     def _timed_out(self, run: Running, *, retryable: bool) -> None:
         if run.cancel_asked:  # [cancel] it did not stop when asked: recorded as canceled, never retried
-            self._canceled(run, {
-                "thread": f"it did not stop by its timeout of {run.job.timeout:g} s and was abandoned "
-                          "(threads cannot be killed; it may still run in the background)",
-                "async": f"it caught the CancelledError and still runs {CANCEL_GRACE_SECONDS:g} s later "
-                         "(left to run in the background)",
-                "process": "its process was killed"}[self.cfg.mode])
+            self._canceled(
+                run,
+                {
+                    "thread": f"it did not stop by its timeout of {run.job.timeout:g} s and was abandoned "
+                    "(threads cannot be killed; it may still run in the background)",
+                    "async": f"it caught the CancelledError and still runs {CANCEL_GRACE_SECONDS:g} s later "
+                    "(left to run in the background)",
+                    "process": "its process was killed",
+                }[self.cfg.mode],
+            )
             return
         how = {
             "process": "its process was killed",
@@ -920,8 +929,12 @@ class Worker:
                 isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 86400 * 366
                 for v in value
             )
-            found = [float(v) for v in value] if ok and value else (
-                f"field retry_intervals is {raw[:80]!r}, not a JSON list of seconds (RQ's Retry intervals)"
+            found = (
+                [float(v) for v in value]
+                if ok and value
+                else (
+                    f"field retry_intervals is {raw[:80]!r}, not a JSON list of seconds (RQ's Retry intervals)"
+                )
             )
         else:
             try:

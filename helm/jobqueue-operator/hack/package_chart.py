@@ -24,8 +24,12 @@ def package(helm: str, destination: Path) -> Path:
     """The chart's archive in ``destination``, after ``helm lint`` passed (strict: warnings fail)."""
     subprocess.run([helm, "lint", "--strict", str(CHART)], check=True, capture_output=True, text=True)
     destination.mkdir(parents=True, exist_ok=True)
-    subprocess.run([helm, "package", str(CHART), "--destination", str(destination)], check=True,
-                   capture_output=True, text=True)
+    subprocess.run(
+        [helm, "package", str(CHART), "--destination", str(destination)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
     return destination / f"{meta['name']}-{meta['version']}.tgz"
 
@@ -50,8 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         built = images.Store().lookup(spec.ref)
         image = built.archive if built else "<run `make image` first>"
         copies.append(f"  skopeo copy oci-archive:{image} docker://$REGISTRY/{spec.ref.split('/', 1)[1]}")
-    print(f"{archive}\n\nTo your registry (REGISTRY=registry.example.com/jobqueue):\n"
-          f"  helm push {archive} oci://$REGISTRY/charts\n" + "\n".join(copies))
+    print(
+        f"{archive}\n\nTo your registry (REGISTRY=registry.example.com/jobqueue):\n"
+        f"  helm push {archive} oci://$REGISTRY/charts\n" + "\n".join(copies)
+    )
     return 0
 
 

@@ -65,9 +65,20 @@ def find_helm(explicit: str | None) -> str:
 
 def render(helm: str) -> str:
     out = subprocess.run(
-        [helm, "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--skip-tests",
-         "--kube-version", KUBE_VERSION],
-        check=True, capture_output=True, text=True,
+        [
+            helm,
+            "template",
+            RELEASE,
+            str(CHART),
+            "--namespace",
+            NAMESPACE,
+            "--skip-tests",
+            "--kube-version",
+            KUBE_VERSION,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return HEADER + out
 

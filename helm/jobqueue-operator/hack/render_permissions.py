@@ -30,9 +30,11 @@ RELEASE = "jobqueue-operator"
 WATCHED = "team-a"
 NOTIFICATION_SECRETS = "notification-webhook"
 #: (object kind, name suffix after the full name) -> the scope the table names
-SCOPES = {("Role", ""): "each watched namespace (all: a ClusterRole)",
-          ("ClusterRole", "-discovery"): "cluster",
-          ("Role", "-leader-election"): "release namespace"}
+SCOPES = {
+    ("Role", ""): "each watched namespace (all: a ClusterRole)",
+    ("ClusterRole", "-discovery"): "cluster",
+    ("Role", "-leader-election"): "release namespace",
+}
 
 
 def rules_with_reasons(document: str) -> list[tuple[dict[str, Any], str]]:
@@ -54,10 +56,22 @@ def rules_with_reasons(document: str) -> list[tuple[dict[str, Any], str]]:
 
 def table(helm: str) -> str:
     rendered = subprocess.run(
-        [helm, "template", RELEASE, str(CHART), "--namespace", "jobqueue-system",
-         "--set", f"watchNamespaces={{{WATCHED}}}",
-         "--set", f"rbac.notificationSecretNames={{{NOTIFICATION_SECRETS}}}"],
-        check=True, capture_output=True, text=True).stdout
+        [
+            helm,
+            "template",
+            RELEASE,
+            str(CHART),
+            "--namespace",
+            "jobqueue-system",
+            "--set",
+            f"watchNamespaces={{{WATCHED}}}",
+            "--set",
+            f"rbac.notificationSecretNames={{{NOTIFICATION_SECRETS}}}",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     rows = []
     for document in rendered.split("\n---\n"):
         body = yaml.safe_load(document) or {}
@@ -72,18 +86,28 @@ def table(helm: str) -> str:
             continue  # the users' aggregated roles and the admin API's: not the operator's
         for rule, why in rules_with_reasons(document):
             if not why:
-                raise SystemExit(f"{body['kind']} {meta['name']}: a rule without a `#` comment saying why "
-                                 f"({rule}); add one above it in the template")
+                raise SystemExit(
+                    f"{body['kind']} {meta['name']}: a rule without a `#` comment saying why "
+                    f"({rule}); add one above it in the template"
+                )
             names = ", ".join(f"`{n}`" for n in rule.get("resourceNames", [])) or "any"
-            rows.append("| {} | {} | {} | {} | {} | {} |".format(
-                ", ".join(f"`{g}`" if g else '`""` (core)' for g in rule["apiGroups"]),
-                ", ".join(f"`{r}`" for r in rule["resources"]), names, ", ".join(rule["verbs"]), scope,
-                re.sub(r"\s+", " ", why).replace("|", "\\|")))
+            rows.append(
+                "| {} | {} | {} | {} | {} | {} |".format(
+                    ", ".join(f"`{g}`" if g else '`""` (core)' for g in rule["apiGroups"]),
+                    ", ".join(f"`{r}`" for r in rule["resources"]),
+                    names,
+                    ", ".join(rule["verbs"]),
+                    scope,
+                    re.sub(r"\s+", " ", why).replace("|", "\\|"),
+                )
+            )
     head = ["| API group | resources | names | verbs | where | why |", "|---|---|---|---|---|---|"]
-    note = (f"\nGenerated from the chart's RBAC by `hack/render_permissions.py` (`make generate`), rendered "
-            f"with `watchNamespaces: [{WATCHED}]` and `rbac.notificationSecretNames: "
-            f"[{NOTIFICATION_SECRETS}]`; `jobqueue-redis` is `rbac.redisSecretNames`' default. "
-            f"`rbac.extraRules` adds yours.\n")
+    note = (
+        f"\nGenerated from the chart's RBAC by `hack/render_permissions.py` (`make generate`), rendered "
+        f"with `watchNamespaces: [{WATCHED}]` and `rbac.notificationSecretNames: "
+        f"[{NOTIFICATION_SECRETS}]`; `jobqueue-redis` is `rbac.redisSecretNames`' default. "
+        f"`rbac.extraRules` adds yours.\n"
+    )
     return "\n".join([*head, *rows]) + "\n" + note
 
 

@@ -92,7 +92,7 @@ def _description(block: list[str]) -> tuple[str, str | None] | None:
     starts = [i for i, text in enumerate(block) if text.lstrip().startswith("--")]
     if not starts:
         return None
-    lines = [block[starts[-1]].lstrip()[2:].strip()] + [t.strip() for t in block[starts[-1] + 1:]]
+    lines = [block[starts[-1]].lstrip()[2:].strip()] + [t.strip() for t in block[starts[-1] + 1 :]]
     default = None
     kept = []
     for text in lines:

@@ -96,7 +96,7 @@ def cronjob_name(recurringjob: str) -> str:
     if len(recurringjob) <= MAX_CRONJOB_NAME:
         return recurringjob
     digest = hashlib.sha256(recurringjob.encode()).hexdigest()[:_HASH_LENGTH]
-    return f"{recurringjob[:MAX_CRONJOB_NAME - _HASH_LENGTH - 1].rstrip('-.')}-{digest}"
+    return f"{recurringjob[: MAX_CRONJOB_NAME - _HASH_LENGTH - 1].rstrip('-.')}-{digest}"
 
 
 def job_id(namespace: str, job_name: str) -> str:
@@ -152,8 +152,16 @@ def enqueue_command(*, namespace: str, spec: models.RecurringJobSpec, queue_name
     return [*map(_literal, command), "--job-id", _literal(job_id(namespace, "")) + f"$({JOB_NAME_ENV})"]
 
 
-def build(*, namespace: str, name: str, uid: str, spec: models.RecurringJobSpec, queue: QueueTarget,
-          defaults: deployment.WorkerDefaults, suspend: bool = False) -> dict[str, Any]:
+def build(
+    *,
+    namespace: str,
+    name: str,
+    uid: str,
+    spec: models.RecurringJobSpec,
+    queue: QueueTarget,
+    defaults: deployment.WorkerDefaults,
+    suspend: bool = False,
+) -> dict[str, Any]:
     """The apply body of RecurringJob ``namespace/name``'s CronJob; ``suspend`` suspends it
     whatever the spec says (the operator does that while the target queue is missing)."""
     worker = queue.spec.worker
@@ -162,29 +170,37 @@ def build(*, namespace: str, name: str, uid: str, spec: models.RecurringJobSpec,
     env = [
         # the same JOBQUEUE_REDIS_URL (and POD_NAME/POD_NAMESPACE) as the queue's workers
         *deployment.operator_env(queue.spec, defaults, jobqueue=queue.name),
-        {"name": JOB_NAME_ENV, "valueFrom": {"fieldRef": {
-            "apiVersion": "v1", "fieldPath": f"metadata.labels['{JOB_NAME_LABEL}']"}}},
+        {
+            "name": JOB_NAME_ENV,
+            "valueFrom": {
+                "fieldRef": {"apiVersion": "v1", "fieldPath": f"metadata.labels['{JOB_NAME_LABEL}']"}
+            },
+        },
     ]
-    container = _drop_none({
-        "name": CONTAINER,
-        "image": worker.image,
-        "imagePullPolicy": worker.image_pull_policy or defaults.image_pull_policy,
-        "command": enqueue_command(namespace=namespace, spec=spec, queue_name=queue.queue_name),
-        "env": env,
-        "resources": RESOURCES,
-        "securityContext": deployment.container_security(),
-    })
-    pod_spec = _drop_none({
-        "restartPolicy": "Never",
-        "containers": [container],
-        "securityContext": deployment.pod_security(worker),
-        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        # the workers' identity: registry credentials attached to their ServiceAccount apply
-        "serviceAccountName": worker.service_account_name,
-        "imagePullSecrets": [s.model_dump() for s in worker.image_pull_secrets or []] or None,
-    })
+    container = _drop_none(
+        {
+            "name": CONTAINER,
+            "image": worker.image,
+            "imagePullPolicy": worker.image_pull_policy or defaults.image_pull_policy,
+            "command": enqueue_command(namespace=namespace, spec=spec, queue_name=queue.queue_name),
+            "env": env,
+            "resources": RESOURCES,
+            "securityContext": deployment.container_security(),
+        }
+    )
+    pod_spec = _drop_none(
+        {
+            "restartPolicy": "Never",
+            "containers": [container],
+            "securityContext": deployment.pod_security(worker),
+            "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            # the workers' identity: registry credentials attached to their ServiceAccount apply
+            "serviceAccountName": worker.service_account_name,
+            "imagePullSecrets": [s.model_dump() for s in worker.image_pull_secrets or []] or None,
+        }
+    )
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
@@ -195,30 +211,42 @@ def build(*, namespace: str, name: str, uid: str, spec: models.RecurringJobSpec,
             "annotations": dict(annotations),
             "ownerReferences": [names.owner_reference(kind=models.RECURRINGJOB_KIND, name=name, uid=uid)],
         },
-        "spec": _drop_none({
-            "schedule": spec.schedule,
-            "timeZone": spec.time_zone,
-            "suspend": spec.suspend or suspend,
-            "concurrencyPolicy": spec.concurrency_policy,
-            "startingDeadlineSeconds": spec.starting_deadline_seconds,
-            "successfulJobsHistoryLimit": spec.successful_jobs_history_limit,
-            "failedJobsHistoryLimit": spec.failed_jobs_history_limit,
-            "jobTemplate": {
-                "metadata": {"labels": dict(job_labels), "annotations": dict(annotations)},
-                "spec": {
-                    "backoffLimit": BACKOFF_LIMIT,
-                    "activeDeadlineSeconds": ACTIVE_DEADLINE_SECONDS,
-                    "podFailurePolicy": {"rules": [
-                        {"action": "FailJob", "onExitCodes": {
-                            "containerName": CONTAINER, "operator": "In", "values": [USAGE_EXIT_CODE]}},
-                        # an evicted or preempted pod is not the enqueue's fault: retry it freely
-                        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
-                    ]},
-                    "template": {"metadata": {"labels": dict(job_labels), "annotations": dict(annotations)},
-                                 "spec": pod_spec},
+        "spec": _drop_none(
+            {
+                "schedule": spec.schedule,
+                "timeZone": spec.time_zone,
+                "suspend": spec.suspend or suspend,
+                "concurrencyPolicy": spec.concurrency_policy,
+                "startingDeadlineSeconds": spec.starting_deadline_seconds,
+                "successfulJobsHistoryLimit": spec.successful_jobs_history_limit,
+                "failedJobsHistoryLimit": spec.failed_jobs_history_limit,
+                "jobTemplate": {
+                    "metadata": {"labels": dict(job_labels), "annotations": dict(annotations)},
+                    "spec": {
+                        "backoffLimit": BACKOFF_LIMIT,
+                        "activeDeadlineSeconds": ACTIVE_DEADLINE_SECONDS,
+                        "podFailurePolicy": {
+                            "rules": [
+                                {
+                                    "action": "FailJob",
+                                    "onExitCodes": {
+                                        "containerName": CONTAINER,
+                                        "operator": "In",
+                                        "values": [USAGE_EXIT_CODE],
+                                    },
+                                },
+                                # an evicted or preempted pod is not the enqueue's fault: retry it freely
+                                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                            ]
+                        },
+                        "template": {
+                            "metadata": {"labels": dict(job_labels), "annotations": dict(annotations)},
+                            "spec": pod_spec,
+                        },
+                    },
                 },
-            },
-        }),
+            }
+        ),
     }
 
 
@@ -230,8 +258,13 @@ def _drop_none(mapping: dict[str, Any]) -> dict[str, Any]:
 # Schedules
 
 _MACROS: Final = {
-    "yearly": "0 0 1 1 *", "annually": "0 0 1 1 *", "monthly": "0 0 1 * *", "weekly": "0 0 * * 0",
-    "daily": "0 0 * * *", "midnight": "0 0 * * *", "hourly": "0 * * * *",
+    "yearly": "0 0 1 1 *",
+    "annually": "0 0 1 1 *",
+    "monthly": "0 0 1 * *",
+    "weekly": "0 0 * * 0",
+    "daily": "0 0 * * *",
+    "midnight": "0 0 * * *",
+    "hourly": "0 * * * *",
 }
 
 

@@ -84,8 +84,16 @@ def priority_class(spec: models.JobQueueSpec, defaults: WorkerDefaults) -> str |
     return None
 
 
-def build(*, namespace: str, name: str, uid: str, spec: models.JobQueueSpec, queue_name: str,
-          defaults: WorkerDefaults, redis_revision: int | None = None) -> dict[str, Any]:
+def build(
+    *,
+    namespace: str,
+    name: str,
+    uid: str,
+    spec: models.JobQueueSpec,
+    queue_name: str,
+    defaults: WorkerDefaults,
+    redis_revision: int | None = None,
+) -> dict[str, Any]:
     """The apply body of JobQueue ``namespace/name``'s worker Deployment (no replicas).
     ``redis_revision``: the revision of the namespace's default-Redis Secret (for queues on
     the default Redis)."""
@@ -100,37 +108,43 @@ def build(*, namespace: str, name: str, uid: str, spec: models.JobQueueSpec, que
     }
     if spec.redis is None and defaults.default_redis and redis_revision is not None:
         pod_annotations[redissecret.REVISION_ANNOTATION] = str(redis_revision)
-    container = _drop_empty({
-        "name": CONTAINER,
-        "image": worker.image,
-        "imagePullPolicy": worker.image_pull_policy or defaults.image_pull_policy,
-        "command": worker_command(spec, queue_name),
-        # the metrics port comes from the environment, not the command line, so the dev pod
-        # runner (all pods on one host network) can give every pod its own port
-        "env": [*operator_env(spec, defaults, jobqueue=name),
+    container = _drop_empty(
+        {
+            "name": CONTAINER,
+            "image": worker.image,
+            "imagePullPolicy": worker.image_pull_policy or defaults.image_pull_policy,
+            "command": worker_command(spec, queue_name),
+            # the metrics port comes from the environment, not the command line, so the dev pod
+            # runner (all pods on one host network) can give every pod its own port
+            "env": [
+                *operator_env(spec, defaults, jobqueue=name),
                 {"name": "JOBQUEUE_METRICS_PORT", "value": str(METRICS_PORT)},
-                *(_dump_all(worker.env) or [])],
-        "envFrom": _dump_all(worker.env_from),
-        "resources": _dump(worker.resources),
-        "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
-        "securityContext": container_security(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 (an emptyDir)
-    })
-    pod_spec = _drop_empty({
-        "containers": [container],
-        "volumes": [{"name": "tmp", "emptyDir": {}}],
-        "securityContext": pod_security(worker),
-        "terminationGracePeriodSeconds": termination_grace_seconds(spec),
-        "enableServiceLinks": False,
-        "automountServiceAccountToken": worker.automount_service_account_token,
-        "serviceAccountName": worker.service_account_name,
-        "priorityClassName": priority_class(spec, defaults),
-        "nodeSelector": worker.node_selector,
-        "tolerations": _dump_all(worker.tolerations),
-        "affinity": worker.affinity,
-        "topologySpreadConstraints": worker.topology_spread_constraints,
-        "imagePullSecrets": _dump_all(worker.image_pull_secrets),
-    })
+                *(_dump_all(worker.env) or []),
+            ],
+            "envFrom": _dump_all(worker.env_from),
+            "resources": _dump(worker.resources),
+            "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
+            "securityContext": container_security(),
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 (an emptyDir)
+        }
+    )
+    pod_spec = _drop_empty(
+        {
+            "containers": [container],
+            "volumes": [{"name": "tmp", "emptyDir": {}}],
+            "securityContext": pod_security(worker),
+            "terminationGracePeriodSeconds": termination_grace_seconds(spec),
+            "enableServiceLinks": False,
+            "automountServiceAccountToken": worker.automount_service_account_token,
+            "serviceAccountName": worker.service_account_name,
+            "priorityClassName": priority_class(spec, defaults),
+            "nodeSelector": worker.node_selector,
+            "tolerations": _dump_all(worker.tolerations),
+            "affinity": worker.affinity,
+            "topologySpreadConstraints": worker.topology_spread_constraints,
+            "imagePullSecrets": _dump_all(worker.image_pull_secrets),
+        }
+    )
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -146,12 +160,13 @@ def build(*, namespace: str, name: str, uid: str, spec: models.JobQueueSpec, que
             "revisionHistoryLimit": REVISION_HISTORY_LIMIT,
             # New workers start before old ones are told to drain: a rollout never lowers
             # the queue's capacity (old pods may take up to a job timeout to leave).
-            "strategy": {"type": "RollingUpdate",
-                         "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
             "template": {
                 # user labels first: ours win, so the selector can never be broken
-                "metadata": {"labels": {**(worker.pod_labels or {}), **labels},
-                             "annotations": pod_annotations},
+                "metadata": {
+                    "labels": {**(worker.pod_labels or {}), **labels},
+                    "annotations": pod_annotations,
+                },
                 "spec": pod_spec,
             },
         },
@@ -175,17 +190,20 @@ def pod_security(worker: models.WorkerSpec) -> dict[str, Any]:
     65532 unless the queue's ``worker.securityContext`` says otherwise), the runtime's default
     seccomp profile."""
     security = worker.security_context
-    return _drop_empty({
-        "runAsNonRoot": True,
-        "runAsUser": (security and security.run_as_user) or DEFAULT_RUN_AS_USER,
-        "runAsGroup": security and security.run_as_group,
-        "fsGroup": security and security.fs_group,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    })
+    return _drop_empty(
+        {
+            "runAsNonRoot": True,
+            "runAsUser": (security and security.run_as_user) or DEFAULT_RUN_AS_USER,
+            "runAsGroup": security and security.run_as_group,
+            "fsGroup": security and security.fs_group,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+    )
 
 
-def operator_env(spec: models.JobQueueSpec, defaults: WorkerDefaults, *,
-                 jobqueue: str) -> list[dict[str, Any]]:
+def operator_env(
+    spec: models.JobQueueSpec, defaults: WorkerDefaults, *, jobqueue: str
+) -> list[dict[str, Any]]:
     """What every pod of a queue needs from the operator: its Redis URL (always by Secret
     reference) and who it is — its pod and namespace (downward API) and its JobQueue
     (``JOBQUEUE_NAME``): a worker takes jobs only from a queue whose published settings
@@ -211,8 +229,9 @@ def with_replicas(body: Mapping[str, Any], replicas: int) -> dict[str, Any]:
     return {**body, "spec": {**body["spec"], "replicas": replicas}}
 
 
-def replicas_claim(*, namespace: str, name: str, replicas: int,
-                   resource_version: str | None = None) -> dict[str, Any]:
+def replicas_claim(
+    *, namespace: str, name: str, replicas: int, resource_version: str | None = None
+) -> dict[str, Any]:
     """The apply body by which the autoscaler's field manager takes ``spec.replicas``; with
     ``resource_version``, only if the Deployment has not changed since (a precondition)."""
     meta = {"name": name, "namespace": namespace}

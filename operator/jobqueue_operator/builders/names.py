@@ -62,8 +62,7 @@ def owner_reference(*, kind: str, name: str, uid: str, controller: bool = True) 
     return ref
 
 
-def owned_by_us(child: Mapping[str, Any], *, kind: str, component: str,
-                owner_uid: str | None = None) -> bool:
+def owned_by_us(child: Mapping[str, Any], *, kind: str, component: str, owner_uid: str | None = None) -> bool:
     """Whether ``child`` (a live object) is one the operator made: it carries our
     ``managed-by`` and ``component`` labels and an owner reference to one of our ``kind`` —
     the controller reference of the object with ``owner_uid`` when that is given (a
@@ -75,7 +74,7 @@ def owned_by_us(child: Mapping[str, Any], *, kind: str, component: str,
     if labels.get(MANAGED_BY_LABEL) != MANAGED_BY or labels.get(COMPONENT_LABEL) != component:
         return False
     for ref in meta.get("ownerReferences") or []:
-        if (str(ref.get("apiVersion", "")).split("/")[0] != models.GROUP or ref.get("kind") != kind):
+        if str(ref.get("apiVersion", "")).split("/")[0] != models.GROUP or ref.get("kind") != kind:
             continue
         if owner_uid is None or (ref.get("uid") == owner_uid and ref.get("controller") is True):
             return True
@@ -84,8 +83,10 @@ def owned_by_us(child: Mapping[str, Any], *, kind: str, component: str,
 
 def name_conflict(kind: str, namespace: str, name: str, owner: str) -> str:
     """The message of a ``NameConflict``: an object of ours would take a name someone else's has."""
-    return (f"a {kind} named {name} already exists in namespace {namespace} and was not made by "
-            f"jobqueue-operator for {owner}; it is left untouched: delete or rename it, or rename {owner}")
+    return (
+        f"a {kind} named {name} already exists in namespace {namespace} and was not made by "
+        f"jobqueue-operator for {owner}; it is left untouched: delete or rename it, or rename {owner}"
+    )
 
 
 def recreates(owner: Mapping[str, Any], deleted_child: Mapping[str, Any]) -> bool:

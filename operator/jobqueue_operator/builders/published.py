@@ -13,8 +13,9 @@ from jobqueue.settings import JobOptions, QueueSettings
 from jobqueue_operator import models
 
 
-def queue_settings(*, namespace: str, name: str, generation: int | None,
-                   spec: models.JobQueueSpec) -> QueueSettings:
+def queue_settings(
+    *, namespace: str, name: str, generation: int | None, spec: models.JobQueueSpec
+) -> QueueSettings:
     return QueueSettings(
         queue_name=spec.effective_queue_name(namespace, name),
         namespace=namespace,

@@ -41,10 +41,12 @@ class CronJobSummary:
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> CronJobSummary:
         st = body.get("status") or {}
-        return cls(last_schedule_time=_parse_time(st.get("lastScheduleTime")),
-                   last_successful_time=_parse_time(st.get("lastSuccessfulTime")),
-                   active=frozenset(str(ref.get("name")) for ref in st.get("active") or []),
-                   suspended=bool((body.get("spec") or {}).get("suspend")))
+        return cls(
+            last_schedule_time=_parse_time(st.get("lastScheduleTime")),
+            last_successful_time=_parse_time(st.get("lastSuccessfulTime")),
+            active=frozenset(str(ref.get("name")) for ref in st.get("active") or []),
+            suspended=bool((body.get("spec") or {}).get("suspend")),
+        )
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,9 @@ def last_job_id(facts: Facts, namespace: str) -> str | None:
     """The job id of the latest tick, from the CronJob's ``lastScheduleTime``."""
     if facts.cronjob is None or facts.cronjob.last_schedule_time is None:
         return None
-    return cronjob.job_id(namespace, cronjob.scheduled_job_name(facts.cron_job_name,
-                                                                facts.cronjob.last_schedule_time))
+    return cronjob.job_id(
+        namespace, cronjob.scheduled_job_name(facts.cron_job_name, facts.cronjob.last_schedule_time)
+    )
 
 
 def last_job_status(facts: Facts, namespace: str) -> str | None:
@@ -118,8 +121,10 @@ def next_tick(facts: Facts, now: datetime.datetime) -> tuple[datetime.datetime |
         return None, f"cannot compute the next tick of {facts.schedule!r} in {facts.time_zone}: {e}"
 
 
-def ready_condition(facts: Facts, never: str | None,  # noqa: PLR0911 (a decision table)
-                    ) -> tuple[ConditionStatus, str, str]:
+def ready_condition(  # noqa: PLR0911 (a decision table)
+    facts: Facts,
+    never: str | None,
+) -> tuple[ConditionStatus, str, str]:
     redis = facts.redis
     if facts.problem is not None:
         return "False", *facts.problem
@@ -128,13 +133,23 @@ def ready_condition(facts: Facts, never: str | None,  # noqa: PLR0911 (a decisio
     if redis is not None and not redis.reachable:
         return "False", "RedisUnreachable", redis.message
     if redis is not None and redis.published and not redis.owned:
-        return "False", "QueueNameConflict", (
-            f"queue {facts.queue_name!r} is published by another JobQueue than the target one (see the "
-            "JobQueue's conditions): its ticks would not reach that JobQueue's workers")
+        return (
+            "False",
+            "QueueNameConflict",
+            (
+                f"queue {facts.queue_name!r} is published by another JobQueue than the target one (see the "
+                "JobQueue's conditions): its ticks would not reach that JobQueue's workers"
+            ),
+        )
     if redis is not None and not redis.published:
-        return "False", "QueueNotPublished", (
-            f"queue {facts.queue_name!r} has no published settings in its Redis (see the JobQueue's "
-            "conditions): every tick's enqueue would fail")
+        return (
+            "False",
+            "QueueNotPublished",
+            (
+                f"queue {facts.queue_name!r} has no published settings in its Redis (see the JobQueue's "
+                "conditions): every tick's enqueue would fail"
+            ),
+        )
     where = f"into queue {facts.queue_name!r} on schedule {facts.schedule!r} ({facts.time_zone})"
     if facts.suspend:
         return "True", "Suspended", f"suspended: CronJob {facts.cron_job_name} enqueues nothing"
@@ -148,8 +163,9 @@ def redis_condition(facts: Facts) -> tuple[ConditionStatus, str, str]:
     return ("True" if redis.reachable else "False"), redis.reason, redis.message
 
 
-def render(facts: Facts, namespace: str, previous: Sequence[Mapping[str, Any]] | None,
-           now: datetime.datetime) -> dict[str, Any]:
+def render(
+    facts: Facts, namespace: str, previous: Sequence[Mapping[str, Any]] | None, now: datetime.datetime
+) -> dict[str, Any]:
     """The status fields the operator owns; conditions keep their ``lastTransitionTime``
     while their status stays the same."""
     summary = facts.cronjob
@@ -164,13 +180,26 @@ def render(facts: Facts, namespace: str, previous: Sequence[Mapping[str, Any]] |
         "lastJobStatus": last_job_status(facts, namespace),
         "nextScheduleTime": _time(upcoming),
     }
-    out["conditions"] = status.conditions(ready_condition(facts, never), redis_condition(facts),
-                                          previous=previous, generation=facts.generation, now=now)
+    out["conditions"] = status.conditions(
+        ready_condition(facts, never),
+        redis_condition(facts),
+        previous=previous,
+        generation=facts.generation,
+        now=now,
+    )
     return {k: v for k, v in out.items() if v is not None}
 
 
-_FIELDS: Final = ("observedGeneration", "cronJobName", "queueName", "lastScheduleTime",
-                  "lastSuccessfulTime", "lastJobId", "lastJobStatus", "nextScheduleTime")
+_FIELDS: Final = (
+    "observedGeneration",
+    "cronJobName",
+    "queueName",
+    "lastScheduleTime",
+    "lastSuccessfulTime",
+    "lastJobId",
+    "lastJobStatus",
+    "nextScheduleTime",
+)
 
 
 def operator_fields(live: Mapping[str, Any] | None) -> dict[str, Any]:

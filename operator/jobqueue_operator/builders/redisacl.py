@@ -42,8 +42,18 @@ READ_WRITE_KEYS: Final = ("rq:*", "jobqueue:[^s]*", "jobqueue:signal:*")
 READ_ONLY_KEYS: Final = ("jobqueue:settings*",)
 #: Commands a namespace may not run, beyond the administrative and dangerous categories:
 #: everything that reaches another database or the whole server.
-DENIED_COMMANDS: Final = ("move", "copy", "function", "fcall", "fcall_ro", "script|flush",
-                          "script|kill", "client|tracking", "pubsub", "select")
+DENIED_COMMANDS: Final = (
+    "move",
+    "copy",
+    "function",
+    "fcall",
+    "fcall_ro",
+    "script|flush",
+    "script|kill",
+    "client|tracking",
+    "pubsub",
+    "select",
+)
 
 
 def user_name(namespace: str) -> str:
@@ -59,12 +69,19 @@ def rules(database: int, password: str) -> list[str]:
     """``ACL SETUSER`` arguments for a namespace confined to ``database`` (replacing whatever
     the user had: ``reset`` first; connections already open stay open)."""
     return [
-        "reset", "on", f"#{password_hash(password)}",
-        *(f"~{k}" for k in READ_WRITE_KEYS), *(f"%R~{k}" for k in READ_ONLY_KEYS),
+        "reset",
+        "on",
+        f"#{password_hash(password)}",
+        *(f"~{k}" for k in READ_WRITE_KEYS),
+        *(f"%R~{k}" for k in READ_ONLY_KEYS),
         "resetchannels",
         # RQ producers ask INFO for the server version; it shows figures, no keys or values
-        "+@all", "-@admin", "-@dangerous", "+info",
-        *(f"-{c}" for c in DENIED_COMMANDS), f"+select|{database}",
+        "+@all",
+        "-@admin",
+        "-@dangerous",
+        "+info",
+        *(f"-{c}" for c in DENIED_COMMANDS),
+        f"+select|{database}",
     ]
 
 
@@ -98,10 +115,12 @@ def tenant_url(admin_url: str, namespace: str, password: str, database: int) -> 
     credentials = f"{user_name(namespace)}:{urllib.parse.quote(password, safe='')}"
     query = ""
     if _is_sentinel(parts):
-        query = urllib.parse.urlencode([(k, v) for k, v in urllib.parse.parse_qsl(parts.query)
-                                        if k.startswith("sentinel_")])
-    return urllib.parse.urlunsplit((parts.scheme, f"{credentials}@{_servers(parts)}", _path(parts, database),
-                                    query, ""))
+        query = urllib.parse.urlencode(
+            [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k.startswith("sentinel_")]
+        )
+    return urllib.parse.urlunsplit(
+        (parts.scheme, f"{credentials}@{_servers(parts)}", _path(parts, database), query, "")
+    )
 
 
 def operator_url(admin_url: str, database: int) -> str:

@@ -72,10 +72,13 @@ class Live:
             revision = int((meta.get("annotations") or {}).get(REVISION_ANNOTATION, 0))
         except ValueError:
             revision = 0
-        return cls(ours=names.owned_by_us(secret, kind=models.JOBQUEUE_KIND, component=COMPONENT),
-                   url=_decode((secret.get("data") or {}).get(URL_KEY)), revision=revision,
-                   owners=frozenset(str(r.get("uid")) for r in meta.get("ownerReferences") or []),
-                   uid=str(meta.get("uid", "")))
+        return cls(
+            ours=names.owned_by_us(secret, kind=models.JOBQUEUE_KIND, component=COMPONENT),
+            url=_decode((secret.get("data") or {}).get(URL_KEY)),
+            revision=revision,
+            owners=frozenset(str(r.get("uid")) for r in meta.get("ownerReferences") or []),
+            uid=str(meta.get("uid", "")),
+        )
 
 
 def revision(live: Live | None, url: str, *, known: int = 0) -> int:
@@ -104,8 +107,10 @@ def build(*, namespace: str, url: str, revision: int, owners: Iterable[Owner]) -
             },
             "annotations": {REVISION_ANNOTATION: str(revision)},
             # sorted: the same owners always give the same body (a no-op apply)
-            "ownerReferences": [names.owner_reference(kind=models.JOBQUEUE_KIND, name=o.name, uid=o.uid,
-                                                      controller=False) for o in sorted(set(owners))],
+            "ownerReferences": [
+                names.owner_reference(kind=models.JOBQUEUE_KIND, name=o.name, uid=o.uid, controller=False)
+                for o in sorted(set(owners))
+            ],
         },
         "type": "Opaque",
         # `data`, not `stringData`: the API server stores only `data`, so an apply of

@@ -38,8 +38,17 @@ READY: Final = "Ready"
 REDIS_REACHABLE: Final = "RedisReachable"
 #: Ready reasons that get no Kubernetes Event of their own: normal operation, or a problem
 #: the RedisReachable condition already reports.
-QUIET_REASONS: Final = frozenset({"WorkersReady", "ScaledToZero", "ScalingUp", "RollingOut",
-                                  "WorkersStarting", "Suspended", "RedisUnreachable"})
+QUIET_REASONS: Final = frozenset(
+    {
+        "WorkersReady",
+        "ScaledToZero",
+        "ScalingUp",
+        "RollingOut",
+        "WorkersStarting",
+        "Suspended",
+        "RedisUnreachable",
+    }
+)
 
 #: Condition messages quote API and Redis errors; keep the status (and `kubectl describe`) small.
 MESSAGE_LIMIT: Final = 2048
@@ -68,8 +77,12 @@ class DeploymentSummary:
         for cond in status.get("conditions") or []:
             if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
                 problem, message = "PodsRejected", str(cond.get("message", ""))
-            elif (cond.get("type") == "Progressing" and cond.get("status") == "False"
-                  and cond.get("reason") == "ProgressDeadlineExceeded" and problem is None):
+            elif (
+                cond.get("type") == "Progressing"
+                and cond.get("status") == "False"
+                and cond.get("reason") == "ProgressDeadlineExceeded"
+                and problem is None
+            ):
                 problem, message = "RolloutStuck", str(cond.get("message", ""))
         return cls(
             desired=int(spec.get("replicas", 1)),
@@ -93,8 +106,9 @@ class Publication:
 
     @classmethod
     def ok(cls, queue_name: str, generation: int | None) -> Publication:
-        return cls(True, True, "Published",
-                   f"settings of queue {queue_name!r} published (generation {generation})")
+        return cls(
+            True, True, "Published", f"settings of queue {queue_name!r} published (generation {generation})"
+        )
 
     @classmethod
     def unreachable(cls, reason: str, message: str) -> Publication:
@@ -163,25 +177,39 @@ def redis_condition(inputs: Inputs) -> tuple[ConditionStatus, str, str]:
     return ("True" if pub.reachable else "False"), ("Reachable" if pub.reachable else pub.reason), pub.message
 
 
-def render(inputs: Inputs, previous: Sequence[Mapping[str, Any]] | None,
-           now: datetime.datetime) -> dict[str, Any]:
+def render(
+    inputs: Inputs, previous: Sequence[Mapping[str, Any]] | None, now: datetime.datetime
+) -> dict[str, Any]:
     """The operator-owned status fields for ``inputs``; ``previous`` conditions keep their
     ``lastTransitionTime`` while their status stays the same."""
     dep = inputs.deployment
     status: dict[str, Any] = {"observedGeneration": inputs.generation, "queueName": inputs.queue_name}
     if dep is not None:
-        status |= {"replicas": dep.replicas, "readyReplicas": dep.ready,
-                   "workers": f"{dep.ready}/{dep.desired}"}
+        status |= {
+            "replicas": dep.replicas,
+            "readyReplicas": dep.ready,
+            "workers": f"{dep.ready}/{dep.desired}",
+        }
     else:
         status |= {"replicas": 0, "readyReplicas": 0, "workers": "0/0"}
-    status["conditions"] = conditions(ready_condition(inputs), redis_condition(inputs), previous=previous,
-                                      generation=inputs.generation, now=now)
+    status["conditions"] = conditions(
+        ready_condition(inputs),
+        redis_condition(inputs),
+        previous=previous,
+        generation=inputs.generation,
+        now=now,
+    )
     return {k: v for k, v in status.items() if v is not None}
 
 
-def conditions(ready: tuple[ConditionStatus, str, str], redis: tuple[ConditionStatus, str, str], *,
-               previous: Sequence[Mapping[str, Any]] | None, generation: int | None,
-               now: datetime.datetime) -> list[dict[str, Any]]:
+def conditions(
+    ready: tuple[ConditionStatus, str, str],
+    redis: tuple[ConditionStatus, str, str],
+    *,
+    previous: Sequence[Mapping[str, Any]] | None,
+    generation: int | None,
+    now: datetime.datetime,
+) -> list[dict[str, Any]]:
     """The ``Ready`` and ``RedisReachable`` conditions from their (status, reason, message);
     each of ``previous`` keeps its ``lastTransitionTime`` while its status stays the same."""
     before = {c.get("type"): c for c in previous or []}
@@ -189,13 +217,22 @@ def conditions(ready: tuple[ConditionStatus, str, str], redis: tuple[ConditionSt
     for type_, (state, reason, message) in ((READY, ready), (REDIS_REACHABLE, redis)):
         old = before.get(type_)
         since = old.get("lastTransitionTime") if old and old.get("status") == state else None
-        out.append({"type": type_, "status": state, "reason": reason, "message": message[:MESSAGE_LIMIT],
-                    "lastTransitionTime": since or timestamp(now), "observedGeneration": generation})
+        out.append(
+            {
+                "type": type_,
+                "status": state,
+                "reason": reason,
+                "message": message[:MESSAGE_LIMIT],
+                "lastTransitionTime": since or timestamp(now),
+                "observedGeneration": generation,
+            }
+        )
     return out
 
 
-def transitions(before: Sequence[Mapping[str, Any]] | None,
-                after: Sequence[Mapping[str, Any]]) -> list[Transition]:
+def transitions(
+    before: Sequence[Mapping[str, Any]] | None, after: Sequence[Mapping[str, Any]]
+) -> list[Transition]:
     """Events for condition changes: problems (Warning) and recoveries from them (Normal)."""
     old = {c.get("type"): c for c in before or []}
     events: list[Transition] = []
@@ -212,8 +249,12 @@ def transitions(before: Sequence[Mapping[str, Any]] | None,
         elif cond["type"] == READY:
             if cond["status"] == "False" and cond["reason"] not in QUIET_REASONS:
                 events.append(Transition("Warning", cond["reason"], cond["message"]))
-            elif (cond["status"] == "True" and prev is not None and prev.get("status") == "False"
-                  and prev.get("reason") not in QUIET_REASONS):
+            elif (
+                cond["status"] == "True"
+                and prev is not None
+                and prev.get("status") == "False"
+                and prev.get("reason") not in QUIET_REASONS
+            ):
                 events.append(Transition("Normal", "Ready", cond["message"]))
     return events
 

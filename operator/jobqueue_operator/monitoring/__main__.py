@@ -15,15 +15,19 @@ from jobqueue_operator.monitoring import generate
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=generate.COMMAND, description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=Path.cwd(),
-                        help="the repository root (default: the current directory)")
-    parser.add_argument("--check", action="store_true",
-                        help="do not write; fail when a generated file is out of date")
+    parser.add_argument(
+        "--root", type=Path, default=Path.cwd(), help="the repository root (default: the current directory)"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="do not write; fail when a generated file is out of date"
+    )
     args = parser.parse_args(argv)
     root: Path = args.root
     if not (root / "helm" / "jobqueue-operator" / "Chart.yaml").exists():
-        parser.error(f"{root} is not the repository root (no helm/jobqueue-operator/Chart.yaml); "
-                     "run from there or pass --root")
+        parser.error(
+            f"{root} is not the repository root (no helm/jobqueue-operator/Chart.yaml); "
+            "run from there or pass --root"
+        )
     if args.check:
         stale = generate.drift(root)
         for rel in stale:

@@ -127,9 +127,7 @@ def workers_not_ready() -> Alert:
     return Alert(
         name="JobQueueWorkersNotReady",
         expr=(
-            f"max by ({QUEUE_KEYS}) ({m.DESIRED_REPLICAS})\n"
-            f">\n"
-            f"max by ({QUEUE_KEYS}) ({m.READY_REPLICAS})\n"
+            f"max by ({QUEUE_KEYS}) ({m.DESIRED_REPLICAS})\n>\nmax by ({QUEUE_KEYS}) ({m.READY_REPLICAS})\n"
         ),
         for_=t["for_"],
         severity="warning",

@@ -31,8 +31,9 @@ def query(expr: str, legend: str, ref_id: str = "A") -> prometheus.Dataquery:
     return prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(ref_id)
 
 
-def _ts(title: str, description: str, unit: str, *targets: prometheus.Dataquery,
-        width: int = 12) -> timeseries.Panel:
+def _ts(
+    title: str, description: str, unit: str, *targets: prometheus.Dataquery, width: int = 12
+) -> timeseries.Panel:
     panel = (
         timeseries.Panel()
         .title(title)
@@ -42,10 +43,12 @@ def _ts(title: str, description: str, unit: str, *targets: prometheus.Dataquery,
         .min(0)
         .span(width)
         .height(8)
-        .legend(common_builders.VizLegendOptions()
-                .display_mode(common.LegendDisplayMode.LIST)
-                .placement(common.LegendPlacement.BOTTOM)
-                .show_legend(True))
+        .legend(
+            common_builders.VizLegendOptions()
+            .display_mode(common.LegendDisplayMode.LIST)
+            .placement(common.LegendPlacement.BOTTOM)
+            .show_legend(True)
+        )
         .tooltip(common_builders.VizTooltipOptions().mode(common.TooltipDisplayMode.MULTI))
     )
     for letter, target in zip("ABCDEFGH", targets, strict=False):
@@ -69,25 +72,29 @@ def _stat(title: str, description: str, unit: str, expr: str, legend: str) -> st
 
 def _threshold_line(panel: timeseries.Panel, value: float) -> timeseries.Panel:
     """Draw an alert threshold as a dashed red line."""
-    return (
-        panel.thresholds(dashboard.ThresholdsConfig()
-                         .mode(models.ThresholdsMode.ABSOLUTE)
-                         .steps([models.Threshold(value=None, color="green"),
-                                 models.Threshold(value=value, color="red")]))
-        .thresholds_style(common_builders.GraphThresholdsStyleConfig()
-                          .mode(common.GraphThresholdsStyleMode.DASHED))
+    return panel.thresholds(
+        dashboard.ThresholdsConfig()
+        .mode(models.ThresholdsMode.ABSOLUTE)
+        .steps([models.Threshold(value=None, color="green"), models.Threshold(value=value, color="red")])
+    ).thresholds_style(
+        common_builders.GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.DASHED)
     )
 
 
 def _bars(panel: timeseries.Panel) -> timeseries.Panel:
-    return (panel.draw_style(common.GraphDrawStyle.BARS).fill_opacity(80)
-            .stacking(common_builders.StackingConfig().mode(common.StackingMode.NORMAL)))
+    return (
+        panel.draw_style(common.GraphDrawStyle.BARS)
+        .fill_opacity(80)
+        .stacking(common_builders.StackingConfig().mode(common.StackingMode.NORMAL))
+    )
 
 
 def _quantiles(histogram: str) -> list[prometheus.Dataquery]:
     return [
-        query(f"histogram_quantile({q}, sum by (queue, le) "
-              f"(rate({histogram}_bucket{{{SEL}}}[{RATE}])))", f"{{{{queue}}}} p{round(q * 100)}")
+        query(
+            f"histogram_quantile({q}, sum by (queue, le) (rate({histogram}_bucket{{{SEL}}}[{RATE}])))",
+            f"{{{{queue}}}} p{round(q * 100)}",
+        )
         for q in QUANTILES
     ]
 
@@ -96,23 +103,43 @@ def _quantiles(histogram: str) -> list[prometheus.Dataquery]:
 
 
 def queued_now() -> stat.Panel:
-    return _stat("Queued", "Jobs waiting in the selected queues.", "short",
-                 f'sum({m.QUEUE_JOBS}{{{SEL}, state="queued"}})', "queued")
+    return _stat(
+        "Queued",
+        "Jobs waiting in the selected queues.",
+        "short",
+        f'sum({m.QUEUE_JOBS}{{{SEL}, state="queued"}})',
+        "queued",
+    )
 
 
 def running_now() -> stat.Panel:
-    return _stat("Running", "Jobs being run right now.", "short",
-                 f'sum({m.QUEUE_JOBS}{{{SEL}, state="running"}})', "running")
+    return _stat(
+        "Running",
+        "Jobs being run right now.",
+        "short",
+        f'sum({m.QUEUE_JOBS}{{{SEL}, state="running"}})',
+        "running",
+    )
 
 
 def oldest_now() -> stat.Panel:
-    return _stat("Oldest queued job", "Age of the oldest waiting job, any selected queue.", "s",
-                 f"max({m.QUEUE_OLDEST_JOB_AGE_SECONDS}{{{SEL}}})", "oldest")
+    return _stat(
+        "Oldest queued job",
+        "Age of the oldest waiting job, any selected queue.",
+        "s",
+        f"max({m.QUEUE_OLDEST_JOB_AGE_SECONDS}{{{SEL}}})",
+        "oldest",
+    )
 
 
 def ready_workers_now() -> stat.Panel:
-    return _stat("Ready worker pods", "Ready worker pods of the selected queues.", "short",
-                 f"sum({m.READY_REPLICAS}{{{SEL}}})", "ready")
+    return _stat(
+        "Ready worker pods",
+        "Ready worker pods of the selected queues.",
+        "short",
+        f"sum({m.READY_REPLICAS}{{{SEL}}})",
+        "ready",
+    )
 
 
 # --- backlog ----------------------------------------------------------------------------
@@ -130,12 +157,15 @@ def depth_by_state() -> timeseries.Panel:
 
 def oldest_job_age() -> timeseries.Panel:
     limit = config.CONFIG["thresholds"]["oldest_job_too_old"]["max_age_seconds"]
-    return _threshold_line(_ts(
-        "Oldest queued job age",
-        f"How long the oldest waiting job has waited; the dashed line is the alert threshold ({limit} s).",
-        "s",
-        query(f"max by (queue) ({m.QUEUE_OLDEST_JOB_AGE_SECONDS}{{{SEL}}})", "{{queue}}"),
-    ), limit)
+    return _threshold_line(
+        _ts(
+            "Oldest queued job age",
+            f"How long the oldest waiting job has waited; the dashed line is the alert threshold ({limit} s).",
+            "s",
+            query(f"max by (queue) ({m.QUEUE_OLDEST_JOB_AGE_SECONDS}{{{SEL}}})", "{{queue}}"),
+        ),
+        limit,
+    )
 
 
 # --- throughput and errors --------------------------------------------------------------
@@ -166,31 +196,44 @@ def failures_and_retries() -> timeseries.Panel:
 
 
 def exhausted_and_notified() -> timeseries.Panel:
-    return _bars(_ts(
-        "Failed for good, and notifications",
-        "Jobs that failed with no attempt left, every cause (the operator's count, from the "
-        "failure stream), and the failure notifications (spec.failureNotification) sent or not "
-        "delivered, by channel.",
-        "short",
-        query(f"sum by (queue) (increase({m.JOBS_EXHAUSTED}{{{SEL}}}[{RATE}]))", "{{queue}} failed for good"),
-        query(f"sum by (queue, channel, outcome) (increase({m.FAILURE_NOTIFICATIONS}{{{SEL}}}[{RATE}]))",
-              "{{queue}} {{channel}} {{outcome}}"),
-    ))
+    return _bars(
+        _ts(
+            "Failed for good, and notifications",
+            "Jobs that failed with no attempt left, every cause (the operator's count, from the "
+            "failure stream), and the failure notifications (spec.failureNotification) sent or not "
+            "delivered, by channel.",
+            "short",
+            query(
+                f"sum by (queue) (increase({m.JOBS_EXHAUSTED}{{{SEL}}}[{RATE}]))", "{{queue}} failed for good"
+            ),
+            query(
+                f"sum by (queue, channel, outcome) (increase({m.FAILURE_NOTIFICATIONS}{{{SEL}}}[{RATE}]))",
+                "{{queue}} {{channel}} {{outcome}}",
+            ),
+        )
+    )
 
 
 # --- latency ----------------------------------------------------------------------------
 
 
 def wait_time() -> timeseries.Panel:
-    return _ts("Wait time (queued → started)",
-               "p50, p95 and p99 of the time jobs waited: from enqueue (or from when a delayed "
-               "job became due) until a worker started them.",
-               "s", *_quantiles(m.JOB_WAIT_SECONDS))
+    return _ts(
+        "Wait time (queued → started)",
+        "p50, p95 and p99 of the time jobs waited: from enqueue (or from when a delayed "
+        "job became due) until a worker started them.",
+        "s",
+        *_quantiles(m.JOB_WAIT_SECONDS),
+    )
 
 
 def run_time() -> timeseries.Panel:
-    return _ts("Run time", "p50, p95 and p99 of job run time (one attempt, started → ended).",
-               "s", *_quantiles(m.JOB_RUN_SECONDS))
+    return _ts(
+        "Run time",
+        "p50, p95 and p99 of job run time (one attempt, started → ended).",
+        "s",
+        *_quantiles(m.JOB_RUN_SECONDS),
+    )
 
 
 # --- workers and scaling ----------------------------------------------------------------
@@ -220,33 +263,44 @@ def worker_slots() -> timeseries.Panel:
 
 
 def scaling_decisions() -> timeseries.Panel:
-    return _bars(_ts(
-        "Scaling decisions",
-        "Replica changes made by the autoscaler, by direction and reason.",
-        "short",
-        query(f"sum by (queue, direction, reason) "
-              f"(increase({m.SCALING_DECISIONS}{{{SEL}}}[{RATE}]))",
-              "{{queue}} {{direction}}: {{reason}}"),
-    ))
+    return _bars(
+        _ts(
+            "Scaling decisions",
+            "Replica changes made by the autoscaler, by direction and reason.",
+            "short",
+            query(
+                f"sum by (queue, direction, reason) (increase({m.SCALING_DECISIONS}{{{SEL}}}[{RATE}]))",
+                "{{queue}} {{direction}}: {{reason}}",
+            ),
+        )
+    )
 
 
 def lost_job_recoveries() -> timeseries.Panel:
-    return _bars(_ts(
-        "Lost-job recoveries",
-        "Jobs that were running on a worker pod that vanished, re-queued (attempts left) or "
-        "failed by the operator.",
-        "short",
-        query(f"sum by (queue, outcome) (increase({m.LOST_JOBS_RECOVERED}{{{SEL}}}[{RATE}]))",
-              "{{queue}} {{outcome}}"),
-    ))
+    return _bars(
+        _ts(
+            "Lost-job recoveries",
+            "Jobs that were running on a worker pod that vanished, re-queued (attempts left) or "
+            "failed by the operator.",
+            "short",
+            query(
+                f"sum by (queue, outcome) (increase({m.LOST_JOBS_RECOVERED}{{{SEL}}}[{RATE}]))",
+                "{{queue}} {{outcome}}",
+            ),
+        )
+    )
 
 
 # --- operator ---------------------------------------------------------------------------
 
 
 def redis_up() -> timeseries.Panel:
-    return _ts("Redis reachable", "1 when the operator's last poll of each Redis succeeded.", "short",
-               query(f"max by (redis) ({m.REDIS_UP})", "{{redis}}"))
+    return _ts(
+        "Redis reachable",
+        "1 when the operator's last poll of each Redis succeeded.",
+        "short",
+        query(f"max by (redis) ({m.REDIS_UP})", "{{redis}}"),
+    )
 
 
 def autoscaler_timing() -> timeseries.Panel:
@@ -255,10 +309,14 @@ def autoscaler_timing() -> timeseries.Panel:
         "p99 duration of one poll of all queues on a Redis (one round trip), and of one whole "
         "autoscaler pass over every queue (read, decide, scale).",
         "s",
-        query(f"histogram_quantile(0.99, sum by (redis, le) "
-              f"(rate({m.POLL_DURATION_SECONDS}_bucket[{RATE}])))", "poll {{redis}} p99"),
-        query(f"histogram_quantile(0.99, sum by (le) (rate({m.AUTOSCALER_CYCLE_SECONDS}_bucket[{RATE}])))",
-              "cycle p99"),
+        query(
+            f"histogram_quantile(0.99, sum by (redis, le) (rate({m.POLL_DURATION_SECONDS}_bucket[{RATE}])))",
+            "poll {{redis}} p99",
+        ),
+        query(
+            f"histogram_quantile(0.99, sum by (le) (rate({m.AUTOSCALER_CYCLE_SECONDS}_bucket[{RATE}])))",
+            "cycle p99",
+        ),
     )
 
 
@@ -289,17 +347,25 @@ def reconcile_duration() -> timeseries.Panel:
         "Reconcile duration",
         "p50 and p99 of one reconciliation (Deployment or CronJob applied, settings published).",
         "s",
-        *[query(f"histogram_quantile({q}, sum by (kind, le) "
-                f"(rate({m.RECONCILE_SECONDS}_bucket[{RATE}])))", f"{{{{kind}}}} p{round(q * 100)}")
-          for q in (0.5, 0.99)],
+        *[
+            query(
+                f"histogram_quantile({q}, sum by (kind, le) (rate({m.RECONCILE_SECONDS}_bucket[{RATE}])))",
+                f"{{{{kind}}}} p{round(q * 100)}",
+            )
+            for q in (0.5, 0.99)
+        ],
     )
 
 
 def operator_version() -> timeseries.Panel:
-    return _ts("Operator version", "Running operator instances, by version, and how many of them act "
-               "(hold the leader Lease: 1 when healthy; the others stand by).", "short",
-               query(f"sum by (version) ({m.OPERATOR_INFO})", "{{version}}"),
-               query(f"sum({m.OPERATOR_LEADER})", "leading"))
+    return _ts(
+        "Operator version",
+        "Running operator instances, by version, and how many of them act "
+        "(hold the leader Lease: 1 when healthy; the others stand by).",
+        "short",
+        query(f"sum by (version) ({m.OPERATOR_INFO})", "{{version}}"),
+        query(f"sum({m.OPERATOR_LEADER})", "leading"),
+    )
 
 
 # --- assembly ---------------------------------------------------------------------------
@@ -333,10 +399,21 @@ def rows() -> list[tuple[str, list[Panel]]]:
         ("Backlog", [depth_by_state(), oldest_job_age()]),
         ("Throughput and errors", [throughput(), failures_and_retries(), exhausted_and_notified()]),
         ("Latency", [wait_time(), run_time()]),
-        ("Workers and scaling", [workers_desired_vs_ready(), worker_slots(),
-                                 scaling_decisions(), lost_job_recoveries()]),
-        ("Operator", [redis_up(), autoscaler_timing(), autoscaler_errors(), reconciles(),
-                      reconcile_duration(), operator_version()]),
+        (
+            "Workers and scaling",
+            [workers_desired_vs_ready(), worker_slots(), scaling_decisions(), lost_job_recoveries()],
+        ),
+        (
+            "Operator",
+            [
+                redis_up(),
+                autoscaler_timing(),
+                autoscaler_errors(),
+                reconciles(),
+                reconcile_duration(),
+                operator_version(),
+            ],
+        ),
     ]
 
 

@@ -51,8 +51,14 @@ def dashboard_json() -> str:
 
 
 def alerts_yaml() -> str:
-    body = yaml.dump(alerts.rule_file(), Dumper=_BlockDumper, sort_keys=True,
-                     default_flow_style=False, allow_unicode=True, width=1000)
+    body = yaml.dump(
+        alerts.rule_file(),
+        Dumper=_BlockDumper,
+        sort_keys=True,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=1000,
+    )
     return YAML_HEADER + body
 
 
@@ -76,5 +82,6 @@ def write(root: Path) -> list[str]:
 
 def drift(root: Path) -> list[str]:
     """The relative paths whose checked-in content differs from a fresh rendering."""
-    return [rel for rel, text in render().items()
-            if not (root / rel).exists() or (root / rel).read_text() != text]
+    return [
+        rel for rel, text in render().items() if not (root / rel).exists() or (root / rel).read_text() != text
+    ]

@@ -104,8 +104,9 @@ class LostPods:
     def suspect(self, pod: PodKey, queue: str, now: float) -> None:
         """Redis has worker records of ``pod``, which the pod watch does not show alive."""
         if pod not in self._watched and pod[2] not in self._known.get(pod[:2], set()):
-            self._watched[pod] = _Watch(queue=queue, how="vanished (never seen alive by the operator)",
-                                        since=now, suspect=True)
+            self._watched[pod] = _Watch(
+                queue=queue, how="vanished (never seen alive by the operator)", since=now, suspect=True
+            )
 
     def forget(self, key: tuple[str, str]) -> None:
         """JobQueue ``key`` is gone: stop caring about its pods."""

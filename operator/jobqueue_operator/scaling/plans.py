@@ -25,10 +25,15 @@ from jobqueue_operator.scaling.views import PodView
 
 def spec_of(ref: QueueRef) -> policy.ScalingSpec:
     return policy.ScalingSpec(
-        min_replicas=ref.min_replicas, max_replicas=ref.max_replicas, concurrency=ref.concurrency,
-        concurrency_per_pod=ref.concurrency_per_pod, scale_down_delay_seconds=ref.scale_down_delay_seconds,
-        idle_seconds_before_zero=ref.idle_seconds_before_zero, suspend=ref.suspend,
-        rate_limit_jobs=ref.rate_limit_jobs)
+        min_replicas=ref.min_replicas,
+        max_replicas=ref.max_replicas,
+        concurrency=ref.concurrency,
+        concurrency_per_pod=ref.concurrency_per_pod,
+        scale_down_delay_seconds=ref.scale_down_delay_seconds,
+        idle_seconds_before_zero=ref.idle_seconds_before_zero,
+        suspend=ref.suspend,
+        rate_limit_jobs=ref.rate_limit_jobs,
+    )
 
 
 def busy_workers(stats: QueueStats) -> dict[str, list[WorkerInfo]]:
@@ -45,8 +50,14 @@ def observation(stats: QueueStats, pods: Iterable[PodView]) -> policy.Observatio
     if stats.workers:
         terminating = {p.name for p in pods if p.terminating or p.finished}
         busy = sum(1 for pod in busy_workers(stats) if pod not in terminating)
-    return policy.Observation(queued=stats.queued, scheduled_due=stats.scheduled_due, running=stats.running,
-                              busy_pods=busy, last_activity_at=stats.last_activity_at, paused=stats.paused)
+    return policy.Observation(
+        queued=stats.queued,
+        scheduled_due=stats.scheduled_due,
+        running=stats.running,
+        busy_pods=busy,
+        last_activity_at=stats.last_activity_at,
+        paused=stats.paused,
+    )
 
 
 def live_pods(pods: Iterable[PodView]) -> list[PodView]:
@@ -54,17 +65,22 @@ def live_pods(pods: Iterable[PodView]) -> list[PodView]:
     return [p for p in pods if not p.terminating and not p.finished]
 
 
-def pod_states(pods: Iterable[PodView], stats: QueueStats,
-               job_starts: Mapping[str, float]) -> list[policy.PodState]:
+def pod_states(
+    pods: Iterable[PodView], stats: QueueStats, job_starts: Mapping[str, float]
+) -> list[policy.PodState]:
     """Each live pod, busy or idle; a busy pod's ``busy_since`` is its oldest running job's start."""
     busy = busy_workers(stats)
     states = []
     for pod in live_pods(pods):
         workers = busy.get(pod.name, [])
-        starts = [job_starts[w.current_job] for w in workers
-                  if w.current_job is not None and w.current_job in job_starts]
-        states.append(policy.PodState(pod.name, busy=bool(workers),
-                                      busy_since=min(starts) if starts else None))
+        starts = [
+            job_starts[w.current_job]
+            for w in workers
+            if w.current_job is not None and w.current_job in job_starts
+        ]
+        states.append(
+            policy.PodState(pod.name, busy=bool(workers), busy_since=min(starts) if starts else None)
+        )
     return states
 
 
@@ -101,7 +117,10 @@ def targets(budget: int | None, wishes: Sequence[Wish]) -> dict[str, policy.Deci
         decision = w.decision
         if decision is not None and granted[w.key] < decision.replicas:
             decision = policy.Decision(
-                granted[w.key], f"{decision.reason}; the worker budget of {budget} pods leaves "
-                f"{granted[w.key]}", decision.memory, "budget")
+                granted[w.key],
+                f"{decision.reason}; the worker budget of {budget} pods leaves {granted[w.key]}",
+                decision.memory,
+                "budget",
+            )
         out[w.key] = decision
     return out

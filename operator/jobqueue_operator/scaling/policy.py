@@ -141,8 +141,7 @@ def _describe(obs: Observation) -> str:
 def decide(spec: ScalingSpec, obs: Observation, current: int, memory: Memory, now: float) -> Decision:
     """The replicas a queue should have now, why, and what to remember for the next poll."""
     if not obs.known:
-        return Decision(current, f"demand unknown (Redis unreachable): holding {current}", memory,
-                        "unknown")
+        return Decision(current, f"demand unknown (Redis unreachable): holding {current}", memory, "unknown")
     memory = _remember_work(memory, obs, now)
     seen = _describe(obs)
     if spec.suspend or obs.paused:  # nothing new may start: the backlog is no demand
@@ -183,8 +182,9 @@ def _paused(spec: ScalingSpec, obs: Observation, current: int, seen: str) -> Dec
     if current < floor:
         return Decision(floor, f"{why}, {seen} → {floor} replicas (minReplicas)", Memory(), "paused")
     if current > floor and (obs.running > 0 or obs.busy_pods > 0):
-        return Decision(current, f"{why}, {seen}: waiting for running jobs, then minReplicas {floor}",
-                        Memory(), "paused")
+        return Decision(
+            current, f"{why}, {seen}: waiting for running jobs, then minReplicas {floor}", Memory(), "paused"
+        )
     verdict = f"→ {floor} replicas" if floor != current else f"holding {floor}"
     return Decision(floor, f"{why}, {seen} {verdict} (minReplicas)", Memory(), "paused")
 
@@ -199,8 +199,9 @@ def _remember_work(memory: Memory, obs: Observation, now: float) -> Memory:
     return memory if last_work == memory.last_work_at else replace(memory, last_work_at=last_work)
 
 
-def _scale_down_after_delay(spec: ScalingSpec, need: int, current: int, memory: Memory, *, now: float,
-                            seen: str) -> Decision:
+def _scale_down_after_delay(
+    spec: ScalingSpec, need: int, current: int, memory: Memory, *, now: float, seen: str
+) -> Decision:
     """need < current: lower the replicas only once the need stayed lower for the whole delay."""
     if memory.lower_since is None:
         memory = replace(memory, lower_since=now, lower_peak=need)
@@ -211,11 +212,13 @@ def _scale_down_after_delay(spec: ScalingSpec, need: int, current: int, memory: 
     lower_for = now - lower_since
     if lower_for >= spec.scale_down_delay_seconds:
         target = memory.lower_peak
-        return Decision(target, f"{seen}, lower for {lower_for:.0f}s → {target} replicas", _steady(memory),
-                        "demand-fell")
+        return Decision(
+            target, f"{seen}, lower for {lower_for:.0f}s → {target} replicas", _steady(memory), "demand-fell"
+        )
     left = spec.scale_down_delay_seconds - lower_for
-    return Decision(current, f"{seen}: need {need}, holding {current} ({left:.0f}s of scale-down delay left)",
-                    memory)
+    return Decision(
+        current, f"{seen}: need {need}, holding {current} ({left:.0f}s of scale-down delay left)", memory
+    )
 
 
 def _steady(memory: Memory) -> Memory:

@@ -123,15 +123,24 @@ class _Read:
 class Autoscaler:
     """The poller; :meth:`start` it once, :meth:`stop` it at cleanup."""
 
-    def __init__(self, *, kube: k8s.KubeApi, hub: redisq.RedisHub, addresses: redisaddresses.RedisAddresses,
-                 keeper: StatusKeeper, emit: Emit, queues: Callable[[], Iterable[index.QueueRef]],
-                 deployments: Mapping[Key, Collection[views.DeploymentView]],
-                 pods: Mapping[Key, Collection[views.PodView]],
-                 statuses: Mapping[Key, Collection[Mapping[str, Any]]],
-                 interval: float, budget: int | None,
-                 clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic,
-                 acting: Callable[[], bool] = lambda: True) -> None:
+    def __init__(
+        self,
+        *,
+        kube: k8s.KubeApi,
+        hub: redisq.RedisHub,
+        addresses: redisaddresses.RedisAddresses,
+        keeper: StatusKeeper,
+        emit: Emit,
+        queues: Callable[[], Iterable[index.QueueRef]],
+        deployments: Mapping[Key, Collection[views.DeploymentView]],
+        pods: Mapping[Key, Collection[views.PodView]],
+        statuses: Mapping[Key, Collection[Mapping[str, Any]]],
+        interval: float,
+        budget: int | None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        acting: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._kube = kube
         self._hub = hub
         self._addresses = addresses
@@ -184,8 +193,11 @@ class Autoscaler:
 
     async def run(self) -> None:
         """Pass after pass, one every ``interval`` seconds, until cancelled."""
-        logger.info("autoscaler started: a pass every %.1fs, worker budget %s", self._interval,
-                    "unlimited" if self._budget is None else self._budget)
+        logger.info(
+            "autoscaler started: a pass every %.1fs, worker budget %s",
+            self._interval,
+            "unlimited" if self._budget is None else self._budget,
+        )
         warm_until = self._monotonic() + WARMUP_SECONDS
         while True:
             started = self._monotonic()
@@ -213,8 +225,12 @@ class Autoscaler:
         for key, ref in refs.items():
             pods = _all(self._pods, key)
             if pods or self._lost.knows(key):  # (nothing to look at for a queue without pods)
-                self._lost.look(key, ref.queue_name, (lost.PodSighting(p.name, p.terminating, p.finished)
-                                                      for p in pods), mono)
+                self._lost.look(
+                    key,
+                    ref.queue_name,
+                    (lost.PodSighting(p.name, p.terminating, p.finished) for p in pods),
+                    mono,
+                )
         reads = await self._read_all(by_url)
         self._suspect_unseen_pods(by_url, reads, mono)
 
@@ -237,8 +253,10 @@ class Autoscaler:
                 step = _Step(q, url, deployment, self._current(q, deployment, mono))
                 step.decision, step.stats, step.busy_pods = self._decide(q, read, step.current, now)
                 steps[str(ref.key)] = step
-        wishes = [plans.Wish(k, step.q.ref.priority, step.current, step.decision, step.busy_pods)
-                  for k, step in steps.items()]
+        wishes = [
+            plans.Wish(k, step.q.ref.priority, step.current, step.decision, step.busy_pods)
+            for k, step in steps.items()
+        ]
         wishes += resting
         for k, decision in plans.targets(self._budget, wishes).items():
             if k in steps:
@@ -247,16 +265,27 @@ class Autoscaler:
         await asyncio.gather(*(self._apply(step, now, mono) for step in changes))
         await self._recover_lost(by_url, reads, mono)
         for pod in self._lost.expire(mono):
-            logger.warning("pod %s/%s still has live workers %.0fs after it went away; leaving its "
-                           "jobs to the workers' lease reaping", pod[0], pod[2], lost.GIVE_UP_SECONDS)
+            logger.warning(
+                "pod %s/%s still has live workers %.0fs after it went away; leaving its "
+                "jobs to the workers' lease reaping",
+                pod[0],
+                pod[2],
+                lost.GIVE_UP_SECONDS,
+            )
 
-    def _still_at_rest(self, ref: index.QueueRef, deployment: views.DeploymentView,
-                       polled: Mapping[str, QueueStats]) -> bool:
+    def _still_at_rest(
+        self, ref: index.QueueRef, deployment: views.DeploymentView, polled: Mapping[str, QueueStats]
+    ) -> bool:
         """Whether this pass sees exactly what the pass that found the queue at rest saw."""
         q = self._state.get(ref.key)
         rest = None if q is None else q.rest
-        return (rest is not None and rest[0] is polled.get(ref.queue_name) and rest[1] is deployment
-                and rest[2] is ref and ref.key not in self._pods)
+        return (
+            rest is not None
+            and rest[0] is polled.get(ref.queue_name)
+            and rest[1] is deployment
+            and rest[2] is ref
+            and ref.key not in self._pods
+        )
 
     def _at_rest(self, q: _Queue, step: _Step) -> bool:
         """Nothing to do, and nothing that time alone could change: no work, no pods (so no
@@ -268,9 +297,14 @@ class Autoscaler:
         if stats is None or decision is None or spec is None or q.held_back or q.pending is not None:
             return False
         resting = 0 if spec.suspend else policy.clamp(0, spec.min_replicas, spec.max_replicas)
-        return (stats.queued == 0 and stats.scheduled_due == 0 and stats.running == 0
-                and decision.replicas == step.current == resting and decision.memory.lower_since is None
-                and q.ref.key not in self._pods)
+        return (
+            stats.queued == 0
+            and stats.scheduled_due == 0
+            and stats.running == 0
+            and decision.replicas == step.current == resting
+            and decision.memory.lower_since is None
+            and q.ref.key not in self._pods
+        )
 
     @staticmethod
     def _one(idx: Mapping[Key, Collection[Any]], key: Key) -> Any:
@@ -307,8 +341,9 @@ class Autoscaler:
                 return replicas
         return deployment.replicas
 
-    def _decide(self, q: _Queue, read: _Read | None, current: int,
-                now: float) -> tuple[policy.Decision | None, QueueStats | None, int]:
+    def _decide(
+        self, q: _Queue, read: _Read | None, current: int, now: float
+    ) -> tuple[policy.Decision | None, QueueStats | None, int]:
         spec = q.spec or plans.spec_of(q.ref)
         if read is None:
             return None, None, 0
@@ -337,7 +372,8 @@ class Autoscaler:
                 if pod[:2] in queues:
                     pods[queue].add(pod[2])
             self._reads[url] = asyncio.create_task(
-                self._read(url, sorted(set(queues.values())), pods, self._reuse.setdefault(url, {})))
+                self._read(url, sorted(set(queues.values())), pods, self._reuse.setdefault(url, {}))
+            )
         proven = [task for url, task in self._reads.items() if self._hub.proven(url)]
         if proven:
             await asyncio.wait(proven, timeout=self._interval)
@@ -352,8 +388,9 @@ class Autoscaler:
             self._reachability(url, by_url.get(url, []), read.result)
         return out
 
-    async def _read(self, url: str, queue_names: list[str], pods: Mapping[str, set[str]],
-                    reuse: stats_module.Reuse) -> _Read:
+    async def _read(
+        self, url: str, queue_names: list[str], pods: Mapping[str, set[str]], reuse: stats_module.Reuse
+    ) -> _Read:
         started = self._monotonic()
         label = redact(url)
         try:
@@ -378,8 +415,12 @@ class Autoscaler:
         queues on one Redis must not hold up the scaling of the others."""
         if isinstance(result, errors.RedisUnavailable):
             if url not in self._redis_down:
-                logger.warning("Redis %s unreachable: holding the replicas of %d queue(s): %s",
-                               redact(url), len(refs), result)
+                logger.warning(
+                    "Redis %s unreachable: holding the replicas of %d queue(s): %s",
+                    redact(url),
+                    len(refs),
+                    result,
+                )
             self._redis_down[url] = str(result)
             lost_pub = status.Publication.unreachable("RedisUnavailable", str(result))
             fresh = [ref for ref in refs if ref.key not in self._marked]
@@ -396,8 +437,9 @@ class Autoscaler:
         marked = {ref.key: (ref, self._marked.pop(ref.key, None)) for ref in refs}
         self._spawn(self._restore(url, list(marked.values())))
 
-    async def _restore(self, url: str,
-                       marked: list[tuple[index.QueueRef, status.Publication | None]]) -> None:
+    async def _restore(
+        self, url: str, marked: list[tuple[index.QueueRef, status.Publication | None]]
+    ) -> None:
         try:
             published = await self._hub.published(url)
         except errors.RedisUnavailable:
@@ -405,8 +447,12 @@ class Autoscaler:
         back = []
         for ref, before in marked:
             found = published.get(ref.queue_name)
-            if (before is not None and before.published and found is not None
-                    and found.generation == ref.generation):
+            if (
+                before is not None
+                and before.published
+                and found is not None
+                and found.generation == ref.generation
+            ):
                 back.append((ref.key, before))
         await self._publications(back)
 
@@ -444,8 +490,9 @@ class Autoscaler:
         assert decision is not None
         q.rest = None
         try:
-            if ((decision.replicas > step.current or await self._costs_in_place(step, now))
-                    and await self._scale(step, decision, now, mono)):
+            if (
+                decision.replicas > step.current or await self._costs_in_place(step, now)
+            ) and await self._scale(step, decision, now, mono):
                 q.memory = decision.memory  # otherwise the same decision comes again next pass
             if stats is not None:
                 self._account(q, stats, decision.replicas, mono)
@@ -456,8 +503,11 @@ class Autoscaler:
         """Before a scale-in: are idle pods the cheapest to delete? If not, mark them and wait."""
         q, stats = step.q, step.stats
         prefix = f"{step.deployment.name}-"  # its ReplicaSets' pods only, not look-alikes
-        pods = [p for p in plans.live_pods(_all(self._pods, q.ref.key))
-                if p.replica_set is not None and p.replica_set.startswith(prefix)]
+        pods = [
+            p
+            for p in plans.live_pods(_all(self._pods, q.ref.key))
+            if p.replica_set is not None and p.replica_set.startswith(prefix)
+        ]
         if stats is None or not pods:
             return True
         busy_jobs = [w.current_job for ws in plans.busy_workers(stats).values() for w in ws if w.current_job]
@@ -468,8 +518,12 @@ class Autoscaler:
             q.cost_waits = 0
             return True
         if q.cost_waits >= MAX_COST_WAITS:
-            logger.warning("JobQueue %s/%s: pod-deletion-cost annotations not visible after %d passes; "
-                           "scaling in anyway", *q.ref.key, q.cost_waits)
+            logger.warning(
+                "JobQueue %s/%s: pod-deletion-cost annotations not visible after %d passes; "
+                "scaling in anyway",
+                *q.ref.key,
+                q.cost_waits,
+            )
             q.cost_waits = 0
             return True
         q.cost_waits += 1
@@ -479,8 +533,12 @@ class Autoscaler:
     async def _annotate(self, namespace: str, pod: str, cost: int) -> None:
         async with self._scale_slots:
             try:
-                await self._kube.annotate_pod(namespace, pod, {views.DELETION_COST_ANNOTATION: str(cost)},
-                                              field_manager=names.AUTOSCALER_MANAGER)
+                await self._kube.annotate_pod(
+                    namespace,
+                    pod,
+                    {views.DELETION_COST_ANNOTATION: str(cost)},
+                    field_manager=names.AUTOSCALER_MANAGER,
+                )
             except k8s.ApiError as e:
                 if not k8s.is_not_found(e):
                     metrics.AUTOSCALER_API_ERRORS.labels("annotate").inc()
@@ -493,21 +551,34 @@ class Autoscaler:
             if not self._acting():
                 return False
             try:
-                await self._kube.scale_deployment(namespace, deployment, decision.replicas,
-                                                  field_manager=names.AUTOSCALER_MANAGER)
+                await self._kube.scale_deployment(
+                    namespace, deployment, decision.replicas, field_manager=names.AUTOSCALER_MANAGER
+                )
             except k8s.ApiError as e:
                 if not k8s.is_not_found(e):
                     metrics.AUTOSCALER_API_ERRORS.labels("scale").inc()
-                    logger.warning("JobQueue %s/%s: scaling %s to %d failed: %s", namespace, name,
-                                   deployment, decision.replicas, k8s.message(e))
+                    logger.warning(
+                        "JobQueue %s/%s: scaling %s to %d failed: %s",
+                        namespace,
+                        name,
+                        deployment,
+                        decision.replicas,
+                        k8s.message(e),
+                    )
                 return False
         q.pending = (decision.replicas, mono)
         q.cost_waits = 0
         direction = "up" if decision.replicas > current else "down"
         q.series.scaled(direction, decision.cause)
         q.last_scale = reporting.last_scale(now, decision.reason)
-        logger.info("JobQueue %s/%s: %d → %d replicas: %s", namespace, name, current, decision.replicas,
-                    decision.reason)
+        logger.info(
+            "JobQueue %s/%s: %d → %d replicas: %s",
+            namespace,
+            name,
+            current,
+            decision.replicas,
+            decision.reason,
+        )
         reason, message = reporting.scale_event(current, decision.replicas, decision.reason)
         self._spawn(self._event(q.ref, "Normal", reason, message))
         return True
@@ -516,9 +587,17 @@ class Autoscaler:
         """Metrics and status of one queue, skipped outright when nothing changed since the
         last pass (the common case) and no status change is waiting for its turn."""
         busy = stats.busy_workers
-        seen = (stats.queued, stats.scheduled, stats.running, stats.failed,
-                round(stats.oldest_queued_seconds), busy, len(stats.workers), desired,
-                q.last_scale.get("lastScaleTime"))
+        seen = (
+            stats.queued,
+            stats.scheduled,
+            stats.running,
+            stats.failed,
+            round(stats.oldest_queued_seconds),
+            busy,
+            len(stats.workers),
+            desired,
+            q.last_scale.get("lastScaleTime"),
+        )
         if seen == q.seen and not q.held_back:
             return
         if seen != q.seen:
@@ -553,8 +632,9 @@ class Autoscaler:
     async def _write_status(self, q: _Queue, patch: dict[str, Any]) -> None:
         async with self._report_slots:
             try:
-                await self._kube.merge_status(models.JOBQUEUE_KIND, *q.ref.key, patch,
-                                              field_manager=names.AUTOSCALER_MANAGER)
+                await self._kube.merge_status(
+                    models.JOBQUEUE_KIND, *q.ref.key, patch, field_manager=names.AUTOSCALER_MANAGER
+                )
             except k8s.ApiError as e:
                 if not k8s.is_not_found(e):
                     metrics.AUTOSCALER_API_ERRORS.labels("status").inc()
@@ -566,13 +646,17 @@ class Autoscaler:
         q.sent.update(patch)
 
     async def _event(self, ref: index.QueueRef, type_: str, reason: str, message: str) -> None:
-        obj = {"apiVersion": models.API_VERSION, "kind": models.JOBQUEUE_KIND,
-               "metadata": {"name": ref.name, "namespace": ref.namespace, "uid": ref.uid}}
+        obj = {
+            "apiVersion": models.API_VERSION,
+            "kind": models.JOBQUEUE_KIND,
+            "metadata": {"name": ref.name, "namespace": ref.namespace, "uid": ref.uid},
+        }
         async with self._report_slots:
             await self._emit(obj, type=type_, reason=reason, message=message)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run a status write or an Event in the background; its failure is logged, never raised."""
+
         async def guarded() -> None:
             try:
                 await coro
@@ -586,8 +670,9 @@ class Autoscaler:
 
     # ---- lost jobs
 
-    def _suspect_unseen_pods(self, by_url: Mapping[str, list[index.QueueRef]], reads: Mapping[str, _Read],
-                             mono: float) -> None:
+    def _suspect_unseen_pods(
+        self, by_url: Mapping[str, list[index.QueueRef]], reads: Mapping[str, _Read], mono: float
+    ) -> None:
         """Worker records naming a pod the pod index does not show: a pod that died before the
         index had it, or while the operator was down. Its heartbeats decide (:mod:`.lost`)."""
         for url, group in by_url.items():
@@ -603,8 +688,9 @@ class Autoscaler:
                     if worker.pod and worker.pod not in shown:
                         self._lost.suspect((*ref.key, worker.pod), ref.queue_name, mono)
 
-    async def _recover_lost(self, by_url: Mapping[str, list[index.QueueRef]], reads: Mapping[str, _Read],
-                            mono: float) -> None:
+    async def _recover_lost(
+        self, by_url: Mapping[str, list[index.QueueRef]], reads: Mapping[str, _Read], mono: float
+    ) -> None:
         watched = self._lost.watched()
         if not watched:
             return
@@ -628,8 +714,9 @@ class Autoscaler:
     async def _recover(self, url: str, pod: lost.PodKey, queue: str) -> None:
         namespace, jobqueue, pod_name = pod
         how = self._lost.how(pod)
-        reason = (f"lost: worker pod {pod_name} {how} while running this job "
-                  "(its workers stopped heart-beating)")
+        reason = (
+            f"lost: worker pod {pod_name} {how} while running this job (its workers stopped heart-beating)"
+        )
         if not self._acting():
             return
         try:
@@ -646,9 +733,16 @@ class Autoscaler:
                 q.series.recovered("failed", len(report.failed))
         if not report.jobs:
             return
-        message = (f"worker pod {pod_name} {how} while running {report.jobs} job(s): "
-                   f"{len(report.requeued)} re-queued, {len(report.failed)} failed (no attempt left)")
-        logger.warning("JobQueue %s/%s: %s: %s", namespace, jobqueue, message,
-                       ", ".join([*report.requeued, *report.failed]))
+        message = (
+            f"worker pod {pod_name} {how} while running {report.jobs} job(s): "
+            f"{len(report.requeued)} re-queued, {len(report.failed)} failed (no attempt left)"
+        )
+        logger.warning(
+            "JobQueue %s/%s: %s: %s",
+            namespace,
+            jobqueue,
+            message,
+            ", ".join([*report.requeued, *report.failed]),
+        )
         if q is not None:
             self._spawn(self._event(q.ref, "Warning", "LostJobsRecovered", message))

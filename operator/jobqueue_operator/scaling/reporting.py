@@ -50,9 +50,14 @@ def figures(stats: QueueStats, desired: int) -> dict[str, Any]:
     }
 
 
-def status_patch(on_object: Mapping[str, Any] | None, wanted: Mapping[str, Any], *,
-                 last_write: float | None, now: float,
-                 interval: float = STATUS_INTERVAL_SECONDS) -> dict[str, Any] | None:
+def status_patch(
+    on_object: Mapping[str, Any] | None,
+    wanted: Mapping[str, Any],
+    *,
+    last_write: float | None,
+    now: float,
+    interval: float = STATUS_INTERVAL_SECONDS,
+) -> dict[str, Any] | None:
     """The merge patch to write now, or None (nothing changed, or too soon after the last one).
 
     A change of ``desiredReplicas``, ``lastScaleTime`` or ``paused`` is written at once; other changes
@@ -68,8 +73,13 @@ def changes(on_object: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> d
     return {k: v for k, v in wanted.items() if current.get(k) != v}
 
 
-def due(patch: Mapping[str, Any], *, last_write: float | None, now: float,
-        interval: float = STATUS_INTERVAL_SECONDS) -> bool:
+def due(
+    patch: Mapping[str, Any],
+    *,
+    last_write: float | None,
+    now: float,
+    interval: float = STATUS_INTERVAL_SECONDS,
+) -> bool:
     """Whether ``patch`` may be written now (see :func:`status_patch`); a pause or resume is
     news, like a scale."""
     if "desiredReplicas" in patch or "lastScaleTime" in patch or "paused" in patch:

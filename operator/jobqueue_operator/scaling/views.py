@@ -24,8 +24,18 @@ from jobqueue_operator.index import Key
 DELETION_COST_ANNOTATION: Final = "controller.kubernetes.io/pod-deletion-cost"
 
 #: Status fields written by the autoscaler (the others belong to the reconcile).
-STATUS_FIELDS: Final = ("queued", "scheduled", "running", "failed", "oldestQueuedSeconds",
-                        "desiredReplicas", "lastScaleTime", "lastScaleReason", "paused", "rateLimited")
+STATUS_FIELDS: Final = (
+    "queued",
+    "scheduled",
+    "running",
+    "failed",
+    "oldestQueuedSeconds",
+    "desiredReplicas",
+    "lastScaleTime",
+    "lastScaleReason",
+    "paused",
+    "rateLimited",
+)
 
 
 @dataclass(frozen=True)
@@ -69,8 +79,13 @@ def deployment_entry(body: Mapping[str, Any]) -> dict[Key, DeploymentView] | Non
         return None
     replicas = (body.get("spec") or {}).get("replicas")
     name = str(body["metadata"]["name"])
-    return {key: DeploymentView(name=name, replicas=1 if replicas is None else int(replicas),
-                                controller_uid=_controller(body, "JobQueue", "uid"))}
+    return {
+        key: DeploymentView(
+            name=name,
+            replicas=1 if replicas is None else int(replicas),
+            controller_uid=_controller(body, "JobQueue", "uid"),
+        )
+    }
 
 
 def pod_entry(body: Mapping[str, Any]) -> dict[Key, PodView] | None:
@@ -84,10 +99,15 @@ def pod_entry(body: Mapping[str, Any]) -> dict[Key, PodView] | None:
     except ValueError:
         cost = None
     phase = (body.get("status") or {}).get("phase")
-    return {key: PodView(name=str(meta["name"]), deletion_cost=cost,
-                         terminating=bool(meta.get("deletionTimestamp")),
-                         finished=phase in ("Failed", "Succeeded"),
-                         replica_set=_controller(body, "ReplicaSet", "name"))}
+    return {
+        key: PodView(
+            name=str(meta["name"]),
+            deletion_cost=cost,
+            terminating=bool(meta.get("deletionTimestamp")),
+            finished=phase in ("Failed", "Succeeded"),
+            replica_set=_controller(body, "ReplicaSet", "name"),
+        )
+    }
 
 
 def _controller(body: Mapping[str, Any], kind: str, field: str) -> str | None:

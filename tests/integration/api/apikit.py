@@ -50,8 +50,9 @@ class ApiServer:
     proc: subprocess.Popen[bytes]
     log: Path
 
-    def call(self, method: str, path: str, token: str | None = None, body: Any = None,
-             raw: bytes | None = None) -> Response:
+    def call(
+        self, method: str, path: str, token: str | None = None, body: Any = None, raw: bytes | None = None
+    ) -> Response:
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
         request = urllib.request.Request(self.url + path, data=data, method=method)
         if data is not None:
@@ -73,8 +74,13 @@ def _json(raw: bytes) -> Any:
 
 
 @contextlib.contextmanager
-def api_server(redis_url: str, kubeconfig: str | None, tmp_path: Path, *, auth: str = "kubernetes",
-               ) -> Iterator[ApiServer]:
+def api_server(
+    redis_url: str,
+    kubeconfig: str | None,
+    tmp_path: Path,
+    *,
+    auth: str = "kubernetes",
+) -> Iterator[ApiServer]:
     port = devenv.free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBQUEUE_")}
     code = [str(ROOT / "workers"), str(ROOT / "tests"), env.get("PYTHONPATH", "")]
@@ -83,8 +89,12 @@ def api_server(redis_url: str, kubeconfig: str | None, tmp_path: Path, *, auth: 
         env["KUBECONFIG"] = kubeconfig
     log = tmp_path / f"api-{port}.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "jobqueue.cli", "api", "--port", str(port),
-                                 "--auth", auth], env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jobqueue.cli", "api", "--port", str(port), "--auth", auth],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     server = ApiServer(f"http://127.0.0.1:{port}", proc, log)
 
     def up() -> bool:
@@ -107,33 +117,60 @@ def api_server(redis_url: str, kubeconfig: str | None, tmp_path: Path, *, auth: 
             proc.wait(5)
 
 
-def service_account(cluster: devenv.Cluster, namespace: str, name: str,
-                    rules: list[dict[str, Any]] | None) -> str:
+def service_account(
+    cluster: devenv.Cluster, namespace: str, name: str, rules: list[dict[str, Any]] | None
+) -> str:
     """A ServiceAccount with a Role of ``rules`` (none: no permission at all); its token."""
     cluster.kubectl("create", "serviceaccount", name, "-n", namespace)
     if rules is not None:
-        role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-                "metadata": {"name": name, "namespace": namespace}, "rules": rules}
-        binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                   "metadata": {"name": name, "namespace": namespace},
-                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-                   "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]}
-        cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
-                                                             "items": [role, binding]}))
+        role = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": name, "namespace": namespace},
+            "rules": rules,
+        }
+        binding = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": name, "namespace": namespace},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        }
+        cluster.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [role, binding]}),
+        )
     return cluster.kubectl("create", "token", name, "-n", namespace, "--duration=1h").stdout.strip()
 
 
 def declare(conn: redis.Redis, queue: str, namespace: str, jobqueue: str, **job_defaults: Any) -> None:
     """Publish a queue as the operator does for JobQueue ``namespace/jobqueue``."""
-    settings.publish(conn, settings.QueueSettings.model_validate({
-        "queueName": queue, "namespace": namespace, "jobqueue": jobqueue, "priority": 2, "concurrency": 4,
-        "imports": [JOBS], "jobDefaults": job_defaults}))
+    settings.publish(
+        conn,
+        settings.QueueSettings.model_validate(
+            {
+                "queueName": queue,
+                "namespace": namespace,
+                "jobqueue": jobqueue,
+                "priority": 2,
+                "concurrency": 4,
+                "imports": [JOBS],
+                "jobDefaults": job_defaults,
+            }
+        ),
+    )
 
 
 def redis_state(conn: redis.Redis) -> dict[bytes, Any]:
     """Every key with its content: to show that a refused request changed nothing."""
     readers: dict[bytes, Any] = {
-        b"string": conn.get, b"list": lambda k: conn.lrange(k, 0, -1), b"hash": conn.hgetall,
-        b"set": conn.smembers, b"zset": lambda k: conn.zrange(k, 0, -1, withscores=True),
-        b"stream": conn.xrange}
+        b"string": conn.get,
+        b"list": lambda k: conn.lrange(k, 0, -1),
+        b"hash": conn.hgetall,
+        b"set": conn.smembers,
+        b"zset": lambda k: conn.zrange(k, 0, -1, withscores=True),
+        b"stream": conn.xrange,
+    }
     return {key: readers[conn.type(key)](key) for key in sorted(conn.keys("*"))}

@@ -26,8 +26,16 @@ from typing import Any
 import aiohttp
 
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--remote-debugging-port=0")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--remote-debugging-port=0",
+)
 
 
 class Page:
@@ -72,8 +80,9 @@ class Page:
         raise AssertionError(f"no {method} within {within} s")
 
     async def eval(self, expression: str) -> Any:
-        reply = await self.send("Runtime.evaluate", expression=expression, returnByValue=True,
-                                awaitPromise=True)
+        reply = await self.send(
+            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True
+        )
         if "exceptionDetails" in reply:
             raise AssertionError(f"{expression!r} raised: {reply['exceptionDetails']}")
         return reply["result"].get("value")
@@ -90,16 +99,25 @@ class Page:
 
     async def click(self, selector: str) -> None:
         """A real click: the mouse pressed and released at the element's centre."""
-        box = await self.wait_for(f"{selector} to be visible", f"""(() => {{
+        box = await self.wait_for(
+            f"{selector} to be visible",
+            f"""(() => {{
             const e = document.querySelector({json.dumps(selector)});
             if (!e || e.offsetParent === null || e.disabled) return null;
             e.scrollIntoView({{block: "center"}});
             const r = e.getBoundingClientRect();
             return {{x: r.x + r.width / 2, y: r.y + r.height / 2}};
-        }})()""")
+        }})()""",
+        )
         for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
-            await self.send("Input.dispatchMouseEvent", type=kind, x=box["x"], y=box["y"], button="left",
-                            clickCount=0 if kind == "mouseMoved" else 1)
+            await self.send(
+                "Input.dispatchMouseEvent",
+                type=kind,
+                x=box["x"],
+                y=box["y"],
+                button="left",
+                clickCount=0 if kind == "mouseMoved" else 1,
+            )
 
     async def type(self, selector: str, text: str) -> None:
         await self.click(selector)
@@ -125,7 +143,10 @@ async def chromium(width: int = 1440, height: int = 900) -> AsyncIterator[Page]:
     # its own process group: its helper processes go with it
     proc = subprocess.Popen(  # noqa: ASYNC220 (starting it takes no time; then we only talk to it)
         [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 30
@@ -144,8 +165,13 @@ async def chromium(width: int = 1440, height: int = 900) -> AsyncIterator[Page]:
                 page = Page(ws)
                 try:
                     await page.send("Page.enable")
-                    await page.send("Emulation.setDeviceMetricsOverride", width=width, height=height,
-                                    deviceScaleFactor=1, mobile=False)
+                    await page.send(
+                        "Emulation.setDeviceMetricsOverride",
+                        width=width,
+                        height=height,
+                        deviceScaleFactor=1,
+                        mobile=False,
+                    )
                     yield page
                 finally:
                     await page.close()

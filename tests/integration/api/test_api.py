@@ -46,8 +46,8 @@ def failed_job(redis_conn: redis.Redis, redis_url: str, namespace: str) -> str:
 
 
 def test_rbac_decides_one_account_allowed_the_other_refused(
-        *, server: ApiServer, ops: str, viewer: str, failed_job: str, namespace: str,
-        redis_conn: redis.Redis) -> None:
+    *, server: ApiServer, ops: str, viewer: str, failed_job: str, namespace: str, redis_conn: redis.Redis
+) -> None:
     # both may read
     for token in (ops, viewer):
         listed = server.call("GET", "/api/v1/queues", token)
@@ -56,16 +56,18 @@ def test_rbac_decides_one_account_allowed_the_other_refused(
     # the viewer may not change anything: 403 naming the permission, and nothing changes
     before = redis_state(redis_conn)
     for method, path, perm in (
-            ("POST", f"/api/v1/queues/{Q}/jobs/{failed_job}/retry", "update jobqueues/jobs"),
-            ("DELETE", f"/api/v1/queues/{Q}/jobs/{failed_job}", "update jobqueues/jobs"),
-            ("POST", f"/api/v1/queues/{Q}/pause", "update jobqueues/pause"),
-            ("POST", f"/api/v1/queues/{Q}/jobs", "create jobqueues/jobs")):
+        ("POST", f"/api/v1/queues/{Q}/jobs/{failed_job}/retry", "update jobqueues/jobs"),
+        ("DELETE", f"/api/v1/queues/{Q}/jobs/{failed_job}", "update jobqueues/jobs"),
+        ("POST", f"/api/v1/queues/{Q}/pause", "update jobqueues/pause"),
+        ("POST", f"/api/v1/queues/{Q}/jobs", "create jobqueues/jobs"),
+    ):
         body = {"function": FN + "noop"} if path.endswith("/jobs") else None
         refused = server.call(method, path, viewer, body)
         assert refused.status == 403, (method, path, refused.body)
         assert refused.body["detail"].startswith(
             f"system:serviceaccount:{namespace}:viewer may not {perm} (jobqueue.glec.io) on JobQueue "
-            f"{namespace}/emails"), refused.body
+            f"{namespace}/emails"
+        ), refused.body
     assert redis_state(redis_conn) == before
     # the operator may
     retried = server.call("POST", f"/api/v1/queues/{Q}/jobs/{failed_job}/retry", ops)
@@ -76,8 +78,9 @@ def test_rbac_decides_one_account_allowed_the_other_refused(
     assert paused.body["pausedBy"] == f"system:serviceaccount:{namespace}:ops"
 
 
-def test_who_is_not_authenticated_gets_401(server: ApiServer, failed_job: str, cluster: devenv.Cluster,
-                                           namespace: str) -> None:
+def test_who_is_not_authenticated_gets_401(
+    server: ApiServer, failed_job: str, cluster: devenv.Cluster, namespace: str
+) -> None:
     missing = server.call("GET", f"/api/v1/queues/{Q}")
     assert missing.status == 401
     assert missing.headers.get("www-authenticate") == "Bearer"
@@ -93,24 +96,43 @@ def test_who_is_not_authenticated_gets_401(server: ApiServer, failed_job: str, c
     assert "may not get jobqueues" in refused.body["detail"]
 
 
-def test_every_endpoint(server: ApiServer, ops: str, failed_job: str, redis_conn: redis.Redis,
-                        redis_url: str) -> None:
+def test_every_endpoint(
+    server: ApiServer, ops: str, failed_job: str, redis_conn: redis.Redis, redis_url: str
+) -> None:
     # enqueue: 201, then 200 for the same id (nothing added)
-    body = {"function": FN + "sleep", "args": [1.0], "jobId": "slow-1", "priority": 1,
-            "options": {"attempts": 2, "timeoutSeconds": 30}}
+    body = {
+        "function": FN + "sleep",
+        "args": [1.0],
+        "jobId": "slow-1",
+        "priority": 1,
+        "options": {"attempts": 2, "timeoutSeconds": 30},
+    }
     added = server.call("POST", f"/api/v1/queues/{Q}/jobs", ops, body)
-    assert (added.status, added.body) == (201, {"id": "slow-1", "queue": Q, "duplicate": False,
-                                                "state": "queued"})
+    assert (added.status, added.body) == (
+        201,
+        {"id": "slow-1", "queue": Q, "duplicate": False, "state": "queued"},
+    )
     again = server.call("POST", f"/api/v1/queues/{Q}/jobs", ops, body)
     assert (again.status, again.body["duplicate"]) == (200, True)
     for i in range(3):
-        assert server.call("POST", f"/api/v1/queues/{Q}/jobs", ops,
-                           {"function": FN + "add", "args": [i, 1], "jobId": f"add-{i}"}).status == 201
+        assert (
+            server.call(
+                "POST",
+                f"/api/v1/queues/{Q}/jobs",
+                ops,
+                {"function": FN + "add", "args": [i, 1], "jobId": f"add-{i}"},
+            ).status
+            == 201
+        )
 
     # one job's status: the seed's fields
     job = server.call("GET", f"/api/v1/queues/{Q}/jobs/slow-1", ops).body
     assert (job["name"], job["data"], job["state"], job["priority"]) == (
-        FN + "sleep", {"args": [1.0], "kwargs": {}}, "queued", 1)
+        FN + "sleep",
+        {"args": [1.0], "kwargs": {}},
+        "queued",
+        1,
+    )
     assert (job["attempts"], job["maxAttempts"], job["timeoutSeconds"]) == (0, 2, 30)
     failed = server.call("GET", f"/api/v1/queues/{Q}/jobs/{failed_job}", ops).body
     assert failed["failedReason"] == "ValueError: SMTP relay down"
@@ -121,8 +143,9 @@ def test_every_endpoint(server: ApiServer, ops: str, failed_job: str, redis_conn
     # jobs by state, paginated
     page = server.call("GET", f"/api/v1/queues/{Q}/jobs?state=queued&offset=1&limit=2", ops).body
     assert (page["total"], [j["id"] for j in page["jobs"]]) == (4, ["add-0", "add-1"])
-    assert [j["id"] for j in server.call("GET", f"/api/v1/queues/{Q}/jobs?state=failed", ops)
-            .body["jobs"]] == [failed_job]
+    assert [
+        j["id"] for j in server.call("GET", f"/api/v1/queues/{Q}/jobs?state=failed", ops).body["jobs"]
+    ] == [failed_job]
 
     # queue stats with live workers while jobs run
     with thread_worker(redis_url, Q, concurrency=2, pod="api-pod"):
@@ -133,10 +156,16 @@ def test_every_endpoint(server: ApiServer, ops: str, failed_job: str, redis_conn
         assert stats["counts"]["running"] >= 1
         listed = server.call("GET", "/api/v1/queues", ops).body["queues"][0]
         assert (listed["queue"], listed["jobqueue"], listed["priority"], listed["concurrency"]) == (
-            Q, "emails", 2, 4)
+            Q,
+            "emails",
+            2,
+            4,
+        )
         wait_status(redis_conn, Q, "slow-1", "finished")
-        wait_for("every add finished", lambda: server.call("GET", f"/api/v1/queues/{Q}", ops)
-                 .body["counts"]["queued"] == 0)
+        wait_for(
+            "every add finished",
+            lambda: server.call("GET", f"/api/v1/queues/{Q}", ops).body["counts"]["queued"] == 0,
+        )
     finished = server.call("GET", f"/api/v1/queues/{Q}/jobs?state=finished", ops).body
     assert finished["total"] == 4
     assert server.call("GET", f"/api/v1/queues/{Q}/jobs/add-2", ops).body["result"] == 3
@@ -160,7 +189,8 @@ def test_every_endpoint(server: ApiServer, ops: str, failed_job: str, redis_conn
 
 
 def test_bad_input_gets_a_4xx_that_says_why_and_changes_nothing(
-        server: ApiServer, ops: str, failed_job: str, redis_conn: redis.Redis, redis_url: str) -> None:
+    server: ApiServer, ops: str, failed_job: str, redis_conn: redis.Redis, redis_url: str
+) -> None:
     enqueue(Q, FN + "sleep", 12, job_id="busy", connection=redis_conn)  # running through every case
     enqueue(Q, FN + "noop", job_id="done", connection=redis_conn)
     with thread_worker(redis_url, Q, concurrency=2):
@@ -181,18 +211,48 @@ def test_bad_input_gets_a_4xx_that_says_why_and_changes_nothing(
             ("GET", f"/api/v1/queues/{Q}/jobs?state=failed&limit=0", None, 422, "greater than or equal to 1"),
             ("GET", f"/api/v1/queues/{Q}/jobs?state=failed&offset=x", None, 422, "valid integer"),
             ("POST", f"/api/v1/queues/{Q}/jobs", {"function": 5}, 422, "Input should be a valid string"),
-            ("POST", f"/api/v1/queues/{Q}/jobs", {"function": FN + "add", "args": {"a": 1}}, 422,
-             "Input should be a valid list"),
-            ("POST", f"/api/v1/queues/{Q}/jobs", {"function": FN + "add", "priority": 9}, 422,
-             "less than or equal to 5"),
-            ("POST", f"/api/v1/queues/{Q}/jobs", {"function": FN + "add", "options": {"attempts": 0}}, 422,
-             "greater than or equal to 1"),
-            ("POST", f"/api/v1/queues/{Q}/jobs", {"function": FN + "add", "jobId": "a:b"}, 422,
-             "String should match pattern"),
-            ("POST", f"/api/v1/queues/{Q}/jobs", {"function": FN + "add", "colour": "red"}, 422,
-             "Extra inputs are not permitted"),
-            ("POST", f"/api/v1/queues/{Q}/jobs", {"function": "not a function"}, 400,
-             "function must be a @job function or its dotted name"),
+            (
+                "POST",
+                f"/api/v1/queues/{Q}/jobs",
+                {"function": FN + "add", "args": {"a": 1}},
+                422,
+                "Input should be a valid list",
+            ),
+            (
+                "POST",
+                f"/api/v1/queues/{Q}/jobs",
+                {"function": FN + "add", "priority": 9},
+                422,
+                "less than or equal to 5",
+            ),
+            (
+                "POST",
+                f"/api/v1/queues/{Q}/jobs",
+                {"function": FN + "add", "options": {"attempts": 0}},
+                422,
+                "greater than or equal to 1",
+            ),
+            (
+                "POST",
+                f"/api/v1/queues/{Q}/jobs",
+                {"function": FN + "add", "jobId": "a:b"},
+                422,
+                "String should match pattern",
+            ),
+            (
+                "POST",
+                f"/api/v1/queues/{Q}/jobs",
+                {"function": FN + "add", "colour": "red"},
+                422,
+                "Extra inputs are not permitted",
+            ),
+            (
+                "POST",
+                f"/api/v1/queues/{Q}/jobs",
+                {"function": "not a function"},
+                400,
+                "function must be a @job function or its dotted name",
+            ),
         ]
         for method, path, body, status, message in cases:
             reply = server.call(method, path, ops, body)
@@ -202,6 +262,7 @@ def test_bad_input_gets_a_4xx_that_says_why_and_changes_nothing(
         assert not_json.status == 422
         assert "JSON decode error" in str(not_json.body["detail"])
         after = redis_state(redis_conn)
+
     # the worker's own bookkeeping (heartbeats) moves on: compare everything but worker records
     # and the lease scores of the running job
     def steady(state: dict[bytes, object]) -> dict[bytes, object]:
@@ -213,24 +274,37 @@ def test_bad_input_gets_a_4xx_that_says_why_and_changes_nothing(
 
 
 def test_the_queue_list_follows_rbac_per_namespace_and_per_object(
-        *, server: ApiServer, ops: str, cluster: devenv.Cluster, namespace: str,
-        redis_conn: redis.Redis) -> None:
+    *, server: ApiServer, ops: str, cluster: devenv.Cluster, namespace: str, redis_conn: redis.Redis
+) -> None:
     declare(redis_conn, Q, namespace, "emails")
     declare(redis_conn, "ops:reports", namespace, "reports")
     declare(redis_conn, "elsewhere:queue", "other-namespace", "theirs")
-    single = service_account(cluster, namespace, "single", [
-        {"apiGroups": ["jobqueue.glec.io"], "resources": ["jobqueues"], "resourceNames": ["emails"],
-         "verbs": ["get"]}])
+    single = service_account(
+        cluster,
+        namespace,
+        "single",
+        [
+            {
+                "apiGroups": ["jobqueue.glec.io"],
+                "resources": ["jobqueues"],
+                "resourceNames": ["emails"],
+                "verbs": ["get"],
+            }
+        ],
+    )
     # `list jobqueues` in the namespace: all of its queues, none of another namespace
     assert [q["queue"] for q in server.call("GET", "/api/v1/queues", ops).body["queues"]] == [
-        Q, "ops:reports"]
+        Q,
+        "ops:reports",
+    ]
     # `get` on one JobQueue only: that queue
     assert [q["queue"] for q in server.call("GET", "/api/v1/queues", single).body["queues"]] == [Q]
     assert server.call("GET", "/api/v1/queues/ops:reports", single).status == 403
 
 
-def test_bulk_retry_and_remove(*, server: ApiServer, ops: str, viewer: str, failed_job: str,
-                               redis_conn: redis.Redis) -> None:
+def test_bulk_retry_and_remove(
+    *, server: ApiServer, ops: str, viewer: str, failed_job: str, redis_conn: redis.Redis
+) -> None:
     refused = server.call("POST", f"/api/v1/queues/{Q}/bulk/retry", viewer, {"state": "failed"})
     assert refused.status == 403, refused.body
     dry = server.call("POST", f"/api/v1/queues/{Q}/bulk/retry", ops, {"state": "failed", "dryRun": True})
@@ -238,8 +312,9 @@ def test_bulk_retry_and_remove(*, server: ApiServer, ops: str, viewer: str, fail
     assert (dry.body["matched"], dry.body["done"], dry.body["dryRun"]) == (1, 1, True)
     assert dry.body["ids"] == [failed_job]
     assert get_job(Q, failed_job, connection=redis_conn).status == "failed"
-    young = server.call("POST", f"/api/v1/queues/{Q}/bulk/retry", ops,
-                        {"state": "failed", "olderThanSeconds": 3600})
+    young = server.call(
+        "POST", f"/api/v1/queues/{Q}/bulk/retry", ops, {"state": "failed", "olderThanSeconds": 3600}
+    )
     assert (young.status, young.body["matched"], young.body["done"]) == (200, 0, 0), young.body
     done = server.call("POST", f"/api/v1/queues/{Q}/bulk/retry", ops, {"state": "failed"})
     assert (done.status, done.body["done"]) == (200, 1), done.body
@@ -261,6 +336,8 @@ def test_cancel(*, server: ApiServer, ops: str, viewer: str, redis_conn: redis.R
     assert (done.body["previousState"], done.body["stopping"]) == ("scheduled", False)
     info = get_job(Q, "later", connection=redis_conn)
     assert (info.status, info.failed_reason) == (
-        "canceled", f"canceled by system:serviceaccount:{namespace}:ops before it started")
+        "canceled",
+        f"canceled by system:serviceaccount:{namespace}:ops before it started",
+    )
     again = server.call("POST", f"/api/v1/queues/{Q}/jobs/later/cancel", ops)
     assert again.status == 409, again.body

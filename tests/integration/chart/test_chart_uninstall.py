@@ -25,8 +25,10 @@ CRDS = ("jobqueues.jobqueue.glec.io", "recurringjobs.jobqueue.glec.io")
 NAMESPACE = "jobqueue-system"
 #: a sample JobQueue (the seed's report queue), in the default namespace
 SAMPLES = chartkit.load_all((chartkit.ROOT / "manifests/samples/jobqueues.yaml").read_text())
-QUEUE = {**next(d for d in SAMPLES if d["metadata"]["name"] == "report-generate"),
-         "metadata": {"name": "reports", "namespace": "default"}}
+QUEUE = {
+    **next(d for d in SAMPLES if d["metadata"]["name"] == "report-generate"),
+    "metadata": {"name": "reports", "namespace": "default"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +40,15 @@ def own_cluster() -> Iterator[devenv.Cluster]:
 
 def install_with_a_queue(cluster: devenv.Cluster, release: str, keep: bool) -> clusterkit.Helm:
     helm = clusterkit.Helm(cluster)
-    helm.install(release, NAMESPACE, values={"crds": {"keep": keep}, "priorityClasses": {"enabled": True},
-                                             "redis": {"url": "redis://redis.example:6379/0"}})
+    helm.install(
+        release,
+        NAMESPACE,
+        values={
+            "crds": {"keep": keep},
+            "priorityClasses": {"enabled": True},
+            "redis": {"url": "redis://redis.example:6379/0"},
+        },
+    )
     for name in CRDS:
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s", timeout=70)
     cluster.kubectl("apply", "-f", "-", input=json.dumps(QUEUE))
@@ -63,13 +72,18 @@ def test_uninstall_keeps_the_crds_and_the_queues_only_with_crds_keep(own_cluster
     helm = install_with_a_queue(cluster, "gone", keep=False)  # adopts the kept CRDs (--take-ownership)
     for name in CRDS:
         assert "helm.sh/resource-policy" not in clusterkit.get_json(cluster, "crd", name)["metadata"].get(
-            "annotations", {})
+            "annotations", {}
+        )
     helm.uninstall("gone", NAMESPACE)
     devenv.wait_until("the release's objects gone", lambda: not release_objects(cluster, "gone"), timeout=60)
-    devenv.wait_until("the CRDs deleted", lambda: not any(exists(cluster, "crd", n) for n in CRDS),
-                      timeout=60)
+    devenv.wait_until(
+        "the CRDs deleted", lambda: not any(exists(cluster, "crd", n) for n in CRDS), timeout=60
+    )
     assert cluster.kubectl("get", "jobqueues", "-A", check=False).returncode != 0  # no such resource
     # the chart's own objects in the release namespace: none
-    left = json.loads(cluster.kubectl("get", "all,secrets,configmaps,roles,rolebindings,serviceaccounts",
-                                      "-n", NAMESPACE, "-o", "json").stdout)["items"]
+    left = json.loads(
+        cluster.kubectl(
+            "get", "all,secrets,configmaps,roles,rolebindings,serviceaccounts", "-n", NAMESPACE, "-o", "json"
+        ).stdout
+    )["items"]
     assert [o for o in left if o["metadata"]["name"].startswith(("gone-", "kept-"))] == []

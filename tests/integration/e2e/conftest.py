@@ -25,13 +25,26 @@ import podrunner
 
 
 @pytest.fixture
-def product(*, cluster: devenv.Cluster, namespace: str, redis_url: str, pod_runner: podrunner.PodRunner,
-            crds: None, request: pytest.FixtureRequest) -> Iterator[Product]:
+def product(
+    *,
+    cluster: devenv.Cluster,
+    namespace: str,
+    redis_url: str,
+    pod_runner: podrunner.PodRunner,
+    crds: None,
+    request: pytest.FixtureRequest,
+) -> Iterator[Product]:
     cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
     # (cluster-scoped objects of the chart carry the release name: one per test); chart values
     # beyond the defaults come from indirect parametrisation
-    installed = Product.install(cluster, namespace, pod_runner, redis_url=redis_url,
-                                release=f"jq-{namespace[-5:]}", values=getattr(request, "param", None))
+    installed = Product.install(
+        cluster,
+        namespace,
+        pod_runner,
+        redis_url=redis_url,
+        release=f"jq-{namespace[-5:]}",
+        values=getattr(request, "param", None),
+    )
     yield installed
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:

@@ -72,25 +72,36 @@ class Drain:
         # S·D − N·d = S·scaled + Σ slots·(birth − scaled) + Σ (run − d) + the rest; with S = C,
         # divided by S: D − ideal = reaction + start + overrun + between
         between = self.seconds - self.jobs * self.job_seconds / slots - scaled - start - overrun
-        return {"scale_up_reaction": round(scaled, 3), "worker_start": round(start, 3),
-                "job_overrun": round(overrun, 3), "between_jobs": round(between, 3)}
+        return {
+            "scale_up_reaction": round(scaled, 3),
+            "worker_start": round(start, 3),
+            "job_overrun": round(overrun, 3),
+            "between_jobs": round(between, 3),
+        }
 
     def figures(self) -> dict[str, Any]:
-        return {"jobs": self.jobs, "job_seconds": self.job_seconds, "concurrency": self.concurrency,
-                "concurrency_per_pod": self.per_pod, "seconds": round(self.seconds, 3),
-                "ideal_seconds": round(self.ideal, 3), "ratio": round(self.ratio, 3),
-                "enqueue_seconds": round(self.enqueue_seconds, 3),
-                "replicas": [(round(t, 3), r) for t, r in self.replicas],
-                "workers_registered": sorted(round(t, 3) for t, _ in self.workers),
-                "first_job_started": round(self.first_start, 3),
-                "last_job_started": round(self.last_start, 3),
-                "tail_after_last_start": round(self.seconds - self.last_start, 3),
-                "job_run_mean": round(self.run_mean, 5),
-                "jobs_per_second": round(self.jobs / self.seconds, 1),
-                "beyond_ideal": self.breakdown(),
-                "scale_down_seconds": None if self.scale_down_seconds is None
-                else round(self.scale_down_seconds, 3),
-                "audit": self.audit.figures()}
+        return {
+            "jobs": self.jobs,
+            "job_seconds": self.job_seconds,
+            "concurrency": self.concurrency,
+            "concurrency_per_pod": self.per_pod,
+            "seconds": round(self.seconds, 3),
+            "ideal_seconds": round(self.ideal, 3),
+            "ratio": round(self.ratio, 3),
+            "enqueue_seconds": round(self.enqueue_seconds, 3),
+            "replicas": [(round(t, 3), r) for t, r in self.replicas],
+            "workers_registered": sorted(round(t, 3) for t, _ in self.workers),
+            "first_job_started": round(self.first_start, 3),
+            "last_job_started": round(self.last_start, 3),
+            "tail_after_last_start": round(self.seconds - self.last_start, 3),
+            "job_run_mean": round(self.run_mean, 5),
+            "jobs_per_second": round(self.jobs / self.seconds, 1),
+            "beyond_ideal": self.breakdown(),
+            "scale_down_seconds": None
+            if self.scale_down_seconds is None
+            else round(self.scale_down_seconds, 3),
+            "audit": self.audit.figures(),
+        }
 
     def report(self) -> str:
         b = self.breakdown()
@@ -103,8 +114,8 @@ class Drain:
             f"  enqueue took {self.enqueue_seconds:.2f} s; replicas {self.replicas}",
             f"  workers registered at {workers[0]:.2f}–{workers[-1]:.2f} s; first job started "
             f"{self.first_start:.2f} s, last {self.last_start:.2f} s; mean run {self.run_mean * 1000:.2f} ms",
-            "  beyond the ideal (s of drain): " + ", ".join(f"{k.replace('_', ' ')} {v:.2f}"
-                                                           for k, v in b.items()),
+            "  beyond the ideal (s of drain): "
+            + ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in b.items()),
         ]
         if self.scale_down_seconds is not None:
             lines.append(f"  back to 0 replicas {self.scale_down_seconds:.1f} s after the last job")
@@ -118,14 +129,35 @@ def _unix(iso: bytes | None) -> float:
     return datetime.datetime.fromisoformat(iso.decode().replace("Z", "+00:00")).timestamp()
 
 
-def run(cluster: devenv.Cluster, namespace: str, conn: redis.Redis, *, name: str = "drain",
-        jobs: int = 10_000, job_seconds: float = 0.05, concurrency: int = 20, per_pod: int = 5,
-        idle_seconds: int = 5, scale_down: bool = True, timeout: float = 600) -> Drain:
+def run(
+    cluster: devenv.Cluster,
+    namespace: str,
+    conn: redis.Redis,
+    *,
+    name: str = "drain",
+    jobs: int = 10_000,
+    job_seconds: float = 0.05,
+    concurrency: int = 20,
+    per_pod: int = 5,
+    idle_seconds: int = 5,
+    scale_down: bool = True,
+    timeout: float = 600,
+) -> Drain:
     """Apply the queue, enqueue the jobs at once, wait until all ended (and, with
     ``scale_down``, until the Deployment is back at zero); measure."""
-    queue = apply_queue(cluster, conn, queue_body(
-        name, namespace, concurrency=concurrency, per_pod=per_pod, attempts=1,
-        scaleDownDelaySeconds=idle_seconds, idleSecondsBeforeZero=idle_seconds))
+    queue = apply_queue(
+        cluster,
+        conn,
+        queue_body(
+            name,
+            namespace,
+            concurrency=concurrency,
+            per_pod=per_pod,
+            attempts=1,
+            scaleDownDelaySeconds=idle_seconds,
+            idleSecondsBeforeZero=idle_seconds,
+        ),
+    )
     deployment = f"{name}-worker"
     devenv.wait_until("the worker Deployment at zero", lambda: replicas(cluster, namespace, deployment) == 0)
     with ReplicaWatch(cluster, namespace, deployment) as watch:
@@ -138,17 +170,27 @@ def run(cluster: devenv.Cluster, namespace: str, conn: redis.Redis, *, name: str
         end = max(e for _, e in times)
         down: float | None = None
         if scale_down:
-            devenv.wait_until("back to zero replicas", lambda: watch.timeline[-1][1] == 0,
-                              timeout=idle_seconds + 120)
+            devenv.wait_until(
+                "back to zero replicas", lambda: watch.timeline[-1][1] == 0, timeout=idle_seconds + 120
+            )
             down = watch.timeline[-1][0] - end
         timeline = [(t - t0, r) for t, r in watch.timeline if t >= t0]
     starts = [s for s, _ in times]
-    return Drain(jobs=jobs, job_seconds=job_seconds, concurrency=concurrency, per_pod=per_pod,
-                 enqueue_seconds=enqueued, seconds=end - t0, replicas=timeline,
-                 workers=[(born - t0, n) for born, n in workers],
-                 first_start=min(starts) - t0, last_start=max(starts) - t0,
-                 run_mean=sum(e - s for s, e in times) / len(times), scale_down_seconds=down,
-                 audit=audit(conn, ids))
+    return Drain(
+        jobs=jobs,
+        job_seconds=job_seconds,
+        concurrency=concurrency,
+        per_pod=per_pod,
+        enqueue_seconds=enqueued,
+        seconds=end - t0,
+        replicas=timeline,
+        workers=[(born - t0, n) for born, n in workers],
+        first_start=min(starts) - t0,
+        last_start=max(starts) - t0,
+        run_mean=sum(e - s for s, e in times) / len(times),
+        scale_down_seconds=down,
+        audit=audit(conn, ids),
+    )
 
 
 def _job_times(conn: redis.Redis, ids: list[str]) -> list[tuple[float, float]]:

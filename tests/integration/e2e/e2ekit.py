@@ -60,38 +60,72 @@ class Product:
     elected: bool = True
 
     @classmethod
-    def install(cls, cluster: devenv.Cluster, namespace: str, runner: podrunner.PodRunner, *,
-                redis_url: str, release: str = "jq", env: Mapping[str, str] | None = None,
-                values: Mapping[str, Any] | None = None, chart: Path = chartkit.CHART) -> Product:
+    def install(
+        cls,
+        cluster: devenv.Cluster,
+        namespace: str,
+        runner: podrunner.PodRunner,
+        *,
+        redis_url: str,
+        release: str = "jq",
+        env: Mapping[str, str] | None = None,
+        values: Mapping[str, Any] | None = None,
+        chart: Path = chartkit.CHART,
+    ) -> Product:
         """``helm install`` with the test's Redis; ``env`` goes to the operator as
         ``operator.extraEnv`` (``JOBQUEUE_*`` settings the chart has no value for), ``values``
         are further top-level chart values (e.g. ``autoscaler``); ``chart``: another version of
         the chart (the upgrade test's previous one)."""
         helm = clusterkit.Helm(cluster)
-        helm.install(release, namespace, chart=chart, values={
-            "watchNamespaces": [namespace],
-            # the tests' Redis has no password, so namespace isolation (the chart's default)
-            # could not protect anything there; the tests that need it set their own values
-            "redis": {"url": redis_url, "isolation": "none"},
-            "operator": {"logFormat": "plain", "resyncSeconds": 5,
-                         "extraEnv": [{"name": k, "value": v} for k, v in (env or {}).items()]},
-            **(values or {}),
-        })
-        product = cls(cluster, namespace, release, runner, helm,
-                      elected=(values or {}).get("leaderElection", {}).get("enabled", True))
+        helm.install(
+            release,
+            namespace,
+            chart=chart,
+            values={
+                "watchNamespaces": [namespace],
+                # the tests' Redis has no password, so namespace isolation (the chart's default)
+                # could not protect anything there; the tests that need it set their own values
+                "redis": {"url": redis_url, "isolation": "none"},
+                "operator": {
+                    "logFormat": "plain",
+                    "resyncSeconds": 5,
+                    "extraEnv": [{"name": k, "value": v} for k, v in (env or {}).items()],
+                },
+                **(values or {}),
+            },
+        )
+        product = cls(
+            cluster,
+            namespace,
+            release,
+            runner,
+            helm,
+            elected=(values or {}).get("leaderElection", {}).get("enabled", True),
+        )
         product.wait_live()
         return product
 
     def upgrade(self, values: Mapping[str, Any]) -> None:
         """``helm upgrade --reuse-values`` with ``values`` changed (a change of the pod template
         rolls the operator pods), waiting for the rollout as ``helm upgrade --wait`` does."""
-        self.helm.run("upgrade", self.release, str(chartkit.CHART), "--namespace", self.namespace,
-                      "--reuse-values", "--wait", "--timeout", "150s", values=dict(values))
+        self.helm.run(
+            "upgrade",
+            self.release,
+            str(chartkit.CHART),
+            "--namespace",
+            self.namespace,
+            "--reuse-values",
+            "--wait",
+            "--timeout",
+            "150s",
+            values=dict(values),
+        )
 
     def uninstall(self) -> None:
         for release, namespace in list(self.helm.releases):
-            self.helm.run("uninstall", release, "--namespace", namespace, "--wait", "--timeout", "120s",
-                          check=False)
+            self.helm.run(
+                "uninstall", release, "--namespace", namespace, "--wait", "--timeout", "120s", check=False
+            )
             self.helm.releases.remove((release, namespace))
 
     @property
@@ -106,18 +140,31 @@ class Product:
 
     def operator_pods(self) -> list[str]:
         """Names of the operator's pods that are not terminating."""
-        pods = self._api.list(Pod, namespace=self.namespace, labels={
-            "app.kubernetes.io/instance": self.release, "app.kubernetes.io/component": "operator"})
-        return [p.metadata.name for p in pods if p.metadata and p.metadata.name
-                and not p.metadata.deletionTimestamp]
+        pods = self._api.list(
+            Pod,
+            namespace=self.namespace,
+            labels={"app.kubernetes.io/instance": self.release, "app.kubernetes.io/component": "operator"},
+        )
+        return [
+            p.metadata.name
+            for p in pods
+            if p.metadata and p.metadata.name and not p.metadata.deletionTimestamp
+        ]
 
-    def operator_process(self, name: str | None = None,
-                         exclude: Iterable[str] = ()) -> podrunner.ProcessInfo | None:
+    def operator_process(
+        self, name: str | None = None, exclude: Iterable[str] = ()
+    ) -> podrunner.ProcessInfo | None:
         """The running process of operator pod ``name`` (default: any operator pod, none of
         ``exclude``)."""
         pods = {name} if name else set(self.operator_pods()) - set(exclude)
-        return next((p for p in self.runner.snapshot() if p.namespace == self.namespace
-                     and p.name in pods and p.state == "running"), None)
+        return next(
+            (
+                p
+                for p in self.runner.snapshot()
+                if p.namespace == self.namespace and p.name in pods and p.state == "running"
+            ),
+            None,
+        )
 
     def leader(self) -> str | None:
         """The operator pod holding the leader Lease, if it still exists (pod runner identity:
@@ -142,8 +189,11 @@ class Product:
         skip = list(exclude)
 
         def live() -> str | None:
-            name = self.leader() if self.elected else next(
-                (p for p in self.operator_pods() if p not in skip), None)
+            name = (
+                self.leader()
+                if self.elected
+                else next((p for p in self.operator_pods() if p not in skip), None)
+            )
             info = self.operator_process(name) if name and name not in skip else None
             if info is None or "JOBQUEUE_HEALTH_PORT" not in info.ports:
                 return None
@@ -153,8 +203,9 @@ class Product:
                 return None
             return info.name if status == 200 and json.loads(body).get("role") != "standby" else None
 
-        name: str = devenv.wait_until("an operator pod running the operator", live, timeout=timeout,
-                                      interval=0.05)
+        name: str = devenv.wait_until(
+            "an operator pod running the operator", live, timeout=timeout, interval=0.05
+        )
         return name
 
     def wait_standby(self, exclude: Iterable[str] = (), timeout: float = 120) -> str:
@@ -175,8 +226,9 @@ class Product:
                     return name
             return None
 
-        name: str = devenv.wait_until("an operator pod standing by", standing_by, timeout=timeout,
-                                      interval=0.1)
+        name: str = devenv.wait_until(
+            "an operator pod standing by", standing_by, timeout=timeout, interval=0.1
+        )
         return name
 
     def restart(self, *, force: bool) -> list[str]:
@@ -194,9 +246,11 @@ class Product:
 
     def logs(self) -> str:
         """The operator pods' logs (pod runner), for failure messages."""
-        return "\n".join(f"--- {p.name}\n{p.log_file.read_text(errors='replace')[-8000:]}"
-                         for p in self.runner.snapshot()
-                         if p.namespace == self.namespace and p.name.startswith(self.deployment))
+        return "\n".join(
+            f"--- {p.name}\n{p.log_file.read_text(errors='replace')[-8000:]}"
+            for p in self.runner.snapshot()
+            if p.namespace == self.namespace and p.name.startswith(self.deployment)
+        )
 
 
 def http_get(port: int, path: str) -> tuple[int, str]:
@@ -208,26 +262,47 @@ def http_get(port: int, path: str) -> tuple[int, str]:
 # Queues and jobs
 
 
-def queue_body(name: str, namespace: str, *, concurrency: int, per_pod: int, attempts: int = 3,
-               timeout_seconds: int = 60, **scaling: Any) -> dict[str, Any]:
+def queue_body(
+    name: str,
+    namespace: str,
+    *,
+    concurrency: int,
+    per_pod: int,
+    attempts: int = 3,
+    timeout_seconds: int = 60,
+    **scaling: Any,
+) -> dict[str, Any]:
     """A JobQueue running :mod:`scalejobs` in thread mode (``scaling`` goes to spec.scaling)."""
-    return {"apiVersion": "jobqueue.glec.io/v1alpha1", "kind": "JobQueue",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"concurrency": concurrency, "worker": scalekit.worker_spec(per_pod),
-                     "jobDefaults": {"attempts": attempts, "timeoutSeconds": timeout_seconds,
-                                     "backoff": {"type": "fixed", "delaySeconds": 1}},
-                     "scaling": {"minReplicas": 0, **scaling}}}
+    return {
+        "apiVersion": "jobqueue.glec.io/v1alpha1",
+        "kind": "JobQueue",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "concurrency": concurrency,
+            "worker": scalekit.worker_spec(per_pod),
+            "jobDefaults": {
+                "attempts": attempts,
+                "timeoutSeconds": timeout_seconds,
+                "backoff": {"type": "fixed", "delaySeconds": 1},
+            },
+            "scaling": {"minReplicas": 0, **scaling},
+        },
+    }
 
 
 def apply_queue(cluster: devenv.Cluster, conn: redis.Redis, body: dict[str, Any]) -> str:
     """Apply a JobQueue, wait for its Deployment (at 0) and published settings; its RQ queue name."""
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
-    devenv.wait_until(f"Deployment {name}-worker", lambda: scalekit.replicas(
-        cluster, namespace, f"{name}-worker") is not None, timeout=60)
+    devenv.wait_until(
+        f"Deployment {name}-worker",
+        lambda: scalekit.replicas(cluster, namespace, f"{name}-worker") is not None,
+        timeout=60,
+    )
     queue = f"{namespace}.{name}"
-    devenv.wait_until(f"settings of {queue} published", lambda: conn.exists(f"jobqueue:settings:{queue}"),
-                      timeout=60)
+    devenv.wait_until(
+        f"settings of {queue} published", lambda: conn.exists(f"jobqueue:settings:{queue}"), timeout=60
+    )
     return queue
 
 
@@ -248,8 +323,12 @@ def settled(conn: redis.Redis, queue: str) -> int:
 
 
 def wait_settled(conn: redis.Redis, queue: str, count: int, timeout: float) -> None:
-    devenv.wait_until(f"{count} jobs of {queue} finished or failed",
-                      lambda: settled(conn, queue) >= count, timeout=timeout, interval=0.1)
+    devenv.wait_until(
+        f"{count} jobs of {queue} finished or failed",
+        lambda: settled(conn, queue) >= count,
+        timeout=timeout,
+        interval=0.1,
+    )
 
 
 @dataclass(frozen=True)
@@ -271,15 +350,22 @@ class Audit:
     def exactly_once(self) -> bool:
         """Every job finished, its function started and completed once, one result recorded."""
         n = self.jobs
-        return (self.statuses == Counter(finished=n) and self.starts == Counter({1: n})
-                and self.completions == Counter({1: n}) and self.results == Counter({1: n}))
+        return (
+            self.statuses == Counter(finished=n)
+            and self.starts == Counter({1: n})
+            and self.completions == Counter({1: n})
+            and self.results == Counter({1: n})
+        )
 
     def figures(self) -> dict[str, Any]:
-        return {"jobs": self.jobs, "statuses": dict(self.statuses),
-                "started_more_than_once": sum(v for k, v in self.starts.items() if k > 1),
-                "completed_more_than_once": sum(v for k, v in self.completions.items() if k > 1),
-                "results_recorded_more_than_once": sum(v for k, v in self.results.items() if k > 1),
-                "never_started": self.starts.get(0, 0)}
+        return {
+            "jobs": self.jobs,
+            "statuses": dict(self.statuses),
+            "started_more_than_once": sum(v for k, v in self.starts.items() if k > 1),
+            "completed_more_than_once": sum(v for k, v in self.completions.items() if k > 1),
+            "results_recorded_more_than_once": sum(v for k, v in self.results.items() if k > 1),
+            "never_started": self.starts.get(0, 0),
+        }
 
     def __str__(self) -> str:
         sample = dict(list(self.unfinished.items())[:10])
@@ -293,7 +379,7 @@ def audit(conn: redis.Redis, ids: list[str], chunk: int = 2000) -> Audit:
     results: Counter[int] = Counter()
     unfinished: dict[str, str] = {}
     for lo in range(0, len(ids), chunk):
-        part = ids[lo:lo + chunk]
+        part = ids[lo : lo + chunk]
         pipe = conn.pipeline(transaction=False)
         for job_id in part:
             pipe.hmget(f"rq:job:{job_id}", "status", "jq_reason")
@@ -302,7 +388,7 @@ def audit(conn: redis.Redis, ids: list[str], chunk: int = 2000) -> Audit:
             pipe.xrange(f"rq:results:{job_id}")
         replies = pipe.execute()
         for n, job_id in enumerate(part):
-            (status, reason), runs, done, stream = replies[4 * n:4 * n + 4]
+            (status, reason), runs, done, stream = replies[4 * n : 4 * n + 4]
             state = status.decode() if status else "missing"
             statuses[state] += 1
             starts[int(runs)] += 1
@@ -329,8 +415,10 @@ def owned_children(cluster: devenv.Cluster, namespace: str, kind: str) -> dict[s
 
 def uids(cluster: devenv.Cluster, namespace: str, kind: str) -> dict[str, str]:
     """name -> uid of every object of ``kind`` in ``namespace``."""
-    return {i["metadata"]["name"]: i["metadata"]["uid"]
-            for i in kubectl_json(cluster, "get", kind, "-n", namespace)["items"]}
+    return {
+        i["metadata"]["name"]: i["metadata"]["uid"]
+        for i in kubectl_json(cluster, "get", kind, "-n", namespace)["items"]
+    }
 
 
 def pct(values: list[float], q: float) -> float:
@@ -342,9 +430,14 @@ def pct(values: list[float], q: float) -> float:
 def distribution(values: list[float]) -> dict[str, float]:
     if not values:
         return {"n": 0}
-    return {"n": len(values), "p50": round(pct(values, 50), 3), "p95": round(pct(values, 95), 3),
-            "p99": round(pct(values, 99), 3), "max": round(max(values), 3),
-            "mean": round(statistics.fmean(values), 3)}
+    return {
+        "n": len(values),
+        "p50": round(pct(values, 50), 3),
+        "p95": round(pct(values, 95), 3),
+        "p99": round(pct(values, 99), 3),
+        "max": round(max(values), 3),
+        "mean": round(statistics.fmean(values), 3),
+    }
 
 
 def load() -> str:

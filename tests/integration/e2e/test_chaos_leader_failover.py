@@ -24,7 +24,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.k8s, pytest.mark.redis, pytes
 
 
 def test_a_killed_leader_is_replaced_without_lost_work_or_double_scaling(
-        cluster: devenv.Cluster, namespace: str, product: Product, redis_conn: redis.Redis) -> None:
+    cluster: devenv.Cluster, namespace: str, product: Product, redis_conn: redis.Redis
+) -> None:
     run = chaoskit.leader_failovers(product, redis_conn, kills=(("sigkill", 2), ("delete", 2)))
     print(run.report())
     assert [r.how for r in run.runs] == ["sigkill", "sigkill", "delete", "delete"]

@@ -28,7 +28,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.k8s, pytest.mark.redis, pytes
 # hands over to the new pod of the rolling restart). Two replicas: test_chaos_leader_failover.py
 @pytest.mark.parametrize("product", [{"replicaCount": 1}], indirect=True)
 def test_operator_restarted_mid_burst_converges_without_duplicates_or_lost_scaling(
-        cluster: devenv.Cluster, namespace: str, product: Product, redis_conn: redis.Redis) -> None:
+    cluster: devenv.Cluster, namespace: str, product: Product, redis_conn: redis.Redis
+) -> None:
     run = chaoskit.operator_restarts(product, redis_conn)
     print(run.report())
     assert run.children == {"deployments": [1, 1], "cronjobs": [1]}, run.children

@@ -24,10 +24,24 @@ pytestmark = [pytest.mark.integration, pytest.mark.k8s, pytest.mark.redis, pytes
 
 
 def test_worker_pods_killed_at_random_lose_no_job_and_record_no_result_twice(
-        cluster: devenv.Cluster, namespace: str, product: Product, redis_conn: redis.Redis,
-        pod_runner: podrunner.PodRunner) -> None:
-    run = chaoskit.pod_kills(cluster, namespace, redis_conn, pod_runner, jobs=5000, job_seconds=0.1,
-                             concurrency=20, per_pod=2, every=(2.0, 4.0), seed=8)
+    cluster: devenv.Cluster,
+    namespace: str,
+    product: Product,
+    redis_conn: redis.Redis,
+    pod_runner: podrunner.PodRunner,
+) -> None:
+    run = chaoskit.pod_kills(
+        cluster,
+        namespace,
+        redis_conn,
+        pod_runner,
+        jobs=5000,
+        job_seconds=0.1,
+        concurrency=20,
+        per_pod=2,
+        every=(2.0, 4.0),
+        seed=8,
+    )
     print(run.report())
     held = [h for k in run.kills for h in k.held]
     assert len(run.kills) >= 3, run.figures()  # the chaos happened, and hit running jobs

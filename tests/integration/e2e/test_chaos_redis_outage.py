@@ -23,7 +23,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.k8s, pytest.mark.redis, pytes
 
 
 def test_redis_frozen_for_30s_holds_replicas_says_so_and_everything_recovers(
-        product: Product, redis_server: devenv.RedisServer, redis_conn: redis.Redis) -> None:
+    product: Product, redis_server: devenv.RedisServer, redis_conn: redis.Redis
+) -> None:
     jobs = 120
     run = chaoskit.redis_outage(product, redis_server, redis_conn, how="pause", seconds=30, jobs=jobs)
     print(run.report())

@@ -32,8 +32,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.k8s, pytest.mark.redis, pytes
 def tick_jobs(cluster: devenv.Cluster, namespace: str, name: str) -> list[str]:
     """Names of the Jobs the CronJob controller created for the RecurringJob's ticks."""
     items = json.loads(cluster.kubectl("get", "jobs", "-n", namespace, "-o", "json").stdout)["items"]
-    return sorted(j["metadata"]["name"] for j in items if j["metadata"]["name"].startswith(f"{name}-")
-                  and any(r["kind"] == "CronJob" for r in j["metadata"].get("ownerReferences") or []))
+    return sorted(
+        j["metadata"]["name"]
+        for j in items
+        if j["metadata"]["name"].startswith(f"{name}-")
+        and any(r["kind"] == "CronJob" for r in j["metadata"].get("ownerReferences") or [])
+    )
 
 
 def get_jq_row(cluster: devenv.Cluster, namespace: str, name: str) -> dict[str, str]:
@@ -43,17 +47,46 @@ def get_jq_row(cluster: devenv.Cluster, namespace: str, name: str) -> dict[str, 
 
 
 def test_the_installed_product_scales_a_burst_up_drains_it_scales_down_and_ticks_once_a_minute(
-        cluster: devenv.Cluster, namespace: str, product: Product, redis_conn: redis.Redis) -> None:
+    cluster: devenv.Cluster, namespace: str, product: Product, redis_conn: redis.Redis
+) -> None:
     # the RecurringJob first: its ticks come at minute boundaries while the burst runs
-    ticks = apply_queue(cluster, redis_conn, queue_body(
-        "ticks", namespace, concurrency=1, per_pod=1, scaleDownDelaySeconds=2, idleSecondsBeforeZero=4))
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(rjkit.recurringjob(
-        "every-minute", namespace, queue="ticks", schedule="* * * * *", function=NAP, args=["tick", 0.2])))
+    ticks = apply_queue(
+        cluster,
+        redis_conn,
+        queue_body(
+            "ticks", namespace, concurrency=1, per_pod=1, scaleDownDelaySeconds=2, idleSecondsBeforeZero=4
+        ),
+    )
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps(
+            rjkit.recurringjob(
+                "every-minute",
+                namespace,
+                queue="ticks",
+                schedule="* * * * *",
+                function=NAP,
+                args=["tick", 0.2],
+            )
+        ),
+    )
     rjkit.wait_ready(cluster, "every-minute", namespace, status="True", reason="Scheduled")
 
-    burst = apply_queue(cluster, redis_conn, queue_body(
-        "burst", namespace, concurrency=8, per_pod=2, maxReplicas=4,
-        scaleDownDelaySeconds=3, idleSecondsBeforeZero=6))
+    burst = apply_queue(
+        cluster,
+        redis_conn,
+        queue_body(
+            "burst",
+            namespace,
+            concurrency=8,
+            per_pod=2,
+            maxReplicas=4,
+            scaleDownDelaySeconds=3,
+            idleSecondsBeforeZero=6,
+        ),
+    )
     with ReplicaWatch(cluster, namespace, "burst-worker") as watch:
         ids = enqueue_naps(redis_conn, burst, "b", 24, 1.0)
         wait_for("4 replicas", lambda: watch.values[-1] == 4, timeout=30)

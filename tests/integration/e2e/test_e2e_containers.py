@@ -32,29 +32,46 @@ def in_container(info: podrunner.ProcessInfo) -> dict[str, str]:
     pid = podrunner_containers.init_pid(info.container)
     assert pid is not None
     status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
-    root = next(line.split() for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
-                if line.split()[4] == "/")
-    return {"uid": status["Uid"].split()[0], "root": root[5].split(",")[0],
-            "scalejobs": str(Path(f"/proc/{pid}/root/app/integration/scaling/scalejobs.py").exists()),
-            "operator": str(Path(f"/proc/{pid}/root/opt/jobqueue/bin/jobqueue-operator").exists())}
+    root = next(
+        line.split()
+        for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+        if line.split()[4] == "/"
+    )
+    return {
+        "uid": status["Uid"].split()[0],
+        "root": root[5].split(",")[0],
+        "scalejobs": str(Path(f"/proc/{pid}/root/app/integration/scaling/scalejobs.py").exists()),
+        "operator": str(Path(f"/proc/{pid}/root/opt/jobqueue/bin/jobqueue-operator").exists()),
+    }
 
 
 def test_the_operator_and_the_workers_run_in_their_images_as_65532_and_drain_a_burst(
-        cluster: devenv.Cluster, namespace: str, product: Product, redis_conn: redis.Redis,
-        pod_runner: podrunner.PodRunner) -> None:
+    cluster: devenv.Cluster,
+    namespace: str,
+    product: Product,
+    redis_conn: redis.Redis,
+    pod_runner: podrunner.PodRunner,
+) -> None:
     operator = product.operator_process()
     assert operator is not None
     assert in_container(operator) == {"uid": "65532", "root": "ro", "scalejobs": "False", "operator": "True"}
 
-    queue = apply_queue(cluster, redis_conn, queue_body("burst", namespace, concurrency=6, per_pod=2,
-                                                        maxReplicas=3, scaleDownDelaySeconds=30))
+    queue = apply_queue(
+        cluster,
+        redis_conn,
+        queue_body("burst", namespace, concurrency=6, per_pod=2, maxReplicas=3, scaleDownDelaySeconds=30),
+    )
     ids = enqueue_naps(redis_conn, queue, "c", 60, 0.2)
     seen: dict[str, dict[str, str]] = {}
 
     def workers_seen() -> bool:  # while they run: each worker pod's container, once
         for info in pod_runner.snapshot():
-            if (info.namespace == namespace and info.name.startswith("burst-worker") and info.container
-                    and info.name not in seen):
+            if (
+                info.namespace == namespace
+                and info.name.startswith("burst-worker")
+                and info.container
+                and info.name not in seen
+            ):
                 seen[info.name] = in_container(info)
         return len(seen) >= 3
 
@@ -62,21 +79,32 @@ def test_the_operator_and_the_workers_run_in_their_images_as_65532_and_drain_a_b
     wait_settled(redis_conn, queue, len(ids), timeout=120)
     result = audit(redis_conn, ids)
     assert result.exactly_once(), str(result)
-    assert all(w == {"uid": "65532", "root": "ro", "scalejobs": "True", "operator": "True"}
-               for w in seen.values()), seen
+    assert all(
+        w == {"uid": "65532", "root": "ro", "scalejobs": "True", "operator": "True"} for w in seen.values()
+    ), seen
 
 
 def test_a_worker_killed_by_its_memory_limit_is_restarted_and_its_job_runs_again(
-        cluster: devenv.Cluster, namespace: str, product: Product, redis_conn: redis.Redis,
-        pod_runner: podrunner.PodRunner) -> None:
+    cluster: devenv.Cluster,
+    namespace: str,
+    product: Product,
+    redis_conn: redis.Redis,
+    pod_runner: podrunner.PodRunner,
+) -> None:
     body = queue_body("hungry", namespace, concurrency=1, per_pod=1, attempts=3, minReplicas=1)
     body["spec"]["worker"]["resources"] = {"limits": {"memory": "128Mi"}}
     queue = apply_queue(cluster, redis_conn, body)
     enqueue_many(queue, [JobSpec(f"{JOBS}.hog_once", ["big", 400], job_id="big")], connection=redis_conn)
 
     def killed() -> podrunner.ProcessInfo | None:
-        return next((p for p in pod_runner.snapshot() if p.namespace == namespace
-                     and p.name.startswith("hungry-worker") and p.last_exit_code == 137), None)
+        return next(
+            (
+                p
+                for p in pod_runner.snapshot()
+                if p.namespace == namespace and p.name.startswith("hungry-worker") and p.last_exit_code == 137
+            ),
+            None,
+        )
 
     victim = wait_for("the worker OOM-killed (exit 137)", killed, timeout=60)
     wait_settled(redis_conn, queue, 1, timeout=120)

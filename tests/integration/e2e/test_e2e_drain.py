@@ -19,9 +19,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.k8s, pytest.mark.redis, pytes
 
 
 def test_ten_thousand_jobs_from_zero_replicas_each_finish_exactly_once(
-        cluster: devenv.Cluster, namespace: str, product: Product, redis_conn: redis.Redis) -> None:
-    drain = e2edrain.run(cluster, namespace, redis_conn, jobs=10_000, job_seconds=0.05, concurrency=20,
-                         per_pod=5, idle_seconds=5)
+    cluster: devenv.Cluster, namespace: str, product: Product, redis_conn: redis.Redis
+) -> None:
+    drain = e2edrain.run(
+        cluster,
+        namespace,
+        redis_conn,
+        jobs=10_000,
+        job_seconds=0.05,
+        concurrency=20,
+        per_pod=5,
+        idle_seconds=5,
+    )
     print(drain.report())
     # every job finished; its function started once and completed once; one result recorded
     assert drain.audit.exactly_once(), drain.audit

@@ -29,8 +29,8 @@ CA_DIR = "/etc/jobqueue/redis-ca"
 
 
 def test_the_operator_reaches_a_private_ca_redis_through_the_mounted_ca(
-        cluster: devenv.Cluster, namespace: str, pod_runner: podrunner.PodRunner, crds: None,
-        tmp_path: Path) -> None:
+    cluster: devenv.Cluster, namespace: str, pod_runner: podrunner.PodRunner, crds: None, tmp_path: Path
+) -> None:
     assert podrunner_containers.problem() is None, "this test needs the pod runner's container mode"
     tls = redisfarm.make_certificates(tmp_path / "tls")
     server = redisfarm.tls_server(tls)
@@ -41,16 +41,26 @@ def test_the_operator_reaches_a_private_ca_redis_through_the_mounted_ca(
         host_conn = redis.Redis.from_url(f"{url}?ssl_ca_certs={tls.ca}")
         cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
         product = Product.install(
-            cluster, namespace, pod_runner, release=f"ca-{namespace[-5:]}",
+            cluster,
+            namespace,
+            pod_runner,
+            release=f"ca-{namespace[-5:]}",
             redis_url=f"{url}?ssl_ca_certs={CA_DIR}/ca.crt",
             values={
-                "extraObjects": [{"apiVersion": "v1", "kind": "Secret",
-                                  "metadata": {"name": "{{ .Release.Name }}-redis-ca"},
-                                  "stringData": {"ca.crt": tls.ca.read_text()}}],
-                "extraVolumes": [{"name": "redis-ca",
-                                  "secret": {"secretName": f"ca-{namespace[-5:]}-redis-ca"}}],
+                "extraObjects": [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Secret",
+                        "metadata": {"name": "{{ .Release.Name }}-redis-ca"},
+                        "stringData": {"ca.crt": tls.ca.read_text()},
+                    }
+                ],
+                "extraVolumes": [
+                    {"name": "redis-ca", "secret": {"secretName": f"ca-{namespace[-5:]}-redis-ca"}}
+                ],
                 "extraVolumeMounts": [{"name": "redis-ca", "mountPath": CA_DIR, "readOnly": True}],
-            })
+            },
+        )
         try:
             leader = product.operator_process(product.wait_live())
             assert leader is not None

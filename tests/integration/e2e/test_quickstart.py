@@ -70,10 +70,16 @@ def own_cluster() -> Iterator[devenv.Cluster]:
 
 
 @pytest.fixture(scope="module")
-def own_runner(own_cluster: devenv.Cluster, built_images: images.Store,
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[podrunner.PodRunner]:
-    config = podrunner.Config(kubeconfig=own_cluster.kubeconfig, mode="container", images=built_images.root,
-                              state_dir=tmp_path_factory.mktemp("quickstart-pods"), shutdown_grace=10.0)
+def own_runner(
+    own_cluster: devenv.Cluster, built_images: images.Store, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[podrunner.PodRunner]:
+    config = podrunner.Config(
+        kubeconfig=own_cluster.kubeconfig,
+        mode="container",
+        images=built_images.root,
+        state_dir=tmp_path_factory.mktemp("quickstart-pods"),
+        shutdown_grace=10.0,
+    )
     with podrunner.PodRunner(config) as runner:
         yield runner
 
@@ -91,36 +97,56 @@ class Shell:
         if command.startswith("kubectl exec"):
             return self.kubectl_exec(command, timeout)
         command = command.replace(OCI_CHART, str(self.chart))
-        done = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=ROOT, env=self.env,
-                              capture_output=True, text=True, timeout=timeout, check=False)
-        assert done.returncode == 0, (f"{command}\nexit {done.returncode}\n{done.stdout}{done.stderr}\n"
-                                      f"{self.logs()}")
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", command],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        assert done.returncode == 0, (
+            f"{command}\nexit {done.returncode}\n{done.stdout}{done.stderr}\n{self.logs()}"
+        )
         return done.stdout
 
     def kubectl_exec(self, command: str, timeout: float) -> str:
         words = shlex.split(command, comments=True)
-        argv = words[words.index("--") + 1:]
-        options = words[2:words.index("--")]
+        argv = words[words.index("--") + 1 :]
+        options = words[2 : words.index("--")]
         namespace = options[options.index("-n") + 1]
         target = next(w for w in options if w.startswith("deploy/")).removeprefix("deploy/")
         pods = {p["metadata"]["name"] for p in self.cluster_pods(namespace, target)}
 
         def running() -> podrunner.ProcessInfo | None:
-            return next((p for p in self.runner.snapshot() if p.namespace == namespace and p.name in pods
-                         and p.state == "running" and p.container), None)
+            return next(
+                (
+                    p
+                    for p in self.runner.snapshot()
+                    if p.namespace == namespace and p.name in pods and p.state == "running" and p.container
+                ),
+                None,
+            )
 
         info = wait_for(f"a running pod of deploy/{target}", running, timeout=120)
         assert info.container is not None
-        done = subprocess.run(podrunner_containers.exec_argv(info.container, argv), capture_output=True,
-                              text=True, timeout=timeout, check=False)
+        done = subprocess.run(
+            podrunner_containers.exec_argv(info.container, argv),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         assert done.returncode == 0, f"{command}\nexit {done.returncode}\n{done.stdout}{done.stderr}"
         return done.stdout
 
     def cluster_pods(self, namespace: str, deployment: str) -> list[dict[str, Any]]:
         def listed() -> list[dict[str, Any]] | None:
             out = self.cluster.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout
-            return [p for p in json.loads(out)["items"]
-                    if p["metadata"]["name"].startswith(f"{deployment}-")] or None
+            return [
+                p for p in json.loads(out)["items"] if p["metadata"]["name"].startswith(f"{deployment}-")
+            ] or None
 
         found: list[dict[str, Any]] = wait_for(f"pods of deploy/{deployment}", listed, timeout=120)
         return found
@@ -130,8 +156,10 @@ class Shell:
         out = []
         for info in self.runner.snapshot():
             if info.log_file.exists():
-                out.append(f"--- {info.namespace}/{info.name} ({info.state})\n"
-                           + "\n".join(info.log_file.read_text().splitlines()[-15:]))
+                out.append(
+                    f"--- {info.namespace}/{info.name} ({info.state})\n"
+                    + "\n".join(info.log_file.read_text().splitlines()[-15:])
+                )
         return "\n".join(out)
 
 
@@ -147,12 +175,14 @@ def finished(stats_output: str, queue: str) -> int | None:
 
 
 def test_the_readme_quick_start_as_written_runs_five_jobs_through_the_bundled_redis(
-        own_cluster: devenv.Cluster, own_runner: podrunner.PodRunner, tmp_path: Path) -> None:
+    own_cluster: devenv.Cluster, own_runner: podrunner.PodRunner, tmp_path: Path
+) -> None:
     chart = make_chart(own_cluster.binaries.path("helm"), tmp_path)
     shell = Shell(own_cluster, own_runner, chart)
     *steps, last = quickstart_commands((ROOT / "README.md").read_text())
     for command in steps:
         shell.run(command)
+
     # the last command, as written, until it shows the five jobs finished (they take ~50 ms each)
     def five_finished() -> str | None:
         out = shell.run(last)
@@ -162,8 +192,9 @@ def test_the_readme_quick_start_as_written_runs_five_jobs_through_the_bundled_re
     print(output)  # (pytest -s or -rP shows it)
     assert finished(output, "ei:update") == 5, output
     # the bundled Redis is where they ran: the Secret's URL names the Service
-    secret = own_cluster.kubectl("get", "secret", "-n", "jobqueue-system", "jobqueue-operator-redis",
-                                 "-o", "jsonpath={.data.url}").stdout
+    secret = own_cluster.kubectl(
+        "get", "secret", "-n", "jobqueue-system", "jobqueue-operator-redis", "-o", "jsonpath={.data.url}"
+    ).stdout
     assert "@jobqueue-operator-redis.jobqueue-system.svc:6379/" in base64.b64decode(secret).decode()
     redis_pods = [p for p in own_runner.snapshot() if p.name.startswith("jobqueue-operator-redis-")]
     assert [p.state for p in redis_pods] == ["running"]
@@ -171,7 +202,11 @@ def test_the_readme_quick_start_as_written_runs_five_jobs_through_the_bundled_re
 
 def make_chart(helm: str, destination: Path) -> Path:
     """``make chart``'s archive (helm lint --strict, helm package), as the registry would hold it."""
-    done = subprocess.run([sys.executable, str(PACKAGER), "--destination", str(destination), "--helm", helm],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, str(PACKAGER), "--destination", str(destination), "--helm", helm],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return Path(done.stdout.splitlines()[0])

@@ -35,21 +35,42 @@ MAX_REPLICAS = 4
 
 @pytest.mark.usefixtures("running_keda", "pod_runner")
 def test_keda_scales_plain_rq_workers_from_zero_to_the_needed_count_and_back(
-        cluster: devenv.Cluster, namespace: str, redis_server: devenv.RedisServer, redis_url: str,
-        redis_conn: redis.Redis) -> None:
+    cluster: devenv.Cluster,
+    namespace: str,
+    redis_server: devenv.RedisServer,
+    redis_url: str,
+    redis_conn: redis.Redis,
+) -> None:
     name, queue = "plain-rq", "plain"
     database = int(redis_url.rsplit("/", 1)[1])
     tuning = keda.tuned(max_replicas=MAX_REPLICAS, scale_down_delay=0, idle_before_zero=5, polling_interval=2)
-    body = json.dumps({"apiVersion": "v1", "kind": "List", "items": [
-        # the project's image has rq; the jobs are time.sleep, in any Python (process mode: the venv's)
-        keda.plain_rq_deployment(name, namespace, queue=queue, redis_url=redis_url,
-                                 image=images.OPERATOR.ref),
-        keda.scaled_object(name, namespace, deployment=name, redis_address=f"127.0.0.1:{redis_server.port}",
-                           list_name=f"rq:queue:{queue}", list_length=LIST_LENGTH,
-                           max_replicas=MAX_REPLICAS, database=database, tuning=tuning)]})
+    body = json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": [
+                # the project's image has rq; the jobs are time.sleep, in any Python (process mode: the venv's)
+                keda.plain_rq_deployment(
+                    name, namespace, queue=queue, redis_url=redis_url, image=images.OPERATOR.ref
+                ),
+                keda.scaled_object(
+                    name,
+                    namespace,
+                    deployment=name,
+                    redis_address=f"127.0.0.1:{redis_server.port}",
+                    list_name=f"rq:queue:{queue}",
+                    list_length=LIST_LENGTH,
+                    max_replicas=MAX_REPLICAS,
+                    database=database,
+                    tuning=tuning,
+                ),
+            ],
+        }
+    )
     cluster.kubectl("apply", "-f", "-", input=body)
-    cluster.kubectl("wait", "--for=condition=Ready", f"scaledobject/{name}", "-n", namespace,
-                    "--timeout=60s", timeout=70)
+    cluster.kubectl(
+        "wait", "--for=condition=Ready", f"scaledobject/{name}", "-n", namespace, "--timeout=60s", timeout=70
+    )
 
     with ReplicaWatch(cluster, namespace, name) as watch:
         rq_queue = Queue(queue, connection=redis_conn, serializer=JSONSerializer)
@@ -59,10 +80,12 @@ def test_keda_scales_plain_rq_workers_from_zero_to_the_needed_count_and_back(
             jobs = Job.fetch_many(ids, connection=redis_conn, serializer=JSONSerializer)
             return all(j is not None and j.get_status() == JobStatus.FINISHED for j in jobs)
 
-        devenv.wait_until(f"{JOBS} jobs finished by the plain RQ workers", all_finished, timeout=240,
-                          interval=1)
-        hpa = json.loads(cluster.kubectl("get", "hpa", f"keda-hpa-{name}", "-n", namespace,
-                                         "-o", "json").stdout)
+        devenv.wait_until(
+            f"{JOBS} jobs finished by the plain RQ workers", all_finished, timeout=240, interval=1
+        )
+        hpa = json.loads(
+            cluster.kubectl("get", "hpa", f"keda-hpa-{name}", "-n", namespace, "-o", "json").stdout
+        )
         devenv.wait_until("KEDA's cooldown back to 0 replicas", lambda: watch.values[-1] == 0, timeout=90)
         values = list(watch.values)
 
@@ -80,8 +103,16 @@ def test_keda_scales_plain_rq_workers_from_zero_to_the_needed_count_and_back(
 @pytest.mark.usefixtures("running_keda")
 def test_the_defaults_scaled_object_passes_kedas_schema(cluster: devenv.Cluster, namespace: str) -> None:
     # the benchmarks' other variant; the test above applies the tuned one for real
-    body = keda.scaled_object("plain-rq", namespace, deployment="plain-rq", redis_address="127.0.0.1:6379",
-                              list_name="rq:queue:q", list_length=1, max_replicas=20, tuning=keda.DEFAULTS)
+    body = keda.scaled_object(
+        "plain-rq",
+        namespace,
+        deployment="plain-rq",
+        redis_address="127.0.0.1:6379",
+        list_name="rq:queue:q",
+        list_length=1,
+        max_replicas=20,
+        tuning=keda.DEFAULTS,
+    )
     out = cluster.kubectl("apply", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(body))
     spec = json.loads(out.stdout)["spec"]
     assert spec["triggers"][0]["metadata"]["listName"] == "rq:queue:q"

@@ -59,8 +59,9 @@ async def test_one_holder_at_a_time_and_a_clean_stop_hands_over(kube: k8s.Kube, 
     assert (lease["spec"]["holderIdentity"], lease["spec"]["leaseTransitions"]) == ("b", 1)
 
 
-async def test_a_silent_holder_is_taken_over_only_after_its_lease_expired(kube: k8s.Kube,
-                                                                          namespace: str) -> None:
+async def test_a_silent_holder_is_taken_over_only_after_its_lease_expired(
+    kube: k8s.Kube, namespace: str
+) -> None:
     a, b = elector(kube, namespace, "a"), elector(kube, namespace, "b")
     await a.acquire()
     holding = asyncio.create_task(a.hold())
@@ -124,10 +125,15 @@ def holder(cluster: devenv.Cluster, namespace: str) -> str:
 
 
 def test_only_the_lease_holder_runs_the_operator_and_a_standby_takes_over(
-        cluster: devenv.Cluster, namespace: str, redis_url: str, start_operator: StartOperator) -> None:
+    cluster: devenv.Cluster, namespace: str, redis_url: str, start_operator: StartOperator
+) -> None:
     def start(name: str) -> RunningOperator:
-        return start_operator(namespaces=[namespace], redis_url=redis_url, leader_lease="jq-leader",
-                              env={"POD_NAME": name, "POD_NAMESPACE": namespace})
+        return start_operator(
+            namespaces=[namespace],
+            redis_url=redis_url,
+            leader_lease="jq-leader",
+            env={"POD_NAME": name, "POD_NAMESPACE": namespace},
+        )
 
     ops = {name: start(name) for name in ("op-a", "op-b")}
 

@@ -24,11 +24,19 @@ NOWHERE = {"nodeSelector": {"example.com/no-such-node": "true"}}
 
 
 def deployment(name: str, namespace: str, labels: dict[str, str], replicas: int) -> dict[str, Any]:
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": namespace, "labels": labels},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels}, "spec": {
-                         **NOWHERE, "containers": [{"name": "app", "image": "registry.invalid/theirs:1"}]}}}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {**NOWHERE, "containers": [{"name": "app", "image": "registry.invalid/theirs:1"}]},
+            },
+        },
+    }
 
 
 def unchanged(before: dict[str, Any], after: dict[str, Any] | None) -> bool:
@@ -37,7 +45,9 @@ def unchanged(before: dict[str, Any], after: dict[str, Any] | None) -> bool:
 
 
 def test_someone_elses_deployment_is_reported_not_taken_over(
-    cluster: devenv.Cluster, namespace: str, operator: RunningOperator,
+    cluster: devenv.Cluster,
+    namespace: str,
+    operator: RunningOperator,
 ) -> None:
     apply(cluster, deployment("billing-worker", namespace, {"app": "billing"}, replicas=0))
     before = get(cluster, "deployment", "billing-worker", namespace)
@@ -46,19 +56,30 @@ def test_someone_elses_deployment_is_reported_not_taken_over(
     body = wait_condition(cluster, "billing", namespace, "Ready", status="False", reason="NameConflict")
     message = condition(body, "Ready")["message"]
     assert "a Deployment named billing-worker already exists" in message
-    wait_for("the NameConflict Event", lambda: any(
-        e[:2] == ("Warning", "NameConflict") for e in events(cluster, namespace, "billing")))
+    wait_for(
+        "the NameConflict Event",
+        lambda: any(e[:2] == ("Warning", "NameConflict") for e in events(cluster, namespace, "billing")),
+    )
     assert unchanged(before, get(cluster, "deployment", "billing-worker", namespace))
 
     # once it is gone, the JobQueue gets its own (a retry: nothing changed in the JobQueue)
     cluster.kubectl("delete", "deployment", "billing-worker", "-n", namespace)
-    ours = wait_for("our Deployment", lambda: (d := get(cluster, "deployment", "billing-worker", namespace))
-                    and names.jobqueue_of(d["metadata"].get("labels")) == "billing" and d, timeout=60)
+    ours = wait_for(
+        "our Deployment",
+        lambda: (
+            (d := get(cluster, "deployment", "billing-worker", namespace))
+            and names.jobqueue_of(d["metadata"].get("labels")) == "billing"
+            and d
+        ),
+        timeout=60,
+    )
     assert ours["metadata"]["ownerReferences"][0]["uid"] == body["metadata"]["uid"]
 
 
 def test_a_deployment_with_copied_labels_is_neither_applied_nor_scaled(
-    cluster: devenv.Cluster, namespace: str, operator: RunningOperator,
+    cluster: devenv.Cluster,
+    namespace: str,
+    operator: RunningOperator,
 ) -> None:
     """Labels alone can be copied: without the JobQueue's controller reference the Deployment
     is not ours (the autoscaler indexes Deployments by those labels and scaled it)."""
@@ -77,13 +98,29 @@ def test_a_deployment_with_copied_labels_is_neither_applied_nor_scaled(
 
 
 def test_someone_elses_cronjob_is_reported_not_taken_over_nor_suspended(
-    cluster: devenv.Cluster, namespace: str, operator: RunningOperator,
+    cluster: devenv.Cluster,
+    namespace: str,
+    operator: RunningOperator,
 ) -> None:
-    cron = {"apiVersion": "batch/v1", "kind": "CronJob",
-            "metadata": {"name": "nightly", "namespace": namespace},
-            "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": {"spec": {
-                **NOWHERE, "restartPolicy": "Never",
-                "containers": [{"name": "backup", "image": "registry.invalid/backup:1"}]}}}}}}
+    cron = {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": "nightly", "namespace": namespace},
+        "spec": {
+            "schedule": "0 3 * * *",
+            "jobTemplate": {
+                "spec": {
+                    "template": {
+                        "spec": {
+                            **NOWHERE,
+                            "restartPolicy": "Never",
+                            "containers": [{"name": "backup", "image": "registry.invalid/backup:1"}],
+                        }
+                    }
+                }
+            },
+        },
+    }
     apply(cluster, cron)
     before = get(cluster, "cronjob", "nightly", namespace)
     assert before is not None
@@ -108,12 +145,20 @@ def test_someone_elses_cronjob_is_reported_not_taken_over_nor_suspended(
 
 
 def test_a_default_redis_secret_with_copied_labels_is_not_ours(
-    cluster: devenv.Cluster, namespace: str, operator: RunningOperator,
+    cluster: devenv.Cluster,
+    namespace: str,
+    operator: RunningOperator,
 ) -> None:
     labels = {names.MANAGED_BY_LABEL: names.MANAGED_BY, names.COMPONENT_LABEL: "default-redis"}
-    apply(cluster, {"apiVersion": "v1", "kind": "Secret", "metadata": {
-        "name": "jobqueue-default-redis", "namespace": namespace, "labels": labels},
-        "stringData": {"url": "redis://their-redis:6379/0"}})
+    apply(
+        cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "jobqueue-default-redis", "namespace": namespace, "labels": labels},
+            "stringData": {"url": "redis://their-redis:6379/0"},
+        },
+    )
     before = get(cluster, "secret", "jobqueue-default-redis", namespace)
     assert before is not None
     apply(cluster, jobqueue("mailer", namespace))

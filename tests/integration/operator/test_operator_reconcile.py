@@ -104,7 +104,8 @@ def test_a_jobqueue_becomes_a_running_worker_deployment(
     assert env["JOBQUEUE_METRICS_PORT"]["value"] == "9100"
     # the operator's default Redis, through the namespace's Secret (docs/operator.md)
     assert env["JOBQUEUE_REDIS_URL"]["valueFrom"] == {
-        "secretKeyRef": {"name": "jobqueue-default-redis", "key": "url"}}
+        "secretKeyRef": {"name": "jobqueue-default-redis", "key": "url"}
+    }
     assert redis_url not in json.dumps(dep)
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["LOG_LEVEL"]["value"] == "debug"

@@ -62,8 +62,12 @@ def test_missing_secret_and_dead_redis_are_conditions_and_other_queues_keep_work
     wait_condition(cluster, "healthy", namespace, "Ready", status="True", reason="WorkersReady", timeout=90)
     for name in ("healthy", "no-secret", "no-key", "dead"):
         assert get(cluster, "deployment", f"{name}-worker", namespace) is not None, name
-    wait_for("the warning event", lambda: any(
-        (t, r) == ("Warning", "SecretNotFound") for t, r, _ in events(cluster, namespace, "no-secret")))
+    wait_for(
+        "the warning event",
+        lambda: any(
+            (t, r) == ("Warning", "SecretNotFound") for t, r, _ in events(cluster, namespace, "no-secret")
+        ),
+    )
 
     # the Secret appears: the queue recovers on its own, publishing into the Redis it names
     cluster.kubectl(
@@ -71,8 +75,12 @@ def test_missing_secret_and_dead_redis_are_conditions_and_other_queues_keep_work
     )
     wait_condition(cluster, "no-secret", namespace, "RedisReachable", status="True")
     assert f"{namespace}.no-secret" in qsettings.published_queue_names(redis_conn)
-    wait_for("the recovery event", lambda: any(
-        (t, r) == ("Normal", "RedisReachable") for t, r, _ in events(cluster, namespace, "no-secret")))
+    wait_for(
+        "the recovery event",
+        lambda: any(
+            (t, r) == ("Normal", "RedisReachable") for t, r, _ in events(cluster, namespace, "no-secret")
+        ),
+    )
 
 
 def test_a_queue_recovers_when_its_redis_comes_back(

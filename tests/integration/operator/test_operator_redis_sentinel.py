@@ -30,16 +30,25 @@ def replicas(cluster: devenv.Cluster, namespace: str, name: str) -> int:
     return int((body.get("spec") or {}).get("replicas") or 0)
 
 
-def test_the_operator_follows_a_failover(cluster: devenv.Cluster, namespace: str,
-                                         sentinels: redisfarm.SentinelGroup,
-                                         start_operator: StartOperator) -> None:
+def test_the_operator_follows_a_failover(
+    cluster: devenv.Cluster, namespace: str, sentinels: redisfarm.SentinelGroup, start_operator: StartOperator
+) -> None:
     default, other = sentinels.url(db=1), sentinels.url(db=2)
-    cluster.kubectl("create", "secret", "generic", "jobqueue-redis", "-n", namespace,
-                    f"--from-literal=url={other}")
+    cluster.kubectl(
+        "create", "secret", "generic", "jobqueue-redis", "-n", namespace, f"--from-literal=url={other}"
+    )
     start_operator(namespaces=[namespace], redis_url=default)
     apply(cluster, jobqueue("on-default", namespace, concurrency=4, scaling={"idleSecondsBeforeZero": 600}))
-    apply(cluster, jobqueue("on-secret", namespace, concurrency=4, scaling={"idleSecondsBeforeZero": 600},
-                            redis={"urlSecretRef": {"name": "jobqueue-redis", "key": "url"}}))
+    apply(
+        cluster,
+        jobqueue(
+            "on-secret",
+            namespace,
+            concurrency=4,
+            scaling={"idleSecondsBeforeZero": 600},
+            redis={"urlSecretRef": {"name": "jobqueue-redis", "key": "url"}},
+        ),
+    )
     for name in ("on-default", "on-secret"):
         wait_condition(cluster, name, namespace, "RedisReachable", status="True")
     conns = {"on-default": _redis.connect(default), "on-secret": _redis.connect(other)}
@@ -50,14 +59,21 @@ def test_the_operator_follows_a_failover(cluster: devenv.Cluster, namespace: str
     sentinels.wait_failover(old)
     # work that only the new primary has: the autoscaler must read it there to scale for it
     for name, conn in conns.items():
-        wait_for(f"{name}'s jobs enqueued on the new primary", lambda n=name, c=conn: enqueue_many(
-            f"{namespace}.{n}", [JobSpec("glec.jobs.noop", [])] * 3, connection=c), timeout=60)
+        wait_for(
+            f"{name}'s jobs enqueued on the new primary",
+            lambda n=name, c=conn: enqueue_many(
+                f"{namespace}.{n}", [JobSpec("glec.jobs.noop", [])] * 3, connection=c
+            ),
+            timeout=60,
+        )
         wait_for(f"{name} scaled for them", lambda n=name: replicas(cluster, namespace, n) >= 1, timeout=60)
+
     def backlog(name: str) -> dict[str, object] | None:
         body = get(cluster, "jobqueue", name, namespace) or {}
         return body if (body.get("status") or {}).get("queued") == 3 else None
 
     for name in conns:
-        body = wait_for(f"{name}'s status showing the new primary's backlog", lambda n=name: backlog(n),
-                        timeout=60)
+        body = wait_for(
+            f"{name}'s status showing the new primary's backlog", lambda n=name: backlog(n), timeout=60
+        )
         assert condition(body, "RedisReachable")["status"] == "True", body["status"]

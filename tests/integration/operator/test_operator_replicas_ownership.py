@@ -24,14 +24,21 @@ def worker(namespace: str) -> dict[str, Any]:
     """A worker Deployment as the builder makes it, without its owner (no JobQueue here: the
     garbage collector would delete a Deployment whose owner does not exist)."""
     spec = models.JobQueueSpec.model_validate({"worker": {"image": "registry.invalid/w:1", "imports": ["m"]}})
-    body = deployment.build(namespace=namespace, name="q", uid="0", spec=spec, queue_name="q",
-                            defaults=deployment.WorkerDefaults())
+    body = deployment.build(
+        namespace=namespace,
+        name="q",
+        uid="0",
+        spec=spec,
+        queue_name="q",
+        defaults=deployment.WorkerDefaults(),
+    )
     del body["metadata"]["ownerReferences"]
     return body
 
 
 async def test_a_claim_of_a_stale_read_is_refused_and_an_unowned_replica_count_stands(
-        kube: k8s.Kube, namespace: str) -> None:
+    kube: k8s.Kube, namespace: str
+) -> None:
     body = worker(namespace)
     name = body["metadata"]["name"]
     created = await kube.apply(deployment.with_replicas(body, 0), field_manager=names.OPERATOR_MANAGER)
@@ -39,9 +46,10 @@ async def test_a_claim_of_a_stale_read_is_refused_and_an_unowned_replica_count_s
     stale = created["metadata"]["resourceVersion"]
     await kube.scale_deployment(namespace, name, 2, field_manager=names.AUTOSCALER_MANAGER)
     with pytest.raises(k8s.ApiError) as refused:
-        await kube.apply(deployment.replicas_claim(namespace=namespace, name=name, replicas=0,
-                                                   resource_version=stale),
-                         field_manager=names.AUTOSCALER_MANAGER)
+        await kube.apply(
+            deployment.replicas_claim(namespace=namespace, name=name, replicas=0, resource_version=stale),
+            field_manager=names.AUTOSCALER_MANAGER,
+        )
     assert k8s.is_conflict(refused.value)
     for replicas in (0, 2):
         await kube.scale_deployment(namespace, name, replicas, field_manager=names.AUTOSCALER_MANAGER)

@@ -63,8 +63,13 @@ def refused(call: Any) -> str:
 
 
 def test_each_namespace_gets_its_own_database_and_credentials_and_nothing_else(
-    *, cluster: devenv.Cluster, namespace: str, other_namespace: str, acl_redis: str,
-    start_operator: StartOperator, pod_runner: podrunner.PodRunner,
+    *,
+    cluster: devenv.Cluster,
+    namespace: str,
+    other_namespace: str,
+    acl_redis: str,
+    start_operator: StartOperator,
+    pod_runner: podrunner.PodRunner,
 ) -> None:
     a, b = namespace, other_namespace
     start_operator(namespaces=[a, b], redis_url=acl_redis, redis_isolation="namespace")
@@ -85,19 +90,39 @@ def test_each_namespace_gets_its_own_database_and_credentials_and_nothing_else(
     # real workers of each namespace, logged in with the Secret's credentials, run jobs
     conn_a, conn_b = redis.Redis.from_url(url_a), redis.Redis.from_url(url_b)
     for conn, order in ((conn_a, "a-1"), (conn_b, "b-1")):
-        jq.enqueue("orders", "glec_jobs.update_order_status", order, "created", "assigned",
-                   job_id=order, connection=conn)
+        jq.enqueue(
+            "orders",
+            "glec_jobs.update_order_status",
+            order,
+            "created",
+            "assigned",
+            job_id=order,
+            connection=conn,
+        )
     for conn, order in ((conn_a, "a-1"), (conn_b, "b-1")):
-        wait_for(f"job {order} done", lambda c=conn, o=order: jq.get_job("orders", o, connection=c)
-                 .status == "finished", timeout=60)
+        wait_for(
+            f"job {order} done",
+            lambda c=conn, o=order: jq.get_job("orders", o, connection=c).status == "finished",
+            timeout=60,
+        )
     with pytest.raises(jq.UnknownJobError):  # B's job is not in A's queue, though the names match
         jq.get_job("orders", "b-1", connection=conn_a)
     # a job that fails for good (recorded in the failures stream too) and a paused queue: the
     # namespace's own keys beside RQ's, within its credentials
-    jq.enqueue("orders", "glec_jobs.update_order_status", "a-2", "delivered", "created", job_id="a-2",
-               connection=conn_a)
-    wait_for("job a-2 failed", lambda: jq.get_job("orders", "a-2", connection=conn_a).status == "failed",
-             timeout=60)
+    jq.enqueue(
+        "orders",
+        "glec_jobs.update_order_status",
+        "a-2",
+        "delivered",
+        "created",
+        job_id="a-2",
+        connection=conn_a,
+    )
+    wait_for(
+        "job a-2 failed",
+        lambda: jq.get_job("orders", "a-2", connection=conn_a).status == "failed",
+        timeout=60,
+    )
     assert conn_a.xlen("jobqueue:exhausted") >= 1
     conn_a.hset("jobqueue:paused", "orders", "{}")
     conn_a.hdel("jobqueue:paused", "orders")
@@ -135,7 +160,11 @@ def test_each_namespace_gets_its_own_database_and_credentials_and_nothing_else(
 
 
 def test_credentials_come_back_after_a_redis_restart_and_rotate_with_the_secret(
-    *, cluster: devenv.Cluster, namespace: str, acl_redis: str, start_operator: StartOperator,
+    *,
+    cluster: devenv.Cluster,
+    namespace: str,
+    acl_redis: str,
+    start_operator: StartOperator,
 ) -> None:
     start_operator(namespaces=[namespace], redis_url=acl_redis, redis_isolation="namespace")
     apply(cluster, jobqueue("orders", namespace, worker=WORKER))
@@ -151,8 +180,9 @@ def test_credentials_come_back_after_a_redis_restart_and_rotate_with_the_secret(
     # deleting the Secret rotates the password: a new revision, the old password refused
     revision = (get(cluster, "secret", SECRET, namespace) or {})["metadata"]["annotations"]
     cluster.kubectl("delete", "secret", SECRET, "-n", namespace)
-    second = wait_for("a new Secret", lambda: (u := secret_url(cluster, namespace)) != first and u,
-                      timeout=30)
+    second = wait_for(
+        "a new Secret", lambda: (u := secret_url(cluster, namespace)) != first and u, timeout=30
+    )
     assert redisacl.database_of(second) == redisacl.database_of(first)  # its data stays where it was
     assert get(cluster, "secret", SECRET, namespace)["metadata"]["annotations"] != revision  # type: ignore[index]
     assert redis.Redis.from_url(second).ping()
@@ -164,7 +194,11 @@ def test_credentials_come_back_after_a_redis_restart_and_rotate_with_the_secret(
 
 
 def test_a_redis_that_cannot_isolate_is_reported_not_used(
-    *, cluster: devenv.Cluster, namespace: str, redis_url: str, start_operator: StartOperator,
+    *,
+    cluster: devenv.Cluster,
+    namespace: str,
+    redis_url: str,
+    start_operator: StartOperator,
 ) -> None:
     # the session's Redis lets anyone in without a password: per-namespace users would be a sham
     start_operator(namespaces=[namespace], redis_url=redis_url, redis_isolation="namespace")
@@ -176,15 +210,20 @@ def test_a_redis_that_cannot_isolate_is_reported_not_used(
 
 
 def test_a_queue_name_another_jobqueue_owns_gets_no_workers_and_names_no_other_tenant(
-    *, cluster: devenv.Cluster, namespace: str, other_namespace: str, redis_url: str,
+    *,
+    cluster: devenv.Cluster,
+    namespace: str,
+    other_namespace: str,
+    redis_url: str,
     start_operator: StartOperator,
 ) -> None:
     """Regression (issue 20): the Deployment was applied although publishing had failed with
     QueueNameTaken, so B's image took A's jobs; the message named A's namespace/JobQueue."""
     a, b = namespace, other_namespace
     for ns in (a, b):  # both on one Redis of their own choosing (isolation cannot apply)
-        cluster.kubectl("create", "secret", "generic", "shared-redis", "-n", ns,
-                        f"--from-literal=url={redis_url}")
+        cluster.kubectl(
+            "create", "secret", "generic", "shared-redis", "-n", ns, f"--from-literal=url={redis_url}"
+        )
     own = {"urlSecretRef": {"name": "shared-redis", "key": "url"}}
     start_operator(namespaces=[a, b], redis_url=None)
     apply(cluster, jobqueue("salaries", a, queueName="payroll", redis=own))

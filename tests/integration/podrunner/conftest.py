@@ -30,9 +30,13 @@ def lab(cluster: devenv.Cluster, namespace: str, tmp_path: Path) -> Lab:
 @pytest.fixture
 def runner_config(cluster: devenv.Cluster, namespace: str, tmp_path: Path) -> podrunner.Config:
     return podrunner.Config(
-        kubeconfig=cluster.kubeconfig, selector=SELECTOR, namespace=namespace,
-        pythonpath=(tmp_path / "pylib",), state_dir=tmp_path / "state",
-        backoff_initial=1.0, backoff_max=4.0,  # the kubelet's 10 s → 300 s would make tests slow
+        kubeconfig=cluster.kubeconfig,
+        selector=SELECTOR,
+        namespace=namespace,
+        pythonpath=(tmp_path / "pylib",),
+        state_dir=tmp_path / "state",
+        backoff_initial=1.0,
+        backoff_max=4.0,  # the kubelet's 10 s → 300 s would make tests slow
         shutdown_grace=5.0,  # a failed test's leftovers need not get their full 30 s
         mode="process",  # these tests are about the process mode (test_pod_containers: the other)
     )
@@ -45,11 +49,20 @@ def runner(runner_config: podrunner.Config) -> Iterator[podrunner.PodRunner]:
 
 
 @pytest.fixture
-def containers(cluster: devenv.Cluster, namespace: str, tmp_path: Path,
-               built_images: images.Store) -> Iterator[podrunner.PodRunner]:
+def containers(
+    cluster: devenv.Cluster, namespace: str, tmp_path: Path, built_images: images.Store
+) -> Iterator[podrunner.PodRunner]:
     """A runner of the test's namespace in container mode (the images ``make image`` builds)."""
-    config = podrunner.Config(kubeconfig=cluster.kubeconfig, selector=SELECTOR, namespace=namespace,
-                              state_dir=tmp_path / "state", backoff_initial=1.0, backoff_max=4.0,
-                              shutdown_grace=5.0, mode="container", images=built_images.root)
+    config = podrunner.Config(
+        kubeconfig=cluster.kubeconfig,
+        selector=SELECTOR,
+        namespace=namespace,
+        state_dir=tmp_path / "state",
+        backoff_initial=1.0,
+        backoff_max=4.0,
+        shutdown_grace=5.0,
+        mode="container",
+        images=built_images.root,
+    )
     with podrunner.PodRunner(config) as runner:
         yield runner

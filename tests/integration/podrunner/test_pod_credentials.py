@@ -28,11 +28,19 @@ touch "$OUT/done"
 
 RBAC: list[dict[str, Any]] = [
     {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "reader"}},
-    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "read-configmaps"},
-     "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}]},
-    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "reader"},
-     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read-configmaps"},
-     "subjects": [{"kind": "ServiceAccount", "name": "reader"}]},
+    {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "read-configmaps"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}],
+    },
+    {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "reader"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read-configmaps"},
+        "subjects": [{"kind": "ServiceAccount", "name": "reader"}],
+    },
     {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "visible"}, "data": {"k": "v"}},
 ]
 
@@ -41,11 +49,19 @@ def read(out: Path, name: str) -> str:
     return (out / name).read_text().strip()
 
 
-def test_the_process_acts_as_its_service_account(lab: Lab, runner: podrunner.PodRunner,
-                                                  binaries: devenv.Binaries) -> None:
+def test_the_process_acts_as_its_service_account(
+    lab: Lab, runner: podrunner.PodRunner, binaries: devenv.Binaries
+) -> None:
     lab.apply(*RBAC)
-    lab.apply(lab.pod("probe", ["sh", "-c", PROBE], serviceAccountName="reader", restartPolicy="Never",
-                      env=[{"name": "KUBECTL", "value": binaries.path("kubectl")}]))
+    lab.apply(
+        lab.pod(
+            "probe",
+            ["sh", "-c", PROBE],
+            serviceAccountName="reader",
+            restartPolicy="Never",
+            env=[{"name": "KUBECTL", "value": binaries.path("kubectl")}],
+        )
+    )
     lab.wait("the probe to finish", (lab.out / "done").exists)
 
     assert read(lab.out, "whoami") == f"system:serviceaccount:{lab.namespace}:reader"
@@ -63,8 +79,9 @@ def fast_refresh(runner_config: podrunner.Config) -> podrunner.Config:
     return podrunner.Config(**{**runner_config.__dict__, "token_seconds": 600, "token_refresh": 0.01})
 
 
-def test_the_token_is_replaced_before_it_expires(lab: Lab, fast_refresh: podrunner.Config,
-                                                 binaries: devenv.Binaries) -> None:
+def test_the_token_is_replaced_before_it_expires(
+    lab: Lab, fast_refresh: podrunner.Config, binaries: devenv.Binaries
+) -> None:
     lab.apply(*RBAC)
     # a long-lived client: every half second, snapshot the kubeconfig and ask who it is
     loop = r"""
@@ -77,8 +94,14 @@ def test_the_token_is_replaced_before_it_expires(lab: Lab, fast_refresh: podrunn
     """
     reader = f"system:serviceaccount:{lab.namespace}:reader"
     with podrunner.PodRunner(fast_refresh) as runner:
-        lab.apply(lab.pod("longlived", ["sh", "-c", loop], serviceAccountName="reader",
-                          env=[{"name": "KUBECTL", "value": binaries.path("kubectl")}]))
+        lab.apply(
+            lab.pod(
+                "longlived",
+                ["sh", "-c", loop],
+                serviceAccountName="reader",
+                env=[{"name": "KUBECTL", "value": binaries.path("kubectl")}],
+            )
+        )
 
         def token() -> str | None:
             try:
@@ -91,11 +114,19 @@ def test_the_token_is_replaced_before_it_expires(lab: Lab, fast_refresh: podrunn
         lab.wait("a replacement token", lambda: (t := token()) and t != first)
         refreshed_at = time.time()
         # the rewritten kubeconfig is valid, and the same process keeps using it successfully
-        whoami = lab.cluster.kubectl("--kubeconfig", str(lab.out / "kubeconfig.now"), "auth", "whoami",
-                                     "-o", "jsonpath={.status.userInfo.username}").stdout
+        whoami = lab.cluster.kubectl(
+            "--kubeconfig",
+            str(lab.out / "kubeconfig.now"),
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ).stdout
         assert whoami == reader
-        lab.wait("the process to ask again after the refresh",
-                 lambda: (lab.out / "whoami.now").stat().st_mtime > refreshed_at)
+        lab.wait(
+            "the process to ask again after the refresh",
+            lambda: (lab.out / "whoami.now").stat().st_mtime > refreshed_at,
+        )
         assert read(lab.out, "whoami.now") == reader
         info = state_of(runner, "longlived")
         assert info is not None

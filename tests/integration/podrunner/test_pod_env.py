@@ -19,8 +19,12 @@ DUMP = (
 
 
 def secret(name: str, data: dict[str, str]) -> dict[str, object]:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
-            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
 
 
 def configmap(name: str, data: dict[str, str]) -> dict[str, object]:
@@ -28,21 +32,26 @@ def configmap(name: str, data: dict[str, str]) -> dict[str, object]:
 
 
 def dump_of(lab: Lab, app: str) -> dict[str, object]:
-    dumps = lab.wait(f"an environment dump from a pod of {app}",
-                     lambda: [json.loads(p.read_text()) for p in lab.out.glob(f"{app}-*.json")])
+    dumps = lab.wait(
+        f"an environment dump from a pod of {app}",
+        lambda: [json.loads(p.read_text()) for p in lab.out.glob(f"{app}-*.json")],
+    )
     result: dict[str, object] = dumps[0]
     return result
 
 
 def test_deployment_process_runs_with_the_pods_environment(
-        lab: Lab, runner: podrunner.PodRunner, runner_config: podrunner.Config) -> None:
+    lab: Lab, runner: podrunner.PodRunner, runner_config: podrunner.Config
+) -> None:
     lab.apply(
         secret("creds", {"password": "s3cret"}),
         secret("more", {"EXTRA": "x", "OVERRIDE": "from-secret"}),
         configmap("settings", {"MODE": "fast", "LEVEL": "3"}),
         lab.deployment(
-            "envdump", ["python", "-c", DUMP, "$(POD_NAME)", "$$(POD_NAME)", "$(UNDEFINED)"],
-            labels={"tier": "backend"}, annotations={"note": "hello"},
+            "envdump",
+            ["python", "-c", DUMP, "$(POD_NAME)", "$$(POD_NAME)", "$(UNDEFINED)"],
+            labels={"tier": "backend"},
+            annotations={"note": "hello"},
             automountServiceAccountToken=False,
             env=[
                 {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
@@ -53,18 +62,24 @@ def test_deployment_process_runs_with_the_pods_environment(
                 {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
                 {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
                 {"name": "LEVEL", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "LEVEL"}}},
-                {"name": "NO_SECRET", "valueFrom": {"secretKeyRef": {
-                    "name": "nosuch", "key": "k", "optional": True}}},
-                {"name": "NO_KEY", "valueFrom": {"secretKeyRef": {
-                    "name": "creds", "key": "nokey", "optional": True}}},
+                {
+                    "name": "NO_SECRET",
+                    "valueFrom": {"secretKeyRef": {"name": "nosuch", "key": "k", "optional": True}},
+                },
+                {
+                    "name": "NO_KEY",
+                    "valueFrom": {"secretKeyRef": {"name": "creds", "key": "nokey", "optional": True}},
+                },
                 {"name": "GREETING", "value": "hi $(POD_NAME) in $(POD_NAMESPACE), $$(POD_NAME), $(NOPE)"},
                 {"name": "OVERRIDE", "value": "from-env"},
             ],
-            container={"envFrom": [
-                {"configMapRef": {"name": "settings"}, "prefix": "CFG_"},
-                {"secretRef": {"name": "more"}},
-                {"configMapRef": {"name": "nosuch", "optional": True}},
-            ]},
+            container={
+                "envFrom": [
+                    {"configMapRef": {"name": "settings"}, "prefix": "CFG_"},
+                    {"secretRef": {"name": "more"}},
+                    {"configMapRef": {"name": "nosuch", "optional": True}},
+                ]
+            },
         ),
     )
     dump = dump_of(lab, "envdump")
@@ -103,12 +118,18 @@ def test_deployment_process_runs_with_the_pods_environment(
 
 
 def test_a_missing_secret_holds_the_pod_until_it_exists(lab: Lab, runner: podrunner.PodRunner) -> None:
-    lab.apply(lab.pod("late", ["python", "-c", DUMP], env=[
-        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "late-secret", "key": "token"}}}]))
+    lab.apply(
+        lab.pod(
+            "late",
+            ["python", "-c", DUMP],
+            env=[{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "late-secret", "key": "token"}}}],
+        )
+    )
     info = lab.wait("the pod to be known to the runner", lambda: state_of(runner, "late"))
     assert info.state == "pending"
-    log = lab.wait("the wait to be logged in the pod's log",
-                   lambda: info.log_file.exists() and info.log_file.read_text())
+    log = lab.wait(
+        "the wait to be logged in the pod's log", lambda: info.log_file.exists() and info.log_file.read_text()
+    )
     assert "late-secret" in log
     assert not (lab.out / "late.json").exists()
 
@@ -123,9 +144,19 @@ def test_only_selected_pods_on_kwok_nodes_are_run(lab: Lab, runner: podrunner.Po
     # kwok manages every node (--manage-all-nodes) and makes this one Ready too: the taint keeps
     # the scheduler from placing other pods — "control", or other tests' — on it; "elsewhere"
     # names it directly (nodeName bypasses the scheduler)
-    lab.cluster.kubectl("create", "-f", "-", input=json.dumps(
-        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node},
-         "spec": {"taints": [{"key": "podrunner.test/plain", "effect": "NoSchedule"}]}}))
+    lab.cluster.kubectl(
+        "create",
+        "-f",
+        "-",
+        input=json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": node},
+                "spec": {"taints": [{"key": "podrunner.test/plain", "effect": "NoSchedule"}]},
+            }
+        ),
+    )
     try:
         unlabelled = lab.pod("unlabelled", ["python", "-c", DUMP])
         del unlabelled["metadata"]["labels"]
@@ -135,8 +166,10 @@ def test_only_selected_pods_on_kwok_nodes_are_run(lab: Lab, runner: podrunner.Po
         lab.wait("the selected pod on a kwok node to run", (lab.out / "control.json").exists)
         # events are handled in order: the unlabelled pod, created first, was never delivered
         assert state_of(runner, "unlabelled") is None
-        info = lab.wait("the pod on a plain node to be judged",
-                        lambda: (i := state_of(runner, "elsewhere")) and i.state != "pending" and i)
+        info = lab.wait(
+            "the pod on a plain node to be judged",
+            lambda: (i := state_of(runner, "elsewhere")) and i.state != "pending" and i,
+        )
         assert info.state == "ignored"
         assert info.starts == 0
         assert not (lab.out / "unlabelled.json").exists()
@@ -146,14 +179,25 @@ def test_only_selected_pods_on_kwok_nodes_are_run(lab: Lab, runner: podrunner.Po
 
 
 def test_listening_ports_get_a_free_host_port_per_pod_and_are_published(
-        lab: Lab, runner: podrunner.PodRunner, runner_config: podrunner.Config) -> None:
+    lab: Lab, runner: podrunner.PodRunner, runner_config: podrunner.Config
+) -> None:
     # Two replicas both asking for :9100 would collide on the shared host network.
     script = 'echo "$JOBQUEUE_METRICS_PORT $JOBQUEUE_HEALTH_PORT" > "$OUT/$POD_NAME.ports"; exec sleep 600'
-    lab.apply(lab.deployment("svc", ["sh", "-c", script], replicas=2, container={"env": [
-        {"name": "OUT", "value": str(lab.out)},
-        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "JOBQUEUE_METRICS_PORT", "value": "9100"},
-        {"name": "JOBQUEUE_HEALTH_PORT", "value": "8081"}]}))
+    lab.apply(
+        lab.deployment(
+            "svc",
+            ["sh", "-c", script],
+            replicas=2,
+            container={
+                "env": [
+                    {"name": "OUT", "value": str(lab.out)},
+                    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {"name": "JOBQUEUE_METRICS_PORT", "value": "9100"},
+                    {"name": "JOBQUEUE_HEALTH_PORT", "value": "8081"},
+                ]
+            },
+        )
+    )
     seen = lab.wait("both processes", lambda: len(p := lab.files("ports")) == 2 and p)
     ports = [int(x) for line in seen.values() for x in line.split()]
     assert len(set(ports)) == 4

@@ -22,7 +22,8 @@ while :; do sleep 0.1; done
 
 
 def test_scaling_a_deployment_starts_and_gracefully_stops_processes(
-        lab: Lab, runner: podrunner.PodRunner) -> None:
+    lab: Lab, runner: podrunner.PodRunner
+) -> None:
     lab.apply(lab.deployment("workers", ["sh", "-c", WORKER], replicas=1))
     lab.wait("one process", lambda: len(lab.files("pid")) == 1)
 
@@ -71,8 +72,9 @@ def test_a_crashing_command_is_restarted_with_backoff(lab: Lab, runner: podrunne
     crash = 'python -c "import time; print(time.time())" >> "$OUT/$POD_NAME.starts"; exit 3'
     lab.apply(lab.pod("crasher", ["sh", "-c", crash]))
 
-    starts = lab.wait("four starts",
-                      lambda: len(s := lab.files("starts").get("crasher", "").split()) >= 4 and s)
+    starts = lab.wait(
+        "four starts", lambda: len(s := lab.files("starts").get("crasher", "").split()) >= 4 and s
+    )
     times = [float(t) for t in starts]
     gaps = [b - a for a, b in itertools.pairwise(times)]
     # backoff 1 s, 2 s, 4 s (the fixture's; the kubelet's is 10 s → 300 s): each start waits
@@ -87,35 +89,49 @@ def test_a_crashing_command_is_restarted_with_backoff(lab: Lab, runner: podrunne
 
 def test_restart_policies_never_and_on_failure(lab: Lab, runner: podrunner.PodRunner) -> None:
     count_and_fail_once = (
-        'echo run >> "$OUT/$POD_NAME.runs"; '
-        '[ "$(wc -l < "$OUT/$POD_NAME.runs")" -ge 2 ] && exit 0; exit 1'
+        'echo run >> "$OUT/$POD_NAME.runs"; [ "$(wc -l < "$OUT/$POD_NAME.runs")" -ge 2 ] && exit 0; exit 1'
     )
     lab.apply(
         lab.pod("never", ["sh", "-c", count_and_fail_once], restartPolicy="Never"),
         lab.pod("onfailure", ["sh", "-c", count_and_fail_once], restartPolicy="OnFailure"),
     )
-    never = lab.wait("the Never pod to complete", lambda: (i := state_of(runner, "never")) and
-                     i.state == "completed" and i)
+    never = lab.wait(
+        "the Never pod to complete", lambda: (i := state_of(runner, "never")) and i.state == "completed" and i
+    )
     assert (never.starts, never.last_exit_code) == (1, 1)
-    onfailure = lab.wait("the OnFailure pod to complete", lambda: (i := state_of(runner, "onfailure")) and
-                         i.state == "completed" and i)
+    onfailure = lab.wait(
+        "the OnFailure pod to complete",
+        lambda: (i := state_of(runner, "onfailure")) and i.state == "completed" and i,
+    )
     assert (onfailure.starts, onfailure.last_exit_code) == (2, 0)
     assert lab.files("runs") == {"never": "run", "onfailure": "run\nrun"}
 
 
 def test_a_job_pod_runs_once_although_kwok_marks_it_succeeded(lab: Lab, runner: podrunner.PodRunner) -> None:
     job = {
-        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once"},
-        "spec": {"backoffLimit": 0, "template": {
-            "metadata": {"labels": {"podrunner.test/run": "yes"}},
-            "spec": lab.pod_spec(["sh", "-c", 'sleep 1; echo ran >> "$OUT/job.runs"'], restartPolicy="Never"),
-        }},
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "once"},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"labels": {"podrunner.test/run": "yes"}},
+                "spec": lab.pod_spec(
+                    ["sh", "-c", 'sleep 1; echo ran >> "$OUT/job.runs"'], restartPolicy="Never"
+                ),
+            },
+        },
     }
     lab.apply(job)
-    pod = lab.wait("the Job's pod", lambda: lab.kubectl(
-        "get", "pods", "-l", "job-name=once", "-o", "jsonpath={.items[0].metadata.name}", check=False))
-    info = lab.wait("its process to complete", lambda: (i := state_of(runner, pod)) and
-                    i.state == "completed" and i)
+    pod = lab.wait(
+        "the Job's pod",
+        lambda: lab.kubectl(
+            "get", "pods", "-l", "job-name=once", "-o", "jsonpath={.items[0].metadata.name}", check=False
+        ),
+    )
+    info = lab.wait(
+        "its process to complete", lambda: (i := state_of(runner, pod)) and i.state == "completed" and i
+    )
     assert (info.starts, info.last_exit_code) == (1, 0)
     assert (lab.out / "job.runs").read_text() == "ran\n"
     phase = lab.kubectl("get", "pod", pod, "-o", "jsonpath={.status.phase}")

@@ -49,15 +49,20 @@ open(os.path.join(os.environ["OUT"], os.environ["POD_NAME"] + ".answers"), "w").
 
 
 def echo_deployment(lab: Lab) -> dict[str, Any]:
-    return lab.deployment("echo", ["python3", "-c", SERVER], env=[{"name": "ECHO_PORT", "value": "7000"}],
-                          container={"image": images.OPERATOR.ref,
-                                     "ports": [{"name": "echo", "containerPort": 7000}]})
+    return lab.deployment(
+        "echo",
+        ["python3", "-c", SERVER],
+        env=[{"name": "ECHO_PORT", "value": "7000"}],
+        container={"image": images.OPERATOR.ref, "ports": [{"name": "echo", "containerPort": 7000}]},
+    )
 
 
 def ask(lab: Lab, containers: podrunner.PodRunner, client: str, *targets: str) -> dict[str, str]:
     lab.apply(lab.in_image(client, f"python3 -c '{CLIENT}' {' '.join(targets)}"))
-    info = lab.wait(f"{client} to finish", lambda: (i := state_of(containers, client)) is not None
-                    and i.last_exit_code is not None and i)
+    info = lab.wait(
+        f"{client} to finish",
+        lambda: (i := state_of(containers, client)) is not None and i.last_exit_code is not None and i,
+    )
     assert info.last_exit_code == 0, info.log_file.read_text()
     answers = lab.files("answers")[client]
     return dict(line.split(" ", 1) for line in answers.splitlines())
@@ -73,32 +78,55 @@ def running_echo(lab: Lab, containers: podrunner.PodRunner) -> podrunner.Process
 
 
 def test_a_pod_reaches_a_service_by_name_at_the_pod_it_selects_then_at_its_replacement(
-        lab: Lab, containers: podrunner.PodRunner) -> None:
+    lab: Lab, containers: podrunner.PodRunner
+) -> None:
     ns = lab.namespace
-    lab.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "echo"},
-               "spec": {"selector": {"app": "echo"}, "ports": [{"port": 80, "targetPort": "echo"}]}},
-              echo_deployment(lab))
+    lab.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "echo"},
+            "spec": {"selector": {"app": "echo"}, "ports": [{"port": 80, "targetPort": "echo"}]},
+        },
+        echo_deployment(lab),
+    )
     first = running_echo(lab, containers)
     # the declared port 7000 was not taken on the host: the process got a free port instead
     assert first.ports["ECHO_PORT"] != 7000
-    answers = ask(lab, containers, "client-1", "echo:80", f"echo.{ns}:80", f"echo.{ns}.svc:80",
-                  f"echo.{ns}.svc.cluster.local:80")
+    answers = ask(
+        lab,
+        containers,
+        "client-1",
+        "echo:80",
+        f"echo.{ns}:80",
+        f"echo.{ns}.svc:80",
+        f"echo.{ns}.svc.cluster.local:80",
+    )
     assert set(answers.values()) == {first.name}, answers
 
     lab.kubectl("delete", "pod", first.name, "--wait=false")
-    second = lab.wait("a replacement echo pod running",
-                      lambda: (p := running_echo(lab, containers)).name != first.name and p)
+    second = lab.wait(
+        "a replacement echo pod running",
+        lambda: (p := running_echo(lab, containers)).name != first.name and p,
+    )
     answers = ask(lab, containers, "client-2", f"echo.{ns}.svc:80")
     assert answers == {f"echo.{ns}.svc:80": second.name}
 
 
 def test_the_hosts_file_follows_services_that_come_and_go(lab: Lab, containers: podrunner.PodRunner) -> None:
     ns = lab.namespace
-    lab.apply(lab.in_image("watcher", "while true; do cp /etc/hosts $OUT/hosts; sleep 0.2; done",
-                           restart="Always"))
+    lab.apply(
+        lab.in_image("watcher", "while true; do cp /etc/hosts $OUT/hosts; sleep 0.2; done", restart="Always")
+    )
     lab.wait("the watcher running", lambda: (i := state_of(containers, "watcher")) and i.state == "running")
-    lab.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "late"},
-               "spec": {"selector": {"app": "late"}, "ports": [{"port": 6379}]}})
+    lab.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "late"},
+            "spec": {"selector": {"app": "late"}, "ports": [{"port": 6379}]},
+        }
+    )
 
     def hosts() -> str:
         path = lab.out / "hosts"
@@ -110,5 +138,7 @@ def test_the_hosts_file_follows_services_that_come_and_go(lab: Lab, containers: 
     assert line.split("\t")[1].split() == names
     assert "kubernetes.default.svc" in hosts()  # the API server's stand-in stays
     lab.kubectl("delete", "service", "late")
-    lab.wait("the deleted Service's names gone", lambda: "kubernetes.default.svc" in hosts()
-             and f"late.{ns}.svc" not in hosts())
+    lab.wait(
+        "the deleted Service's names gone",
+        lambda: "kubernetes.default.svc" in hosts() and f"late.{ns}.svc" not in hosts(),
+    )

@@ -21,15 +21,16 @@ while :; do sleep 0.1; done
 
 
 def started(lab: Lab, replicas: int) -> list[int]:
-    lab.wait(f"{replicas} processes and their children",
-             lambda: len(lab.files("pid")) == replicas and len(lab.files("child")) == replicas)
+    lab.wait(
+        f"{replicas} processes and their children",
+        lambda: len(lab.files("pid")) == replicas and len(lab.files("child")) == replicas,
+    )
     pids = [int(p) for p in [*lab.files("pid").values(), *lab.files("child").values()]]
     assert all(alive(pid) for pid in pids)
     return pids
 
 
-def test_stopping_the_library_runner_stops_every_process(lab: Lab,
-                                                         runner_config: podrunner.Config) -> None:
+def test_stopping_the_library_runner_stops_every_process(lab: Lab, runner_config: podrunner.Config) -> None:
     runner = podrunner.PodRunner(runner_config).start()
     try:
         lab.apply(lab.deployment("family", ["sh", "-c", PARENT], replicas=2))
@@ -40,8 +41,9 @@ def test_stopping_the_library_runner_stops_every_process(lab: Lab,
     assert len(lab.files("term")) == 2  # gracefully: SIGTERM first
 
 
-def test_sigterm_to_the_cli_runner_stops_every_process(lab: Lab, runner_config: podrunner.Config,
-                                                       tmp_path: Path) -> None:
+def test_sigterm_to_the_cli_runner_stops_every_process(
+    lab: Lab, runner_config: podrunner.Config, tmp_path: Path
+) -> None:
     proc = podrunner.spawn(runner_config, log_file=tmp_path / "runner.log")
     try:
         lab.apply(lab.deployment("family", ["sh", "-c", PARENT], replicas=2))
@@ -57,11 +59,15 @@ def test_sigterm_to_the_cli_runner_stops_every_process(lab: Lab, runner_config: 
 
 
 def test_a_sigkilled_cli_runner_takes_the_pods_main_processes_with_it(
-        lab: Lab, runner_config: podrunner.Config, tmp_path: Path) -> None:
+    lab: Lab, runner_config: podrunner.Config, tmp_path: Path
+) -> None:
     proc = podrunner.spawn(runner_config, log_file=tmp_path / "runner.log")
     try:
-        lab.apply(lab.deployment("orphans", ["sh", "-c", 'echo $$$$ > "$OUT/$POD_NAME.pid"; exec sleep 1000'],
-                                 replicas=2))
+        lab.apply(
+            lab.deployment(
+                "orphans", ["sh", "-c", 'echo $$$$ > "$OUT/$POD_NAME.pid"; exec sleep 1000'], replicas=2
+            )
+        )
         pids = lab.wait("two processes", lambda: len(p := lab.files("pid")) == 2 and p)
         proc.kill()
         proc.wait(60)
@@ -69,8 +75,10 @@ def test_a_sigkilled_cli_runner_takes_the_pods_main_processes_with_it(
         proc.kill()
     # no cleanup code ran: PR_SET_PDEATHSIG has the kernel kill each pod's main process (a
     # process it forked in the background would survive: see docs/development.md)
-    lab.wait("the pods' processes to die with the runner",
-             lambda: not any(alive(int(pid)) for pid in pids.values()))
+    lab.wait(
+        "the pods' processes to die with the runner",
+        lambda: not any(alive(int(pid)) for pid in pids.values()),
+    )
 
 
 # On SIGTERM takes 2 s to finish its work, then records that it did.
@@ -82,7 +90,8 @@ while :; do sleep 0.1; done
 
 
 def test_a_runner_stopped_while_a_pod_terminates_still_grants_its_grace_period(
-        lab: Lab, runner_config: podrunner.Config) -> None:
+    lab: Lab, runner_config: podrunner.Config
+) -> None:
     # kwok deletes a terminating pod a second time with grace 0 as soon as it is asked to
     # delete it: that 0 must not become the runner shutdown's grace period for the process
     runner = podrunner.PodRunner(runner_config).start()

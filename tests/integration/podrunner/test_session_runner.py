@@ -11,8 +11,9 @@ import podrunner
 def test_project_pods_run_under_the_session_runner(lab: Lab, pod_runner: podrunner.PodRunner) -> None:
     # the project's image (the session runner runs pods in their images where it can)
     record = 'echo "$HOSTNAME" > "$OUT/$POD_NAME.ran"; exec sleep 1000'
-    project = lab.in_image("project", record, restart="Always",
-                           labels={"app.kubernetes.io/part-of": "jobqueue"})
+    project = lab.in_image(
+        "project", record, restart="Always", labels={"app.kubernetes.io/part-of": "jobqueue"}
+    )
     other = lab.in_image("other", record, restart="Always")
     for pod in (project, other):
         del pod["metadata"]["labels"]["podrunner.test/run"]  # not for the per-test runners
@@ -24,7 +25,8 @@ def test_project_pods_run_under_the_session_runner(lab: Lab, pod_runner: podrunn
 
 
 def test_a_namespace_with_a_runner_of_its_own_is_left_to_it(
-        lab: Lab, runner: podrunner.PodRunner, pod_runner: podrunner.PodRunner) -> None:
+    lab: Lab, runner: podrunner.PodRunner, pod_runner: podrunner.PodRunner
+) -> None:
     # the chart tests run their namespace's pods with a runner of their own (their own job
     # module): the session runner must not start a second process for the same pod
     lab.kubectl("label", "namespace", lab.namespace, f"{podrunner.PRIVATE_NAMESPACE_LABEL}=true")

@@ -25,14 +25,27 @@ import podrunner
 PODS = int(os.environ.get("PODRUNNER_LATENCY_PODS", "20"))
 
 
-def test_pod_scheduled_to_process_started_latency(lab: Lab, runner: podrunner.PodRunner,
-                                                  binaries: devenv.Binaries) -> None:
+def test_pod_scheduled_to_process_started_latency(
+    lab: Lab, runner: podrunner.PodRunner, binaries: devenv.Binaries
+) -> None:
     bound: dict[str, float] = {}
     watch = subprocess.Popen(
-        [binaries.path("kubectl"), "--kubeconfig", str(lab.cluster.kubeconfig), "-n", lab.namespace,
-         "get", "pods", "-w", "--output-watch-events",
-         "-o", 'jsonpath={.type} {.object.metadata.name} {.object.spec.nodeName}{"\\n"}'],
-        stdout=subprocess.PIPE, text=True)
+        [
+            binaries.path("kubectl"),
+            "--kubeconfig",
+            str(lab.cluster.kubeconfig),
+            "-n",
+            lab.namespace,
+            "get",
+            "pods",
+            "-w",
+            "--output-watch-events",
+            "-o",
+            'jsonpath={.type} {.object.metadata.name} {.object.spec.nodeName}{"\\n"}',
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert watch.stdout is not None
     stream = watch.stdout
 
@@ -46,10 +59,16 @@ def test_pod_scheduled_to_process_started_latency(lab: Lab, runner: podrunner.Po
     reader.start()
     try:
         time.sleep(1)  # let the watch establish before anything happens
-        lab.apply(lab.deployment("burst", ["sh", "-c", 'date +%s.%N > "$OUT/$POD_NAME.t"; exec sleep 1000'],
-                                 replicas=PODS))
-        started = lab.wait(f"{PODS} processes", lambda: len(t := lab.files("t")) == PODS and
-                           all(t.values()) and t, timeout=300)
+        lab.apply(
+            lab.deployment(
+                "burst", ["sh", "-c", 'date +%s.%N > "$OUT/$POD_NAME.t"; exec sleep 1000'], replicas=PODS
+            )
+        )
+        started = lab.wait(
+            f"{PODS} processes",
+            lambda: len(t := lab.files("t")) == PODS and all(t.values()) and t,
+            timeout=300,
+        )
         lab.wait("every binding seen", lambda: set(started) <= set(bound))
     finally:
         watch.terminate()
@@ -57,8 +76,10 @@ def test_pod_scheduled_to_process_started_latency(lab: Lab, runner: podrunner.Po
 
     latencies = sorted(float(started[pod]) - bound[pod] for pod in started)
     spread = max(bound.values()) - min(bound.values())
-    print(f"\npod bound -> process started, {PODS} pods bound within {spread:.2f}s: "
-          f"median {statistics.median(latencies) * 1000:.0f} ms, "
-          f"p90 {latencies[int(0.9 * (len(latencies) - 1))] * 1000:.0f} ms, "
-          f"max {latencies[-1] * 1000:.0f} ms")
+    print(
+        f"\npod bound -> process started, {PODS} pods bound within {spread:.2f}s: "
+        f"median {statistics.median(latencies) * 1000:.0f} ms, "
+        f"p90 {latencies[int(0.9 * (len(latencies) - 1))] * 1000:.0f} ms, "
+        f"max {latencies[-1] * 1000:.0f} ms"
+    )
     assert len(latencies) == PODS

@@ -104,8 +104,10 @@ def test_the_cronjob_is_built_as_specified(
     ]
     assert enqueue["command"][-2:] == ["--job-id", f"rj_{namespace}_$(JOB_NAME)"]
     # the operator's default Redis, by reference to the Secret it keeps for the queue's pods
-    assert {"name": "JOBQUEUE_REDIS_URL", "valueFrom": {"secretKeyRef": {
-        "name": "jobqueue-default-redis", "key": "url"}}} in enqueue["env"]
+    assert {
+        "name": "JOBQUEUE_REDIS_URL",
+        "valueFrom": {"secretKeyRef": {"name": "jobqueue-default-redis", "key": "url"}},
+    } in enqueue["env"]
     assert redis_url not in json.dumps(live)
     secret = rjkit.get(cluster, "secret", "jobqueue-default-redis", namespace)
     assert secret is not None
@@ -316,8 +318,11 @@ def test_a_restarted_operator_writes_nothing_when_nothing_changed(
     wait_cronjob(cluster, "daily-analytics", namespace)
     # kopf marks an object handled (an annotation patch) after the status is written: read the
     # "before" objects once the first operator has finished with both and stopped
-    opkit.wait_for("the first operator done with the JobQueue and the RecurringJob",
-                   lambda: first.logs().count("Creation is processed") >= 2, timeout=60)
+    opkit.wait_for(
+        "the first operator done with the JobQueue and the RecurringJob",
+        lambda: first.logs().count("Creation is processed") >= 2,
+        timeout=60,
+    )
     first.stop()
     before = rjkit.get(cluster, "rj", "daily-analytics", namespace)
     cron_before = rjkit.get(cluster, "cronjob", "daily-analytics", namespace)

@@ -55,8 +55,9 @@ def setup(cluster: devenv.Cluster, namespace: str, *, min_replicas: int = 0, **s
     return cron
 
 
-def pod_argv(cluster: devenv.Cluster, cron: dict[str, Any],
-             job_name: str) -> tuple[list[str], dict[str, str]]:
+def pod_argv(
+    cluster: devenv.Cluster, cron: dict[str, Any], job_name: str
+) -> tuple[list[str], dict[str, str]]:
     """The CronJob pod's command and environment as the kubelet would build them for a pod of
     Job ``job_name`` (Secret keys, downward API and ``$(VAR)`` expansion), with this venv's
     ``jobqueue``."""

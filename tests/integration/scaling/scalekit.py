@@ -22,19 +22,27 @@ JOBS = "integration.scaling.scalejobs"
 def worker_spec(concurrency_per_pod: int = 1, **extra: Any) -> dict[str, Any]:
     """A worker that runs :mod:`scalejobs` on the pod runner (threads: cheap to start), in
     the tests' worker image (in process mode: from ``tests/`` on the runner's PYTHONPATH)."""
-    return {"image": testimages.SCALE_TESTS.ref, "imports": [JOBS], "mode": "thread",
-            "concurrencyPerPod": concurrency_per_pod, "env": [], **extra}
+    return {
+        "image": testimages.SCALE_TESTS.ref,
+        "imports": [JOBS],
+        "mode": "thread",
+        "concurrencyPerPod": concurrency_per_pod,
+        "env": [],
+        **extra,
+    }
 
 
 def replicas(cluster: devenv.Cluster, namespace: str, deployment: str) -> int | None:
-    result = cluster.kubectl("get", "deployment", deployment, "-n", namespace, "-o",
-                             "jsonpath={.spec.replicas}", check=False)
+    result = cluster.kubectl(
+        "get", "deployment", deployment, "-n", namespace, "-o", "jsonpath={.spec.replicas}", check=False
+    )
     return int(result.stdout) if result.returncode == 0 and result.stdout else None
 
 
 def pods(cluster: devenv.Cluster, namespace: str, jobqueue: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = kubectl_json(
-        cluster, "get", "pods", "-n", namespace, "-l", f"jobqueue.glec.io/jobqueue={jobqueue}")["items"]
+        cluster, "get", "pods", "-n", namespace, "-l", f"jobqueue.glec.io/jobqueue={jobqueue}"
+    )["items"]
     return items
 
 
@@ -84,9 +92,12 @@ class ReplicaWatch:
         generation = 0
         while not self._closed.is_set():
             try:
-                for _, obj in self._client.watch(Deployment, namespace=self._namespace,
-                                                 fields={"metadata.name": self._name},
-                                                 resource_version=version):
+                for _, obj in self._client.watch(
+                    Deployment,
+                    namespace=self._namespace,
+                    fields={"metadata.name": self._name},
+                    resource_version=version,
+                ):
                     assert obj.metadata is not None
                     assert obj.spec is not None
                     version = obj.metadata.resourceVersion

@@ -67,32 +67,41 @@ class FailoverRun:
         return sum(n for times, n in self.completions.items() if times > 1)
 
     def figures(self) -> dict[str, Any]:
-        return {"jobs": self.jobs, "job_seconds": self.job_seconds,
-                "failover_seconds": round(self.promoted_at - self.failed_at, 2),
-                "first_completion_after_kill_seconds": None if self.first_completion_after is None
-                else round(self.first_completion_after, 2),
-                "all_settled_after_kill_seconds": round(self.settled_after, 2),
-                "operator_poll_back_after_kill_seconds": None if self.operator_polls_back_after is None
-                else round(self.operator_polls_back_after, 2),
-                "operator_poll_failures": self.operator_poll_failures,
-                "producer_batches_resent": self.resent_batches,
-                "producer_resent_jobs_already_there": self.resent_already_there,
-                "lost": self.lost, "duplicated": self.duplicated,
-                "completions": dict(sorted(self.completions.items())), "statuses": dict(self.statuses)}
+        return {
+            "jobs": self.jobs,
+            "job_seconds": self.job_seconds,
+            "failover_seconds": round(self.promoted_at - self.failed_at, 2),
+            "first_completion_after_kill_seconds": None
+            if self.first_completion_after is None
+            else round(self.first_completion_after, 2),
+            "all_settled_after_kill_seconds": round(self.settled_after, 2),
+            "operator_poll_back_after_kill_seconds": None
+            if self.operator_polls_back_after is None
+            else round(self.operator_polls_back_after, 2),
+            "operator_poll_failures": self.operator_poll_failures,
+            "producer_batches_resent": self.resent_batches,
+            "producer_resent_jobs_already_there": self.resent_already_there,
+            "lost": self.lost,
+            "duplicated": self.duplicated,
+            "completions": dict(sorted(self.completions.items())),
+            "statuses": dict(self.statuses),
+        }
 
     def report(self) -> str:
         f = self.figures()
-        return "\n".join([
-            f"{self.jobs:,} jobs of {self.job_seconds * 1000:g} ms through redis+sentinel://; the primary "
-            f"SIGKILLed mid-burst, Sentinels promoted the replica after {f['failover_seconds']} s",
-            f"  first job completed {f['first_completion_after_kill_seconds']} s after the kill; all settled "
-            f"after {f['all_settled_after_kill_seconds']} s; the operator's poll back after "
-            f"{f['operator_poll_back_after_kill_seconds']} s ({self.operator_poll_failures} failed polls)",
-            f"  producer: {self.resent_batches} batches sent again ({self.resent_already_there} of their "
-            "jobs already there)",
-            f"  lost {self.lost}, completed more than once {self.duplicated}; completions "
-            f"{f['completions']}; statuses {f['statuses']}",
-        ])
+        return "\n".join(
+            [
+                f"{self.jobs:,} jobs of {self.job_seconds * 1000:g} ms through redis+sentinel://; the primary "
+                f"SIGKILLed mid-burst, Sentinels promoted the replica after {f['failover_seconds']} s",
+                f"  first job completed {f['first_completion_after_kill_seconds']} s after the kill; all settled "
+                f"after {f['all_settled_after_kill_seconds']} s; the operator's poll back after "
+                f"{f['operator_poll_back_after_kill_seconds']} s ({self.operator_poll_failures} failed polls)",
+                f"  producer: {self.resent_batches} batches sent again ({self.resent_already_there} of their "
+                "jobs already there)",
+                f"  lost {self.lost}, completed more than once {self.duplicated}; completions "
+                f"{f['completions']}; statuses {f['statuses']}",
+            ]
+        )
 
 
 class _Producer(threading.Thread):
@@ -102,7 +111,7 @@ class _Producer(threading.Thread):
     def __init__(self, url: str, ids: list[str], job_seconds: float, batch: int, every: float) -> None:
         super().__init__(daemon=True)
         self.conn = _redis.connect(url, socket_timeout=2, socket_connect_timeout=2)
-        self.batches = [ids[i:i + batch] for i in range(0, len(ids), batch)]
+        self.batches = [ids[i : i + batch] for i in range(0, len(ids), batch)]
         self.job_seconds, self.every = job_seconds, every
         self.resent = self.already_there = 0
         self.done = threading.Event()
@@ -167,10 +176,18 @@ def _finished(conn: redis.Redis) -> tuple[int] | None:
     return None
 
 
-def sentinel_failover(group: redisfarm.SentinelGroup, workdir: Path, *, jobs: int = 2000,
-                      job_seconds: float = 0.05, workers: int = 2, concurrency: int = 8,
-                      fail_when_done: float = 0.3, timeout: float = 300,
-                      direct: bool = False) -> FailoverRun:
+def sentinel_failover(
+    group: redisfarm.SentinelGroup,
+    workdir: Path,
+    *,
+    jobs: int = 2000,
+    job_seconds: float = 0.05,
+    workers: int = 2,
+    concurrency: int = 8,
+    fail_when_done: float = 0.3,
+    timeout: float = 300,
+    direct: bool = False,
+) -> FailoverRun:
     """Half the jobs enqueued at once, the rest in batches of 50 every 0.1 s; once
     ``fail_when_done`` of them completed, the primary is SIGKILLed; then everything must
     settle on the new primary. ``direct``: everyone uses a plain ``redis://`` URL of the
@@ -184,19 +201,33 @@ def sentinel_failover(group: redisfarm.SentinelGroup, workdir: Path, *, jobs: in
     journal.touch()
     ids = [f"job-{n:05d}" for n in range(jobs)]
     half = jobs // 2
-    enqueue_many(QUEUE, [JobSpec(f"{FN}journal", [i, job_seconds], job_id=i) for i in ids[:half]],
-                 connection=conn)
+    enqueue_many(
+        QUEUE, [JobSpec(f"{FN}journal", [i, job_seconds], job_id=i) for i in ids[:half]], connection=conn
+    )
     assert conn.wait(1, 5000) >= 1
-    procs = [WorkerProcess(url, QUEUE, pod=f"pod-{n}", mode="thread", concurrency=concurrency,
-                           env={"JOBQUEUE_TEST_JOURNAL": str(journal)}) for n in range(workers)]
+    procs = [
+        WorkerProcess(
+            url,
+            QUEUE,
+            pod=f"pod-{n}",
+            mode="thread",
+            concurrency=concurrency,
+            env={"JOBQUEUE_TEST_JOURNAL": str(journal)},
+        )
+        for n in range(workers)
+    ]
     producer = _Producer(url, ids[half:], job_seconds, batch=50, every=0.1)
     polls = _OperatorPolls(url)
     first_after: float | None = None
     try:
         producer.start()
         polls.start()
-        devenv.wait_until("the burst under way", lambda: len(journal.read_text().splitlines())
-                          >= jobs * fail_when_done, timeout=timeout, interval=0.05)
+        devenv.wait_until(
+            "the burst under way",
+            lambda: len(journal.read_text().splitlines()) >= jobs * fail_when_done,
+            timeout=timeout,
+            interval=0.05,
+        )
         old_port, failed_at = group.fail_primary()
         promoted_at = group.wait_failover(old_port)
         if direct:
@@ -206,9 +237,12 @@ def sentinel_failover(group: redisfarm.SentinelGroup, workdir: Path, *, jobs: in
             # the workers are back when jobs are recorded finished on the new primary (a job
             # in flight at the kill may complete without Redis; its result cannot be recorded)
             base = devenv.wait_until("the new primary answering", lambda: _finished(conn), timeout=timeout)
-            first_after = devenv.wait_until("a job recorded finished after the failover", lambda: (
-                (_finished(conn) or (0,))[0] > base[0] and time.time() - failed_at),
-                timeout=timeout, interval=0.05)
+            first_after = devenv.wait_until(
+                "a job recorded finished after the failover",
+                lambda: (_finished(conn) or (0,))[0] > base[0] and time.time() - failed_at,
+                timeout=timeout,
+                interval=0.05,
+            )
             producer.done.wait(timeout)
             assert producer.error is None, repr(producer.error)
 
@@ -218,8 +252,9 @@ def sentinel_failover(group: redisfarm.SentinelGroup, workdir: Path, *, jobs: in
                     return done >= jobs
                 return False
 
-            devenv.wait_until(f"{jobs} jobs settled on the new primary", settled, timeout=timeout,
-                              interval=0.2)
+            devenv.wait_until(
+                f"{jobs} jobs settled on the new primary", settled, timeout=timeout, interval=0.2
+            )
             settled_after = time.time() - failed_at
             time.sleep(1.0)  # (a re-run already started would still complete: count it)
     finally:
@@ -236,10 +271,18 @@ def sentinel_failover(group: redisfarm.SentinelGroup, workdir: Path, *, jobs: in
     status_of = {i: s.decode() if s else "missing" for i, s in zip(ids, pipe.execute(), strict=True)}
     back = next((t - failed_at for t in polls.ok if t > promoted_at), None)
     return FailoverRun(
-        jobs=jobs, job_seconds=job_seconds, failed_at=failed_at, promoted_at=promoted_at,
-        first_completion_after=first_after, settled_after=settled_after,
-        resent_batches=producer.resent, resent_already_there=producer.already_there,
-        completions=Counter(runs.get(i, 0) for i in ids), statuses=Counter(status_of.values()),
+        jobs=jobs,
+        job_seconds=job_seconds,
+        failed_at=failed_at,
+        promoted_at=promoted_at,
+        first_completion_after=first_after,
+        settled_after=settled_after,
+        resent_batches=producer.resent,
+        resent_already_there=producer.already_there,
+        completions=Counter(runs.get(i, 0) for i in ids),
+        statuses=Counter(status_of.values()),
         lost=sum(1 for i in ids if not runs.get(i) or status_of[i] != "finished"),
-        operator_polls_back_after=back, operator_poll_failures=sum(1 for t in polls.failed if t >= failed_at),
-        worker_logs=logs)
+        operator_polls_back_after=back,
+        operator_poll_failures=sum(1 for t in polls.failed if t >= failed_at),
+        worker_logs=logs,
+    )

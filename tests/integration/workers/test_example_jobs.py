@@ -26,14 +26,24 @@ SPECS = {doc["spec"]["queueName"]: doc["spec"] for doc in SAMPLES}
 
 def publish_sample(conn: redis.Redis, queue: str) -> None:
     spec = SPECS[queue]
-    settings.publish(conn, settings.QueueSettings.model_validate({
-        "queueName": queue, "priority": spec["priority"], "concurrency": spec["concurrency"],
-        "imports": spec["worker"]["imports"], "jobDefaults": spec["jobDefaults"]}))
+    settings.publish(
+        conn,
+        settings.QueueSettings.model_validate(
+            {
+                "queueName": queue,
+                "priority": spec["priority"],
+                "concurrency": spec["concurrency"],
+                "imports": spec["worker"]["imports"],
+                "jobDefaults": spec["jobDefaults"],
+            }
+        ),
+    )
 
 
 @pytest.fixture
-def glec(redis_url: str, redis_conn: redis.Redis, tmp_path: Path,
-         monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def glec(
+    redis_url: str, redis_conn: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
     """The sample queues published; the jobs' Redis and report folder pointed at this test's."""
     for queue in ("ei:update", "data:dtg-sync", "report:generate"):
         publish_sample(redis_conn, queue)
@@ -45,16 +55,32 @@ def glec(redis_url: str, redis_conn: redis.Redis, tmp_path: Path,
     glec_jobs._redis.cache_clear()
 
 
-def run_one(redis_url: str, conn: redis.Redis, queue: str, function: Any, *args: Any,
-            status: str = "finished", options: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+def run_one(
+    redis_url: str,
+    conn: redis.Redis,
+    queue: str,
+    function: Any,
+    *args: Any,
+    status: str = "finished",
+    options: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> Any:
     res = enqueue(queue, function, *args, kwargs=kwargs, connection=conn, **(options or {}))
     with thread_worker(redis_url, queue, imports=("glec_jobs",), concurrency=2):
         return wait_status(conn, queue, res.id, status, timeout=30)
 
 
 def test_dtg_sync_hands_the_fleet_ei_on_once(glec: Path, redis_url: str, redis_conn: redis.Redis) -> None:
-    first = run_one(redis_url, redis_conn, "data:dtg-sync", glec_jobs.sync_dtg_data,
-                    "vehicle-7", "fleet-3", "2026-11-26T00:00Z", records=250)
+    first = run_one(
+        redis_url,
+        redis_conn,
+        "data:dtg-sync",
+        glec_jobs.sync_dtg_data,
+        "vehicle-7",
+        "fleet-3",
+        "2026-11-26T00:00Z",
+        records=250,
+    )
     assert first.attempts == 3  # the sample's attempts reached the job
     assert first.progress == 100
     result = first.result
@@ -66,15 +92,30 @@ def test_dtg_sync_hands_the_fleet_ei_on_once(glec: Path, redis_url: str, redis_c
     assert handed.status == "queued"
 
     # the same window synced again (a retry, a duplicate tick): the EI update is not added twice
-    again = run_one(redis_url, redis_conn, "data:dtg-sync", glec_jobs.sync_dtg_data,
-                    "vehicle-7", "fleet-3", "2026-11-26T00:00Z", records=250)
+    again = run_one(
+        redis_url,
+        redis_conn,
+        "data:dtg-sync",
+        glec_jobs.sync_dtg_data,
+        "vehicle-7",
+        "fleet-3",
+        "2026-11-26T00:00Z",
+        records=250,
+    )
     assert again.result == result
     assert stats.snapshot(redis_conn, ["ei:update"])["ei:update"].queued == 1
 
 
 def test_report_is_written_to_disk_whole(glec: Path, redis_url: str, redis_conn: redis.Redis) -> None:
-    info = run_one(redis_url, redis_conn, "report:generate", glec_jobs.generate_report,
-                   "emissions", "2026-W48", rows=5_000)
+    info = run_one(
+        redis_url,
+        redis_conn,
+        "report:generate",
+        glec_jobs.generate_report,
+        "emissions",
+        "2026-W48",
+        rows=5_000,
+    )
     assert info.timeout_seconds == 60  # the seed's 60 s timeout
     report = Path(info.result["report"])
     assert report.parent == glec / "glec-reports"
@@ -88,7 +129,15 @@ def test_report_is_written_to_disk_whole(glec: Path, redis_url: str, redis_conn:
 
 
 def test_report_refuses_a_path_in_its_name(glec: Path, redis_url: str, redis_conn: redis.Redis) -> None:
-    info = run_one(redis_url, redis_conn, "report:generate", glec_jobs.generate_report,
-                   "../../etc", "x", status="failed", options={"attempts": 1})
+    info = run_one(
+        redis_url,
+        redis_conn,
+        "report:generate",
+        glec_jobs.generate_report,
+        "../../etc",
+        "x",
+        status="failed",
+        options={"attempts": 1},
+    )
     assert "report_type must be 1-64 characters" in (info.failed_reason or "")
     assert not (glec / "glec-reports").exists() or not any((glec / "glec-reports").iterdir())

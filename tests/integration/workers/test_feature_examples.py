@@ -16,8 +16,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.redis]
 
 def run_example(redis_url: str, name: str) -> str:
     env = {**os.environ, "JOBQUEUE_REDIS_URL": redis_url, "PYTHONPATH": str(ROOT / "examples")}
-    done = subprocess.run([sys.executable, str(ROOT / "examples" / "features.py"), name], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "features.py"), name],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -26,16 +32,20 @@ def test_bulk_operations_example(redis_url: str) -> None:
     out = run_example(redis_url, "bulk").splitlines()
     assert out[0].startswith("failed: 1000; first: ")
     assert "ConnectionError: mail relay down" in out[0]
-    assert out[1:] == ["dry run: 1000 would be retried", "retried 1000 (skipped 0)",
-                       "finished: 1000; purged 1000; left 0"]
+    assert out[1:] == [
+        "dry run: 1000 would be retried",
+        "retried 1000 (skipped 0)",
+        "finished: 1000; purged 1000; left 0",
+    ]
 
 
 def test_cancel_example(redis_url: str) -> None:
     out = run_example(redis_url, "cancel").splitlines()
     assert out[0] == "process: cancel a scheduled job -> scheduled -> canceled"
     assert out[1].startswith("process: running job stopped ")
-    assert out[1].endswith("canceled (canceled by example; stopped: its process was killed); "
-                           "attempts used 1 of 3")
+    assert out[1].endswith(
+        "canceled (canceled by example; stopped: its process was killed); attempts used 1 of 3"
+    )
     assert out[2] == "thread: cancel a scheduled job -> scheduled -> canceled"
     assert "(current_job().cancel_requested)); attempts used 1 of 3" in out[3]
 

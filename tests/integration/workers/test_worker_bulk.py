@@ -26,8 +26,9 @@ def _fail_all(conn: redis.Redis, url: str, queue: str, specs: list[JobSpec]) -> 
 
 def _where(conn: redis.Redis, queue: str, job_id: str) -> list[str]:
     """Every structure of the queue that holds the id (a job must be in at most one)."""
-    places = [f"list:{lvl}" for lvl in range(1, 6)
-              if job_id.encode() in conn.lrange(level_key(queue, lvl), 0, -1)]
+    places = [
+        f"list:{lvl}" for lvl in range(1, 6) if job_id.encode() in conn.lrange(level_key(queue, lvl), 0, -1)
+    ]
     for reg in ("scheduled", "finished", "failed", "canceled"):
         if conn.zscore(f"rq:{reg}:{queue}", job_id) is not None:
             places.append(reg)
@@ -36,7 +37,8 @@ def _where(conn: redis.Redis, queue: str, job_id: str) -> list[str]:
 
 
 def test_retry_failed_jobs_in_batches_with_function_filter_and_dry_run(
-        redis_conn: redis.Redis, redis_url: str) -> None:
+    redis_conn: redis.Redis, redis_url: str
+) -> None:
     n = BULK_BATCH * 2 + 100  # three batches
     publish(redis_conn, "bulk", attempts=1)
     specs = [JobSpec(FN + "always_fail", ("down",), job_id=f"a{i}") for i in range(n)]
@@ -65,11 +67,13 @@ def test_retry_failed_jobs_in_batches_with_function_filter_and_dry_run(
 
 
 def test_retry_while_workers_run_loses_and_duplicates_nothing(
-        redis_conn: redis.Redis, redis_url: str) -> None:
+    redis_conn: redis.Redis, redis_url: str
+) -> None:
     n = 1500
     publish(redis_conn, "busy", attempts=1)
-    enqueue_many("busy", [JobSpec(FN + "always_fail", ("x",), job_id=f"j{i}") for i in range(n)],
-                 connection=redis_conn)
+    enqueue_many(
+        "busy", [JobSpec(FN + "always_fail", ("x",), job_id=f"j{i}") for i in range(n)], connection=redis_conn
+    )
     retried = 0
     with thread_worker(redis_url, "busy", concurrency=8), thread_worker(redis_url, "busy", pod="pod-u"):
         # while the workers fail jobs, retry whatever has failed so far, several times over
@@ -89,8 +93,11 @@ def test_retry_while_workers_run_loses_and_duplicates_nothing(
 def test_purge_queued_while_workers_claim(redis_conn: redis.Redis, redis_url: str) -> None:
     n = 2000
     publish(redis_conn, "purge")
-    enqueue_many("purge", [JobSpec(FN + "sleep", (0.002,), job_id=f"p{i}", priority=1 + i % 5)
-                           for i in range(n)], connection=redis_conn)
+    enqueue_many(
+        "purge",
+        [JobSpec(FN + "sleep", (0.002,), job_id=f"p{i}", priority=1 + i % 5) for i in range(n)],
+        connection=redis_conn,
+    )
     with thread_worker(redis_url, "purge", concurrency=4):
         wait_for("work started", lambda: redis_conn.zcard("rq:finished:purge") > 0)
         res = remove_jobs("purge", "queued", connection=redis_conn)
@@ -108,11 +115,18 @@ def test_purge_queued_while_workers_claim(redis_conn: redis.Redis, redis_url: st
 
 def test_older_than_counts_from_when_the_job_failed(redis_conn: redis.Redis, redis_url: str) -> None:
     publish(redis_conn, "age", attempts=1)
-    _fail_all(redis_conn, redis_url, "age", [JobSpec(FN + "always_fail", ("x",), job_id=f"old{i}")
-                                             for i in range(5)])
+    _fail_all(
+        redis_conn,
+        redis_url,
+        "age",
+        [JobSpec(FN + "always_fail", ("x",), job_id=f"old{i}") for i in range(5)],
+    )
     time.sleep(1.5)
-    enqueue_many("age", [JobSpec(FN + "always_fail", ("x",), job_id=f"new{i}") for i in range(3)],
-                 connection=redis_conn)
+    enqueue_many(
+        "age",
+        [JobSpec(FN + "always_fail", ("x",), job_id=f"new{i}") for i in range(3)],
+        connection=redis_conn,
+    )
     with thread_worker(redis_url, "age"):
         wait_for("new failed", lambda: redis_conn.zcard("rq:failed:age") == 8)
     res = remove_jobs("age", "failed", older_than=1.0, connection=redis_conn)
@@ -124,8 +138,9 @@ def test_older_than_counts_from_when_the_job_failed(redis_conn: redis.Redis, red
 
 def test_remove_scheduled_and_finished_and_refusals(redis_conn: redis.Redis, redis_url: str) -> None:
     publish(redis_conn, "mix")
-    enqueue_many("mix", [JobSpec(FN + "noop", job_id=f"s{i}", delay=600) for i in range(4)],
-                 connection=redis_conn)
+    enqueue_many(
+        "mix", [JobSpec(FN + "noop", job_id=f"s{i}", delay=600) for i in range(4)], connection=redis_conn
+    )
     enqueue_many("mix", [JobSpec(FN + "noop", job_id=f"f{i}") for i in range(3)], connection=redis_conn)
     with thread_worker(redis_url, "mix"):
         wait_for("finished", lambda: redis_conn.zcard("rq:finished:mix") == 3)
@@ -144,8 +159,12 @@ def test_remove_scheduled_and_finished_and_refusals(redis_conn: redis.Redis, red
 
 def test_cli_lists_pages_retries_and_purges(redis_conn: redis.Redis, redis_url: str) -> None:
     publish(redis_conn, "cli:q", attempts=1)
-    _fail_all(redis_conn, redis_url, "cli:q", [JobSpec(FN + "always_fail", (f"m{i}",), job_id=f"c{i}")
-                                               for i in range(12)])
+    _fail_all(
+        redis_conn,
+        redis_url,
+        "cli:q",
+        [JobSpec(FN + "always_fail", (f"m{i}",), job_id=f"c{i}") for i in range(12)],
+    )
     page = jq(redis_url, "jobs", "cli:q", "--state", "failed", "--limit", "5", "--offset", "10", "-o", "json")
     assert page.returncode == 0, page.stderr
     doc = json.loads(page.stdout)
@@ -169,11 +188,12 @@ def test_cli_lists_pages_retries_and_purges(redis_conn: redis.Redis, redis_url: 
     assert redis_conn.llen("rq:queue:cli:q") == 0
 
     for args, message in (
-            (("retry", "cli:q", "c1", "--state", "failed"), "either JOB_ID or --state"),
-            (("retry", "cli:q"), "give a JOB_ID, or --state"),
-            (("remove", "cli:q", "--state", "failed", "--older-than", "soon"), "is not a duration"),
-            (("remove", "cli:q", "c1", "--dry-run"), "go with --state"),
-            (("remove", "cli:q", "--state", "started"), "'started' is not one of")):
+        (("retry", "cli:q", "c1", "--state", "failed"), "either JOB_ID or --state"),
+        (("retry", "cli:q"), "give a JOB_ID, or --state"),
+        (("remove", "cli:q", "--state", "failed", "--older-than", "soon"), "is not a duration"),
+        (("remove", "cli:q", "c1", "--dry-run"), "go with --state"),
+        (("remove", "cli:q", "--state", "started"), "'started' is not one of"),
+    ):
         bad = jq(redis_url, *args)
         assert bad.returncode == 2, (args, bad.stdout, bad.stderr)
         assert message in bad.stderr, (args, bad.stderr)

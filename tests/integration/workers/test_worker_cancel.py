@@ -65,7 +65,8 @@ def test_pending_jobs_never_start(redis_conn: redis.Redis, redis_url: str) -> No
 
 @pytest.mark.parametrize(("mode", "function"), [("process", "mark_after"), ("async", "amark_after")])
 def test_running_job_is_stopped_within_a_second_and_never_retried(
-        redis_conn: redis.Redis, redis_url: str, mode: str, function: str) -> None:
+    redis_conn: redis.Redis, redis_url: str, mode: str, function: str
+) -> None:
     queue = f"stop-{mode}"
     publish(redis_conn, queue, attempts=3, timeoutSeconds=60)
     enqueue(queue, FN + function, "long", 30, job_id="long", connection=redis_conn)
@@ -106,12 +107,14 @@ def test_thread_mode_job_reads_the_flag_and_stops(redis_conn: redis.Redis, redis
     assert info.finished_at.timestamp() - asked < 1.0
     assert redis_conn.lrange("test:saw-cancel", 0, -1) == [b"co"]
     assert info.failed_reason == (
-        "canceled; stopped: it ended after it was asked to stop (current_job().cancel_requested)")
+        "canceled; stopped: it ended after it was asked to stop (current_job().cancel_requested)"
+    )
     assert info.attempts_made == 1
 
 
 def test_thread_mode_job_that_ignores_the_flag_is_abandoned_at_its_timeout(
-        redis_conn: redis.Redis, redis_url: str) -> None:
+    redis_conn: redis.Redis, redis_url: str
+) -> None:
     publish(redis_conn, "ti", attempts=3, timeoutSeconds=1)
     enqueue("ti", FN + "mark_after", "deaf", 3, job_id="deaf", connection=redis_conn)
     with thread_worker(redis_url, "ti"):
@@ -130,8 +133,9 @@ def _ack(job_id: str, ex: str, outcome: protocol.Outcome) -> protocol.Ack:
     now = time.time()
     iso = payload.utcformat(now)
     keep = 0.0 if outcome == "retry" else 3600
-    return protocol.Ack(job_id, ex, outcome, iso, iso, repr(now), repr(now), keep, "", "boom", "",
-                        "ValueError: boom")
+    return protocol.Ack(
+        job_id, ex, outcome, iso, iso, repr(now), repr(now), keep, "", "boom", "", "ValueError: boom"
+    )
 
 
 def test_a_failed_attempt_of_a_job_being_cancelled_is_not_retried(redis_conn: redis.Redis) -> None:

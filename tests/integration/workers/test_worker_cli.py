@@ -152,11 +152,19 @@ def test_stats_fits_80_columns_and_survives_a_pipe(redis_conn: redis.Redis, redi
     row = next(line for line in lines if line.startswith("-   ") and " analytics:aggregate " in line)
     assert row.split()[2] == "12345"  # whole names and numbers, columns aligned
     start = lines[0].index("QUEUED")
-    assert all(line[start - 3:start] == "   " and line[start] != " " for line in lines)
+    assert all(line[start - 3 : start] == "   " and line[start] != " " for line in lines)
 
     wide = jq(redis_url, "stats", "-o", "wide").stdout.splitlines()
-    for column in ("QUEUE", "BY PRIORITY 1-5", "SCHEDULED", "DUE", "LOST", "FINISHED", "SLOTS BUSY",
-                   "LAST ACTIVITY"):
+    for column in (
+        "QUEUE",
+        "BY PRIORITY 1-5",
+        "SCHEDULED",
+        "DUE",
+        "LOST",
+        "FINISHED",
+        "SLOTS BUSY",
+        "LAST ACTIVITY",
+    ):
         assert column in wide[0]
     as_json = json.loads(jq(redis_url, "stats", "-o", "json").stdout)
     assert as_json == json.loads(jq(redis_url, "stats", "--json").stdout)  # the old flag stays
@@ -195,8 +203,14 @@ def test_errors_never_print_the_redis_password(redis_url: str) -> None:
     for url, code in cases.items():
         for args in (["stats"], ["enqueue", "q", FN + "add"], ["worker", "-q", "q", "--import", JOBS]):
             try:
-                result = subprocess.run([sys.executable, "-m", "jobqueue.cli", "--redis-url", url, *args],
-                                        capture_output=True, text=True, timeout=8, check=False, env=env)
+                result = subprocess.run(
+                    [sys.executable, "-m", "jobqueue.cli", "--redis-url", url, *args],
+                    capture_output=True,
+                    text=True,
+                    timeout=8,
+                    check=False,
+                    env=env,
+                )
                 output, returncode = result.stdout + result.stderr, result.returncode
             except subprocess.TimeoutExpired as running:  # a worker waits for its Redis, logging
                 output = (running.stdout or b"").decode() + (running.stderr or b"").decode()
@@ -223,8 +237,12 @@ def test_sigterm_stops_the_command_as_a_containers_first_process(redis_url: str)
     enqueue("pid1", f"{FN}add", 1, 2, job_id="never-run", connection=conn)
     jobqueue_command = str(Path(sys.executable).with_name("jobqueue"))  # the console script, as in the image
     command = [jobqueue_command, "wait", "pid1", "never-run", "--timeout", "60"]
-    proc = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", *command],
-                            env=worker_env(redis_url, "cli"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--kill-child", *command],
+        env=worker_env(redis_url, "cli"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
         first = wait_for("the command started in its namespace", lambda: children.read_text().split(), 10)[0]

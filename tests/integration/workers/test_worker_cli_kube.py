@@ -33,29 +33,46 @@ def jq(redis_url: str | None, *args: str, kubeconfig: Path | str) -> subprocess.
     if redis_url is None:
         env.pop("JOBQUEUE_REDIS_URL")
     env["KUBECONFIG"] = str(kubeconfig)
-    return subprocess.run([sys.executable, "-m", "jobqueue.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "jobqueue.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
 
 
 def declare(conn: redis.Redis, queue: str, namespace: str | None = None, jobqueue: str | None = None) -> None:
     """Publish a queue's settings as the operator does (with its namespace and JobQueue), or as
     by hand (without)."""
-    settings.publish(conn, settings.QueueSettings.model_validate(
-        {"queueName": queue, "imports": [JOBS], "namespace": namespace, "jobqueue": jobqueue}))
+    settings.publish(
+        conn,
+        settings.QueueSettings.model_validate(
+            {"queueName": queue, "imports": [JOBS], "namespace": namespace, "jobqueue": jobqueue}
+        ),
+    )
 
 
 def jobqueue_body(name: str, namespace: str, queue_name: str | None) -> dict[str, Any]:
-    spec: dict[str, Any] = {"concurrency": 1, "worker": {"image": "registry.example/glec-jobs:1.4.2",
-                                                         "imports": [JOBS]}}
+    spec: dict[str, Any] = {
+        "concurrency": 1,
+        "worker": {"image": "registry.example/glec-jobs:1.4.2", "imports": [JOBS]},
+    }
     if queue_name:
         spec["queueName"] = queue_name
-    return {"apiVersion": "jobqueue.glec.io/v1alpha1", "kind": "JobQueue",
-            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+    return {
+        "apiVersion": "jobqueue.glec.io/v1alpha1",
+        "kind": "JobQueue",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
 
 
 @pytest.mark.k8s
 def test_dash_n_names_a_jobqueue_resolved_through_the_kubeconfig(
-        cluster: devenv.Cluster, crds: None, namespace: str, redis_conn: redis.Redis, redis_url: str) -> None:
+    cluster: devenv.Cluster, crds: None, namespace: str, redis_conn: redis.Redis, redis_url: str
+) -> None:
     queue = f"ei:update-{uuid.uuid4().hex[:6]}"
     for body in (jobqueue_body("ei-update", namespace, queue), jobqueue_body("reports", namespace, None)):
         cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
@@ -64,36 +81,52 @@ def test_dash_n_names_a_jobqueue_resolved_through_the_kubeconfig(
     declare(redis_conn, f"{namespace}.reports")  # the operator's default queue name
     kubeconfig = cluster.kubeconfig
 
-    added = jq(redis_url, "-n", namespace, "enqueue", "ei-update", FN + "add", "--args-json", "[1, 2]",
-               "--job-id", "a", kubeconfig=kubeconfig)
+    added = jq(
+        redis_url,
+        "-n",
+        namespace,
+        "enqueue",
+        "ei-update",
+        FN + "add",
+        "--args-json",
+        "[1, 2]",
+        "--job-id",
+        "a",
+        kubeconfig=kubeconfig,
+    )
     assert added.returncode == 0, added.stderr
     assert f"into {queue}" in added.stdout
     assert get_job(queue, "a", connection=redis_conn).args == [1, 2]
     shown = jq(redis_url, "--namespace", namespace, "status", "reports", "a", kubeconfig=kubeconfig)
     assert shown.returncode == ExitCode.NOT_FOUND  # the queue is found; the job is not in it
     assert f"{namespace}.reports" in shown.stderr
-    wide = jq(redis_url, "-n", namespace, "stats", "ei-update", "reports", "-o", "wide",
-              kubeconfig=kubeconfig)
+    wide = jq(
+        redis_url, "-n", namespace, "stats", "ei-update", "reports", "-o", "wide", kubeconfig=kubeconfig
+    )
     assert wide.returncode == 0, wide.stderr
     assert [line.split()[1] for line in wide.stdout.splitlines()[1:]] == [queue, f"{namespace}.reports"]
 
     # a JobQueue that does not exist, nor a queue of that name: not found, saying what was tried
     ghost = jq(redis_url, "-n", namespace, "stats", "ghost", kubeconfig=kubeconfig)
     assert ghost.returncode == ExitCode.NOT_FOUND
-    assert f"no JobQueue {namespace}/ghost: Kubernetes: no JobQueue {namespace}/ghost in the kubeconfig" \
+    assert (
+        f"no JobQueue {namespace}/ghost: Kubernetes: no JobQueue {namespace}/ghost in the kubeconfig"
         in ghost.stderr
+    )
 
 
 def test_without_kubernetes_the_published_settings_then_the_queue_name_answer(
-        redis_conn: redis.Redis, redis_url: str, tmp_path: Path) -> None:
+    redis_conn: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
     nowhere = tmp_path / "no-kubeconfig"
     declare(redis_conn, "reports:generate", namespace="prod", jobqueue="report-generate")
     declare(redis_conn, "ei:update", namespace="prod", jobqueue="ei-update")
     declare(redis_conn, "ei:update:staging", namespace="staging", jobqueue="ei-update")
     declare(redis_conn, "by-hand")  # no JobQueue declares it
 
-    by_settings = jq(redis_url, "-n", "prod", "enqueue", "report-generate", FN + "add", "--job-id", "r",
-                     kubeconfig=nowhere)
+    by_settings = jq(
+        redis_url, "-n", "prod", "enqueue", "report-generate", FN + "add", "--job-id", "r", kubeconfig=nowhere
+    )
     assert by_settings.returncode == 0, by_settings.stderr
     assert "into reports:generate" in by_settings.stdout
     by_name = jq(redis_url, "-n", "prod", "status", "reports:generate", "r", kubeconfig=nowhere)
@@ -107,13 +140,19 @@ def test_without_kubernetes_the_published_settings_then_the_queue_name_answer(
     everything = jq(redis_url, "stats", kubeconfig=nowhere).stdout.splitlines()
     assert everything[0].split()[:2] == ["NAMESPACE", "JOBQUEUE"]
     assert sorted(tuple(line.split()[:2]) for line in everything[1:]) == [
-        ("-", "by-hand"), ("prod", "ei-update"), ("prod", "report-generate"), ("staging", "ei-update")]
+        ("-", "by-hand"),
+        ("prod", "ei-update"),
+        ("prod", "report-generate"),
+        ("staging", "ei-update"),
+    ]
     prod = jq(redis_url, "-n", "prod", "stats", kubeconfig=nowhere).stdout.splitlines()
     assert prod[0].split()[0] == "JOBQUEUE"
     assert [line.split()[0] for line in prod[1:]] == ["ei-update", "report-generate"]
     as_json = json.loads(jq(redis_url, "stats", "-o", "json", kubeconfig=nowhere).stdout)
     assert (as_json["ei:update:staging"]["namespace"], as_json["ei:update:staging"]["jobqueue"]) == (
-        "staging", "ei-update")
+        "staging",
+        "ei-update",
+    )
     assert as_json["by-hand"]["namespace"] is None
     publish(redis_conn, "unused")  # (whelpers' own publish: a queue without owner reads the same)
     assert "unused" in jq(redis_url, "stats", kubeconfig=nowhere).stdout

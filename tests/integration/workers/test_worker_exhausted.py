@@ -15,9 +15,15 @@ GROUP = "test-group"
 
 
 def test_a_job_failing_for_good_is_written_once_with_its_payload(
-        redis_conn: redis.Redis, redis_url: str) -> None:
-    publish(redis_conn, "x", attempts=2, backoff={"type": "fixed", "delaySeconds": 0.1},
-            keepFailed={"ageSeconds": 0})  # deleted at once: the entry still has everything
+    redis_conn: redis.Redis, redis_url: str
+) -> None:
+    publish(
+        redis_conn,
+        "x",
+        attempts=2,
+        backoff={"type": "fixed", "delaySeconds": 0.1},
+        keepFailed={"ageSeconds": 0},
+    )  # deleted at once: the entry still has everything
     assert failures.read(redis_conn, group=GROUP, consumer="c") == []  # the group starts here
     enqueue("x", FN + "always_fail", "relay down", kwargs={}, job_id="bad", connection=redis_conn)
     enqueue("x", FN + "fail_times", "flaky", 1, job_id="flaky", connection=redis_conn)  # retried, then ok
@@ -27,8 +33,12 @@ def test_a_job_failing_for_good_is_written_once_with_its_payload(
         while redis_conn.exists("rq:job:bad") and time.monotonic() < deadline:
             time.sleep(0.05)
     (entry,) = failures.read(redis_conn, group=GROUP, consumer="c")
-    assert (entry.queue, entry.job_id, entry.function, entry.args) == ("x", "bad", FN + "always_fail",
-                                                                       ["relay down"])
+    assert (entry.queue, entry.job_id, entry.function, entry.args) == (
+        "x",
+        "bad",
+        FN + "always_fail",
+        ["relay down"],
+    )
     assert (entry.error, entry.attempts, entry.max_attempts) == ("ValueError: relay down", 2, 2)
     notice = entry.notice()
     assert notice["title"] == f"Job Failed: {FN}always_fail"

@@ -15,7 +15,8 @@ from jobqueue import UnknownQueueError, admin, enqueue, get_job, stats
 
 
 def test_a_paused_queue_takes_jobs_in_but_runs_none_until_resumed(
-        redis_conn: redis.Redis, redis_url: str) -> None:
+    redis_conn: redis.Redis, redis_url: str
+) -> None:
     publish(redis_conn, "p")
     enqueue("p", FN + "sleep", 1.5, job_id="running", connection=redis_conn)
     with thread_worker(redis_url, "p", concurrency=2):
@@ -94,10 +95,11 @@ def test_jobs_listed_by_state_page_by_page(redis_conn: redis.Redis, redis_url: s
     assert len(finished.jobs) == 2
 
     for state, page_args, message in (
-            ("running", {}, "state must be one of queued, scheduled, started, finished, failed"),
-            ("queued", {"offset": -1}, "offset must be an integer >= 0"),
-            ("queued", {"limit": 0}, "limit must be an integer from 1 to 500"),
-            ("queued", {"limit": 501}, "limit must be an integer from 1 to 500")):
+        ("running", {}, "state must be one of queued, scheduled, started, finished, failed"),
+        ("queued", {"offset": -1}, "offset must be an integer >= 0"),
+        ("queued", {"limit": 0}, "limit must be an integer from 1 to 500"),
+        ("queued", {"limit": 501}, "limit must be an integer from 1 to 500"),
+    ):
         with pytest.raises(ValueError, match=message):
             admin.list_jobs("l", state, **page_args, connection=redis_conn)
     with pytest.raises(UnknownQueueError):

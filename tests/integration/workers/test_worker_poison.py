@@ -185,9 +185,7 @@ def test_an_async_job_that_swallows_its_cancellation_fails_for_good(
         alive(w)
 
 
-def test_an_async_job_that_cancels_itself_fails_at_once(
-    redis_conn: redis.Redis, redis_url: str
-) -> None:
+def test_an_async_job_that_cancels_itself_fails_at_once(redis_conn: redis.Redis, redis_url: str) -> None:
     publish(redis_conn, "pc", attempts=1, timeoutSeconds=60)
     enqueue_many("pc", [JobSpec(FN + "cancel_self", job_id="quitter")], connection=redis_conn)
     with worker_process(redis_url, "pc", mode="async", concurrency=1) as w:
@@ -228,9 +226,7 @@ def test_a_job_process_killed_from_outside_is_retried(redis_conn: redis.Redis, r
         alive(w)
 
 
-def test_malformed_hash_fields_fail_the_job_naming_the_field(
-    redis_conn: redis.Redis, redis_url: str
-) -> None:
+def test_malformed_hash_fields_fail_the_job_naming_the_field(redis_conn: redis.Redis, redis_url: str) -> None:
     publish(redis_conn, "pf", attempts=1)
     ok = call(FN + "add", "[1, 2]")
     cases: dict[bytes, tuple[dict[str, Any], str]] = {
@@ -267,9 +263,7 @@ def test_malformed_hash_fields_fail_the_job_naming_the_field(
         alive(w)
 
 
-def test_rq_job_timeout_minus_one_means_no_limit(
-    redis_conn: redis.Redis, redis_url: str
-) -> None:
+def test_rq_job_timeout_minus_one_means_no_limit(redis_conn: redis.Redis, redis_url: str) -> None:
     publish(redis_conn, "pt", attempts=1, timeoutSeconds=1)
     raw_job(redis_conn, "pt", b"unbounded", call(FN + "sleep", "[2]"), timeout="-1")
     with worker_process(redis_url, "pt", mode="thread", concurrency=1) as w:
@@ -350,9 +344,7 @@ def test_readers_show_poison_records(redis_conn: redis.Redis, redis_url: str) ->
     assert "x?y?[/z]" in jqb(redis_url, "stats", "pr", "--workers").stdout.decode()
 
 
-def test_a_worker_survives_sigterm_with_poison_in_flight(
-    redis_conn: redis.Redis, redis_url: str
-) -> None:
+def test_a_worker_survives_sigterm_with_poison_in_flight(redis_conn: redis.Redis, redis_url: str) -> None:
     """Poison handled, then a graceful stop: exit 0, nothing left claimed."""
     publish(redis_conn, "pg", attempts=1)
     raw_job(redis_conn, "pg", b"x:y", call(FN + "add", "[1]"))

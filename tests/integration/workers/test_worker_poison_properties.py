@@ -160,8 +160,10 @@ def _write(conn: redis.Redis, token: bytes, recs: list[Record]) -> list[bytes]:
 
 def _settled(conn: redis.Redis) -> bool:
     pending = [f"rq:queue:{QUEUE}" + ("" if lvl == 3 else f":p{lvl}") for lvl in range(1, 6)]
-    return not any(conn.llen(k) for k in pending) and not conn.zcard(f"rq:scheduled:{QUEUE}") and not (
-        conn.zcard(f"rq:wip:{QUEUE}")
+    return (
+        not any(conn.llen(k) for k in pending)
+        and not conn.zcard(f"rq:scheduled:{QUEUE}")
+        and not (conn.zcard(f"rq:wip:{QUEUE}"))
     )
 
 

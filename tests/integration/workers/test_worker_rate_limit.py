@@ -17,8 +17,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.redis]
 
 
 def declare(conn: redis.Redis, queue: str, jobs: int, per: float) -> None:
-    settings.publish(conn, settings.QueueSettings.model_validate(
-        {"queueName": queue, "imports": [JOBS], "rateLimit": {"jobs": jobs, "perSeconds": per}}))
+    settings.publish(
+        conn,
+        settings.QueueSettings.model_validate(
+            {"queueName": queue, "imports": [JOBS], "rateLimit": {"jobs": jobs, "perSeconds": per}}
+        ),
+    )
 
 
 def starts(conn: redis.Redis, ids: list[str]) -> list[float]:
@@ -41,7 +45,8 @@ def most_in_any_window(times: list[float], width: float) -> int:
 
 @pytest.mark.parametrize(("jobs", "per", "seconds"), [(40, 1.0, 15.0), (15, 2.5, 15.0)])
 def test_three_pods_run_at_the_limit_and_never_above(
-        redis_conn: redis.Redis, redis_url: str, jobs: int, per: float, seconds: float) -> None:
+    redis_conn: redis.Redis, redis_url: str, jobs: int, per: float, seconds: float
+) -> None:
     queue = "limited"
     declare(redis_conn, queue, jobs, per)
     n = int(jobs * seconds / per * 1.5)  # more than the limit lets run: demand all along
@@ -57,25 +62,35 @@ def test_three_pods_run_at_the_limit_and_never_above(
     finally:
         for w in pods:
             w.stop()
-    wait_for("the limit no longer binding",
-             lambda: not stats.snapshot(redis_conn, [queue])[queue].rate_limited, timeout=5)
+    wait_for(
+        "the limit no longer binding",
+        lambda: not stats.snapshot(redis_conn, [queue])[queue].rate_limited,
+        timeout=5,
+    )
     times = starts(redis_conn, ids)
     assert len(times) < n  # the limit, not the work, ended the run
     rate, limit = observed_rate(times, jobs), jobs / per
     assert abs(rate - limit) <= 0.02 * limit, f"observed {rate:.2f} jobs/s, limit {limit:.2f}"
     # never above it: a job starts within 50 ms of its claim, so no (per - 0.05) s window holds more
     assert most_in_any_window(times, per - 0.05) <= jobs
-    print(f"limit {limit:.2f}/s: observed {rate:.3f}/s over {times[-1] - times[0]:.1f} s; most in a window "
-          f"{most_in_any_window(times, per - 0.05)} of {jobs}")
+    print(
+        f"limit {limit:.2f}/s: observed {rate:.3f}/s over {times[-1] - times[0]:.1f} s; most in a window "
+        f"{most_in_any_window(times, per - 0.05)} of {jobs}"
+    )
     # the pods shared the work (whichever asks first when the window frees takes the free units)
     assert len({redis_conn.hget(f"rq:job:{i}", "jq_pod") for i in ids} - {None}) >= 2
 
 
 def test_each_key_has_its_own_window_and_never_holds_up_the_others(
-        redis_conn: redis.Redis, redis_url: str) -> None:
+    redis_conn: redis.Redis, redis_url: str
+) -> None:
     queue = "per-key"
-    settings.publish(redis_conn, settings.QueueSettings.model_validate(
-        {"queueName": queue, "imports": [JOBS], "keyRateLimit": {"jobs": 5, "perSeconds": 1}}))
+    settings.publish(
+        redis_conn,
+        settings.QueueSettings.model_validate(
+            {"queueName": queue, "imports": [JOBS], "keyRateLimit": {"jobs": 5, "perSeconds": 1}}
+        ),
+    )
     # tenant a's backlog first; tenant b's jobs and jobs without a key behind it
     specs = [JobSpec(FN + "noop", job_id=f"a{i}", rate_key="tenant-a") for i in range(60)]
     specs += [JobSpec(FN + "noop", job_id=f"b{i}", rate_key="tenant-b") for i in range(10)]

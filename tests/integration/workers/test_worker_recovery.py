@@ -71,7 +71,8 @@ def test_late_result_of_a_recovered_job_is_dropped(redis_conn: redis.Redis) -> N
 
 
 def test_claims_of_a_call_whose_reply_was_lost_are_handed_back_by_the_next_call(
-        redis_conn: redis.Redis) -> None:
+    redis_conn: redis.Redis,
+) -> None:
     # A frozen Redis runs a call after the worker's read timed out: the jobs it claimed are
     # unknown to the worker. Its next call names the lost one; they go back, attempt refunded
     # (attempts=1: waiting for their leases to expire would have failed them unrun).

@@ -187,9 +187,7 @@ def test_removing_a_parent_fails_its_deferred_children(redis_conn: redis.Redis) 
     )  # fmt: skip
 
 
-def test_rq_options_we_do_not_carry_out_fail_the_job_at_once(
-    redis_conn: redis.Redis, redis_url: str
-) -> None:
+def test_rq_options_we_do_not_carry_out_fail_the_job_at_once(redis_conn: redis.Redis, redis_url: str) -> None:
     publish(redis_conn, "unsup", attempts=3)
     q = _rq_queue(redis_conn, "unsup")
     q.enqueue(FN + "record", "cb", job_id="callback", on_success=Callback(FN + "noop"))
@@ -198,12 +196,12 @@ def test_rq_options_we_do_not_carry_out_fail_the_job_at_once(
     with thread_worker(redis_url, "unsup"):
         cb = wait_status(redis_conn, "unsup", "callback", "failed")
         assert cb.failed_reason == (
-            f"rejected: uses RQ's on_success callback (success_callback_name \"{FN}noop\"), which jobqueue "
+            f'rejected: uses RQ\'s on_success callback (success_callback_name "{FN}noop"), which jobqueue '
             f"workers do not carry out"
         )
         rep = wait_status(redis_conn, "unsup", "repeat", "failed")
         assert rep.failed_reason == (
-            "rejected: uses RQ's Repeat (repeats_left \"2\"), which jobqueue workers do not carry out"
+            'rejected: uses RQ\'s Repeat (repeats_left "2"), which jobqueue workers do not carry out'
         )
         wait_status(redis_conn, "unsup", "plain", "finished")
     assert [r.decode() for r in redis_conn.lrange("test:runs", 0, -1)] == ["ok"]  # neither ran

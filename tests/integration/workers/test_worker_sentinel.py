@@ -30,8 +30,9 @@ def sentinels() -> Iterator[redisfarm.SentinelGroup]:
         yield group
 
 
-def test_everyone_follows_the_new_primary_and_no_job_is_lost(sentinels: redisfarm.SentinelGroup,
-                                                              tmp_path: Path) -> None:
+def test_everyone_follows_the_new_primary_and_no_job_is_lost(
+    sentinels: redisfarm.SentinelGroup, tmp_path: Path
+) -> None:
     run = failoverkit.sentinel_failover(sentinels, tmp_path, jobs=1200, job_seconds=0.05)
     print(run.report())
     assert run.promoted_at > run.failed_at

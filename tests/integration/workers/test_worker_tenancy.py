@@ -17,8 +17,12 @@ from jobqueue.worker import SETTINGS_REFRESH_SECONDS
 
 
 def publish_as(conn: redis.Redis, queue: str, namespace: str, jobqueue: str) -> None:
-    settings.publish(conn, settings.QueueSettings.model_validate(
-        {"queueName": queue, "namespace": namespace, "jobqueue": jobqueue, "imports": [JOBS]}))
+    settings.publish(
+        conn,
+        settings.QueueSettings.model_validate(
+            {"queueName": queue, "namespace": namespace, "jobqueue": jobqueue, "imports": [JOBS]}
+        ),
+    )
 
 
 def pod_env(namespace: str, jobqueue: str) -> dict[str, str]:
@@ -28,17 +32,22 @@ def pod_env(namespace: str, jobqueue: str) -> dict[str, str]:
 def test_a_worker_refuses_another_jobqueues_queue(redis_conn: redis.Redis, redis_url: str) -> None:
     publish_as(redis_conn, "payroll", "finance", "payroll")
     enqueue("payroll", FN + "add", 1, 2, job_id="salary-1", connection=redis_conn)
-    thief = WorkerProcess(redis_url, "payroll", pod="thief-1", mode="thread",
-                          env=pod_env("mallory", "payroll"))
+    thief = WorkerProcess(
+        redis_url, "payroll", pod="thief-1", mode="thread", env=pod_env("mallory", "payroll")
+    )
     try:
-        wait_for("the refusal in its log", lambda: "belongs to another JobQueue than mallory/payroll"
-                 in thief.log(), timeout=30)
+        wait_for(
+            "the refusal in its log",
+            lambda: "belongs to another JobQueue than mallory/payroll" in thief.log(),
+            timeout=30,
+        )
         assert get_job("payroll", "salary-1", connection=redis_conn).status == "queued"
         assert "finance" not in thief.log()  # says nothing about whose it is
     finally:
         thief.stop()
-    owner = WorkerProcess(redis_url, "payroll", pod="payroll-1", mode="thread",
-                          env=pod_env("finance", "payroll"))
+    owner = WorkerProcess(
+        redis_url, "payroll", pod="payroll-1", mode="thread", env=pod_env("finance", "payroll")
+    )
     try:
         wait_status(redis_conn, "payroll", "salary-1", "finished", timeout=30)
     finally:
@@ -46,10 +55,12 @@ def test_a_worker_refuses_another_jobqueues_queue(redis_conn: redis.Redis, redis
 
 
 def test_a_running_worker_stops_taking_jobs_when_its_queue_changes_hands(
-        redis_conn: redis.Redis, redis_url: str) -> None:
+    redis_conn: redis.Redis, redis_url: str
+) -> None:
     publish_as(redis_conn, "reports", "team-a", "reports")
-    worker = WorkerProcess(redis_url, "reports", pod="reports-1", mode="thread",
-                           env=pod_env("team-a", "reports"))
+    worker = WorkerProcess(
+        redis_url, "reports", pod="reports-1", mode="thread", env=pod_env("team-a", "reports")
+    )
     try:
         enqueue("reports", FN + "add", 1, 1, job_id="r-1", connection=redis_conn)
         wait_status(redis_conn, "reports", "r-1", "finished", timeout=30)

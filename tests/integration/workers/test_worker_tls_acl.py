@@ -34,49 +34,95 @@ READER, READER_PASSWORD = "jq-reader", "r3ader-pw"
 def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[redisfarm.RedisProcess, Path]]:
     certs = redisfarm.make_certificates(tmp_path_factory.mktemp("tls"))
     server = redisfarm.tls_server(
-        certs, "--user", "default", "off",
-        "--user", APP, "on", f">{APP_PASSWORD}", "~*", "&*", "+@all", "-@dangerous",
-        "--user", READER, "on", f">{READER_PASSWORD}", "~*", "&*", "+@read", "+@connection")
+        certs,
+        "--user",
+        "default",
+        "off",
+        "--user",
+        APP,
+        "on",
+        f">{APP_PASSWORD}",
+        "~*",
+        "&*",
+        "+@all",
+        "-@dangerous",
+        "--user",
+        READER,
+        "on",
+        f">{READER_PASSWORD}",
+        "~*",
+        "&*",
+        "+@read",
+        "+@connection",
+    )
     yield server, certs.ca
     server.stop()
 
 
-def url_of(secure: tuple[redisfarm.RedisProcess, Path], user: str = APP, password: str = APP_PASSWORD,
-           *, ca: bool = True, scheme: str = "rediss") -> str:
+def url_of(
+    secure: tuple[redisfarm.RedisProcess, Path],
+    user: str = APP,
+    password: str = APP_PASSWORD,
+    *,
+    ca: bool = True,
+    scheme: str = "rediss",
+) -> str:
     server, ca_file = secure
     query = f"?ssl_ca_certs={ca_file}" if ca else ""
     return f"{scheme}://{user}:{password}@127.0.0.1:{server.port}/0{query}"
 
 
 def test_workers_producers_and_the_cli_over_tls_as_an_acl_user(
-        secure: tuple[redisfarm.RedisProcess, Path]) -> None:
+    secure: tuple[redisfarm.RedisProcess, Path],
+) -> None:
     import subprocess
     import sys
 
     url = url_of(secure)
     conn = _redis.connect(url)
     publish(conn, "secure")
-    ids = [r.id for r in enqueue_many("secure", [JobSpec(f"{FN}add", [n, 1]) for n in range(20)],
-                                      connection=conn)]
+    ids = [
+        r.id
+        for r in enqueue_many("secure", [JobSpec(f"{FN}add", [n, 1]) for n in range(20)], connection=conn)
+    ]
     with worker_process(url, "secure", mode="thread", concurrency=4) as worker:
-        wait_for("20 jobs finished over TLS", lambda: all(
-            get_job("secure", i, connection=conn).status == "finished" for i in ids), timeout=60)
+        wait_for(
+            "20 jobs finished over TLS",
+            lambda: all(get_job("secure", i, connection=conn).status == "finished" for i in ids),
+            timeout=60,
+        )
     assert "Traceback" not in worker.log(), worker.log()
     assert sorted(get_job("secure", i, connection=conn).result for i in ids) == list(range(1, 21))
-    stats = subprocess.run([sys.executable, "-m", "jobqueue.cli", "stats", "secure"], capture_output=True,
-                           text=True, env=worker_env(url, "cli"), timeout=60, check=False)
+    stats = subprocess.run(
+        [sys.executable, "-m", "jobqueue.cli", "stats", "secure"],
+        capture_output=True,
+        text=True,
+        env=worker_env(url, "cli"),
+        timeout=60,
+        check=False,
+    )
     assert stats.returncode == 0, stats.stderr
 
 
 def test_the_operator_polls_and_publishes_over_tls_as_an_acl_user(
-        secure: tuple[redisfarm.RedisProcess, Path]) -> None:
+    secure: tuple[redisfarm.RedisProcess, Path],
+) -> None:
     url = url_of(secure)
 
     async def use() -> redisq.Poll:
         hub = redisq.RedisHub(timeout=2)
         try:
-            await hub.publish(url, qsettings.QueueSettings.model_validate(
-                {"queueName": "from-operator", "imports": ["glec.jobs"], "namespace": "ns", "jobqueue": "q"}))
+            await hub.publish(
+                url,
+                qsettings.QueueSettings.model_validate(
+                    {
+                        "queueName": "from-operator",
+                        "imports": ["glec.jobs"],
+                        "namespace": "ns",
+                        "jobqueue": "q",
+                    }
+                ),
+            )
             return await hub.poll(url, ["from-operator"])
         finally:
             hub.close()
@@ -86,19 +132,25 @@ def test_the_operator_polls_and_publishes_over_tls_as_an_acl_user(
     assert qsettings.load(_redis.connect(url), "from-operator").jobqueue == "q"
 
 
-@pytest.mark.parametrize(("kind", "says"), [
-    ("wrong password", "AuthenticationError"),
-    ("no CA", "certificate verify failed"),
-    ("plain redis://", "ConnectionError"),
-])
-def test_refusals_say_why_and_never_show_the_password(secure: tuple[redisfarm.RedisProcess, Path], kind: str,
-                                                      says: str, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    ("kind", "says"),
+    [
+        ("wrong password", "AuthenticationError"),
+        ("no CA", "certificate verify failed"),
+        ("plain redis://", "ConnectionError"),
+    ],
+)
+def test_refusals_say_why_and_never_show_the_password(
+    secure: tuple[redisfarm.RedisProcess, Path], kind: str, says: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """What a JobQueue's status shows names the server and no cause (a status is no port
     scanner, docs/security.md); the operator's log says why, for admins — neither with the
     password."""
-    url = {"wrong password": url_of(secure, password="not-the-pw-at-all"),
-           "no CA": url_of(secure, ca=False),
-           "plain redis://": url_of(secure, scheme="redis", ca=False)}[kind]
+    url = {
+        "wrong password": url_of(secure, password="not-the-pw-at-all"),
+        "no CA": url_of(secure, ca=False),
+        "plain redis://": url_of(secure, scheme="redis", ca=False),
+    }[kind]
 
     async def poll() -> None:
         hub = redisq.RedisHub(timeout=2)

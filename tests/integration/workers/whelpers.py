@@ -173,8 +173,14 @@ def worker_process(redis_url: str, queue: str, **kw: Any) -> Iterator[WorkerProc
 
 @contextlib.contextmanager
 def thread_worker(
-    redis_url: str, queue: str, *, concurrency: int = 4, pod: str = "pod-t", mode: str = "thread",
-    imports: tuple[str, ...] = (JOBS,), **cfg: Any
+    redis_url: str,
+    queue: str,
+    *,
+    concurrency: int = 4,
+    pod: str = "pod-t",
+    mode: str = "thread",
+    imports: tuple[str, ...] = (JOBS,),
+    **cfg: Any,
 ) -> Iterator[Worker]:
     """A Worker on a thread of this process (no signals); stopped gracefully on exit."""
     saved = os.environ.get("JOBQUEUE_TEST_REDIS_URL")

@@ -39,8 +39,19 @@ def test_every_operation_is_documented_with_its_errors() -> None:
             assert op.get("security") or doc.get("security") or "HTTPBearer" in json.dumps(op), (method, path)
     job = doc["components"]["schemas"]["Job"]["properties"]
     # the seed's getJobStatus fields
-    assert {"id", "name", "data", "progress", "state", "attempts", "maxAttempts", "failedReason",
-            "stacktrace", "createdAt", "finishedAt"} <= set(job)
+    assert {
+        "id",
+        "name",
+        "data",
+        "progress",
+        "state",
+        "attempts",
+        "maxAttempts",
+        "failedReason",
+        "stacktrace",
+        "createdAt",
+        "finishedAt",
+    } <= set(job)
 
 
 def test_workers_and_the_cli_do_not_load_the_web_stack() -> None:

@@ -17,8 +17,11 @@ ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "helm" / "jobqueue-operator"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 #: What `--api-versions` adds to make the Prometheus Operator kinds "served".
-MONITORING_APIS = ("monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PodMonitor",
-                   "monitoring.coreos.com/v1/PrometheusRule")
+MONITORING_APIS = (
+    "monitoring.coreos.com/v1/ServiceMonitor",
+    "monitoring.coreos.com/v1/PodMonitor",
+    "monitoring.coreos.com/v1/PrometheusRule",
+)
 
 Manifest = dict[str, Any]
 #: ``render(values, api_versions=(...), files=(...))`` → the objects `helm template` makes
@@ -27,15 +30,17 @@ Render = Callable[..., list[Manifest]]
 NAMESPACE = "jq-system"
 
 
-def run_helm(helm: str, *args: str, values: dict[str, Any] | None = None, check: bool = True,
-             timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def run_helm(
+    helm: str, *args: str, values: dict[str, Any] | None = None, check: bool = True, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     """Run helm, with ``values`` (if given) passed as one more ``-f`` file."""
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
         json.dump(values or {}, f)
         f.flush()
         extra = ["-f", f.name] if values is not None else []
-        proc = subprocess.run([helm, *args, *extra], capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        proc = subprocess.run(
+            [helm, *args, *extra], capture_output=True, text=True, timeout=timeout, check=False
+        )
     if check and proc.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc

@@ -24,8 +24,12 @@ def helm() -> str:
 def render(helm: str) -> chartkit.Render:
     """``render(values, api_versions=(...), files=(...))``: the objects `helm template` makes."""
 
-    def _render(values: dict[str, Any] | None = None, *, api_versions: tuple[str, ...] = (),
-                files: tuple[Path, ...] = ()) -> list[chartkit.Manifest]:
+    def _render(
+        values: dict[str, Any] | None = None,
+        *,
+        api_versions: tuple[str, ...] = (),
+        files: tuple[Path, ...] = (),
+    ) -> list[chartkit.Manifest]:
         args = ["template", "t", str(chartkit.CHART), "--namespace", chartkit.NAMESPACE]
         for api in api_versions:
             args += ["--api-versions", api]

@@ -25,7 +25,8 @@ def test_api_deployment_serves_the_command_with_probes_and_redis_from_the_secret
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert container_env(deploy)["JOBQUEUE_REDIS_URL"] == {
-        "secretKeyRef": {"name": "t-jobqueue-operator-redis", "key": "url"}}
+        "secretKeyRef": {"name": "t-jobqueue-operator-redis", "key": "url"}
+    }
     assert pod["serviceAccountName"] == NAME
     labels = deploy["spec"]["template"]["metadata"]["labels"]
     assert labels["app.kubernetes.io/component"] == "api"
@@ -40,7 +41,8 @@ def test_service_selects_only_the_api_pods(render: Render) -> None:
     objects = render({**ON, "api": {"enabled": True, "service": {"port": 8080}}})
     service = one(objects, "Service", NAME)
     assert service["spec"]["ports"] == [
-        {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}]
+        {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}
+    ]
     assert service["spec"]["selector"]["app.kubernetes.io/component"] == "api"
 
 
@@ -49,12 +51,15 @@ def test_api_rbac_can_only_ask_the_api_server(render: Render) -> None:
     role = one(objects, "ClusterRole", NAME)
     assert role["rules"] == [
         {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
-        {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]}]
+        {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
+    ]
     binding = one(objects, "ClusterRoleBinding", NAME)
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": NAME, "namespace": "jq-system"}]
     operate = one(objects, "ClusterRole", f"{NAME}-operate")
     assert operate["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
     assert {r["resources"][0]: r["verbs"] for r in operate["rules"]} == {
-        "jobqueues/jobs": ["create", "update"], "jobqueues/pause": ["update"]}
+        "jobqueues/jobs": ["create", "update"],
+        "jobqueues/pause": ["update"],
+    }
     plain = render({**ON, "api": {"enabled": True, "aggregateToDefaultRoles": False}})
     assert not [r for r in kinds(plain, "ClusterRole") if r["metadata"]["name"] == f"{NAME}-operate"]

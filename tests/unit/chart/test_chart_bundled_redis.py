@@ -15,8 +15,11 @@ NAME = "t-jobqueue-operator-redis"
 
 
 def _component(objects: list[dict[str, Any]], kind: str, component: str) -> dict[str, Any]:
-    found = [o for o in kinds(objects, kind)
-             if o["metadata"]["labels"].get("app.kubernetes.io/component") == component]
+    found = [
+        o
+        for o in kinds(objects, kind)
+        if o["metadata"]["labels"].get("app.kubernetes.io/component") == component
+    ]
     assert len(found) == 1, found
     return found[0]
 
@@ -50,8 +53,9 @@ def test_bundled_renders_one_redis_and_a_service_selecting_only_it(render: Rende
     assert service["spec"]["selector"].items() <= redis_labels.items()
     assert not service["spec"]["selector"].items() <= operator_labels.items()
     container = redis["spec"]["template"]["spec"]["containers"][0]
-    assert service["spec"]["ports"] == [{"name": "redis", "port": 6379, "targetPort": "redis",
-                                         "protocol": "TCP"}]
+    assert service["spec"]["ports"] == [
+        {"name": "redis", "port": 6379, "targetPort": "redis", "protocol": "TCP"}
+    ]
     assert container["ports"] == [{"name": "redis", "containerPort": 6379, "protocol": "TCP"}]
     assert container["image"] == "registry.example/jobqueue-redis:7"
     assert container["command"] == ["redis-server"]
@@ -91,16 +95,25 @@ def test_the_password_is_only_in_the_secret(render: Render) -> None:
 
 
 def test_any_redis_image_can_be_bundled(render: Render) -> None:
-    objects = render({"redis": {"bundled": True, "bundledRedis": {
-        "image": {"repository": "docker.io/library/redis", "tag": "7.4", "pullPolicy": "Always"},
-        "resources": {"limits": {"memory": "1Gi"}}}}})
+    objects = render(
+        {
+            "redis": {
+                "bundled": True,
+                "bundledRedis": {
+                    "image": {"repository": "docker.io/library/redis", "tag": "7.4", "pullPolicy": "Always"},
+                    "resources": {"limits": {"memory": "1Gi"}},
+                },
+            }
+        }
+    )
     container = _component(objects, "Deployment", "redis")["spec"]["template"]["spec"]["containers"][0]
     assert (container["image"], container["imagePullPolicy"]) == ("docker.io/library/redis:7.4", "Always")
     assert container["resources"]["limits"] == {"memory": "1Gi"}
 
 
 def test_bundled_with_a_url_or_an_existing_secret_is_refused(
-        render_error: Callable[[dict[str, Any]], str]) -> None:
+    render_error: Callable[[dict[str, Any]], str],
+) -> None:
     for other in ({"url": "redis://r:6379/0"}, {"existingSecret": "mine"}):
         message = render_error({"redis": {"bundled": True, **other}})
         assert "redis.bundled runs a Redis of the release" in message

@@ -14,8 +14,12 @@ PACKAGER = chartkit.CHART / "hack" / "package_chart.py"
 
 
 def test_the_packaged_chart_renders_what_the_folder_renders(helm: str, tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, str(PACKAGER), "--destination", str(tmp_path), "--helm", helm],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, str(PACKAGER), "--destination", str(tmp_path), "--helm", helm],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     archive = Path(result.stdout.splitlines()[0])
     assert archive.parent == tmp_path
@@ -28,8 +32,13 @@ def test_the_packaged_chart_renders_what_the_folder_renders(helm: str, tmp_path:
     assert "jobqueue-operator/values.schema.json" in names
     assert "jobqueue-operator/files/jobqueue-alerts.yaml" in names
     assert not [n for n in names if "/hack/" in n]  # (.helmignore)
-    values = {"redis": {"url": "redis://r:6379/0"}, "metrics": {"serviceMonitor": {"enabled": True}},
-              "monitoringCapabilityCheck": False}
-    rendered = [chartkit.run_helm(helm, "template", "t", str(chart), "--namespace", "ns",
-                                  values=values).stdout for chart in (chartkit.CHART, archive)]
+    values = {
+        "redis": {"url": "redis://r:6379/0"},
+        "metrics": {"serviceMonitor": {"enabled": True}},
+        "monitoringCapabilityCheck": False,
+    }
+    rendered = [
+        chartkit.run_helm(helm, "template", "t", str(chart), "--namespace", "ns", values=values).stdout
+        for chart in (chartkit.CHART, archive)
+    ]
     assert rendered[0] == rendered[1]

@@ -20,24 +20,34 @@ from jobqueue_operator import handlers, k8s
 from unit.chart.chartkit import Manifest, Render, kinds
 
 RELEASE = "t-jobqueue-operator"
-VALUES: dict[str, Any] = {"rbac": {"redisSecretNames": ["redis-url"],
-                                   "notificationSecretNames": ["hook-url"]}}
+VALUES: dict[str, Any] = {
+    "rbac": {"redisSecretNames": ["redis-url"], "notificationSecretNames": ["hook-url"]}
+}
 #: resourceNames the chart takes from values (or the release name: the leader Lease) → the
 #: placeholders the code declares for them
-PLACEHOLDERS = {("redis-url",): (k8s.REDIS_SECRET_NAMES,), ("hook-url",): (k8s.NOTIFICATION_SECRET_NAMES,),
-                (RELEASE,): (k8s.LEASE_NAME,)}
+PLACEHOLDERS = {
+    ("redis-url",): (k8s.REDIS_SECRET_NAMES,),
+    ("hook-url",): (k8s.NOTIFICATION_SECRET_NAMES,),
+    (RELEASE,): (k8s.LEASE_NAME,),
+}
 #: the operator's roles, each with the scope it grants in (the users' aggregated roles and
 #: the admin API's are not the operator's)
-NAMESPACED_ROLES = {("Role", RELEASE): "watched", ("ClusterRole", f"{RELEASE}-discovery"): "cluster",
-                    ("Role", f"{RELEASE}-leader-election"): "release"}
+NAMESPACED_ROLES = {
+    ("Role", RELEASE): "watched",
+    ("ClusterRole", f"{RELEASE}-discovery"): "cluster",
+    ("Role", f"{RELEASE}-leader-election"): "release",
+}
 
 #: (scope, apiGroup, resource, verb, resourceNames)
 Atom = tuple[str, str, str, str, tuple[str, ...]]
 
 
 def declared() -> set[Atom]:
-    return {(need.scope, need.group, need.resource, verb, need.names)
-            for need in (*k8s.permissions(), *handlers.KOPF_NEEDS) for verb in need.verbs}
+    return {
+        (need.scope, need.group, need.resource, verb, need.names)
+        for need in (*k8s.permissions(), *handlers.KOPF_NEEDS)
+        for verb in need.verbs
+    }
 
 
 def granted(objects: list[Manifest], scopes: dict[tuple[str, str], str]) -> set[Atom]:
@@ -49,8 +59,12 @@ def granted(objects: list[Manifest], scopes: dict[tuple[str, str], str]) -> set[
         for rule in role["rules"]:
             names = tuple(rule.get("resourceNames", ()))
             names = PLACEHOLDERS.get(names, names)
-            atoms |= {(scope, group, resource, verb, names) for group in rule["apiGroups"]
-                      for resource in rule["resources"] for verb in rule["verbs"]}
+            atoms |= {
+                (scope, group, resource, verb, names)
+                for group in rule["apiGroups"]
+                for resource in rule["resources"]
+                for verb in rule["verbs"]
+            }
     return atoms
 
 
@@ -72,10 +86,16 @@ def test_kopf_needs_name_every_kind_kopf_watches_for_the_handlers() -> None:
     """KOPF_NEEDS is read from kopf's registry of the handlers (private attributes: kopf has no
     public listing), so a handler on a new kind cannot be added without its permissions."""
     registry = kopf.get_default_registry()
-    resource_registries = (registry._indexing, registry._watching, registry._changing,
-                           registry._spawning, registry._webhooks)
-    watched = {(s.group or "", s.plural or s.any_name) for r in resource_registries
-               for s in r.get_all_selectors()}
+    resource_registries = (
+        registry._indexing,
+        registry._watching,
+        registry._changing,
+        registry._spawning,
+        registry._webhooks,
+    )
+    watched = {
+        (s.group or "", s.plural or s.any_name) for r in resource_registries for s in r.get_all_selectors()
+    }
     changed = {(s.group or "", s.plural or s.any_name) for s in registry._changing.get_all_selectors()}
     scoped = [need for need in handlers.KOPF_NEEDS if need.scope == "watched"]
     assert {(need.group, need.resource) for need in scoped} == watched
@@ -86,7 +106,10 @@ def test_kopf_needs_name_every_kind_kopf_watches_for_the_handlers() -> None:
 
 def test_every_request_method_of_kube_declares_its_rules() -> None:
     """A new method without ``@needs`` would add a call the equality above cannot see."""
-    requests = {f"Kube.{name}" for name, fn in vars(k8s.Kube).items()
-                if inspect.iscoroutinefunction(fn) and not name.startswith("_") and name != "close"}
+    requests = {
+        f"Kube.{name}"
+        for name, fn in vars(k8s.Kube).items()
+        if inspect.iscoroutinefunction(fn) and not name.startswith("_") and name != "close"
+    }
     assert requests
     assert requests == k8s.declared_methods()

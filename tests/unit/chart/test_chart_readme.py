@@ -24,8 +24,9 @@ def _leaves(tree: dict[str, object], prefix: str = "") -> set[str]:
 
 
 def test_the_checked_in_readme_is_what_values_yaml_renders() -> None:
-    result = subprocess.run([sys.executable, str(RENDERER), "--check"], capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run(
+        [sys.executable, str(RENDERER), "--check"], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -36,8 +37,11 @@ def test_every_value_is_documented() -> None:
     text = (chartkit.CHART / "values.yaml").read_text()
     documented = {v.key for v in render_readme.values(text)}
     # a value is documented itself, or (a map meant to be filled in) through its parent
-    missing = {leaf for leaf in _leaves(yaml.safe_load(text))
-               if not any(leaf == d or leaf.startswith(f"{d}.") for d in documented)}
+    missing = {
+        leaf
+        for leaf in _leaves(yaml.safe_load(text))
+        if not any(leaf == d or leaf.startswith(f"{d}.") for d in documented)
+    }
     assert not missing, f"values.yaml keys without a `# --` comment: {sorted(missing)}"
 
 
@@ -45,7 +49,10 @@ def test_type_hints_and_default_overrides() -> None:
     sys.path.insert(0, str(RENDERER.parent))
     import render_readme
 
-    rows = render_readme.values("a:\n  # -- (int) how many\n  # @default -- computed\n  b: null\n"
-                                "# -- plain\nc: [1]\nd:\n  e: 1\n")
-    assert rows == [render_readme.Value("a.b", "int", "computed", "how many"),
-                    render_readme.Value("c", "list", "`[1]`", "plain")]
+    rows = render_readme.values(
+        "a:\n  # -- (int) how many\n  # @default -- computed\n  b: null\n# -- plain\nc: [1]\nd:\n  e: 1\n"
+    )
+    assert rows == [
+        render_readme.Value("a.b", "int", "computed", "how many"),
+        render_readme.Value("c", "list", "`[1]`", "plain"),
+    ]

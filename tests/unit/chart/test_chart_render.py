@@ -56,8 +56,10 @@ def test_operator_deployment_shape(render: Render) -> None:
     container = pod["containers"][0]
     assert spec["replicas"] == 2
     assert spec["minReadySeconds"] == 5  # a new pod is up as a standby before an old one stops
-    assert spec["strategy"] == {"type": "RollingUpdate",
-                                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     assert container["command"] == ["jobqueue-operator"]
     assert container["image"] == "registry.example/jobqueue-operator:0.1.0"
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
@@ -78,14 +80,28 @@ def test_operator_pod_meets_the_restricted_pod_security_standard(render: Render)
 
 
 def test_values_become_operator_environment(render: Render) -> None:
-    env = container_env(one(render({
-        "watchNamespaces": ["team-a", "team-b"],
-        "operator": {"logLevel": "DEBUG", "logFormat": "plain", "metricsPort": 9090, "healthPort": 9091,
-                     "workerImagePullPolicy": "Always", "resyncSeconds": 10, "redisTimeoutSeconds": 1.5,
-                     "extraEnv": [{"name": "EXTRA", "value": "1"}]},
-        "priorityClasses": {"enabled": True, "namePrefix": "queue-prio-"},
-        "autoscaler": {"pollInterval": 0.5, "workerBudget": 40},
-    }), "Deployment"))
+    env = container_env(
+        one(
+            render(
+                {
+                    "watchNamespaces": ["team-a", "team-b"],
+                    "operator": {
+                        "logLevel": "DEBUG",
+                        "logFormat": "plain",
+                        "metricsPort": 9090,
+                        "healthPort": 9091,
+                        "workerImagePullPolicy": "Always",
+                        "resyncSeconds": 10,
+                        "redisTimeoutSeconds": 1.5,
+                        "extraEnv": [{"name": "EXTRA", "value": "1"}],
+                    },
+                    "priorityClasses": {"enabled": True, "namePrefix": "queue-prio-"},
+                    "autoscaler": {"pollInterval": 0.5, "workerBudget": 40},
+                }
+            ),
+            "Deployment",
+        )
+    )
     assert {k: v for k, v in env.items() if isinstance(v, str)} == {
         "JOBQUEUE_NAMESPACES": "team-a,team-b",
         "JOBQUEUE_REDIS_ISOLATION": "namespace",
@@ -117,15 +133,19 @@ def test_default_environment(render: Render) -> None:
     assert "JOBQUEUE_WORKER_BUDGET" not in env  # no budget
 
 
-@pytest.mark.parametrize(("autoscaler", "poll", "budget"), [
-    ({"pollInterval": 0}, "0", None),  # autoscaler off (replicas left to e.g. KEDA)
-    ({"pollInterval": 60, "workerBudget": 0}, "60", "0"),  # 0 is a budget, not "unset"
-    # YAML numbers reach templates as floats: a large budget must not become "1e+06"
-    ({"pollInterval": 0.1, "workerBudget": 1000000}, "0.1", "1000000"),
-    ({"workerBudget": None}, "1", None),
-])
+@pytest.mark.parametrize(
+    ("autoscaler", "poll", "budget"),
+    [
+        ({"pollInterval": 0}, "0", None),  # autoscaler off (replicas left to e.g. KEDA)
+        ({"pollInterval": 60, "workerBudget": 0}, "60", "0"),  # 0 is a budget, not "unset"
+        # YAML numbers reach templates as floats: a large budget must not become "1e+06"
+        ({"pollInterval": 0.1, "workerBudget": 1000000}, "0.1", "1000000"),
+        ({"workerBudget": None}, "1", None),
+    ],
+)
 def test_autoscaler_values_become_operator_environment(
-        render: Render, autoscaler: dict[str, Any], poll: str, budget: str | None) -> None:
+    render: Render, autoscaler: dict[str, Any], poll: str, budget: str | None
+) -> None:
     env = container_env(one(render({"autoscaler": autoscaler}), "Deployment"))
     assert env["JOBQUEUE_POLL_INTERVAL"] == poll
     assert env.get("JOBQUEUE_WORKER_BUDGET") == budget
@@ -133,8 +153,9 @@ def test_autoscaler_values_become_operator_environment(
 
 def test_autoscaler_environment_is_what_the_operator_accepts(render: Render) -> None:
     """The rendered variables read back through the operator's own settings parser."""
-    env = container_env(one(render({"autoscaler": {"pollInterval": 0.25, "workerBudget": 1000000}}),
-                            "Deployment"))
+    env = container_env(
+        one(render({"autoscaler": {"pollInterval": 0.25, "workerBudget": 1000000}}), "Deployment")
+    )
     config = Settings.from_env({**plain(env), "POD_NAMESPACE": NAMESPACE})
     assert (config.poll_interval, config.worker_budget) == (0.25, 1000000)
     env = container_env(one(render(), "Deployment"))
@@ -154,8 +175,20 @@ LEASE_ROLE = "t-jobqueue-operator-leader-election"
 
 
 def test_leader_election_values_are_what_the_operator_accepts(render: Render) -> None:
-    env = container_env(one(render({"leaderElection": {"leaseDurationSeconds": 15, "renewDeadlineSeconds": 10,
-                                                       "retryPeriodSeconds": 2}}), "Deployment"))
+    env = container_env(
+        one(
+            render(
+                {
+                    "leaderElection": {
+                        "leaseDurationSeconds": 15,
+                        "renewDeadlineSeconds": 10,
+                        "retryPeriodSeconds": 2,
+                    }
+                }
+            ),
+            "Deployment",
+        )
+    )
     config = Settings.from_env({**plain(env), "POD_NAMESPACE": NAMESPACE})
     assert config.leader_lease == ("t-jobqueue-operator", NAMESPACE)
     timings = (config.lease_seconds, config.renew_deadline_seconds, config.retry_period_seconds)
@@ -164,8 +197,9 @@ def test_leader_election_values_are_what_the_operator_accepts(render: Render) ->
 
 
 @pytest.mark.parametrize("values", [{}, {"watchNamespaces": ["team-a"]}])
-def test_the_lease_rbac_is_one_named_lease_in_the_release_namespace(render: Render,
-                                                                    values: dict[str, Any]) -> None:
+def test_the_lease_rbac_is_one_named_lease_in_the_release_namespace(
+    render: Render, values: dict[str, Any]
+) -> None:
     objects = render(values)
     role = one(objects, "Role", LEASE_ROLE)
     assert role["metadata"]["namespace"] == NAMESPACE
@@ -178,8 +212,9 @@ def test_the_lease_rbac_is_one_named_lease_in_the_release_namespace(render: Rend
     binding = one(objects, "RoleBinding", LEASE_ROLE)
     assert binding["metadata"]["namespace"] == NAMESPACE
     assert binding["roleRef"]["name"] == LEASE_ROLE
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "t-jobqueue-operator",
-                                    "namespace": NAMESPACE}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "t-jobqueue-operator", "namespace": NAMESPACE}
+    ]
 
 
 def test_two_replicas_get_a_disruption_budget_and_are_spread_over_nodes(render: Render) -> None:
@@ -189,7 +224,8 @@ def test_two_replicas_get_a_disruption_budget_and_are_spread_over_nodes(render: 
     assert pdb["spec"]["maxUnavailable"] == 1
     assert pdb["spec"]["selector"] == deploy["spec"]["selector"]
     (preferred,) = deploy["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
-        "preferredDuringSchedulingIgnoredDuringExecution"]
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
     term = preferred["podAffinityTerm"]
     assert term["topologyKey"] == "kubernetes.io/hostname"
     assert term["labelSelector"] == deploy["spec"]["selector"]
@@ -218,7 +254,8 @@ def test_without_leader_election_one_replica_recreated(render: Render) -> None:
 
 
 def test_two_replicas_without_leader_election_are_refused(
-        render_error: Callable[[dict[str, Any]], str]) -> None:
+    render_error: Callable[[dict[str, Any]], str],
+) -> None:
     error = render_error({"leaderElection": {"enabled": False}})
     assert "replicaCount > 1 needs leaderElection.enabled" in error
 
@@ -226,8 +263,10 @@ def test_two_replicas_without_leader_election_are_refused(
 def test_image_digest_wins_over_tag(render: Render) -> None:
     digest = "sha256:" + "a" * 64
     deploy = one(render({"image": {"tag": "9.9.9", "digest": digest}}), "Deployment")
-    assert deploy["spec"]["template"]["spec"]["containers"][0]["image"] == \
-        f"registry.example/jobqueue-operator@{digest}"
+    assert (
+        deploy["spec"]["template"]["spec"]["containers"][0]["image"]
+        == f"registry.example/jobqueue-operator@{digest}"
+    )
 
 
 # --- knobs of the operator Deployment --------------------------------------------------------
@@ -247,8 +286,9 @@ def test_extra_volumes_and_mounts_join_the_operator_pod(render: Render) -> None:
     """What a private Redis CA needs (docs/operations.md): a Secret volume, mounted read-only."""
     volume = {"name": "redis-ca", "secret": {"secretName": "redis-ca"}}
     mount = {"name": "redis-ca", "mountPath": "/etc/jobqueue/redis-ca", "readOnly": True}
-    pod = one(render({"extraVolumes": [volume], "extraVolumeMounts": [mount]}),
-              "Deployment")["spec"]["template"]["spec"]
+    pod = one(render({"extraVolumes": [volume], "extraVolumeMounts": [mount]}), "Deployment")["spec"][
+        "template"
+    ]["spec"]
     assert pod["volumes"][1:] == [volume]
     assert pod["containers"][0]["volumeMounts"][1:] == [mount]
     chartkit.assert_restricted(pod)  # a Secret volume keeps the pod "restricted"
@@ -256,11 +296,24 @@ def test_extra_volumes_and_mounts_join_the_operator_pod(render: Render) -> None:
 
 def test_probes_revision_history_and_deployment_annotations(render: Render) -> None:
     probe_values = {"initialDelaySeconds": 2, "periodSeconds": 7, "failureThreshold": 5}
-    deploy = one(render({"readinessProbe": probe_values, "revisionHistoryLimit": 3,
-                         "deploymentAnnotations": {"team": "platform"}}), "Deployment")
+    deploy = one(
+        render(
+            {
+                "readinessProbe": probe_values,
+                "revisionHistoryLimit": 3,
+                "deploymentAnnotations": {"team": "platform"},
+            }
+        ),
+        "Deployment",
+    )
     probe = deploy["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
-    assert probe == {"httpGet": {"path": "/healthz", "port": "health"}, "initialDelaySeconds": 2,
-                     "periodSeconds": 7, "timeoutSeconds": 5, "failureThreshold": 5}
+    assert probe == {
+        "httpGet": {"path": "/healthz", "port": "health"},
+        "initialDelaySeconds": 2,
+        "periodSeconds": 7,
+        "timeoutSeconds": 5,
+        "failureThreshold": 5,
+    }
     assert deploy["spec"]["revisionHistoryLimit"] == 3
     assert deploy["metadata"]["annotations"] == {"team": "platform"}
     assert "team" not in deploy["spec"]["template"]["metadata"].get("annotations", {})  # not the pods'
@@ -275,23 +328,31 @@ def test_topology_spread_constraints_select_the_operator_pods_unless_told_otherw
 
 
 def test_extra_objects_render_through_tpl_as_objects_or_strings(render: Render) -> None:
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "{{ .Release.Name }}-redis-ca"},
-              "stringData": {"ca.crt": "PEM"}}
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "{{ .Release.Name }}-redis-ca"},
+        "stringData": {"ca.crt": "PEM"},
+    }
     text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n  namespace: {{ .Release.Namespace }}"
     objects = render({"extraObjects": [secret, text]})
     assert one(objects, "Secret", "t-redis-ca")["stringData"] == {"ca.crt": "PEM"}
     assert one(objects, "ConfigMap", "extra")["metadata"]["namespace"] == NAMESPACE
 
 
-@pytest.mark.parametrize(("values", "complaint"), [
-    ({"extraVolumeMounts": [{"name": "ca"}]}, "mountPath"),
-    ({"extraVolumes": [{"secret": {"secretName": "ca"}}]}, "name"),
-    ({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone"}]}, "whenUnsatisfiable"),
-    ({"revisionHistoryLimit": -1}, "revisionHistoryLimit"),
-    ({"extraObjects": [1]}, "extraObjects"),
-])
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"extraVolumeMounts": [{"name": "ca"}]}, "mountPath"),
+        ({"extraVolumes": [{"secret": {"secretName": "ca"}}]}, "name"),
+        ({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone"}]}, "whenUnsatisfiable"),
+        ({"revisionHistoryLimit": -1}, "revisionHistoryLimit"),
+        ({"extraObjects": [1]}, "extraObjects"),
+    ],
+)
 def test_malformed_knobs_are_refused_naming_the_field(
-        render_error: Callable[[dict[str, Any]], str], values: dict[str, Any], complaint: str) -> None:
+    render_error: Callable[[dict[str, Any]], str], values: dict[str, Any], complaint: str
+) -> None:
     assert complaint in render_error(values)
 
 
@@ -306,7 +367,8 @@ def test_redis_url_is_kept_in_a_secret_not_in_the_deployment(render: Render) -> 
     deploy = one(objects, "Deployment")
     assert url not in json.dumps(deploy)
     assert container_env(deploy)["JOBQUEUE_REDIS_URL"] == {
-        "secretKeyRef": {"name": "t-jobqueue-operator-redis", "key": "url"}}
+        "secretKeyRef": {"name": "t-jobqueue-operator-redis", "key": "url"}
+    }
     # no hash of the URL on the pod either (issue 20: an unsalted sha256 of it let anyone who
     # may read Deployments test password guesses offline)
     digest = hashlib.sha256(url.encode()).hexdigest()
@@ -314,14 +376,21 @@ def test_redis_url_is_kept_in_a_secret_not_in_the_deployment(render: Render) -> 
     assert "annotations" not in deploy["spec"]["template"]["metadata"]
 
 
-@pytest.mark.parametrize(("redis", "isolation", "hosts"), [
-    ({}, "namespace", None),  # the default: each namespace its own database and user
-    ({"isolation": "none"}, "none", None),
-    ({"allowedHosts": ["*.redis.svc.cluster.local", "10.0.0.0/8", "redis.example.com:6380"]}, "namespace",
-     "*.redis.svc.cluster.local,10.0.0.0/8,redis.example.com:6380"),
-])
+@pytest.mark.parametrize(
+    ("redis", "isolation", "hosts"),
+    [
+        ({}, "namespace", None),  # the default: each namespace its own database and user
+        ({"isolation": "none"}, "none", None),
+        (
+            {"allowedHosts": ["*.redis.svc.cluster.local", "10.0.0.0/8", "redis.example.com:6380"]},
+            "namespace",
+            "*.redis.svc.cluster.local,10.0.0.0/8,redis.example.com:6380",
+        ),
+    ],
+)
 def test_redis_isolation_and_allowed_hosts_become_operator_settings(
-        render: Render, redis: dict[str, Any], isolation: str, hosts: str | None) -> None:
+    render: Render, redis: dict[str, Any], isolation: str, hosts: str | None
+) -> None:
     env = container_env(one(render({"redis": {"url": "redis://:pw@redis:6379/0", **redis}}), "Deployment"))
     assert env["JOBQUEUE_REDIS_ISOLATION"] == isolation
     assert env.get("JOBQUEUE_REDIS_ALLOWED_HOSTS") == hosts
@@ -347,32 +416,44 @@ def test_redis_from_an_existing_secret(render: Render) -> None:
     objects = render({"redis": {"existingSecret": "platform-redis", "existingSecretKey": "uri"}})
     assert kinds(objects, "Secret") == []
     assert container_env(one(objects, "Deployment"))["JOBQUEUE_REDIS_URL"] == {
-        "secretKeyRef": {"name": "platform-redis", "key": "uri"}}
+        "secretKeyRef": {"name": "platform-redis", "key": "uri"}
+    }
 
 
 def test_without_redis_the_secret_reference_is_optional(render: Render) -> None:
     objects = render()
     assert kinds(objects, "Secret") == []
     assert container_env(one(objects, "Deployment"))["JOBQUEUE_REDIS_URL"] == {
-        "secretKeyRef": {"name": "t-jobqueue-operator-redis", "key": "url", "optional": True}}
+        "secretKeyRef": {"name": "t-jobqueue-operator-redis", "key": "url", "optional": True}
+    }
 
 
 # --- RBAC ------------------------------------------------------------------------------------
 
 
-def rules_allow(rules: list[dict[str, Any]], group: str, resource: str, verb: str,
-                name: str | None = None) -> bool:
+def rules_allow(
+    rules: list[dict[str, Any]], group: str, resource: str, verb: str, name: str | None = None
+) -> bool:
     return any(
-        group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"]
+        group in r["apiGroups"]
+        and resource in r["resources"]
+        and verb in r["verbs"]
         and (name is None or "resourceNames" not in r or name in r["resourceNames"])
         and (name is not None or "resourceNames" not in r)
-        for r in rules)
+        for r in rules
+    )
 
 
 #: (apiGroup, resource, verb) the operator needs in the namespaces it manages, on objects of
 #: any name, as its code declares them (test_chart_rbac.py: exactly these)
-NEEDED = sorted({(need.group, need.resource, verb) for need in (*k8s.permissions(), *handlers.KOPF_NEEDS)
-                 if need.scope == "watched" and not need.names for verb in need.verbs})
+NEEDED = sorted(
+    {
+        (need.group, need.resource, verb)
+        for need in (*k8s.permissions(), *handlers.KOPF_NEEDS)
+        if need.scope == "watched" and not need.names
+        for verb in need.verbs
+    }
+)
 
 
 def test_cluster_wide_rbac_by_default(render: Render) -> None:
@@ -385,22 +466,27 @@ def test_cluster_wide_rbac_by_default(render: Render) -> None:
     assert rules_allow(role["rules"], "apiextensions.k8s.io", "customresourcedefinitions", "watch")
     binding = one(objects, "ClusterRoleBinding", "t-jobqueue-operator")
     assert binding["roleRef"]["name"] == "t-jobqueue-operator"
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "t-jobqueue-operator",
-                                    "namespace": NAMESPACE}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "t-jobqueue-operator", "namespace": NAMESPACE}
+    ]
 
 
 def test_namespaced_rbac_gives_a_role_per_watched_namespace(render: Render) -> None:
     objects = render({"watchNamespaces": ["team-a", "team-b"]})
     roles = [r for r in kinds(objects, "Role") if r["metadata"]["name"] != LEASE_ROLE]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
-    assert sorted(b["metadata"]["namespace"] for b in kinds(objects, "RoleBinding")
-                  if b["metadata"]["name"] != LEASE_ROLE) == ["team-a", "team-b"]
+    assert sorted(
+        b["metadata"]["namespace"]
+        for b in kinds(objects, "RoleBinding")
+        if b["metadata"]["name"] != LEASE_ROLE
+    ) == ["team-a", "team-b"]
     for role in roles:
         for group, resource, verb in NEEDED:
             assert rules_allow(role["rules"], group, resource, verb), (group, resource, verb)
     # cluster-wide: read-only discovery, nothing else
-    cluster_roles = [r for r in kinds(objects, "ClusterRole")
-                     if r["metadata"]["name"] == "t-jobqueue-operator-discovery"]
+    cluster_roles = [
+        r for r in kinds(objects, "ClusterRole") if r["metadata"]["name"] == "t-jobqueue-operator-discovery"
+    ]
     assert len(cluster_roles) == 1
     for rule in cluster_roles[0]["rules"]:
         assert set(rule["verbs"]) <= {"get", "list", "watch"}
@@ -409,8 +495,11 @@ def test_namespaced_rbac_gives_a_role_per_watched_namespace(render: Render) -> N
 
 
 def secret_rules(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    operator_roles = [r for r in kinds(objects, "ClusterRole") + kinds(objects, "Role")
-                      if r["metadata"]["name"] in ("t-jobqueue-operator", "t-jobqueue-operator-discovery")]
+    operator_roles = [
+        r
+        for r in kinds(objects, "ClusterRole") + kinds(objects, "Role")
+        if r["metadata"]["name"] in ("t-jobqueue-operator", "t-jobqueue-operator-discovery")
+    ]
     return [r for role in operator_roles for r in role["rules"] if "secrets" in r["resources"]]
 
 
@@ -423,12 +512,15 @@ def test_secrets_are_reachable_only_by_name(render: Render) -> None:
         objects = render({**values, "rbac": {"redisSecretNames": ["jobqueue-redis", "other-redis"]}})
         rules = secret_rules(objects)
         by_names = {tuple(r["resourceNames"]): r["verbs"] for r in rules}
-        assert by_names == {("jobqueue-redis", "other-redis"): ["get"],
-                            (redissecret.SECRET_NAME,): ["get", "create", "patch", "delete"]}
+        assert by_names == {
+            ("jobqueue-redis", "other-redis"): ["get"],
+            (redissecret.SECRET_NAME,): ["get", "create", "patch", "delete"],
+        }
         assert len(rules) == 2
     rules = secret_rules(render({"rbac": {"redisSecretNames": []}}))
     assert [(r["resourceNames"], r["verbs"]) for r in rules] == [
-        ([redissecret.SECRET_NAME], ["get", "create", "patch", "delete"])]
+        ([redissecret.SECRET_NAME], ["get", "create", "patch", "delete"])
+    ]
 
 
 @pytest.mark.parametrize("values", [{}, {"watchNamespaces": ["team-a"]}], ids=["cluster", "namespaced"])
@@ -439,8 +531,16 @@ def test_no_wildcards_and_no_unrelated_workloads(render: Render, values: dict[st
             assert "*" not in rule["verbs"]
             assert "*" not in rule["resources"]
             assert "*" not in rule["apiGroups"]
-            assert not {"statefulsets", "daemonsets", "replicasets", "services", "configmaps",
-                        "roles", "rolebindings", "clusterroles"} & set(rule["resources"])
+            assert not {
+                "statefulsets",
+                "daemonsets",
+                "replicasets",
+                "services",
+                "configmaps",
+                "roles",
+                "rolebindings",
+                "clusterroles",
+            } & set(rule["resources"])
 
 
 def test_aggregated_user_roles(render: Render) -> None:
@@ -451,7 +551,8 @@ def test_aggregated_user_roles(render: Render) -> None:
     assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
     assert set(view["rules"][0]["verbs"]) == {"get", "list", "watch"}
     assert kinds(render({"rbac": {"aggregateToDefaultRoles": False}}), "ClusterRole") == [
-        one(objects, "ClusterRole", "t-jobqueue-operator")]
+        one(objects, "ClusterRole", "t-jobqueue-operator")
+    ]
 
 
 def test_rbac_and_service_account_can_be_left_to_the_user(render: Render) -> None:
@@ -468,8 +569,12 @@ def test_priority_classes_are_optional(render: Render) -> None:
     assert kinds(render(), "PriorityClass") == []
     classes = kinds(render({"priorityClasses": {"enabled": True}}), "PriorityClass")
     assert {c["metadata"]["name"]: c["value"] for c in classes} == {
-        "jobqueue-priority-1": 400, "jobqueue-priority-2": 300, "jobqueue-priority-3": 200,
-        "jobqueue-priority-4": 100, "jobqueue-priority-5": 0}
+        "jobqueue-priority-1": 400,
+        "jobqueue-priority-2": 300,
+        "jobqueue-priority-3": 200,
+        "jobqueue-priority-4": 100,
+        "jobqueue-priority-5": 0,
+    }
     assert all(c["preemptionPolicy"] == "Never" and c["globalDefault"] is False for c in classes)
 
 
@@ -481,18 +586,26 @@ def test_existing_priority_classes_are_used_not_created(render: Render) -> None:
 
 # --- monitoring -----------------------------------------------------------------------------
 
-ALL_MONITORING = {"metrics": {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}},
-                  "prometheusRule": {"enabled": True}}
+ALL_MONITORING = {
+    "metrics": {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}},
+    "prometheusRule": {"enabled": True},
+}
 
 
 def test_prometheus_operator_objects_only_when_enabled_and_served(render: Render) -> None:
-    assert not [o for o in render(api_versions=chartkit.MONITORING_APIS)
-                if o["apiVersion"].startswith("monitoring.coreos.com")]
+    assert not [
+        o
+        for o in render(api_versions=chartkit.MONITORING_APIS)
+        if o["apiVersion"].startswith("monitoring.coreos.com")
+    ]
     # enabled, but the cluster has no Prometheus Operator: nothing that would fail the install
     assert not [o for o in render(ALL_MONITORING) if o["apiVersion"].startswith("monitoring.coreos.com")]
     objects = render(ALL_MONITORING, api_versions=chartkit.MONITORING_APIS)
     assert {o["kind"] for o in objects if o["apiVersion"] == "monitoring.coreos.com/v1"} == {
-        "ServiceMonitor", "PodMonitor", "PrometheusRule"}
+        "ServiceMonitor",
+        "PodMonitor",
+        "PrometheusRule",
+    }
 
 
 def test_service_monitor_scrapes_the_operator_keeping_its_namespace_label(render: Render) -> None:
@@ -508,12 +621,16 @@ def test_pod_monitor_selects_worker_pods_in_the_watched_namespaces(render: Rende
     cluster = one(render(ALL_MONITORING, api_versions=chartkit.MONITORING_APIS), "PodMonitor")
     assert cluster["spec"]["namespaceSelector"] == {"any": True}
     assert cluster["spec"]["selector"]["matchLabels"] == {
-        "app.kubernetes.io/component": "worker", "app.kubernetes.io/managed-by": "jobqueue-operator"}
-    assert cluster["spec"]["podMetricsEndpoints"][0]["relabelings"] == [{
-        "sourceLabels": ["__meta_kubernetes_pod_label_jobqueue_glec_io_jobqueue"],
-        "targetLabel": "jobqueue"}]
-    namespaced = one(render({**ALL_MONITORING, "watchNamespaces": ["team-a"]},
-                            api_versions=chartkit.MONITORING_APIS), "PodMonitor")
+        "app.kubernetes.io/component": "worker",
+        "app.kubernetes.io/managed-by": "jobqueue-operator",
+    }
+    assert cluster["spec"]["podMetricsEndpoints"][0]["relabelings"] == [
+        {"sourceLabels": ["__meta_kubernetes_pod_label_jobqueue_glec_io_jobqueue"], "targetLabel": "jobqueue"}
+    ]
+    namespaced = one(
+        render({**ALL_MONITORING, "watchNamespaces": ["team-a"]}, api_versions=chartkit.MONITORING_APIS),
+        "PodMonitor",
+    )
     assert namespaced["spec"]["namespaceSelector"] == {"matchNames": ["team-a"]}
 
 
@@ -529,20 +646,37 @@ def test_gitops_renders_the_monitors_without_any_cluster(render: Render) -> None
     Operator API: with the check off, `enabled: true` means the objects are there."""
     objects = render({**ALL_MONITORING, "monitoringCapabilityCheck": False})  # no --api-versions
     assert sorted(o["kind"] for o in objects if o["apiVersion"] == "monitoring.coreos.com/v1") == [
-        "PodMonitor", "PrometheusRule", "ServiceMonitor"]
+        "PodMonitor",
+        "PrometheusRule",
+        "ServiceMonitor",
+    ]
     # and nothing that was not enabled
-    assert not [o for o in render({"monitoringCapabilityCheck": False})
-                if o["apiVersion"].startswith("monitoring.coreos.com")]
+    assert not [
+        o
+        for o in render({"monitoringCapabilityCheck": False})
+        if o["apiVersion"].startswith("monitoring.coreos.com")
+    ]
 
 
 def test_monitor_fields_namespace_timeouts_relabelings_job_label(render: Render) -> None:
     drop = [{"sourceLabels": ["__name__"], "regex": "python_.*", "action": "drop"}]
     node = [{"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}]
-    fields = {"namespace": "monitoring", "scrapeTimeout": "10s", "jobLabel": "app.kubernetes.io/name",
-              "relabelings": node, "metricRelabelings": drop}
-    objects = render({"monitoringCapabilityCheck": False,
-                      "metrics": {"serviceMonitor": {"enabled": True, **fields},
-                                  "podMonitor": {"enabled": True, **fields}}})
+    fields = {
+        "namespace": "monitoring",
+        "scrapeTimeout": "10s",
+        "jobLabel": "app.kubernetes.io/name",
+        "relabelings": node,
+        "metricRelabelings": drop,
+    }
+    objects = render(
+        {
+            "monitoringCapabilityCheck": False,
+            "metrics": {
+                "serviceMonitor": {"enabled": True, **fields},
+                "podMonitor": {"enabled": True, **fields},
+            },
+        }
+    )
     service_monitor, pod_monitor = one(objects, "ServiceMonitor"), one(objects, "PodMonitor")
     for monitor, endpoints in ((service_monitor, "endpoints"), (pod_monitor, "podMetricsEndpoints")):
         assert monitor["metadata"]["namespace"] == "monitoring"
@@ -576,19 +710,38 @@ def shipped_alerts() -> dict[str, dict[str, Any]]:
 def test_alerts_can_be_turned_off_changed_and_added_to(render: Render) -> None:
     shipped = shipped_alerts()
     off, changed = sorted(shipped)[:2]
-    extra = {"alert": "MyQueueEmpty", "expr": "sum(jobqueue_queue_jobs) == 0", "for": "1h",
-             "labels": {"severity": "info"}}
-    rule = one(render({"monitoringCapabilityCheck": False, "prometheusRule": {
-        "enabled": True, "namespace": "monitoring",
-        "alerts": {off: {"enabled": False}, changed: {"for": "45m", "labels": {"severity": "critical",
-                                                                             "team": "platform"}}},
-        "extraRules": [extra]}}), "PrometheusRule")
+    extra = {
+        "alert": "MyQueueEmpty",
+        "expr": "sum(jobqueue_queue_jobs) == 0",
+        "for": "1h",
+        "labels": {"severity": "info"},
+    }
+    rule = one(
+        render(
+            {
+                "monitoringCapabilityCheck": False,
+                "prometheusRule": {
+                    "enabled": True,
+                    "namespace": "monitoring",
+                    "alerts": {
+                        off: {"enabled": False},
+                        changed: {"for": "45m", "labels": {"severity": "critical", "team": "platform"}},
+                    },
+                    "extraRules": [extra],
+                },
+            }
+        ),
+        "PrometheusRule",
+    )
     assert rule["metadata"]["namespace"] == "monitoring"
     rendered = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
     assert set(rendered) == set(shipped) - {off} | {"MyQueueEmpty"}
     assert rendered[changed]["for"] == "45m"
-    assert rendered[changed]["labels"] == {**shipped[changed]["labels"], "severity": "critical",
-                                           "team": "platform"}
+    assert rendered[changed]["labels"] == {
+        **shipped[changed]["labels"],
+        "severity": "critical",
+        "team": "platform",
+    }
     assert rendered[changed]["annotations"] == shipped[changed]["annotations"]  # untouched
     assert rendered["MyQueueEmpty"] == extra
     untouched = set(shipped) - {off, changed}
@@ -596,9 +749,14 @@ def test_alerts_can_be_turned_off_changed_and_added_to(render: Render) -> None:
 
 
 def test_an_unknown_alert_name_is_refused_listing_the_real_ones(
-        render_error: Callable[[dict[str, Any]], str]) -> None:
-    error = render_error({"monitoringCapabilityCheck": False, "prometheusRule": {
-        "enabled": True, "alerts": {"JobQueueBacklogGrowin": {"enabled": False}}}})
+    render_error: Callable[[dict[str, Any]], str],
+) -> None:
+    error = render_error(
+        {
+            "monitoringCapabilityCheck": False,
+            "prometheusRule": {"enabled": True, "alerts": {"JobQueueBacklogGrowin": {"enabled": False}}},
+        }
+    )
     assert "prometheusRule.alerts.JobQueueBacklogGrowin: there is no such alert" in error
     assert "JobQueueBacklogGrowing" in error
 
@@ -639,9 +797,14 @@ def test_helm_test_pod_is_a_restricted_hook_outside_the_product_labels(render: R
 
 
 def test_every_resource_has_the_product_labels(render: Render) -> None:
-    everything = {**ALL_MONITORING, "grafanaDashboard": {"enabled": True}, "networkPolicy": {"enabled": True},
-                  "priorityClasses": {"enabled": True}, "redis": {"url": "redis://r:6379/0"},
-                  "commonLabels": {"team": "platform"}}
+    everything = {
+        **ALL_MONITORING,
+        "grafanaDashboard": {"enabled": True},
+        "networkPolicy": {"enabled": True},
+        "priorityClasses": {"enabled": True},
+        "redis": {"url": "redis://r:6379/0"},
+        "commonLabels": {"team": "platform"},
+    }
     for obj in render(everything, api_versions=chartkit.MONITORING_APIS):
         labels = obj["metadata"].get("labels", {})
         if obj["kind"] in ("CustomResourceDefinition", "Pod"):
@@ -656,8 +819,16 @@ def test_every_resource_has_the_product_labels(render: Render) -> None:
 
 
 def notes(helm: str, values: dict[str, Any] | None = None) -> str:
-    out = chartkit.run_helm(helm, "install", "t", str(chartkit.CHART), "--dry-run=client",
-                            "--namespace", NAMESPACE, values=values or {}).stdout
+    out = chartkit.run_helm(
+        helm,
+        "install",
+        "t",
+        str(chartkit.CHART),
+        "--dry-run=client",
+        "--namespace",
+        NAMESPACE,
+        values=values or {},
+    ).stdout
     return out.split("NOTES:", 1)[1]
 
 
@@ -674,8 +845,9 @@ def test_notes_tell_what_to_do_next(helm: str) -> None:
 
 
 def test_notes_warn_when_monitoring_objects_were_skipped(helm: str) -> None:
-    text = notes(helm, {"metrics": {"serviceMonitor": {"enabled": True}},
-                        "prometheusRule": {"enabled": True}})
+    text = notes(
+        helm, {"metrics": {"serviceMonitor": {"enabled": True}}, "prometheusRule": {"enabled": True}}
+    )
     assert "WARNING: ServiceMonitor is enabled but this cluster does not serve" in text
     assert "WARNING: PrometheusRule is enabled but this cluster does not serve" in text
     assert "PodMonitor" not in text

@@ -104,66 +104,82 @@ def test_every_value_has_a_helm_docs_comment() -> None:
     assert undocumented(VALUES, SCHEMA) == []
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    ({"replicas": 2}, "additional properties 'replicas' not allowed"),
-    ({"replicaCount": 0}, "minimum"),
-    ({"podAntiAffinity": "always"}, "podAntiAffinity"),
-    ({"leaderElection": {"leaseDurationSeconds": 2.5}}, "leaseDurationSeconds"),
-    ({"image": {"pullpolicy": "Always"}}, "additional properties 'pullpolicy' not allowed"),
-    ({"rbac": {"clusterWide": True}}, "additional properties 'clusterWide' not allowed"),
-    ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
-    ({"operator": {"logFormat": "xml"}}, "logFormat"),
-    ({"watchNamespaces": ["Team_A"]}, "does not match pattern"),
-    ({"redis": {"url": "http://redis:6379"}}, "does not match pattern"),
-    ({"redis": {"url": "sentinel://s1:26379/mymaster"}}, "does not match pattern"),
-    ({"priorityClasses": {"values": {"1": 2000000000}}}, "maximum"),
-    ({"metrics": {"serviceMonitor": {"interval": "soon"}}}, "does not match pattern"),
-    ({"autoscaler": {"pollInterval": 0.05}}, "minimum: got 0.05, want 0.1"),
-    ({"autoscaler": {"pollInterval": 61}}, "maximum: got 61, want 60"),
-    ({"autoscaler": {"pollInterval": "1s"}}, "want number"),
-    ({"autoscaler": {"workerBudget": -1}}, "minimum: got -1, want 0"),
-    ({"autoscaler": {"workerBudget": 2.5}}, "want null or integer"),
-    ({"autoscaler": {"enabled": False}}, "additional properties 'enabled' not allowed"),
-])
-def test_schema_refuses_bad_values(render_error: Callable[[dict[str, Any]], str],
-                                   values: dict[str, Any], message: str) -> None:
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"replicas": 2}, "additional properties 'replicas' not allowed"),
+        ({"replicaCount": 0}, "minimum"),
+        ({"podAntiAffinity": "always"}, "podAntiAffinity"),
+        ({"leaderElection": {"leaseDurationSeconds": 2.5}}, "leaseDurationSeconds"),
+        ({"image": {"pullpolicy": "Always"}}, "additional properties 'pullpolicy' not allowed"),
+        ({"rbac": {"clusterWide": True}}, "additional properties 'clusterWide' not allowed"),
+        ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
+        ({"operator": {"logFormat": "xml"}}, "logFormat"),
+        ({"watchNamespaces": ["Team_A"]}, "does not match pattern"),
+        ({"redis": {"url": "http://redis:6379"}}, "does not match pattern"),
+        ({"redis": {"url": "sentinel://s1:26379/mymaster"}}, "does not match pattern"),
+        ({"priorityClasses": {"values": {"1": 2000000000}}}, "maximum"),
+        ({"metrics": {"serviceMonitor": {"interval": "soon"}}}, "does not match pattern"),
+        ({"autoscaler": {"pollInterval": 0.05}}, "minimum: got 0.05, want 0.1"),
+        ({"autoscaler": {"pollInterval": 61}}, "maximum: got 61, want 60"),
+        ({"autoscaler": {"pollInterval": "1s"}}, "want number"),
+        ({"autoscaler": {"workerBudget": -1}}, "minimum: got -1, want 0"),
+        ({"autoscaler": {"workerBudget": 2.5}}, "want null or integer"),
+        ({"autoscaler": {"enabled": False}}, "additional properties 'enabled' not allowed"),
+    ],
+)
+def test_schema_refuses_bad_values(
+    render_error: Callable[[dict[str, Any]], str], values: dict[str, Any], message: str
+) -> None:
     assert message in render_error(values)
 
 
-@pytest.mark.parametrize("url", ["redis+sentinel://s1:26379,s2:26379/mymaster/0",
-                                 "rediss+sentinel://jq:pw@s1/mymaster?ssl_ca_certs=/ca.pem"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis+sentinel://s1:26379,s2:26379/mymaster/0",
+        "rediss+sentinel://jq:pw@s1/mymaster?ssl_ca_certs=/ca.pem",
+    ],
+)
 def test_sentinel_urls_are_accepted(render: Callable[..., list[dict[str, Any]]], url: str) -> None:
     secrets = [o for o in render({"redis": {"url": url}}) if o["kind"] == "Secret"]
     assert [s["stringData"] for s in secrets] == [{"url": url}]
 
 
 def test_a_url_and_an_existing_secret_together_are_refused(
-        render_error: Callable[[dict[str, Any]], str]) -> None:
+    render_error: Callable[[dict[str, Any]], str],
+) -> None:
     error = render_error({"redis": {"url": "redis://r:6379/0", "existingSecret": "mine"}})
     assert "set redis.url or redis.existingSecret, not both" in error
 
 
-@pytest.mark.parametrize(("variable", "value_to_use"), [
-    ("JOBQUEUE_POLL_INTERVAL", "autoscaler.pollInterval"),
-    ("JOBQUEUE_REDIS_URL", "redis.url or redis.existingSecret"),
-    ("POD_NAME", "(the pod's own name)"),
-])
+@pytest.mark.parametrize(
+    ("variable", "value_to_use"),
+    [
+        ("JOBQUEUE_POLL_INTERVAL", "autoscaler.pollInterval"),
+        ("JOBQUEUE_REDIS_URL", "redis.url or redis.existingSecret"),
+        ("POD_NAME", "(the pod's own name)"),
+    ],
+)
 def test_extra_env_may_not_repeat_what_the_chart_sets(
-        render_error: Callable[[dict[str, Any]], str], variable: str, value_to_use: str) -> None:
+    render_error: Callable[[dict[str, Any]], str], variable: str, value_to_use: str
+) -> None:
     error = render_error({"operator": {"extraEnv": [{"name": variable, "value": "0"}]}})
     assert f"operator.extraEnv: {variable} is set by the chart; set the value {value_to_use} instead" in error
 
 
 def test_every_variable_the_chart_sets_is_refused_in_extra_env(
-        render: chartkit.Render, render_error: Callable[[dict[str, Any]], str]) -> None:
+    render: chartkit.Render, render_error: Callable[[dict[str, Any]], str]
+) -> None:
     # the template keeps its own list of what it sets (with the value to use instead): it
     # must not fall behind the env it renders, optional variables included
     values = {"operator": {"workerImagePullPolicy": "Always"}, "autoscaler": {"workerBudget": 10}}
     env = chartkit.container_env(chartkit.one(render(values), "Deployment"))
     assert {"JOBQUEUE_WORKER_IMAGE_PULL_POLICY", "JOBQUEUE_WORKER_BUDGET"} <= env.keys()
     for variable in env:
-        error = render_error({**values, "operator": {**values["operator"],
-                                                     "extraEnv": [{"name": variable, "value": "x"}]}})
+        error = render_error(
+            {**values, "operator": {**values["operator"], "extraEnv": [{"name": variable, "value": "x"}]}}
+        )
         assert f"operator.extraEnv: {variable} is set by the chart" in error
 
 
@@ -175,12 +191,16 @@ def test_extra_env_adds_what_the_chart_does_not_set(render: chartkit.Render) -> 
 
 def test_there_are_ci_scenarios() -> None:
     names = {p.name for p in chartkit.CI_VALUES}
-    assert {"namespaced-values.yaml", "cluster-monitoring-values.yaml",
-            "existing-secret-values.yaml"} <= names
+    assert {
+        "namespaced-values.yaml",
+        "cluster-monitoring-values.yaml",
+        "existing-secret-values.yaml",
+    } <= names
 
 
-@pytest.mark.parametrize("values_file", [None, *chartkit.CI_VALUES],
-                         ids=lambda p: p.name if p else "defaults")
+@pytest.mark.parametrize(
+    "values_file", [None, *chartkit.CI_VALUES], ids=lambda p: p.name if p else "defaults"
+)
 def test_helm_lint_strict_is_clean(helm: str, values_file: Any) -> None:
     args = ["lint", "--strict", str(chartkit.CHART)]
     if values_file:

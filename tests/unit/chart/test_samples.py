@@ -18,32 +18,99 @@ RECURRING = {o["metadata"]["name"]: o["spec"] for o in OBJECTS if o["kind"] == "
 #: (milliseconds) and BullMQ option names, one entry per ``JobQueues`` constant. Absent keys
 #: are absent in the seed too (no backoff, no timeout).
 SEED_QUEUE_CONFIG: dict[str, dict[str, Any]] = {
-    "ei:update": {"priority": 1, "concurrency": 20, "defaultJobOptions": {
-        "attempts": 3, "backoff": {"type": "exponential", "delay": 1000}, "removeOnComplete": {"age": 3600}}},
-    "proposal:ranking": {"priority": 2, "concurrency": 10, "defaultJobOptions": {
-        "attempts": 2, "backoff": {"type": "exponential", "delay": 500}, "removeOnComplete": {"age": 1800}}},
-    "order:status-update": {"priority": 2, "concurrency": 15, "defaultJobOptions": {
-        "attempts": 3, "backoff": {"type": "exponential", "delay": 1000}, "removeOnComplete": {"age": 3600}}},
-    "notification:send": {"priority": 3, "concurrency": 30, "defaultJobOptions": {
-        "attempts": 5, "backoff": {"type": "exponential", "delay": 2000},
-        "removeOnComplete": {"age": 86400}}},
-    "audit:log": {"priority": 5, "concurrency": 10, "defaultJobOptions": {
-        "attempts": 1, "removeOnComplete": True}},
-    "analytics:aggregate": {"priority": 4, "concurrency": 5, "defaultJobOptions": {
-        "attempts": 2, "removeOnComplete": {"age": 86400}}},
-    "data:dtg-sync": {"priority": 2, "concurrency": 5, "defaultJobOptions": {
-        "attempts": 3, "backoff": {"type": "exponential", "delay": 5000}, "removeOnComplete": {"age": 7200}}},
-    "dispatch:optimize": {"priority": 1, "concurrency": 3, "defaultJobOptions": {
-        "attempts": 2, "timeout": 30000, "backoff": {"type": "exponential", "delay": 3000},
-        "removeOnComplete": {"age": 3600}}},
-    "report:generate": {"priority": 4, "concurrency": 2, "defaultJobOptions": {
-        "attempts": 3, "timeout": 60000, "backoff": {"type": "exponential", "delay": 5000},
-        "removeOnComplete": {"age": 86400}}},
-    "email:send": {"priority": 3, "concurrency": 20, "defaultJobOptions": {
-        "attempts": 5, "backoff": {"type": "exponential", "delay": 2000},
-        "removeOnComplete": {"age": 86400}}},
-    "cleanup:old-data": {"priority": 5, "concurrency": 1, "defaultJobOptions": {
-        "attempts": 2, "backoff": {"type": "exponential", "delay": 5000}, "removeOnComplete": True}},
+    "ei:update": {
+        "priority": 1,
+        "concurrency": 20,
+        "defaultJobOptions": {
+            "attempts": 3,
+            "backoff": {"type": "exponential", "delay": 1000},
+            "removeOnComplete": {"age": 3600},
+        },
+    },
+    "proposal:ranking": {
+        "priority": 2,
+        "concurrency": 10,
+        "defaultJobOptions": {
+            "attempts": 2,
+            "backoff": {"type": "exponential", "delay": 500},
+            "removeOnComplete": {"age": 1800},
+        },
+    },
+    "order:status-update": {
+        "priority": 2,
+        "concurrency": 15,
+        "defaultJobOptions": {
+            "attempts": 3,
+            "backoff": {"type": "exponential", "delay": 1000},
+            "removeOnComplete": {"age": 3600},
+        },
+    },
+    "notification:send": {
+        "priority": 3,
+        "concurrency": 30,
+        "defaultJobOptions": {
+            "attempts": 5,
+            "backoff": {"type": "exponential", "delay": 2000},
+            "removeOnComplete": {"age": 86400},
+        },
+    },
+    "audit:log": {
+        "priority": 5,
+        "concurrency": 10,
+        "defaultJobOptions": {"attempts": 1, "removeOnComplete": True},
+    },
+    "analytics:aggregate": {
+        "priority": 4,
+        "concurrency": 5,
+        "defaultJobOptions": {"attempts": 2, "removeOnComplete": {"age": 86400}},
+    },
+    "data:dtg-sync": {
+        "priority": 2,
+        "concurrency": 5,
+        "defaultJobOptions": {
+            "attempts": 3,
+            "backoff": {"type": "exponential", "delay": 5000},
+            "removeOnComplete": {"age": 7200},
+        },
+    },
+    "dispatch:optimize": {
+        "priority": 1,
+        "concurrency": 3,
+        "defaultJobOptions": {
+            "attempts": 2,
+            "timeout": 30000,
+            "backoff": {"type": "exponential", "delay": 3000},
+            "removeOnComplete": {"age": 3600},
+        },
+    },
+    "report:generate": {
+        "priority": 4,
+        "concurrency": 2,
+        "defaultJobOptions": {
+            "attempts": 3,
+            "timeout": 60000,
+            "backoff": {"type": "exponential", "delay": 5000},
+            "removeOnComplete": {"age": 86400},
+        },
+    },
+    "email:send": {
+        "priority": 3,
+        "concurrency": 20,
+        "defaultJobOptions": {
+            "attempts": 5,
+            "backoff": {"type": "exponential", "delay": 2000},
+            "removeOnComplete": {"age": 86400},
+        },
+    },
+    "cleanup:old-data": {
+        "priority": 5,
+        "concurrency": 1,
+        "defaultJobOptions": {
+            "attempts": 2,
+            "backoff": {"type": "exponential", "delay": 5000},
+            "removeOnComplete": True,
+        },
+    },
 }
 
 
@@ -86,10 +153,15 @@ def test_queue_matches_the_seed(name: str) -> None:
 def test_the_table_conversion() -> None:
     """The conversion itself, on the two shapes of removeOnComplete and a timeout."""
     assert as_job_queue(SEED_QUEUE_CONFIG["dispatch:optimize"])["jobDefaults"] == {
-        "attempts": 2, "timeoutSeconds": 30, "backoff": {"type": "exponential", "delaySeconds": 3},
-        "keepCompleted": {"ageSeconds": 3600}}
+        "attempts": 2,
+        "timeoutSeconds": 30,
+        "backoff": {"type": "exponential", "delaySeconds": 3},
+        "keepCompleted": {"ageSeconds": 3600},
+    }
     assert as_job_queue(SEED_QUEUE_CONFIG["audit:log"])["jobDefaults"] == {
-        "attempts": 1, "keepCompleted": {"ageSeconds": 0}}
+        "attempts": 1,
+        "keepCompleted": {"ageSeconds": 0},
+    }
 
 
 def test_failed_jobs_notify_the_admins_through_the_notification_queue() -> None:
@@ -100,7 +172,8 @@ def test_failed_jobs_notify_the_admins_through_the_notification_queue() -> None:
             assert "failureNotification" not in spec  # it would notify itself
         else:
             assert spec["failureNotification"] == {
-                "job": {"queue": "notification", "function": "glec_jobs.notify_admins"}}
+                "job": {"queue": "notification", "function": "glec_jobs.notify_admins"}
+            }
     assert QUEUES["notification"]["queueName"] == "notification:send"
 
 
@@ -121,8 +194,9 @@ def test_the_two_recurring_jobs() -> None:
     assert analytics["jobOptions"] == {"keepCompleted": {"ageSeconds": 7 * 86400}}
     assert (cleanup["schedule"], cleanup["timeZone"]) == ("0 2 * * *", "UTC")
     assert cleanup["function"] == "glec_jobs.cleanup_old_data"
-    assert cleanup["kwargs"] == {"retention_days": {
-        "api_logs": 90, "ei_history": 730, "notifications": 180, "completed_jobs": 30}}
+    assert cleanup["kwargs"] == {
+        "retention_days": {"api_logs": 90, "ei_history": 730, "notifications": 180, "completed_jobs": 30}
+    }
     for spec in RECURRING.values():
         assert spec["queue"] in QUEUES
 

@@ -28,10 +28,14 @@ def stages() -> list[list[str]]:
 
 
 def test_the_dockerfiles_pass_hadolint() -> None:
-    files = [str(DOCKERFILE), str(images.GLEC_JOBS.dockerfile),
-             str(images.ROOT / "tests/integration/scaling/Dockerfile")]
-    result = subprocess.run([str(HADOLINT), "--failure-threshold", "style", *files], capture_output=True,
-                            text=True, check=False)
+    files = [
+        str(DOCKERFILE),
+        str(images.GLEC_JOBS.dockerfile),
+        str(images.ROOT / "tests/integration/scaling/Dockerfile"),
+    ]
+    result = subprocess.run(
+        [str(HADOLINT), "--failure-threshold", "style", *files], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -14,9 +14,14 @@ import images
 def spec(tmp_path: Path, **kw: object) -> images.ImageSpec:
     (tmp_path / "Dockerfile").write_text("FROM base\nCOPY app.py /app/\n")
     (tmp_path / "app.py").write_text("print(1)\n")
-    fields: dict[str, object] = {"name": "app", "ref": "registry.example/app:1",
-                                 "dockerfile": tmp_path / "Dockerfile", "context": tmp_path,
-                                 "inputs": (tmp_path / "app.py",), **kw}
+    fields: dict[str, object] = {
+        "name": "app",
+        "ref": "registry.example/app:1",
+        "dockerfile": tmp_path / "Dockerfile",
+        "context": tmp_path,
+        "inputs": (tmp_path / "app.py",),
+        **kw,
+    }
     return images.ImageSpec(**fields)  # type: ignore[arg-type]
 
 
@@ -79,13 +84,16 @@ def test_the_operator_image_is_what_the_chart_installs_by_default() -> None:
 
 def test_mmdebstrap_gets_the_machines_mirrors_for_the_suite(tmp_path: Path) -> None:
     (tmp_path / "sources.list.d").mkdir()
-    (tmp_path / "sources.list").write_text("deb http://old.example/debian bookworm main contrib\n"
-                                           "deb http://cloud.example cloud-sdk-bookworm main\n")
+    (tmp_path / "sources.list").write_text(
+        "deb http://old.example/debian bookworm main contrib\n"
+        "deb http://cloud.example cloud-sdk-bookworm main\n"
+    )
     (tmp_path / "sources.list.d" / "debian.sources").write_text(
         "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n"
         "Components: main\n\n# security\nTypes: deb\nURIs: http://mirror.example/debian-security\n"
         "Suites: bookworm-security\nComponents: main contrib\n\nTypes: deb\nURIs: http://node.example\n"
-        "Suites: nodistro\nComponents: main\n")
+        "Suites: nodistro\nComponents: main\n"
+    )
     assert images.debian_sources("bookworm", tmp_path) == [
         "deb http://old.example/debian bookworm main",
         "deb http://mirror.example/debian bookworm main",

@@ -17,8 +17,14 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def redis_scaled_object(tuning: keda.Tuning, **overrides: object) -> dict:  # type: ignore[type-arg]
-    args: dict = {"deployment": "w", "redis_address": "127.0.0.1:6379",  # type: ignore[type-arg]
-                  "list_name": "rq:queue:jobs", "list_length": 4, "max_replicas": 25, "tuning": tuning}
+    args: dict = {
+        "deployment": "w",
+        "redis_address": "127.0.0.1:6379",  # type: ignore[type-arg]
+        "list_name": "rq:queue:jobs",
+        "list_length": 4,
+        "max_replicas": 25,
+        "tuning": tuning,
+    }
     return keda.scaled_object("so", "ns", **(args | overrides))
 
 
@@ -32,8 +38,15 @@ def test_defaults_leave_every_timing_to_keda_and_the_hpa() -> None:
 def test_the_trigger_is_the_redis_list_one_with_string_metadata() -> None:
     (trigger,) = redis_scaled_object(keda.DEFAULTS, database=3)["spec"]["triggers"]
     # KEDA's trigger metadata is map[string]string: numbers must be strings
-    assert trigger == {"type": "redis", "metadata": {
-        "address": "127.0.0.1:6379", "listName": "rq:queue:jobs", "listLength": "4", "databaseIndex": "3"}}
+    assert trigger == {
+        "type": "redis",
+        "metadata": {
+            "address": "127.0.0.1:6379",
+            "listName": "rq:queue:jobs",
+            "listLength": "4",
+            "databaseIndex": "3",
+        },
+    }
 
 
 def test_tuned_polls_fast_jumps_in_one_step_and_keeps_the_races_delays() -> None:
@@ -53,8 +66,9 @@ def test_a_useless_size_is_refused_naming_the_field(field: str, value: int) -> N
 
 
 def test_plain_rq_deployment_runs_one_rq_worker_with_the_json_serializer() -> None:
-    body = keda.plain_rq_deployment("plain", "ns", queue="jobs", redis_url="redis://r:6379/2",
-                                    image="registry.invalid/worker:1")
+    body = keda.plain_rq_deployment(
+        "plain", "ns", queue="jobs", redis_url="redis://r:6379/2", image="registry.invalid/worker:1"
+    )
     pod = body["spec"]["template"]
     (container,) = pod["spec"]["containers"]
     assert container["command"] == ["rq", "worker"]
@@ -73,8 +87,7 @@ def test_plain_rq_deployment_runs_one_rq_worker_with_the_json_serializer() -> No
 
 
 def test_plain_rq_pods_are_the_pod_runners_and_selected_by_their_own_labels() -> None:
-    body = keda.plain_rq_deployment("plain", "ns", queue="q", redis_url="u", image="i",
-                                    labels={"bench": "x"})
+    body = keda.plain_rq_deployment("plain", "ns", queue="q", redis_url="u", image="i", labels={"bench": "x"})
     labels = body["spec"]["template"]["metadata"]["labels"]
     assert labels["app.kubernetes.io/part-of"] == "jobqueue"  # hack/podrunner.py DEFAULT_SELECTOR
     selector = body["spec"]["selector"]["matchLabels"]
@@ -95,7 +108,8 @@ def test_plain_rq_pods_meet_the_restricted_pod_security_standard() -> None:
 def test_crd_names_come_from_kedas_file_names() -> None:
     assert keda.crd_name(Path("keda.sh_scaledobjects.yaml")) == "scaledobjects.keda.sh"
     assert keda.crd_name(Path("eventing.keda.sh_cloudeventsources.yaml")) == (
-        "cloudeventsources.eventing.keda.sh")
+        "cloudeventsources.eventing.keda.sh"
+    )
     with pytest.raises(ValueError, match=r"kustomization\.yaml"):
         keda.crd_name(Path("kustomization.yaml"))
 

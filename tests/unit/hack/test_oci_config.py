@@ -9,20 +9,28 @@ import pytest
 
 import podrunner_oci as oci
 
-IMAGE = {"Entrypoint": ["/entry"], "Cmd": ["serve", "--port=1"], "User": "65532:65532",
-         "Env": ["PATH=/opt/app/bin:/usr/bin", "MODE=image"]}
+IMAGE = {
+    "Entrypoint": ["/entry"],
+    "Cmd": ["serve", "--port=1"],
+    "User": "65532:65532",
+    "Env": ["PATH=/opt/app/bin:/usr/bin", "MODE=image"],
+}
 PASSWD = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n"
 GROUP = "root:x:0:\nstaff:x:50:\n"
 
 
-@pytest.mark.parametrize(("command", "args", "expected"), [
-    (None, None, ["/entry", "serve", "--port=1"]),               # the image's ENTRYPOINT + CMD
-    (None, ["once"], ["/entry", "once"]),                        # args replace CMD only
-    (["run"], None, ["run"]),                                    # command drops both
-    (["run"], ["a", "b"], ["run", "a", "b"]),
-])
+@pytest.mark.parametrize(
+    ("command", "args", "expected"),
+    [
+        (None, None, ["/entry", "serve", "--port=1"]),  # the image's ENTRYPOINT + CMD
+        (None, ["once"], ["/entry", "once"]),  # args replace CMD only
+        (["run"], None, ["run"]),  # command drops both
+        (["run"], ["a", "b"], ["run", "a", "b"]),
+    ],
+)
 def test_command_and_args_replace_entrypoint_and_cmd_as_kubernetes_does(
-        command: list[str] | None, args: list[str] | None, expected: list[str]) -> None:
+    command: list[str] | None, args: list[str] | None, expected: list[str]
+) -> None:
     assert oci.argv(command, args, IMAGE) == expected
 
 
@@ -38,11 +46,23 @@ def test_env_layers_image_then_base_then_pod() -> None:
 
 
 def test_security_context_of_the_container_wins_over_the_pods() -> None:
-    sec = oci.Security.of({"runAsUser": 1, "runAsGroup": 2, "runAsNonRoot": True, "fsGroup": 3,
-                           "supplementalGroups": [4], "seccompProfile": {"type": "RuntimeDefault"}},
-                          {"runAsUser": 5, "seccompProfile": {"type": "Unconfined"},
-                           "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
-                           "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}})
+    sec = oci.Security.of(
+        {
+            "runAsUser": 1,
+            "runAsGroup": 2,
+            "runAsNonRoot": True,
+            "fsGroup": 3,
+            "supplementalGroups": [4],
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        {
+            "runAsUser": 5,
+            "seccompProfile": {"type": "Unconfined"},
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
+        },
+    )
     assert (sec.run_as_user, sec.run_as_group, sec.run_as_non_root) == (5, 2, True)
     assert sec.seccomp == "Unconfined"
     assert (sec.read_only_root, sec.allow_privilege_escalation) == (True, False)
@@ -53,16 +73,18 @@ def test_security_context_of_the_container_wins_over_the_pods() -> None:
 def test_user_precedence_and_groups() -> None:
     assert oci.user(oci.Security(), "65532:65532") == {"uid": 65532, "gid": 65532}
     assert oci.user(oci.Security(run_as_user=7), "65532:65532") == {"uid": 7, "gid": 65532}
-    assert oci.user(oci.Security(run_as_user=7, run_as_group=8, fs_group=9, supplemental_groups=(8, 10)),
-                    "") == {"uid": 7, "gid": 8, "additionalGids": [9, 10]}
+    assert oci.user(
+        oci.Security(run_as_user=7, run_as_group=8, fs_group=9, supplemental_groups=(8, 10)), ""
+    ) == {"uid": 7, "gid": 8, "additionalGids": [9, 10]}
     assert oci.user(oci.Security(), "app", PASSWD, GROUP) == {"uid": 1000, "gid": 1001}  # primary group
     assert oci.user(oci.Security(), "app:staff", PASSWD, GROUP) == {"uid": 1000, "gid": 50}
     assert oci.user(oci.Security(), "") == {"uid": 0, "gid": 0}
 
 
 def test_run_as_non_root_refuses_root_and_unverifiable_users_with_the_kubelets_words() -> None:
-    with pytest.raises(oci.ContainerConfigError,
-                       match=r"^container has runAsNonRoot and image will run as root$"):
+    with pytest.raises(
+        oci.ContainerConfigError, match=r"^container has runAsNonRoot and image will run as root$"
+    ):
         oci.user(oci.Security(run_as_non_root=True), "")
     with pytest.raises(oci.ContainerConfigError, match="non-numeric user \\(nobody\\)"):
         oci.user(oci.Security(run_as_non_root=True), "nobody", PASSWD)
@@ -96,10 +118,19 @@ def test_seccomp_profiles() -> None:
         oci.seccomp("Localhost")
 
 
-@pytest.mark.parametrize(("text", "value"), [
-    ("128Mi", Decimal(128 * 2**20)), ("1G", Decimal(10**9)), ("500m", Decimal("0.5")), ("2", Decimal(2)),
-    ("1.5", Decimal("1.5")), ("1e3", Decimal(1000)), (3, Decimal(3)), ("100k", Decimal(100_000)),
-])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("128Mi", Decimal(128 * 2**20)),
+        ("1G", Decimal(10**9)),
+        ("500m", Decimal("0.5")),
+        ("2", Decimal(2)),
+        ("1.5", Decimal("1.5")),
+        ("1e3", Decimal(1000)),
+        (3, Decimal(3)),
+        ("100k", Decimal(100_000)),
+    ],
+)
 def test_quantities(text: str | int, value: Decimal) -> None:
     assert oci.quantity(text) == value
 
@@ -118,16 +149,38 @@ def test_limits_become_the_cgroups_memory_limit_and_cfs_quota() -> None:
 
 
 def test_runtime_config_of_a_restricted_container() -> None:
-    security = oci.Security(run_as_user=65532, run_as_group=65532, run_as_non_root=True, read_only_root=True,
-                            allow_privilege_escalation=False, drop=("ALL",), seccomp="RuntimeDefault")
-    config = oci.runtime_config(oci.Container(
-        argv=["jobqueue", "worker"], env=["A=1"], user={"uid": 65532, "gid": 65532}, security=security,
-        hostname="pod-1", mounts=[oci.Mount("/tmp/cache", "/host/cache"), oci.Mount("/tmp", "/host/tmp"),
-                                  oci.Mount("/scratch", size=1024)],
-        limits={"memory": "1Gi"}, cgroup="jobqueue-podrunner/c1", nofile=(4096, 8192)))
+    security = oci.Security(
+        run_as_user=65532,
+        run_as_group=65532,
+        run_as_non_root=True,
+        read_only_root=True,
+        allow_privilege_escalation=False,
+        drop=("ALL",),
+        seccomp="RuntimeDefault",
+    )
+    config = oci.runtime_config(
+        oci.Container(
+            argv=["jobqueue", "worker"],
+            env=["A=1"],
+            user={"uid": 65532, "gid": 65532},
+            security=security,
+            hostname="pod-1",
+            mounts=[
+                oci.Mount("/tmp/cache", "/host/cache"),
+                oci.Mount("/tmp", "/host/tmp"),
+                oci.Mount("/scratch", size=1024),
+            ],
+            limits={"memory": "1Gi"},
+            cgroup="jobqueue-podrunner/c1",
+            nofile=(4096, 8192),
+        )
+    )
     process = config["process"]
     assert (process["args"], process["user"], process["noNewPrivileges"]) == (
-        ["jobqueue", "worker"], {"uid": 65532, "gid": 65532}, True)
+        ["jobqueue", "worker"],
+        {"uid": 65532, "gid": 65532},
+        True,
+    )
     assert process["capabilities"]["bounding"] == []
     assert process["rlimits"] == [{"type": "RLIMIT_NOFILE", "soft": 4096, "hard": 8192}]
     assert config["root"] == {"path": "rootfs", "readonly": True}
@@ -138,8 +191,9 @@ def test_runtime_config_of_a_restricted_container() -> None:
     assert config["linux"]["resources"]["memory"] == {"limit": 2**30}
     assert config["linux"]["cgroupsPath"] == "jobqueue-podrunner/c1"
     assert "seccomp" in config["linux"]
-    volumes = [m["destination"] for m in config["mounts"]
-               if m["destination"] in ("/tmp", "/tmp/cache", "/scratch")]
+    volumes = [
+        m["destination"] for m in config["mounts"] if m["destination"] in ("/tmp", "/tmp/cache", "/scratch")
+    ]
     assert volumes == ["/tmp", "/scratch", "/tmp/cache"]  # parents first: /tmp must not hide /tmp/cache
     scratch = next(m for m in config["mounts"] if m["destination"] == "/scratch")
     assert scratch["type"] == "tmpfs"

@@ -31,8 +31,10 @@ def test_target_port_by_number_by_name_or_the_service_port() -> None:
 
 def test_pods_resolve_the_names_cluster_dns_answers_short_ones_in_their_namespace_only() -> None:
     lines = services.hosts_lines({("prod", "redis"): "127.70.0.1", ("glec", "api"): "127.70.0.2"}, "prod")
-    assert lines == ["127.70.0.2\tapi.glec.svc.cluster.local api.glec.svc api.glec",
-                     "127.70.0.1\tredis.prod.svc.cluster.local redis.prod.svc redis.prod redis"]
+    assert lines == [
+        "127.70.0.2\tapi.glec.svc.cluster.local api.glec.svc api.glec",
+        "127.70.0.1\tredis.prod.svc.cluster.local redis.prod.svc redis.prod redis",
+    ]
 
 
 def test_port_variables_that_name_a_declared_container_port_get_a_host_port_of_their_own() -> None:
@@ -42,8 +44,10 @@ def test_port_variables_that_name_a_declared_container_port_get_a_host_port_of_t
 
 def service(name: str = "echo", ports: list[dict[str, Any]] | None = None, **spec: Any) -> dict[str, Any]:
     ports = ports or [{"port": 80, "targetPort": "echo"}]
-    return {"metadata": {"namespace": "ns", "name": name},
-            "spec": {"selector": {"app": name}, "ports": ports, **spec}}
+    return {
+        "metadata": {"namespace": "ns", "name": name},
+        "spec": {"selector": {"app": name}, "ports": ports, **spec},
+    }
 
 
 async def _echo_server(reply: bytes) -> tuple[asyncio.Server, int]:

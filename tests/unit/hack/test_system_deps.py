@@ -19,10 +19,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "hack" / "system-deps.sh"
 #: What each Debian package provides, for the stand-in apt-get.
-PROVIDES = {"redis-server": ["redis-server"], "redis-sentinel": ["redis-sentinel"],
-            "prometheus": ["prometheus", "promtool"],
-            "chromium": ["chromium"], "openssl": ["openssl"],
-            "mmdebstrap": ["mmdebstrap"], "buildah": ["buildah"], "umoci": ["umoci"], "runc": ["runc"]}
+PROVIDES = {
+    "redis-server": ["redis-server"],
+    "redis-sentinel": ["redis-sentinel"],
+    "prometheus": ["prometheus", "promtool"],
+    "chromium": ["chromium"],
+    "openssl": ["openssl"],
+    "mmdebstrap": ["mmdebstrap"],
+    "buildah": ["buildah"],
+    "umoci": ["umoci"],
+    "runc": ["runc"],
+}
 #: The image build's and the container mode's tools: present unless a case asks otherwise, so
 #: the other cases read as about the servers.
 IMAGE_TOOLS = ("mmdebstrap", "buildah", "umoci", "runc")
@@ -59,9 +66,16 @@ def machine(tmp_path: Path):  # type: ignore[no-untyped-def]
         (bin_dir / tool).symlink_to(found)
     calls = tmp_path / "apt-calls"
 
-    def make(*, have: tuple[str, ...] = (), uid: int = 0, apt: bool = True, sudo: bool = False,
-             apt_fails: bool = False, brings: tuple[str, ...] = ("go", "npm", "python3"),
-             image_tools: bool = True) -> Path:
+    def make(
+        *,
+        have: tuple[str, ...] = (),
+        uid: int = 0,
+        apt: bool = True,
+        sudo: bool = False,
+        apt_fails: bool = False,
+        brings: tuple[str, ...] = ("go", "npm", "python3"),
+        image_tools: bool = True,
+    ) -> Path:
         for cmd in (*have, *brings, *(IMAGE_TOOLS if image_tools else ())):
             executable(bin_dir / cmd, "exit 0\n")
         executable(bin_dir / "id", f'[ "$1" = -u ] && echo {uid}\n')
@@ -71,11 +85,16 @@ def machine(tmp_path: Path):  # type: ignore[no-untyped-def]
             installs = "".join(
                 f'    {pkg}) for c in {" ".join(cmds)}; do printf "#!/bin/bash\\nexit 0\\n" > "{bin_dir}/$c";'
                 f' chmod +x "{bin_dir}/$c"; done ;;\n'
-                for pkg, cmds in PROVIDES.items())
-            executable(bin_dir / "apt-get", f'echo "$*" >> "{calls}"\n'
-                       + ("exit 100\n" if apt_fails else "")
-                       + '[ "$1" = install ] || exit 0\nfor p in "$@"; do case "$p" in\n'
-                       + installs + "  esac; done\n")
+                for pkg, cmds in PROVIDES.items()
+            )
+            executable(
+                bin_dir / "apt-get",
+                f'echo "$*" >> "{calls}"\n'
+                + ("exit 100\n" if apt_fails else "")
+                + '[ "$1" = install ] || exit 0\nfor p in "$@"; do case "$p" in\n'
+                + installs
+                + "  esac; done\n",
+            )
         return bin_dir
 
     return make
@@ -83,8 +102,13 @@ def machine(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 def run(bin_dir: Path, *args: str) -> Run:
     log = bin_dir.parent / "deps.log"
-    proc = subprocess.run(["/bin/bash", str(SCRIPT), *args], capture_output=True, text=True,
-                          env={"PATH": str(bin_dir), "JOBQUEUE_DEPS_LOG": str(log)}, check=False)
+    proc = subprocess.run(
+        ["/bin/bash", str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        env={"PATH": str(bin_dir), "JOBQUEUE_DEPS_LOG": str(log)},
+        check=False,
+    )
     calls = bin_dir.parent / "apt-calls"
     assert proc.stdout == ""
     return Run(proc.returncode, proc.stderr, calls.read_text().splitlines() if calls.exists() else [])
@@ -128,8 +152,10 @@ def test_not_root_with_passwordless_sudo_installs_through_sudo(machine) -> None:
 def test_not_root_without_sudo_says_what_to_run(machine) -> None:  # type: ignore[no-untyped-def]
     r = run(machine(uid=1000))
     assert r.code == 2
-    assert r.lines == [f"jobqueue: missing system packages: {SERVERS}; not root and no password-less sudo, "
-                       f"so install them yourself: sudo apt-get install -y {SERVERS}"]
+    assert r.lines == [
+        f"jobqueue: missing system packages: {SERVERS}; not root and no password-less sudo, "
+        f"so install them yourself: sudo apt-get install -y {SERVERS}"
+    ]
     assert r.apt_calls == []
 
 
@@ -154,8 +180,9 @@ def test_check_only_reports_and_installs_nothing(machine) -> None:  # type: igno
     r = run(machine(), "--check")
     assert r.code == 2
     assert r.apt_calls == []
-    assert r.lines == [f"jobqueue: missing system packages: {SERVERS} "
-                       f"(install them with: sudo apt-get install -y {SERVERS})"]
+    assert r.lines == [
+        f"jobqueue: missing system packages: {SERVERS} (install them with: sudo apt-get install -y {SERVERS})"
+    ]
 
 
 @pytest.mark.parametrize("tool", ["go", "npm", "python3"])

@@ -68,8 +68,14 @@ EPOCH = datetime.datetime(2026, 1, 5, 12, 0, tzinfo=datetime.UTC)
 def api_error(code: int, message: str = "") -> ApiError:
     """The error lightkube raises for an API answer with HTTP status ``code``."""
     reasons = {403: "Forbidden", 404: "NotFound", 409: "Conflict", 422: "Invalid"}
-    return ApiError(status=Status(code=code, reason=reasons.get(code), status="Failure",
-                                  message=message or f"{reasons.get(code, 'Error')} (injected)"))
+    return ApiError(
+        status=Status(
+            code=code,
+            reason=reasons.get(code),
+            status="Failure",
+            message=message or f"{reasons.get(code, 'Error')} (injected)",
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -120,8 +126,12 @@ class FakeKube:
         """Store an object as someone else (kubectl) would create it; returns the live object."""
         meta = body["metadata"]
         live = copy.deepcopy(dict(body))
-        live["metadata"] = {**live["metadata"], "uid": f"uid-{next(self._uids)}", "generation": 1,
-                            "resourceVersion": str(next(self._versions))}
+        live["metadata"] = {
+            **live["metadata"],
+            "uid": f"uid-{next(self._uids)}",
+            "generation": 1,
+            "resourceVersion": str(next(self._versions)),
+        }
         self.objects[body["kind"], meta["namespace"], meta["name"]] = live
         return copy.deepcopy(live)
 
@@ -143,8 +153,14 @@ class FakeKube:
         """``kubectl apply`` of one of our kinds: created, or a new generation if its spec changed."""
         existing = self.objects.get((kind, namespace, name))
         if existing is None:
-            return self.create({"apiVersion": models.API_VERSION, "kind": kind,
-                                "metadata": {"name": name, "namespace": namespace}, "spec": spec})
+            return self.create(
+                {
+                    "apiVersion": models.API_VERSION,
+                    "kind": kind,
+                    "metadata": {"name": name, "namespace": namespace},
+                    "spec": spec,
+                }
+            )
         if existing["spec"] != spec:
             existing["spec"] = copy.deepcopy(spec)
             existing["metadata"]["generation"] += 1
@@ -153,9 +169,14 @@ class FakeKube:
 
     def url_secret(self, url: str, name: str = "jobqueue-redis", key: str = "url") -> dict[str, Any]:
         """A user's Secret holding a Redis URL (what ``spec.redis.urlSecretRef`` names)."""
-        return self.create({"apiVersion": "v1", "kind": "Secret",
-                            "metadata": {"name": name, "namespace": NAMESPACE},
-                            "data": {key: base64.b64encode(url.encode()).decode()}})
+        return self.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": name, "namespace": NAMESPACE},
+                "data": {key: base64.b64encode(url.encode()).decode()},
+            }
+        )
 
     def get(self, kind: str, name: str, namespace: str = NAMESPACE) -> dict[str, Any] | None:
         live = self.objects.get((kind, namespace, name))
@@ -167,8 +188,9 @@ class FakeKube:
 
     def writes(self, verb: str, kind: str | None = None) -> list[Call]:
         """The successful calls ``verb`` (on ``kind``)."""
-        return [c for c in self.calls if c.verb == verb and (kind is None or c.kind == kind)
-                and c.error is None]
+        return [
+            c for c in self.calls if c.verb == verb and (kind is None or c.kind == kind) and c.error is None
+        ]
 
     def reasons(self, name: str | None = None) -> list[tuple[str, str]]:
         """(type, reason) of the Events recorded (about ``name``), oldest first."""
@@ -188,13 +210,15 @@ class FakeKube:
 
     # ---- plumbing
 
-    def _call(self, verb: str, kind: str, namespace: str, name: str, *, body: Any = None,
-              manager: str | None = None) -> None:
+    def _call(
+        self, verb: str, kind: str, namespace: str, name: str, *, body: Any = None, manager: str | None = None
+    ) -> None:
         pending = self._failures.get((verb, kind))
         if pending:
             error = pending.pop(0)
-            self.calls.append(Call(verb, kind, namespace, name, copy.deepcopy(body), manager,
-                                   int(error.status.code or 0)))
+            self.calls.append(
+                Call(verb, kind, namespace, name, copy.deepcopy(body), manager, int(error.status.code or 0))
+            )
             raise error
         self.calls.append(Call(verb, kind, namespace, name, copy.deepcopy(body), manager))
 
@@ -269,8 +293,9 @@ class FakeKube:
             self._touch(live, spec_before)
         return copy.deepcopy(live)
 
-    def _apply_replicas(self, key: ObjKey, live: dict[str, Any], body: Mapping[str, Any], manager: str,
-                        spec_before: Any) -> None:
+    def _apply_replicas(
+        self, key: ObjKey, live: dict[str, Any], body: Mapping[str, Any], manager: str, spec_before: Any
+    ) -> None:
         """Server-side apply of a Deployment as far as replicas go: the body's other spec
         fields are the applier's; ``spec.replicas`` stays while any manager owns it."""
         owners = self._replica_owners[key]
@@ -286,7 +311,8 @@ class FakeKube:
         live["spec"]["replicas"] = replicas if owners else 1  # nobody owns it: Kubernetes' default
         live["metadata"]["managedFields"] = [
             {"manager": m, "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {}}}}
-            for m in sorted(owners)]
+            for m in sorted(owners)
+        ]
 
     async def delete_deployment(self, namespace: str, name: str) -> None:
         self._call("delete", "Deployment", namespace, name)
@@ -304,8 +330,7 @@ class FakeKube:
         self._touch(live, before)
         return copy.deepcopy(live)
 
-    async def scale_deployment(self, namespace: str, name: str, replicas: int, *,
-                               field_manager: str) -> None:
+    async def scale_deployment(self, namespace: str, name: str, replicas: int, *, field_manager: str) -> None:
         self._call("scale", "Deployment", namespace, name, body=replicas, manager=field_manager)
         live = self._live("Deployment", namespace, name)
         before = copy.deepcopy(live["spec"])
@@ -313,15 +338,17 @@ class FakeKube:
         self._replica_owners["Deployment", namespace, name].add(field_manager)
         self._touch(live, before)
 
-    async def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str], *,
-                           field_manager: str) -> None:
+    async def annotate_pod(
+        self, namespace: str, name: str, annotations: Mapping[str, str], *, field_manager: str
+    ) -> None:
         self._call("annotate", "Pod", namespace, name, body=dict(annotations), manager=field_manager)
         live = self._live("Pod", namespace, name)
         live["metadata"].setdefault("annotations", {}).update(annotations)
         self._touch(live, live.get("spec"))
 
-    async def apply_status(self, kind: str, namespace: str, name: str, status: Mapping[str, Any], *,
-                           field_manager: str) -> None:
+    async def apply_status(
+        self, kind: str, namespace: str, name: str, status: Mapping[str, Any], *, field_manager: str
+    ) -> None:
         self._call("apply_status", kind, namespace, name, body=status, manager=field_manager)
         live = self._live(kind, namespace, name)
         # server-side apply: the status fields this manager applied before and leaves out now go
@@ -332,8 +359,9 @@ class FakeKube:
         applied.update(status.keys())
         self._touch(live, live.get("spec"))
 
-    async def merge_status(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any], *,
-                           field_manager: str) -> None:
+    async def merge_status(
+        self, kind: str, namespace: str, name: str, patch: Mapping[str, Any], *, field_manager: str
+    ) -> None:
         self._call("merge_status", kind, namespace, name, body=patch, manager=field_manager)
         live = self._live(kind, namespace, name)
         merged = {**(live.get("status") or {}), **copy.deepcopy(dict(patch))}
@@ -342,17 +370,34 @@ class FakeKube:
 
     # ---- helpers for the worker side that Kubernetes would run
 
-    def pod(self, jobqueue: str, name: str, *, namespace: str = NAMESPACE,
-            cost: int | None = None) -> dict[str, Any]:
+    def pod(
+        self, jobqueue: str, name: str, *, namespace: str = NAMESPACE, cost: int | None = None
+    ) -> dict[str, Any]:
         """A running worker pod of ``jobqueue``'s Deployment (a ReplicaSet's, as Kubernetes makes them)."""
         deployment = names.deployment_name(jobqueue)
         annotations = {} if cost is None else {views.DELETION_COST_ANNOTATION: str(cost)}
-        return self.create({"apiVersion": "v1", "kind": "Pod", "metadata": {
-            "name": name, "namespace": namespace, "labels": names.worker_labels(jobqueue),
-            "annotations": annotations,
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "controller": True,
-                                 "name": f"{deployment}-5d9c8", "uid": "rs-uid"}]},
-            "status": {"phase": "Running"}})
+        return self.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "labels": names.worker_labels(jobqueue),
+                    "annotations": annotations,
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "apps/v1",
+                            "kind": "ReplicaSet",
+                            "controller": True,
+                            "name": f"{deployment}-5d9c8",
+                            "uid": "rs-uid",
+                        }
+                    ],
+                },
+                "status": {"phase": "Running"},
+            }
+        )
 
 
 class Indexes:
@@ -475,18 +520,41 @@ class FakePipeline:
         return out
 
 
-def queue_stats(queue: str, *, queued: int = 0, running: int = 0,
-                workers: Sequence[stats.WorkerInfo] = (), paused: bool = False,
-                last_activity_at: float | None = None) -> stats.QueueStats:
-    return stats.QueueStats(queue=queue, queued=queued, scheduled=0, scheduled_due=0, running=running,
-                            lost=0, failed=0, finished=0, oldest_queued_seconds=0.0,
-                            last_activity_at=last_activity_at, workers=list(workers), paused=paused)
+def queue_stats(
+    queue: str,
+    *,
+    queued: int = 0,
+    running: int = 0,
+    workers: Sequence[stats.WorkerInfo] = (),
+    paused: bool = False,
+    last_activity_at: float | None = None,
+) -> stats.QueueStats:
+    return stats.QueueStats(
+        queue=queue,
+        queued=queued,
+        scheduled=0,
+        scheduled_due=0,
+        running=running,
+        lost=0,
+        failed=0,
+        finished=0,
+        oldest_queued_seconds=0.0,
+        last_activity_at=last_activity_at,
+        workers=list(workers),
+        paused=paused,
+    )
 
 
 def worker(pod: str, job: str | None = None) -> stats.WorkerInfo:
     """An RQ worker on ``pod``, busy with ``job`` (idle without one)."""
-    return stats.WorkerInfo(name=f"w-{pod}", pod=pod, state="busy" if job else "idle", current_job=job,
-                            busy_slots=1 if job else 0, slots=1)
+    return stats.WorkerInfo(
+        name=f"w-{pod}",
+        pod=pod,
+        state="busy" if job else "idle",
+        current_job=job,
+        busy_slots=1 if job else 0,
+        slots=1,
+    )
 
 
 class FakeHub(redisq.RedisHub):
@@ -519,25 +587,37 @@ class FakeHub(redisq.RedisHub):
         self._answered.add(url)
         return fn(cast(redis.Redis, self.servers[url]))
 
-    async def poll(self, url: str, queue_names: Sequence[str],
-                   pods: Mapping[str, Collection[str]] | None = None, *,
-                   reuse: stats.Reuse | None = None) -> redisq.Poll:
+    async def poll(
+        self,
+        url: str,
+        queue_names: Sequence[str],
+        pods: Mapping[str, Collection[str]] | None = None,
+        *,
+        reuse: stats.Reuse | None = None,
+    ) -> redisq.Poll:
         def read(_: redis.Redis) -> redisq.Poll:
             self.polls += 1
             figures = {q: self.stats[url].get(q) or queue_stats(q) for q in queue_names}
             # (as the real poll: the heartbeats of the workers of the pods asked about)
-            wanted = [w.name for queue, names_ in (pods or {}).items() if queue in figures
-                      for w in figures[queue].workers if w.pod in names_]
+            wanted = [
+                w.name
+                for queue, names_ in (pods or {}).items()
+                if queue in figures
+                for w in figures[queue].workers
+                if w.pod in names_
+            ]
             return redisq.Poll(figures, {w: self.heartbeats[url].get(w) for w in wanted}, 0.0)
 
         return await self.run(url, read)
 
-    async def recover_pod(self, url: str, queue_name: str, pod: str, *,
-                          reason: str) -> recovery.RecoveryReport:
+    async def recover_pod(
+        self, url: str, queue_name: str, pod: str, *, reason: str
+    ) -> recovery.RecoveryReport:
         def recover(_: redis.Redis) -> recovery.RecoveryReport:
             self.recovered.append((queue_name, pod, reason))
-            return recovery.RecoveryReport(queue=queue_name, pod=pod, requeued=self.held.pop(pod, []),
-                                           failed=[], workers_removed=[])
+            return recovery.RecoveryReport(
+                queue=queue_name, pod=pod, requeued=self.held.pop(pod, []), failed=[], workers_removed=[]
+            )
 
         return await self.run(url, recover)
 
@@ -596,8 +676,14 @@ class Operator:
     sweeper: sweeper.Sweeper
 
     @classmethod
-    def make(cls, *, default_url: str | None = REDIS_URL, budget: int | None = None,
-             kube: FakeKube | None = None, hub: FakeHub | None = None) -> Operator:
+    def make(
+        cls,
+        *,
+        default_url: str | None = REDIS_URL,
+        budget: int | None = None,
+        kube: FakeKube | None = None,
+        hub: FakeHub | None = None,
+    ) -> Operator:
         """A new operator process; ``kube``/``hub``: the cluster and Redis of an earlier one
         (a restart)."""
         kube, hub, clock = kube or FakeKube(), hub or FakeHub(), Clock()
@@ -607,19 +693,41 @@ class Operator:
         keeper = StatusKeeper(kube, kube.emit, clock=clock.utc)
         secrets = defaultredis.DefaultRedisSecrets(kube, default_url, queues=indexes.refs)
         defaults = deployment.WorkerDefaults(default_redis=default_url is not None)
-        reconciler = reconcile.Reconciler(kube=kube, hub=hub, addresses=addresses, keeper=keeper,
-                                          defaults=defaults,
-                                          emit=kube.emit, secrets=secrets)
+        reconciler = reconcile.Reconciler(
+            kube=kube,
+            hub=hub,
+            addresses=addresses,
+            keeper=keeper,
+            defaults=defaults,
+            emit=kube.emit,
+            secrets=secrets,
+        )
         autoscaler = poller.Autoscaler(
-            kube=kube, hub=hub, addresses=addresses, keeper=keeper, emit=kube.emit, queues=indexes.refs,
-            deployments=indexes.deployments, pods=indexes.pods, statuses=indexes.statuses, interval=1.0,
-            budget=budget, clock=clock.wall, monotonic=clock.mono)
-        jobs = recurring.RecurringJobs(kube=kube, hub=hub, addresses=addresses, emit=kube.emit,
-                                       defaults=defaults,
-                                       clock=clock.utc)
-        sweep = sweeper.Sweeper(reconciler=reconciler, kube=kube, hub=hub, addresses=addresses,
-                                config=settings.Settings(namespaces=(NAMESPACE,), redis_url=default_url),
-                                queues=indexes.refs)
+            kube=kube,
+            hub=hub,
+            addresses=addresses,
+            keeper=keeper,
+            emit=kube.emit,
+            queues=indexes.refs,
+            deployments=indexes.deployments,
+            pods=indexes.pods,
+            statuses=indexes.statuses,
+            interval=1.0,
+            budget=budget,
+            clock=clock.wall,
+            monotonic=clock.mono,
+        )
+        jobs = recurring.RecurringJobs(
+            kube=kube, hub=hub, addresses=addresses, emit=kube.emit, defaults=defaults, clock=clock.utc
+        )
+        sweep = sweeper.Sweeper(
+            reconciler=reconciler,
+            kube=kube,
+            hub=hub,
+            addresses=addresses,
+            config=settings.Settings(namespaces=(NAMESPACE,), redis_url=default_url),
+            queues=indexes.refs,
+        )
         return cls(kube, hub, clock, indexes, addresses, keeper, secrets, reconciler, autoscaler, jobs, sweep)
 
     async def reconcile(self, name: str, namespace: str = NAMESPACE) -> reconcile.Outcome:

@@ -30,8 +30,11 @@ def owners(kube: FakeKube) -> set[str]:
 def redis_env(kube: FakeKube, name: str) -> dict[str, Any]:
     dep = kube.get("Deployment", names.deployment_name(name))
     assert dep is not None
-    (env,) = [e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]
-              if e["name"] == "JOBQUEUE_REDIS_URL"]
+    (env,) = [
+        e
+        for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]
+        if e["name"] == "JOBQUEUE_REDIS_URL"
+    ]
     return dict(env)
 
 
@@ -161,11 +164,19 @@ async def test_a_new_default_url_updates_the_secret_and_rolls_the_workers() -> N
 
 async def test_a_secret_of_that_name_made_by_someone_else_is_left_alone() -> None:
     op = Operator.make()
-    theirs = op.kube.create({"apiVersion": "v1", "kind": "Secret", "metadata": {
-        "name": SECRET, "namespace": NAMESPACE,
-        # our labels, copied: without a JobQueue owner reference it is still not ours
-        "labels": {names.MANAGED_BY_LABEL: names.MANAGED_BY, names.COMPONENT_LABEL: "default-redis"}},
-        "data": {"url": base64.b64encode(b"redis://their-redis:6379/0").decode()}})
+    theirs = op.kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": SECRET,
+                "namespace": NAMESPACE,
+                # our labels, copied: without a JobQueue owner reference it is still not ours
+                "labels": {names.MANAGED_BY_LABEL: names.MANAGED_BY, names.COMPONENT_LABEL: "default-redis"},
+            },
+            "data": {"url": base64.b64encode(b"redis://their-redis:6379/0").decode()},
+        }
+    )
     op.kube.jobqueue("careful")
     op.indexes.refresh()
     outcome = await op.reconcile("careful")

@@ -26,8 +26,9 @@ async def two_pods_one_busy() -> Operator:
     for pod in PODS:
         op.kube.pod("chaos", pod)
     op.indexes.refresh()
-    op.hub.stats[REDIS_URL][QUEUE] = queue_stats(QUEUE, running=1,
-                                                 workers=[worker(PODS[0], "victim"), worker(PODS[1])])
+    op.hub.stats[REDIS_URL][QUEUE] = queue_stats(
+        QUEUE, running=1, workers=[worker(PODS[0], "victim"), worker(PODS[1])]
+    )
     beat(op, 0)
     await op.cycle()
     return op
@@ -48,9 +49,13 @@ async def test_a_force_deleted_busy_pod_has_its_job_requeued_once_its_workers_fa
     op.hub.held[PODS[0]] = ["victim"]
     op.kube.remove("Pod", PODS[0])  # --grace-period=0 --force: gone from the API at once
     op.indexes.refresh()
-    before = prometheus_client.REGISTRY.get_sample_value(
-        "jobqueue_lost_jobs_recovered_total",
-        {"namespace": NAMESPACE, "jobqueue": "chaos", "queue": QUEUE, "outcome": "requeued"}) or 0.0
+    before = (
+        prometheus_client.REGISTRY.get_sample_value(
+            "jobqueue_lost_jobs_recovered_total",
+            {"namespace": NAMESPACE, "jobqueue": "chaos", "queue": QUEUE, "outcome": "requeued"},
+        )
+        or 0.0
+    )
 
     # its process may still be stopping: nothing happens while the silence is shorter than
     # SILENCE_SECONDS (the other pod's worker keeps beating)
@@ -69,7 +74,8 @@ async def test_a_force_deleted_busy_pod_has_its_job_requeued_once_its_workers_fa
     assert "1 re-queued" in message
     after = prometheus_client.REGISTRY.get_sample_value(
         "jobqueue_lost_jobs_recovered_total",
-        {"namespace": NAMESPACE, "jobqueue": "chaos", "queue": QUEUE, "outcome": "requeued"})
+        {"namespace": NAMESPACE, "jobqueue": "chaos", "queue": QUEUE, "outcome": "requeued"},
+    )
     assert after == before + 1
     assert op.kube.events[-1].kind == models.JOBQUEUE_KIND
 

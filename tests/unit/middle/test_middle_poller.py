@@ -50,8 +50,12 @@ def replicas(op: Operator, name: str) -> int:
 
 
 def api_errors(action: str) -> float:
-    return prometheus_client.REGISTRY.get_sample_value(
-        "jobqueue_autoscaler_api_errors_total", {"action": action}) or 0.0
+    return (
+        prometheus_client.REGISTRY.get_sample_value(
+            "jobqueue_autoscaler_api_errors_total", {"action": action}
+        )
+        or 0.0
+    )
 
 
 async def new_queue(op: Operator, name: str, **spec: Any) -> None:
@@ -61,10 +65,13 @@ async def new_queue(op: Operator, name: str, **spec: Any) -> None:
 
 async def test_a_burst_scales_up_in_one_step_and_back_to_zero_when_idle() -> None:
     op = Operator.make()
-    await new_queue(op, "burst", concurrency=8, worker={"image": "registry.invalid/w:1", "imports": ["w"],
-                                                        "concurrencyPerPod": 2},
-                    scaling={"minReplicas": 0, "maxReplicas": 4, "scaleDownDelaySeconds": 3,
-                             "idleSecondsBeforeZero": 6})
+    await new_queue(
+        op,
+        "burst",
+        concurrency=8,
+        worker={"image": "registry.invalid/w:1", "imports": ["w"], "concurrencyPerPod": 2},
+        scaling={"minReplicas": 0, "maxReplicas": 4, "scaleDownDelaySeconds": 3, "idleSecondsBeforeZero": 6},
+    )
     assert replicas(op, "burst") == 0
     stats_of(op, "burst", queued=8)
     await op.cycle()
@@ -91,9 +98,13 @@ async def test_a_burst_scales_up_in_one_step_and_back_to_zero_when_idle() -> Non
 
 async def test_a_pending_replica_write_outranks_a_lagging_index_and_a_newer_decision_builds_on_it() -> None:
     op = Operator.make()
-    await new_queue(op, "lag", concurrency=12, worker={"image": "registry.invalid/w:1", "imports": ["w"],
-                                                       "concurrencyPerPod": 2},
-                    scaling={"maxReplicas": 6, "scaleDownDelaySeconds": 600})
+    await new_queue(
+        op,
+        "lag",
+        concurrency=12,
+        worker={"image": "registry.invalid/w:1", "imports": ["w"], "concurrencyPerPod": 2},
+        scaling={"maxReplicas": 6, "scaleDownDelaySeconds": 600},
+    )
     stats_of(op, "lag", queued=8)
     await op.cycle()
     # the watch has not shown the write yet (the index still says 0): the write stands
@@ -133,8 +144,12 @@ async def test_a_write_the_index_shows_ends_the_pending_state_at_once() -> None:
 
 async def drain_setup(op: Operator) -> list[str]:
     """Three pods, one of them busy with a long job, demand down to that one job."""
-    await new_queue(op, "drain", concurrency=3, scaling={"maxReplicas": 3, "scaleDownDelaySeconds": 2,
-                                                         "idleSecondsBeforeZero": 600})
+    await new_queue(
+        op,
+        "drain",
+        concurrency=3,
+        scaling={"maxReplicas": 3, "scaleDownDelaySeconds": 2, "idleSecondsBeforeZero": 600},
+    )
     stats_of(op, "drain", queued=3)
     await op.cycle()
     pods = ["drain-worker-a", "drain-worker-b", "drain-worker-c"]
@@ -187,8 +202,12 @@ async def test_scale_in_goes_ahead_when_the_costs_never_show() -> None:
 
 async def test_redis_unreachable_holds_replicas_and_says_so_then_recovers() -> None:
     op = Operator.make()
-    await new_queue(op, "held", concurrency=4, scaling={"maxReplicas": 4, "scaleDownDelaySeconds": 1,
-                                                        "idleSecondsBeforeZero": 2})
+    await new_queue(
+        op,
+        "held",
+        concurrency=4,
+        scaling={"maxReplicas": 4, "scaleDownDelaySeconds": 1, "idleSecondsBeforeZero": 2},
+    )
     assert op.kube.condition(JQ, "held", "RedisReachable")["status"] == "True"
     stats_of(op, "held", queued=3)
     await op.cycle()
@@ -256,9 +275,14 @@ async def test_a_deployment_with_copied_labels_is_never_scaled() -> None:
     is not ours (tests/integration/operator/test_operator_name_conflicts.py)."""
     op = Operator.make()
     labels = names.worker_labels("forged")
-    op.kube.create({"apiVersion": "apps/v1", "kind": "Deployment",
-                    "metadata": {"name": "forged-worker", "namespace": NAMESPACE, "labels": labels},
-                    "spec": {"replicas": 3, "selector": {"matchLabels": labels}}})
+    op.kube.create(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "forged-worker", "namespace": NAMESPACE, "labels": labels},
+            "spec": {"replicas": 3, "selector": {"matchLabels": labels}},
+        }
+    )
     op.kube.jobqueue("forged", scaling={"minReplicas": 1, "maxReplicas": 1})
     outcome = await op.reconcile("forged")
     assert outcome.retry_error is not None
@@ -291,8 +315,12 @@ async def test_a_refused_status_write_is_counted_and_made_on_the_next_pass(queue
 
 async def test_a_paused_queue_is_held_at_min_replicas_and_its_status_says_why() -> None:
     op = Operator.make()
-    await new_queue(op, "paused", concurrency=4, scaling={"minReplicas": 1, "maxReplicas": 4,
-                                                          "scaleDownDelaySeconds": 600})
+    await new_queue(
+        op,
+        "paused",
+        concurrency=4,
+        scaling={"minReplicas": 1, "maxReplicas": 4, "scaleDownDelaySeconds": 600},
+    )
     stats_of(op, "paused", queued=3)
     await op.cycle()
     op.indexes.refresh()

@@ -55,7 +55,11 @@ async def test_a_jobqueue_becomes_a_worker_deployment_with_its_settings_publishe
     body = op.kube.get(JQ, "mailer")
     assert body is not None
     assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
-        "JobQueue", "mailer", body["metadata"]["uid"], True)
+        "JobQueue",
+        "mailer",
+        body["metadata"]["uid"],
+        True,
+    )
     # the hand-over of spec.replicas: the operator's first apply sets it, the autoscaler claims it
     applies = [(c.manager, "replicas" in c.body["spec"]) for c in op.kube.writes("apply", "Deployment")]
     assert applies == [(names.OPERATOR_MANAGER, True), (names.AUTOSCALER_MANAGER, True)]
@@ -66,8 +70,15 @@ async def test_a_jobqueue_becomes_a_worker_deployment_with_its_settings_publishe
     assert op.kube.reasons("mailer") == [("Normal", "DeploymentCreated"), ("Normal", "SettingsPublished")]
 
     # the Deployment watch: the workers are up
-    ready = {**live, "status": {"replicas": 2, "readyReplicas": 2, "updatedReplicas": 2,
-                                "observedGeneration": live["metadata"]["generation"]}}
+    ready = {
+        **live,
+        "status": {
+            "replicas": 2,
+            "readyReplicas": 2,
+            "updatedReplicas": 2,
+            "observedGeneration": live["metadata"]["generation"],
+        },
+    }
     await op.reconciler.deployment_event("MODIFIED", ready)
     assert op.kube.condition(JQ, "mailer", "Ready")["reason"] == "WorkersReady"
     assert op.kube.objects[JQ, NAMESPACE, "mailer"]["status"]["workers"] == "2/2"
@@ -79,16 +90,23 @@ async def test_a_spec_change_rolls_out_without_touching_the_replicas_and_a_resta
     await op.reconcile("mailer")
     await op.kube.scale_deployment(NAMESPACE, "mailer-worker", 3, field_manager=names.AUTOSCALER_MANAGER)
     generation = deployment(op, "mailer")["metadata"]["generation"]
-    op.kube.jobqueue("mailer", scaling={"minReplicas": 1, "maxReplicas": 3}, concurrency=3, priority=1,
-                     worker={"image": "registry.invalid/glec-jobs:2", "imports": ["glec.jobs"]})
+    op.kube.jobqueue(
+        "mailer",
+        scaling={"minReplicas": 1, "maxReplicas": 3},
+        concurrency=3,
+        priority=1,
+        worker={"image": "registry.invalid/glec-jobs:2", "imports": ["glec.jobs"]},
+    )
     await op.reconcile("mailer")
     live = deployment(op, "mailer")
     assert live["spec"]["replicas"] == 3  # the operator's apply carries no replicas any more
     assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.invalid/glec-jobs:2"
     assert live["metadata"]["generation"] > generation
     assert "replicas" not in op.kube.writes("apply", "Deployment")[-1].body["spec"]
-    assert op.kube.reasons("mailer")[-2:] == [("Normal", "DeploymentUpdated"),
-                                              ("Normal", "SettingsPublished")]
+    assert op.kube.reasons("mailer")[-2:] == [
+        ("Normal", "DeploymentUpdated"),
+        ("Normal", "SettingsPublished"),
+    ]
     assert op.kube.objects[JQ, NAMESPACE, "mailer"]["status"]["observedGeneration"] == 2
     assert load(op, f"{NAMESPACE}.mailer").priority == 1
 
@@ -97,8 +115,10 @@ async def test_a_spec_change_rolls_out_without_touching_the_replicas_and_a_resta
     restarted = Operator.make(kube=op.kube, hub=op.hub)
     await restarted.reconcile("mailer")
     assert [c.verb for c in op.kube.calls[calls:] if c.verb not in ("get",)] == ["apply"]  # a no-op apply
-    assert op.kube.objects["Deployment", NAMESPACE, "mailer-worker"]["metadata"]["resourceVersion"] == \
-        live["metadata"]["resourceVersion"]
+    assert (
+        op.kube.objects["Deployment", NAMESPACE, "mailer-worker"]["metadata"]["resourceVersion"]
+        == live["metadata"]["resourceVersion"]
+    )
     assert len(op.kube.events) == events
 
 
@@ -281,9 +301,19 @@ async def test_a_deployment_the_api_server_refuses_is_a_permanent_error_with_a_c
     assert ("Warning", "DeploymentFailed") in op.kube.reasons("bad")
 
     # a Deployment watch event for the old generation does not hide the error
-    await op.reconciler.deployment_event("MODIFIED", {"metadata": {
-        "name": "bad-worker", "namespace": NAMESPACE, "labels": names.worker_labels("bad"), "generation": 1},
-        "spec": {"replicas": 0}, "status": {}})
+    await op.reconciler.deployment_event(
+        "MODIFIED",
+        {
+            "metadata": {
+                "name": "bad-worker",
+                "namespace": NAMESPACE,
+                "labels": names.worker_labels("bad"),
+                "generation": 1,
+            },
+            "spec": {"replicas": 0},
+            "status": {},
+        },
+    )
     assert op.kube.condition(JQ, "bad", "Ready")["reason"] == "DeploymentFailed"
 
     # a new generation the API server accepts: the condition recovers, with an Event
@@ -310,7 +340,8 @@ async def test_a_deployment_apply_that_may_work_later_is_retried_with_nothing_wr
 
 @pytest.mark.parametrize("code", [403, 422])
 async def test_a_default_redis_secret_that_cannot_be_written_holds_the_deployment_and_is_retried(
-        code: int) -> None:
+    code: int,
+) -> None:
     op = Operator.make()
     op.kube.jobqueue("mailer")
     op.kube.fail("apply", "Secret", api_error(code, "secrets is forbidden"))
@@ -351,10 +382,14 @@ async def test_a_status_write_conflict_is_retried_and_a_deleted_object_gets_none
 
 async def test_someone_elses_deployment_is_reported_not_taken_over() -> None:
     op = Operator.make()
-    theirs = op.kube.create({"apiVersion": "apps/v1", "kind": "Deployment",
-                             "metadata": {"name": "billing-worker", "namespace": NAMESPACE,
-                                          "labels": {"app": "billing"}},
-                             "spec": {"replicas": 0}})
+    theirs = op.kube.create(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "billing-worker", "namespace": NAMESPACE, "labels": {"app": "billing"}},
+            "spec": {"replicas": 0},
+        }
+    )
     op.kube.jobqueue("billing")
     outcome = await op.reconcile("billing")
     assert outcome.retry_error is not None

@@ -64,17 +64,24 @@ async def test_the_cronjob_is_built_as_specified_and_the_status_says_when_it_run
     jq = op.kube.get(models.JOBQUEUE_KIND, "analytics")
     assert jq is not None
     expected = cronjob.build(
-        namespace=NAMESPACE, name="daily-analytics", uid=rj["metadata"]["uid"],
+        namespace=NAMESPACE,
+        name="daily-analytics",
+        uid=rj["metadata"]["uid"],
         spec=models.RecurringJobSpec.model_validate(rj["spec"]),
-        queue=cronjob.target(namespace=NAMESPACE, name="analytics",
-                             spec=models.JobQueueSpec.model_validate(jq["spec"])),
-        defaults=deployment.WorkerDefaults(default_redis=True))
+        queue=cronjob.target(
+            namespace=NAMESPACE, name="analytics", spec=models.JobQueueSpec.model_validate(jq["spec"])
+        ),
+        defaults=deployment.WorkerDefaults(default_redis=True),
+    )
     (applied,) = op.kube.writes("apply", "CronJob")
     assert applied.body == expected
     assert applied.manager == names.OPERATOR_MANAGER
     status = op.kube.objects[RJ, NAMESPACE, "daily-analytics"]["status"]
     assert (status["cronJobName"], status["queueName"], status["observedGeneration"]) == (
-        "daily-analytics", f"{NAMESPACE}.analytics", 1)
+        "daily-analytics",
+        f"{NAMESPACE}.analytics",
+        1,
+    )
     assert status["nextScheduleTime"] == "2026-01-05T15:00:00Z"  # midnight in Seoul, after EPOCH
     assert "lastScheduleTime" not in status  # no tick yet
     assert ready(op, "daily-analytics")[:2] == ("True", "Scheduled")
@@ -131,9 +138,14 @@ async def test_a_missing_queue_is_reported_and_the_cronjob_waits_for_it() -> Non
 
 async def test_someone_elses_cronjob_is_reported_not_taken_over_nor_suspended() -> None:
     op = Operator.make()
-    theirs = op.kube.create({"apiVersion": "batch/v1", "kind": "CronJob",
-                             "metadata": {"name": "nightly", "namespace": NAMESPACE},
-                             "spec": {"schedule": "0 3 * * *"}})
+    theirs = op.kube.create(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": {"name": "nightly", "namespace": NAMESPACE},
+            "spec": {"schedule": "0 3 * * *"},
+        }
+    )
     op.kube.recurringjob("nightly")
     await reconcile(op, "nightly")  # its queue is missing: ours would be suspended, this one is not
     assert ready(op, "nightly")[1] == "QueueMissing"
@@ -155,12 +167,20 @@ async def test_someone_elses_cronjob_is_reported_not_taken_over_nor_suspended() 
     assert names.owned_by_us(cron(op, "nightly"), kind=RJ, component=cronjob.COMPONENT)
 
 
-@pytest.mark.parametrize(("spec", "reason", "text"), [
-    ({"timeZone": "Mars/Olympus"}, "UnknownTimeZone", "'Mars/Olympus' is not in the IANA time zone database"),
-    ({"schedule": "0 0 30 2 *"}, "ScheduleNeverFires", "never creates a Job"),
-])
-async def test_what_the_api_server_cannot_check_is_reported(spec: dict[str, Any], reason: str,
-                                                            text: str) -> None:
+@pytest.mark.parametrize(
+    ("spec", "reason", "text"),
+    [
+        (
+            {"timeZone": "Mars/Olympus"},
+            "UnknownTimeZone",
+            "'Mars/Olympus' is not in the IANA time zone database",
+        ),
+        ({"schedule": "0 0 30 2 *"}, "ScheduleNeverFires", "never creates a Job"),
+    ],
+)
+async def test_what_the_api_server_cannot_check_is_reported(
+    spec: dict[str, Any], reason: str, text: str
+) -> None:
     op = await with_queue()
     op.kube.recurringjob("odd", **spec)
     await reconcile(op, "odd")
@@ -183,8 +203,10 @@ async def test_an_unreachable_redis_is_reported_until_it_answers() -> None:
     # the CronJob exists all the same: its pods read the URL from the Secret when they run
     pod = cron(op, "daily-analytics")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     env = pod["containers"][0]["env"]
-    assert {"name": "JOBQUEUE_REDIS_URL",
-            "valueFrom": {"secretKeyRef": {"name": "queue-redis", "key": "url"}}} in env
+    assert {
+        "name": "JOBQUEUE_REDIS_URL",
+        "valueFrom": {"secretKeyRef": {"name": "queue-redis", "key": "url"}},
+    } in env
 
     op.kube.url_secret(REDIS_URL, name="queue-redis")
     await op.recurring.refresh_all()  # Redis answers, but the queue's settings are not there yet
@@ -242,8 +264,9 @@ async def test_a_tick_reports_its_job_and_a_failed_job_gets_one_warning() -> Non
     await reconcile(op, "daily")
     tick = datetime.datetime(2026, 1, 6, 0, 0, tzinfo=datetime.UTC)
     job_id = cronjob.job_id(NAMESPACE, cronjob.scheduled_job_name("daily", tick))
-    op.hub.servers[REDIS_URL].hset(keys.job_key(job_id), {"status": "failed",
-                                                          "origin": f"{NAMESPACE}.analytics"})
+    op.hub.servers[REDIS_URL].hset(
+        keys.job_key(job_id), {"status": "failed", "origin": f"{NAMESPACE}.analytics"}
+    )
     ticked = cron(op, "daily")
     ticked["status"] = {"lastScheduleTime": "2026-01-06T00:00:00Z"}
     assert op.recurring.cronjob_matters("MODIFIED", ticked)

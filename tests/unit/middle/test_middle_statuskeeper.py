@@ -25,13 +25,19 @@ LOST = status.Publication.unreachable("RedisUnavailable", "Redis redis://redis.t
 
 
 def summary(ready: int, desired: int = 2) -> status.DeploymentSummary:
-    return status.DeploymentSummary(desired=desired, replicas=desired, ready=ready, updated=desired,
-                                    observed=True)
+    return status.DeploymentSummary(
+        desired=desired, replicas=desired, ready=ready, updated=desired, observed=True
+    )
 
 
 def inputs(**changes: Any) -> status.Inputs:
-    base: dict[str, Any] = {"generation": 1, "queue_name": f"{NAMESPACE}.mailer", "suspend": False,
-                            "publication": PUBLISHED, "deployment": summary(0)}
+    base: dict[str, Any] = {
+        "generation": 1,
+        "queue_name": f"{NAMESPACE}.mailer",
+        "suspend": False,
+        "publication": PUBLISHED,
+        "deployment": summary(0),
+    }
     return status.Inputs(**{**base, **changes})
 
 

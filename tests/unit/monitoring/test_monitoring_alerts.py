@@ -18,8 +18,14 @@ ROOT = Path(__file__).resolve().parents[3]
 RULE_FILE = ROOT / "manifests" / "monitoring" / "jobqueue-alerts.yaml"
 FIXTURES = sorted((ROOT / "tests" / "alerts").glob("*.test.yaml"))
 RULES = yaml.safe_load(generate.alerts_yaml())["groups"][0]["rules"]
-REQUIRED = {"JobQueueBacklogGrowing", "JobQueueOldestJobTooOld", "JobQueueFailureRateHigh",
-            "JobQueueWorkersNotReady", "JobQueueRedisUnreachable", "JobQueueOperatorDown"}
+REQUIRED = {
+    "JobQueueBacklogGrowing",
+    "JobQueueOldestJobTooOld",
+    "JobQueueFailureRateHigh",
+    "JobQueueWorkersNotReady",
+    "JobQueueRedisUnreachable",
+    "JobQueueOperatorDown",
+}
 
 
 def seconds(duration: str) -> int:
@@ -58,16 +64,22 @@ def test_each_alert_has_a_runbook_section_in_the_docs() -> None:
 
 
 def test_promtool_check_rules() -> None:
-    proc = subprocess.run(["promtool", "check", "rules", str(RULE_FILE)], capture_output=True,
-                          text=True, check=False)
+    proc = subprocess.run(
+        ["promtool", "check", "rules", str(RULE_FILE)], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"SUCCESS: {len(RULES)} rules found" in proc.stdout
 
 
 def test_promtool_test_rules() -> None:
     assert FIXTURES
-    proc = subprocess.run(["promtool", "test", "rules", *map(str, FIXTURES)], capture_output=True,
-                          text=True, check=False, cwd=ROOT)
+    proc = subprocess.run(
+        ["promtool", "test", "rules", *map(str, FIXTURES)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("SUCCESS") == len(FIXTURES)
 

@@ -19,6 +19,7 @@ BOARD = json.loads(generate.dashboard_json())
 QUERIES = dashboardkit.panel_queries(BOARD)
 ALL_EXPRS = [e for exprs in QUERIES.values() for e in exprs]
 
+
 def test_every_metric_name_in_the_dashboard_is_defined_in_metricnames() -> None:
     variables = [v.get("query", "") for v in BOARD["templating"]["list"]]
     used = set().union(*(metric_names_in(e) for e in [*ALL_EXPRS, *variables]))
@@ -32,11 +33,20 @@ def test_every_metric_of_the_project_is_on_the_dashboard() -> None:
     assert sorted(NAMES - shown) == []
 
 
-@pytest.mark.parametrize("topic", [
-    "Jobs by state", "Oldest queued job age", "Throughput", "Failures and retries",
-    "Wait time (queued → started)", "Run time", "Worker pods: desired vs ready",
-    "Scaling decisions", "Lost-job recoveries",
-])
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "Jobs by state",
+        "Oldest queued job age",
+        "Throughput",
+        "Failures and retries",
+        "Wait time (queued → started)",
+        "Run time",
+        "Worker pods: desired vs ready",
+        "Scaling decisions",
+        "Lost-job recoveries",
+    ],
+)
 def test_the_dashboard_covers(topic: str) -> None:
     assert QUERIES.get(topic), f"no panel {topic!r}: {sorted(QUERIES)}"
 
@@ -63,8 +73,14 @@ def test_variables_datasource_namespace_queue() -> None:
 
 
 def test_queue_panels_follow_the_variables() -> None:
-    operator_rows = {"Redis reachable", "Autoscaler cycle", "Autoscaler errors", "Reconciles",
-                     "Reconcile duration", "Operator version"}
+    operator_rows = {
+        "Redis reachable",
+        "Autoscaler cycle",
+        "Autoscaler errors",
+        "Reconciles",
+        "Reconcile duration",
+        "Operator version",
+    }
     for title, exprs in QUERIES.items():
         for expr in exprs:
             if title in operator_rows:
@@ -101,14 +117,15 @@ def test_identity_and_generated_marker() -> None:
 
 def test_every_panel_query_is_valid_promql(tmp_path: Path) -> None:
     """promtool parses each query (Grafana's variables replaced by what they expand to)."""
+
     def concrete(expr: str) -> str:
-        return (expr.replace("$__rate_interval", "1m").replace("$namespace", ".*")
-                .replace("$queue", ".*"))
+        return expr.replace("$__rate_interval", "1m").replace("$namespace", ".*").replace("$queue", ".*")
 
     rules = [{"record": f"dashboard:query_{i}", "expr": concrete(e)} for i, e in enumerate(ALL_EXPRS)]
     path = tmp_path / "dashboard-queries.yaml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
-    proc = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run(
+        ["promtool", "check", "rules", str(path)], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"SUCCESS: {len(rules)} rules found" in proc.stdout

@@ -22,8 +22,10 @@ def test_generation_is_deterministic() -> None:
 def test_every_output_says_it_is_generated() -> None:
     rendered = generate.render()
     assert set(rendered) == {
-        f"{d}/{f}" for d in ("manifests/monitoring", "helm/jobqueue-operator/files")
-        for f in ("jobqueue-dashboard.json", "jobqueue-alerts.yaml")}
+        f"{d}/{f}"
+        for d in ("manifests/monitoring", "helm/jobqueue-operator/files")
+        for f in ("jobqueue-dashboard.json", "jobqueue-alerts.yaml")
+    }
     for rel, text in rendered.items():
         if rel.endswith(".yaml"):
             assert text.startswith(f"# {generate.MARKER}\n"), rel
@@ -43,5 +45,6 @@ def test_the_command_line_check_mode(tmp_path: Path) -> None:
     assert "manifests/monitoring/jobqueue-alerts.yaml is out of date: run `make generate`" in stale.stderr
     written = subprocess.run([*cmd[:-1], "--root", str(tmp_path)], capture_output=True, text=True, check=True)
     assert "wrote helm/jobqueue-operator/files/jobqueue-dashboard.json" in written.stdout
-    assert (tmp_path / "manifests" / "monitoring" / "jobqueue-alerts.yaml").read_text() == \
-        (ROOT / "manifests" / "monitoring" / "jobqueue-alerts.yaml").read_text()
+    assert (tmp_path / "manifests" / "monitoring" / "jobqueue-alerts.yaml").read_text() == (
+        ROOT / "manifests" / "monitoring" / "jobqueue-alerts.yaml"
+    ).read_text()

@@ -21,8 +21,9 @@ def metric_names_in(expr: str) -> set[str]:
 
 
 def known(name: str) -> bool:
-    return name in NAMES or any(name.endswith(s) and name.removesuffix(s) in NAMES
-                                for s in HISTOGRAM_SUFFIXES)
+    return name in NAMES or any(
+        name.endswith(s) and name.removesuffix(s) in NAMES for s in HISTOGRAM_SUFFIXES
+    )
 
 
 def base_names_in(expr: str) -> set[str]:

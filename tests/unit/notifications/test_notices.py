@@ -10,16 +10,25 @@ from jobqueue_operator.notifier import group_name
 
 
 def failure(n: int, error: str = "SMTP relay down") -> Exhausted:
-    return Exhausted(entry_id=f"{n}-0", queue="email:send", job_id=f"mail-{n}",
-                     function="glec_jobs.send_email", args=["a@x.io"], kwargs={}, error=error, attempts=5,
-                     max_attempts=5,
-                     at=datetime(2026, 11, 26, tzinfo=UTC))
+    return Exhausted(
+        entry_id=f"{n}-0",
+        queue="email:send",
+        job_id=f"mail-{n}",
+        function="glec_jobs.send_email",
+        args=["a@x.io"],
+        kwargs={},
+        error=error,
+        attempts=5,
+        max_attempts=5,
+        at=datetime(2026, 11, 26, tzinfo=UTC),
+    )
 
 
 def test_first_failure_at_once_then_one_event_per_window() -> None:
     t = notices.Throttle(window=30)
     assert t.add("q", failure(1), now=100) == (
-        "job mail-1 (glec_jobs.send_email) failed after 5 of 5 attempts: SMTP relay down")
+        "job mail-1 (glec_jobs.send_email) failed after 5 of 5 attempts: SMTP relay down"
+    )
     assert [t.add("q", failure(n), now=100 + n) for n in range(2, 8)] == [None] * 6
     assert t.due(now=120) == []  # the window is not over
     ((key, message),) = t.due(now=130)
@@ -29,7 +38,8 @@ def test_first_failure_at_once_then_one_event_per_window() -> None:
     assert t.add("q", failure(9), now=140) is None  # a window started with that Event
     assert [m for _, m in t.due(now=160)] == [
         "1 more job(s) failed for good in 30s: job mail-9 (glec_jobs.send_email) failed after 5 of 5 "
-        "attempts: SMTP relay down"]
+        "attempts: SMTP relay down"
+    ]
     assert t.due(now=190) == []  # quiet for a whole window: forgotten …
     assert t.add("q", failure(10), now=191) is not None  # … so the next failure is posted at once
 

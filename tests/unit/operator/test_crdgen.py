@@ -26,8 +26,14 @@ def test_every_generated_file_says_it_is_generated() -> None:
 
 def test_the_docs_reference_lists_every_spec_field() -> None:
     table = crdgen.reference_table(crdgen.jobqueue_crd(), "spec")
-    for field in ("spec.queueName", "spec.worker.image` (required)", "spec.scaling.maxReplicas",
-                  "spec.jobDefaults.backoff.type", "spec.redis.urlSecretRef.key` (required)", "spec.suspend"):
+    for field in (
+        "spec.queueName",
+        "spec.worker.image` (required)",
+        "spec.scaling.maxReplicas",
+        "spec.jobDefaults.backoff.type",
+        "spec.redis.urlSecretRef.key` (required)",
+        "spec.suspend",
+    ):
         assert f"`{field}" in table, field
     assert "`exponential` \\| `fixed`" in table
 
@@ -41,8 +47,9 @@ def test_the_chart_copy_is_the_crd_behind_crds_install() -> None:
         assert body.startswith("{{- if .Values.crds.install }}\n")
         assert body.endswith("{{- end }}\n")
         inner = body.split("\n", 1)[1].rsplit("{{- end }}", 1)[0]
-        keep = ("  {{- if .Values.crds.keep }}\n  annotations:\n    helm.sh/resource-policy: keep\n"
-                "  {{- end }}\n")
+        keep = (
+            "  {{- if .Values.crds.keep }}\n  annotations:\n    helm.sh/resource-policy: keep\n  {{- end }}\n"
+        )
         assert inner.count(keep) == 1  # the keep annotation behind crds.keep
         chart = yaml.safe_load(inner.replace(keep, ""))
         plain = yaml.safe_load(files[path.parents[3].parent / "crds" / path.name].removeprefix(crdgen.HEADER))
@@ -171,7 +178,6 @@ def test_check_mode_reports_drift(tmp_path: Any, capsys: pytest.CaptureFixture[s
 SHARED_DESCRIPTIONS = {"name of the object", "do not fail when the object is missing"}
 
 
-
 @pytest.mark.parametrize(
     "crd", [crdgen.jobqueue_crd(), crdgen.recurringjob_crd()], ids=lambda c: c["spec"]["names"]["kind"]
 )
@@ -180,6 +186,7 @@ def test_no_field_description_is_a_copy_of_anothers(crd: dict[str, Any]) -> None
     for path, node in _nodes(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]):
         if path and node.get("description"):
             paths.setdefault(node["description"], []).append(path)
-    copies = {text: where for text, where in paths.items()
-              if len(where) > 1 and text not in SHARED_DESCRIPTIONS}
+    copies = {
+        text: where for text, where in paths.items() if len(where) > 1 and text not in SHARED_DESCRIPTIONS
+    }
     assert not copies, f"the same description on different fields (say what each one means): {copies}"

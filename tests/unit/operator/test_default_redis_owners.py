@@ -19,7 +19,7 @@ def test_at_most_the_limit_however_many_jobqueues() -> None:
 
 def test_current_owners_stay_so_that_nothing_is_rewritten() -> None:
     everyone = queues(100)
-    current = {o.uid for o in everyone[50:50 + OWNER_LIMIT]}
+    current = {o.uid for o in everyone[50 : 50 + OWNER_LIMIT]}
     assert {o.uid for o in pick_owners(everyone, current)} == current
 
 

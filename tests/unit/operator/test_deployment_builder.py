@@ -88,11 +88,14 @@ def minimal(**worker: Any) -> dict[str, Any]:
     return {"worker": {"image": "img:1", "imports": ["app.jobs"], **worker}}
 
 
-@pytest.mark.parametrize(("golden_name", "spec"), [
-    ("worker-deployment.yaml", FULL_SPEC),
-    # a queue on the operator's default Redis: the namespace's Secret, and its revision
-    ("worker-deployment-default-redis.yaml", {k: v for k, v in FULL_SPEC.items() if k != "redis"}),
-])
+@pytest.mark.parametrize(
+    ("golden_name", "spec"),
+    [
+        ("worker-deployment.yaml", FULL_SPEC),
+        # a queue on the operator's default Redis: the namespace's Secret, and its revision
+        ("worker-deployment-default-redis.yaml", {k: v for k, v in FULL_SPEC.items() if k != "redis"}),
+    ],
+)
 def test_full_spec_matches_the_golden_manifest(golden_name: str, spec: dict[str, Any]) -> None:
     golden = GOLDEN / golden_name
     built = build(spec, redis_revision=3)
@@ -167,16 +170,22 @@ def test_the_container_runs_the_worker_contract_command() -> None:
 def test_default_redis_url_reaches_workers_without_spec_redis_through_the_namespace_secret() -> None:
     template = build(minimal(), redis_revision=4)["spec"]["template"]
     (container,) = template["spec"]["containers"]
-    assert container["env"][0] == {"name": "JOBQUEUE_REDIS_URL", "valueFrom": {"secretKeyRef": {
-        "name": "jobqueue-default-redis", "key": "url"}}}
+    assert container["env"][0] == {
+        "name": "JOBQUEUE_REDIS_URL",
+        "valueFrom": {"secretKeyRef": {"name": "jobqueue-default-redis", "key": "url"}},
+    }
     # a new URL is a new revision of the Secret, and a new pod template: the workers roll
     assert template["metadata"]["annotations"]["jobqueue.glec.io/redis-revision"] == "4"
     assert build(minimal(), redis_revision=5)["spec"]["template"] != template
     # no default Redis configured: no variable, no annotation
     template = build(minimal(), deployment.WorkerDefaults(), redis_revision=None)["spec"]["template"]
     (container,) = template["spec"]["containers"]
-    assert [e["name"] for e in container["env"]] == ["POD_NAME", "POD_NAMESPACE", "JOBQUEUE_NAME",
-                                                      "JOBQUEUE_METRICS_PORT"]
+    assert [e["name"] for e in container["env"]] == [
+        "POD_NAME",
+        "POD_NAMESPACE",
+        "JOBQUEUE_NAME",
+        "JOBQUEUE_METRICS_PORT",
+    ]
     assert "jobqueue.glec.io/redis-revision" not in template["metadata"]["annotations"]
 
 
@@ -188,13 +197,19 @@ def test_queues_with_their_own_redis_do_not_follow_the_default_secret() -> None:
 
 
 #: URLs of every shape the operator accepts, with credentials in them
-URLS = ["redis://:s3cret-pw@redis.jobqueue:6379/0", "rediss://app-user:s3cret-pw@redis:6380/2",
-        "unix://:s3cret-pw@/run/redis.sock?db=1"]
+URLS = [
+    "redis://:s3cret-pw@redis.jobqueue:6379/0",
+    "rediss://app-user:s3cret-pw@redis:6380/2",
+    "unix://:s3cret-pw@/run/redis.sock?db=1",
+]
 
 
 @pytest.mark.parametrize("url", URLS)
-@pytest.mark.parametrize("spec", [FULL_SPEC, minimal(), {k: v for k, v in FULL_SPEC.items() if k != "redis"}],
-                         ids=["own-redis", "minimal", "full-default-redis"])
+@pytest.mark.parametrize(
+    "spec",
+    [FULL_SPEC, minimal(), {k: v for k, v in FULL_SPEC.items() if k != "redis"}],
+    ids=["own-redis", "minimal", "full-default-redis"],
+)
 def test_no_redis_url_ever_appears_in_a_pod_spec(url: str, spec: dict[str, Any]) -> None:
     """From the operator's settings to the Deployment and CronJob bodies, the way the operator
     wires them (handlers.worker_defaults): the default URL is never in either."""
@@ -203,17 +218,26 @@ def test_no_redis_url_ever_appears_in_a_pod_spec(url: str, spec: dict[str, Any])
     parsed = models.JobQueueSpec.model_validate(spec)
     bodies = [
         build(spec, defaults),
-        cronjob.build(namespace="glec", name="nightly", uid="u", defaults=defaults,
-                      spec=models.RecurringJobSpec.model_validate(
-                          {"queue": "ei-update", "schedule": "@daily", "function": "glec.jobs.f"}),
-                      queue=cronjob.target(namespace="glec", name="ei-update", spec=parsed)),
+        cronjob.build(
+            namespace="glec",
+            name="nightly",
+            uid="u",
+            defaults=defaults,
+            spec=models.RecurringJobSpec.model_validate(
+                {"queue": "ei-update", "schedule": "@daily", "function": "glec.jobs.f"}
+            ),
+            queue=cronjob.target(namespace="glec", name="ei-update", spec=parsed),
+        ),
     ]
     for body in bodies:
         text = json.dumps(body)
         assert "s3cret" not in text
         assert url.rsplit("@", maxsplit=1)[-1] not in text  # not even the host
-        (container,) = (body["spec"]["template"]["spec"] if body["kind"] == "Deployment" else
-                        body["spec"]["jobTemplate"]["spec"]["template"]["spec"])["containers"]
+        (container,) = (
+            body["spec"]["template"]["spec"]
+            if body["kind"] == "Deployment"
+            else body["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        )["containers"]
         (redis,) = [e for e in container["env"] if e["name"] == "JOBQUEUE_REDIS_URL"]
         assert redis.keys() == {"name", "valueFrom"}
         assert redis["valueFrom"].keys() == {"secretKeyRef"}

@@ -52,9 +52,15 @@ def test_released_and_own_leases() -> None:
 
 
 def test_record_of_a_lease_body() -> None:
-    body = {"metadata": {"name": "l", "namespace": "n", "resourceVersion": "42"},
-            "spec": {"holderIdentity": "pod-a_1234", "leaseDurationSeconds": 3, "leaseTransitions": 5,
-                     "renewTime": "2001-01-01T00:00:00.000000Z"}}
+    body = {
+        "metadata": {"name": "l", "namespace": "n", "resourceVersion": "42"},
+        "spec": {
+            "holderIdentity": "pod-a_1234",
+            "leaseDurationSeconds": 3,
+            "leaseTransitions": 5,
+            "renewTime": "2001-01-01T00:00:00.000000Z",
+        },
+    }
     assert Record.of(body) == Record("pod-a_1234", 3, "42")
     assert Record.of({"metadata": {"resourceVersion": "1"}}) == Record("", 0, "1")
 

@@ -19,8 +19,14 @@ _TOUCHED = ("", "kopf.objects", "kopf.activities.probe", "httpx2", "httpcore2", 
 
 @pytest.fixture
 def configured() -> Iterator[None]:
-    saved = {name: (logging.getLogger(name).level, list(logging.getLogger(name).handlers),
-                    list(logging.getLogger(name).filters)) for name in _TOUCHED}
+    saved = {
+        name: (
+            logging.getLogger(name).level,
+            list(logging.getLogger(name).handlers),
+            list(logging.getLogger(name).filters),
+        )
+        for name in _TOUCHED
+    }
     entry.configure_logging(Settings(log_format="plain"))
     yield
     for name, (level, log_handlers, filters) in saved.items():
@@ -59,9 +65,7 @@ def test_what_matters_still_shows(configured: None) -> None:
     # other handlers' successes (a reconcile, once per spec change)
     assert passes("kopf.objects", "Handler 'reconcile_jobqueue' succeeded.")
     # a routine handler or probe failing
-    assert passes("kopf.activities.probe", "Activity 'autoscaler' failed with an exception.",
-                  logging.ERROR)
-    assert passes("kopf.objects", "Handler 'worker_deployment_event' failed temporarily.",
-                  logging.WARNING)
+    assert passes("kopf.activities.probe", "Activity 'autoscaler' failed with an exception.", logging.ERROR)
+    assert passes("kopf.objects", "Handler 'worker_deployment_event' failed temporarily.", logging.WARNING)
     # startup activities are not routine (once per process)
     assert passes("kopf.activities.startup", "Activity 'startup' succeeded.")

@@ -116,8 +116,10 @@ def test_whether_a_jobqueue_still_declares_a_queue_has_one_policy() -> None:
     assert index.declares(raw, "ei:update")
     assert not index.declares(raw, "ei:other")
     assert not index.declares(None, "ei:update")
-    assert not index.declares(body({"worker": WORKER, "queueName": "ei:update"},
-                                   deletionTimestamp="2026-01-01T00:00:00Z"), "ei:update")
+    assert not index.declares(
+        body({"worker": WORKER, "queueName": "ei:update"}, deletionTimestamp="2026-01-01T00:00:00Z"),
+        "ei:update",
+    )
     assert index.declares(body({"worker": {"image": "x"}}), "ei:update")
 
 
@@ -132,8 +134,9 @@ def test_index_entries_are_reused_until_the_spec_or_the_deletion_changes() -> No
     assert changed is not None
     assert changed is not first
     assert changed.priority == 1
-    deleting = refs.of(body({"worker": WORKER, "priority": 1}, generation=8,
-                            deletionTimestamp="2026-01-01T00:00:00Z"))
+    deleting = refs.of(
+        body({"worker": WORKER, "priority": 1}, generation=8, deletionTimestamp="2026-01-01T00:00:00Z")
+    )
     assert deleting is not None
     assert deleting.deleting
     refs.forget("u1")
@@ -170,8 +173,11 @@ def test_published_settings_carry_the_owner_and_the_generation() -> None:
 
 
 def test_rate_limit_reaches_the_published_settings_and_the_autoscaler() -> None:
-    body_spec = {"worker": WORKER, "rateLimit": {"jobs": 30, "perSeconds": 60},
-                 "keyRateLimit": {"jobs": 2, "perSeconds": 0.5}}
+    body_spec = {
+        "worker": WORKER,
+        "rateLimit": {"jobs": 30, "perSeconds": 60},
+        "keyRateLimit": {"jobs": 2, "perSeconds": 0.5},
+    }
     spec = models.JobQueueSpec.model_validate(body_spec)
     settings = published.queue_settings(namespace="glec", name="mail", generation=1, spec=spec)
     assert settings.rate_limit is not None

@@ -14,12 +14,19 @@ from jobqueue_operator.scaling import views
 UID = "1f0c4c9e-0000-4000-8000-000000000001"
 
 
-def child(*, labels: dict[str, str] | None = None,
-          refs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {"metadata": {"name": "emails-worker", "namespace": "ns",
-                         "labels": names.worker_labels("emails") if labels is None else labels,
-                         "ownerReferences": refs if refs is not None else [
-                             names.owner_reference(kind="JobQueue", name="emails", uid=UID)]}}
+def child(
+    *, labels: dict[str, str] | None = None, refs: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": "emails-worker",
+            "namespace": "ns",
+            "labels": names.worker_labels("emails") if labels is None else labels,
+            "ownerReferences": refs
+            if refs is not None
+            else [names.owner_reference(kind="JobQueue", name="emails", uid=UID)],
+        }
+    }
 
 
 def test_ours_needs_our_labels_and_the_owners_controller_reference() -> None:
@@ -30,23 +37,45 @@ def test_ours_needs_our_labels_and_the_owners_controller_reference() -> None:
     assert not ours(child(labels={"app": "emails"}))  # someone else's Deployment of that name
     assert not ours(child(refs=[]))  # our labels, copied
     assert not ours(child(refs=[names.owner_reference(kind="JobQueue", name="emails", uid="other")]))
-    assert not ours(child(refs=[names.owner_reference(kind="JobQueue", name="emails", uid=UID,
-                                                      controller=False)]))
-    assert not ours(child(refs=[{**names.owner_reference(kind="JobQueue", name="emails", uid=UID),
-                                 "apiVersion": "example.com/v1"}]))  # another group's JobQueue
+    assert not ours(
+        child(refs=[names.owner_reference(kind="JobQueue", name="emails", uid=UID, controller=False)])
+    )
+    assert not ours(
+        child(
+            refs=[
+                {
+                    **names.owner_reference(kind="JobQueue", name="emails", uid=UID),
+                    "apiVersion": "example.com/v1",
+                }
+            ]
+        )
+    )  # another group's JobQueue
     # the shared Secret: any JobQueue of ours among its owners
-    assert names.owned_by_us(child(labels={names.MANAGED_BY_LABEL: names.MANAGED_BY,
-                                           names.COMPONENT_LABEL: "default-redis"}, refs=[
-        names.owner_reference(kind="JobQueue", name="x", uid="u", controller=False)]),
-        kind="JobQueue", component="default-redis")
+    assert names.owned_by_us(
+        child(
+            labels={names.MANAGED_BY_LABEL: names.MANAGED_BY, names.COMPONENT_LABEL: "default-redis"},
+            refs=[names.owner_reference(kind="JobQueue", name="x", uid="u", controller=False)],
+        ),
+        kind="JobQueue",
+        component="default-redis",
+    )
 
 
 def test_the_autoscaler_views_keep_the_controller() -> None:
     body = {**child(), "spec": {"replicas": 2}}
     assert views.deployment_entry(body) == {("ns", "emails"): views.DeploymentView("emails-worker", 2, UID)}
     assert views.deployment_entry(child(refs=[]))[("ns", "emails")].controller_uid is None  # type: ignore[index]
-    pod = child(refs=[{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "emails-worker-5d8f",
-                       "uid": "rs", "controller": True}])
+    pod = child(
+        refs=[
+            {
+                "apiVersion": "apps/v1",
+                "kind": "ReplicaSet",
+                "name": "emails-worker-5d8f",
+                "uid": "rs",
+                "controller": True,
+            }
+        ]
+    )
     assert views.pod_entry(pod)[("ns", "emails")].replica_set == "emails-worker-5d8f"  # type: ignore[index]
     assert views.pod_entry(child(refs=[]))[("ns", "emails")].replica_set is None  # type: ignore[index]
 
@@ -75,7 +104,9 @@ def test_a_namespace_url_has_its_own_user_password_and_database_and_nothing_of_t
     assert redisacl.database_of(url) == 7
 
 
-SENTINELS = "redis+sentinel://:admin-secret@s1:26379,s2:26380/mymaster/0?sentinel_password=s3nt&socket_timeout=3"
+SENTINELS = (
+    "redis+sentinel://:admin-secret@s1:26379,s2:26380/mymaster/0?sentinel_password=s3nt&socket_timeout=3"
+)
 
 
 def test_a_namespace_url_on_sentinels_keeps_the_sentinels_and_what_reaching_them_needs() -> None:
@@ -84,7 +115,8 @@ def test_a_namespace_url_on_sentinels_keeps_the_sentinels_and_what_reaching_them
     assert redisacl.database_of(url) == 7
     assert redisacl.password_of(url, "glec") == "pw"
     assert redisacl.operator_url(SENTINELS, 7) == (
-        "redis+sentinel://:admin-secret@s1:26379,s2:26380/mymaster/7?sentinel_password=s3nt&socket_timeout=3")
+        "redis+sentinel://:admin-secret@s1:26379,s2:26380/mymaster/7?sentinel_password=s3nt&socket_timeout=3"
+    )
     assert redisacl.database_of(SENTINELS) == 0
 
 

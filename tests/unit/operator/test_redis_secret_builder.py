@@ -16,8 +16,11 @@ GOLDEN = Path(__file__).parent / "golden"
 URL = "redis://:s3cret-pw@redis.jobqueue:6379/0"
 
 
-def body(url: str = URL, revision: int = 1, owners: tuple[Owner, ...] = (Owner("reports", "u-2"),),
-         ) -> dict[str, Any]:
+def body(
+    url: str = URL,
+    revision: int = 1,
+    owners: tuple[Owner, ...] = (Owner("reports", "u-2"),),
+) -> dict[str, Any]:
     return redissecret.build(namespace="glec", url=url, revision=revision, owners=owners)
 
 
@@ -53,12 +56,23 @@ def test_the_live_secret_reads_back() -> None:
 
 
 def test_a_secret_of_that_name_made_by_someone_else_is_not_ours() -> None:
-    theirs = {"apiVersion": "v1", "kind": "Secret",
-              "metadata": {"name": redissecret.SECRET_NAME, "namespace": "glec", "uid": "x"},
-              "data": {"url": base64.b64encode(b"redis://theirs:6379/0").decode()}}
+    theirs = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": redissecret.SECRET_NAME, "namespace": "glec", "uid": "x"},
+        "data": {"url": base64.b64encode(b"redis://theirs:6379/0").decode()},
+    }
     assert not Live.of(theirs).ours
-    labelled_elsewhere = {**theirs, "metadata": {**theirs["metadata"], "labels": {
-        "app.kubernetes.io/managed-by": "jobqueue-operator", "app.kubernetes.io/component": "worker"}}}
+    labelled_elsewhere = {
+        **theirs,
+        "metadata": {
+            **theirs["metadata"],
+            "labels": {
+                "app.kubernetes.io/managed-by": "jobqueue-operator",
+                "app.kubernetes.io/component": "worker",
+            },
+        },
+    }
     assert not Live.of(labelled_elsewhere).ours
     assert Live.of({**theirs, "data": {"url": "not base64!"}}).url is None
 

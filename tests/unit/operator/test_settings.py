@@ -68,10 +68,15 @@ def test_the_redis_password_never_appears_in_errors() -> None:
 
 def test_leader_election_is_off_unless_a_lease_is_named() -> None:
     assert Settings.from_env({"POD_NAMESPACE": "ops"}).leader_lease is None
-    s = Settings.from_env({"JOBQUEUE_LEADER_LEASE": "jq-leader", "POD_NAMESPACE": "ops",
-                           "JOBQUEUE_LEADER_LEASE_SECONDS": "15",
-                           "JOBQUEUE_LEADER_RENEW_DEADLINE_SECONDS": "10",
-                           "JOBQUEUE_LEADER_RETRY_PERIOD_SECONDS": "2"})
+    s = Settings.from_env(
+        {
+            "JOBQUEUE_LEADER_LEASE": "jq-leader",
+            "POD_NAMESPACE": "ops",
+            "JOBQUEUE_LEADER_LEASE_SECONDS": "15",
+            "JOBQUEUE_LEADER_RENEW_DEADLINE_SECONDS": "10",
+            "JOBQUEUE_LEADER_RETRY_PERIOD_SECONDS": "2",
+        }
+    )
     assert s.leader_lease == ("jq-leader", "ops")
     assert (s.lease_seconds, s.renew_deadline_seconds, s.retry_period_seconds) == (15, 10.0, 2.0)
 
@@ -81,13 +86,21 @@ def test_a_lease_needs_the_pods_namespace() -> None:
         Settings.from_env({"JOBQUEUE_LEADER_LEASE": "jq-leader"})
 
 
-@pytest.mark.parametrize(("duration", "deadline", "retry"),
-                         [("3", "3", "0.5"), ("3", "2", "2"), ("2", "2.5", "1")])
+@pytest.mark.parametrize(
+    ("duration", "deadline", "retry"), [("3", "3", "0.5"), ("3", "2", "2"), ("2", "2.5", "1")]
+)
 def test_lease_timings_must_nest(duration: str, deadline: str, retry: str) -> None:
     """The leader renews several times within its deadline and gives up before anyone may
     take over; the message names all three variables."""
-    with pytest.raises(errors.SettingsError, match=r"JOBQUEUE_LEADER_RETRY_PERIOD_SECONDS=.*"
-                       r"JOBQUEUE_LEADER_RENEW_DEADLINE_SECONDS=.*JOBQUEUE_LEADER_LEASE_SECONDS="):
-        Settings.from_env({"JOBQUEUE_LEADER_LEASE_SECONDS": duration,
-                           "JOBQUEUE_LEADER_RENEW_DEADLINE_SECONDS": deadline,
-                           "JOBQUEUE_LEADER_RETRY_PERIOD_SECONDS": retry})
+    with pytest.raises(
+        errors.SettingsError,
+        match=r"JOBQUEUE_LEADER_RETRY_PERIOD_SECONDS=.*"
+        r"JOBQUEUE_LEADER_RENEW_DEADLINE_SECONDS=.*JOBQUEUE_LEADER_LEASE_SECONDS=",
+    ):
+        Settings.from_env(
+            {
+                "JOBQUEUE_LEADER_LEASE_SECONDS": duration,
+                "JOBQUEUE_LEADER_RENEW_DEADLINE_SECONDS": deadline,
+                "JOBQUEUE_LEADER_RETRY_PERIOD_SECONDS": retry,
+            }
+        )

@@ -27,13 +27,19 @@ LONG = "x" * (status.MESSAGE_LIMIT + 100)
 # ---- JobQueue
 
 DEP = status.DeploymentSummary(desired=2, replicas=2, ready=2, updated=2, observed=True)
-OK = status.Inputs(generation=3, queue_name="q", suspend=False, publication=status.Publication.ok("q", 3),
-                   deployment=DEP)
+OK = status.Inputs(
+    generation=3, queue_name="q", suspend=False, publication=status.Publication.ok("q", 3), deployment=DEP
+)
 
 
 def failing_deployment(condition: dict[str, str]) -> status.DeploymentSummary:
-    return status.DeploymentSummary.of({"metadata": {"generation": 2}, "spec": {"replicas": 2},
-                                        "status": {"observedGeneration": 2, "conditions": [condition]}})
+    return status.DeploymentSummary.of(
+        {
+            "metadata": {"generation": 2},
+            "spec": {"replicas": 2},
+            "status": {"observedGeneration": 2, "conditions": [condition]},
+        }
+    )
 
 
 JOBQUEUE_CASES = [
@@ -50,10 +56,20 @@ JOBQUEUE_CASES = [
     replace(OK, publication=status.Publication.unreachable("RedisUnavailable", LONG)),
     replace(OK, publication=status.Publication.conflict("taken")),
     replace(OK, deployment=None),
-    replace(OK, deployment=failing_deployment({"type": "ReplicaFailure", "status": "True",
-                                               "message": "quota"})),
-    replace(OK, deployment=failing_deployment({"type": "Progressing", "status": "False",
-                                               "reason": "ProgressDeadlineExceeded", "message": "stuck"})),
+    replace(
+        OK, deployment=failing_deployment({"type": "ReplicaFailure", "status": "True", "message": "quota"})
+    ),
+    replace(
+        OK,
+        deployment=failing_deployment(
+            {
+                "type": "Progressing",
+                "status": "False",
+                "reason": "ProgressDeadlineExceeded",
+                "message": "stuck",
+            }
+        ),
+    ),
     replace(OK, suspend=True),
     replace(OK, deployment=replace(DEP, desired=0, replicas=0, ready=0, updated=0)),
     replace(OK, deployment=replace(DEP, ready=0)),
@@ -61,14 +77,47 @@ JOBQUEUE_CASES = [
     replace(OK, deployment=replace(DEP, desired=4)),
 ]
 #: what the cases reach: every reason builders/status.py's docstring lists, and NotChecked
-JOBQUEUE_READY = {"InvalidSpec", "DeploymentFailed", "RedisSecretConflict", "RedisSecretFailed",
-                  "QueueNameConflict", "RedisUnreachable", "PodsRejected", "RolloutStuck", "WorkersStarting",
-                  "WorkersReady", "ScaledToZero", "Suspended", "RollingOut", "ScalingUp", "NotChecked"}
-JOBQUEUE_REDIS = {"Reachable", "NotChecked", "NoRedisConfigured", "SecretNotFound", "SecretKeyNotFound",
-                  "InvalidRedisURL", "RedisUnavailable"}
+JOBQUEUE_READY = {
+    "InvalidSpec",
+    "DeploymentFailed",
+    "RedisSecretConflict",
+    "RedisSecretFailed",
+    "QueueNameConflict",
+    "RedisUnreachable",
+    "PodsRejected",
+    "RolloutStuck",
+    "WorkersStarting",
+    "WorkersReady",
+    "ScaledToZero",
+    "Suspended",
+    "RollingOut",
+    "ScalingUp",
+    "NotChecked",
+}
+JOBQUEUE_REDIS = {
+    "Reachable",
+    "NotChecked",
+    "NoRedisConfigured",
+    "SecretNotFound",
+    "SecretKeyNotFound",
+    "InvalidRedisURL",
+    "RedisUnavailable",
+}
 #: what the autoscaler adds to a JobQueue's status (its own field manager, a merge patch)
-STATS = QueueStats(queue="q", queued=4, scheduled=1, scheduled_due=0, running=2, lost=0, failed=1, finished=9,
-                   oldest_queued_seconds=12.3, last_activity_at=None, paused=True, rate_limited=True)
+STATS = QueueStats(
+    queue="q",
+    queued=4,
+    scheduled=1,
+    scheduled_due=0,
+    running=2,
+    lost=0,
+    failed=1,
+    finished=9,
+    oldest_queued_seconds=12.3,
+    last_activity_at=None,
+    paused=True,
+    rate_limited=True,
+)
 AUTOSCALER = {**reporting.figures(STATS, 3), **reporting.last_scale(NOW.timestamp(), "queued=4 running=2")}
 
 
@@ -82,12 +131,22 @@ def jobqueue_statuses() -> list[dict[str, Any]]:
 
 TICK = datetime.datetime(2026, 11, 26, 0, 0, tzinfo=datetime.UTC)
 TICK_ID = f"rj_glec_daily-{int(TICK.timestamp()) // 60}"
-REACHABLE = recurringstatus.RedisFacts(True, "Reachable", "Redis answered", published=True, job_id=TICK_ID,
-                                       job_status="finished")
-CRON = recurringstatus.CronJobSummary(last_schedule_time=TICK, last_successful_time=TICK, active=frozenset(),
-                                      suspended=False)
-HEALTHY = recurringstatus.Facts(generation=3, cron_job_name="daily", schedule="0 0 * * *", time_zone="UTC",
-                                suspend=False, queue_name="glec.analytics", cronjob=CRON, redis=REACHABLE)
+REACHABLE = recurringstatus.RedisFacts(
+    True, "Reachable", "Redis answered", published=True, job_id=TICK_ID, job_status="finished"
+)
+CRON = recurringstatus.CronJobSummary(
+    last_schedule_time=TICK, last_successful_time=TICK, active=frozenset(), suspended=False
+)
+HEALTHY = recurringstatus.Facts(
+    generation=3,
+    cron_job_name="daily",
+    schedule="0 0 * * *",
+    time_zone="UTC",
+    suspend=False,
+    queue_name="glec.analytics",
+    cronjob=CRON,
+    redis=REACHABLE,
+)
 
 RECURRING_CASES = [
     HEALTHY,
@@ -104,20 +163,34 @@ RECURRING_CASES = [
     replace(HEALTHY, suspend=True),
     replace(HEALTHY, redis=replace(REACHABLE, job_status="started")),
     replace(HEALTHY, redis=replace(REACHABLE, job_status=None)),
-    replace(HEALTHY, redis=replace(REACHABLE, job_status=None), cronjob=replace(
-        CRON, active=frozenset({f"daily-{int(TICK.timestamp()) // 60}"}))),
+    replace(
+        HEALTHY,
+        redis=replace(REACHABLE, job_status=None),
+        cronjob=replace(CRON, active=frozenset({f"daily-{int(TICK.timestamp()) // 60}"})),
+    ),
     replace(HEALTHY, cronjob=replace(CRON, last_schedule_time=None, last_successful_time=None)),
 ]
-RECURRING_READY = {"Scheduled", "QueueMissing", "UnknownTimeZone", "CronJobRejected", "NameConflict",
-                   "InvalidSpec", "ScheduleNeverFires", "RedisUnreachable", "QueueNameConflict",
-                   "QueueNotPublished", "Suspended"}
+RECURRING_READY = {
+    "Scheduled",
+    "QueueMissing",
+    "UnknownTimeZone",
+    "CronJobRejected",
+    "NameConflict",
+    "InvalidSpec",
+    "ScheduleNeverFires",
+    "RedisUnreachable",
+    "QueueNameConflict",
+    "QueueNotPublished",
+    "Suspended",
+}
 RECURRING_REDIS = {"Reachable", "NotChecked", "RedisUnavailable", "SecretNotFound"}
 
 
 def recurring_statuses() -> list[dict[str, Any]]:
     first = [recurringstatus.render(facts, "glec", None, NOW) for facts in RECURRING_CASES]
-    return first + [recurringstatus.render(facts, "glec", first[0]["conditions"], NOW)
-                    for facts in RECURRING_CASES]
+    return first + [
+        recurringstatus.render(facts, "glec", first[0]["conditions"], NOW) for facts in RECURRING_CASES
+    ]
 
 
 def reasons(statuses: list[dict[str, Any]], type_: str) -> set[str]:
@@ -152,11 +225,16 @@ def test_messages_of_both_kinds_are_cut_at_the_same_limit() -> None:
     assert max(len(m) for m in messages) == status.MESSAGE_LIMIT
 
 
-@pytest.mark.parametrize(("model", "rendered"), [(models.JobQueueStatus, status.render(OK, None, NOW)),
-                                                 (models.RecurringJobStatus,
-                                                  recurringstatus.render(HEALTHY, "glec", None, NOW))])
-def test_a_field_the_crd_lacks_fails_the_check(model: type[pydantic.BaseModel],
-                                               rendered: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("model", "rendered"),
+    [
+        (models.JobQueueStatus, status.render(OK, None, NOW)),
+        (models.RecurringJobStatus, recurringstatus.render(HEALTHY, "glec", None, NOW)),
+    ],
+)
+def test_a_field_the_crd_lacks_fails_the_check(
+    model: type[pydantic.BaseModel], rendered: dict[str, Any]
+) -> None:
     """What the API server would prune without a word: at the top and inside a condition."""
     with pytest.raises(pydantic.ValidationError, match="lastRun"):
         model.model_validate({**rendered, "lastRun": "now"}, extra="forbid")

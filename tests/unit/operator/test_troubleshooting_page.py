@@ -18,7 +18,7 @@ def table_rows(text: str, header: str) -> list[list[str]]:
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(header))
     rows = []
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if not line.startswith("|"):
             break
         rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
@@ -29,8 +29,12 @@ def problem_reasons() -> set[str]:
     """False reasons of the JobQueue conditions table (operator.md) and the RecurringJob
     Ready reasons (recurring-jobs.md)."""
     operator = (ROOT / "docs" / "operator.md").read_text()
-    reasons = {name for _, status, reason, _ in table_rows(operator, "| type | status | reason |")
-               if status == "False" for name in re.findall(r"`([A-Za-z]+)`", reason)}
+    reasons = {
+        name
+        for _, status, reason, _ in table_rows(operator, "| type | status | reason |")
+        if status == "False"
+        for name in re.findall(r"`([A-Za-z]+)`", reason)
+    }
     recurring = (ROOT / "docs" / "recurring-jobs.md").read_text()
     reasons |= {re.findall(r"`([A-Za-z]+)`", row[0])[0] for row in table_rows(recurring, "| reason | what |")}
     return reasons

@@ -69,11 +69,14 @@ def pod(body: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-@pytest.mark.parametrize(("golden_name", "queue"), [
-    ("cronjob.yaml", QUEUE),
-    # a queue on the operator's default Redis: its pods read the namespace's Secret
-    ("cronjob-default-redis.yaml", {"worker": QUEUE["worker"]}),
-])
+@pytest.mark.parametrize(
+    ("golden_name", "queue"),
+    [
+        ("cronjob.yaml", QUEUE),
+        # a queue on the operator's default Redis: its pods read the namespace's Secret
+        ("cronjob-default-redis.yaml", {"worker": QUEUE["worker"]}),
+    ],
+)
 def test_full_spec_matches_the_golden_manifest(golden_name: str, queue: dict[str, Any]) -> None:
     golden = GOLDEN / golden_name
     built = build(FULL, queue)

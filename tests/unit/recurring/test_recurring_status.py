@@ -68,8 +68,9 @@ def test_an_unreadable_or_outdated_job_status_is_unknown() -> None:
         HEALTHY, redis=replace(REACHABLE, job_id="rj_glec_daily-analytics-1", job_status="finished")
     )
     assert render(stale)["lastJobStatus"] == "unknown"
-    down = replace(HEALTHY,
-                   redis=recurringstatus.RedisFacts.unreachable("RedisUnavailable", "Redis r: timeout"))
+    down = replace(
+        HEALTHY, redis=recurringstatus.RedisFacts.unreachable("RedisUnavailable", "Redis r: timeout")
+    )
     out = render(down)
     assert out["lastJobStatus"] == "unknown"
     assert conditions(out) == {
@@ -124,8 +125,9 @@ def test_transition_times_move_only_when_a_condition_flips() -> None:
     earlier = [dict(c, lastTransitionTime="2026-01-01T00:00:00Z") for c in first["conditions"]]
     again = render(replace(HEALTHY, redis=replace(REACHABLE, job_id=TICK_ID, job_status="queued")), earlier)
     assert [c["lastTransitionTime"] for c in again["conditions"]] == ["2026-01-01T00:00:00Z"] * 2
-    down = render(replace(HEALTHY, redis=recurringstatus.RedisFacts.unreachable("RedisUnavailable", "x")),
-                  earlier)
+    down = render(
+        replace(HEALTHY, redis=recurringstatus.RedisFacts.unreachable("RedisUnavailable", "x")), earlier
+    )
     assert [c["lastTransitionTime"] for c in down["conditions"]] == ["2026-11-26T04:00:30Z"] * 2
 
 
@@ -154,8 +156,11 @@ def test_a_queue_name_another_jobqueue_publishes_is_reported() -> None:
 
 
 def test_someone_elses_cronjob_is_a_name_conflict() -> None:
-    problem = ("NameConflict", "a CronJob named daily-analytics already exists in namespace glec and "
-                               "was not made by jobqueue-operator; it is left untouched")
+    problem = (
+        "NameConflict",
+        "a CronJob named daily-analytics already exists in namespace glec and "
+        "was not made by jobqueue-operator; it is left untouched",
+    )
     out = render(replace(HEALTHY, problem=problem, cronjob=None, redis=None))
     assert conditions(out)["Ready"] == ("False", "NameConflict")
     assert "nextScheduleTime" not in out

@@ -20,10 +20,16 @@ def test_zero_turns_the_autoscaler_off_and_a_budget_is_a_pod_count() -> None:
     assert config.worker_budget == 40
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("POLL_INTERVAL", "0.01"), ("POLL_INTERVAL", "-1"), ("POLL_INTERVAL", "soon"),
-    ("WORKER_BUDGET", "-3"), ("WORKER_BUDGET", "1.5"),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("POLL_INTERVAL", "0.01"),
+        ("POLL_INTERVAL", "-1"),
+        ("POLL_INTERVAL", "soon"),
+        ("WORKER_BUDGET", "-3"),
+        ("WORKER_BUDGET", "1.5"),
+    ],
+)
 def test_bad_values_stop_the_operator_with_the_variable_named(name: str, value: str) -> None:
     with pytest.raises(errors.SettingsError, match=f"JOBQUEUE_{name}"):
         Settings.from_env({f"JOBQUEUE_{name}": value})

@@ -9,14 +9,30 @@ from jobqueue_operator.scaling.views import PodView
 
 
 def worker(name: str, pod: str, busy: bool, job: str | None = None) -> WorkerInfo:
-    return WorkerInfo(name=name, pod=pod, state="busy" if busy else "idle", current_job=job,
-                      busy_slots=1 if busy else 0, slots=1)
+    return WorkerInfo(
+        name=name,
+        pod=pod,
+        state="busy" if busy else "idle",
+        current_job=job,
+        busy_slots=1 if busy else 0,
+        slots=1,
+    )
 
 
 def stats(*workers: WorkerInfo, queued: int = 0, running: int = 0) -> QueueStats:
-    return QueueStats(queue="q", queued=queued, scheduled=0, scheduled_due=0, running=running, lost=0,
-                      failed=0, finished=0, oldest_queued_seconds=0.0, last_activity_at=None,
-                      workers=list(workers))
+    return QueueStats(
+        queue="q",
+        queued=queued,
+        scheduled=0,
+        scheduled_due=0,
+        running=running,
+        lost=0,
+        failed=0,
+        finished=0,
+        oldest_queued_seconds=0.0,
+        last_activity_at=None,
+        workers=list(workers),
+    )
 
 
 def pod(name: str, *, terminating: bool = False, cost: int | None = None) -> PodView:
@@ -24,17 +40,36 @@ def pod(name: str, *, terminating: bool = False, cost: int | None = None) -> Pod
 
 
 def test_spec_of_an_index_entry() -> None:
-    ref = index.QueueRef(namespace="ns", name="emails", uid="u", generation=1, queue_name="ns.emails",
-                         redis_secret=None, priority=2, concurrency=20, concurrency_per_pod=4,
-                         min_replicas=1, max_replicas=5, scale_down_delay_seconds=60,
-                         idle_seconds_before_zero=300, suspend=False, deployment_name="emails-worker",
-                         deleting=False)
+    ref = index.QueueRef(
+        namespace="ns",
+        name="emails",
+        uid="u",
+        generation=1,
+        queue_name="ns.emails",
+        redis_secret=None,
+        priority=2,
+        concurrency=20,
+        concurrency_per_pod=4,
+        min_replicas=1,
+        max_replicas=5,
+        scale_down_delay_seconds=60,
+        idle_seconds_before_zero=300,
+        suspend=False,
+        deployment_name="emails-worker",
+        deleting=False,
+    )
     assert plans.spec_of(ref) == policy.ScalingSpec(1, 5, 20, 4, 60, 300, suspend=False)
 
 
 def test_busy_pods_are_joined_by_hostname_and_terminating_ones_do_not_count() -> None:
-    s = stats(worker("w1", "p1", True, "j1"), worker("w2", "p1", True, "j2"), worker("w3", "p2", False),
-              worker("w4", "p3", True, "j4"), worker("w5", "gone", True, "j5"), running=4)
+    s = stats(
+        worker("w1", "p1", True, "j1"),
+        worker("w2", "p1", True, "j2"),
+        worker("w3", "p2", False),
+        worker("w4", "p3", True, "j4"),
+        worker("w5", "gone", True, "j5"),
+        running=4,
+    )
     obs = plans.observation(s, [pod("p1"), pod("p2"), pod("p3", terminating=True)])
     # p1 (two busy processes) and "gone" (not in the index yet, so counted): p3 is leaving anyway
     assert obs.busy_pods == 2
@@ -43,10 +78,14 @@ def test_busy_pods_are_joined_by_hostname_and_terminating_ones_do_not_count() ->
 
 def test_pod_states_give_busy_pods_their_oldest_job_start_and_skip_leaving_pods() -> None:
     s = stats(worker("w1", "p1", True, "j1"), worker("w2", "p1", True, "j2"), worker("w3", "p2", False))
-    states = plans.pod_states([pod("p1"), pod("p2"), pod("p3"), pod("p4", terminating=True)], s,
-                              {"j1": 100.0, "j2": 50.0})
-    assert states == [policy.PodState("p1", True, 50.0), policy.PodState("p2", False, None),
-                      policy.PodState("p3", False, None)]
+    states = plans.pod_states(
+        [pod("p1"), pod("p2"), pod("p3"), pod("p4", terminating=True)], s, {"j1": 100.0, "j2": 50.0}
+    )
+    assert states == [
+        policy.PodState("p1", True, 50.0),
+        policy.PodState("p2", False, None),
+        policy.PodState("p3", False, None),
+    ]
 
 
 def decision(replicas: int, cause: policy.Cause = "demand") -> policy.Decision:
@@ -70,9 +109,11 @@ def test_the_budget_serves_the_more_important_queue_first_and_says_so() -> None:
 
 
 def test_queues_without_news_or_with_unknown_demand_keep_their_pods_within_the_budget() -> None:
-    wishes = [plans.Wish("pending", 5, 3, None, 0),
-              plans.Wish("redis-down", 5, 4, decision(4, "unknown"), 0),
-              plans.Wish("hungry", 1, 0, decision(10), 0)]
+    wishes = [
+        plans.Wish("pending", 5, 3, None, 0),
+        plans.Wish("redis-down", 5, 4, decision(4, "unknown"), 0),
+        plans.Wish("hungry", 1, 0, decision(10), 0),
+    ]
     out = plans.targets(8, wishes)
     hungry = out["hungry"]
     assert hungry is not None

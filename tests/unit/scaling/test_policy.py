@@ -21,14 +21,26 @@ from jobqueue_operator.scaling.policy import (
     share_budget,
 )
 
-SPEC = ScalingSpec(min_replicas=0, max_replicas=5, concurrency=20, concurrency_per_pod=4,
-                   scale_down_delay_seconds=60, idle_seconds_before_zero=300)
+SPEC = ScalingSpec(
+    min_replicas=0,
+    max_replicas=5,
+    concurrency=20,
+    concurrency_per_pod=4,
+    scale_down_delay_seconds=60,
+    idle_seconds_before_zero=300,
+)
 
 
-def obs(queued: int = 0, running: int = 0, due: int = 0, busy_pods: int = 0,
-        last_activity_at: float | None = None) -> Observation:
-    return Observation(queued=queued, scheduled_due=due, running=running, busy_pods=busy_pods,
-                       last_activity_at=last_activity_at)
+def obs(
+    queued: int = 0, running: int = 0, due: int = 0, busy_pods: int = 0, last_activity_at: float | None = None
+) -> Observation:
+    return Observation(
+        queued=queued,
+        scheduled_due=due,
+        running=running,
+        busy_pods=busy_pods,
+        last_activity_at=last_activity_at,
+    )
 
 
 class Sim:
@@ -51,11 +63,21 @@ class Sim:
         return self.replicas
 
 
-@pytest.mark.parametrize(("queued", "running", "expected"), [
-    (0, 0, 0), (1, 0, 1), (4, 0, 1), (5, 0, 2), (16, 4, 5), (1000, 0, 5), (0, 3, 1),
-])
-def test_needed_replicas_is_ceil_of_capped_demand_over_per_pod(queued: int, running: int,
-                                                               expected: int) -> None:
+@pytest.mark.parametrize(
+    ("queued", "running", "expected"),
+    [
+        (0, 0, 0),
+        (1, 0, 1),
+        (4, 0, 1),
+        (5, 0, 2),
+        (16, 4, 5),
+        (1000, 0, 5),
+        (0, 3, 1),
+    ],
+)
+def test_needed_replicas_is_ceil_of_capped_demand_over_per_pod(
+    queued: int, running: int, expected: int
+) -> None:
     assert needed_replicas(SPEC, obs(queued, running)) == expected
 
 
@@ -64,13 +86,17 @@ def test_concurrency_caps_demand_before_max_replicas() -> None:
     assert needed_replicas(spec, obs(queued=500)) == 3
 
 
-@pytest.mark.parametrize(("queued", "running", "expected"), [
-    (10000, 0, 2),   # 6 may start in a window: 2 pods of 4, not maxReplicas
-    (10000, 8, 4),   # the running ones, plus 6 more
-    (3, 0, 1),       # fewer waiting than the limit: as without one
-])
-def test_rate_limited_backlog_counts_only_as_fast_as_it_may_start(queued: int, running: int,
-                                                                  expected: int) -> None:
+@pytest.mark.parametrize(
+    ("queued", "running", "expected"),
+    [
+        (10000, 0, 2),  # 6 may start in a window: 2 pods of 4, not maxReplicas
+        (10000, 8, 4),  # the running ones, plus 6 more
+        (3, 0, 1),  # fewer waiting than the limit: as without one
+    ],
+)
+def test_rate_limited_backlog_counts_only_as_fast_as_it_may_start(
+    queued: int, running: int, expected: int
+) -> None:
     spec = replace(SPEC, rate_limit_jobs=6, max_replicas=10)
     assert needed_replicas(spec, obs(queued, running)) == expected
 
@@ -193,12 +219,15 @@ def test_from_zero_first_job_scales_at_once() -> None:
 
 
 def test_budget_goes_to_higher_priority_first_and_round_robin_within_a_level() -> None:
-    granted = share_budget(7, [
-        Claim("low", priority=5, wanted=10),
-        Claim("a", priority=1, wanted=2),
-        Claim("b", priority=2, wanted=4),
-        Claim("c", priority=2, wanted=4),
-    ])
+    granted = share_budget(
+        7,
+        [
+            Claim("low", priority=5, wanted=10),
+            Claim("a", priority=1, wanted=2),
+            Claim("b", priority=2, wanted=4),
+            Claim("c", priority=2, wanted=4),
+        ],
+    )
     assert granted == {"a": 2, "b": 3, "c": 2, "low": 0}
 
 
@@ -213,8 +242,14 @@ def test_no_budget_grants_every_wish() -> None:
 
 def test_idle_pods_are_cheapest_to_delete_and_long_running_work_most_expensive() -> None:
     now = 10_000.0
-    costs = deletion_costs([PodState("idle", busy=False), PodState("new", True, busy_since=now - 5),
-                            PodState("old", True, busy_since=now - 3600)], now)
+    costs = deletion_costs(
+        [
+            PodState("idle", busy=False),
+            PodState("new", True, busy_since=now - 5),
+            PodState("old", True, busy_since=now - 3600),
+        ],
+        now,
+    )
     assert costs["idle"] == IDLE_POD_COST
     assert costs["idle"] < costs["new"] < costs["old"]
     assert costs["old"] == BUSY_POD_COST + 3600
@@ -227,8 +262,11 @@ def test_only_changed_costs_are_patched() -> None:
 def test_busy_pod_costs_that_only_aged_are_not_rewritten() -> None:
     # Written 30 s ago: both jobs have run 30 s longer since, but the order is the same.
     now = 10_000.0
-    pods = [PodState("idle", False), PodState("a", True, busy_since=now - 100),
-            PodState("b", True, busy_since=now - 50)]
+    pods = [
+        PodState("idle", False),
+        PodState("a", True, busy_since=now - 100),
+        PodState("b", True, busy_since=now - 50),
+    ]
     written = deletion_costs(pods, now - 30)
     assert deletion_costs(pods, now) != written  # a naive diff would patch a and b again …
     assert cost_patches(deletion_costs(pods, now), written) == {}  # … for nothing

@@ -7,14 +7,31 @@ from jobqueue_operator.scaling import reporting
 
 
 def stats(queued: int = 0, oldest: float = 0.0) -> QueueStats:
-    return QueueStats(queue="q", queued=queued, scheduled=1, scheduled_due=0, running=2, lost=0, failed=3,
-                      finished=0, oldest_queued_seconds=oldest, last_activity_at=None)
+    return QueueStats(
+        queue="q",
+        queued=queued,
+        scheduled=1,
+        scheduled_due=0,
+        running=2,
+        lost=0,
+        failed=3,
+        finished=0,
+        oldest_queued_seconds=oldest,
+        last_activity_at=None,
+    )
 
 
 def test_figures_round_the_oldest_age() -> None:
     assert reporting.figures(stats(queued=7, oldest=12.6), 3) == {
-        "queued": 7, "scheduled": 1, "running": 2, "failed": 3, "oldestQueuedSeconds": 13,
-        "desiredReplicas": 3, "paused": False, "rateLimited": False}
+        "queued": 7,
+        "scheduled": 1,
+        "running": 2,
+        "failed": 3,
+        "oldestQueuedSeconds": 13,
+        "desiredReplicas": 3,
+        "paused": False,
+        "rateLimited": False,
+    }
 
 
 def test_a_pause_is_written_at_once() -> None:
@@ -58,7 +75,9 @@ def test_first_write_after_a_start_needs_no_wait() -> None:
 
 def test_scale_events() -> None:
     assert reporting.scale_event(2, 10, "queued=40 running=0 → 10 replicas") == (
-        "ScaledUp", "worker replicas 2 → 10: queued=40 running=0 → 10 replicas")
+        "ScaledUp",
+        "worker replicas 2 → 10: queued=40 running=0 → 10 replicas",
+    )
     assert reporting.scale_event(10, 0, "idle")[0] == "ScaledDown"
 
 
@@ -68,8 +87,11 @@ def test_an_age_alone_is_refreshed_less_often() -> None:
     usual, age_only = reporting.STATUS_INTERVAL_SECONDS, reporting.AGE_ONLY_INTERVAL_SECONDS
     assert reporting.status_patch(on_object, older, last_write=100, now=100 + usual) is None
     assert reporting.status_patch(on_object, older, last_write=100, now=100 + age_only) == {
-        "oldestQueuedSeconds": 45}
+        "oldestQueuedSeconds": 45
+    }
     # with another figure it goes out on the usual interval, the age with it
     both = reporting.figures(stats(queued=6, oldest=45), 1)
     assert reporting.status_patch(on_object, both, last_write=100, now=100 + usual) == {
-        "queued": 6, "oldestQueuedSeconds": 45}
+        "queued": 6,
+        "oldestQueuedSeconds": 45,
+    }

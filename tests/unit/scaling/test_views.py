@@ -15,9 +15,11 @@ def body(kind_name: str, **extra: Any) -> dict[str, Any]:
 
 def test_deployment_view_defaults_replicas_like_kubernetes() -> None:
     assert views.deployment_entry(body("emails-worker", spec={"replicas": 3})) == {
-        ("ns", "emails"): views.DeploymentView("emails-worker", 3)}
+        ("ns", "emails"): views.DeploymentView("emails-worker", 3)
+    }
     assert views.deployment_entry(body("emails-worker", spec={})) == {
-        ("ns", "emails"): views.DeploymentView("emails-worker", 1)}
+        ("ns", "emails"): views.DeploymentView("emails-worker", 1)
+    }
 
 
 def test_objects_without_our_label_are_not_indexed() -> None:
@@ -26,16 +28,26 @@ def test_objects_without_our_label_are_not_indexed() -> None:
 
 
 def test_pod_view_reads_cost_deletion_and_phase() -> None:
-    pod = body("emails-worker-1", status={"phase": "Running"}, metadata={
-        "annotations": {views.DELETION_COST_ANNOTATION: "-1000"},
-        "deletionTimestamp": "2026-01-01T00:00:00Z"})
+    pod = body(
+        "emails-worker-1",
+        status={"phase": "Running"},
+        metadata={
+            "annotations": {views.DELETION_COST_ANNOTATION: "-1000"},
+            "deletionTimestamp": "2026-01-01T00:00:00Z",
+        },
+    )
     assert views.pod_entry(pod) == {("ns", "emails"): views.PodView("emails-worker-1", -1000, True, False)}
-    evicted = body("emails-worker-2", metadata={"annotations": {views.DELETION_COST_ANNOTATION: "x"}},
-                   status={"phase": "Failed"})
+    evicted = body(
+        "emails-worker-2",
+        metadata={"annotations": {views.DELETION_COST_ANNOTATION: "x"}},
+        status={"phase": "Failed"},
+    )
     assert views.pod_entry(evicted) == {("ns", "emails"): views.PodView("emails-worker-2", None, False, True)}
 
 
 def test_status_view_keeps_only_the_autoscalers_fields() -> None:
-    jq = {"metadata": {"name": "emails", "namespace": "ns"},
-          "status": {"queued": 3, "desiredReplicas": 1, "observedGeneration": 4, "conditions": []}}
+    jq = {
+        "metadata": {"name": "emails", "namespace": "ns"},
+        "status": {"queued": 3, "desiredReplicas": 1, "observedGeneration": 4, "conditions": []},
+    }
     assert views.status_entry(jq) == {("ns", "emails"): {"queued": 3, "desiredReplicas": 1}}

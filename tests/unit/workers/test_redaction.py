@@ -13,8 +13,9 @@ from jobqueue.redaction import HIDDEN, redact, scrub
 SCHEMES = st.sampled_from(["redis", "rediss", "REDIS", "unix"])
 HOSTS = st.one_of(
     st.from_regex(r"[a-z][a-z0-9-]{0,20}(\.[a-z][a-z0-9-]{0,10}){0,3}", fullmatch=True),
-    st.from_regex(r"(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])){3}",
-                  fullmatch=True),
+    st.from_regex(
+        r"(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])){3}", fullmatch=True
+    ),
     st.just("[::1]"),
 )
 #: anything, the characters that break naive parsing included
@@ -72,8 +73,10 @@ def test_redact_never_shows_a_credential(case: tuple[str, list[str], str]) -> No
 def test_redact_shows_the_server_when_it_can(case: tuple[str, list[str], str]) -> None:
     url, _, visible = case
     shown = redact(url)
-    assert shown in (visible.lower() if visible.startswith("REDIS") else visible,
-                     visible.split("://")[0].lower() + f"://{HIDDEN}")
+    assert shown in (
+        visible.lower() if visible.startswith("REDIS") else visible,
+        visible.split("://")[0].lower() + f"://{HIDDEN}",
+    )
 
 
 @given(st.text())
@@ -86,7 +89,8 @@ def test_redact_takes_any_text_and_is_idempotent(text: str) -> None:
 
 @given(urls(), st.text(max_size=20), st.text(max_size=20))
 def test_scrub_hides_the_credentials_anywhere_in_a_message(
-        case: tuple[str, list[str], str], before: str, after: str) -> None:
+    case: tuple[str, list[str], str], before: str, after: str
+) -> None:
     url, secrets, visible = case
     message = f"{before}cannot reach Redis at {url}: {secrets[0]!r} is not a port{after}"
     out = scrub(message, url)
@@ -96,18 +100,21 @@ def test_scrub_hides_the_credentials_anywhere_in_a_message(
         assert secret not in out
 
 
-@pytest.mark.parametrize(("url", "shown"), [
-    ("redis://user:12345/xyz@host:6379/0", "redis://host:6379/0"),
-    ("redis://:hunter2@redis.jobs:6379/2", "redis://redis.jobs:6379/2"),
-    ("rediss://user:hunter2@redis.jobs/0", "rediss://redis.jobs/0"),
-    ("redis://localhost", "redis://localhost"),
-    ("redis://[::1]:6380/1", "redis://[::1]:6380/1"),
-    ("unix://:pw@/run/redis.sock?db=2", "unix:///run/redis.sock"),
-    ("redis://h:1/0?password=a@b", f"redis://{HIDDEN}"),
-    ("redis://:pass/word@h", "redis://h"),
-    ("redis://h:notaport/0", f"redis://h:{HIDDEN}/0"),
-    ("hunter2", HIDDEN),
-])
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://user:12345/xyz@host:6379/0", "redis://host:6379/0"),
+        ("redis://:hunter2@redis.jobs:6379/2", "redis://redis.jobs:6379/2"),
+        ("rediss://user:hunter2@redis.jobs/0", "rediss://redis.jobs/0"),
+        ("redis://localhost", "redis://localhost"),
+        ("redis://[::1]:6380/1", "redis://[::1]:6380/1"),
+        ("unix://:pw@/run/redis.sock?db=2", "unix:///run/redis.sock"),
+        ("redis://h:1/0?password=a@b", f"redis://{HIDDEN}"),
+        ("redis://:pass/word@h", "redis://h"),
+        ("redis://h:notaport/0", f"redis://h:{HIDDEN}/0"),
+        ("hunter2", HIDDEN),
+    ],
+)
 def test_named_shapes(url: str, shown: str) -> None:
     assert redact(url) == shown
 

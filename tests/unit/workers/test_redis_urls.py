@@ -23,8 +23,10 @@ def test_a_password_alone_and_the_default_database() -> None:
 
 
 def test_options_for_the_redis_connections_and_for_the_sentinels() -> None:
-    url = parse_sentinel("rediss+sentinel://s1/svc/0?socket_timeout=1.5&ssl_ca_certs=/etc/ca.pem"
-                         "&sentinel_password=x&sentinel_username=watcher&sentinel_socket_timeout=0.5")
+    url = parse_sentinel(
+        "rediss+sentinel://s1/svc/0?socket_timeout=1.5&ssl_ca_certs=/etc/ca.pem"
+        "&sentinel_password=x&sentinel_username=watcher&sentinel_socket_timeout=0.5"
+    )
     assert url.tls
     assert url.redis_options == {"socket_timeout": 1.5, "ssl_ca_certs": "/etc/ca.pem"}
     assert url.sentinel_options == {"password": "x", "username": "watcher", "socket_timeout": 0.5}
@@ -36,26 +38,32 @@ def test_the_scheme_decides() -> None:
     assert not _redis.is_sentinel("redis://s1:26379/0")
 
 
-@pytest.mark.parametrize(("url", "says"), [
-    ("redis+sentinel://s1:26379", "service name"),
-    ("redis+sentinel://s1/m/0/extra", "service name"),
-    ("redis+sentinel://s1/m/zero", r"database \(after the service name\) must be a number"),
-    ("redis+sentinel://s1:x/m", "port is not a number"),
-    ("redis+sentinel://s1:70000/m", "port is not a number"),
-    ("redis+sentinel://s1,,s2/m", "host is missing"),
-    ("redis+sentinel:///m", "host is missing"),
-    ("redis+sentinel://s1/m?db=3", "db belongs in the URL's path"),
-    ("redis+sentinel://s1/m?sentinel_socket_timeout=soon", "sentinel_socket_timeout"),
-    ("redis://s1/0", "not a Sentinel URL"),
-])
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("redis+sentinel://s1:26379", "service name"),
+        ("redis+sentinel://s1/m/0/extra", "service name"),
+        ("redis+sentinel://s1/m/zero", r"database \(after the service name\) must be a number"),
+        ("redis+sentinel://s1:x/m", "port is not a number"),
+        ("redis+sentinel://s1:70000/m", "port is not a number"),
+        ("redis+sentinel://s1,,s2/m", "host is missing"),
+        ("redis+sentinel:///m", "host is missing"),
+        ("redis+sentinel://s1/m?db=3", "db belongs in the URL's path"),
+        ("redis+sentinel://s1/m?sentinel_socket_timeout=soon", "sentinel_socket_timeout"),
+        ("redis://s1/0", "not a Sentinel URL"),
+    ],
+)
 def test_malformed_urls_say_what_is_wrong(url: str, says: str) -> None:
     with pytest.raises(ValueError, match=says):
         parse_sentinel(url)
 
 
 def test_errors_never_quote_the_password() -> None:
-    for url in ("redis+sentinel://u:hunter2@s1:x/m", "redis+sentinel://u:hunter2@s1/m/zero",
-                "redis+sentinel://u:hunter2@/m"):
+    for url in (
+        "redis+sentinel://u:hunter2@s1:x/m",
+        "redis+sentinel://u:hunter2@s1/m/zero",
+        "redis+sentinel://u:hunter2@/m",
+    ):
         with pytest.raises(ValueError, match=r"Sentinel|database") as info:
             parse_sentinel(url)
         assert "hunter2" not in str(info.value)

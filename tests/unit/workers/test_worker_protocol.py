@@ -38,7 +38,7 @@ def test_no_script_spells_a_key_name_itself(name: str) -> None:
     template = _code(_lua.TEMPLATES[name])
     for prefix in (keys.RQ, keys.OURS):
         where = template.find(prefix)
-        assert where < 0, f"{name} spells a key: {template[where - 40:][:100]!r}"
+        assert where < 0, f"{name} spells a key: {template[where - 40 :][:100]!r}"
     # rendered, every key name in it is one of keys.py's, and nothing is left to render
     rendered = _code(getattr(_lua, name))
     assert set(KEY_LITERAL.findall(rendered)) <= set(_lua.LUA_KEYS.values())

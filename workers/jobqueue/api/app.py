@@ -36,25 +36,44 @@ _bearer = HTTPBearer(auto_error=False, description="a Kubernetes bearer token (`
 QueueName = Annotated[str, Path(min_length=1, max_length=200, description="RQ queue name, e.g. ei:update")]
 JobId = Annotated[str, Path(pattern=schemas.JOB_ID, description="the job id")]
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": schemas.Problem, "description": why} for code, why in (
-        (401, "no or invalid bearer token"), (403, "RBAC does not allow this on the queue's JobQueue"),
-        (404, "no such queue or job"), (503, "Redis or the Kubernetes API is unreachable"))}
+    code: {"model": schemas.Problem, "description": why}
+    for code, why in (
+        (401, "no or invalid bearer token"),
+        (403, "RBAC does not allow this on the queue's JobQueue"),
+        (404, "no such queue or job"),
+        (503, "Redis or the Kubernetes API is unreachable"),
+    )
+}
 
 
-def create_app(*, redis_url: str | None = None, authorizer: auth.Authorizer | None = None,
-               connection: redis.Redis | None = None) -> FastAPI:
+def create_app(
+    *,
+    redis_url: str | None = None,
+    authorizer: auth.Authorizer | None = None,
+    connection: redis.Redis | None = None,
+) -> FastAPI:
     """The application; ``connection`` (tests) or ``redis_url`` / $JOBQUEUE_REDIS_URL."""
-    api = _Api(connection if connection is not None else connect(redis_url),
-               authorizer if authorizer is not None else auth.KubernetesAuthorizer())
+    api = _Api(
+        connection if connection is not None else connect(redis_url),
+        authorizer if authorizer is not None else auth.KubernetesAuthorizer(),
+    )
     app = FastAPI(
-        title="jobqueue admin API", version=__version__,
+        title="jobqueue admin API",
+        version=__version__,
         summary="Queues, jobs, retry/remove, pause/resume and enqueue for jobqueue-operator.",
         description="Every request carries a Kubernetes bearer token; RBAC on the queue's JobQueue "
-                    "decides (docs/admin.md).",
-        responses=_ERRORS)
+        "decides (docs/admin.md).",
+        responses=_ERRORS,
+    )
     app.add_exception_handler(auth.AuthError, _auth_problem)
-    for error, code in ((settings.UnknownQueueError, 404), (UnknownJobError, 404), (JobStateError, 409),
-                        (InvalidJobError, 400), (ValueError, 400), (redis.RedisError, 503)):
+    for error, code in (
+        (settings.UnknownQueueError, 404),
+        (UnknownJobError, 404),
+        (JobStateError, 409),
+        (InvalidJobError, 400),
+        (ValueError, 400),
+        (redis.RedisError, 503),
+    ):
         app.add_exception_handler(error, _problem(code))
     _queue_routes(app, api)
     _job_routes(app, api)
@@ -77,8 +96,11 @@ class _Api:
         namespace, name = _owner(settings.load(self.conn, queue))
         if not self.authz.allowed(who, permission, namespace, name):
             where = f"JobQueue {namespace}/{name}" if name else "a queue no JobQueue declares (cluster-wide)"
-            raise auth.AuthError(403, f"{who.name} may not {permission.describe()} ({auth.GROUP}) on "
-                                      f"{where}, which holds queue {queue!r}; RBAC decides (docs/admin.md)")
+            raise auth.AuthError(
+                403,
+                f"{who.name} may not {permission.describe()} ({auth.GROUP}) on "
+                f"{where}, which holds queue {queue!r}; RBAC decides (docs/admin.md)",
+            )
 
 
 def _queue_routes(app: FastAPI, api: _Api) -> None:
@@ -123,28 +145,53 @@ def _job_routes(app: FastAPI, api: _Api) -> None:
     User = Annotated[auth.User, Depends(api.user)]
 
     @app.get(f"{PREFIX}/queues/{{queue}}/jobs", tags=["jobs"])
-    def list_jobs(queue: QueueName, who: User,
-                  state: Annotated[admin.JobState, Query(description="RQ's state names (started = running)")],
-                  offset: Annotated[int, Query(ge=0)] = 0,
-                  limit: Annotated[int, Query(ge=1, le=admin.MAX_PAGE)] = 50) -> schemas.JobPage:
+    def list_jobs(
+        queue: QueueName,
+        who: User,
+        state: Annotated[admin.JobState, Query(description="RQ's state names (started = running)")],
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=admin.MAX_PAGE)] = 50,
+    ) -> schemas.JobPage:
         """A page of the queue's jobs in one state (queued: by priority level, then oldest first;
         finished and failed: newest first)."""
         api.check(who, auth.READ, queue)
         page = admin.list_jobs(queue, state, offset=offset, limit=limit, connection=api.conn)
-        return schemas.JobPage(queue=queue, state=state, total=page.total, offset=offset, limit=limit,
-                               jobs=[schemas.Job.of(j) for j in page.jobs])
+        return schemas.JobPage(
+            queue=queue,
+            state=state,
+            total=page.total,
+            offset=offset,
+            limit=limit,
+            jobs=[schemas.Job.of(j) for j in page.jobs],
+        )
 
-    @app.post(f"{PREFIX}/queues/{{queue}}/jobs", tags=["jobs"], status_code=201,
-              responses={200: {"model": schemas.Enqueued, "description": "duplicate id: nothing added"},
-                         400: {"model": schemas.Problem, "description": "the job cannot be enqueued"}})
-    def enqueue(queue: QueueName, body: schemas.EnqueueRequest, who: User,
-                response: Response) -> schemas.Enqueued:
+    @app.post(
+        f"{PREFIX}/queues/{{queue}}/jobs",
+        tags=["jobs"],
+        status_code=201,
+        responses={
+            200: {"model": schemas.Enqueued, "description": "duplicate id: nothing added"},
+            400: {"model": schemas.Problem, "description": "the job cannot be enqueued"},
+        },
+    )
+    def enqueue(
+        queue: QueueName, body: schemas.EnqueueRequest, who: User, response: Response
+    ) -> schemas.Enqueued:
         """Add a job (`create jobqueues/jobs`): 201, or 200 with duplicate=true if the id exists."""
         api.check(who, auth.ENQUEUE, queue)
         options = body.options.model_dump(by_alias=True, exclude_none=True) if body.options else {}
-        res = client.enqueue(queue, body.function, *body.args, kwargs=body.kwargs, job_id=body.job_id,
-                             delay=body.delay_seconds, priority=body.priority, rate_key=body.rate_key,
-                             connection=api.conn, **options)
+        res = client.enqueue(
+            queue,
+            body.function,
+            *body.args,
+            kwargs=body.kwargs,
+            job_id=body.job_id,
+            delay=body.delay_seconds,
+            priority=body.priority,
+            rate_key=body.rate_key,
+            connection=api.conn,
+            **options,
+        )
         if res.duplicate:
             response.status_code = 200
         return schemas.Enqueued(id=res.id, queue=res.queue, duplicate=res.duplicate, state=res.status)
@@ -155,49 +202,76 @@ def _job_routes(app: FastAPI, api: _Api) -> None:
         api.check(who, auth.READ, queue)
         return schemas.Job.of(client.get_job(queue, job_id, connection=api.conn))
 
-    @app.post(f"{PREFIX}/queues/{{queue}}/jobs/{{job_id}}/retry", tags=["jobs"],
-              responses={409: {"model": schemas.Problem, "description": "the job is not failed"}})
+    @app.post(
+        f"{PREFIX}/queues/{{queue}}/jobs/{{job_id}}/retry",
+        tags=["jobs"],
+        responses={409: {"model": schemas.Problem, "description": "the job is not failed"}},
+    )
     def retry(queue: QueueName, job_id: JobId, who: User) -> schemas.Job:
         """Put a failed job back with a fresh set of attempts (`update jobqueues/jobs`)."""
         api.check(who, auth.MANAGE_JOBS, queue)
         return schemas.Job.of(client.retry(queue, job_id, connection=api.conn))
 
-    @app.post(f"{PREFIX}/queues/{{queue}}/jobs/{{job_id}}/cancel", tags=["jobs"],
-              responses={409: {"model": schemas.Problem, "description": "the job has ended already"}})
+    @app.post(
+        f"{PREFIX}/queues/{{queue}}/jobs/{{job_id}}/cancel",
+        tags=["jobs"],
+        responses={409: {"model": schemas.Problem, "description": "the job has ended already"}},
+    )
     def cancel(queue: QueueName, job_id: JobId, who: User) -> schemas.Cancelled:
         """Cancel a job (`update jobqueues/jobs`): a pending one never starts, a running one is
         stopped by its worker; it ends canceled, never retried."""
         api.check(who, auth.MANAGE_JOBS, queue)
         res = client.cancel(queue, job_id, by=who.name, connection=api.conn)
-        return schemas.Cancelled(id=job_id, queue=queue, previous_state=res.previous_status,
-                                 stopping=res.stopping, worker=res.worker)
+        return schemas.Cancelled(
+            id=job_id,
+            queue=queue,
+            previous_state=res.previous_status,
+            stopping=res.stopping,
+            worker=res.worker,
+        )
 
-    @app.delete(f"{PREFIX}/queues/{{queue}}/jobs/{{job_id}}", tags=["jobs"],
-                responses={409: {"model": schemas.Problem, "description": "the job is running"}})
+    @app.delete(
+        f"{PREFIX}/queues/{{queue}}/jobs/{{job_id}}",
+        tags=["jobs"],
+        responses={409: {"model": schemas.Problem, "description": "the job is running"}},
+    )
     def remove(queue: QueueName, job_id: JobId, who: User) -> schemas.Removed:
         """Delete a job that is not running (`update jobqueues/jobs`)."""
         api.check(who, auth.MANAGE_JOBS, queue)
         before = client.remove(queue, job_id, connection=api.conn)
         return schemas.Removed(id=job_id, queue=queue, previous_state=before)
 
-
     @app.post(f"{PREFIX}/queues/{{queue}}/bulk/retry", tags=["jobs"])
     def retry_jobs(queue: QueueName, body: schemas.BulkRequest, who: User) -> schemas.BulkResult:
         """Retry every failed job (filters: age, function; `dryRun`), in atomic batches
         (`update jobqueues/jobs`)."""
         api.check(who, auth.MANAGE_JOBS, queue)
-        return schemas.BulkResult.of(admin.retry_jobs(
-            queue, body.state, older_than=body.older_than_seconds, function=body.function,
-            dry_run=body.dry_run, connection=api.conn))
+        return schemas.BulkResult.of(
+            admin.retry_jobs(
+                queue,
+                body.state,
+                older_than=body.older_than_seconds,
+                function=body.function,
+                dry_run=body.dry_run,
+                connection=api.conn,
+            )
+        )
 
     @app.post(f"{PREFIX}/queues/{{queue}}/bulk/remove", tags=["jobs"])
     def remove_jobs(queue: QueueName, body: schemas.BulkRequest, who: User) -> schemas.BulkResult:
         """Delete every job in a state (a purge; filters: age, function; `dryRun`), in atomic
         batches (`update jobqueues/jobs`)."""
         api.check(who, auth.MANAGE_JOBS, queue)
-        return schemas.BulkResult.of(admin.remove_jobs(
-            queue, body.state, older_than=body.older_than_seconds, function=body.function,
-            dry_run=body.dry_run, connection=api.conn))
+        return schemas.BulkResult.of(
+            admin.remove_jobs(
+                queue,
+                body.state,
+                older_than=body.older_than_seconds,
+                function=body.function,
+                dry_run=body.dry_run,
+                connection=api.conn,
+            )
+        )
 
 
 def _probes_and_ui(app: FastAPI, api: _Api) -> None:

@@ -123,8 +123,9 @@ class _Cache:
 class KubernetesAuthorizer:
     """TokenReview and SubjectAccessReview through lightkube (in-cluster or $KUBECONFIG)."""
 
-    def __init__(self, client: Any = None, *, ttl: float = CACHE_SECONDS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, client: Any = None, *, ttl: float = CACHE_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if client is None:
             import lightkube  # noqa: PLC0415 (only this authorizer needs a Kubernetes client)
 
@@ -135,8 +136,11 @@ class KubernetesAuthorizer:
 
     def authenticate(self, token: str | None) -> User:
         if not token:
-            raise AuthError(401, "no bearer token: send 'Authorization: Bearer <token>' "
-                                 "(e.g. from `kubectl create token <serviceaccount>`)")
+            raise AuthError(
+                401,
+                "no bearer token: send 'Authorization: Bearer <token>' "
+                "(e.g. from `kubectl create token <serviceaccount>`)",
+            )
         key = hashlib.sha256(token.encode()).digest()  # never keep the token itself
         user = self._users.get(key)
         if user is not None:
@@ -150,8 +154,12 @@ class KubernetesAuthorizer:
             why = (status.error if status is not None else None) or "not accepted by the cluster"
             raise AuthError(401, f"the bearer token is not valid: {why}")
         info = status.user
-        user = User(name=info.username or "", uid=info.uid or "", groups=tuple(info.groups or ()),
-                    extra=tuple(sorted((k, tuple(v)) for k, v in (info.extra or {}).items())))
+        user = User(
+            name=info.username or "",
+            uid=info.uid or "",
+            groups=tuple(info.groups or ()),
+            extra=tuple(sorted((k, tuple(v)) for k, v in (info.extra or {}).items())),
+        )
         self._users.put(key, user)
         return user
 
@@ -167,11 +175,19 @@ class KubernetesAuthorizer:
         from lightkube.resources.authorization_v1 import SubjectAccessReview  # noqa: PLC0415
 
         spec = SubjectAccessReviewSpec(
-            user=user.name, uid=user.uid or None, groups=list(user.groups) or None,
+            user=user.name,
+            uid=user.uid or None,
+            groups=list(user.groups) or None,
             extra={k: list(v) for k, v in user.extra} or None,
             resourceAttributes=ResourceAttributes(
-                group=GROUP, resource=RESOURCE, subresource=permission.subresource,
-                verb=permission.verb, namespace=namespace or None, name=name or None))
+                group=GROUP,
+                resource=RESOURCE,
+                subresource=permission.subresource,
+                verb=permission.verb,
+                namespace=namespace or None,
+                name=name or None,
+            ),
+        )
         review = self._call(lambda: self._client.create(SubjectAccessReview(spec=spec)))
         allowed = bool(review.status is not None and review.status.allowed)
         self._decisions.put(key, allowed)
@@ -182,5 +198,6 @@ class KubernetesAuthorizer:
         try:
             return fn()
         except Exception as exc:  # ApiError, a connection error: the cluster could not answer
-            raise AuthError(503, f"cannot check the request with the Kubernetes API: "
-                                 f"{type(exc).__name__}: {exc}") from None
+            raise AuthError(
+                503, f"cannot check the request with the Kubernetes API: {type(exc).__name__}: {exc}"
+            ) from None

@@ -64,18 +64,42 @@ class Queue(_Doc):
     def of(cls, row: admin.QueueOverview) -> Queue:
         s, qs = row.stats, row.settings
         return cls(
-            queue=row.queue, namespace=qs.namespace if qs else None, jobqueue=qs.jobqueue if qs else None,
-            priority=qs.priority if qs else None, concurrency=qs.concurrency if qs else None,
-            paused=row.pause.paused, paused_since=row.pause.since, paused_by=row.pause.by,
-            counts=Counts(queued=s.queued, scheduled=s.scheduled, scheduled_due=s.scheduled_due,
-                          running=s.running, lost=s.lost, failed=s.failed, finished=s.finished),
+            queue=row.queue,
+            namespace=qs.namespace if qs else None,
+            jobqueue=qs.jobqueue if qs else None,
+            priority=qs.priority if qs else None,
+            concurrency=qs.concurrency if qs else None,
+            paused=row.pause.paused,
+            paused_since=row.pause.since,
+            paused_by=row.pause.by,
+            counts=Counts(
+                queued=s.queued,
+                scheduled=s.scheduled,
+                scheduled_due=s.scheduled_due,
+                running=s.running,
+                lost=s.lost,
+                failed=s.failed,
+                finished=s.finished,
+            ),
             queued_by_priority={str(k): v for k, v in s.queued_by_priority.items()},
             oldest_queued_seconds=s.oldest_queued_seconds,
-            last_activity_at=None if s.last_activity_at is None else datetime.fromtimestamp(
-                s.last_activity_at, UTC),
-            worker_count=len(s.workers), active_jobs_count=s.running,
-            workers=[Worker(name=w.name, pod=w.pod, state=w.state, current_job=w.current_job,
-                            busy_slots=w.busy_slots, slots=w.slots) for w in s.workers])
+            last_activity_at=None
+            if s.last_activity_at is None
+            else datetime.fromtimestamp(s.last_activity_at, UTC),
+            worker_count=len(s.workers),
+            active_jobs_count=s.running,
+            workers=[
+                Worker(
+                    name=w.name,
+                    pod=w.pod,
+                    state=w.state,
+                    current_job=w.current_job,
+                    busy_slots=w.busy_slots,
+                    slots=w.slots,
+                )
+                for w in s.workers
+            ],
+        )
 
 
 class QueueList(_Doc):
@@ -113,13 +137,26 @@ class Job(_Doc):
     @classmethod
     def of(cls, info: client.JobInfo) -> Job:
         return cls(
-            id=info.id, queue=info.queue, name=info.function,
-            data=JobData(args=info.args, kwargs=info.kwargs), state=info.status, progress=info.progress,
-            priority=info.priority, attempts=info.attempts_made, max_attempts=info.attempts,
-            failed_reason=info.failed_reason, stacktrace=info.stacktrace, result=info.result,
-            created_at=info.created_at, ready_at=info.ready_at, started_at=info.started_at,
-            finished_at=info.finished_at, worker=info.worker, pod=info.pod,
-            timeout_seconds=info.timeout_seconds)
+            id=info.id,
+            queue=info.queue,
+            name=info.function,
+            data=JobData(args=info.args, kwargs=info.kwargs),
+            state=info.status,
+            progress=info.progress,
+            priority=info.priority,
+            attempts=info.attempts_made,
+            max_attempts=info.attempts,
+            failed_reason=info.failed_reason,
+            stacktrace=info.stacktrace,
+            result=info.result,
+            created_at=info.created_at,
+            ready_at=info.ready_at,
+            started_at=info.started_at,
+            finished_at=info.finished_at,
+            worker=info.worker,
+            pod=info.pod,
+            timeout_seconds=info.timeout_seconds,
+        )
 
 
 class JobPage(_Doc):
@@ -140,8 +177,9 @@ class Removed(_Doc):
 
 class BulkRequest(_Doc):
     state: str = Field(description="retry: failed; remove: queued, scheduled, finished or failed")
-    older_than_seconds: Annotated[float | None, Field(
-        ge=0, description="only jobs that entered the state at least this long ago")] = None
+    older_than_seconds: Annotated[
+        float | None, Field(ge=0, description="only jobs that entered the state at least this long ago")
+    ] = None
     function: Annotated[str | None, Field(max_length=300, description="only jobs of this function")] = None
     dry_run: bool = Field(default=False, description="count and list, change nothing")
 
@@ -178,24 +216,37 @@ class PauseState(_Doc):
 
     @classmethod
     def of(cls, state: admin.PauseState, was_paused: bool | None = None) -> PauseState:
-        return cls(queue=state.queue, paused=state.paused, paused_since=state.since, paused_by=state.by,
-                   was_paused=was_paused)
+        return cls(
+            queue=state.queue,
+            paused=state.paused,
+            paused_since=state.since,
+            paused_by=state.by,
+            was_paused=was_paused,
+        )
 
 
 class EnqueueRequest(_Doc):
-    function: str = Field(min_length=1, max_length=300,
-                          description="dotted name of a @job function the queue's workers allow-list")
+    function: str = Field(
+        min_length=1,
+        max_length=300,
+        description="dotted name of a @job function the queue's workers allow-list",
+    )
     args: list[Any] = Field(default_factory=list, description="positional arguments (JSON values)")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments (JSON values)")
     job_id: Annotated[str | None, Field(pattern=JOB_ID, description="idempotency key")] = None
     delay_seconds: Annotated[float | None, Field(ge=0, le=366 * 86400)] = None
-    priority: Annotated[int | None, Field(ge=1, le=5,
-                                          description="1 (most important) … 5; default 3")] = None
+    priority: Annotated[int | None, Field(ge=1, le=5, description="1 (most important) … 5; default 3")] = None
     options: settings.JobOptions | None = Field(
-        default=None, description="overrides of the queue's jobDefaults (attempts, backoff, timeoutSeconds)")
-    rate_key: Annotated[str | None, Field(
-        min_length=1, max_length=200,
-        description="what the queue's keyRateLimit counts this job against (a tenant, an API host)")] = None
+        default=None, description="overrides of the queue's jobDefaults (attempts, backoff, timeoutSeconds)"
+    )
+    rate_key: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=200,
+            description="what the queue's keyRateLimit counts this job against (a tenant, an API host)",
+        ),
+    ] = None
 
 
 class Enqueued(_Doc):
