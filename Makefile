@@ -35,6 +35,7 @@ DOCKERFILES := Dockerfile examples/Dockerfile hack/redis-image/Dockerfile tests/
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/hadolint $(DOCKERFILES)
 
