@@ -47,7 +47,9 @@ repeats step 2 with the live value before applying — otherwise that apply woul
 Deployment to 1 replica. Step 2 is conditional on the Deployment being as read (its
 ``resourceVersion``): the autoscaler may scale between the read and the claim, and a claim
 of the value read would undo that scale (a new leader's first reconciles race its
-autoscaler's first pass exactly so). A conflict retries the reconcile with a fresh read.
+autoscaler's first pass exactly so). On a conflict the Deployment is read again and the
+claim, if still needed, made with the value then live (the Deployment controller's status
+writes conflict too); after a few conflicts in a row kopf retries the reconcile.
 A ``spec.replicas`` nobody owns needs no claim: an apply without the field leaves it alone
 (after a scale through the subresource the API server often records no owner at all).
 """
@@ -77,6 +79,9 @@ CONCURRENT_RECONCILES: Final = 32
 #: Ready reasons of a Deployment held back because the default-Redis Secret could not be
 #: written, or its name is someone else's Deployment's: retried (the cause is outside the
 #: JobQueue's spec), unlike a refused Deployment.
+#: claims of spec.replicas tried against a Deployment that keeps changing (its status) before
+#: the conflict is left to kopf's retry
+CLAIM_ATTEMPTS: Final = 4
 SECRET_PROBLEMS: Final = frozenset({"RedisSecretConflict", "RedisSecretFailed", "NameConflict"})
 
 
@@ -373,16 +378,32 @@ class Reconciler:
 
     async def _claim_replicas(self, live: Mapping[str, Any], replicas: int) -> dict[str, Any]:
         """Make the autoscaler's field manager an owner of ``spec.replicas``, keeping the value
-        of ``live`` — only if the Deployment is still ``live`` (409 otherwise: see above)."""
+        of ``live`` — only if the Deployment is still ``live`` (see above). The Deployment
+        controller's status writes change it too: on a conflict it is read again and, if the
+        operator still owns the field alone, claimed with the value then live."""
+        for _ in range(CLAIM_ATTEMPTS - 1):
+            try:
+                return await self._kube.apply(
+                    self._claim(live, replicas), field_manager=names.AUTOSCALER_MANAGER
+                )
+            except k8s.ApiError as e:
+                if not k8s.is_conflict(e):
+                    raise
+            meta = live["metadata"]
+            fresh = await self._kube.get_deployment(meta["namespace"], meta["name"])
+            if fresh is None or deployment.replicas_managers(fresh) != {names.OPERATOR_MANAGER}:
+                return fresh if fresh is not None else dict(live)  # no claim needed now, or gone
+            live, replicas = fresh, int((fresh.get("spec") or {}).get("replicas", 1))
+        return await self._kube.apply(self._claim(live, replicas), field_manager=names.AUTOSCALER_MANAGER)
+
+    @staticmethod
+    def _claim(live: Mapping[str, Any], replicas: int) -> dict[str, Any]:
         meta = live["metadata"]
-        return await self._kube.apply(
-            deployment.replicas_claim(
-                namespace=meta["namespace"],
-                name=meta["name"],
-                replicas=replicas,
-                resource_version=meta.get("resourceVersion"),
-            ),
-            field_manager=names.AUTOSCALER_MANAGER,
+        return deployment.replicas_claim(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            replicas=replicas,
+            resource_version=meta.get("resourceVersion"),
         )
 
     # ---- the worker Deployment watch

@@ -335,8 +335,19 @@ class FakeKube:
         live = self._live("Deployment", namespace, name)
         before = copy.deepcopy(live["spec"])
         live["spec"]["replicas"] = replicas
-        self._replica_owners["Deployment", namespace, name].add(field_manager)
+        # an update that sets a field takes it from its other owners (the server may record
+        # no owner at all after a scale through the subresource; either way not the operator)
+        owners = self._replica_owners["Deployment", namespace, name]
+        owners.clear()
+        owners.add(field_manager)
+        live["metadata"]["managedFields"] = [
+            {"manager": field_manager, "operation": "Update", "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+        ]
         self._touch(live, before)
+
+    def status_written(self, kind: str, namespace: str, name: str) -> None:
+        """A controller wrote the object's status: a new resourceVersion, nothing else."""
+        self._touch(self._live(kind, namespace, name), self._live(kind, namespace, name).get("spec"))
 
     async def annotate_pod(
         self, namespace: str, name: str, annotations: Mapping[str, str], *, field_manager: str

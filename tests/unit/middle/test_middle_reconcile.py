@@ -155,26 +155,53 @@ async def test_an_interrupted_replica_hand_over_is_finished_before_the_next_appl
 async def test_a_replica_claim_never_undoes_a_scale_made_after_the_read() -> None:
     """A new leader's first reconciles race its autoscaler's first pass: the Deployment is
     read at 0, the autoscaler scales it to 2, then the interrupted hand-over's claim comes.
-    The claim is conditional on the Deployment as read: it is refused (the reconcile is
-    retried with a fresh read), and the scale stands. (It once set the 0 it had read.)"""
+    The claim is conditional on the Deployment as read: it is refused, the Deployment read
+    again shows the field no longer the operator's alone, and the scale stands. (An
+    unconditional claim once set the 0 it had read.)"""
     op = Operator.make()
     op.kube.jobqueue("mailer", scaling={"minReplicas": 0, "maxReplicas": 2}, concurrency=2)
     await created_with_the_claim_interrupted(op, "mailer")  # the operator alone owns spec.replicas
     read = op.kube.get_deployment
+    scaled = False
 
     async def scaled_after_the_read(namespace: str, name: str) -> dict[str, Any] | None:
+        nonlocal scaled
         seen = await read(namespace, name)
-        await op.kube.scale_deployment(namespace, name, 2, field_manager=names.AUTOSCALER_MANAGER)
+        if not scaled:
+            scaled = True
+            await op.kube.scale_deployment(namespace, name, 2, field_manager=names.AUTOSCALER_MANAGER)
         return seen
 
     op.kube.get_deployment = scaled_after_the_read  # type: ignore[method-assign]
-    with pytest.raises(k8s.ApiError) as refused:
-        await op.reconcile("mailer")
-    assert k8s.is_conflict(refused.value)
+    claims = len(op.kube.writes("apply", "Deployment"))
+    assert await op.reconcile("mailer") == reconcile.Outcome()
     assert deployment(op, "mailer")["spec"]["replicas"] == 2
-    op.kube.get_deployment = read  # type: ignore[method-assign]
-    assert await op.reconcile("mailer") == reconcile.Outcome()  # the retry: a fresh read
-    assert deployment(op, "mailer")["spec"]["replicas"] == 2
+    refused = [c.manager for c in op.kube.writes("apply", "Deployment")[claims:]]
+    assert refused == [names.AUTOSCALER_MANAGER, names.OPERATOR_MANAGER]  # one refused claim, the spec
+
+
+async def test_a_status_write_between_read_and_claim_does_not_stop_the_hand_over() -> None:
+    """The Deployment controller writes status all the time: a claim refused for that alone
+    is made again with the Deployment as it is then."""
+    op = Operator.make()
+    op.kube.jobqueue("mailer", scaling={"minReplicas": 3, "maxReplicas": 3}, concurrency=3)
+    await created_with_the_claim_interrupted(op, "mailer")
+    read = op.kube.get_deployment
+    written = False
+
+    async def status_after_the_read(namespace: str, name: str) -> dict[str, Any] | None:
+        nonlocal written
+        seen = await read(namespace, name)
+        if not written:
+            written = True
+            op.kube.status_written("Deployment", namespace, name)
+        return seen
+
+    op.kube.get_deployment = status_after_the_read  # type: ignore[method-assign]
+    assert await op.reconcile("mailer") == reconcile.Outcome()
+    live = deployment(op, "mailer")
+    assert live["spec"]["replicas"] == 3
+    assert names.AUTOSCALER_MANAGER in {m["manager"] for m in live["metadata"]["managedFields"]}
 
 
 async def test_missing_secret_and_dead_redis_are_conditions_and_the_queue_recovers_by_itself() -> None:
