@@ -9,6 +9,7 @@ one particular call.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -152,6 +153,22 @@ async def test_an_interrupted_replica_hand_over_is_finished_before_the_next_appl
     assert managers == [names.OPERATOR_MANAGER, names.AUTOSCALER_MANAGER, names.OPERATOR_MANAGER]
 
 
+def after_the_first_read(op: Operator, change: Callable[[str, str], Awaitable[None]]) -> None:
+    """Make ``change`` to the Deployment right after the reconcile's first read of it."""
+    read = op.kube.get_deployment
+    done = False
+
+    async def changed_after_the_read(namespace: str, name: str) -> dict[str, Any] | None:
+        nonlocal done
+        seen = await read(namespace, name)
+        if not done:
+            done = True
+            await change(namespace, name)
+        return seen
+
+    op.kube.get_deployment = changed_after_the_read  # type: ignore[method-assign]
+
+
 async def test_a_replica_claim_never_undoes_a_scale_made_after_the_read() -> None:
     """A new leader's first reconciles race its autoscaler's first pass: the Deployment is
     read at 0, the autoscaler scales it to 2, then the interrupted hand-over's claim comes.
@@ -161,18 +178,11 @@ async def test_a_replica_claim_never_undoes_a_scale_made_after_the_read() -> Non
     op = Operator.make()
     op.kube.jobqueue("mailer", scaling={"minReplicas": 0, "maxReplicas": 2}, concurrency=2)
     await created_with_the_claim_interrupted(op, "mailer")  # the operator alone owns spec.replicas
-    read = op.kube.get_deployment
-    scaled = False
 
-    async def scaled_after_the_read(namespace: str, name: str) -> dict[str, Any] | None:
-        nonlocal scaled
-        seen = await read(namespace, name)
-        if not scaled:
-            scaled = True
-            await op.kube.scale_deployment(namespace, name, 2, field_manager=names.AUTOSCALER_MANAGER)
-        return seen
+    async def scale(namespace: str, name: str) -> None:
+        await op.kube.scale_deployment(namespace, name, 2, field_manager=names.AUTOSCALER_MANAGER)
 
-    op.kube.get_deployment = scaled_after_the_read  # type: ignore[method-assign]
+    after_the_first_read(op, scale)
     claims = len(op.kube.writes("apply", "Deployment"))
     assert await op.reconcile("mailer") == reconcile.Outcome()
     assert deployment(op, "mailer")["spec"]["replicas"] == 2
@@ -186,18 +196,11 @@ async def test_a_status_write_between_read_and_claim_does_not_stop_the_hand_over
     op = Operator.make()
     op.kube.jobqueue("mailer", scaling={"minReplicas": 3, "maxReplicas": 3}, concurrency=3)
     await created_with_the_claim_interrupted(op, "mailer")
-    read = op.kube.get_deployment
-    written = False
 
-    async def status_after_the_read(namespace: str, name: str) -> dict[str, Any] | None:
-        nonlocal written
-        seen = await read(namespace, name)
-        if not written:
-            written = True
-            op.kube.status_written("Deployment", namespace, name)
-        return seen
+    async def status(namespace: str, name: str) -> None:
+        op.kube.status_written("Deployment", namespace, name)
 
-    op.kube.get_deployment = status_after_the_read  # type: ignore[method-assign]
+    after_the_first_read(op, status)
     assert await op.reconcile("mailer") == reconcile.Outcome()
     live = deployment(op, "mailer")
     assert live["spec"]["replicas"] == 3
