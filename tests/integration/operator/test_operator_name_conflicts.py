@@ -40,8 +40,22 @@ def deployment(name: str, namespace: str, labels: dict[str, str], replicas: int)
 
 
 def unchanged(before: dict[str, Any], after: dict[str, Any] | None) -> bool:
+    """Nobody but the object's own controller wrote it: the same spec (a Secret's data),
+    generation, labels and field managers. (The Deployment or CronJob controller's status
+    writes do not count: they change resourceVersion whenever its pods come and go, slower or
+    faster with the machine's load.)"""
     assert after is not None
-    return bool(after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"])
+
+    def written(obj: dict[str, Any]) -> tuple[Any, ...]:
+        managers = sorted(
+            (m["manager"], m.get("operation"))
+            for m in obj["metadata"].get("managedFields") or []
+            if m.get("subresource") != "status"
+        )
+        content = obj.get("spec", obj.get("data"))
+        return obj["metadata"].get("generation"), content, obj["metadata"].get("labels"), managers
+
+    return written(before) == written(after)
 
 
 def test_someone_elses_deployment_is_reported_not_taken_over(
