@@ -4,13 +4,15 @@ allow_failure), runs once when a worker dies mid-flow; plain RQ's depends_on sti
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import redis
 import rq
 import rq.job
 from rq.serializers import JSONSerializer
 
-from integration.workers.whelpers import FN, publish, thread_worker, wait_for, wait_status, worker_process
+from integration.workers.whelpers import FN, jq, publish, thread_worker, wait_for, wait_status, worker_process
 from jobqueue import InvalidJobError, JobSpec, enqueue, enqueue_flow, get_job
 from jobqueue.client import MAX_FLOW_CHILDREN
 
@@ -127,6 +129,35 @@ def test_depends_on_existing_jobs_and_bad_input(redis_conn: redis.Redis, redis_u
     assert info.result == {"results": {"a": 5}, "ended": {"a": "finished"}}
     # nothing left behind: the links go once they are settled
     assert not redis_conn.exists("rq:job:a:dependents", "rq:job::b:dependencies", "rq:job::c:dependencies")
+
+
+def test_cli_depends_on(redis_conn: redis.Redis, redis_url: str) -> None:
+    publish(redis_conn, "f")
+    enqueue("f", FN + "add", 1, 1, job_id="a", connection=redis_conn)
+    run = jq(
+        redis_url,
+        "enqueue",
+        "f",
+        FN + "gather",
+        "--job-id",
+        "b",
+        "--depends-on",
+        "a",
+        "--allow-failure",
+        "-o",
+        "json",
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["status"] == "deferred"
+    assert redis_conn.hget("rq:job:b", "allow_dependency_failures") == b"1"
+    bad = jq(redis_url, "enqueue", "f", FN + "noop", "--depends-on", "nope")
+    assert bad.returncode == 2
+    assert "depends on 'nope', which is no job" in bad.stderr
+    lone = jq(redis_url, "enqueue", "f", FN + "noop", "--allow-failure")
+    assert (lone.returncode, "--allow-failure needs --depends-on" in lone.stderr) == (2, True)
+    with thread_worker(redis_url, "f"):
+        info = wait_status(redis_conn, "f", "b", "finished")
+    assert info.result["results"] == {"a": 2}
 
 
 def test_plain_rq_producer_depends_on(redis_conn: redis.Redis, redis_url: str) -> None:
