@@ -249,14 +249,17 @@ end
 local PENDING = {queued = true, started = true, scheduled = true, deferred = true, created = true}
 local ENDED = {failed = 'failed', canceled = 'was canceled', stopped = 'was stopped', removed = 'was removed'}
 
--- 'run' (every parent finished, or failed with allow_failure, or is gone: RQ counts a
--- missing parent as met), 'wait' (a parent has yet to end), or why the child can never run.
+-- 'run' (every parent finished, or ended otherwise with allow_failure, or is gone: RQ counts
+-- a missing parent as met), 'wait' (a parent has yet to end), or why the child can never run.
 -- `final` holds statuses this call just gave (a parent's hash may be deleted already).
+-- allow_failure lets a child run after a parent failed (RQ's rule) and also after one was
+-- canceled, stopped or removed, where RQ would leave it deferred forever: a batch's callback
+-- (docs/flows.md) runs once all its jobs have ended, however.
 local function deps_verdict(child, allow, final)
   local waiting, why = false, nil
   for _, dep in ipairs(try('SMEMBERS', K.job .. ':' .. child .. ':dependencies') or {}) do
     local s = final[dep] or try('HGET', K.job .. dep, 'status')
-    if type(s) ~= 'string' or s == 'finished' or (s == 'failed' and allow) then
+    if type(s) ~= 'string' or s == 'finished' or (allow and ENDED[s]) then
       -- met
     elseif PENDING[s] then
       waiting = true

@@ -13,7 +13,7 @@ import rq.job
 from rq.serializers import JSONSerializer
 
 from integration.workers.whelpers import FN, jq, publish, thread_worker, wait_for, wait_status, worker_process
-from jobqueue import InvalidJobError, JobSpec, enqueue, enqueue_flow, get_job
+from jobqueue import InvalidJobError, JobSpec, cancel, enqueue, enqueue_flow, get_job
 from jobqueue.client import MAX_FLOW_CHILDREN
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]
@@ -76,8 +76,6 @@ def test_allow_failure_runs_the_parent_with_what_failed(redis_conn: redis.Redis,
 
 
 def test_canceled_child_fails_the_parent(redis_conn: redis.Redis, redis_url: str) -> None:
-    from jobqueue import cancel
-
     publish(redis_conn, "f")
     _flow(redis_conn, "f")
     cancel("f", "c2", connection=redis_conn)
@@ -87,6 +85,15 @@ def test_canceled_child_fails_the_parent(redis_conn: redis.Redis, redis_url: str
         info.failed_reason
         == "not run: its dependency c2 was canceled (RQ's depends_on without allow_failure)"
     )
+
+
+def test_allow_failure_counts_a_canceled_child_as_ended(redis_conn: redis.Redis, redis_url: str) -> None:
+    publish(redis_conn, "f")
+    _flow(redis_conn, "f", allow=True)
+    cancel("f", "c2", connection=redis_conn)
+    with thread_worker(redis_url, "f"):
+        info = wait_status(redis_conn, "f", "p", "finished")
+    assert info.result == {"results": {"c1": 3}, "ended": {"c1": "finished", "c2": "canceled"}}
 
 
 def test_depends_on_existing_jobs_and_bad_input(redis_conn: redis.Redis, redis_url: str) -> None:
@@ -197,3 +204,39 @@ def test_worker_killed_mid_flow_runs_nothing_twice(redis_conn: redis.Redis, redi
     assert redis_conn.lrange("test:runs", 0, -1) == [b"gather:p"]
     assert set(info.result["ended"].values()) == {"finished"}
     assert {get_job("f", f"c{i}", connection=redis_conn).attempts_made for i in range(3)} == {2}
+
+
+def _running_on(conn: redis.Redis, queue: str, pod: str) -> bool:
+    running = [m.decode().split(":")[0] for m in conn.zrange(f"rq:wip:{queue}", 0, -1)]
+    return any(get_job(queue, j, connection=conn).pod == pod for j in running)
+
+
+def test_batch_callback_fires_exactly_once_under_pod_kills(redis_conn: redis.Redis, redis_url: str) -> None:
+    """A batch (Sidekiq Batches' shape) is a flow whose parent has allow_failure: the callback
+    runs once every job has ended, however. Two of three pods die mid-batch; recovery
+    re-queues their jobs; the callback is queued once, by the step that records the last end."""
+    from jobqueue import recovery
+
+    publish(redis_conn, "b", attempts=3)
+    jobs = [JobSpec(FN + "mark_after", (f"j{i}", 0.3), job_id=f"j{i}") for i in range(24)]
+    jobs.append(JobSpec(FN + "always_fail", ("bad row",), job_id="bad"))
+    callback = JobSpec(FN + "gather", job_id="done", allow_failure=True)
+    enqueue_flow("b", callback, jobs, connection=redis_conn)
+    with (
+        worker_process(redis_url, "b", pod="pod-a", concurrency=2) as a,
+        worker_process(redis_url, "b", pod="pod-b", concurrency=2) as b,
+        worker_process(redis_url, "b", pod="pod-c", concurrency=2),
+    ):
+        for pod in (a, b):
+            wait_for(f"a job running on {pod.pod}", lambda p=pod.pod: _running_on(redis_conn, "b", p))
+            pod.kill_pod()
+            recovery.recover_pod(redis_conn, "b", pod.pod, reason="pod deleted")
+        info = wait_status(redis_conn, "b", "done", "finished", timeout=60)
+    assert redis_conn.lrange("test:runs", 0, -1) == [b"gather:done"]  # once
+    ended = info.result["ended"]
+    assert (len(ended), ended["bad"]) == (25, "failed")
+    assert {s for j, s in ended.items() if j != "bad"} == {"finished"}
+    retried = [i for i in range(24) if get_job("b", f"j{i}", connection=redis_conn).attempts_made > 1]
+    assert retried  # the kills hit running jobs
+    last_end = max(get_job("b", j, connection=redis_conn).finished_at for j in ended)
+    assert last_end <= info.started_at
