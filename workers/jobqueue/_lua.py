@@ -377,9 +377,10 @@ ENQUEUE: Final = _script(
     "ENQUEUE",
     _PRELUDE
     + r"""
--- ARGV: queue, created_iso, created_ts, njobs, nsets, then each option set (nfields, field,
--- value, ...), then per job: id, kind ('q' queued | 's' scheduled | 'd' deferred), level,
--- ready, set, data, description, allow_failure ('1' | ''), ndeps, dep ids (RQ's depends_on).
+-- ARGV: queue, created_iso, created_ts, njobs, linked ('1' if some job has dependencies),
+-- nsets, then each option set (nfields, field, value, ...), then per job: id, kind ('q'
+-- queued | 's' scheduled | 'd' deferred), level, ready, set, data, description, and for a
+-- 'd' job: allow_failure ('1' | ''), ndeps, dep ids (RQ's depends_on).
 -- (Shared fields travel once per call: the argument count is what costs.)
 -- Returns per job '' (added), {status} (added deferred: its status once settled) or the
 -- existing job's status (duplicate). When a job depends on an id that is neither a job in
@@ -390,8 +391,8 @@ ENQUEUE: Final = _script(
 -- parent's rq:job:<parent>:dependents, rq:deferred:<q>), then settled at once: queued if its
 -- parents have ended already, failed if one failed (without allow_failure), else it waits.
 local q, created, created_ts = ARGV[1], ARGV[2], ARGV[3]
-local n, nsets = tonumber(ARGV[4]), tonumber(ARGV[5])
-local i = 6
+local n, linked, nsets = tonumber(ARGV[4]), ARGV[5] == '1', tonumber(ARGV[6])
+local i = 7
 local sets = {}
 for s = 1, nsets do
   local nf = tonumber(ARGV[i])
@@ -400,31 +401,36 @@ for s = 1, nsets do
   sets[s] = fields
   i = i + 1 + nf * 2
 end
-local first = i
--- [flows, issue 21] every dependency must exist before anything is written
-local ids = {}
-for j = 1, n do
-  ids[ARGV[i]] = true
-  i = i + 9 + tonumber(ARGV[i + 8])
-end
-i = first
-for j = 1, n do
-  for d = 1, tonumber(ARGV[i + 8]) do
-    local dep = ARGV[i + 8 + d]
-    if not ids[dep] and redis.call('EXISTS', K.job .. dep) == 0 then
-      return redis.error_reply('UNKNOWNDEP ' .. ARGV[i] .. ' ' .. dep)
-    end
+-- the arguments of the job at i: 7, and a deferred job's dependencies
+local function ndeps_at(i) return ARGV[i + 1] == 'd' and tonumber(ARGV[i + 8]) or 0 end
+local function width(i) return ARGV[i + 1] == 'd' and 9 + tonumber(ARGV[i + 8]) or 7 end
+if linked then
+  -- [flows, issue 21] every dependency must exist before anything is written
+  local first = i
+  local ids = {}
+  for j = 1, n do
+    ids[ARGV[i]] = true
+    i = i + width(i)
   end
-  i = i + 9 + tonumber(ARGV[i + 8])
+  i = first
+  for j = 1, n do
+    for d = 1, ndeps_at(i) do
+      local dep = ARGV[i + 8 + d]
+      if not ids[dep] and redis.call('EXISTS', K.job .. dep) == 0 then
+        return redis.error_reply('UNKNOWNDEP ' .. ARGV[i] .. ' ' .. dep)
+      end
+    end
+    i = i + width(i)
+  end
+  i = first
 end
-i = first
 local out = {}
 local levels = {}
 local added = 0
 local deferred = {}
 for j = 1, n do
   local id, kind, level, ready = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
-  local ndeps = tonumber(ARGV[i + 8])
+  local ndeps = ndeps_at(i)
   local jk = K.job .. id
   local existing = try('HGET', jk, 'status')
   if existing then
@@ -453,7 +459,7 @@ for j = 1, n do
     out[j] = ''
     added = added + 1
   end
-  i = i + 9 + ndeps
+  i = i + width(i)
 end
 -- settle each deferred job now that the whole call is written (a parent may come after its
 -- children in the call); a parent still pending gets the child in its dependents set

@@ -240,7 +240,7 @@ class _Builder:
         rate_key = spec.rate_key
         if rate_key is not None and not (isinstance(rate_key, str) and 1 <= len(rate_key) <= 200):
             raise InvalidJobError(f"rate_key must be a string of 1-200 characters, got {spec.rate_key!r}")
-        deps = _dependencies(job_id, spec.depends_on)
+        deps = _dependencies(job_id, spec.depends_on) if spec.depends_on else ()
         if deps and delay > 0:
             raise InvalidJobError(
                 "a job with depends_on cannot have a delay too (it runs when its dependencies end)"
@@ -258,9 +258,7 @@ class _Builder:
                 self.option_set(_options(spec.options), rate_key),
                 data,
                 description,
-                "1" if spec.allow_failure else "",
-                len(deps),
-                *deps,
+                *(("1" if spec.allow_failure else "", len(deps), *deps) if deps else ()),
             ],
         )
 
@@ -341,11 +339,19 @@ def _run_enqueue(
     queue_name = builder.queue
     out: list[EnqueueResult] = []
     calls: list[tuple[Any, ...]] = []
-    size = len(built) if _check_links(built) else BULK_CHUNK  # (dependencies: all or nothing)
+    linked = _check_links(built)
+    size = len(built) if linked else BULK_CHUNK  # (dependencies: all or nothing)
     chunks = [built[i : i + size] for i in range(0, len(built), size)]
     sets = builder.option_sets()
     for chunk in chunks:
-        flat: list[Any] = [queue_name, builder.now_iso, builder.created, len(chunk), *sets]
+        flat: list[Any] = [
+            queue_name,
+            builder.now_iso,
+            builder.created,
+            len(chunk),
+            "1" if linked else "",
+            *sets,
+        ]
         for _, _, argv in chunk:
             flat.extend(argv)
         calls.append(tuple(flat))

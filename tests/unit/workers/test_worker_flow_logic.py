@@ -60,6 +60,6 @@ def test_a_job_with_dependencies_is_deferred_and_takes_no_delay() -> None:
     b = _Builder(QueueSettings.model_validate({"queueName": "q"}))
     job_id, kind, argv = b.build(JobSpec("m.f", job_id="p", depends_on=["a", "b"], allow_failure=True))
     assert (job_id, kind, argv[7:]) == ("p", "d", ["1", 2, "a", "b"])
-    assert b.build(JobSpec("m.f", job_id="x"))[2][7:] == ["", 0]
+    assert b.build(JobSpec("m.f", job_id="x"))[2][7:] == []  # (a plain job: no extra arguments)
     with pytest.raises(InvalidJobError, match="cannot have a delay"):
         b.build(JobSpec("m.f", depends_on=["a"], delay=5))
