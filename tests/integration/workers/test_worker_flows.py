@@ -240,3 +240,13 @@ def test_batch_callback_fires_exactly_once_under_pod_kills(redis_conn: redis.Red
     assert retried  # the kills hit running jobs
     last_end = max(get_job("b", j, connection=redis_conn).finished_at for j in ended)
     assert last_end <= info.started_at
+
+
+def test_a_child_whose_record_is_gone_reads_as_none(redis_conn: redis.Redis, redis_url: str) -> None:
+    publish(redis_conn, "f")
+    kept = JobSpec(FN + "add", (1, 2), job_id="kept")
+    gone = JobSpec(FN + "add", (3, 4), job_id="gone", options={"keep_completed": 0})  # deleted when it ends
+    enqueue_flow("f", JobSpec(FN + "gather", job_id="p"), [kept, gone], connection=redis_conn)
+    with thread_worker(redis_url, "f"):
+        info = wait_status(redis_conn, "f", "p", "finished")
+    assert info.result == {"results": {"kept": 3}, "ended": {"kept": "finished", "gone": None}}
