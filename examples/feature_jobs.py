@@ -38,3 +38,23 @@ def nightly_export(rows: int) -> int:
 def quote(amount: float) -> dict[str, float]:
     """A fast job a caller waits for (a price quote); returns when it ended (time.time())."""
     return {"total": round(amount * 1.1, 2), "ended": time.time()}
+
+
+@job
+def vehicle_emissions(vehicle: str, km: float) -> float:
+    """A flow's child: one vehicle's CO2e for the month, kg (a vehicle without data fails)."""
+    if km < 0:
+        raise ValueError(f"no odometer data for {vehicle}")
+    return round(km * 0.12, 1)
+
+
+@job
+def fleet_report(fleet: str) -> dict[str, object]:
+    """A flow's parent: runs once every vehicle is done, sums their results, names the gaps."""
+    ctx = current_job()
+    ended = ctx.dependencies()  # id -> JobInfo (status, failed_reason, result), or None
+    return {
+        "fleet": fleet,
+        "kg": round(sum(ctx.dependency_results().values()), 1),
+        "missing": sorted(i for i, info in ended.items() if info is None or info.status != "finished"),
+    }

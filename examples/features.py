@@ -1,8 +1,9 @@
-"""Runnable examples of docs/bulk-operations.md, cancel.md, completion-events.md, rate-limits.md.
+"""Runnable examples of docs/bulk-operations.md, cancel.md, completion-events.md, rate-limits.md,
+flows.md.
 
     redis-server --port 6399 --save '' --daemonize yes
     export JOBQUEUE_REDIS_URL=redis://127.0.0.1:6399/0
-    PYTHONPATH=examples python examples/features.py bulk     # or: cancel, wait, rate
+    PYTHONPATH=examples python examples/features.py bulk     # or: cancel, wait, rate, flow
 
 The jobs are in ``feature_jobs.py`` (workers import job modules by name). Each example
 declares its queue as the operator would for a JobQueue (``settings.publish``), runs a real
@@ -22,7 +23,7 @@ from typing import Any
 
 import feature_jobs
 
-from jobqueue import JobSpec, admin, cancel, enqueue, enqueue_many, get_job, settings, wait
+from jobqueue import JobSpec, admin, cancel, enqueue, enqueue_flow, enqueue_many, get_job, settings, wait
 from jobqueue._redis import connect
 from jobqueue.worker import Worker, WorkerConfig
 
@@ -159,8 +160,30 @@ def rate() -> None:
     assert busiest <= 10
 
 
+def flow() -> None:
+    q = "demo:reports"
+    declare(q, attempts=1)
+    odometer = {"truck-1": 1200.0, "truck-2": 860.5, "truck-3": -1.0}  # truck-3 sent no data
+    children = [
+        JobSpec(feature_jobs.vehicle_emissions, (v, km), job_id=f"co2-{v}") for v, km in odometer.items()
+    ]
+    # all or nothing: the report and its three children, in one call
+    strict = enqueue_flow(q, JobSpec(feature_jobs.fleet_report, ("north",), job_id="report-strict"), children)
+    print("enqueued:", strict.parent.id, strict.parent.status, [c.status for c in strict.children])
+    with worker(q):
+        failed = wait(q, "report-strict", timeout=30)
+        print(f"without allow_failure: {failed.status} ({failed.failed_reason})")
+        # the same month again, this time the report runs whatever the children did
+        again = [JobSpec(c.function, c.args, job_id=f"{c.job_id}-2") for c in children]
+        lenient = JobSpec(feature_jobs.fleet_report, ("north",), job_id="report", allow_failure=True)
+        enqueue_flow(q, lenient, again)
+        info = wait(q, "report", timeout=30)
+    print(f"with allow_failure: {info.status} {info.result}")
+    assert info.result == {"fleet": "north", "kg": 247.3, "missing": ["co2-truck-3-2"]}
+
+
 def main() -> None:
-    examples = {"bulk": bulk, "cancel": cancel_example, "wait": wait_example, "rate": rate}
+    examples = {"bulk": bulk, "cancel": cancel_example, "wait": wait_example, "rate": rate, "flow": flow}
     if len(sys.argv) != 2 or sys.argv[1] not in examples:
         raise SystemExit(f"usage: features.py {'|'.join(examples)}")
     examples[sys.argv[1]]()

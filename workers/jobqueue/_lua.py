@@ -249,14 +249,17 @@ end
 local PENDING = {queued = true, started = true, scheduled = true, deferred = true, created = true}
 local ENDED = {failed = 'failed', canceled = 'was canceled', stopped = 'was stopped', removed = 'was removed'}
 
--- 'run' (every parent finished, or failed with allow_failure, or is gone: RQ counts a
--- missing parent as met), 'wait' (a parent has yet to end), or why the child can never run.
+-- 'run' (every parent finished, or ended otherwise with allow_failure, or is gone: RQ counts
+-- a missing parent as met), 'wait' (a parent has yet to end), or why the child can never run.
 -- `final` holds statuses this call just gave (a parent's hash may be deleted already).
+-- allow_failure lets a child run after a parent failed (RQ's rule) and also after one was
+-- canceled, stopped or removed, where RQ would leave it deferred forever: a batch's callback
+-- (docs/flows.md) runs once all its jobs have ended, however.
 local function deps_verdict(child, allow, final)
   local waiting, why = false, nil
   for _, dep in ipairs(try('SMEMBERS', K.job .. ':' .. child .. ':dependencies') or {}) do
     local s = final[dep] or try('HGET', K.job .. dep, 'status')
-    if type(s) ~= 'string' or s == 'finished' or (s == 'failed' and allow) then
+    if type(s) ~= 'string' or s == 'finished' or (allow and ENDED[s]) then
       -- met
     elseif PENDING[s] then
       waiting = true
@@ -279,6 +282,8 @@ local function settle_child(child, now, iso, final, q)
   local origin = c[2]
   local verdict = deps_verdict(child, c[3] == '1', final)
   if verdict == 'wait' then return nil end
+  -- decided: the set has done its work (the parents stay listed in the hash's dependency_ids)
+  redis.call('DEL', K.job .. ':' .. child .. ':dependencies')
   if verdict == 'run' and origin and origin ~= '' then
     redis.call('ZREM', K.deferred .. origin, child)
     local level = level_of(c[5])
@@ -372,13 +377,22 @@ ENQUEUE: Final = _script(
     "ENQUEUE",
     _PRELUDE
     + r"""
--- ARGV: queue, created_iso, created_ts, njobs, nsets, then each option set (nfields, field,
--- value, ...), then per job: id, kind ('q' queued | 's' scheduled), level, ready, set, data,
--- description. (Shared fields travel once per call: the argument count is what costs.)
--- Returns per job '' (added) or the existing job's status (duplicate).
+-- ARGV: queue, created_iso, created_ts, njobs, linked ('1' if some job has dependencies),
+-- nsets, then each option set (nfields, field, value, ...), then per job: id, kind ('q'
+-- queued | 's' scheduled | 'd' deferred), level, ready, set, data, description, and for a
+-- 'd' job: allow_failure ('1' | ''), ndeps, dep ids (RQ's depends_on).
+-- (Shared fields travel once per call: the argument count is what costs.)
+-- Returns per job '' (added), {status} (added deferred: its status once settled) or the
+-- existing job's status (duplicate). When a job depends on an id that is neither a job in
+-- Redis nor one of this call, nothing is added and the error 'UNKNOWNDEP <id> <dep>' is
+-- returned (checked before the first write: a flow is added whole or not at all; ids are
+-- checked by the client, they hold no space).
+-- A deferred job is linked as RQ links it (rq:job::<id>:dependencies, each pending
+-- parent's rq:job:<parent>:dependents, rq:deferred:<q>), then settled at once: queued if its
+-- parents have ended already, failed if one failed (without allow_failure), else it waits.
 local q, created, created_ts = ARGV[1], ARGV[2], ARGV[3]
-local n, nsets = tonumber(ARGV[4]), tonumber(ARGV[5])
-local i = 6
+local n, linked, nsets = tonumber(ARGV[4]), ARGV[5] == '1', tonumber(ARGV[6])
+local i = 7
 local sets = {}
 for s = 1, nsets do
   local nf = tonumber(ARGV[i])
@@ -387,11 +401,36 @@ for s = 1, nsets do
   sets[s] = fields
   i = i + 1 + nf * 2
 end
+-- the arguments of the job at i: 7, and a deferred job's dependencies
+local function ndeps_at(i) return ARGV[i + 1] == 'd' and tonumber(ARGV[i + 8]) or 0 end
+local function width(i) return ARGV[i + 1] == 'd' and 9 + tonumber(ARGV[i + 8]) or 7 end
+if linked then
+  -- [flows, issue 21] every dependency must exist before anything is written
+  local first = i
+  local ids = {}
+  for j = 1, n do
+    ids[ARGV[i]] = true
+    i = i + width(i)
+  end
+  i = first
+  for j = 1, n do
+    for d = 1, ndeps_at(i) do
+      local dep = ARGV[i + 8 + d]
+      if not ids[dep] and redis.call('EXISTS', K.job .. dep) == 0 then
+        return redis.error_reply('UNKNOWNDEP ' .. ARGV[i] .. ' ' .. dep)
+      end
+    end
+    i = i + width(i)
+  end
+  i = first
+end
 local out = {}
 local levels = {}
 local added = 0
+local deferred = {}
 for j = 1, n do
   local id, kind, level, ready = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
+  local ndeps = ndeps_at(i)
   local jk = K.job .. id
   local existing = try('HGET', jk, 'status')
   if existing then
@@ -405,6 +444,13 @@ for j = 1, n do
     if kind == 's' then
       redis.call('HSET', jk, 'status', 'scheduled')
       redis.call('ZADD', K.scheduled .. q, ready, id)
+    elseif kind == 'd' then
+      local deps = {unpack(ARGV, i + 9, i + 8 + ndeps)}
+      redis.call('HSET', jk, 'status', 'deferred', 'dependency_id', deps[1], 'dependency_ids', cjson.encode(deps))
+      if ARGV[i + 7] == '1' then redis.call('HSET', jk, 'allow_dependency_failures', 1) end
+      redis.call('SADD', K.job .. ':' .. id .. ':dependencies', unpack(deps))
+      redis.call('ZADD', K.deferred .. q, created_ts, id)
+      table.insert(deferred, {id, deps, j})
     else
       redis.call('HSET', jk, 'status', 'queued', 'enqueued_at', created)
       redis.call('RPUSH', qkey(q, level), id)
@@ -413,7 +459,24 @@ for j = 1, n do
     out[j] = ''
     added = added + 1
   end
-  i = i + 7
+  i = i + width(i)
+end
+-- settle each deferred job now that the whole call is written (a parent may come after its
+-- children in the call); a parent still pending gets the child in its dependents set
+local now = tonumber(created_ts)
+for _, d in ipairs(deferred) do
+  local id, deps = d[1], d[2]
+  local s = settle_child(id, now, created, {}, q)
+  out[d[3]] = {s or 'deferred'}
+  if s == 'failed' then
+    settle_dependents(q, id, 'failed', now, created)
+  elseif s == nil then
+    for _, dep in ipairs(deps) do
+      if PENDING[try('HGET', K.job .. dep, 'status') or ''] then
+        redis.call('SADD', K.job .. dep .. ':dependents', id)
+      end
+    end
+  end
 end
 if added > 0 then
   for level, _ in pairs(levels) do redis.call('SADD', K.queues, qkey(q, level)) end

@@ -349,6 +349,16 @@ def worker(
 @click.option("--delay", type=click.FloatRange(min=0), help="Seconds before the job may run.")
 @click.option("--priority", type=click.IntRange(1, 5), help="1 (most important) .. 5; default 3.")
 @click.option("--rate-key", help="What the queue's keyRateLimit counts it against (a tenant, an API host).")
+@click.option(
+    "--depends-on",
+    "depends_on",
+    multiple=True,
+    metavar="ID",
+    help="Run only after job ID has finished (repeat for several; RQ's depends_on). docs/flows.md",
+)
+@click.option(
+    "--allow-failure", is_flag=True, help="With --depends-on: run once they have ended, even if one failed."
+)
 @output_options
 @click.pass_context
 def enqueue(
@@ -364,10 +374,16 @@ def enqueue(
     delay: float | None,
     priority: int | None,
     rate_key: str | None,
+    depends_on: tuple[str, ...],
+    allow_failure: bool,
     output: str,
     as_json: bool,
 ) -> None:
     """Add one job to QUEUE (FUNCTION is the job's dotted name)."""
+    if allow_failure and not depends_on:
+        _fail(
+            "--allow-failure needs --depends-on (it says what to do when a dependency fails)", ExitCode.USAGE
+        )
     args = _json_arg(args_json, "--args-json", list)
     kwargs = _json_arg(kwargs_json, "--kwargs-json", dict)
     options = _json_arg(options_json, "--options-json", dict)
@@ -383,6 +399,8 @@ def enqueue(
             delay=delay,
             priority=priority,
             rate_key=rate_key,
+            depends_on=depends_on,
+            allow_failure=allow_failure,
             connection=conn,
             **options,
         )

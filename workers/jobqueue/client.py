@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import math
 import re
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -49,6 +50,11 @@ JOB_ID_PATTERN: Final = re.compile(patterns.JOB_ID)
 #: one call blocks Redis for only a few milliseconds.
 BULK_CHUNK: Final = 500
 TERMINAL_STATUSES: Final = frozenset({"finished", "failed", "stopped", "canceled"})
+#: Children of one flow (and jobs of one enqueue_many call that has dependencies): such a
+#: call is one script call, all or nothing, so it is capped like a bulk chunk's few ms.
+MAX_FLOW_CHILDREN: Final = 1000
+#: Ids one job may depend on.
+MAX_DEPENDENCIES: Final = MAX_FLOW_CHILDREN
 
 Function = str | Callable[..., Any]
 
@@ -68,6 +74,20 @@ class JobSpec:
     options: Mapping[str, Any] | settings.JobOptions | None = None
     #: the key spec.keyRateLimit counts per (a tenant, an API host); None: no key
     rate_key: str | None = None
+    #: ids of jobs (of any queue) this one waits for (RQ's ``depends_on``): it stays
+    #: ``deferred`` until all have finished, and fails if one fails or is canceled ...
+    depends_on: Sequence[str] = ()
+    #: ... unless this is True (RQ's ``Dependency(allow_failure=True)``): then it runs once
+    #: they have all ended, however they ended
+    allow_failure: bool = False
+
+
+@dataclass(frozen=True)
+class FlowResult:
+    """What :func:`enqueue_flow` added: the parent and its children, in the order given."""
+
+    parent: EnqueueResult
+    children: list[EnqueueResult]
 
 
 @dataclass(frozen=True)
@@ -220,7 +240,12 @@ class _Builder:
         rate_key = spec.rate_key
         if rate_key is not None and not (isinstance(rate_key, str) and 1 <= len(rate_key) <= 200):
             raise InvalidJobError(f"rate_key must be a string of 1-200 characters, got {spec.rate_key!r}")
-        kind = "s" if delay > 0 else "q"
+        deps = _dependencies(job_id, spec.depends_on) if spec.depends_on else ()
+        if deps and delay > 0:
+            raise InvalidJobError(
+                "a job with depends_on cannot have a delay too (it runs when its dependencies end)"
+            )
+        kind = "d" if deps else "s" if delay > 0 else "q"
         ready = repr(self.now + delay) if delay > 0 else self.created
         return (
             job_id,
@@ -233,6 +258,7 @@ class _Builder:
                 self.option_set(_options(spec.options), rate_key),
                 data,
                 description,
+                *(("1" if spec.allow_failure else "", len(deps), *deps) if deps else ()),
             ],
         )
 
@@ -243,22 +269,109 @@ class _Builder:
         return flat
 
 
+def _dependencies(job_id: str, depends_on: Sequence[str]) -> list[str]:
+    """The ids a job waits for, checked (an id, not the job itself, at most MAX_DEPENDENCIES),
+    each once, in the order given."""
+    if isinstance(depends_on, str):  # (a bare id: one dependency, as RQ takes it)
+        depends_on = [depends_on]
+    deps = list(dict.fromkeys(depends_on))
+    if len(deps) > MAX_DEPENDENCIES:
+        raise InvalidJobError(
+            f"depends_on holds {len(deps)} ids; a job may depend on at most {MAX_DEPENDENCIES}"
+        )
+    for dep in deps:
+        if not isinstance(dep, str) or not JOB_ID_PATTERN.match(dep):
+            raise InvalidJobError(
+                f"depends_on: {dep!r} is not a job id (1-200 characters of A-Z a-z 0-9 _ -)"
+            )
+        if dep == job_id:
+            raise InvalidJobError(f"job {job_id!r} cannot depend on itself")
+    return deps
+
+
+def find_cycle(graph: Mapping[str, Sequence[str]]) -> list[str] | None:
+    """A dependency cycle among ``graph`` (job id -> the ids it depends on), as the ids along
+    it with the first repeated at the end (``[a, b, a]``: a waits for b, b for a); None if
+    there is none. Ids that are not keys of ``graph`` have no dependencies here."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done (no cycle through it)
+    for root in graph:
+        if root in state:
+            continue
+        path: list[str] = [root]
+        state[root] = 1
+        stack: list[Iterator[str]] = [iter(graph[root])]
+        while stack:
+            dep = next(stack[-1], None)
+            if dep is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif state.get(dep) == 1:
+                return [*path[path.index(dep) :], dep]
+            elif dep not in state:
+                state[dep] = 1
+                path.append(dep)
+                stack.append(iter(graph.get(dep, ())))
+    return None
+
+
+def _check_links(built: list[tuple[str, str, list[Any]]]) -> bool:
+    """True if some job of the call has dependencies (then the call must be one script call:
+    at most MAX_FLOW_CHILDREN + 1 jobs, and no cycle among them)."""
+    graph = {job_id: argv[9:] for job_id, kind, argv in built if kind == "d"}
+    if not graph:
+        return False
+    if len(built) > MAX_FLOW_CHILDREN + 1:
+        raise InvalidJobError(
+            f"{len(built)} jobs with dependencies in one call; at most {MAX_FLOW_CHILDREN + 1} (one flow's parent "
+            f"and {MAX_FLOW_CHILDREN} children) are added atomically — split them into several flows"
+        )
+    cycle = find_cycle(graph)
+    if cycle:
+        raise InvalidJobError(
+            f"dependency cycle: {' -> '.join(cycle)} (each waits for the next; none could run)"
+        )
+    return True
+
+
 def _run_enqueue(
     conn: redis.Redis, builder: _Builder, built: list[tuple[str, str, list[Any]]]
 ) -> list[EnqueueResult]:
     queue_name = builder.queue
     out: list[EnqueueResult] = []
     calls: list[tuple[Any, ...]] = []
-    chunks = [built[i : i + BULK_CHUNK] for i in range(0, len(built), BULK_CHUNK)]
+    linked = _check_links(built)
+    size = len(built) if linked else BULK_CHUNK  # (dependencies: all or nothing)
+    chunks = [built[i : i + size] for i in range(0, len(built), size)]
     sets = builder.option_sets()
     for chunk in chunks:
-        flat: list[Any] = [queue_name, builder.now_iso, builder.created, len(chunk), *sets]
+        flat: list[Any] = [
+            queue_name,
+            builder.now_iso,
+            builder.created,
+            len(chunk),
+            "1" if linked else "",
+            *sets,
+        ]
         for _, _, argv in chunk:
             flat.extend(argv)
         calls.append(tuple(flat))
-    replies = _ENQUEUE.many(conn, calls) if len(calls) > 1 else [_ENQUEUE(conn, *calls[0])] if calls else []
+    try:
+        replies = (
+            _ENQUEUE.many(conn, calls) if len(calls) > 1 else [_ENQUEUE(conn, *calls[0])] if calls else []
+        )
+    except redis.ResponseError as exc:
+        if not str(exc).startswith("UNKNOWNDEP "):
+            raise
+        _, job_id, dep = str(exc).split()[:3]
+        raise InvalidJobError(
+            f"job {job_id!r} depends on {dep!r}, which is no job (never enqueued, or its record expired "
+            "after keepCompleted/keepFailed); nothing was enqueued"
+        ) from None
     for chunk, reply in zip(chunks, replies, strict=True):
         for (job_id, kind, _), existing in zip(chunk, reply, strict=True):
+            if isinstance(existing, list):  # a deferred job, settled at once
+                out.append(EnqueueResult(job_id, queue_name, False, text(existing[0])))
+                continue
             status = text(existing)
             if status:
                 out.append(EnqueueResult(job_id, queue_name, True, status))
@@ -276,6 +389,8 @@ def enqueue(
     delay: float | timedelta | None = None,
     priority: int | None = None,
     rate_key: str | None = None,
+    depends_on: Sequence[str] = (),
+    allow_failure: bool = False,
     connection: redis.Redis | None = None,
     **options: Any,
 ) -> EnqueueResult:
@@ -284,7 +399,9 @@ def enqueue(
     ``function`` is a ``@job`` function or its dotted name; ``args``/``kwargs`` must be JSON
     values. ``delay`` (seconds) makes it a delayed job; ``priority`` 1 (most important) .. 5
     picks its level (default 3); ``rate_key`` names what the queue's ``keyRateLimit`` counts
-    this job against (a tenant, an API host); ``options`` override the queue's job defaults
+    this job against (a tenant, an API host); ``depends_on`` lists ids of jobs it waits for
+    (RQ's field: it runs once they all finished, fails if one fails or is canceled, runs anyway
+    with ``allow_failure=True``; docs/flows.md); ``options`` override the queue's job defaults
     (``attempts=5``, ``backoff={"type": "fixed", "delaySeconds": 2}``, ``timeout_seconds=30``,
     ``keep_completed=3600``, ``keep_failed=86400``). Raises UnknownQueueError when no JobQueue
     publishes ``queue``, InvalidJobError for anything malformed.
@@ -292,6 +409,7 @@ def enqueue(
     conn = _connection(connection)
     builder = _Builder(settings.load(conn, queue))
     spec = JobSpec(function, args, kwargs or {}, job_id, delay, priority, options or None, rate_key)
+    spec = dataclasses.replace(spec, depends_on=depends_on, allow_failure=allow_failure)
     return _run_enqueue(conn, builder, [builder.build(spec)])[0]
 
 
@@ -303,13 +421,72 @@ def enqueue_many(
     is added, so an InvalidJobError adds nothing."""
     conn = _connection(connection)
     builder = _Builder(settings.load(conn, queue))
+    return _run_enqueue(conn, builder, _build_all(builder, jobs, "job"))
+
+
+def _build_all(builder: _Builder, specs: Iterable[JobSpec], what: str) -> list[tuple[str, str, list[Any]]]:
+    """Every spec checked and built before anything is sent (an error names the spec)."""
     built = []
-    for n, spec in enumerate(jobs):
+    for n, spec in enumerate(specs):
         try:
             built.append(builder.build(spec))
         except InvalidJobError as exc:
-            raise InvalidJobError(f"job #{n}: {exc}") from None
-    return _run_enqueue(conn, builder, built)
+            raise InvalidJobError(f"{what} #{n}: {exc}") from None
+    return built
+
+
+def enqueue_flow(
+    queue: str, parent: JobSpec, children: Sequence[JobSpec], *, connection: redis.Redis | None = None
+) -> FlowResult:
+    """Add a parent job and the children it waits for, atomically (one script call: all of
+    them or, on any error, none), BullMQ FlowProducer's shape on RQ's ``depends_on``.
+
+    The children run as ordinary jobs; the parent stays ``deferred`` until every child has
+    finished, then runs and reads their results with ``current_job().dependency_results()``.
+    A child that fails for good (or is canceled, or removed) fails the parent ("not run: its
+    dependency … failed"), unless ``parent.allow_failure`` is set: then the parent runs once
+    all have ended and ``current_job().dependencies()`` says how each ended. The parent's own
+    ``depends_on`` ids (existing jobs) are waited for too. At most MAX_FLOW_CHILDREN children."""
+    if not children:
+        raise InvalidJobError("a flow needs at least one child (for a single job use enqueue)")
+    if len(children) > MAX_FLOW_CHILDREN:
+        raise InvalidJobError(f"a flow has at most {MAX_FLOW_CHILDREN} children, got {len(children)}")
+    conn = _connection(connection)
+    builder = _Builder(settings.load(conn, queue))
+    built = _build_all(builder, children, "child")
+    ids = [job_id for job_id, _, _ in built]
+    if len(set(ids)) < len(ids):
+        raise InvalidJobError("the children of a flow need distinct job ids")
+    try:
+        top = builder.build(
+            dataclasses.replace(parent, depends_on=[*ids, *_dependencies("", parent.depends_on)])
+        )
+    except InvalidJobError as exc:
+        raise InvalidJobError(f"parent: {exc}") from None
+    results = _run_enqueue(conn, builder, [*built, top])
+    return FlowResult(results[-1], results[:-1])
+
+
+def dependencies(job_id: str, *, connection: redis.Redis | None = None) -> dict[str, JobInfo | None]:
+    """The jobs ``job_id`` depends on (RQ's ``dependency_ids``, any queue), by id, in order;
+    None for one whose record is gone (its retention ended). One round trip after the job's."""
+    conn = _connection(connection)
+    raw = conn.hget(keys.JOB.encode() + _id_bytes("", job_id), "dependency_ids")
+    try:
+        ids = [str(x) for x in json.loads(raw)] if raw else []
+    except ValueError:
+        ids = []
+    pipe = conn.pipeline(transaction=False)
+    for dep in ids:
+        pipe.hgetall(keys.JOB + dep)
+        pipe.xrevrange(keys.RESULTS + dep, "+", "-", count=1)
+    replies = pipe.execute(raise_on_error=False)
+    out: dict[str, JobInfo | None] = {}
+    for dep, rec, latest in zip(ids, replies[::2], replies[1::2], strict=True):
+        ok = isinstance(rec, dict) and rec
+        results = [] if isinstance(latest, redis.ResponseError) else latest
+        out[dep] = _job_info(text(rec.get(b"origin")), dep, rec, results) if ok else None
+    return out
 
 
 # --------------------------------------------------------------------------------------

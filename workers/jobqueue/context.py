@@ -18,6 +18,11 @@ import math
 from collections.abc import Callable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from jobqueue import client
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,22 @@ class JobContext:
         (it then ends ``canceled``); one that does not is abandoned at its timeout. Process and
         async mode stop the job themselves within a second."""
         return self._cancel_asked()
+
+    def dependencies(self, connection: redis.Redis | None = None) -> dict[str, client.JobInfo | None]:
+        """The jobs this one waited for (its flow's children, its ``depends_on``), by id: how
+        each ended (``status``, ``failed_reason``) and its ``result``; None for one whose record
+        is gone. Reads Redis at ``$JOBQUEUE_REDIS_URL`` (set in worker pods) unless given a
+        ``connection``."""
+        return client.dependencies(self.id, connection=connection)
+
+    def dependency_results(self, connection: redis.Redis | None = None) -> dict[str, Any]:
+        """The return values of the jobs this one waited for that finished, by id (with
+        ``allow_failure`` the others are left out: :meth:`dependencies` says how they ended)."""
+        return {
+            dep: info.result
+            for dep, info in self.dependencies(connection).items()
+            if info is not None and info.status == "finished"
+        }
 
     def update_progress(self, percent: float) -> None:
         """Report progress, 0 (nothing done) … 100 (done)."""

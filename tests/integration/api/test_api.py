@@ -341,3 +341,19 @@ def test_cancel(*, server: ApiServer, ops: str, viewer: str, redis_conn: redis.R
     )
     again = server.call("POST", f"/api/v1/queues/{Q}/jobs/later/cancel", ops)
     assert again.status == 409, again.body
+
+
+def test_enqueue_with_depends_on(
+    *, server: ApiServer, ops: str, redis_conn: redis.Redis, namespace: str
+) -> None:
+    declare(redis_conn, Q, namespace, "emails")
+    enqueue(Q, FN + "noop", job_id="first", connection=redis_conn)
+    body = {"function": FN + "noop", "jobId": "second", "dependsOn": ["first"], "allowFailure": True}
+    added = server.call("POST", f"/api/v1/queues/{Q}/jobs", ops, body)
+    assert (added.status, added.body["state"]) == (201, "deferred"), added.body
+    assert redis_conn.smembers("rq:job::second:dependencies") == {b"first"}
+    unknown = server.call(
+        "POST", f"/api/v1/queues/{Q}/jobs", ops, {"function": FN + "noop", "dependsOn": ["nope"]}
+    )
+    assert unknown.status == 400, unknown.body
+    assert "depends on 'nope', which is no job" in unknown.body["detail"]

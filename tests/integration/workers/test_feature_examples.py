@@ -60,3 +60,12 @@ def test_rate_limit_example(redis_url: str) -> None:
     (line,) = run_example(redis_url, "rate").splitlines()
     assert line.startswith("limit 10/s, pods ['pod-a', 'pod-b', 'pod-c']: ")
     assert "at most 10 in any 0.95 s;" in line
+
+
+def test_flow_example(redis_url: str) -> None:
+    assert run_example(redis_url, "flow").splitlines() == [
+        "enqueued: report-strict deferred ['queued', 'queued', 'queued']",
+        "without allow_failure: failed (not run: its dependency co2-truck-3 failed (RQ's depends_on without "
+        "allow_failure))",
+        "with allow_failure: finished {'fleet': 'north', 'kg': 247.3, 'missing': ['co2-truck-3-2']}",
+    ]

@@ -257,3 +257,17 @@ def stamp_after(seconds: float) -> float:
     """Sleeps, then returns the time it ended (time.time()), its very last act."""
     time.sleep(seconds)
     return time.time()
+
+
+@job
+def gather(own_redis: bool = True) -> dict[str, Any]:
+    """A flow's parent: records its run in `runs` and returns how each dependency ended
+    (``own_redis=False``: read through ``$JOBQUEUE_REDIS_URL``, as a job in a pod does)."""
+    ctx = current_job()
+    conn = _redis() if own_redis else None
+    _redis().rpush("test:runs", f"gather:{ctx.id}")
+    deps = ctx.dependencies(conn)
+    return {
+        "results": ctx.dependency_results(conn),
+        "ended": {dep: (info.status if info else None) for dep, info in deps.items()},
+    }

@@ -14,7 +14,7 @@ from jobqueue.client import _Builder, _options
 
 def _fields(builder: _Builder, argv: list[Any]) -> dict[str, Any]:
     """The hash fields the ENQUEUE script writes from one job's arguments (see _lua.ENQUEUE)."""
-    _, kind, level, ready, option_set, data, description = argv
+    _, kind, level, ready, option_set, data, description, *_dependencies = argv
     shared = builder.sets[option_set - 1]
     fields = dict(zip(shared[::2], shared[1::2], strict=True))
     fields.update(

@@ -17,6 +17,7 @@ EXPECTED = {
     "cancel",
     "current_job",
     "enqueue",
+    "enqueue_flow",
     "enqueue_many",
     "get_job",
     "job",

@@ -189,6 +189,8 @@ def _job_routes(app: FastAPI, api: _Api) -> None:
             delay=body.delay_seconds,
             priority=body.priority,
             rate_key=body.rate_key,
+            depends_on=body.depends_on,
+            allow_failure=body.allow_failure,
             connection=api.conn,
             **options,
         )

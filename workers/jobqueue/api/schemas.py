@@ -247,6 +247,13 @@ class EnqueueRequest(_Doc):
             description="what the queue's keyRateLimit counts this job against (a tenant, an API host)",
         ),
     ] = None
+    depends_on: list[Annotated[str, Field(pattern=JOB_ID)]] = Field(
+        default_factory=list,
+        max_length=client.MAX_DEPENDENCIES,
+        description="ids of jobs (any queue) to wait for: it runs once all finished, fails if one fails "
+        "(RQ's depends_on; docs/flows.md)",
+    )
+    allow_failure: bool = Field(default=False, description="with depends_on: run once they ended, however")
 
 
 class Enqueued(_Doc):
