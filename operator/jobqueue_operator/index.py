@@ -103,9 +103,11 @@ def declares(body: Mapping[str, Any] | None, queue: str) -> bool:
     the name's owner check and the settings sweep: a JobQueue being deleted declares nothing;
     one whose spec cannot be read is taken at its word from before — unsure counts as yes,
     so neither its queue name nor its settings are given away on a guess."""
-    if body is None:
-        return False
-    ref = queue_ref(body)
+    return body is not None and ref_declares(queue_ref(body), queue)
+
+
+def ref_declares(ref: QueueRef | None, queue: str) -> bool:
+    """:func:`declares` for a JobQueue already read into ``ref`` (None: its spec is unreadable)."""
     return ref is None or (not ref.deleting and ref.queue_name == queue)
 
 

@@ -168,9 +168,11 @@ class Sweeper:
 
     async def _still_declared_here(self, owner: index.Key, queue: str, url: str) -> bool:
         body = await self._kube.get_jobqueue(*owner)
-        if not index.declares(body, queue):
+        if body is None:
             return False
-        ref = index.queue_ref(body) if body is not None else None
+        ref = index.queue_ref(body)  # (read once: it validates the spec, and logs an unreadable one)
+        if not index.ref_declares(ref, queue):
+            return False
         if ref is None:
             return True  # unreadable spec: do not guess, keep its settings
         try:

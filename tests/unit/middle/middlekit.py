@@ -347,7 +347,8 @@ class FakeKube:
 
     def status_written(self, kind: str, namespace: str, name: str) -> None:
         """A controller wrote the object's status: a new resourceVersion, nothing else."""
-        self._touch(self._live(kind, namespace, name), self._live(kind, namespace, name).get("spec"))
+        live = self._live(kind, namespace, name)
+        self._touch(live, live.get("spec"))
 
     async def annotate_pod(
         self, namespace: str, name: str, annotations: Mapping[str, str], *, field_manager: str
