@@ -6,6 +6,7 @@ from jobqueue.stats import QueueStats, WorkerInfo
 from jobqueue_operator import index
 from jobqueue_operator.scaling import plans, policy
 from jobqueue_operator.scaling.views import PodView
+from unit.middle.middlekit import queue_stats
 
 
 def worker(name: str, pod: str, busy: bool, job: str | None = None) -> WorkerInfo:
@@ -20,19 +21,7 @@ def worker(name: str, pod: str, busy: bool, job: str | None = None) -> WorkerInf
 
 
 def stats(*workers: WorkerInfo, queued: int = 0, running: int = 0) -> QueueStats:
-    return QueueStats(
-        queue="q",
-        queued=queued,
-        scheduled=0,
-        scheduled_due=0,
-        running=running,
-        lost=0,
-        failed=0,
-        finished=0,
-        oldest_queued_seconds=0.0,
-        last_activity_at=None,
-        workers=list(workers),
-    )
+    return queue_stats("q", queued=queued, running=running, workers=workers)
 
 
 def pod(name: str, *, terminating: bool = False, cost: int | None = None) -> PodView:
