@@ -64,6 +64,9 @@ fi
 
 begin "verify"
 "$BIN/kube-apiserver" --version
-"$BIN/etcd" --version | head -1
+# Not `| head -1`: under pipefail, head closing the pipe early kills etcd with SIGPIPE (exit 141),
+# which failed CI once.
+etcd_version=$("$BIN/etcd" --version)
+echo "${etcd_version%%$'\n'*}"
 "$BIN/kwokctl" --version
 say "done: binaries in $BIN and $TOOLS"
