@@ -15,6 +15,12 @@ skipped on a standby (a ``when=`` filter) still makes kopf record the change as 
 Lease, so the standby takes over at its next look; if it loses the Lease (could not renew
 in time, or someone else holds it) it stops the operator's loops at once, stops kopf and
 exits with status 1, to come back as a fresh candidate.
+
+With ``JOBQUEUE_SHARDS`` as well, every replica also takes part in the autoscaler's shards
+(:mod:`jobqueue_operator.sharding`) for its whole life: while it stands by it runs a kopf
+with only the autoscaler's indexes and the autoscaler over its shards (nothing that writes
+kopf's annotations); once it leads, that kopf stops and the full one starts, whose
+autoscaler again scales only this replica's shards.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Any, Final
 import kopf
 from aiohttp import web
 
-from jobqueue_operator import __version__, k8s, leader, metrics
+from jobqueue_operator import __version__, k8s, leader, metrics, sharding
 from jobqueue_operator import errors as operator_errors
 from jobqueue_operator import settings as operator_settings
 
@@ -122,28 +128,71 @@ async def elected(config: operator_settings.Settings) -> int:
             retry_period=config.retry_period_seconds,
         ),
     )
+    shards = sharing = None
+    if config.shards:
+        shards = sharding.ShardTable(
+            kube,
+            namespace=namespace,
+            lease=name,
+            identity=elector.identity,
+            count=config.shards,
+            timing=elector.timing,
+        )
+        sharing = asyncio.create_task(shards.run(), name="shards")
     try:
-        if not await _stand_by(elector, config.health_port):
+        if not await _stand_by(elector, config, shards):
             return 0
-        return await _lead(elector, config)
+        return await _lead(elector, config, shards)
     finally:
+        if shards is not None and sharing is not None:
+            sharing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sharing
+            await shards.release()
         await kube.close()
 
 
-async def _stand_by(elector: leader.Elector, health_port: int) -> bool:
-    """Wait for the Lease, serving ``/healthz``; False if SIGTERM/SIGINT came first."""
+async def _stand_by(
+    elector: leader.Elector, config: operator_settings.Settings, shards: sharding.ShardTable | None
+) -> bool:
+    """Wait for the Lease, serving ``/healthz`` (and, with shards, scaling this replica's
+    shards); False if SIGTERM/SIGINT came first."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    health = await _standby_health(elector, health_port) if health_port else None
+    health = await _standby_health(elector, config.health_port) if config.health_port else None
     acquiring = asyncio.create_task(elector.acquire(), name="leader-candidate")
     stopping = asyncio.create_task(stop.wait())
+    scaling = None
+    if shards is not None:
+        from jobqueue_operator import handlers  # noqa: PLC0415 (imported by main already)
+
+        kopf_stop, kopf_ready = asyncio.Event(), asyncio.Event()
+        signals = asyncio.create_task(_signals_stop(kopf_ready, stop), name="signals-to-stop-flag")
+        options = {**_kopf_options(config), "liveness_endpoint": None}
+        scaling = asyncio.create_task(
+            kopf.operator(
+                **options,
+                registry=handlers.SHARD_REGISTRY,
+                stop_flag=kopf_stop,
+                ready_flag=kopf_ready,
+                memo=kopf.Memo(config=config, owns=shards.holds),
+            ),
+            name="standby-autoscaler",
+        )
     try:
         await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in (acquiring, stopping):
             task.cancel()
+        if scaling is not None:
+            kopf_stop.set()  # (its cleanup stops the autoscaler before the full kopf starts)
+            try:
+                await asyncio.wait_for(scaling, STOP_SECONDS)
+            except Exception:
+                logger.exception("the standby's autoscaler did not stop cleanly")
+            signals.cancel()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         if health is not None:
@@ -186,10 +235,14 @@ async def _signals_stop(ready: asyncio.Event, stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def _lead(elector: leader.Elector, config: operator_settings.Settings) -> int:
+async def _lead(
+    elector: leader.Elector, config: operator_settings.Settings, shards: sharding.ShardTable | None
+) -> int:
     from jobqueue_operator import handlers  # noqa: PLC0415 (imported by main already)
 
     memo = kopf.Memo(config=config, acting=elector.valid)  # (the autoscaler checks it before each write)
+    if shards is not None:
+        memo.owns = shards.holds
     stop, ready = asyncio.Event(), asyncio.Event()
     # created before kopf starts: kopf cancels, when it stops, only the tasks started after it
     holding = asyncio.create_task(elector.hold(), name="leader-lease")

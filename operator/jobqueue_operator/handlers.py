@@ -248,24 +248,16 @@ async def startup(
         emit=emit,
     )
     if config.poll_interval > 0:
-        assert worker_deployment_index is not None
-        assert worker_pod_index is not None
-        assert jobqueue_status_index is not None
-        memo.runtime.autoscaler = scaling_poller.Autoscaler(
+        memo.runtime.autoscaler = _autoscaler(
+            memo,
+            config,
             kube=kube,
             hub=hub,
             addresses=addresses,
             keeper=reconciler.keeper,
             emit=emit,
-            queues=lambda: _refs(jobqueue_index),
-            deployments=worker_deployment_index,
-            pods=worker_pod_index,
-            statuses=jobqueue_status_index,
-            interval=config.poll_interval,
-            budget=config.worker_budget,
-            acting=getattr(memo, "acting", lambda: True),
+            indexes=(jobqueue_index, worker_deployment_index, worker_pod_index, jobqueue_status_index),
         )
-        memo.runtime.autoscaler.start()
     memo.runtime.failures = notifier.FailureNotifier(
         hub=hub,
         addresses=addresses,
@@ -274,6 +266,40 @@ async def startup(
         group=notifier.group_name(config.namespaces),
     )
     memo.runtime.failures.start()
+
+
+def _autoscaler(
+    memo: Any,
+    config: operator_settings.Settings,
+    *,
+    kube: k8s.Kube,
+    hub: redisq.RedisHub,
+    addresses: redisaddresses.RedisAddresses,
+    keeper: statuskeeper.StatusKeeper,
+    emit: statuskeeper.Emit,
+    indexes: tuple[Any, Any, Any, Any],
+) -> scaling_poller.Autoscaler:
+    """The autoscaler, started: over every queue, or over the queues of this replica's shards
+    (``memo.owns``, set by :mod:`jobqueue_operator.__main__` when JOBQUEUE_SHARDS is on)."""
+    queue_index, deployment_index, pod_index, status_index = indexes
+    assert None not in indexes, "kopf passes every index to startup handlers"
+    autoscaler = scaling_poller.Autoscaler(
+        kube=kube,
+        hub=hub,
+        addresses=addresses,
+        keeper=keeper,
+        emit=emit,
+        queues=lambda: _refs(queue_index),
+        deployments=deployment_index,
+        pods=pod_index,
+        statuses=status_index,
+        interval=config.poll_interval,
+        budget=config.worker_budget,
+        acting=getattr(memo, "acting", lambda: True),
+        owns=getattr(memo, "owns", lambda _key: True),
+    )
+    autoscaler.start()
+    return autoscaler
 
 
 @kopf.on.cleanup()
@@ -310,6 +336,64 @@ def stand_down(memo: Any) -> None:
         recurring_runtime.refresher.cancel()
 
 
+#: What a replica that does not lead runs when the autoscaler is sharded (JOBQUEUE_SHARDS,
+#: :mod:`jobqueue_operator.sharding`): the autoscaler's indexes and the autoscaler over its
+#: own shards. Nothing here writes kopf's annotations: those belong to the leader's
+#: handlers alone (two kopf instances handling one object would overwrite each other's).
+SHARD_REGISTRY: Final = kopf.OperatorRegistry()
+
+
+@dataclass
+class ShardRuntime:
+    kube: k8s.Kube
+    hub: redisq.RedisHub
+    autoscaler: scaling_poller.Autoscaler | None
+
+
+@kopf.on.startup(registry=SHARD_REGISTRY, id="shard_startup")
+async def shard_startup(
+    *,
+    settings: kopf.OperatorSettings,
+    memo: kopf.Memo,
+    jobqueue_index: kopf.Index[index.Key, index.QueueRef] | None = None,
+    worker_deployment_index: kopf.Index[index.Key, scaling_views.DeploymentView] | None = None,
+    worker_pod_index: kopf.Index[index.Key, scaling_views.PodView] | None = None,
+    jobqueue_status_index: kopf.Index[index.Key, dict[str, Any]] | None = None,
+    **_: Any,
+) -> None:
+    config: operator_settings.Settings = memo.config
+    tune(settings)
+    kube = k8s.Kube.connect()
+    hub = redisq.RedisHub(timeout=config.redis_timeout_seconds)
+    tenants = tenancy.Tenancy(hub, config.redis_url, isolated=config.redis_isolation == "namespace")
+    addresses = redisaddresses.RedisAddresses(
+        kube, config.redis_url, tenants=tenants, allowed_hosts=config.redis_allowed_hosts
+    )
+    emit = _emitter(kube)
+    memo.shard_runtime = ShardRuntime(kube, hub, None)
+    if config.poll_interval > 0:
+        memo.shard_runtime.autoscaler = _autoscaler(
+            memo,
+            config,
+            kube=kube,
+            hub=hub,
+            addresses=addresses,
+            keeper=statuskeeper.StatusKeeper(kube, emit),
+            emit=emit,
+            indexes=(jobqueue_index, worker_deployment_index, worker_pod_index, jobqueue_status_index),
+        )
+
+
+@kopf.on.cleanup(registry=SHARD_REGISTRY, id="shard_cleanup")
+async def shard_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    runtime: ShardRuntime = memo.shard_runtime
+    if runtime.autoscaler is not None:
+        await runtime.autoscaler.stop()
+    await runtime.kube.close()
+    runtime.hub.close()
+
+
+@kopf.index(GROUP, VERSION, models.JOBQUEUE_PLURAL, registry=SHARD_REGISTRY)
 @kopf.index(GROUP, VERSION, models.JOBQUEUE_PLURAL)
 async def jobqueue_index(body: kopf.Body, **_: Any) -> dict[index.Key, index.QueueRef] | None:
     ref = _QUEUE_REFS.of(_raw(body))
@@ -356,6 +440,7 @@ async def sweep_health(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
 _WORKERS: Final = {names.MANAGED_BY_LABEL: names.MANAGED_BY, names.COMPONENT_LABEL: names.WORKER_COMPONENT}
 
 
+@kopf.index("apps", "v1", "deployments", labels=_WORKERS, registry=SHARD_REGISTRY)
 @kopf.index("apps", "v1", "deployments", labels=_WORKERS)
 async def worker_deployment_index(
     body: kopf.Body, **_: Any
@@ -363,11 +448,13 @@ async def worker_deployment_index(
     return scaling_views.deployment_entry(body)
 
 
+@kopf.index("v1", "pods", labels=_WORKERS, registry=SHARD_REGISTRY)
 @kopf.index("v1", "pods", labels=_WORKERS)
 async def worker_pod_index(body: kopf.Body, **_: Any) -> dict[index.Key, scaling_views.PodView] | None:
     return scaling_views.pod_entry(body)
 
 
+@kopf.index(GROUP, VERSION, models.JOBQUEUE_PLURAL, registry=SHARD_REGISTRY)
 @kopf.index(GROUP, VERSION, models.JOBQUEUE_PLURAL)
 async def jobqueue_status_index(body: kopf.Body, **_: Any) -> dict[index.Key, dict[str, Any]] | None:
     return scaling_views.status_entry(body)

@@ -77,6 +77,7 @@ _OURS: Final[Mapping[str, Any]] = {models.JOBQUEUE_KIND: JobQueue, models.RECURR
 REDIS_SECRET_NAMES: Final = "<rbac.redisSecretNames>"  # noqa: S105 (names, no secret)
 NOTIFICATION_SECRET_NAMES: Final = "<rbac.notificationSecretNames>"  # noqa: S105 (names, no secret)
 LEASE_NAME: Final = "<the leader Lease>"
+SHARD_LEASE_NAMES: Final = "<the shard and member Leases>"
 
 #: where a rule is granted: in each watched namespace (all of them: a ClusterRole), cluster-wide
 #: in either mode, or in the release namespace only (the leader Lease)
@@ -348,11 +349,25 @@ class Kube:
 
     # ---- leases (leader election, :mod:`jobqueue_operator.leader`)
 
-    @needs(Needs("coordination.k8s.io", "leases", ("get",), names=(LEASE_NAME,), scope="release"))
+    @needs(
+        Needs("coordination.k8s.io", "leases", ("get",), names=(LEASE_NAME,), scope="release"),
+        Needs("coordination.k8s.io", "leases", ("get",), names=(SHARD_LEASE_NAMES,), scope="release"),
+    )
     async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._get(Lease, namespace, name)
 
-    @needs(Needs("coordination.k8s.io", "leases", ("create", "patch"), names=(LEASE_NAME,), scope="release"))
+    @needs(Needs("coordination.k8s.io", "leases", ("list",), scope="release"))
+    async def list_leases(self, namespace: str) -> list[dict[str, Any]]:
+        """Every Lease of the namespace (the shard and member Leases of :mod:`.sharding` are read
+        in one request per step, not one each)."""
+        return [_as_dict(lease) async for lease in self._client.list(Lease, namespace=namespace)]
+
+    @needs(
+        Needs("coordination.k8s.io", "leases", ("create", "patch"), names=(LEASE_NAME,), scope="release"),
+        Needs(
+            "coordination.k8s.io", "leases", ("create", "patch"), names=(SHARD_LEASE_NAMES,), scope="release"
+        ),
+    )
     async def create_lease(self, body: Mapping[str, Any], *, field_manager: str) -> dict[str, Any]:
         """Create a Lease that was not there, by server-side apply — so that RBAC can limit even
         ``create`` to the Lease's name (an apply is authorised with the name in its URL; a POST
@@ -371,7 +386,10 @@ class Kube:
             )
         )
 
-    @needs(Needs("coordination.k8s.io", "leases", ("update",), names=(LEASE_NAME,), scope="release"))
+    @needs(
+        Needs("coordination.k8s.io", "leases", ("update",), names=(LEASE_NAME,), scope="release"),
+        Needs("coordination.k8s.io", "leases", ("update",), names=(SHARD_LEASE_NAMES,), scope="release"),
+    )
     async def replace_lease(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Replace (PUT) a Lease. ``body`` carries the ``metadata.resourceVersion`` it was read
         at, so the write fails with 409 if anyone changed the Lease since: the compare-and-swap
@@ -400,6 +418,16 @@ class Kube:
         if secret is None:
             return None
         return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+
+
+class LeaseApi(Protocol):
+    """What the elections need of :class:`Kube` (:mod:`.leader`, :mod:`.sharding`); the
+    middle tier runs several shard tables against one in-memory fake of it."""
+
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    async def list_leases(self, namespace: str) -> list[dict[str, Any]]: ...
+    async def create_lease(self, body: Mapping[str, Any], *, field_manager: str) -> dict[str, Any]: ...
+    async def replace_lease(self, body: Mapping[str, Any]) -> dict[str, Any]: ...
 
 
 class KubeApi(Protocol):

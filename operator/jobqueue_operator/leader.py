@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import enum
 import logging
 import math
 import os
@@ -102,6 +103,14 @@ class Record:
 Verdict = Literal["mine", "free", "expired", "held"]
 
 
+class _Unread(enum.Enum):
+    UNREAD = enum.auto()
+
+
+#: "the caller has not read the Lease" (as opposed to None: read, and not there)
+UNREAD: Final = _Unread.UNREAD
+
+
 class Observer:
     """A candidate's memory of a Lease someone else holds: its version and since when (by the
     candidate's monotonic clock) that version has been seen unchanged. Pure: no I/O."""
@@ -141,15 +150,18 @@ class Elector:
 
     def __init__(
         self,
-        kube: k8s.Kube,
+        kube: k8s.LeaseApi,
         *,
         namespace: str,
         name: str,
         identity: str,
         timing: Timing | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        gauge: bool = True,
     ) -> None:
         self._kube = kube
+        #: whether the Lease is reported as the leader gauge (not the shards' Leases)
+        self._gauge = gauge
         self.namespace = namespace
         self.name = name
         self.identity = identity
@@ -164,7 +176,8 @@ class Elector:
         self.leading = False
         #: the holder last seen ("" nobody); for logs and the standby's health answer
         self.holder = ""
-        metrics.LEADER.labels(name).set(0)
+        if gauge:
+            metrics.LEADER.labels(name).set(0)
 
     def valid(self) -> bool:
         """Leading, and renewed recently enough that nobody else can have taken over — what
@@ -217,10 +230,37 @@ class Elector:
                     pass
                 except Exception as e:  # anything that kept the renewal from happening
                     self._log_error("renewing", e)
-            if self.holder and self.holder != self.identity:
-                self._lose(f"the Lease is held by {self.holder}")
-            elif self._mono() - self._renewed >= deadline:
-                self._lose(f"not renewed for {deadline:g}s")
+            self._check_held()
+
+    async def renew_or_take(self, seen: Mapping[str, Any] | None) -> bool:
+        """One step for a caller that lists its Leases itself (:mod:`.sharding`): renew the
+        Lease if this process holds it (no read), else take or create it from ``seen`` — the
+        Lease as a list just showed it, None if absent — when it is free or expired. Losing it
+        is noticed as in :meth:`hold`. True if this process may act on it now."""
+        try:
+            await asyncio.wait_for(self._attempt(seen), self.timing.renew_deadline)
+        except TimeoutError:
+            pass
+        except Exception as e:  # the API server down or refusing: the next step tries again
+            self._log_error("renewing or taking", e)
+        self._check_held()
+        return self.valid()
+
+    def watch(self, seen: Mapping[str, Any] | None) -> None:
+        """Note the Lease as a list showed it, without acting: the time a holder has not
+        renewed counts from when it was first seen so, not from when this process wants it."""
+        if seen is not None and not self.leading:
+            record = Record.of(seen)
+            self.holder = record.holder
+            self._observer.verdict(record, self.identity, self._mono(), self.timing.lease_seconds)
+
+    def _check_held(self) -> None:
+        if not self.leading:
+            return
+        if self.holder and self.holder != self.identity:
+            self._lose(f"the Lease is held by {self.holder}")
+        elif self._mono() - self._renewed >= self.timing.renew_deadline:
+            self._lose(f"not renewed for {self.timing.renew_deadline:g}s")
 
     async def release(self) -> None:
         """Give the Lease up (empty holder) so that a candidate takes it at once; best effort:
@@ -257,8 +297,9 @@ class Elector:
 
     # ---- one look (and write)
 
-    async def _attempt(self) -> bool:
-        """Renew, take or create the Lease if this process may; True if it holds it now."""
+    async def _attempt(self, seen: Mapping[str, Any] | _Unread | None = UNREAD) -> bool:
+        """Renew, take or create the Lease if this process may; True if it holds it now.
+        ``seen``: the Lease as the caller last read it (None: absent); else it is read here."""
         sent = self._mono()
         if self.leading and self._written is not None:
             try:  # a renewal at the version this process wrote last: one request, no read
@@ -267,7 +308,8 @@ class Elector:
                 if not k8s.is_conflict(e):
                     raise
             self._written = None  # changed by someone else: read it
-        body = await self._kube.get_lease(self.namespace, self.name)
+            seen = UNREAD
+        body = await self._kube.get_lease(self.namespace, self.name) if isinstance(seen, _Unread) else seen
         if body is None:
             return await self._create(sent)
         record = Record.of(body)
@@ -335,7 +377,8 @@ class Elector:
         self.holder = self.identity
         if not self.leading:
             self.leading = True
-            metrics.LEADER.labels(self.name).set(1)
+            if self._gauge:
+                metrics.LEADER.labels(self.name).set(1)
 
     def _lose(self, why: str) -> None:
         """Stop leading; ``why`` empty: on purpose (released)."""
@@ -345,7 +388,8 @@ class Elector:
             logger.warning("lease %s/%s: %s stops leading: %s", self.namespace, self.name, self.identity, why)
         self.leading = False
         self._written = None
-        metrics.LEADER.labels(self.name).set(0)
+        if self._gauge:
+            metrics.LEADER.labels(self.name).set(0)
 
     def _log_error(self, doing: str, error: Exception) -> None:
         now = self._mono()

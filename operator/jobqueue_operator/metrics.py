@@ -27,6 +27,12 @@ LEADER: Final = prometheus_client.Gauge(
     "1 while this replica holds the leader Lease (and acts), 0 while it stands by",
     ["lease"],
 )
+SHARDS_HELD: Final = prometheus_client.Gauge(
+    mn.OPERATOR_SHARDS_HELD, "Autoscaler shards this replica holds the Lease of (JOBQUEUE_SHARDS; 0 when off)"
+)
+SHARD_MEMBERS: Final = prometheus_client.Gauge(
+    mn.OPERATOR_SHARD_MEMBERS, "Replicas that share the autoscaler's shards, as this replica sees them"
+)
 RECONCILE_TOTAL: Final = prometheus_client.Counter(
     mn.RECONCILE_TOTAL, "Reconciles (and settings sweeps) by outcome", ["kind", "result"]
 )

@@ -39,6 +39,9 @@ variable                                  meaning (default)
 ``JOBQUEUE_LEADER_LEASE_SECONDS``         how long an unrenewed Lease stays its holder's (3)
 ``JOBQUEUE_LEADER_RENEW_DEADLINE_SECONDS`` the leader stops when it could not renew this long (2)
 ``JOBQUEUE_LEADER_RETRY_PERIOD_SECONDS``  how often the leader renews and a standby looks (0.5)
+``JOBQUEUE_SHARDS``                       spread the autoscaler's queues over the replicas in this many
+                                          shards, a Lease each (:mod:`.sharding`); needs
+                                          ``JOBQUEUE_LEADER_LEASE``; 0: the leader alone scales (0)
 ========================================  ==========================================================
 """
 
@@ -73,6 +76,9 @@ MIN_POLL_INTERVAL: Final = 0.1
 DEFAULT_LEASE_SECONDS: Final = 3
 DEFAULT_RENEW_DEADLINE_SECONDS: Final = 2.0
 DEFAULT_RETRY_PERIOD_SECONDS: Final = 0.5
+
+#: Each shard is two Leases, each renewed every retry period.
+MAX_SHARDS: Final = 64
 
 #: What a Redis URL starts with (redis-py's forms, and Sentinel's: jobqueue._redis).
 REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://")
@@ -113,6 +119,8 @@ class Settings:
     lease_seconds: int = DEFAULT_LEASE_SECONDS
     renew_deadline_seconds: float = DEFAULT_RENEW_DEADLINE_SECONDS
     retry_period_seconds: float = DEFAULT_RETRY_PERIOD_SECONDS
+    #: autoscaler shards over the replicas (:mod:`jobqueue_operator.sharding`); 0: off
+    shards: int = 0
 
     @property
     def clusterwide(self) -> bool:
@@ -198,6 +206,20 @@ class Settings:
                 f"{timings[1]:g} < {PREFIX}LEADER_LEASE_SECONDS={timings[0]} does not hold: the leader "
                 "must renew several times within its deadline, and give up before anyone may take over"
             )
+        shards = _number(get, "SHARDS", 0, int, low=0, high=MAX_SHARDS)
+        _check(
+            shards == 0 or lease is not None,
+            "SHARDS",
+            str(shards),
+            "0 without JOBQUEUE_LEADER_LEASE (the shards are Leases beside the leader's)",
+        )
+        _check(
+            shards == 0 or not get("WORKER_BUDGET"),
+            "SHARDS",
+            str(shards),
+            "0 with JOBQUEUE_WORKER_BUDGET set (a budget is shared out over all queues at once, "
+            "which no replica sees when they are sharded)",
+        )
         return cls(
             namespaces=tuple(ns.strip() for ns in get("NAMESPACES").split(",") if ns.strip()),
             redis_url=redis_url,
@@ -221,6 +243,7 @@ class Settings:
             lease_seconds=timings[0],
             renew_deadline_seconds=timings[1],
             retry_period_seconds=timings[2],
+            shards=shards,
         )
 
 

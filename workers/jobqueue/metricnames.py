@@ -45,3 +45,5 @@ OPERATOR_INFO: Final = f"{PREFIX}_operator_info"  # gauge 1, labels: version
 JOBS_EXHAUSTED: Final = f"{PREFIX}_jobs_exhausted_total"  # failed for good, every cause (operator's count)
 FAILURE_NOTIFICATIONS: Final = f"{PREFIX}_failure_notifications_total"  # + channel=job|webhook, outcome
 OPERATOR_LEADER: Final = f"{PREFIX}_operator_leader"  # gauge 1 on the Lease holder, 0 standing by; + lease
+OPERATOR_SHARDS_HELD: Final = f"{PREFIX}_operator_shards_held"  # gauge: autoscaler shards this replica holds
+OPERATOR_SHARD_MEMBERS: Final = f"{PREFIX}_operator_shard_members"  # gauge: replicas sharing the shards (its view)

@@ -187,7 +187,7 @@ Deployment with "duplicate entries for key", naming neither the value nor the fi
   "JOBQUEUE_REDIS_ISOLATION" "redis.isolation" "JOBQUEUE_REDIS_ALLOWED_HOSTS" "redis.allowedHosts"
   "JOBQUEUE_LEADER_LEASE" "leaderElection.enabled" "JOBQUEUE_LEADER_LEASE_SECONDS" "leaderElection.leaseDurationSeconds"
   "JOBQUEUE_LEADER_RENEW_DEADLINE_SECONDS" "leaderElection.renewDeadlineSeconds"
-  "JOBQUEUE_LEADER_RETRY_PERIOD_SECONDS" "leaderElection.retryPeriodSeconds"
+  "JOBQUEUE_LEADER_RETRY_PERIOD_SECONDS" "leaderElection.retryPeriodSeconds" "JOBQUEUE_SHARDS" "autoscaler.shards"
   "POD_NAME" "(the pod's own name)" "POD_NAMESPACE" "(the pod's own namespace)" }}
 {{- range .Values.operator.extraEnv }}
 {{- if hasKey $byChart .name }}
@@ -247,6 +247,16 @@ reach templates as float64, which would print 1000000 as "1e+06". */}}
   value: {{ .Values.leaderElection.renewDeadlineSeconds | quote }}
 - name: JOBQUEUE_LEADER_RETRY_PERIOD_SECONDS
   value: {{ .Values.leaderElection.retryPeriodSeconds | quote }}
+{{- end }}
+{{- if .Values.autoscaler.shards }}
+{{- if not .Values.leaderElection.enabled }}
+{{- fail "autoscaler.shards needs leaderElection.enabled: the shards are Leases beside the leader's" }}
+{{- end }}
+{{- if not (kindIs "invalid" .Values.autoscaler.workerBudget) }}
+{{- fail "autoscaler.shards cannot be used with autoscaler.workerBudget: a budget is dealt out over all queues at once, which no replica sees when they are sharded" }}
+{{- end }}
+- name: JOBQUEUE_SHARDS
+  value: {{ .Values.autoscaler.shards | int64 | quote }}
 {{- end }}
 - name: POD_NAME
   valueFrom:

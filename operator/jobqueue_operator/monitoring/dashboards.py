@@ -361,10 +361,13 @@ def operator_version() -> timeseries.Panel:
     return _ts(
         "Operator version",
         "Running operator instances, by version, and how many of them act "
-        "(hold the leader Lease: 1 when healthy; the others stand by).",
+        "(hold the leader Lease: 1 when healthy; the others stand by). With autoscaler.shards: "
+        "the replicas sharing the shards, and the shards each holds.",
         "short",
         query(f"sum by (version) ({m.OPERATOR_INFO})", "{{version}}"),
         query(f"sum({m.OPERATOR_LEADER})", "leading"),
+        query(f"max({m.OPERATOR_SHARD_MEMBERS})", "shard members"),
+        query(f"sum by (pod) ({m.OPERATOR_SHARDS_HELD})", "shards: {{pod}}"),
     )
 
 

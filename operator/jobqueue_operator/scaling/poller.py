@@ -140,6 +140,7 @@ class Autoscaler:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         acting: Callable[[], bool] = lambda: True,
+        owns: Callable[[Key], bool] = lambda _key: True,
     ) -> None:
         self._kube = kube
         self._hub = hub
@@ -158,6 +159,9 @@ class Autoscaler:
         #: checked before every pass and every scale or recovery, so a leader that wakes up
         #: from a freeze writes nothing before it notices it was replaced
         self._acting = acting
+        #: whether this replica scales that queue now (its shard's Lease held: :mod:`.sharding`);
+        #: checked when choosing the queues of a pass and again before each scale or recovery
+        self._owns = owns
         self._state: dict[Key, _Queue] = {}
         self._lost = lost.LostPods()
         self._reads: dict[str, asyncio.Task[_Read]] = {}
@@ -219,7 +223,7 @@ class Autoscaler:
         if not self._acting():
             return
         now, mono = self._clock(), self._monotonic()
-        refs = {ref.key: ref for ref in self._queues() if not ref.deleting}
+        refs = {ref.key: ref for ref in self._queues() if not ref.deleting and self._owns(ref.key)}
         self._forget_gone(refs)
         by_url = await self._urls(refs.values())
         for key, ref in refs.items():
@@ -548,7 +552,7 @@ class Autoscaler:
         q, current, deployment = step.q, step.current, step.deployment.name
         namespace, name = q.ref.key
         async with self._scale_slots:
-            if not self._acting():
+            if not self._acting() or not self._owns(q.ref.key):
                 return False
             try:
                 await self._kube.scale_deployment(
@@ -717,7 +721,7 @@ class Autoscaler:
         reason = (
             f"lost: worker pod {pod_name} {how} while running this job (its workers stopped heart-beating)"
         )
-        if not self._acting():
+        if not self._acting() or not self._owns((namespace, jobqueue)):
             return
         try:
             report = await self._hub.recover_pod(url, queue, pod_name, reason=reason)

@@ -16,12 +16,13 @@ from typing import Any
 
 import kopf
 
-from jobqueue_operator import handlers, k8s
+from jobqueue_operator import handlers, k8s, sharding
 from unit.chart.chartkit import Manifest, Render, kinds
 
 RELEASE = "t-jobqueue-operator"
 VALUES: dict[str, Any] = {
-    "rbac": {"redisSecretNames": ["redis-url"], "notificationSecretNames": ["hook-url"]}
+    "rbac": {"redisSecretNames": ["redis-url"], "notificationSecretNames": ["hook-url"]},
+    "autoscaler": {"shards": 2},
 }
 #: resourceNames the chart takes from values (or the release name: the leader Lease) → the
 #: placeholders the code declares for them
@@ -29,6 +30,7 @@ PLACEHOLDERS = {
     ("redis-url",): (k8s.REDIS_SECRET_NAMES,),
     ("hook-url",): (k8s.NOTIFICATION_SECRET_NAMES,),
     (RELEASE,): (k8s.LEASE_NAME,),
+    sharding.lease_names(RELEASE, 2): (k8s.SHARD_LEASE_NAMES,),
 }
 #: the operator's roles, each with the scope it grants in (the users' aggregated roles and
 #: the admin API's are not the operator's)

@@ -260,6 +260,27 @@ def test_two_replicas_without_leader_election_are_refused(
     assert "replicaCount > 1 needs leaderElection.enabled" in error
 
 
+def test_shards_set_the_variable_and_grant_exactly_their_leases(render: Render) -> None:
+    objects = render({"replicaCount": 3, "autoscaler": {"shards": 3}})
+    assert container_env(one(objects, "Deployment"))["JOBQUEUE_SHARDS"] == "3"
+    role = next(r for r in kinds(objects, "Role") if r["metadata"]["name"] == LEASE_ROLE)
+    named = [rule for rule in role["rules"] if rule.get("resourceNames") and len(rule["resourceNames"]) > 1]
+    assert [len(rule["resourceNames"]) for rule in named] == [6]  # 3 member + 3 shard Leases
+    off = render({})
+    assert "JOBQUEUE_SHARDS" not in container_env(one(off, "Deployment"))
+
+
+def test_shards_without_leader_election_or_with_a_budget_are_refused(
+    render_error: Callable[[dict[str, Any]], str],
+) -> None:
+    error = render_error(
+        {"replicaCount": 1, "leaderElection": {"enabled": False}, "autoscaler": {"shards": 2}}
+    )
+    assert "autoscaler.shards needs leaderElection.enabled" in error
+    error = render_error({"autoscaler": {"shards": 2, "workerBudget": 10}})
+    assert "autoscaler.shards cannot be used with autoscaler.workerBudget" in error
+
+
 def test_image_digest_wins_over_tag(render: Render) -> None:
     digest = "sha256:" + "a" * 64
     deploy = one(render({"image": {"tag": "9.9.9", "digest": digest}}), "Deployment")

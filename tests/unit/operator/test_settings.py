@@ -81,6 +81,18 @@ def test_leader_election_is_off_unless_a_lease_is_named() -> None:
     assert (s.lease_seconds, s.renew_deadline_seconds, s.retry_period_seconds) == (15, 10.0, 2.0)
 
 
+def test_shards_need_a_lease_and_no_budget() -> None:
+    leader = {"JOBQUEUE_LEADER_LEASE": "jq-leader", "POD_NAMESPACE": "ops"}
+    assert Settings.from_env(leader).shards == 0
+    assert Settings.from_env({**leader, "JOBQUEUE_SHARDS": "8"}).shards == 8
+    with pytest.raises(errors.SettingsError, match=r"JOBQUEUE_SHARDS='8'.*without JOBQUEUE_LEADER_LEASE"):
+        Settings.from_env({"JOBQUEUE_SHARDS": "8"})
+    with pytest.raises(errors.SettingsError, match=r"JOBQUEUE_SHARDS='8'.*JOBQUEUE_WORKER_BUDGET"):
+        Settings.from_env({**leader, "JOBQUEUE_SHARDS": "8", "JOBQUEUE_WORKER_BUDGET": "5"})
+    with pytest.raises(errors.SettingsError, match=r"JOBQUEUE_SHARDS='65'.*from 0 to 64"):
+        Settings.from_env({**leader, "JOBQUEUE_SHARDS": "65"})
+
+
 def test_a_lease_needs_the_pods_namespace() -> None:
     with pytest.raises(errors.SettingsError, match=r"JOBQUEUE_LEADER_LEASE='jq-leader'.*POD_NAMESPACE"):
         Settings.from_env({"JOBQUEUE_LEADER_LEASE": "jq-leader"})
