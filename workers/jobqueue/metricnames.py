@@ -46,4 +46,6 @@ JOBS_EXHAUSTED: Final = f"{PREFIX}_jobs_exhausted_total"  # failed for good, eve
 FAILURE_NOTIFICATIONS: Final = f"{PREFIX}_failure_notifications_total"  # + channel=job|webhook, outcome
 OPERATOR_LEADER: Final = f"{PREFIX}_operator_leader"  # gauge 1 on the Lease holder, 0 standing by; + lease
 OPERATOR_SHARDS_HELD: Final = f"{PREFIX}_operator_shards_held"  # gauge: autoscaler shards this replica holds
-OPERATOR_SHARD_MEMBERS: Final = f"{PREFIX}_operator_shard_members"  # gauge: replicas sharing the shards (its view)
+OPERATOR_SHARD_MEMBERS: Final = (
+    f"{PREFIX}_operator_shard_members"  # gauge: replicas sharing the shards (its view)
+)
