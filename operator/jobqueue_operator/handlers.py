@@ -343,6 +343,13 @@ def stand_down(memo: Any) -> None:
 SHARD_REGISTRY: Final = kopf.OperatorRegistry()
 
 
+@kopf.on.login(registry=SHARD_REGISTRY, id="shard_login")
+def shard_login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """kopf's own fallbacks, as its default registry has them (a new registry has none): the
+    pod's service account, else the kubeconfig."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
 @dataclass
 class ShardRuntime:
     kube: k8s.Kube
