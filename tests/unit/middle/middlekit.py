@@ -695,6 +695,7 @@ class Operator:
         budget: int | None = None,
         kube: FakeKube | None = None,
         hub: FakeHub | None = None,
+        owns: Callable[[tuple[str, str]], bool] = lambda _key: True,
     ) -> Operator:
         """A new operator process; ``kube``/``hub``: the cluster and Redis of an earlier one
         (a restart)."""
@@ -728,6 +729,7 @@ class Operator:
             budget=budget,
             clock=clock.wall,
             monotonic=clock.mono,
+            owns=owns,
         )
         jobs = recurring.RecurringJobs(
             kube=kube, hub=hub, addresses=addresses, emit=kube.emit, defaults=defaults, clock=clock.utc

@@ -359,3 +359,33 @@ async def test_a_worker_budget_goes_to_the_more_important_queue_first() -> None:
     assert (replicas(op, "urgent"), replicas(op, "whenever")) == (2, 1)
     status = op.kube.objects[JQ, NAMESPACE, "whenever"]["status"]
     assert "worker budget of 3 pods leaves 1" in status["lastScaleReason"]
+
+
+async def test_with_shards_a_replica_scales_only_the_queues_it_holds_and_stops_the_moment_it_does_not() -> (
+    None
+):
+    held = {"mine"}
+    op = Operator.make(owns=lambda key: key[1] in held)
+    spec: dict[str, Any] = {
+        "concurrency": 4,
+        "worker": {"image": "registry.invalid/w:1", "imports": ["w"]},
+        "scaling": {"maxReplicas": 4},
+    }
+    await new_queue(op, "mine", **spec)
+    await new_queue(op, "theirs", **spec)
+    stats_of(op, "mine", queued=2)
+    stats_of(op, "theirs", queued=2)
+    await op.cycle()
+    op.indexes.refresh()
+    assert (replicas(op, "mine"), replicas(op, "theirs")) == (2, 0)
+
+    held.clear()  # the shard went to another replica: nothing of it is written here any more
+    stats_of(op, "mine", queued=4)
+    await op.cycle()
+    op.indexes.refresh()
+    assert replicas(op, "mine") == 2
+    assert [e.name for e in op.kube.events if e.reason == "ScaledUp"] == ["mine"]
+
+    held.add("theirs")  # a shard gained: its queues are decided from the next pass
+    await op.cycle()
+    assert replicas(op, "theirs") == 2
