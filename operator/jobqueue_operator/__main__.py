@@ -182,7 +182,12 @@ async def _stand_by(
             name="standby-autoscaler",
         )
     try:
-        await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        waiting = {acquiring, stopping} if scaling is None else {acquiring, stopping, scaling}
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if scaling is not None and scaling.done() and not stop.is_set():
+            # its shards would stay held and unscaled: exit, so that the pod restarts and the
+            # shards go to the others meanwhile
+            raise RuntimeError("the standby's autoscaler (kopf) stopped on its own") from scaling.exception()
     finally:
         for task in (acquiring, stopping):
             task.cancel()

@@ -9,8 +9,9 @@ RecurringJobs, failure notifications) stays with the leader.
 * a queue belongs to shard ``hash(namespace/name) mod N`` — fixed for the queue's life;
 * a replica that runs takes one of N **member** Leases (``<lease>-member-<k>``): the
   members are the holders of live member Leases;
-* shard ``s`` belongs to the member that wins **rendezvous hashing** of ``s`` over the
-  members' identities: when a member comes or goes only the shards it wins or held move;
+* shard ``s`` belongs to a member by **rendezvous hashing with equal quotas**
+  (:func:`assignment`): every member gets the same number of shards (give or take one), and
+  a member coming or going moves its own shards and a few others;
 * the shard's own Lease (``<lease>-shard-<s>``) says who *may* act on it: the member it
   belongs to takes it when it is free or has expired (the election of :mod:`.leader`, by the
   taker's own clock); a holder it no longer belongs to stops acting on it at once and
@@ -49,11 +50,26 @@ def shard_of(key: index.Key, count: int) -> int:
     return int.from_bytes(_digest(f"{key[0]}/{key[1]}")) % count
 
 
-def owner(shard: int, members: Collection[str]) -> str | None:
-    """The member ``shard`` belongs to: the highest score of (member, shard) — rendezvous
-    hashing, so removing a member moves only its own shards and adding one moves only the
-    shards it now wins."""
-    return max(members, key=lambda member: _digest(f"{member}#{shard}"), default=None)
+def assignment(count: int, members: Collection[str]) -> dict[int, str]:
+    """Which member each of ``count`` shards belongs to: **rendezvous hashing with equal
+    quotas**. Every member gets ``count // len(members)`` shards or one more (plain rendezvous
+    hashing leaves a member of three without any shard in one case of forty at 12 shards);
+    shard by shard, each goes to the member with the highest score of (member, shard) that
+    has room left. A member coming or going moves its own shards and, through the quotas, a
+    few others — never a reshuffle of all. The same on every replica that sees the same members."""
+    ordered = sorted(members)
+    if not ordered:
+        return {}
+    each, extra = divmod(count, len(ordered))
+    room = {member: each + (1 if n < extra else 0) for n, member in enumerate(ordered)}
+    out = {}
+    for shard in range(count):
+        for member in sorted(ordered, key=lambda m: _digest(f"{m}#{shard}"), reverse=True):
+            if room[member]:
+                room[member] -= 1
+                out[shard] = member
+                break
+    return out
 
 
 def lease_names(lease: str, count: int) -> tuple[str, ...]:
@@ -148,12 +164,13 @@ class ShardTable:
         member = await self._membership(listed)
         self.members = self._alive(listed, member) if listed is not None else self.members
         before = set(self.held())
+        owners = assignment(self.count, self.members) if member else {}
         for shard, elector in enumerate(self._shards):
             if shard in self._dropping:
                 await elector.release()
                 self._dropping.discard(shard)
                 continue
-            mine = member and owner(shard, self.members) == self.identity
+            mine = owners.get(shard) == self.identity
             if elector.leading and not mine:
                 self._dropping.add(shard)  # no write on it from now on; released next step
                 continue

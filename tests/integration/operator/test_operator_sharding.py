@@ -116,7 +116,7 @@ def test_each_queue_is_scaled_by_exactly_its_shards_holder_and_a_dead_replicas_q
     owner = {name: holders[sharding.shard_of((namespace, name), SHARDS)] for name in names}
     for name in names:
         assert scalers(ops, namespace, name, "0 → 1") == [owner[name]], name
-    assert len(set(owner.values())) >= 2  # (12 shards over 3 members: one taking all is ~1e-5)
+    assert len(set(owner.values())) >= 2  # (4 shards each: the queues are spread)
 
     # SIGKILL a replica that scaled some queues: no release, its Leases must expire first
     victim = max(set(owner.values()), key=lambda who: sum(o == who for o in owner.values()))
