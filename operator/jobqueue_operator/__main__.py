@@ -140,9 +140,10 @@ async def elected(config: operator_settings.Settings) -> int:
         )
         sharing = asyncio.create_task(shards.run(), name="shards")
     try:
-        if not await _stand_by(elector, config, shards):
+        holding = await _stand_by(elector, config, shards)
+        if holding is None:
             return 0
-        return await _lead(elector, config, shards)
+        return await _lead(elector, config, shards, holding)
     finally:
         if shards is not None and sharing is not None:
             sharing.cancel()
@@ -154,15 +155,27 @@ async def elected(config: operator_settings.Settings) -> int:
 
 async def _stand_by(
     elector: leader.Elector, config: operator_settings.Settings, shards: sharding.ShardTable | None
-) -> bool:
+) -> asyncio.Task[None] | None:
     """Wait for the Lease, serving ``/healthz`` (and, with shards, scaling this replica's
-    shards); False if SIGTERM/SIGINT came first."""
+    shards); then the task that holds it — renewing from the moment it is won, since stopping
+    the standby's kopf may take longer than the renew deadline. None if SIGTERM/SIGINT came
+    first."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     health = await _standby_health(elector, config.health_port) if config.health_port else None
-    acquiring = asyncio.create_task(elector.acquire(), name="leader-candidate")
+    won = asyncio.Event()
+
+    async def campaign() -> None:
+        await elector.acquire()
+        won.set()
+        await elector.hold()
+
+    # Both created before any kopf starts: a kopf stopping cancels every task created after it
+    # started, and this one must go on renewing while the standby's kopf stops.
+    holding = asyncio.create_task(campaign(), name="leader-lease")
+    winning = asyncio.create_task(won.wait())
     stopping = asyncio.create_task(stop.wait())
     scaling = None
     if shards is not None:
@@ -182,14 +195,14 @@ async def _stand_by(
             name="standby-autoscaler",
         )
     try:
-        waiting = {acquiring, stopping} if scaling is None else {acquiring, stopping, scaling}
+        waiting = {winning, stopping} if scaling is None else {winning, stopping, scaling}
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if scaling is not None and scaling.done() and not stop.is_set():
             # its shards would stay held and unscaled: exit, so that the pod restarts and the
             # shards go to the others meanwhile
             raise RuntimeError("the standby's autoscaler (kopf) stopped on its own") from scaling.exception()
     finally:
-        for task in (acquiring, stopping):
+        for task in (winning, stopping):
             task.cancel()
         if scaling is not None:
             kopf_stop.set()  # (its cleanup stops the autoscaler before the full kopf starts)
@@ -202,11 +215,14 @@ async def _stand_by(
             loop.remove_signal_handler(sig)
         if health is not None:
             await health.cleanup()
-    if stop.is_set():
+    if stop.is_set() or not won.is_set():
+        holding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await holding
         await elector.release()  # (won in the same instant)
         logger.info("stopped while standing by")
-        return False
-    return True
+        return None
+    return holding
 
 
 async def _standby_health(elector: leader.Elector, port: int) -> web.AppRunner:
@@ -241,7 +257,10 @@ async def _signals_stop(ready: asyncio.Event, stop: asyncio.Event) -> None:
 
 
 async def _lead(
-    elector: leader.Elector, config: operator_settings.Settings, shards: sharding.ShardTable | None
+    elector: leader.Elector,
+    config: operator_settings.Settings,
+    shards: sharding.ShardTable | None,
+    holding: asyncio.Task[None],
 ) -> int:
     from jobqueue_operator import handlers  # noqa: PLC0415 (imported by main already)
 
@@ -249,8 +268,6 @@ async def _lead(
     if shards is not None:
         memo.owns = shards.holds
     stop, ready = asyncio.Event(), asyncio.Event()
-    # created before kopf starts: kopf cancels, when it stops, only the tasks started after it
-    holding = asyncio.create_task(elector.hold(), name="leader-lease")
     signals = asyncio.create_task(_signals_stop(ready, stop), name="signals-to-stop-flag")
     running = asyncio.create_task(
         kopf.operator(**_kopf_options(config), stop_flag=stop, ready_flag=ready, memo=memo)

@@ -225,7 +225,8 @@ class Elector:
             left = self._renewed + deadline - self._mono()
             if left > 0:
                 try:
-                    await asyncio.wait_for(self._attempt(), left)
+                    async with asyncio.timeout(left):  # (no task of its own: see renew_or_take)
+                        await self._attempt()
                 except TimeoutError:
                     pass
                 except Exception as e:  # anything that kept the renewal from happening
@@ -238,7 +239,11 @@ class Elector:
         Lease as a list just showed it, None if absent — when it is free or expired. Losing it
         is noticed as in :meth:`hold`. True if this process may act on it now."""
         try:
-            await asyncio.wait_for(self._attempt(seen), self.timing.renew_deadline)
+            # asyncio.timeout, not wait_for: wait_for runs the call as a task of its own, and a
+            # kopf that stops in this process (the standby's, when it starts leading) cancels
+            # every task created after it started — the election's own task is older
+            async with asyncio.timeout(self.timing.renew_deadline):
+                await self._attempt(seen)
         except TimeoutError:
             pass
         except Exception as e:  # the API server down or refusing: the next step tries again
