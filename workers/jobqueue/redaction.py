@@ -108,6 +108,9 @@ def check(url: str) -> None:
         )
 
 
+_NEXT_PARAMETER: Final = re.compile(r"&(?=[A-Za-z_][A-Za-z0-9_]*=)")
+
+
 def secrets_of(url: str) -> list[str]:
     """The parts of ``url`` that must never be shown: its user info (as written and decoded),
     each of its components, and every query value; longest first."""
@@ -123,6 +126,11 @@ def secrets_of(url: str) -> list[str]:
     for text in (tail, rest):
         _, _, query = text.partition("?")
         for value in re.split(r"[&;=#]", query):
+            found.update((value, urllib.parse.unquote(value)))
+        # and each value whole, up to the next parameter: a password may hold the delimiters
+        # itself (``?password=00&``: the pieces are too short to count, the value is not)
+        for equals in re.finditer("=", query):
+            value = _NEXT_PARAMETER.split(query[equals.end() :], maxsplit=1)[0]
             found.update((value, urllib.parse.unquote(value)))
     return sorted((s for s in found if len(s) >= _MIN_SECRET), key=len, reverse=True)
 

@@ -88,6 +88,7 @@ def test_redact_takes_any_text_and_is_idempotent(text: str) -> None:
 
 
 @given(urls(), st.text(max_size=20), st.text(max_size=20))
+@example(("redis://a?password=00&", ["00&"], "redis://a"), "", "")  # (pieces too short to count)
 def test_scrub_hides_the_credentials_anywhere_in_a_message(
     case: tuple[str, list[str], str], before: str, after: str
 ) -> None:
