@@ -69,6 +69,9 @@ def measure(ops: list[tuple[bl.Operator, int]], seconds: float) -> list[dict[str
     elapsed = time.monotonic() - t0
     rows = []
     for (op, port), c0 in zip(ops, cpu0, strict=True):
+        assert op.proc is not None
+        if op.proc.poll() is not None:
+            raise RuntimeError(f"operator {op.log_path.name} exited: {op.log_path.read_text()[-3000:]}")
         rows.append(
             {
                 "cpu_percent_of_one_core": round(100 * (op.cpu_seconds() - c0) / elapsed, 2),
