@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_vs_bullmq.py [--noop-jobs 20000] [--c1-jobs 5000]
                                                    [--io-jobs 5000] [--bulk-jobs 20000]
+                                                   [--only a,b,c,d,e]
 
 Installs BullMQ from the npm registry into ``.cache/bullmq-<version>/`` (the versions are
 pinned in BULLMQ below, the one place), starts one redis-server and runs, one after the
@@ -29,6 +30,9 @@ or failed. Redis commands per job are the ``INFO commandstats`` delta over the d
 calls inside Lua scripts counted, as Redis counts them), scripts per job the EVAL/EVALSHA
 share of it (round trips that run a script), and Redis CPU per 1,000 jobs the delta of
 ``used_cpu_user + used_cpu_sys`` (the server process) over the same window.
+
+``--only d`` (or ``--only b,d``) runs just those workloads, and judges just their goals
+(a profile-and-measure loop on one workload; the figures the docs quote come from a full run).
 
 The table comes first, one JSON line last with the ratios ours / BullMQ (throughput: > 1 is
 ours faster; commands and CPU per job: < 1 is ours cheaper).
@@ -269,7 +273,13 @@ def main() -> None:
     ap.add_argument("--io-jobs", type=int, default=5000, help="jobs of (c)")
     ap.add_argument("--bulk-jobs", type=int, default=20000, help="jobs of (d)")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each side of each workload (median kept)")
+    ap.add_argument(
+        "--only", default="a,b,c,d,e", help="comma-separated workloads to run (their letters; default: all)"
+    )
     a = ap.parse_args()
+    only = {w.strip() for w in a.only.split(",") if w.strip()}
+    if not only or not only <= set("abcde"):
+        ap.error(f"--only takes letters of the workloads a..e, comma-separated, got {a.only!r}")
     modules = install_bullmq()
     noop, sleep = "worker_jobs.noop", [IO_SECONDS]
     # workload -> side -> one run of it (a callable); ours in the modes that suit the workload
@@ -318,6 +328,7 @@ def main() -> None:
             ),
         },
     }
+    plan = {w: sides for w, sides in plan.items() if w[0] in only}
     rows: dict[str, dict[str, dict[str, Any]]] = {}
     with redis_server() as (url, conn):
         for workload, sides in plan.items():
@@ -351,21 +362,27 @@ def main() -> None:
                 f"{'ok' if r['ok'] else r['checks']}"
             )
     io_ideal = 50 / IO_SECONDS
-    best_c = max(rows["c_io50ms_c50"][m]["jobs_per_s"] for m in ("async", "thread"))
-    best_b = max(("thread", "async"), key=lambda m: rows["b_noop_c50"][m]["jobs_per_s"])
-    goals = {
-        "a_ge_1.5x": ratios["a_noop_c1.thread"]["throughput"] >= 1.5,
-        "b_ge_1.0x": ratios[f"b_noop_c50.{best_b}"]["throughput"] >= 1.0,
-        "c_ge_0.97_ideal": best_c / io_ideal >= 0.97,
-        "d_ge_1.5x": ratios["d_bulk_add.client"]["throughput"] >= 1.5,
-        "e_ge_1.0x": ratios["e_pod_4_processes.process"]["throughput"] >= 1.0,
-        "cmds_per_job_le_bullmq": all(v["redis_cmds_per_job"] <= 1.0 for v in ratios.values()),
-    }
-    print(
-        f"(c) best of ours: {best_c / io_ideal:.3f} of the ideal {io_ideal:.0f} jobs/s; "
-        f"(b) best mode: {best_b}"
-    )
-    print("goals: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in goals.items()))
+    goals: dict[str, bool] = {}
+    c_of_ideal = best_b = None
+    if "c_io50ms_c50" in rows:
+        c_of_ideal = round(
+            max(rows["c_io50ms_c50"][m]["jobs_per_s"] for m in ("async", "thread")) / io_ideal, 3
+        )
+        goals["c_ge_0.97_ideal"] = c_of_ideal >= 0.97
+        print(f"(c) best of ours: {c_of_ideal:.3f} of the ideal {io_ideal:.0f} jobs/s")
+    if "b_noop_c50" in rows:
+        best_b = max(("thread", "async"), key=lambda m: rows["b_noop_c50"][m]["jobs_per_s"])
+        goals["b_ge_1.0x"] = ratios[f"b_noop_c50.{best_b}"]["throughput"] >= 1.0
+        print(f"(b) best mode: {best_b}")
+    for key, goal, least in (
+        ("a_noop_c1.thread", "a_ge_1.5x", 1.5),
+        ("d_bulk_add.client", "d_ge_1.5x", 1.5),
+        ("e_pod_4_processes.process", "e_ge_1.0x", 1.0),
+    ):
+        if key in ratios:
+            goals[goal] = ratios[key]["throughput"] >= least
+    goals["cmds_per_job_le_bullmq"] = all(v["redis_cmds_per_job"] <= 1.0 for v in ratios.values())
+    print("goals: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in sorted(goals.items())))
     ok = all(r["ok"] for sides in rows.values() for r in sides.values())
     print(f"verification (exactly once, nothing left): {'ok' if ok else 'FAILED'}")
     emit(
@@ -374,7 +391,8 @@ def main() -> None:
             "bullmq": BULLMQ,
             "results": rows,
             "ratios": ratios,
-            "c_of_ideal": round(best_c / io_ideal, 3),
+            "only": sorted(only),
+            "c_of_ideal": c_of_ideal,
             "b_best_mode": best_b,
             "goals": goals,
             "verified": ok,
