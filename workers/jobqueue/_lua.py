@@ -382,11 +382,15 @@ ENQUEUE: Final = _script(
 -- queued | 's' scheduled | 'd' deferred), level, ready, set, data, description, and for a
 -- 'd' job: allow_failure ('1' | ''), ndeps, dep ids (RQ's depends_on).
 -- (Shared fields travel once per call: the argument count is what costs.)
--- Returns per job '' (added), {status} (added deferred: its status once settled) or the
--- existing job's status (duplicate). When a job depends on an id that is neither a job in
--- Redis nor one of this call, nothing is added and the error 'UNKNOWNDEP <id> <dep>' is
--- returned (checked before the first write: a flow is added whole or not at all; ids are
--- checked by the client, they hold no space).
+-- Returns only the jobs that were not simply added, flat: index in the call (1-based), then
+-- {status} (added deferred: its status once settled) or the existing job's status
+-- (duplicate); every job not listed was added, queued or scheduled as its kind says.
+-- (Per job one EXISTS and one HSET; the queued ids go to each level's list in one RPUSH per
+-- call, in call order: a bulk enqueue costs Redis about two commands per job.)
+-- When a job depends on an id that is neither a job in Redis nor one of this call, nothing
+-- is added and the error 'UNKNOWNDEP <id> <dep>' is returned (checked before the first
+-- write: a flow is added whole or not at all; ids are checked by the client, they hold no
+-- space).
 -- A deferred job is linked as RQ links it (rq:job::<id>:dependencies, each pending
 -- parent's rq:job:<parent>:dependents, rq:deferred:<q>), then settled at once: queued if its
 -- parents have ended already, failed if one failed (without allow_failure), else it waits.
@@ -425,49 +429,56 @@ if linked then
   i = first
 end
 local out = {}
+local queued = {}  -- level -> the ids queued at it by this call, in call order
 local levels = {}
 local added = 0
 local deferred = {}
 for j = 1, n do
   local id, kind, level, ready = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
-  local ndeps = ndeps_at(i)
   local jk = K.job .. id
-  local existing = try('HGET', jk, 'status')
-  if existing then
-    out[j] = existing
-  elseif redis.call('EXISTS', jk) == 1 then  -- (a hash without status, or not a hash)
-    out[j] = 'unknown'
+  if redis.call('EXISTS', jk) == 1 then
+    -- a duplicate ('unknown': a hash without status, or a key that is not a hash)
+    local existing = try('HGET', jk, 'status')
+    out[#out + 1] = j
+    out[#out + 1] = (existing and existing ~= '') and existing or 'unknown'
   else
-    redis.call('HSET', jk, 'created_at', created, 'jq_created', created_ts, 'origin', q,
-               'data', ARGV[i + 5], 'description', ARGV[i + 6], 'jq_prio', level, 'jq_ready', ready,
-               unpack(sets[tonumber(ARGV[i + 4])]))
-    if kind == 's' then
-      redis.call('HSET', jk, 'status', 'scheduled')
+    local data, description, set = ARGV[i + 5], ARGV[i + 6], sets[tonumber(ARGV[i + 4])]
+    if kind == 'q' then
+      redis.call('HSET', jk, 'status', 'queued', 'enqueued_at', created, 'created_at', created,
+                 'jq_created', created_ts, 'origin', q, 'data', data, 'description', description,
+                 'jq_prio', level, 'jq_ready', ready, unpack(set))
+      local ids = queued[level]
+      if ids then ids[#ids + 1] = id else queued[level] = {id} end
+    elseif kind == 's' then
+      redis.call('HSET', jk, 'status', 'scheduled', 'created_at', created, 'jq_created', created_ts,
+                 'origin', q, 'data', data, 'description', description, 'jq_prio', level,
+                 'jq_ready', ready, unpack(set))
       redis.call('ZADD', K.scheduled .. q, ready, id)
-    elseif kind == 'd' then
-      local deps = {unpack(ARGV, i + 9, i + 8 + ndeps)}
-      redis.call('HSET', jk, 'status', 'deferred', 'dependency_id', deps[1], 'dependency_ids', cjson.encode(deps))
+    else
+      local deps = {unpack(ARGV, i + 9, i + 8 + ndeps_at(i))}
+      redis.call('HSET', jk, 'status', 'deferred', 'dependency_id', deps[1], 'dependency_ids',
+                 cjson.encode(deps), 'created_at', created, 'jq_created', created_ts, 'origin', q,
+                 'data', data, 'description', description, 'jq_prio', level, 'jq_ready', ready,
+                 unpack(set))
       if ARGV[i + 7] == '1' then redis.call('HSET', jk, 'allow_dependency_failures', 1) end
       redis.call('SADD', K.job .. ':' .. id .. ':dependencies', unpack(deps))
       redis.call('ZADD', K.deferred .. q, created_ts, id)
       table.insert(deferred, {id, deps, j})
-    else
-      redis.call('HSET', jk, 'status', 'queued', 'enqueued_at', created)
-      redis.call('RPUSH', qkey(q, level), id)
     end
     levels[level] = true
-    out[j] = ''
     added = added + 1
   end
   i = i + width(i)
 end
+for level, ids in pairs(queued) do redis.call('RPUSH', qkey(q, level), unpack(ids)) end
 -- settle each deferred job now that the whole call is written (a parent may come after its
 -- children in the call); a parent still pending gets the child in its dependents set
 local now = tonumber(created_ts)
 for _, d in ipairs(deferred) do
   local id, deps = d[1], d[2]
   local s = settle_child(id, now, created, {}, q)
-  out[d[3]] = {s or 'deferred'}
+  out[#out + 1] = d[3]
+  out[#out + 1] = {s or 'deferred'}
   if s == 'failed' then
     settle_dependents(q, id, 'failed', now, created)
   elseif s == nil then

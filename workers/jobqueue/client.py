@@ -199,6 +199,7 @@ class _Builder:
         self.created = repr(self.now)
         self._sets: dict[tuple[settings.JobOptions | None, str | None], int] = {}
         self.sets: list[list[Any]] = []
+        self._names: dict[str, str] = {}  # function name given -> checked (a batch names a few)
 
     def option_set(self, overrides: settings.JobOptions | None, rate_key: str | None = None) -> int:
         """Index (1-based) of the hash fields of the resolved options (and rate key), shared by jobs."""
@@ -216,7 +217,11 @@ class _Builder:
         return idx
 
     def build(self, spec: JobSpec) -> tuple[str, str, list[Any]]:
-        fn = _function_name(spec.function)
+        fn = self._names.get(spec.function) if isinstance(spec.function, str) else None
+        if fn is None:
+            fn = _function_name(spec.function)
+            if isinstance(spec.function, str):
+                self._names[fn] = fn
         job_id = spec.job_id if spec.job_id is not None else uuid.uuid4().hex
         if not isinstance(job_id, str) or not JOB_ID_PATTERN.match(job_id):
             raise InvalidJobError(
@@ -231,7 +236,7 @@ class _Builder:
         if not isinstance(delay, int | float) or math.isnan(delay) or delay < 0:
             raise InvalidJobError(f"delay must be a number of seconds >= 0, got {spec.delay!r}")
         kwargs = spec.kwargs if isinstance(spec.kwargs, dict) else dict(spec.kwargs)
-        if not all(isinstance(k, str) for k in kwargs):
+        if kwargs and not all(isinstance(k, str) for k in kwargs):
             raise InvalidJobError(f"keyword argument names of {fn} must be strings")
         try:
             data, description = payload.encode_call(fn, spec.args, kwargs)
@@ -368,15 +373,17 @@ def _run_enqueue(
             "after keepCompleted/keepFailed); nothing was enqueued"
         ) from None
     for chunk, reply in zip(chunks, replies, strict=True):
-        for (job_id, kind, _), existing in zip(chunk, reply, strict=True):
-            if isinstance(existing, list):  # a deferred job, settled at once
-                out.append(EnqueueResult(job_id, queue_name, False, text(existing[0])))
-                continue
-            status = text(existing)
-            if status:
-                out.append(EnqueueResult(job_id, queue_name, True, status))
+        # (the script lists only the jobs not simply added: by 1-based index in the chunk)
+        noted = dict(zip(reply[::2], reply[1::2], strict=True))
+        for j, (job_id, kind, _) in enumerate(chunk, 1):
+            note = noted.get(j)
+            if note is None:
+                status = "scheduled" if kind == "s" else "queued"
+                out.append(EnqueueResult(job_id, queue_name, False, status))
+            elif isinstance(note, list):  # a deferred job, settled at once
+                out.append(EnqueueResult(job_id, queue_name, False, text(note[0])))
             else:
-                out.append(EnqueueResult(job_id, queue_name, False, "scheduled" if kind == "s" else "queued"))
+                out.append(EnqueueResult(job_id, queue_name, True, text(note)))
     return out
 
 

@@ -7,6 +7,8 @@ import pickle
 import zlib
 
 import pytest
+import redis
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from jobqueue import payload
@@ -21,12 +23,25 @@ def test_same_bytes_as_rq_json_serializer_payload() -> None:
     # what rq.Job stores: zlib(JSONSerializer.dumps((func_name, instance, args, kwargs)))
     rq_data = zlib.compress(JSONSerializer.dumps(("pkg.mod.fn", None, (1, 2), {"a": 1})))
     assert payload.decode(rq_data) == ("pkg.mod.fn", [1, 2], {"a": 1})
-    assert json.loads(zlib.decompress(payload.encode("pkg.mod.fn", (1, 2), {"a": 1}))) == [
+    big = "x" * payload.COMPRESS_ABOVE
+    assert json.loads(zlib.decompress(payload.encode("pkg.mod.fn", (1, big), {"a": 1}))) == [
         "pkg.mod.fn",
         None,
-        [1, 2],
+        [1, big],
         {"a": 1},
     ]
+
+
+def test_a_short_payload_is_plain_json_and_rq_reads_both() -> None:
+    small = payload.encode("pkg.mod.fn", (1, 2), {"a": 1})
+    assert json.loads(small) == ["pkg.mod.fn", None, [1, 2], {"a": 1}]  # (zlib would not shrink it)
+    big = payload.encode("pkg.mod.fn", ("x" * payload.COMPRESS_ABOVE,), {})
+    assert len(big) < payload.COMPRESS_ABOVE
+    for data, args in ((small, [1, 2]), (big, ["x" * payload.COMPRESS_ABOVE])):
+        job = Job("j", connection=redis.Redis(), serializer=JSONSerializer)  # (never connects)
+        job.restore({b"data": data})  # how RQ (rq info, rq-dashboard) loads a job's call
+        assert (job.func_name, list(job.args)) == ("pkg.mod.fn", args)
+        assert payload.decode(data)[1] == args
 
 
 def test_uncompressed_json_is_accepted_like_rq_does() -> None:
