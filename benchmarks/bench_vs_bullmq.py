@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from jobqueue import JobSpec, enqueue_many
+from jobqueue.client import get_jobs
 from worker_benchlib import BENCH, ROOT, emit, env, jobqueue_worker_cmd, publish, redis_server
 
 #: The one place the BullMQ side's versions are pinned (the newest on the npm registry when
@@ -243,7 +244,15 @@ def ours_bulk(conn: Any, n: int) -> dict[str, Any]:
     res = enqueue_many("bench", specs, connection=conn)
     dt = time.perf_counter() - t0
     cost = meter.per_job(n)
-    ok = conn.llen("rq:queue:bench") == n and not any(r.duplicate for r in res)
+    # the records read back as a worker and `jobqueue status` read them (first and last job)
+    first, last = get_jobs("bench", ["j0", f"j{n - 1}"], connection=conn)
+    readable = (first.function, first.kwargs, first.status, last.kwargs) == (
+        "worker_jobs.noop",
+        {"i": 0},
+        "queued",
+        {"i": n - 1},
+    )
+    ok = conn.llen("rq:queue:bench") == n and not any(r.duplicate for r in res) and readable
     return {
         "jobs": n,
         "seconds": round(dt, 3),

@@ -179,18 +179,54 @@ class Script:
             return conn.evalsha(self.sha, 0, *args)
 
     def many(self, conn: redis.Redis, calls: list[tuple[Any, ...]]) -> list[Any]:
-        """Several calls in one pipeline: one network round trip, each script still short."""
+        """Several calls on one connection, one round trip's wait, each script still short.
+
+        Each call is sent as soon as it is packed and the replies are read after the last, so
+        Redis runs one call while the client packs the next: for a bulk enqueue both take about
+        as long (a pipeline would pack everything before sending anything, then wait for
+        Redis to run it all). The first error reply is raised, as a pipeline raises it; when
+        every call answered NOSCRIPT (none ran) the script is loaded and the calls sent again."""
         for attempt in (1, 2):
-            pipe = conn.pipeline(transaction=False)
-            for args in calls:
-                pipe.evalsha(self.sha, 0, *args)
-            try:
-                return pipe.execute()
-            except redis.exceptions.NoScriptError:
-                if attempt == 2:
-                    raise
-                conn.script_load(self.source)
+            replies = _streamed(conn, [("EVALSHA", self.sha, 0, *args) for args in calls])
+            errors = [r for r in replies if isinstance(r, redis.ResponseError)]
+            if not errors:
+                return replies
+            none_ran = len(errors) == len(replies) and all(
+                isinstance(e, redis.exceptions.NoScriptError) for e in errors
+            )
+            if attempt == 2 or not none_ran:
+                raise errors[0]
+            conn.script_load(self.source)
         raise AssertionError("unreachable")
+
+
+def _streamed(conn: redis.Redis, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """Each command's reply (an error reply as its ResponseError), the commands sent one by
+    one on one pooled connection before any reply is read; a lost connection is retried as
+    the client's retry policy says, as redis-py retries a pipeline."""
+
+    def send_all() -> list[Any]:
+        for n, command in enumerate(commands):
+            # (a health check between two sends would read a reply meant for us as its PONG)
+            c.send_command(*command, check_health=n == 0)
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(c.read_response())
+            except redis.ResponseError as exc:
+                replies.append(exc)
+        return replies
+
+    pool = conn.connection_pool
+    c: Any = pool.get_connection()  # (redis-py's Connection methods are untyped)
+    try:
+        replies: list[Any] = c.retry.call_with_retry(send_all, lambda _: c.disconnect())
+        return replies
+    except BaseException:
+        c.disconnect()  # (replies may be left unread: the connection must not be reused as is)
+        raise
+    finally:
+        pool.release(c)
 
 
 def text(value: Any) -> str:

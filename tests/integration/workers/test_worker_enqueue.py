@@ -12,7 +12,8 @@ from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
 from integration.workers.whelpers import FN, publish
-from jobqueue import InvalidJobError, JobSpec, UnknownQueueError, enqueue, enqueue_many, get_job, keys
+from jobqueue import InvalidJobError, JobSpec, UnknownQueueError, client, enqueue, enqueue_many, get_job, keys
+from jobqueue._redis import Script
 
 
 def test_enqueued_job_is_a_plain_rq_job(redis_conn: redis.Redis) -> None:
@@ -79,6 +80,57 @@ def test_bulk_enqueue_detects_duplicates_in_redis_and_within_the_batch(redis_con
     assert not any(r.duplicate for r in res[:-2])
     assert redis_conn.llen("rq:queue:bulk") == 1201
     assert get_job("bulk", "j1199", connection=redis_conn).attempts == 2
+
+
+def test_bulk_enqueue_keeps_call_order_per_level_and_says_how_each_job_was_added(
+    redis_conn: redis.Redis,
+) -> None:
+    # the script pushes each level's ids once per call and answers only the jobs not simply
+    # added: the order and each job's result must be as if added one by one
+    publish(redis_conn, "ord")
+    enqueue("ord", FN + "noop", job_id="was-here", priority=1, connection=redis_conn)
+    redis_conn.hset("rq:job:odd", "origin", "ord")  # a record without status
+    specs = [
+        JobSpec(
+            FN + "add", [i, i], job_id=f"o{i}", priority=(1, 3, 5)[i % 3], delay=30 if i % 7 == 0 else None
+        )
+        for i in range(client.BULK_CHUNK * 2 + 7)
+    ]
+    specs[600:600] = [JobSpec(FN + "noop", job_id="was-here"), JobSpec(FN + "noop", job_id="odd")]
+    res = enqueue_many("ord", specs, connection=redis_conn)
+    assert [r.id for r in res] == [s.job_id for s in specs]
+    assert [(r.duplicate, r.status) for r in res[600:602]] == [(True, "queued"), (True, "unknown")]
+    for spec, r in zip(specs, res, strict=True):
+        if spec.job_id not in ("was-here", "odd"):
+            assert (r.duplicate, r.status) == (False, "scheduled" if spec.delay else "queued")
+    for level, key in ((1, "rq:queue:ord:p1"), (3, "rq:queue:ord"), (5, "rq:queue:ord:p5")):
+        want = [s.job_id for s in specs[:600] + specs[602:] if s.priority == level and not s.delay]
+        assert [x.decode() for x in redis_conn.lrange(key, 0, -1)] == (
+            ["was-here"] if level == 1 else []
+        ) + want
+    job = get_job("ord", "o1", connection=redis_conn)
+    assert (job.status, job.priority, job.args, job.attempts) == ("queued", 3, [1, 1], 1)
+
+
+def test_bulk_enqueue_loads_its_script_again_after_a_script_flush(redis_conn: redis.Redis) -> None:
+    publish(redis_conn, "flushed")
+    enqueue("flushed", FN + "noop", job_id="first", connection=redis_conn)
+    redis_conn.script_flush()  # (what a Redis restart or failover does to the script cache)
+    specs = [JobSpec(FN + "noop", job_id=f"f{i}") for i in range(client.BULK_CHUNK * 3)]
+    res = enqueue_many("flushed", specs, connection=redis_conn)
+    assert not any(r.duplicate for r in res)  # (each chunk ran once: none saw its own job)
+    assert redis_conn.llen("rq:queue:flushed") == 1 + len(specs)
+
+
+def test_a_batch_of_script_calls_raises_the_first_error_and_leaves_the_client_usable(
+    redis_conn: redis.Redis,
+) -> None:
+    script = Script("if ARGV[1] == 'bad' then return redis.error_reply('BAD ' .. ARGV[2]) end return ARGV[2]")
+    assert script.many(redis_conn, [("ok", "1"), ("ok", "2")]) == [b"1", b"2"]
+    with pytest.raises(redis.ResponseError, match="BAD 2"):
+        script.many(redis_conn, [("ok", "1"), ("bad", "2"), ("bad", "3")])
+    assert redis_conn.ping()
+    assert script.many(redis_conn, [("ok", "4")]) == [b"4"]
 
 
 def test_bulk_enqueue_validates_everything_first(redis_conn: redis.Redis) -> None:
