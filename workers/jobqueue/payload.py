@@ -65,13 +65,17 @@ def _name_json(func_name: str) -> str:
 
 def decode(data: bytes) -> tuple[str, list[Any], dict[str, Any]]:
     """(function name, args, kwargs) of a stored payload, or PayloadError."""
-    try:
-        d = zlib.decompressobj()
-        raw = d.decompress(data, MAX_PAYLOAD_BYTES)
-        if d.unconsumed_tail:
-            raise PayloadError(f"payload is larger than {MAX_PAYLOAD_BYTES} bytes uncompressed")
-    except zlib.error:
-        raw = data  # RQ falls back to uncompressed data too
+    raw = data
+    # (plain JSON, as short payloads are stored, starts with '['; no zlib stream does: its
+    # first byte would name compression method 11, which does not exist)
+    if data[:1] != b"[":
+        try:
+            d = zlib.decompressobj()
+            raw = d.decompress(data, MAX_PAYLOAD_BYTES)
+            if d.unconsumed_tail:
+                raise PayloadError(f"payload is larger than {MAX_PAYLOAD_BYTES} bytes uncompressed")
+        except zlib.error:
+            raw = data  # RQ falls back to uncompressed data too
     if raw[:1] == b"\x80":
         raise PayloadError(
             "payload is pickled, not JSON (was it enqueued with RQ's default serializer? "
