@@ -30,6 +30,7 @@ import contextlib
 import logging
 import signal
 import sys
+import threading
 from typing import Any, Final
 
 import kopf
@@ -111,74 +112,116 @@ def _kopf_options(config: operator_settings.Settings) -> dict[str, Any]:
     }
 
 
+class Elections:
+    """The leader election and the shard table (:mod:`.leader`, :mod:`.sharding`), on a thread
+    and an event loop of their own, with their own API client.
+
+    A takeover keeps the operator's event loop busy for seconds (kopf lists every object again
+    and resumes every JobQueue): with 1,000 JobQueues on 2 cores, renewals made from that loop
+    missed their 2 s deadline every time, and each new leader gave its Lease up seconds after
+    taking it (benchmarks/bench_autoscaler_shards.py). On their own thread they go on whatever
+    that loop does (the GIL changes hands every few milliseconds). The operator's side only
+    reads their state (:meth:`leader.Elector.valid`, :meth:`sharding.ShardTable.holds`) and
+    waits for :attr:`won` and :attr:`lost`, set on its own loop."""
+
+    def __init__(self, config: operator_settings.Settings) -> None:
+        assert config.leader_lease is not None
+        self._config = config
+        self._home = asyncio.get_running_loop()
+        self.won, self.lost = asyncio.Event(), asyncio.Event()
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self.elector: leader.Elector
+        self.shards: sharding.ShardTable | None = None
+        self._thread = threading.Thread(
+            target=asyncio.run, args=(self._run(),), name="elections", daemon=True
+        )
+
+    async def start(self) -> None:
+        self._thread.start()
+        if not await asyncio.to_thread(self._ready.wait, 30):
+            raise RuntimeError("the elections' thread did not start")
+
+    async def stop(self) -> None:
+        """Stop campaigning and release whatever is held (the leader Lease, shards)."""
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        await asyncio.to_thread(self._thread.join, STOP_SECONDS)
+
+    async def _run(self) -> None:
+        config = self._config
+        assert config.leader_lease is not None
+        name, namespace = config.leader_lease
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        kube = k8s.Kube.connect()
+        self.elector = leader.Elector(
+            kube,
+            namespace=namespace,
+            name=name,
+            identity=leader.identity(),
+            timing=leader.Timing(
+                lease_seconds=config.lease_seconds,
+                renew_deadline=config.renew_deadline_seconds,
+                retry_period=config.retry_period_seconds,
+            ),
+        )
+        tasks = [asyncio.create_task(self._campaign(), name="leader-lease")]
+        if config.shards:
+            self.shards = sharding.ShardTable(
+                kube,
+                namespace=namespace,
+                lease=name,
+                identity=self.elector.identity,
+                count=config.shards,
+                timing=self.elector.timing,
+            )
+            tasks.append(asyncio.create_task(self.shards.run(), name="shards"))
+        self._ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self.elector.release()
+            if self.shards is not None:
+                await self.shards.release()
+            await kube.close()
+
+    async def _campaign(self) -> None:
+        await self.elector.acquire()
+        self._home.call_soon_threadsafe(self.won.set)
+        await self.elector.hold()
+        self._home.call_soon_threadsafe(self.lost.set)
+
+
 async def elected(config: operator_settings.Settings) -> int:
     """Stand by until this process holds the Lease, then run the operator while it does; the
     exit status."""
-    assert config.leader_lease is not None
-    name, namespace = config.leader_lease
-    kube = k8s.Kube.connect()
-    elector = leader.Elector(
-        kube,
-        namespace=namespace,
-        name=name,
-        identity=leader.identity(),
-        timing=leader.Timing(
-            lease_seconds=config.lease_seconds,
-            renew_deadline=config.renew_deadline_seconds,
-            retry_period=config.retry_period_seconds,
-        ),
-    )
-    shards = sharing = None
-    if config.shards:
-        shards = sharding.ShardTable(
-            kube,
-            namespace=namespace,
-            lease=name,
-            identity=elector.identity,
-            count=config.shards,
-            timing=elector.timing,
-        )
-        sharing = asyncio.create_task(shards.run(), name="shards")
+    elections = Elections(config)
+    await elections.start()
     try:
-        holding = await _stand_by(elector, config, shards)
-        if holding is None:
+        if not await _stand_by(elections, config):
             return 0
-        return await _lead(elector, config, shards, holding)
+        return await _lead(elections, config)
     finally:
-        if shards is not None and sharing is not None:
-            sharing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sharing
-            await shards.release()
-        await kube.close()
+        await elections.stop()  # (the operator has stopped acting: release the Lease)
 
 
-async def _stand_by(
-    elector: leader.Elector, config: operator_settings.Settings, shards: sharding.ShardTable | None
-) -> asyncio.Task[None] | None:
+async def _stand_by(elections: Elections, config: operator_settings.Settings) -> bool:
     """Wait for the Lease, serving ``/healthz`` (and, with shards, scaling this replica's
-    shards); then the task that holds it — renewing from the moment it is won, since stopping
-    the standby's kopf may take longer than the renew deadline. None if SIGTERM/SIGINT came
-    first."""
+    shards); False if SIGTERM/SIGINT came first."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    health = await _standby_health(elector, config.health_port) if config.health_port else None
-    won = asyncio.Event()
-
-    async def campaign() -> None:
-        await elector.acquire()
-        won.set()
-        await elector.hold()
-
-    # Both created before any kopf starts: a kopf stopping cancels every task created after it
-    # started, and this one must go on renewing while the standby's kopf stops.
-    holding = asyncio.create_task(campaign(), name="leader-lease")
-    winning = asyncio.create_task(won.wait())
+    health = await _standby_health(elections.elector, config.health_port) if config.health_port else None
+    winning = asyncio.create_task(elections.won.wait())
     stopping = asyncio.create_task(stop.wait())
     scaling = None
-    if shards is not None:
+    if elections.shards is not None:
         from jobqueue_operator import handlers  # noqa: PLC0415 (imported by main already)
 
         kopf_stop, kopf_ready = asyncio.Event(), asyncio.Event()
@@ -190,7 +233,7 @@ async def _stand_by(
                 registry=handlers.SHARD_REGISTRY,
                 stop_flag=kopf_stop,
                 ready_flag=kopf_ready,
-                memo=kopf.Memo(config=config, owns=shards.holds),
+                memo=kopf.Memo(config=config, owns=elections.shards.holds),
             ),
             name="standby-autoscaler",
         )
@@ -215,14 +258,10 @@ async def _stand_by(
             loop.remove_signal_handler(sig)
         if health is not None:
             await health.cleanup()
-    if stop.is_set() or not won.is_set():
-        holding.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await holding
-        await elector.release()  # (won in the same instant)
+    if stop.is_set():
         logger.info("stopped while standing by")
-        return None
-    return holding
+        return False
+    return True
 
 
 async def _standby_health(elector: leader.Elector, port: int) -> web.AppRunner:
@@ -256,29 +295,24 @@ async def _signals_stop(ready: asyncio.Event, stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def _lead(
-    elector: leader.Elector,
-    config: operator_settings.Settings,
-    shards: sharding.ShardTable | None,
-    holding: asyncio.Task[None],
-) -> int:
+async def _lead(elections: Elections, config: operator_settings.Settings) -> int:
     from jobqueue_operator import handlers  # noqa: PLC0415 (imported by main already)
 
+    elector = elections.elector
     memo = kopf.Memo(config=config, acting=elector.valid)  # (the autoscaler checks it before each write)
-    if shards is not None:
-        memo.owns = shards.holds
+    if elections.shards is not None:
+        memo.owns = elections.shards.holds
     stop, ready = asyncio.Event(), asyncio.Event()
+    # created before kopf starts: kopf cancels, when it stops, only the tasks started after it
+    losing = asyncio.create_task(elections.lost.wait(), name="leader-lost")
     signals = asyncio.create_task(_signals_stop(ready, stop), name="signals-to-stop-flag")
     running = asyncio.create_task(
         kopf.operator(**_kopf_options(config), stop_flag=stop, ready_flag=ready, memo=memo)
     )
-    await asyncio.wait({holding, running}, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait({losing, running}, return_when=asyncio.FIRST_COMPLETED)
     signals.cancel()
     if running.done():  # SIGTERM (or kopf failed): the operator has stopped acting, hand over
-        holding.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await holding
-        await elector.release()
+        losing.cancel()
         running.result()
         return 0
     handlers.stand_down(memo)
