@@ -331,6 +331,12 @@ def main() -> None:
     parser.add_argument("--busy", type=float, default=0.1, help="share of queues given a backlog")
     parser.add_argument("--profile", type=Path, help="directory for py-spy flame graphs of each window")
     parser.add_argument("--no-keda", action="store_true", help="skip the real KEDA's windows")
+    parser.add_argument(
+        "--controller-qps",
+        type=int,
+        default=bl.CONTROLLER_QPS,
+        help="the kube-controller-manager's API rate (its own default: 20)",
+    )
     args = parser.parse_args()
 
     def profile(label: str) -> Path | None:
@@ -338,7 +344,10 @@ def main() -> None:
 
     result: dict[str, Any] = {"benchmark": "autoscaler_scale", "queues": args.queues}
     names = [f"q-{i:04d}" for i in range(args.queues)]
-    with bl.environment() as (cluster, redis_server), tempfile.TemporaryDirectory() as tmp:
+    with (
+        bl.environment(controller_qps=args.controller_qps) as (cluster, redis_server),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         conn = redis.Redis.from_url(redis_server.url)
         ns = f"bench-as-{uuid.uuid4().hex[:4]}"
         cluster.kubectl("create", "namespace", ns)

@@ -41,9 +41,19 @@ def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+#: The kube-controller-manager's API rate where thousands of Deployments are made
+#: (``devenv.Cluster.controller_qps``): at its default 20/s the Deployment controller is
+#: still writing the status of 10,000 new Deployments half an hour later, and each write is an
+#: event the operator handles — no window would be quiet.
+CONTROLLER_QPS = 200
+
+
 @contextlib.contextmanager
-def environment(nodes: int = 2) -> Iterator[tuple[devenv.Cluster, devenv.RedisServer]]:
-    """A cluster with the CRDs applied, and a Redis."""
+def environment(
+    nodes: int = 2, *, controller_qps: int | None = None
+) -> Iterator[tuple[devenv.Cluster, devenv.RedisServer]]:
+    """A cluster with the CRDs applied, and a Redis; ``controller_qps``: see
+    ``devenv.Cluster.controller_qps`` (not applied to a ``JOBQUEUE_BENCH_KUBECONFIG`` cluster)."""
     existing = os.environ.get("JOBQUEUE_BENCH_KUBECONFIG")
     redis_server = devenv.RedisServer().start()
     try:
@@ -52,7 +62,7 @@ def environment(nodes: int = 2) -> Iterator[tuple[devenv.Cluster, devenv.RedisSe
             _apply_crds(cluster)
             yield cluster, redis_server
         else:
-            with devenv.session_cluster(nodes=nodes) as cluster:
+            with devenv.session_cluster(nodes=nodes, controller_qps=controller_qps) as cluster:
                 _apply_crds(cluster)
                 yield cluster, redis_server
     finally:

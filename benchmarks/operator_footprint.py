@@ -96,9 +96,18 @@ def main() -> None:
     parser.add_argument("--queues", type=int, default=1000)
     parser.add_argument("--window", type=float, default=60.0, help="seconds of each steady measurement")
     parser.add_argument("--leader-election", action="store_true", help="run the operator on a leader Lease")
+    parser.add_argument(
+        "--controller-qps",
+        type=int,
+        default=bl.CONTROLLER_QPS,
+        help="the kube-controller-manager's API rate (its own default: 20)",
+    )
     args = parser.parse_args()
     result: dict[str, Any] = {"benchmark": "operator_footprint", "queues": args.queues}
-    with bl.environment() as (cluster, redis_server), tempfile.TemporaryDirectory() as tmp:
+    with (
+        bl.environment(controller_qps=args.controller_qps) as (cluster, redis_server),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         ns = f"bench-fp-{uuid.uuid4().hex[:4]}"
         cluster.kubectl("create", "namespace", ns)
         lease = {"JOBQUEUE_LEADER_LEASE": "bench-leader", "POD_NAMESPACE": ns} if args.leader_election else {}
