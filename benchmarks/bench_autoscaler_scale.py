@@ -2,6 +2,12 @@
 
     .venv/bin/python benchmarks/bench_autoscaler_scale.py [--queues 1000] [--window 60] [--busy 0.1]
         [--profile DIR]     # py-spy flame graphs (DIR/<window>-<queues>.svg) and collapsed stacks
+        [--no-keda] [--controller-qps 200]
+    .venv/bin/python benchmarks/bench_autoscaler_scale.py --queues 10000 --no-keda   # ~25 min
+
+The documented runs are ``--queues 1000`` (with KEDA) and ``--queues 10000 --no-keda``: KEDA
+takes up about 1.3 ScaledObjects per second here, so 10,000 would take over two hours before
+its first window (docs/performance.md).
 
 One real operator process (``python -m jobqueue_operator``) watching one namespace of the
 real API server, N real JobQueues (minReplicas 0), no worker process:
@@ -9,7 +15,9 @@ real API server, N real JobQueues (minReplicas 0), no worker process:
 1. **idle**: every queue empty. Operator CPU (% of one core) and RSS over ``--window``;
    passes made; **Redis time per pass** from ``INFO commandstats`` (the microseconds Redis
    spent in the autoscaler's EVALSHA calls, divided by the passes made); the client round
-   trip per pass from the operator's own ``jobqueue_poll_duration_seconds``;
+   trip per pass from the operator's own ``jobqueue_poll_duration_seconds``; then the
+   operator is **restarted** with every queue in place: time until quiet and the writes it
+   made (as ``operator_footprint.py`` measures them: nothing changed, so each is needless);
 2. **backlog**: ``--busy`` of the queues get 2 queued jobs each (no worker takes them), so
    they scale to 2 replicas and their status figures are written every 10 s; same figures;
 3. **baseline, same objects**: the operator restarted with ``JOBQUEUE_POLL_INTERVAL=0``
@@ -382,6 +390,20 @@ def main() -> None:
             wait_quiet(op, ns, port)
             bl.log(f"idle, autoscaler on: measuring {args.window:.0f} s")
             result["idle"] = window(op, conn, port, args.window, namespace=ns, profile=profile("idle"))
+            op.stop()
+
+            bl.log(f"restarting the operator with {args.queues} idle JobQueues in place")
+            op = bl.Operator(
+                cluster,
+                [ns],
+                redis_server.url,
+                Path(tmp) / "operator-restarted.log",
+                extra_env={"JOBQUEUE_METRICS_PORT": str(port)},
+            )
+            result["restart"] = operator_footprint.restarted(
+                op, ns, result["idle"]["cpu_percent_of_one_core"]
+            )
+            bl.log(f"restart: {result['restart']}")
 
             busy = names[: max(1, int(args.queues * args.busy))]
             bl.log(f"backlog in {len(busy)} queues")
@@ -462,6 +484,12 @@ def main() -> None:
             f"{row['autoscaler_us_per_queue_per_pass']:.1f} us per queue per pass (goal <= 40)"
         )
     print(f"the autoscaler's own CPU (backlog - off): {result['autoscaler_cpu_percent']:.2f} % of a core")
+    r = result["restart"]
+    print(
+        f"restart with {args.queues} idle JobQueues in place: quiet after {r['seconds_to_quiet']} s "
+        f"(goal <= 60 s), {r['cpu_seconds']} CPU-s, {r['jobqueue_writes']} JobQueue and "
+        f"{r['deployment_writes_by_operator']} Deployment writes by the operator (goal 0)"
+    )
     if "metrics_scrape_seconds" in backlog:
         print(
             f"one scrape of the operator's /metrics: {backlog['metrics_scrape_seconds']:.2f} s, "

@@ -1,6 +1,8 @@
 """Operator memory (RSS) and CPU with 1,000 JobQueues in place.
 
     python benchmarks/operator_footprint.py [--queues 1000] [--window 60] [--leader-election]
+        [--controller-qps 200]
+    python benchmarks/operator_footprint.py --queues 10000     # the restart at 10,000 queues
 
 Phases, one operator process watching one namespace:
 
@@ -91,6 +93,30 @@ def wait_resumed(
     raise TimeoutError(f"the restarted operator not quiet after {timeout} s")
 
 
+def restarted(op: bl.Operator, namespace: str, steady_cpu: float) -> dict[str, Any]:
+    """Start ``op`` (not started yet) with every JobQueue of ``namespace`` in place and
+    nothing changed: the time until it is quiet (:func:`wait_resumed`; ``steady_cpu``: its
+    predecessor's steady CPU), the CPU it took, and the writes it made — each one needless."""
+    writes = contextlib.ExitStack()
+    jqs = writes.enter_context(bl.EventCount(op.cluster, namespace, "jobqueues"))
+    deps = writes.enter_context(bl.EventCount(op.cluster, namespace, "deployments"))
+    with writes:
+        t0 = time.monotonic()
+        op.start()
+        cpu0 = op.cpu_seconds()
+        quiet = wait_resumed(op, steady_cpu, jqs, deps)
+    return {
+        "seconds_to_quiet": round(quiet - t0, 1),
+        "cpu_seconds": round(op.cpu_seconds() - cpu0, 1),
+        "rss_mib": round(op.rss_mib(), 1),
+        "log_lines": len(op.log_path.read_text().splitlines()),
+        "jobqueue_writes": sum(jqs.counts.values()),
+        # the rest are the Deployment controller's status writes (of recently made ones)
+        "deployment_writes_by_operator": deps.operator_writes,
+        "deployment_writes": sum(deps.counts.values()),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--queues", type=int, default=1000)
@@ -142,27 +168,8 @@ def main() -> None:
 
         bl.log("restarting the operator with every JobQueue in place")
         op = bl.Operator(cluster, [ns], redis_server.url, Path(tmp) / "operator-2.log", extra_env=lease)
-        writes = contextlib.ExitStack()
-        jqs = writes.enter_context(bl.EventCount(cluster, ns, "jobqueues"))
-        deps = writes.enter_context(bl.EventCount(cluster, ns, "deployments"))
-        t0 = time.monotonic()
-        op.start()
         try:
-            cpu0 = op.cpu_seconds()
-            log = Path(tmp) / "operator-2.log"
-            seconds_to_quiet = wait_resumed(op, result["steady"]["cpu_percent_of_one_core"], jqs, deps)
-            writes.close()
-            result["restart"] = {
-                "seconds_to_quiet": round(seconds_to_quiet - t0, 1),
-                "cpu_seconds": round(op.cpu_seconds() - cpu0, 1),
-                "rss_mib": round(op.rss_mib(), 1),
-                "log_lines": len(log.read_text().splitlines()),
-                # a restart with nothing changed should write nothing: every write here is needless
-                "jobqueue_writes": sum(jqs.counts.values()),
-                "deployment_writes": sum(deps.counts.values()),
-                # the rest are the Deployment controller's status writes (of recently made ones)
-                "deployment_writes_by_operator": deps.operator_writes,
-            }
+            result["restart"] = restarted(op, ns, result["steady"]["cpu_percent_of_one_core"])
             result["restart_steady"] = measure_window(op, args.window)
         finally:
             op.stop()
