@@ -360,13 +360,18 @@ def main() -> None:
         ns = f"bench-as-{uuid.uuid4().hex[:4]}"
         cluster.kubectl("create", "namespace", ns)
         port = bl.devenv.free_port()
-        op = bl.Operator(
-            cluster,
-            [ns],
-            redis_server.url,
-            Path(tmp) / "operator.log",
-            extra_env={"JOBQUEUE_METRICS_PORT": str(port)},
-        ).start()
+
+        def autoscaling(log: str) -> bl.Operator:
+            """An operator with the autoscaler on, its metrics on ``port``."""
+            return bl.Operator(
+                cluster,
+                [ns],
+                redis_server.url,
+                Path(tmp) / log,
+                extra_env={"JOBQUEUE_METRICS_PORT": str(port)},
+            )
+
+        op = autoscaling("operator.log").start()
         try:
             bl.log(f"creating {args.queues} JobQueues")
             for start in range(0, args.queues, 100):
@@ -393,13 +398,7 @@ def main() -> None:
             op.stop()
 
             bl.log(f"restarting the operator with {args.queues} idle JobQueues in place")
-            op = bl.Operator(
-                cluster,
-                [ns],
-                redis_server.url,
-                Path(tmp) / "operator-restarted.log",
-                extra_env={"JOBQUEUE_METRICS_PORT": str(port)},
-            )
+            op = autoscaling("operator-restarted.log")
             result["restart"] = operator_footprint.restarted(
                 op, ns, result["idle"]["cpu_percent_of_one_core"]
             )
