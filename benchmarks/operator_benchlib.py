@@ -41,9 +41,19 @@ def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+#: The kube-controller-manager's API rate where thousands of Deployments are made
+#: (``devenv.Cluster.controller_qps``): at its default 20/s the Deployment controller is
+#: still writing the status of 10,000 new Deployments half an hour later, and each write is an
+#: event the operator handles — no window would be quiet.
+CONTROLLER_QPS = 200
+
+
 @contextlib.contextmanager
-def environment(nodes: int = 2) -> Iterator[tuple[devenv.Cluster, devenv.RedisServer]]:
-    """A cluster with the CRDs applied, and a Redis."""
+def environment(
+    nodes: int = 2, *, controller_qps: int | None = None
+) -> Iterator[tuple[devenv.Cluster, devenv.RedisServer]]:
+    """A cluster with the CRDs applied, and a Redis; ``controller_qps``: see
+    ``devenv.Cluster.controller_qps`` (not applied to a ``JOBQUEUE_BENCH_KUBECONFIG`` cluster)."""
     existing = os.environ.get("JOBQUEUE_BENCH_KUBECONFIG")
     redis_server = devenv.RedisServer().start()
     try:
@@ -52,7 +62,7 @@ def environment(nodes: int = 2) -> Iterator[tuple[devenv.Cluster, devenv.RedisSe
             _apply_crds(cluster)
             yield cluster, redis_server
         else:
-            with devenv.session_cluster(nodes=nodes) as cluster:
+            with devenv.session_cluster(nodes=nodes, controller_qps=controller_qps) as cluster:
                 _apply_crds(cluster)
                 yield cluster, redis_server
     finally:
@@ -181,7 +191,12 @@ class EventCount:
     """Counts the watch events of one resource in a namespace: how many writes a window cost
     the API server and every watcher. A raw watch from the current resource version (``kubectl
     get --raw``, its own process), so it starts at once, without first listing what may be ten
-    thousand objects."""
+    thousand objects.
+
+    ``operator_writes``: the events whose object carries a newer write of the operator's own
+    field managers (``jobqueue-*`` in ``managedFields``) than before, since the watch began —
+    the Deployment controller's status writes are not the operator's. At most one per object
+    per second (``managedFields`` times are in seconds), so a lower bound: 0 means none."""
 
     PATHS: ClassVar[dict[str, str]] = {
         "jobqueues": "/apis/jobqueue.glec.io/v1alpha1",
@@ -190,6 +205,9 @@ class EventCount:
 
     def __init__(self, cluster: devenv.Cluster, namespace: str, resource: str) -> None:
         self.counts: dict[str, int] = {}
+        self.operator_writes = 0
+        self._stamps: dict[str, str] = {}
+        self._since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self._cluster = cluster
         self._path = f"{self.PATHS[resource]}/namespaces/{namespace}/{resource}"
         self._proc: subprocess.Popen[str] | None = None
@@ -227,31 +245,50 @@ class EventCount:
         assert self._proc.stdout is not None
         for line in self._proc.stdout:
             with contextlib.suppress(ValueError, KeyError):
-                kind = json.loads(line)["type"]
+                event = json.loads(line)
+                kind = event["type"]
                 self.counts[kind] = self.counts.get(kind, 0) + 1
+                meta = event["object"]["metadata"]
+                stamp = max(
+                    (
+                        f.get("time", "")
+                        for f in meta.get("managedFields", [])
+                        if f.get("manager", "").startswith("jobqueue-")
+                    ),
+                    default="",
+                )
+                if stamp >= self._since and stamp != self._stamps.get(meta["name"]):
+                    self._stamps[meta["name"]] = stamp
+                    self.operator_writes += 1
 
 
 class DeploymentWatch:
-    """Records when each Deployment of a namespace is first seen, from ``kubectl get -w``.
+    """Records when each Deployment of a namespace is first seen, from ``kubectl get -w``;
+    with ``resource`` and ``field`` (e.g. ``jobqueues``, ``.status.observedGeneration``): when
+    each object is first seen with that field set.
 
     A kubectl process rather than an in-process client: nothing of the benchmark shares a
     connection or the GIL with the measurement, and both contenders are measured alike.
     """
 
-    def __init__(self, cluster: devenv.Cluster, namespace: str) -> None:
+    def __init__(
+        self, cluster: devenv.Cluster, namespace: str, resource: str = "deployments", field: str | None = None
+    ) -> None:
         self.seen: dict[str, float] = {}
+        self._field = field
+        columns = "EVENT:.type,NAME:.object.metadata.name" + (f",F:.object{field}" if field else "")
         self._argv = [
             cluster.binaries.path("kubectl"),
             "--kubeconfig",
             str(cluster.kubeconfig),
             "get",
-            "deployments",
+            resource,
             "-n",
             namespace,
             "--watch",
             "--output-watch-events",
             "-o",
-            "custom-columns=EVENT:.type,NAME:.object.metadata.name",
+            f"custom-columns={columns}",
             "--no-headers",
         ]
         self._proc: subprocess.Popen[str] | None = None
@@ -275,7 +312,11 @@ class DeploymentWatch:
         assert self._proc.stdout is not None
         for line in self._proc.stdout:
             parts = line.split()
-            if len(parts) == 2 and parts[0] == "ADDED":
+            if self._field is None:  # seen once added
+                seen = len(parts) == 2 and parts[0] == "ADDED"
+            else:  # seen once the field is set, by whichever event
+                seen = len(parts) == 3 and parts[2] != "<none>"
+            if seen:
                 self.seen.setdefault(parts[1], time.monotonic())
 
     def wait_for(self, count: int, timeout: float) -> None:
@@ -316,8 +357,8 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
-def wait_all(what: str, check: Callable[[], bool], timeout: float) -> None:
-    devenv.wait_until(what, check, timeout=timeout, interval=0.5)
+def wait_all(what: str, check: Callable[[], bool], timeout: float, interval: float = 0.5) -> None:
+    devenv.wait_until(what, check, timeout=timeout, interval=interval)
 
 
 def emit(result: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ breaks one of these behaviours, every test built on top of it would be meaningle
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import textwrap
@@ -77,6 +78,20 @@ def test_deleting_an_owner_garbage_collects_its_dependents(cluster: devenv.Clust
         ),
         timeout=60,
     )
+
+
+def test_controller_manager_runs_at_the_asked_api_rate() -> None:
+    # benchmarks with thousands of Deployments raise it (devenv.Cluster.controller_qps)
+    with devenv.session_cluster(nodes=1, suffix="-qps", controller_qps=120) as cluster:
+        argvs = []
+        for p in Path("/proc").glob("[0-9]*/cmdline"):
+            with contextlib.suppress(OSError):  # a process that ended meanwhile
+                argvs.append(p.read_bytes().split(b"\0"))
+        argv = next(
+            a for a in argvs if a[0].endswith(f"/{cluster.name}/bin/kube-controller-manager".encode())
+        )
+        assert b"--kube-api-qps=120" in argv
+        assert b"--kube-api-burst=180" in argv
 
 
 def test_aggregation_layer_publishes_front_proxy_settings(cluster: devenv.Cluster) -> None:
