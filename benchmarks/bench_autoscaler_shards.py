@@ -71,7 +71,8 @@ def measure(ops: list[tuple[bl.Operator, int]], seconds: float) -> list[dict[str
     for (op, port), c0 in zip(ops, cpu0, strict=True):
         assert op.proc is not None
         if op.proc.poll() is not None:
-            raise RuntimeError(f"operator {op.log_path.name} exited: {op.log_path.read_text()[-3000:]}")
+            lines = [ln[:400] for ln in op.log_path.read_text().splitlines()]
+            raise RuntimeError(f"operator {op.log_path.name} exited:\n" + "\n".join(lines[-40:]))
         rows.append(
             {
                 "cpu_percent_of_one_core": round(100 * (op.cpu_seconds() - c0) / elapsed, 2),
@@ -122,6 +123,7 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=12)
     parser.add_argument("--window", type=float, default=30.0)
     parser.add_argument("--busy", type=float, default=0.1)
+    parser.add_argument("--logs", type=Path, help="keep the operators' logs in this directory")
     args = parser.parse_args()
 
     result: dict[str, Any] = {
@@ -133,7 +135,8 @@ def main() -> None:
     }
     names = [f"q-{i:04d}" for i in range(args.queues)]
     with bl.environment() as (cluster, redis_server), tempfile.TemporaryDirectory() as tmpdir:
-        tmp = Path(tmpdir)
+        tmp = args.logs or Path(tmpdir)
+        tmp.mkdir(parents=True, exist_ok=True)
         conn = redis.Redis.from_url(redis_server.url)
         ns = f"bench-sh-{uuid.uuid4().hex[:4]}"
         cluster.kubectl("create", "namespace", ns)
