@@ -193,8 +193,10 @@ class Elections:
     async def _campaign(self) -> None:
         await self.elector.acquire()
         self._home.call_soon_threadsafe(self.won.set)
-        await self.elector.hold()
-        self._home.call_soon_threadsafe(self.lost.set)
+        try:
+            await self.elector.hold()
+        finally:  # (lost, or anything unexpected that ended the renewals: the leader stands down)
+            self._home.call_soon_threadsafe(self.lost.set)
 
 
 async def elected(config: operator_settings.Settings) -> int:
