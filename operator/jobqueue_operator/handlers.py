@@ -35,7 +35,7 @@ import logging
 import time
 from collections.abc import Awaitable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import kopf
 
@@ -189,6 +189,27 @@ def tune(kopf_settings: kopf.OperatorSettings) -> None:
     kopf_settings.execution.default_backoff = 30
 
 
+class Clients(NamedTuple):
+    kube: k8s.Kube
+    hub: redisq.RedisHub
+    tenants: tenancy.Tenancy
+    addresses: redisaddresses.RedisAddresses
+    emit: statuskeeper.Emit
+
+
+def _clients(config: operator_settings.Settings) -> Clients:
+    """The clients every part of one kopf instance shares (the leader's full one, or a
+    standby's autoscaler with shards): one Kubernetes client, one RedisHub, the tenancy and
+    Redis addressing over them, one Event emitter."""
+    kube = k8s.Kube.connect()
+    hub = redisq.RedisHub(timeout=config.redis_timeout_seconds)
+    tenants = tenancy.Tenancy(hub, config.redis_url, isolated=config.redis_isolation == "namespace")
+    addresses = redisaddresses.RedisAddresses(
+        kube, config.redis_url, tenants=tenants, allowed_hosts=config.redis_allowed_hosts
+    )
+    return Clients(kube, hub, tenants, addresses, _emitter(kube))
+
+
 @kopf.on.startup()
 async def startup(
     *,
@@ -210,13 +231,7 @@ async def startup(
         getattr(memo, "config", None) or operator_settings.Settings.from_env()
     )
     tune(settings)
-    kube = k8s.Kube.connect()
-    hub = redisq.RedisHub(timeout=config.redis_timeout_seconds)
-    tenants = tenancy.Tenancy(hub, config.redis_url, isolated=config.redis_isolation == "namespace")
-    addresses = redisaddresses.RedisAddresses(
-        kube, config.redis_url, tenants=tenants, allowed_hosts=config.redis_allowed_hosts
-    )
-    emit = _emitter(kube)
+    kube, hub, tenants, addresses, emit = _clients(config)
     reconciler = reconcile.Reconciler(
         kube=kube,
         hub=hub,
@@ -370,13 +385,7 @@ async def shard_startup(
 ) -> None:
     config: operator_settings.Settings = memo.config
     tune(settings)
-    kube = k8s.Kube.connect()
-    hub = redisq.RedisHub(timeout=config.redis_timeout_seconds)
-    tenants = tenancy.Tenancy(hub, config.redis_url, isolated=config.redis_isolation == "namespace")
-    addresses = redisaddresses.RedisAddresses(
-        kube, config.redis_url, tenants=tenants, allowed_hosts=config.redis_allowed_hosts
-    )
-    emit = _emitter(kube)
+    kube, hub, _tenants, addresses, emit = _clients(config)
     memo.shard_runtime = ShardRuntime(kube, hub, None)
     if config.poll_interval > 0:
         memo.shard_runtime.autoscaler = _autoscaler(
