@@ -36,7 +36,7 @@ from typing import Any, Final
 import kopf
 from aiohttp import web
 
-from jobqueue_operator import __version__, k8s, leader, metrics, sharding
+from jobqueue_operator import __version__, k8s, kopfpatch, leader, metrics, sharding
 from jobqueue_operator import errors as operator_errors
 from jobqueue_operator import settings as operator_settings
 
@@ -94,6 +94,7 @@ def main() -> None:
         "on Lease {1}/{0}".format(*config.leader_lease) if config.leader_lease else "off",
     )
     metrics.serve(config.metrics_port)
+    kopfpatch.install()  # before any kopf starts: its start-up readiness, linear in the objects
     from jobqueue_operator import handlers  # noqa: F401, PLC0415 (registers the handlers)
 
     if config.leader_lease is None:
