@@ -83,7 +83,18 @@ def _apply_crds(cluster: devenv.Cluster) -> None:
     """The JobQueue CRD (all these benchmarks need)."""
     name = "jobqueues.jobqueue.glec.io"
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds" / f"{name}.yaml"))
-    cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s", timeout=70)
+    # `kubectl wait` on a control plane seconds old now and then fails at once (exit 1) rather
+    # than waiting: ask again until it answers Established
+    devenv.wait_until(
+        f"CRD {name} established",
+        lambda: (
+            cluster.kubectl(
+                "wait", "--for=condition=Established", f"crd/{name}", "--timeout=10s", check=False, timeout=20
+            ).returncode
+            == 0
+        ),
+        timeout=60,
+    )
 
 
 def client(cluster: devenv.Cluster) -> Client:

@@ -93,10 +93,17 @@ def wait_resumed(
     raise TimeoutError(f"the restarted operator not quiet after {timeout} s")
 
 
-def restarted(op: bl.Operator, namespace: str, steady_cpu: float) -> dict[str, Any]:
+def restarted(
+    op: bl.Operator,
+    namespace: str,
+    steady_cpu: float,
+    profile: Path | None = None,
+    profile_seconds: float = 60,
+) -> dict[str, Any]:
     """Start ``op`` (not started yet) with every JobQueue of ``namespace`` in place and
     nothing changed: the time until it is quiet (:func:`wait_resumed`; ``steady_cpu``: its
-    predecessor's steady CPU), the CPU it took, and the writes it made — each one needless."""
+    predecessor's steady CPU), the CPU it took, and the writes it made — each one needless.
+    With ``profile``, its first ``profile_seconds`` are sampled by py-spy into that path."""
     writes = contextlib.ExitStack()
     jqs = writes.enter_context(bl.EventCount(op.cluster, namespace, "jobqueues"))
     deps = writes.enter_context(bl.EventCount(op.cluster, namespace, "deployments"))
@@ -104,7 +111,8 @@ def restarted(op: bl.Operator, namespace: str, steady_cpu: float) -> dict[str, A
         t0 = time.monotonic()
         op.start()
         cpu0 = op.cpu_seconds()
-        quiet = wait_resumed(op, steady_cpu, jqs, deps)
+        with op.profiled(profile, profile_seconds):
+            quiet = wait_resumed(op, steady_cpu, jqs, deps)
     return {
         "seconds_to_quiet": round(quiet - t0, 1),
         "cpu_seconds": round(op.cpu_seconds() - cpu0, 1),
@@ -127,6 +135,9 @@ def main() -> None:
         type=int,
         default=bl.CONTROLLER_QPS,
         help="the kube-controller-manager's API rate (its own default: 20)",
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy the restart's first minute into DIR/restart.svg/.txt"
     )
     args = parser.parse_args()
     result: dict[str, Any] = {"benchmark": "operator_footprint", "queues": args.queues}
@@ -169,7 +180,12 @@ def main() -> None:
         bl.log("restarting the operator with every JobQueue in place")
         op = bl.Operator(cluster, [ns], redis_server.url, Path(tmp) / "operator-2.log", extra_env=lease)
         try:
-            result["restart"] = restarted(op, ns, result["steady"]["cpu_percent_of_one_core"])
+            result["restart"] = restarted(
+                op,
+                ns,
+                result["steady"]["cpu_percent_of_one_core"],
+                profile=args.profile / f"restart-{args.queues}" if args.profile else None,
+            )
             result["restart_steady"] = measure_window(op, args.window)
         finally:
             op.stop()
