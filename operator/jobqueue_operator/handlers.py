@@ -416,11 +416,24 @@ async def jobqueue_index(body: kopf.Body, **_: Any) -> dict[index.Key, index.Que
     return None if ref is None else {ref.key: ref}
 
 
-@kopf.on.resume(GROUP, VERSION, models.JOBQUEUE_PLURAL)
 @kopf.on.create(GROUP, VERSION, models.JOBQUEUE_PLURAL)
 @kopf.on.update(GROUP, VERSION, models.JOBQUEUE_PLURAL, field="spec")
 async def reconcile_jobqueue(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await _settle(_runtime(memo).reconciler.reconcile(_raw(body)))
+
+
+@kopf.on.resume(GROUP, VERSION, models.JOBQUEUE_PLURAL)
+async def resume_jobqueue(
+    body: kopf.Body,
+    memo: kopf.Memo,
+    worker_deployment_index: kopf.Index[index.Key, scaling_views.DeploymentView] | None = None,
+    **_: Any,
+) -> None:
+    # kopf runs this only once every index is filled: the Deployment's view is current
+    key = (str(body["metadata"]["namespace"]), str(body["metadata"]["name"]))
+    views = worker_deployment_index.get(key, ()) if worker_deployment_index is not None else ()
+    known = next(iter(views), None)
+    await _settle(_runtime(memo).reconciler.reconcile(_raw(body), known=known))
 
 
 @kopf.on.event(GROUP, VERSION, models.JOBQUEUE_PLURAL, when=lambda event, **_: event.get("type") == "DELETED")

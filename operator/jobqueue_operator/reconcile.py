@@ -67,6 +67,7 @@ import pydantic
 from jobqueue_operator import defaultredis, errors, index, k8s, metrics, models, redisaddresses, redisq
 from jobqueue_operator.builders import deployment, names, published, redissecret, status
 from jobqueue_operator.errors import Outcome
+from jobqueue_operator.scaling import views
 from jobqueue_operator.statuskeeper import Emit, StatusKeeper, object_ref
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,19 @@ def _ours(current: Mapping[str, Any], uid: str) -> bool:
     """A live worker Deployment is ours: our labels and this JobQueue's controller reference."""
     return names.owned_by_us(
         current, kind=models.JOBQUEUE_KIND, component=names.WORKER_COMPONENT, owner_uid=uid
+    )
+
+
+def _reconciled_before(body: Mapping[str, Any], known: views.DeploymentView | None) -> bool:
+    """Whether ``known`` (a worker Deployment as the index shows it) is this JobQueue's, with
+    its summary and applied digest, and the JobQueue's status says its generation was
+    reconciled: then what the Deployment was applied from can stand in for reading it."""
+    return (
+        known is not None
+        and known.summary is not None
+        and known.applied is not None
+        and known.controller_uid == body["metadata"].get("uid")
+        and (body.get("status") or {}).get("observedGeneration") == body["metadata"].get("generation")
     )
 
 
@@ -140,14 +154,22 @@ class Reconciler:
     def _lock(self, key: index.Key) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
 
-    async def reconcile(self, body: Mapping[str, Any]) -> Outcome:
-        """Bring JobQueue ``body``'s settings, Deployment and status in line with its spec."""
+    async def reconcile(self, body: Mapping[str, Any], known: views.DeploymentView | None = None) -> Outcome:
+        """Bring JobQueue ``body``'s settings, Deployment and status in line with its spec.
+
+        ``known``: on a resume (kopf's handler after a restart), the worker Deployment as the
+        index shows it. If it is this JobQueue's, was applied from exactly the body this
+        reconcile would apply, and the status says this generation was reconciled, the
+        Deployment is neither read nor applied again (its summary comes from the index); the
+        settings and the status are handled as always. A restart thus costs no Deployment
+        request per unchanged queue. Changes others made to such a Deployment while the
+        operator was down stay, as they do while it runs (a spec change re-applies it)."""
         meta = body["metadata"]
         key: index.Key = (meta["namespace"], meta["name"])
         started = time.perf_counter()
         try:
             async with self._lock(key), self._slots:
-                outcome = await self._reconcile(body, key)
+                outcome = await self._reconcile(body, key, known)
         except Exception:
             metrics.RECONCILE_TOTAL.labels(metrics.KIND_JOBQUEUE, "error").inc()
             raise
@@ -156,7 +178,9 @@ class Reconciler:
         metrics.RECONCILE_SECONDS.labels(metrics.KIND_JOBQUEUE).observe(time.perf_counter() - started)
         return outcome
 
-    async def _reconcile(self, body: Mapping[str, Any], key: index.Key) -> Outcome:
+    async def _reconcile(
+        self, body: Mapping[str, Any], key: index.Key, known: views.DeploymentView | None
+    ) -> Outcome:
         namespace, name = key
         generation = body["metadata"].get("generation")
         try:
@@ -180,11 +204,13 @@ class Reconciler:
         queue = spec.effective_queue_name(namespace, name)
         settings = published.queue_settings(namespace=namespace, name=name, generation=generation, spec=spec)
         previous_queue = (body.get("status") or {}).get("queueName")
+        if not _reconciled_before(body, known):
+            known = None
         # The live Deployment is read while the Secret and the settings are written (its
         # owner must be checked before any write, and the read costs no time this way). The
         # default Redis's Secret comes first: with namespace isolation it also sets up the
         # namespace's database, where the settings are published.
-        reading = asyncio.create_task(self._kube.get_deployment(namespace, names.deployment_name(name)))
+        reading = asyncio.create_task(self._read_deployment(namespace, name, known))
         try:
             revision, apply_error = await self._default_secret(body, spec)
             publication = await self._publish(namespace, name, spec, settings, previous_queue)
@@ -194,8 +220,18 @@ class Reconciler:
             raise
         summary = None
         if publication.reachable and not publication.published:  # another JobQueue's queue
-            await self._stop_workers(body, current)
+            await self._stop_workers(
+                body, current if known is None else await self._read_deployment(namespace, name)
+            )
+        elif (
+            apply_error is None
+            and known is not None
+            and known.applied == self._digest(body, spec, queue, revision)
+        ):
+            summary = known.summary  # applied from this very body: nothing to read or write
         elif apply_error is None:
+            if known is not None:  # not read above, and needed now
+                current = await self._read_deployment(namespace, name)
             summary, apply_error = await self._apply_deployment(body, spec, queue, revision, current)
         if publication.published and (body.get("status") or {}).get("observedGeneration") != generation:
             await self._emit(
@@ -216,6 +252,35 @@ class Reconciler:
         if apply_error and apply_error[0] in SECRET_PROBLEMS:
             return Outcome(retry_error=apply_error[1])
         return Outcome(permanent_error=apply_error[1] if apply_error else None)
+
+    async def _read_deployment(
+        self, namespace: str, name: str, known: views.DeploymentView | None = None
+    ) -> dict[str, Any] | None:
+        """The live worker Deployment of JobQueue ``name``; not read (None) when ``known``."""
+        if known is not None:
+            return None
+        return await self._kube.get_deployment(namespace, names.deployment_name(name))
+
+    def _digest(
+        self, body: Mapping[str, Any], spec: models.JobQueueSpec, queue: str, revision: int | None
+    ) -> str:
+        return str(
+            self._desired(body, spec, queue, revision)["metadata"]["annotations"][names.APPLIED_ANNOTATION]
+        )
+
+    def _desired(
+        self, body: Mapping[str, Any], spec: models.JobQueueSpec, queue: str, revision: int | None
+    ) -> dict[str, Any]:
+        meta = body["metadata"]
+        return deployment.build(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta["uid"],
+            spec=spec,
+            queue_name=queue,
+            defaults=self._defaults,
+            redis_revision=revision,
+        )
 
     async def _publish(
         self, namespace: str, name: str, spec: models.JobQueueSpec, settings: Any, previous_queue: str | None
@@ -340,15 +405,7 @@ class Reconciler:
     ) -> status.DeploymentSummary:
         """Apply the worker Deployment (``current``: the live one, ours, or None)."""
         meta = body["metadata"]
-        desired = deployment.build(
-            namespace=meta["namespace"],
-            name=meta["name"],
-            uid=meta["uid"],
-            spec=spec,
-            queue_name=queue,
-            defaults=self._defaults,
-            redis_revision=redis_revision,
-        )
+        desired = self._desired(body, spec, queue, redis_revision)
         namespace, dep_name = meta["namespace"], desired["metadata"]["name"]
         op = names.OPERATOR_MANAGER
         if current is None:

@@ -25,6 +25,8 @@ template carries so that a changed default URL rolls the workers.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -94,9 +96,9 @@ def build(
     defaults: WorkerDefaults,
     redis_revision: int | None = None,
 ) -> dict[str, Any]:
-    """The apply body of JobQueue ``namespace/name``'s worker Deployment (no replicas).
-    ``redis_revision``: the revision of the namespace's default-Redis Secret (for queues on
-    the default Redis)."""
+    """The apply body of JobQueue ``namespace/name``'s worker Deployment (no replicas), with
+    its own digest in :data:`names.APPLIED_ANNOTATION`. ``redis_revision``: the revision of
+    the namespace's default-Redis Secret (for queues on the default Redis)."""
     labels = names.worker_labels(name)
     worker = spec.worker
     pod_annotations = {
@@ -145,7 +147,7 @@ def build(
             "imagePullSecrets": _dump_all(worker.image_pull_secrets),
         }
     )
-    return {
+    body: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
@@ -171,6 +173,14 @@ def build(
             },
         },
     }
+    body["metadata"]["annotations"][names.APPLIED_ANNOTATION] = digest(body)
+    return body
+
+
+def digest(body: Mapping[str, Any]) -> str:
+    """A short digest of an apply body: the same for the same body, whatever its key order."""
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
 def container_security() -> dict[str, Any]:

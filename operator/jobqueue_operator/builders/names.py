@@ -26,6 +26,10 @@ MANAGED_BY: Final = "jobqueue-operator"
 #: Annotation on the Deployment and its pods: the RQ queue the workers serve (not a label:
 #: queue names may contain ':').
 QUEUE_ANNOTATION: Final = f"{models.GROUP}/queue"
+#: Annotation on the Deployment: a digest of the apply body it was made from. A restarted
+#: operator compares it with what it would apply now and, when they are the same, neither reads
+#: nor applies the Deployment (10,000 JobQueues resumed with two requests each took minutes).
+APPLIED_ANNOTATION: Final = f"{models.GROUP}/applied"
 #: Server-side label selector of every worker Deployment (and pod) the operator manages.
 WORKER_SELECTOR: Final = f"{MANAGED_BY_LABEL}={MANAGED_BY},{COMPONENT_LABEL}={WORKER_COMPONENT}"
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from jobqueue_operator.builders import names
+from jobqueue_operator.builders.status import DeploymentSummary
 from jobqueue_operator.index import Key
 
 #: The annotation the ReplicaSet controller reads to choose which pods to delete first.
@@ -48,6 +49,10 @@ class DeploymentView:
     #: uid of the JobQueue holding its controller reference (None: none): a Deployment that
     #: merely carries our labels is never scaled
     controller_uid: str | None = None
+    #: the digest of the apply body it was last applied from (``names.APPLIED_ANNOTATION``)
+    applied: str | None = None
+    #: its state as the JobQueue's status shows it (what a resume that applies nothing reports)
+    summary: DeploymentSummary | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,8 @@ def deployment_entry(body: Mapping[str, Any]) -> dict[Key, DeploymentView] | Non
             name=name,
             replicas=1 if replicas is None else int(replicas),
             controller_uid=_controller(body, "JobQueue", "uid"),
+            applied=(body["metadata"].get("annotations") or {}).get(names.APPLIED_ANNOTATION),
+            summary=DeploymentSummary.of(body),
         )
     }
 

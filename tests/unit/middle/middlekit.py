@@ -745,11 +745,22 @@ class Operator:
         return cls(kube, hub, clock, indexes, addresses, keeper, secrets, reconciler, autoscaler, jobs, sweep)
 
     async def reconcile(self, name: str, namespace: str = NAMESPACE) -> reconcile.Outcome:
-        """What kopf does on a JobQueue's create/update/resume: reconcile the object as it is
-        now, then the watches catch up."""
+        """What kopf does on a JobQueue's create/update: reconcile the object as it is now,
+        then the watches catch up."""
+        return await self._reconciled(name, namespace, known=None)
+
+    async def resume(self, name: str, namespace: str = NAMESPACE) -> reconcile.Outcome:
+        """What kopf does for each JobQueue when the operator starts (``handlers.resume_jobqueue``):
+        the reconcile, given the worker Deployment as the index shows it."""
+        seen = self.indexes.deployments.get((namespace, name), [])
+        return await self._reconciled(name, namespace, known=seen[0] if seen else None)
+
+    async def _reconciled(
+        self, name: str, namespace: str, known: views.DeploymentView | None
+    ) -> reconcile.Outcome:
         body = self.kube.get(models.JOBQUEUE_KIND, name, namespace)
         assert body is not None
-        outcome = await self.reconciler.reconcile(body)
+        outcome = await self.reconciler.reconcile(body, known=known)
         await settle()
         self.indexes.refresh()
         return outcome

@@ -111,11 +111,13 @@ async def test_a_spec_change_rolls_out_without_touching_the_replicas_and_a_resta
     assert op.kube.objects[JQ, NAMESPACE, "mailer"]["status"]["observedGeneration"] == 2
     assert load(op, f"{NAMESPACE}.mailer").priority == 1
 
-    # a new operator process (kopf's resume): everything is as it should be, nothing is written
+    # a new operator process (kopf's resume): everything is as it should be, nothing is written,
+    # and the Deployment, applied from the very body this operator would apply, is not even read
     calls, events = len(op.kube.calls), len(op.kube.events)
     restarted = Operator.make(kube=op.kube, hub=op.hub)
-    await restarted.reconcile("mailer")
-    assert [c.verb for c in op.kube.calls[calls:] if c.verb not in ("get",)] == ["apply"]  # a no-op apply
+    await restarted.resume("mailer")
+    assert [c for c in op.kube.calls[calls:] if c.kind == "Deployment"] == []
+    assert [c.verb for c in op.kube.calls[calls:] if c.verb not in ("get",)] == []
     assert (
         op.kube.objects["Deployment", NAMESPACE, "mailer-worker"]["metadata"]["resourceVersion"]
         == live["metadata"]["resourceVersion"]
@@ -502,3 +504,46 @@ async def test_a_deletion_while_redis_is_down_leaves_the_settings_to_the_sweep()
     assert published(op) == {f"{NAMESPACE}.cleanup"}
     assert (await op.sweeper.sweep()).withdrawn == 1
     assert published(op) == set()
+
+
+async def test_a_resume_applies_a_deployment_made_from_another_body() -> None:
+    # e.g. by an older operator whose builder differed: the digest on the Deployment tells
+    op = Operator.make()
+    op.kube.jobqueue("mailer", scaling={"minReplicas": 1, "maxReplicas": 3})
+    await op.reconcile("mailer")
+    live = op.kube.objects["Deployment", NAMESPACE, "mailer-worker"]
+    live["metadata"]["annotations"][names.APPLIED_ANNOTATION] = "an-older-body"
+    del live["spec"]["template"]["metadata"]["annotations"]["prometheus.io/path"]
+    calls = len(op.kube.calls)
+    restarted = Operator.make(kube=op.kube, hub=op.hub)
+    assert await restarted.resume("mailer") == reconcile.Outcome()
+    assert [(c.verb, c.manager) for c in op.kube.calls[calls:] if c.kind == "Deployment"] == [
+        ("get", None),
+        ("apply", names.OPERATOR_MANAGER),
+    ]
+    healed = deployment(op, "mailer")
+    assert healed["spec"]["template"]["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
+    assert healed["metadata"]["annotations"][names.APPLIED_ANNOTATION] != "an-older-body"
+
+
+@pytest.mark.parametrize("why", ["spec changed while down", "not this JobQueue's", "no Deployment"])
+async def test_a_resume_reads_and_applies_when_the_index_cannot_stand_in(why: str) -> None:
+    op = Operator.make()
+    op.kube.jobqueue("mailer", scaling={"minReplicas": 1, "maxReplicas": 3})
+    await op.reconcile("mailer")
+    if why == "spec changed while down":  # kopf would call it an update; a resume must not skip it either
+        op.kube.jobqueue("mailer", scaling={"minReplicas": 1, "maxReplicas": 3}, priority=1)
+    elif why == "not this JobQueue's":
+        op.kube.objects["Deployment", NAMESPACE, "mailer-worker"]["metadata"]["ownerReferences"][0]["uid"] = (
+            "x"
+        )
+    else:
+        op.kube.remove("Deployment", "mailer-worker")
+    calls = len(op.kube.calls)
+    restarted = Operator.make(kube=op.kube, hub=op.hub)
+    await restarted.resume("mailer")
+    assert [c.verb for c in op.kube.calls[calls:] if c.kind == "Deployment"][:1] == ["get"]
+    if why == "not this JobQueue's":
+        assert op.kube.condition(JQ, "mailer", "Ready")["reason"] == "NameConflict"
+    else:
+        assert deployment(op, "mailer")["metadata"]["annotations"][names.APPLIED_ANNOTATION]

@@ -343,3 +343,15 @@ def test_replicas_managers_reads_managed_fields() -> None:
     }
     assert deployment.replicas_managers(live) == {"jobqueue-autoscaler"}
     assert deployment.replicas_managers({"metadata": {}}) == set()
+
+
+def test_the_applied_digest_is_of_the_body_itself() -> None:
+    body = build(FULL_SPEC, redis_revision=3)
+    annotations = body["metadata"]["annotations"]
+    stamped = annotations.pop(names.APPLIED_ANNOTATION)
+    assert stamped == deployment.digest(body)
+    # any difference in what would be applied gives another digest (a restart then applies it)
+    assert build(minimal())["metadata"]["annotations"][names.APPLIED_ANNOTATION] != stamped
+    labelled = build(minimal(podLabels={"team": "x"}))["metadata"]["annotations"][names.APPLIED_ANNOTATION]
+    assert build(minimal())["metadata"]["annotations"][names.APPLIED_ANNOTATION] != labelled
+    assert deployment.digest({"b": 1, "a": [1, 2]}) == deployment.digest({"a": [1, 2], "b": 1})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobqueue_operator.builders import names
+from jobqueue_operator.builders import names, status
 from jobqueue_operator.scaling import views
 
 
@@ -14,12 +14,19 @@ def body(kind_name: str, **extra: Any) -> dict[str, Any]:
 
 
 def test_deployment_view_defaults_replicas_like_kubernetes() -> None:
-    assert views.deployment_entry(body("emails-worker", spec={"replicas": 3})) == {
-        ("ns", "emails"): views.DeploymentView("emails-worker", 3)
+    three, unset = body("emails-worker", spec={"replicas": 3}), body("emails-worker", spec={})
+    assert views.deployment_entry(three) == {
+        ("ns", "emails"): views.DeploymentView("emails-worker", 3, summary=status.DeploymentSummary.of(three))
     }
-    assert views.deployment_entry(body("emails-worker", spec={})) == {
-        ("ns", "emails"): views.DeploymentView("emails-worker", 1)
+    assert views.deployment_entry(unset) == {
+        ("ns", "emails"): views.DeploymentView("emails-worker", 1, summary=status.DeploymentSummary.of(unset))
     }
+
+
+def test_deployment_view_keeps_the_digest_it_was_applied_from() -> None:
+    applied = body("emails-worker", metadata={"annotations": {names.APPLIED_ANNOTATION: "abc"}})
+    assert views.deployment_entry(applied)[("ns", "emails")].applied == "abc"  # type: ignore[index]
+    assert views.deployment_entry(body("emails-worker"))[("ns", "emails")].applied is None  # type: ignore[index]
 
 
 def test_objects_without_our_label_are_not_indexed() -> None:
