@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -120,13 +121,24 @@ class Meter:
         cpu = self.conn.info("cpu")
         return calls, scripts, float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
-    def per_job(self, n: int) -> dict[str, float]:
+    def per_job(self, n: int, worker_cpu: float | None = None) -> dict[str, float]:
+        """Per job over the window; ``worker_cpu``: the CPU seconds the draining process(es)
+        used, start-up included (a worker's own side of the cost, Redis's being the other)."""
         calls, scripts, cpu = self._read()
-        return {
+        cost = {
             "redis_cmds_per_job": round((calls - self.start[0]) / n, 2),
             "scripts_per_job": round((scripts - self.start[1]) / n, 3),
             "redis_cpu_ms_per_1000": round((cpu - self.start[2]) * 1000 / n * 1000, 1),
         }
+        if worker_cpu is not None:
+            cost["worker_cpu_ms_per_1000"] = round(worker_cpu * 1000 / n * 1000, 1)
+        return cost
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of the child processes this one has waited for so far."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def node(modules: Path, url: str, *args: str) -> list[dict[str, Any]]:
@@ -157,10 +169,10 @@ def bullmq_drain(
     q = "bench"
     node(modules, url, f"add {url} {q} {n} {kind} j")
     meter = Meter(conn)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), children_cpu()
     outs = node(modules, url, *[f"work {url} {q} {concurrency} {kind}"] * processes)
     wall = time.perf_counter() - t0
-    cost = meter.per_job(n)
+    cost = meter.per_job(n, children_cpu() - cpu0)
     pipe = conn.pipeline(transaction=False)
     for i in ids(n):
         pipe.hmget(f"bull:{q}:{i}", "processedOn", "finishedOn", "atm", "ats")
@@ -181,22 +193,32 @@ def bullmq_drain(
 
 
 def ours_drain(
-    url: str, conn: Any, *, n: int, func: str, args: list[Any], mode: str, concurrency: int
+    url: str,
+    conn: Any,
+    *,
+    n: int,
+    func: str,
+    args: list[Any],
+    mode: str,
+    concurrency: int,
+    cmd: list[str] | None = None,
 ) -> dict[str, Any]:
+    """Drain n jobs with ``jobqueue worker`` (or ``cmd``: bench_worker_floor.py's floors drain
+    through the same scripts and are verified the same way)."""
     conn.flushdb()
     q = "bench"
     publish(conn, q)
     enqueue_many(q, [JobSpec(func, args, job_id=i) for i in ids(n)], connection=conn)
     meter = Meter(conn)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), children_cpu()
     subprocess.run(
-        jobqueue_worker_cmd(q, mode=mode, concurrency=concurrency),
+        cmd or jobqueue_worker_cmd(q, mode=mode, concurrency=concurrency),
         env=env(url),
         check=True,
         stdout=subprocess.DEVNULL,
     )
     wall = time.perf_counter() - t0
-    cost = meter.per_job(n)
+    cost = meter.per_job(n, children_cpu() - cpu0)
     pipe = conn.pipeline(transaction=False)
     for i in ids(n):
         pipe.hmget(f"rq:job:{i}", "status", "jq_start", "jq_end", "jq_made")
