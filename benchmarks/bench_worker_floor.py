@@ -17,7 +17,14 @@ One redis-server, same run, the contenders taking turns (median of ``--repeat`` 
   events queue, a new task per Done), no Redis;
 * ``asyncio``: ``AsyncExecutor`` fed as the coordinator feeds it (``submit`` from another
   thread, Done events back), no Redis;
-* ``worker-thread`` / ``worker-async``: the real ``jobqueue worker --burst`` at concurrency 50.
+* ``worker-thread`` / ``worker-async``: the real ``jobqueue worker --burst`` at concurrency 50;
+* ``split-thread`` / ``split-async``: the real worker again (``Worker.run()``) in a child that
+  reads each of its threads' CPU time (``/proc/self/task/*/schedstat``) every 20 ms: the
+  coordinator's, the job threads' (or the event loop's), the sync thread's, per job.
+
+``--only`` picks sides (BullMQ always runs: the ratios need it); ``--baseline DIR`` adds
+``base-thread`` / ``base-async``, the worker of another checkout's ``workers/`` directory,
+for an A/B of a change in the same run.
 
 Throughput of the Redis drains (bullmq, protocol, worker-*) is counted from the first job's
 start to the last job's end read back from Redis, as bench_vs_bullmq.py counts it; the
@@ -29,7 +36,6 @@ the reply, running the jobs and recording their outcomes, metrics. Table first, 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import queue
@@ -179,12 +185,67 @@ def floor_protocol(url: str, mode: str) -> dict[str, Any]:
     return out
 
 
+def _thread_cpu() -> dict[int, float]:
+    """CPU seconds of each thread of this process so far, by native thread id (schedstat's
+    time on a CPU, in ns: /proc's utime ticks are too coarse for 50 threads' share)."""
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                out[int(tid)] = int(f.read().split()[0]) / 1e9
+        except OSError:  # (ended meanwhile)
+            continue
+    return out
+
+
+def floor_worker_split(url: str, mode: str) -> dict[str, Any]:
+    """The real worker run in this process, its CPU split by thread: read every 20 ms (threads
+    end, and their last reading counts), named by what the thread is."""
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="jobqueue-floor-"))
+    from jobqueue import metrics, worker
+
+    cfg = worker.WorkerConfig(queue=Q, imports=("worker_jobs",), concurrency=SLOTS, mode=mode, burst=True)  # type: ignore[arg-type]
+    w = worker.Worker(url, cfg, metrics.WorkerMetrics(Q))
+    last: dict[int, float] = {}
+    names: dict[int, str] = {}
+    stop = threading.Event()
+
+    def watch() -> None:
+        while True:
+            for t in threading.enumerate():
+                if t.native_id is not None:
+                    names.setdefault(t.native_id, t.name)
+            last.update(_thread_cpu())
+            if stop.wait(0.02):
+                return
+
+    before = _thread_cpu()
+    t = threading.Thread(target=watch, name="bench-watch")
+    t.start()
+    w.run()
+    stop.set()
+    t.join()
+    last.update(_thread_cpu())
+    split: dict[str, float] = {}
+    for tid, cpu in last.items():
+        name = names.get(tid, "?")
+        if name == "bench-watch":
+            continue
+        kind = "coordinator" if name == "bench" else name.split("_")[0]
+        split[kind] = split.get(kind, 0.0) + cpu - before.get(tid, 0.0)
+    out = {"seconds": 0.0, "split_s": split, "calls": w.sync_count}
+    w.conn.set(SPLIT_KEY, json.dumps(out))
+    return out
+
+
 def child(kind: str, n: int, url: str) -> None:
     runs: dict[str, Callable[[], dict[str, Any]]] = {
         "call": lambda: floor_call(n),
         "threads": lambda: floor_threads(n),
         "asyncio": lambda: floor_asyncio(n),
         "protocol": lambda: floor_protocol(url, "thread"),
+        "split-thread": lambda: floor_worker_split(url, "thread"),
+        "split-async": lambda: floor_worker_split(url, "async"),
     }
     cpu = time.process_time()
     out = runs[kind]()
@@ -210,13 +271,12 @@ def run_child(kind: str, n: int, url: str = "") -> dict[str, Any]:
     return r
 
 
-def protocol_drain(url: str, conn: Any, n: int) -> dict[str, Any]:
-    """The protocol floor drains a filled queue, verified and counted as ours_drain does (its
-    own split of the time comes back through Redis: ours_drain discards a drain's output)."""
-    cmd = [sys.executable, __file__, "--child", "protocol", "--jobs", str(n), "--url", url]
-    r = vs.ours_drain(
-        url, conn, n=n, func="worker_jobs.noop", args=[], mode="thread", concurrency=SLOTS, cmd=cmd
-    )
+def child_drain(url: str, conn: Any, n: int, kind: str = "protocol", mode: str = "thread") -> dict[str, Any]:
+    """A child drains a filled queue, verified and counted as ours_drain does (its own split
+    of the time comes back through Redis: ours_drain discards a drain's output)."""
+    cmd = [sys.executable, __file__, "--child", kind, "--jobs", str(n), "--url", url]
+    func = "worker_jobs.aio_noop" if mode == "async" else "worker_jobs.noop"
+    r = vs.ours_drain(url, conn, n=n, func=func, args=[], mode=mode, concurrency=SLOTS, cmd=cmd)
     split = json.loads(conn.get(SPLIT_KEY))
     r["us_per_job"] = {k: round(v / n * 1e6, 2) for k, v in split["split_s"].items()}
     r["sync_calls"] = split["calls"]
@@ -251,7 +311,7 @@ def main() -> None:
     modules = vs.install_bullmq()
     sides: dict[str, Callable[[str, Any], dict[str, Any]]] = {
         "bullmq": lambda url, conn: vs.bullmq_drain(modules, url, conn, n=n, kind="noop", concurrency=SLOTS),
-        "protocol": lambda url, conn: protocol_drain(url, conn, n),
+        "protocol": lambda url, conn: child_drain(url, conn, n),
         "call": lambda url, conn: run_child("call", n),
         "threads": lambda url, conn: run_child("threads", n),
         "asyncio": lambda url, conn: run_child("asyncio", n),
@@ -261,6 +321,10 @@ def main() -> None:
         "worker-async": lambda url, conn: vs.ours_drain(
             url, conn, n=n, func="worker_jobs.aio_noop", args=[], mode="async", concurrency=SLOTS
         ),
+        # the real worker again, in a child that reads its threads' CPU time (not counted as
+        # a floor: the split says where a worker-* side's microseconds go)
+        "split-thread": lambda url, conn: child_drain(url, conn, n, "split-thread", "thread"),
+        "split-async": lambda url, conn: child_drain(url, conn, n, "split-async", "async"),
     }
     if a.baseline:
         for mode, func in (("thread", "worker_jobs.noop"), ("async", "worker_jobs.aio_noop")):
@@ -280,14 +344,16 @@ def main() -> None:
     base = rows["bullmq"]["jobs_per_s"]
     print(f"no-op jobs, concurrency {SLOTS}, one process, {n} jobs, median of {a.repeat} (same run)")
     print(
-        f"{'side':<14} {'jobs/s':>9} {'x BullMQ':>8} {'µs/job':>7} {'Redis CPU':>9} {'own CPU':>8} {'calls/job':>9}  runs"
+        f"{'side':<14} {'jobs/s':>9} {'x BullMQ':>8} {'µs/job':>7} {'Redis CPU':>9} {'own CPU':>8} "
+        f"{'calls/job':>9}  runs"
     )
     for side, r in rows.items():
         redis_us = r.get("redis_cpu_ms_per_1000", "-")
         own_us = r.get("worker_cpu_ms_per_1000", r.get("cpu_us_per_job", "-"))
         print(
             f"{side:<14} {r['jobs_per_s']:>9} {r['jobs_per_s'] / base:>8.2f} {1e6 / r['jobs_per_s']:>7.1f} "
-            f"{redis_us:>9} {own_us:>8} {r.get('scripts_per_job', '-'):>9}  {r['runs_jobs_per_s']}{'' if r['ok'] else '  CHECKS FAILED'}"
+            f"{redis_us:>9} {own_us:>8} {r.get('scripts_per_job', '-'):>9}  "
+            f"{r['runs_jobs_per_s']}{'' if r['ok'] else '  CHECKS FAILED'}"
         )
     print(
         "(µs per job: wall = 1/throughput; Redis CPU = the server's; own CPU = the draining "
@@ -296,6 +362,10 @@ def main() -> None:
     split = rows["protocol"]["us_per_job"] if "protocol" in rows else {}
     if split:
         print("protocol floor, µs per job: " + ", ".join(f"{k} {v}" for k, v in split.items()))
+    for side in ("split-thread", "split-async"):
+        if side in rows:
+            us = rows[side]["us_per_job"]
+            print(f"{side}: CPU µs per job by thread: " + ", ".join(f"{k} {v}" for k, v in us.items()))
     ratios = {side: round(r["jobs_per_s"] / base, 2) for side, r in rows.items() if side != "bullmq"}
     of_floor = {
         f"{side}/protocol": round(r["jobs_per_s"] / rows["protocol"]["jobs_per_s"], 2)
@@ -316,7 +386,13 @@ def main() -> None:
             "of_protocol_floor": of_floor,
             "protocol_us_per_job": split,
             "protocol_sync_calls": rows["protocol"]["sync_calls"] if "protocol" in rows else None,
-            "spread": {s: round(statistics.pstdev(r["runs_jobs_per_s"]) / r["jobs_per_s"], 2) for s, r in rows.items()},
+            "worker_cpu_us_per_job_by_thread": {
+                s: rows[s]["us_per_job"] for s in ("split-thread", "split-async") if s in rows
+            },
+            "spread": {
+                s: round(statistics.pstdev(r["runs_jobs_per_s"]) / r["jobs_per_s"], 2)
+                for s, r in rows.items()
+            },
             "verified": ok,
         }
     )
