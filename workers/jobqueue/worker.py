@@ -86,12 +86,15 @@ WORKER_TTL: Final = 20
 #: the next call; older ones' claims have been reaped by then anyway).
 UNANSWERED_LIMIT: Final = 64
 SETTINGS_REFRESH_SECONDS: Final = 5.0
-#: Finished attempts are recorded in batches: at most this many, or this old.
-ACK_BATCH: Final = 64
+#: Finished attempts are recorded in batches: at most this many, or this old. With
+#: PREFETCH_MAX, the size of a call at millisecond jobs: every SYNC call costs Redis some
+#: work of its own, so at no-op jobs 256 rather than 64 cut Redis's CPU per job from ~46 to
+#: ~34 µs (benchmarks/bench_worker_floor.py; docs/performance.md, "Where the floor is").
+ACK_BATCH: Final = 256
 ACK_DELAY: Final = 0.005
 #: Prefetch: hold about this much work (seconds) beyond the free slots, at most PREFETCH_MAX.
 PREFETCH_SECONDS: Final = 0.01
-PREFETCH_MAX: Final = 64
+PREFETCH_MAX: Final = 256
 PROMOTE_LIMIT: Final = 200
 PROGRESS_INTERVAL: Final = 0.1
 #: Process mode queues one task per process ahead while jobs average less than this (s).
