@@ -218,7 +218,12 @@ class Reconciler:
         except BaseException:
             reading.cancel()
             raise
-        summary = None
+        summary, created = None, False
+        # News for users: the settings of a generation not reconciled before are published. A
+        # new JobQueue's one Event, DeploymentCreated, says so too: one Event per creation, not
+        # two (each is a request, in a burst of creations beside the applies it describes).
+        fresh = (body.get("status") or {}).get("observedGeneration") != generation
+        news = publication.message if publication.published and fresh else None
         if publication.reachable and not publication.published:  # another JobQueue's queue
             await self._stop_workers(
                 body, current if known is None else await self._read_deployment(namespace, name)
@@ -232,11 +237,12 @@ class Reconciler:
         elif apply_error is None:
             if known is not None:  # not read above, and needed now
                 current = await self._read_deployment(namespace, name)
-            summary, apply_error = await self._apply_deployment(body, spec, queue, revision, current)
-        if publication.published and (body.get("status") or {}).get("observedGeneration") != generation:
-            await self._emit(
-                object_ref(body), type="Normal", reason="SettingsPublished", message=publication.message
+            summary, apply_error = await self._apply_deployment(
+                body, spec, queue, revision, current, news=news
             )
+            created = current is None and summary is not None
+        if news and not created:  # (DeploymentCreated told it)
+            await self._emit(object_ref(body), type="Normal", reason="SettingsPublished", message=news)
         self._queues[key] = queue
         await self._keeper.reconciled(
             body,
@@ -373,9 +379,12 @@ class Reconciler:
         queue: str,
         revision: int | None,
         current: Mapping[str, Any] | None,
+        *,
+        news: str | None,
     ) -> tuple[status.DeploymentSummary | None, tuple[str, str] | None]:
         """The Deployment's summary, or why it was not applied as (reason, message).
-        ``current``: the live Deployment of that name (None: there is none)."""
+        ``current``: the live Deployment of that name (None: there is none); ``news``: what
+        the Event of a creation adds (the settings published)."""
         meta = body["metadata"]
         namespace, owner = meta["namespace"], redissecret.Owner(meta["name"], meta["uid"])
         if current is not None and not _ours(current, meta["uid"]):
@@ -385,7 +394,7 @@ class Reconciler:
                 names.name_conflict("Deployment", namespace, dep_name, f"JobQueue {meta['name']}"),
             )
         try:
-            summary = await self._ensure_deployment(body, spec, queue, revision, current)
+            summary = await self._ensure_deployment(body, spec, queue, revision, current, news=news)
         except k8s.ApiError as e:
             if not k8s.is_invalid(e):
                 raise
@@ -402,8 +411,11 @@ class Reconciler:
         queue: str,
         redis_revision: int | None,
         current: Mapping[str, Any] | None,
+        *,
+        news: str | None,
     ) -> status.DeploymentSummary:
-        """Apply the worker Deployment (``current``: the live one, ours, or None)."""
+        """Apply the worker Deployment (``current``: the live one, ours, or None; ``news``: see
+        :meth:`_apply_deployment`)."""
         meta = body["metadata"]
         desired = self._desired(body, spec, queue, redis_revision)
         namespace, dep_name = meta["namespace"], desired["metadata"]["name"]
@@ -416,7 +428,8 @@ class Reconciler:
                 object_ref(body),
                 type="Normal",
                 reason="DeploymentCreated",
-                message=f"created worker Deployment {dep_name} with {initial} replicas",
+                message=f"created worker Deployment {dep_name} with {initial} replicas"
+                + (f"; {news}" if news else ""),
             )
             logger.info("JobQueue %s/%s: created Deployment %s", namespace, meta["name"], dep_name)
             return status.DeploymentSummary.of(live)

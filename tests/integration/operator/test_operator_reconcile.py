@@ -147,8 +147,12 @@ def test_a_jobqueue_becomes_a_running_worker_deployment(
     assert published.effective().attempts == 3
     assert published.generation == jq["metadata"]["generation"]
 
-    reasons = {reason for _, reason, _ in events(cluster, namespace, "ei-update")}
-    assert {"DeploymentCreated", "SettingsPublished"} <= reasons
+    # one Event says both: the Deployment created, the settings published
+    created = [m for _, reason, m in events(cluster, namespace, "ei-update") if reason == "DeploymentCreated"]
+    assert created == [
+        "created worker Deployment ei-update-worker with 2 replicas; settings of queue "
+        "'ei:update' published (generation 1)"
+    ]
     assert not jq["metadata"].get("finalizers")  # deletion never waits for the operator
 
 
