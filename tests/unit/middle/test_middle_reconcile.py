@@ -16,6 +16,7 @@ import pytest
 
 from jobqueue import settings as qsettings
 from jobqueue_operator import k8s, models, reconcile
+from jobqueue_operator.builders import deployment as dep_builder
 from jobqueue_operator.builders import names, redissecret
 from unit.middle.middlekit import NAMESPACE, REDIS_URL, Operator, api_error
 
@@ -114,10 +115,16 @@ async def test_what_a_new_jobqueue_costs_the_api_server() -> None:
     assert made == [
         ("get", "Deployment", None),  # whose is a Deployment of that name (never someone else's)
         ("apply", "Deployment", names.OPERATOR_MANAGER),  # created at minReplicas...
-        ("apply", "Deployment", names.AUTOSCALER_MANAGER),  # ...and spec.replicas handed over
+        # ...its status written without waiting for the hand-over's claim (it needs nothing from it)
         ("apply_status", JQ, names.OPERATOR_MANAGER),  # observedGeneration, conditions
+        ("apply", "Deployment", names.AUTOSCALER_MANAGER),  # ...and spec.replicas handed over
         ("merge_status", JQ, names.AUTOSCALER_MANAGER),  # queued, desiredReplicas, ...
     ]
+    live = deployment(op, "mailer")
+    assert (live["spec"]["replicas"], dep_builder.replicas_managers(live)) == (
+        2,
+        {names.OPERATOR_MANAGER, names.AUTOSCALER_MANAGER},
+    )
     assert [e.reason for e in op.kube.events[events:]] == ["DeploymentCreated"]  # one Event
 
 
@@ -437,8 +444,12 @@ async def test_a_status_write_conflict_is_retried_and_a_deleted_object_gets_none
     # the Deployment was made; no condition was written, so no condition Event either
     assert op.kube.reasons("busy") == [("Normal", "DeploymentCreated")]
     await op.reconcile("busy")
-    # the retry: the Deployment is there, the settings are still news (no status said so)
+    # the retry: the Deployment is there, the settings are still news (no status said so), and
+    # the hand-over of spec.replicas (its claim was under way when the status write failed) is
+    # finished: the autoscaler owns them, at the value created
     assert op.kube.reasons("busy") == [("Normal", "DeploymentCreated"), ("Normal", "SettingsPublished")]
+    live = deployment(op, "busy")
+    assert (live["spec"]["replicas"], dep_builder.replicas_managers(live)) == (0, {names.AUTOSCALER_MANAGER})
     assert op.kube.condition(JQ, "busy", "RedisReachable")["status"] == "True"
 
     # deleted while being reconciled: the write finds nothing, and that is no error
