@@ -59,9 +59,10 @@ A ``spec.replicas`` nobody owns needs no claim: an apply without the field leave
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
 import pydantic
@@ -86,6 +87,21 @@ CONCURRENT_RECONCILES: Final = 32
 #: the conflict is left to kopf's retry
 CLAIM_ATTEMPTS: Final = 4
 SECRET_PROBLEMS: Final = frozenset({"RedisSecretConflict", "RedisSecretFailed", "NameConflict"})
+
+
+@contextlib.asynccontextmanager
+async def _settled(claims: list[asyncio.Task[Any]]) -> AsyncIterator[None]:
+    """The block's replicas claims (started in it, still under way) are awaited after it: a
+    claim's failure is the reconcile's (kopf retries). If the block fails, they are cancelled:
+    the retry finishes an interrupted hand-over (see above)."""
+    try:
+        yield
+    except BaseException:
+        for claim in claims:
+            claim.cancel()
+        raise
+    for claim in claims:
+        await claim
 
 
 def _ours(current: Mapping[str, Any], uid: str) -> bool:
@@ -227,42 +243,38 @@ class Reconciler:
         # two (each is a request, in a burst of creations beside the applies it describes).
         fresh = (body.get("status") or {}).get("observedGeneration") != generation
         news = publication.message if publication.published and fresh else None
-        if publication.reachable and not publication.published:  # another JobQueue's queue
-            await self._stop_workers(
-                body, current if known is None else await self._read_deployment(namespace, name)
+        async with _settled(claims):
+            if publication.reachable and not publication.published:  # another JobQueue's queue
+                await self._stop_workers(
+                    body, current if known is None else await self._read_deployment(namespace, name)
+                )
+            elif (
+                apply_error is None
+                and known is not None
+                and known.applied == self._digest(body, spec, queue, revision)
+            ):
+                summary = known.summary  # applied from this very body: nothing to read or write
+            elif apply_error is None:
+                if known is not None:  # not read above, and needed now
+                    current = await self._read_deployment(namespace, name)
+                summary, apply_error = await self._apply_deployment(
+                    body, spec, queue, revision, current, news=news, claims=claims
+                )
+                created = current is None and summary is not None
+            if news and not created:  # (DeploymentCreated told it)
+                await self._emit(object_ref(body), type="Normal", reason="SettingsPublished", message=news)
+            self._queues[key] = queue
+            await self._keeper.reconciled(
+                body,
+                status.Inputs(
+                    generation=generation,
+                    queue_name=queue,
+                    suspend=spec.suspend,
+                    publication=publication,
+                    deployment=summary,
+                    apply_error=apply_error,
+                ),
             )
-        elif (
-            apply_error is None
-            and known is not None
-            and known.applied == self._digest(body, spec, queue, revision)
-        ):
-            summary = known.summary  # applied from this very body: nothing to read or write
-        elif apply_error is None:
-            if known is not None:  # not read above, and needed now
-                current = await self._read_deployment(namespace, name)
-            summary, apply_error = await self._apply_deployment(
-                body, spec, queue, revision, current, news=news, claims=claims
-            )
-            created = current is None and summary is not None
-        if news and not created:  # (DeploymentCreated told it)
-            await self._emit(object_ref(body), type="Normal", reason="SettingsPublished", message=news)
-        self._queues[key] = queue
-        inputs = status.Inputs(
-            generation=generation,
-            queue_name=queue,
-            suspend=spec.suspend,
-            publication=publication,
-            deployment=summary,
-            apply_error=apply_error,
-        )
-        try:
-            await self._keeper.reconciled(body, inputs)
-        except BaseException:
-            for claim in claims:  # the retry finishes an interrupted hand-over (see above)
-                claim.cancel()
-            raise
-        for claim in claims:  # its failure is the reconcile's: kopf retries
-            await claim
         if apply_error and apply_error[0] in SECRET_PROBLEMS:
             return Outcome(retry_error=apply_error[1])
         return Outcome(permanent_error=apply_error[1] if apply_error else None)
