@@ -368,6 +368,9 @@ def test_operator_logs_are_json_lines(
 ) -> None:
     apply(cluster, jobqueue("logged", namespace))
     wait_condition(cluster, "logged", namespace, "Ready", status="True", timeout=60)
+    # the status is written before the handler ends (its replicas claim runs beside it): wait
+    # for kopf's line about the handler rather than read the log the moment Ready shows
+    wait_for("kopf's line about the handler", lambda: "Handler 'reconcile_jobqueue'" in operator.logs())
     records = [json.loads(line) for line in operator.logs().splitlines() if line.startswith("{")]
     assert records, operator.logs()
     assert all({"message", "severity", "timestamp"} <= r.keys() for r in records), records[0]

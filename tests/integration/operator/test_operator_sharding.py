@@ -137,9 +137,12 @@ def test_each_queue_is_scaled_by_exactly_its_shards_holder_and_a_dead_replicas_q
     holders = shard_holders(cluster, namespace)
     assert victim not in holders.values()
     for name in names:
-        now = holders[sharding.shard_of((namespace, name), SHARDS)]
-        assert now in survivors
-        assert scalers(survivors, namespace, name, "1 → 2") == [now], name
+        assert holders[sharding.shard_of((namespace, name), SHARDS)] in survivors
+        # scaled once, by one survivor: a member leaving re-deals the survivors' shards as well,
+        # so the one that scaled may have handed the shard to the other a moment later (the
+        # handover drops, then releases: never two holders, never two decisions)
+        (scaler,) = scalers(survivors, namespace, name, "1 → 2")
+        assert scaler in survivors, name
     wait_for(
         "two members left",
         lambda: all(gauge(op, "jobqueue_operator_shard_members") == 2 for op in survivors.values()),
