@@ -106,26 +106,16 @@ def _handoff(ex: Any, events: Any, fn: Any, n: int) -> float:
     return time.perf_counter() - t0
 
 
-def floor_threads(n: int) -> dict[str, Any]:
+def floor_executor(kind: str, function: str, n: int) -> dict[str, Any]:
+    """``n`` no-op jobs handed to the worker's own executor ``kind`` ("ThreadExecutor",
+    "AsyncExecutor") the way its coordinator hands them over; no Redis."""
     from jobqueue import executors
 
     events: executors.Events = queue.SimpleQueue()
     allow = _allow()
-    ex = executors.ThreadExecutor(SLOTS, events, allow)
+    ex = getattr(executors, kind)(SLOTS, events, allow)
     ex.start()
-    seconds = _handoff(ex, events, allow.lookup("worker_jobs.noop"), n)
-    ex.stop(kill=False)
-    return {"seconds": seconds}
-
-
-def floor_asyncio(n: int) -> dict[str, Any]:
-    from jobqueue import executors
-
-    events: executors.Events = queue.SimpleQueue()
-    allow = _allow()
-    ex = executors.AsyncExecutor(SLOTS, events, allow)
-    ex.start()
-    seconds = _handoff(ex, events, allow.lookup("worker_jobs.aio_noop"), n)
+    seconds = _handoff(ex, events, allow.lookup(function), n)
     ex.stop(kill=False)
     return {"seconds": seconds}
 
@@ -241,8 +231,8 @@ def floor_worker_split(url: str, mode: str) -> dict[str, Any]:
 def child(kind: str, n: int, url: str) -> None:
     runs: dict[str, Callable[[], dict[str, Any]]] = {
         "call": lambda: floor_call(n),
-        "threads": lambda: floor_threads(n),
-        "asyncio": lambda: floor_asyncio(n),
+        "threads": lambda: floor_executor("ThreadExecutor", "worker_jobs.noop", n),
+        "asyncio": lambda: floor_executor("AsyncExecutor", "worker_jobs.aio_noop", n),
         "protocol": lambda: floor_protocol(url, "thread"),
         "split-thread": lambda: floor_worker_split(url, "thread"),
         "split-async": lambda: floor_worker_split(url, "async"),
