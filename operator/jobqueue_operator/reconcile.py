@@ -84,8 +84,11 @@ CONCURRENT_RECONCILES: Final = 32
 #: written, or its name is someone else's Deployment's: retried (the cause is outside the
 #: JobQueue's spec), unlike a refused Deployment.
 #: claims of spec.replicas tried against a Deployment that keeps changing (its status) before
-#: the conflict is left to kopf's retry
-CLAIM_ATTEMPTS: Final = 4
+#: the conflict is left to kopf's retry (30 s away). A new Deployment's status is written
+#: several times in its first second (ReplicaSet, pods, ready): four tries in 55 ms all lost
+#: to it on a busy CI machine; a pause growing by CLAIM_PAUSE each time outlasts that burst.
+CLAIM_ATTEMPTS: Final = 8
+CLAIM_PAUSE: Final = 0.05
 SECRET_PROBLEMS: Final = frozenset({"RedisSecretConflict", "RedisSecretFailed", "NameConflict"})
 
 
@@ -479,7 +482,7 @@ class Reconciler:
         of ``live`` — only if the Deployment is still ``live`` (see above). The Deployment
         controller's status writes change it too: on a conflict it is read again and, if the
         operator still owns the field alone, claimed with the value then live."""
-        for _ in range(CLAIM_ATTEMPTS - 1):
+        for attempt in range(CLAIM_ATTEMPTS - 1):
             try:
                 return await self._kube.apply(
                     self._claim(live, replicas), field_manager=names.AUTOSCALER_MANAGER
@@ -487,6 +490,8 @@ class Reconciler:
             except k8s.ApiError as e:
                 if not k8s.is_conflict(e):
                     raise
+            if attempt:
+                await asyncio.sleep(CLAIM_PAUSE * attempt)
             meta = live["metadata"]
             fresh = await self._kube.get_deployment(meta["namespace"], meta["name"])
             if fresh is None or deployment.replicas_managers(fresh) != {names.OPERATOR_MANAGER}:

@@ -347,11 +347,13 @@ def test_metrics_and_liveness_endpoints(
         _, text = operator.get("/metrics")
         labels = f'jobqueue="observed",namespace="{namespace}",queue="{namespace}.observed"'
         want = f"jobqueue_ready_replicas{{{labels}}} 1.0"
-        return text if want in text else None
+        # (counted when the handler ends, which may be after Ready: the status is written
+        # beside the replicas claim, and the handler waits for the claim)
+        counted = 'jobqueue_reconcile_total{kind="JobQueue",result="ok"} '
+        return text if want in text and counted in text else None
 
-    text = wait_for("the ready replicas gauge", scraped)
+    text = wait_for("the ready replicas gauge and the reconcile counted", scraped)
     assert 'jobqueue_operator_info{version="0.1.0"} 1.0' in text
-    assert 'jobqueue_reconcile_total{kind="JobQueue",result="ok"}' in text
     status, body = operator.get("/healthz", operator.health_port)
     assert status == 200
     assert json.loads(body).keys() >= {"sweep", "autoscaler"}

@@ -252,6 +252,32 @@ async def test_a_status_write_between_read_and_claim_does_not_stop_the_hand_over
     assert names.AUTOSCALER_MANAGER in {m["manager"] for m in live["metadata"]["managedFields"]}
 
 
+async def test_a_burst_of_status_writes_does_not_fail_the_hand_over() -> None:
+    """A new Deployment's status is written several times in its first second: a claim
+    refused each time is made again after a pause, not left to kopf's retry 30 s later (four
+    tries in a row once all lost to that burst, and the reconcile failed)."""
+    op = Operator.make()
+    op.kube.jobqueue("mailer", scaling={"minReplicas": 2, "maxReplicas": 2}, concurrency=2)
+    await created_with_the_claim_interrupted(op, "mailer")
+    read = op.kube.get_deployment
+    writes = 0
+
+    async def read_then_status_written(namespace: str, name: str) -> dict[str, Any] | None:
+        nonlocal writes
+        seen = await read(namespace, name)
+        if writes < 6:  # six claims in a row refused: a busy machine's first second
+            writes += 1
+            op.kube.status_written("Deployment", namespace, name)
+        return seen
+
+    op.kube.get_deployment = read_then_status_written  # type: ignore[method-assign]
+    assert await op.reconcile("mailer") == reconcile.Outcome()
+    assert writes == 6
+    live = deployment(op, "mailer")
+    assert live["spec"]["replicas"] == 2
+    assert names.AUTOSCALER_MANAGER in {m["manager"] for m in live["metadata"]["managedFields"]}
+
+
 async def test_missing_secret_and_dead_redis_are_conditions_and_the_queue_recovers_by_itself() -> None:
     op = Operator.make()
     op.kube.jobqueue("no-secret", redis=OWN_REDIS)
