@@ -136,7 +136,7 @@ def test_each_queue_is_scaled_by_exactly_its_shards_holder_and_a_dead_replicas_q
     print(f"the dead replica's {len(moved)} queues scaled by a survivor after {took:.1f}s")
     # every shard held by a survivor: a handover between survivors drops a shard before the
     # other takes it, so a read at one instant may find a shard held by nobody
-    holders = wait_for(
+    wait_for(
         "every shard held by a survivor",
         lambda: (
             held
