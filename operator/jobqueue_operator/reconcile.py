@@ -80,15 +80,17 @@ logger = logging.getLogger(__name__)
 #: (RSS doubled in the footprint benchmark) and hit the API server with a thousand requests;
 #: beyond a few dozen concurrent requests a 2-core API server gets no faster anyway.
 CONCURRENT_RECONCILES: Final = 32
+#: Claims of spec.replicas tried against a Deployment that keeps changing (its status) before
+#: the conflict is left to kopf's retry (30 s away). A new Deployment's status is written
+#: several times in its first second (ReplicaSet, pods, ready): four tries in 55 ms all lost
+#: to it on a busy CI machine.
+CLAIM_ATTEMPTS: Final = 8
+#: Seconds the pause before each further claim grows by (about 1 s over all the tries): long
+#: enough to outlast that burst.
+CLAIM_PAUSE: Final = 0.05
 #: Ready reasons of a Deployment held back because the default-Redis Secret could not be
 #: written, or its name is someone else's Deployment's: retried (the cause is outside the
 #: JobQueue's spec), unlike a refused Deployment.
-#: claims of spec.replicas tried against a Deployment that keeps changing (its status) before
-#: the conflict is left to kopf's retry (30 s away). A new Deployment's status is written
-#: several times in its first second (ReplicaSet, pods, ready): four tries in 55 ms all lost
-#: to it on a busy CI machine; a pause growing by CLAIM_PAUSE each time outlasts that burst.
-CLAIM_ATTEMPTS: Final = 8
-CLAIM_PAUSE: Final = 0.05
 SECRET_PROBLEMS: Final = frozenset({"RedisSecretConflict", "RedisSecretFailed", "NameConflict"})
 
 
